@@ -1,0 +1,119 @@
+/*
+ * The configuration of DESIGN §5: an INI file read with libinih, then
+ * PUSHGW_<SECTION>_<KEY> environment overrides, then typed validation.
+ * Every problem found is reported (file, line or variable, key, why).
+ */
+#ifndef PUSHGW_CONFIG_H
+#define PUSHGW_CONFIG_H
+
+#include <stddef.h>
+
+#include "log.h"
+#include "pushgw.h"
+
+#define PGW_CONFIG_MAX_APPS 1024
+#define PGW_CONFIG_MAX_TEAMS 32
+
+struct pgw_apns_team {
+    char *team_id;
+    char *key_id;
+    char *key_file; /* absolute or relative to the working directory */
+};
+
+struct pgw_app {
+    char *id;
+    char *hook_key;      /* secret: from hook_key or the hook_key_file */
+    char *hook_key_file; /* NULL when hook_key is given inline */
+    char *server_hook_url;
+    char *server_hook_key; /* secret */
+    int server_hook_timeout_ms;
+    char *apns_topic;
+    char *apns_team_id; /* default team; NULL when the app has no APNs key */
+    char *apns_key_id;
+    char *apns_key_file;
+    /* Every team with a key: the default team first, then apns_team.* */
+    struct pgw_apns_team *apns_teams;
+    size_t n_apns_teams;
+    char *fcm_service_account_file;
+};
+
+struct pgw_config {
+    char *path; /* the file read, as given */
+    char *dir;  /* its folder, absolute: relative paths resolve here */
+
+    struct {
+        char *listen;
+        char *admin_listen;
+        long long max_body_bytes;
+        int max_peers_per_event;
+        int shutdown_timeout_ms;
+        enum pgw_log_level log_level;
+        long long max_backlog_events;
+        char *tls_cert_file;
+        char *tls_key_file;
+    } server;
+
+    struct {
+        char *url; /* secret-bearing: may hold a password */
+        int pool_size;
+        char *migrations_dir;
+    } database;
+
+    struct {
+        char *dir;
+    } templates;
+
+    struct {
+        char *production_url;
+        char *development_url;
+        char *ca_file;
+        int connections;
+        int request_timeout_ms;
+    } apns;
+
+    struct {
+        char *url;
+        char *token_url;
+        char *ca_file;
+        int connections;
+        int request_timeout_ms;
+    } fcm;
+
+    struct {
+        int max_attempts;
+        long long retry_base_ms;
+        long long retry_max_ms;
+        long long validity_s;
+    } delivery;
+
+    struct pgw_app *apps;
+    size_t n_apps;
+};
+
+/*
+ * Reads |path| (NULL: ./pushgw.ini, else /etc/pushgw/pushgw.ini) with the
+ * environment overrides of |envp| (NULL: the process environment).
+ * On success stores a new config in |*ret_cfg| (free with
+ * pgw_config_free()). On failure every problem is added to |diag| and
+ * PGW_ERR_CONFIG (or PGW_ERR_NOMEM, PGW_ERR_IO) is returned.
+ */
+int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
+                    struct pgw_config **ret_cfg);
+
+void pgw_config_free(struct pgw_config *cfg);
+
+/*
+ * The deeper checks of `check-config` that look at files: key files exist,
+ * are readable and not accessible to others; the templates and migrations
+ * folders exist. Adds each problem to |diag|; returns the number added.
+ */
+int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag);
+
+/* The app named |id|, or NULL. */
+const struct pgw_app *pgw_config_find_app(const struct pgw_config *cfg,
+                                          const char *id);
+
+/* The default config path: ./pushgw.ini if it exists, else /etc/…. */
+const char *pgw_config_default_path(void);
+
+#endif

@@ -1,0 +1,168 @@
+/* The pushgw command line: wires modules together, holds no logic. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "pushgw.h"
+#include "store.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fputs("usage: pushgw <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  serve        [-c FILE]   run the gateway (foreground)\n"
+          "  migrate      [-c FILE]   apply pending migrations/*.sql\n"
+          "  render       [-c FILE] --app APP [--event FILE|-] "
+          "[--platform ios|android]\n"
+          "                           print what each device would get\n"
+          "  check-config [-c FILE]   validate config, key files, "
+          "templates\n"
+          "  version                  print the version\n"
+          "\n"
+          "The config is FILE, else ./pushgw.ini, else "
+          "/etc/pushgw/pushgw.ini;\n"
+          "PUSHGW_<SECTION>_<KEY> environment variables override it.\n",
+          out);
+}
+
+static void print_diag(const struct pgw_diag *diag)
+{
+    for (size_t i = 0; i < diag->n; i++)
+        fprintf(stderr, "pushgw: %s\n", diag->msgs[i]);
+    if (diag->oom)
+        fprintf(stderr, "pushgw: out of memory while reporting errors\n");
+}
+
+/* Parses the -c option shared by every command; returns the path or NULL. */
+static int parse_common(int argc, char **argv, const char **ret_path)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    *ret_path = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            *ret_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(EXIT_OK);
+        default:
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "pushgw: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_config(const char *path, struct pgw_config **ret_cfg)
+{
+    struct pgw_diag diag;
+    int rc;
+
+    pgw_diag_init(&diag);
+    rc = pgw_config_load(path, NULL, &diag, ret_cfg);
+    if (rc < 0) {
+        print_diag(&diag);
+        if (rc == PGW_ERR_NOMEM)
+            fprintf(stderr, "pushgw: could not load config: %s\n",
+                    pgw_strerror(rc));
+    }
+    pgw_diag_release(&diag);
+    return rc;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    struct pgw_config *cfg = NULL;
+    struct pgw_diag diag;
+    const char *path;
+    int rc;
+
+    if (parse_common(argc, argv, &path) < 0)
+        return EXIT_USAGE;
+    if (load_config(path, &cfg) < 0)
+        return EXIT_USAGE;
+    pgw_log_set_level(cfg->server.log_level);
+    pgw_diag_init(&diag);
+    rc = pgw_store_migrate(cfg->database.url, cfg->database.migrations_dir,
+                           stdout, &diag);
+    print_diag(&diag);
+    pgw_diag_release(&diag);
+    pgw_config_free(cfg);
+    if (rc == PGW_ERR_CONFLICT || rc == PGW_ERR_IO)
+        return EXIT_USAGE;
+    return rc < 0 ? EXIT_RUNTIME : EXIT_OK;
+}
+
+static int cmd_check_config(int argc, char **argv)
+{
+    struct pgw_config *cfg = NULL;
+    struct pgw_diag diag;
+    const char *path;
+    int problems;
+
+    if (parse_common(argc, argv, &path) < 0)
+        return EXIT_USAGE;
+    if (load_config(path, &cfg) < 0)
+        return EXIT_RUNTIME;
+    pgw_diag_init(&diag);
+    problems = pgw_config_check_files(cfg, &diag);
+    print_diag(&diag);
+    pgw_diag_release(&diag);
+    if (problems == 0)
+        printf("config '%s' is valid: %zu app(s)\n", cfg->path, cfg->n_apps);
+    pgw_config_free(cfg);
+    return problems ? EXIT_RUNTIME : EXIT_OK;
+}
+
+static int cmd_not_built(const char *name)
+{
+    fprintf(stderr, "pushgw: command '%s' is not built yet in this version\n",
+            name);
+    return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+        strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("pushgw %s\n", PUSHGW_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc - 1, argv + 1);
+    if (strcmp(cmd, "check-config") == 0)
+        return cmd_check_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "render") == 0)
+        return cmd_not_built(cmd);
+    fprintf(stderr, "pushgw: unknown command '%s' (see 'pushgw --help')\n",
+            cmd);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,93 @@
+/* Error strings and diagnostics lists shared by all modules. */
+#include "pushgw.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *pgw_strerror(int err)
+{
+    switch (err) {
+    case PGW_OK:
+        return "success";
+    case PGW_ERR_NOMEM:
+        return "out of memory";
+    case PGW_ERR_INVAL:
+        return "invalid input";
+    case PGW_ERR_IO:
+        return "input/output error";
+    case PGW_ERR_CONFIG:
+        return "invalid configuration";
+    case PGW_ERR_DB:
+        return "database error";
+    case PGW_ERR_TIMEOUT:
+        return "timed out";
+    case PGW_ERR_PROTO:
+        return "protocol error";
+    case PGW_ERR_TLS:
+        return "TLS error";
+    case PGW_ERR_NOTFOUND:
+        return "not found";
+    case PGW_ERR_BUSY:
+        return "queue full";
+    case PGW_ERR_TOO_LARGE:
+        return "too large";
+    case PGW_ERR_UNSUPPORTED:
+        return "not supported";
+    case PGW_ERR_CLOSED:
+        return "connection closed";
+    case PGW_ERR_AUTH:
+        return "authentication failed";
+    case PGW_ERR_CRYPTO:
+        return "cryptographic operation failed";
+    case PGW_ERR_CONFLICT:
+        return "conflict";
+    default:
+        return "unknown error";
+    }
+}
+
+void pgw_diag_init(struct pgw_diag *self)
+{
+    memset(self, 0, sizeof(*self));
+}
+
+void pgw_diag_release(struct pgw_diag *self)
+{
+    for (size_t i = 0; i < self->n; i++)
+        free(self->msgs[i]);
+    free(self->msgs);
+    memset(self, 0, sizeof(*self));
+}
+
+void pgw_diag_add(struct pgw_diag *self, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+    int len;
+
+    if (self->n == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 8;
+        char **m = realloc(self->msgs, cap * sizeof(*m));
+        if (!m) {
+            self->oom = 1;
+            return;
+        }
+        self->msgs = m;
+        self->cap = cap;
+    }
+    va_start(ap, fmt);
+    len = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        self->oom = 1;
+        return;
+    }
+    self->msgs[self->n++] = msg;
+}
+
+char *pgw_strdup0(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
