@@ -1,0 +1,561 @@
+/* Config loading: table-driven over valid files and every kind of error. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define APP_OK "[app:demo]\nhook_key = k\n"
+
+struct tcase {
+    const char *name;
+    const char *ini;
+    const char *env[6];  /* "K=V" */
+    int rc;              /* expected return */
+    const char *errs[4]; /* substrings expected among the messages */
+    void (*check)(const struct pgw_config *cfg, const char *dir);
+};
+
+static void check_defaults(const struct pgw_config *c, const char *dir)
+{
+    char want[1024];
+
+    assert_string_equal(c->server.listen, "127.0.0.1:8080");
+    assert_string_equal(c->server.admin_listen, "127.0.0.1:9090");
+    assert_int_equal(c->server.max_body_bytes, 1048576);
+    assert_int_equal(c->server.max_peers_per_event, 10000);
+    assert_int_equal(c->server.shutdown_timeout_ms, 10000);
+    assert_int_equal(c->server.log_level, PGW_LOG_INFO);
+    assert_int_equal(c->server.max_backlog_events, 1000000);
+    assert_null(c->server.tls_cert_file);
+    assert_string_equal(c->database.url, "postgresql:///pushgw");
+    assert_int_equal(c->database.pool_size, 4);
+    snprintf(want, sizeof(want), "%s/migrations", dir);
+    assert_string_equal(c->database.migrations_dir, want);
+    snprintf(want, sizeof(want), "%s/templates", dir);
+    assert_string_equal(c->templates.dir, want);
+    assert_string_equal(c->apns.production_url, "https://api.push.apple.com");
+    assert_string_equal(c->apns.development_url,
+                        "https://api.sandbox.push.apple.com");
+    assert_null(c->apns.ca_file);
+    assert_int_equal(c->apns.connections, 2);
+    assert_int_equal(c->apns.request_timeout_ms, 10000);
+    assert_string_equal(c->fcm.url, "https://fcm.googleapis.com");
+    assert_string_equal(c->fcm.token_url,
+                        "https://oauth2.googleapis.com/token");
+    assert_int_equal(c->delivery.max_attempts, 8);
+    assert_int_equal(c->delivery.retry_base_ms, 1000);
+    assert_int_equal(c->delivery.retry_max_ms, 300000);
+    assert_int_equal(c->delivery.validity_s, 604800);
+    assert_int_equal(c->n_apps, 1);
+    assert_string_equal(c->apps[0].id, "demo");
+    assert_string_equal(c->apps[0].hook_key, "k");
+    assert_int_equal(c->apps[0].server_hook_timeout_ms, 3000);
+    assert_null(c->apps[0].server_hook_url);
+    assert_int_equal(c->apps[0].n_apns_teams, 0);
+}
+
+static void check_full(const struct pgw_config *c, const char *dir)
+{
+    char want[1024];
+    const struct pgw_app *a;
+
+    assert_string_equal(c->server.listen, "0.0.0.0:18080");
+    assert_string_equal(c->server.admin_listen, "[::1]:19090");
+    assert_int_equal(c->server.max_body_bytes, 2048);
+    assert_int_equal(c->server.log_level, PGW_LOG_DEBUG);
+    assert_int_equal(c->server.max_backlog_events, 5000000000LL);
+    assert_string_equal(c->database.url, "host=/tmp dbname=x");
+    assert_string_equal(c->database.migrations_dir, "/abs/migrations");
+    snprintf(want, sizeof(want), "%s/keys/ca.pem", dir);
+    assert_string_equal(c->apns.ca_file, want);
+    assert_int_equal(c->apns.connections, 8);
+    assert_int_equal(c->delivery.validity_s, 3600);
+    assert_int_equal(c->n_apps, 2);
+    a = pgw_config_find_app(c, "demo");
+    assert_non_null(a);
+    assert_string_equal(a->server_hook_url, "http://127.0.0.1:9999/hook");
+    assert_string_equal(a->server_hook_key, "hk");
+    assert_int_equal(a->server_hook_timeout_ms, 500);
+    assert_string_equal(a->apns_topic, "com.example.demo");
+    assert_int_equal(a->n_apns_teams, 2);
+    /* The default team comes first, whatever the file order. */
+    assert_string_equal(a->apns_teams[0].team_id, "TEAM000001");
+    assert_string_equal(a->apns_teams[0].key_id, "KEY0000001");
+    snprintf(want, sizeof(want), "%s/keys/AuthKey_KEY0000001.p8", dir);
+    assert_string_equal(a->apns_teams[0].key_file, want);
+    assert_string_equal(a->apns_teams[1].team_id, "TEAM000002");
+    assert_string_equal(a->apns_teams[1].key_id, "KEY0000002");
+    snprintf(want, sizeof(want), "%s/fcm.json", dir);
+    assert_string_equal(a->fcm_service_account_file, want);
+    assert_non_null(pgw_config_find_app(c, "other-app.2"));
+    assert_null(pgw_config_find_app(c, "nope"));
+}
+
+static void check_env(const struct pgw_config *c, const char *dir)
+{
+    (void)dir;
+    assert_string_equal(c->database.url, "host=/from/env");
+    assert_int_equal(c->server.max_peers_per_event, 7);
+    assert_int_equal(c->server.log_level, PGW_LOG_ERROR);
+    /* Section names with '.', '-' and ':' map to '_'. */
+    assert_string_equal(c->apps[0].hook_key, "envkey");
+    assert_string_equal(c->apps[0].apns_teams[0].key_id, "ENVKEY");
+}
+
+static void check_empty_is_default(const struct pgw_config *c, const char *d)
+{
+    (void)d;
+    assert_null(c->apps[0].server_hook_url);
+    assert_int_equal(c->apns.connections, 2);
+}
+
+static void check_hook_key_file(const struct pgw_config *c, const char *d)
+{
+    (void)d;
+    assert_string_equal(c->apps[0].hook_key, "from-file");
+}
+
+static const struct tcase cases[] = {
+    {"defaults", APP_OK, {NULL}, 0, {NULL}, check_defaults},
+    {"full",
+     "; a comment\n"
+     "[server]\nlisten = 0.0.0.0:18080 ; inline comment\n"
+     "admin_listen = [::1]:19090\nmax_body_bytes = 2048\n"
+     "log_level = debug\nmax_backlog_events = 5000000000\n"
+     "[database]\nurl = host=/tmp dbname=x\nmigrations_dir = /abs/migrations\n"
+     "[apns]\nca_file = keys/ca.pem\nconnections = 8\n"
+     "[delivery]\nvalidity_s = 3600\n"
+     "[app:demo]\nhook_key = k\nserver_hook_url = http://127.0.0.1:9999/hook\n"
+     "server_hook_key = hk\nserver_hook_timeout_ms = 500\n"
+     "apns_topic = com.example.demo\n"
+     "apns_team.TEAM000002.key_id = KEY0000002\n"
+     "apns_team.TEAM000002.key_file = keys/AuthKey_KEY0000002.p8\n"
+     "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
+     "apns_key_file = keys/AuthKey_KEY0000001.p8\n"
+     "fcm_service_account_file = fcm.json\n"
+     "[app:other-app.2]\nhook_key = k2\n",
+     {NULL},
+     0,
+     {NULL},
+     check_full},
+    {"env overrides",
+     "[database]\nurl = host=/from/file\n"
+     "[app:my-app.x]\nhook_key = filekey\napns_topic = t\n"
+     "apns_team_id = T\napns_key_id = FILEKEY\napns_key_file = k.p8\n",
+     {"PUSHGW_DATABASE_URL=host=/from/env",
+      "PUSHGW_SERVER_MAX_PEERS_PER_EVENT=7", "PUSHGW_SERVER_LOG_LEVEL=error",
+      "PUSHGW_APP_MY_APP_X_HOOK_KEY=envkey",
+      "PUSHGW_APP_MY_APP_X_APNS_KEY_ID=ENVKEY", NULL},
+     0,
+     {NULL},
+     check_env},
+    {"empty value means default",
+     APP_OK "server_hook_url =\n[apns]\nconnections =\n",
+     {NULL},
+     0,
+     {NULL},
+     check_empty_is_default},
+    {"unknown section",
+     APP_OK "[bogus]\nx = 1\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 4: key 'x' is in unknown section '[bogus]'"},
+     NULL},
+    {"unknown key",
+     "[server]\nlisten = 127.0.0.1:1\nlisen = x\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 3: [server] lisen: unknown key 'lisen'"},
+     NULL},
+    {"unknown app key",
+     APP_OK "hookkey = x\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 3: [app:demo] hookkey: unknown key"},
+     NULL},
+    {"not an integer",
+     "[server]\nmax_body_bytes = 12k\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 2: [server] max_body_bytes: invalid value '12k': not an integer"},
+     NULL},
+    {"out of range",
+     "[apns]\nconnections = 0\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 2: [apns] connections: value '0' out of range 1..1000"},
+     NULL},
+    {"bad level",
+     "[server]\nlog_level = loud\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"log_level: invalid value 'loud'"},
+     NULL},
+    {"bad listen",
+     "[server]\nlisten = 8080\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"listen: invalid value '8080': expected host:port"},
+     NULL},
+    {"bad port",
+     "[server]\nadmin_listen = 127.0.0.1:70000\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"expected host:port"},
+     NULL},
+    {"bad url",
+     "[apns]\nproduction_url = api.push.apple.com\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"production_url: invalid value 'api.push.apple.com'"},
+     NULL},
+    {"env bad value",
+     APP_OK,
+     {"PUSHGW_APNS_CONNECTIONS=many", NULL},
+     PGW_ERR_CONFIG,
+     {"environment 'PUSHGW_APNS_CONNECTIONS': [apns] connections: invalid "
+      "value 'many'"},
+     NULL},
+    {"duplicate key",
+     "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 3: [server] listen: duplicate key (first set on line 2)"},
+     NULL},
+    {"missing hook key",
+     "[app:demo]\napns_topic = x\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[app:demo]: missing required key 'hook_key'"},
+     NULL},
+    {"both hook keys",
+     APP_OK "hook_key_file = hk.txt\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"set either hook_key or hook_key_file, not both"},
+     NULL},
+    {"hook key file missing",
+     "[app:demo]\nhook_key_file = nothere.txt\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"hook_key_file: cannot read", "No such file or directory"},
+     NULL},
+    {"hook key file",
+     "[app:demo]\nhook_key_file = hook.key\n",
+     {NULL},
+     0,
+     {NULL},
+     check_hook_key_file},
+    {"partial apns team",
+     APP_OK "apns_topic = t\napns_team_id = T\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"apns_team_id, apns_key_id and apns_key_file must be set together"},
+     NULL},
+    {"team without topic",
+     APP_OK "apns_team.T2.key_id = K\napns_team.T2.key_file = k.p8\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"missing required key 'apns_topic'"},
+     NULL},
+    {"team missing file",
+     APP_OK "apns_topic = t\napns_team.T2.key_id = K\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"team 'T2' needs both apns_team.T2.key_id and apns_team.T2.key_file"},
+     NULL},
+    {"bad team key",
+     APP_OK "apns_team.T2.secret = K\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"expected apns_team.<TEAMID>.key_id"},
+     NULL},
+    {"bad app id",
+     "[app:bad id!]\nhook_key = k\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"invalid app id 'bad id!'"},
+     NULL},
+    {"syntax error",
+     "[server\nlisten = x\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"line 1: syntax error"},
+     NULL},
+    {"hook key without url",
+     APP_OK "server_hook_key = x\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"server_hook_key is set but server_hook_url is not"},
+     NULL},
+    {"retry base above max",
+     "[delivery]\nretry_base_ms = 5000\nretry_max_ms = 1000\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"retry_base_ms (5000) is larger than retry_max_ms"},
+     NULL},
+    {"tls half set",
+     "[server]\ntls_cert_file = c.pem\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"tls_cert_file and tls_key_file must be set together"},
+     NULL},
+    {"several errors at once",
+     "[server]\nlisten = nope\nmax_peers_per_event = -1\n[x]\ny = 1\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"listen: invalid value 'nope'", "max_peers_per_event: value '-1'",
+      "unknown section '[x]'"},
+     NULL},
+    {"secret not echoed",
+     "[app:demo]\nhook_key = s3cr3t\nbogus = 1\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"unknown key 'bogus'"},
+     NULL},
+};
+
+static void run_case(const struct tcase *tc)
+{
+    char *dir = tu_mkdtemp();
+    char *path;
+    char *hk;
+    struct pgw_diag diag;
+    struct pgw_config *cfg = NULL;
+    char *envp[8] = {NULL};
+    int rc;
+
+    assert_non_null(dir);
+    path = tu_write_file(dir, "pushgw.ini", tc->ini, 0644);
+    hk = tu_write_file(dir, "hook.key", "from-file\n", 0600);
+    for (size_t i = 0; tc->env[i]; i++)
+        envp[i] = (char *)tc->env[i];
+    pgw_diag_init(&diag);
+    rc = pgw_config_load(path, envp, &diag, &cfg);
+    if (rc != tc->rc) {
+        for (size_t i = 0; i < diag.n; i++)
+            print_error("%s: %s\n", tc->name, diag.msgs[i]);
+        fail_msg("case '%s': rc %d, want %d", tc->name, rc, tc->rc);
+    }
+    for (size_t e = 0; tc->errs[e]; e++) {
+        int found = 0;
+        for (size_t i = 0; i < diag.n; i++)
+            found |= strstr(diag.msgs[i], tc->errs[e]) != NULL;
+        if (!found) {
+            for (size_t i = 0; i < diag.n; i++)
+                print_error("%s: %s\n", tc->name, diag.msgs[i]);
+            fail_msg("case '%s': no error containing \"%s\"", tc->name,
+                     tc->errs[e]);
+        }
+    }
+    /* Every error names the file or the variable it came from. */
+    for (size_t i = 0; i < diag.n; i++) {
+        assert_true(strstr(diag.msgs[i], path) ||
+                    strstr(diag.msgs[i], "environment '"));
+        assert_null(strstr(diag.msgs[i], "s3cr3t"));
+    }
+    if (tc->rc == 0) {
+        assert_int_equal(diag.n, 0);
+        assert_non_null(cfg);
+        char *real = realpath(dir, NULL);
+        assert_string_equal(cfg->dir, real);
+        if (tc->check)
+            tc->check(cfg, real);
+        free(real);
+    } else {
+        assert_null(cfg);
+        assert_true(diag.n > 0);
+    }
+    pgw_config_free(cfg);
+    pgw_diag_release(&diag);
+    tu_rm_rf(dir);
+    free(path);
+    free(hk);
+    free(dir);
+}
+
+static void test_cases(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++)
+        run_case(&cases[i]);
+}
+
+static void test_missing_file(void **state)
+{
+    struct pgw_diag diag;
+    struct pgw_config *cfg = NULL;
+    char *envp[] = {NULL};
+    (void)state;
+
+    pgw_diag_init(&diag);
+    assert_int_equal(
+        pgw_config_load("/nonexistent/pushgw.ini", envp, &diag, &cfg),
+        PGW_ERR_IO);
+    assert_int_equal(diag.n, 1);
+    assert_string_equal(diag.msgs[0], "cannot read config "
+                                      "'/nonexistent/pushgw.ini': No such "
+                                      "file or directory");
+    pgw_diag_release(&diag);
+}
+
+/* Relative paths resolve against the config file's folder, not the cwd. */
+static void test_relative_to_config_dir(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *sub = NULL;
+    char *path;
+    char *real;
+    char want[1024];
+    struct pgw_diag diag;
+    struct pgw_config *cfg = NULL;
+    char *envp[] = {NULL};
+    (void)state;
+
+    assert_int_equal(asprintf(&sub, "%s/etc", dir) > 0, 1);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    path = tu_write_file(sub, "pushgw.ini",
+                         "[templates]\ndir = ../tpl\n" APP_OK, 0644);
+    assert_int_equal(chdir("/"), 0);
+    pgw_diag_init(&diag);
+    assert_int_equal(pgw_config_load(path, envp, &diag, &cfg), 0);
+    real = realpath(sub, NULL);
+    snprintf(want, sizeof(want), "%s/../tpl", real);
+    assert_string_equal(cfg->templates.dir, want);
+    pgw_config_free(cfg);
+    pgw_diag_release(&diag);
+    tu_rm_rf(dir);
+    free(real);
+    free(path);
+    free(sub);
+    free(dir);
+}
+
+static void test_check_files(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *ini = NULL;
+    char *path, *k1, *k2;
+    struct pgw_diag diag;
+    struct pgw_config *cfg = NULL;
+    char *envp[] = {NULL};
+    char sub[1024];
+    (void)state;
+
+    k1 = tu_write_file(dir, "good.p8", "x", 0600);
+    k2 = tu_write_file(dir, "open.p8", "x", 0644);
+    assert_int_equal(asprintf(&ini, "[app:demo]\nhook_key = k\napns_topic = t\n"
+                                    "apns_team_id = T1\napns_key_id = K1\n"
+                                    "apns_key_file = good.p8\n"
+                                    "apns_team.T2.key_id = K2\n"
+                                    "apns_team.T2.key_file = open.p8\n"
+                                    "apns_team.T3.key_id = K3\n"
+                                    "apns_team.T3.key_file = missing.p8\n") > 0,
+                     1);
+    path = tu_write_file(dir, "pushgw.ini", ini, 0644);
+    pgw_diag_init(&diag);
+    assert_int_equal(pgw_config_load(path, envp, &diag, &cfg), 0);
+    /* No templates or migrations dir yet, one open key, one missing. */
+    assert_int_equal(pgw_config_check_files(cfg, &diag), 4);
+    assert_int_equal(diag.n, 4);
+    assert_non_null(strstr(diag.msgs[0], "templates dir"));
+    assert_non_null(strstr(diag.msgs[1], "migrations dir"));
+    assert_non_null(strstr(diag.msgs[2], "team 'T2'"));
+    assert_non_null(strstr(diag.msgs[2], "readable or writable by other "
+                                         "users (mode 0644)"));
+    assert_non_null(strstr(diag.msgs[3], "missing.p8': No such file"));
+    pgw_diag_release(&diag);
+
+    snprintf(sub, sizeof(sub), "%s/templates", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    snprintf(sub, sizeof(sub), "%s/migrations", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(chmod(k2, 0640), 0);
+    pgw_diag_init(&diag);
+    assert_int_equal(pgw_config_check_files(cfg, &diag), 1);
+    assert_non_null(strstr(diag.msgs[0], "missing.p8"));
+    pgw_diag_release(&diag);
+
+    pgw_config_free(cfg);
+    tu_rm_rf(dir);
+    free(ini);
+    free(path);
+    free(k1);
+    free(k2);
+    free(dir);
+}
+
+/* The binary: check-config prints each problem and exits 1. */
+static void test_check_config_command(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *path = tu_write_file(dir, "pushgw.ini",
+                               "[app:demo]\nhook_key = topsecret\n"
+                               "server_hook_key = alsosecret\n"
+                               "server_hook_url = http://127.0.0.1:1/\n",
+                               0644);
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {"check-config", "-c", path, NULL};
+    char sub[1024];
+    (void)state;
+
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "templates dir"));
+    assert_null(strstr(err, "topsecret"));
+    assert_null(strstr(out, "topsecret"));
+    free(out);
+    free(err);
+
+    snprintf(sub, sizeof(sub), "%s/templates", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof(sub), "%s/migrations", dir);
+    mkdir(sub, 0755);
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "is valid: 1 app(s)"));
+    assert_null(strstr(out, "secret"));
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+    tu_rm_rf(dir);
+    free(path);
+    free(dir);
+}
+
+static void test_cli_usage(void **state)
+{
+    char *out = NULL, *err = NULL;
+    const char *v[] = {"version", NULL};
+    const char *bad[] = {"frobnicate", NULL};
+    const char *badopt[] = {"migrate", "--nope", NULL};
+    (void)state;
+
+    assert_int_equal(tu_run_pushgw(v, NULL, &out, &err), 0);
+    assert_true(strncmp(out, "pushgw ", 7) == 0);
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(bad, NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "unknown command 'frobnicate'"));
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(badopt, NULL, &out, &err), 2);
+    free(out);
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_relative_to_config_dir),
+        cmocka_unit_test(test_check_files),
+        cmocka_unit_test(test_check_config_command),
+        cmocka_unit_test(test_cli_usage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
