@@ -931,10 +931,10 @@ int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
     rc = 0;
 out:
     for (size_t i = 0; i < l.n_entries; i++) {
+        if (is_secret_key(l.entries[i].key))
+            explicit_bzero(l.entries[i].value, strlen(l.entries[i].value));
         free(l.entries[i].section);
         free(l.entries[i].key);
-        if (is_secret_key(l.entries[i].key ? l.entries[i].key : ""))
-            explicit_bzero(l.entries[i].value, strlen(l.entries[i].value));
         free(l.entries[i].value);
         free(l.entries[i].envname);
     }
