@@ -1,0 +1,150 @@
+/*
+ * The receiversOffline event of DESIGN §6: parsing and validation, plus the
+ * checked JSON reader shared by the pure modules (event, template, resolve,
+ * render). Pure: no I/O, no logging.
+ *
+ * cJSON accepts invalid UTF-8, raw control characters in strings and any
+ * nesting up to its own limit; pgw_event_json_parse() checks the raw text
+ * first (strict UTF-8: no overlong forms, no surrogates, nothing above
+ * U+10FFFF; no "\u0000"; nesting depth, string length and array size caps)
+ * and only then hands it to cJSON.
+ */
+#ifndef PUSHGW_EVENT_H
+#define PUSHGW_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "pushgw.h"
+
+struct pgw_config;
+
+/* Caps of the checked JSON reader. */
+#define PGW_JSON_MAX_DEPTH 32                     /* nested objects/arrays */
+#define PGW_JSON_MAX_ARRAY_ITEMS 100000           /* items in one array */
+#define PGW_JSON_MAX_STRING_BYTES (1 << 20)       /* raw bytes of one string */
+#define PGW_EVENT_MAX_ID_BYTES 256                /* fromPeer, convId, peers */
+#define PGW_EVENT_MAX_MSGID_BYTES 128             /* msgId */
+#define PGW_EVENT_MAX_TIMESTAMP 253402300799999LL /* 9999-12-31, ms */
+
+/*
+ * Why an input was refused, in the form the HTTP API answers
+ * {"error": reason, "field": field}. |field| is "" when the problem is the
+ * body as a whole ("invalid JSON at byte 12").
+ */
+struct pgw_event_error {
+    char field[64];
+    char reason[160];
+};
+
+struct pgw_json_limits {
+    int max_depth;           /* <= PGW_JSON_MAX_DEPTH */
+    size_t max_array_items;  /* per array */
+    size_t max_string_bytes; /* raw (escaped) bytes per string */
+};
+
+/* The default limits above. */
+void pgw_event_json_limits_default(struct pgw_json_limits *ret_lim);
+
+/*
+ * Checks then parses the |len| bytes at |buf| (no NUL needed) as exactly one
+ * JSON value (whitespace around it allowed) within |lim| (NULL: defaults).
+ * On success stores the tree in |*ret_json| (free with cJSON_Delete()).
+ * Errors: PGW_ERR_INVAL (not JSON, bad UTF-8, over a cap), PGW_ERR_NOMEM;
+ * then |*ret_offset| (if not NULL) is the byte offset of the problem and
+ * |*ret_why| (if not NULL) a static lowercase reason.
+ */
+int pgw_event_json_parse(const char *buf, size_t len,
+                         const struct pgw_json_limits *lim, cJSON **ret_json,
+                         size_t *ret_offset, const char **ret_why);
+
+/* True when the |len| bytes at |s| are valid UTF-8 (strict, see above). */
+bool pgw_event_utf8_valid(const char *s, size_t len);
+
+/*
+ * The number of bytes cJSON prints for the string |s| of |len| bytes,
+ * without the surrounding quotes (escapes counted).
+ */
+size_t pgw_event_json_escaped_len(const char *s, size_t len);
+
+/* Limits of an event, from [server] of the config. */
+struct pgw_event_limits {
+    size_t max_peers;      /* offlinePeers: 1..max_peers */
+    size_t max_body_bytes; /* the whole event text */
+};
+
+/* Fills |ret_lim| from |cfg| (NULL: the DESIGN §5 defaults). */
+void pgw_event_limits_from_config(const struct pgw_config *cfg,
+                                  struct pgw_event_limits *ret_lim);
+
+/*
+ * A parsed, validated event. Every string is valid UTF-8 and NUL-free.
+ * Peer arrays have duplicates removed, first occurrence kept in order.
+ */
+struct pgw_event {
+    char *from_peer;
+    char *conv_id;
+    char **offline_peers; /* 1..max_peers */
+    size_t n_offline_peers;
+    int64_t timestamp_ms; /* ms since the epoch, >= 0 */
+    char *content;        /* NULL when absent */
+    bool mention_all;
+    char **mention_offline_peers;
+    size_t n_mention_offline_peers;
+    cJSON *push_data; /* an object (a JSON string is parsed); NULL: absent */
+    char *msg_id;     /* NULL when absent */
+    char **muted_peers;
+    size_t n_muted_peers;
+};
+
+/*
+ * Parses and validates the event text |buf| of |len| bytes with |lim|.
+ * Unknown top-level fields are ignored; optional fields may be null.
+ * On success stores a new event in |*ret_ev| (free with pgw_event_free()).
+ * Errors: PGW_ERR_INVAL with |ret_err| filled (field and why),
+ * PGW_ERR_TOO_LARGE (over max_body_bytes; |ret_err| filled), PGW_ERR_NOMEM.
+ */
+int pgw_event_parse(const char *buf, size_t len,
+                    const struct pgw_event_limits *lim,
+                    struct pgw_event **ret_ev, struct pgw_event_error *ret_err);
+
+/*
+ * As pgw_event_parse() for an already parsed object |obj| (an element of a
+ * batch, or an event file of `render`). |obj| is not modified or kept.
+ */
+int pgw_event_from_json(const cJSON *obj, const struct pgw_event_limits *lim,
+                        struct pgw_event **ret_ev,
+                        struct pgw_event_error *ret_err);
+
+void pgw_event_free(struct pgw_event *ev);
+
+/*
+ * The body of the server hook call (DESIGN §7.1): {fromPeer, convId,
+ * offlinePeers, content, timestamp, mentionAll, mentionOfflinePeers}.
+ * Stores a malloc'd NUL-terminated string in |*ret_body| (caller frees).
+ * Errors: PGW_ERR_NOMEM.
+ */
+int pgw_event_hook_request(const struct pgw_event *ev, char **ret_body);
+
+/*
+ * A set of peer names (open addressing, FNV-1a), used to dedupe peers and
+ * to test membership in O(1). Holds the pointers it is given, not copies:
+ * the strings must outlive the set. Embedded: init/release.
+ */
+struct pgw_event_peerset {
+    const char **slots;
+    size_t cap; /* power of two, 0 when empty */
+    size_t n;
+};
+
+void pgw_event_peerset_init(struct pgw_event_peerset *self);
+void pgw_event_peerset_release(struct pgw_event_peerset *self);
+/* Adds |name|: 1 added, 0 already present, PGW_ERR_NOMEM. */
+int pgw_event_peerset_add(struct pgw_event_peerset *self, const char *name);
+bool pgw_event_peerset_has(const struct pgw_event_peerset *self,
+                           const char *name);
+
+#endif

@@ -1,0 +1,381 @@
+/* Tests of event parsing/validation and the checked JSON reader. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "event.h"
+
+#define BASE                                                                   \
+    "\"fromPeer\":\"Tom\",\"convId\":\"c1\",\"timestamp\":1700000000000"
+
+struct bad_case {
+    const char *name;
+    const char *json;
+    const char *field;  /* expected field */
+    const char *reason; /* substring of the reason */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"not json", "{", "", "JSON"},
+    {"not an object", "[1]", "", "object"},
+    {"trailing garbage", "{" BASE ",\"offlinePeers\":[\"a\"]} x", "",
+     "trailing"},
+    {"fromPeer missing",
+     "{\"convId\":\"c\",\"offlinePeers\":[\"a\"],\"timestamp\":1}", "fromPeer",
+     "required"},
+    {"fromPeer not string",
+     "{\"fromPeer\":1,\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":1}",
+     "fromPeer", "string"},
+    {"fromPeer empty",
+     "{\"fromPeer\":\"\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":1}",
+     "fromPeer", "empty"},
+    {"convId missing",
+     "{\"fromPeer\":\"a\",\"offlinePeers\":[\"a\"],\"timestamp\":1}", "convId",
+     "required"},
+    {"offlinePeers missing", "{" BASE "}", "offlinePeers", "required"},
+    {"offlinePeers empty", "{" BASE ",\"offlinePeers\":[]}", "offlinePeers",
+     "empty"},
+    {"offlinePeers not array", "{" BASE ",\"offlinePeers\":\"a\"}",
+     "offlinePeers", "array"},
+    {"offlinePeers number item", "{" BASE ",\"offlinePeers\":[\"a\",2]}",
+     "offlinePeers", "array of strings"},
+    {"offlinePeers empty name", "{" BASE ",\"offlinePeers\":[\"\"]}",
+     "offlinePeers", "bytes"},
+    {"offlinePeers too many",
+     "{" BASE ",\"offlinePeers\":[\"a\",\"b\",\"c\","
+     "\"d\"]}",
+     "offlinePeers", "more than 3"},
+    {"timestamp missing",
+     "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"]}",
+     "timestamp", "required"},
+    {"timestamp string",
+     "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":\"1\"}",
+     "timestamp", "integer"},
+    {"timestamp fraction",
+     "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":1.5}",
+     "timestamp", "integer"},
+    {"timestamp negative",
+     "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":-1}",
+     "timestamp", "integer"},
+    {"timestamp huge",
+     "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+     "\"timestamp\":1e300}",
+     "timestamp", "integer"},
+    {"content not string", "{" BASE ",\"offlinePeers\":[\"a\"],\"content\":{}}",
+     "content", "string"},
+    {"mentionAll not bool",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"mentionAll\":1}", "mentionAll",
+     "boolean"},
+    {"mentionOfflinePeers not array",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"mentionOfflinePeers\":{}}",
+     "mentionOfflinePeers", "array"},
+    {"pushData number", "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":3}",
+     "pushData", "object"},
+    {"pushData string not json",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":\"hello\"}", "pushData",
+     "object"},
+    {"pushData string array",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":\"[1]\"}", "pushData",
+     "object"},
+    {"msgId number", "{" BASE ",\"offlinePeers\":[\"a\"],\"msgId\":5}", "msgId",
+     "string"},
+    {"mutedPeers item",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"mutedPeers\":[1]}", "mutedPeers",
+     "array"},
+    {"invalid utf8", "{" BASE ",\"offlinePeers\":[\"\xff\"]}", "", "UTF-8"},
+    {"overlong utf8", "{" BASE ",\"offlinePeers\":[\"\xc0\xaf\"]}", "",
+     "UTF-8"},
+    {"surrogate utf8", "{" BASE ",\"offlinePeers\":[\"\xed\xa0\x80\"]}", "",
+     "UTF-8"},
+    {"above 10ffff", "{" BASE ",\"offlinePeers\":[\"\xf4\x90\x80\x80\"]}", "",
+     "UTF-8"},
+    {"lone surrogate escape", "{" BASE ",\"offlinePeers\":[\"\\ud800\"]}", "",
+     "JSON"},
+    {"nul escape", "{" BASE ",\"offlinePeers\":[\"a\\u0000b\"]}", "", "u0000"},
+    {"raw control char", "{" BASE ",\"offlinePeers\":[\"a\tb\"]}", "",
+     "control"},
+    {"too deep",
+     "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":"
+     "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+     "]]"
+     "}}",
+     "", "deeply"},
+};
+
+static void test_bad_events(void **state)
+{
+    struct pgw_event_limits lim = {3, 1 << 20};
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(bad_cases); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        struct pgw_event *ev = NULL;
+        struct pgw_event_error err;
+        int rc;
+
+        memset(&err, 0, sizeof(err));
+        rc = pgw_event_parse(c->json, strlen(c->json), &lim, &ev, &err);
+        if (rc != PGW_ERR_INVAL || strcmp(err.field, c->field) != 0 ||
+            !strstr(err.reason, c->reason))
+            fail_msg("case '%s': rc %d field '%s' reason '%s'", c->name, rc,
+                     err.field, err.reason);
+        assert_null(ev);
+    }
+}
+
+static void test_body_too_large(void **state)
+{
+    struct pgw_event_limits lim = {10, 20};
+    const char *json = "{" BASE ",\"offlinePeers\":[\"a\"]}";
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+
+    (void)state;
+    assert_int_equal(pgw_event_parse(json, strlen(json), &lim, &ev, &err),
+                     PGW_ERR_TOO_LARGE);
+}
+
+static void test_full_event(void **state)
+{
+    const char *json =
+        "{\"fromPeer\":\"Tom\",\"convId\":\"5e\",\"offlinePeers\":[\"Jerry\","
+        "\"Bob\",\"Jerry\",\"Ann\",\"Bob\"],\"timestamp\":1700000000123,"
+        "\"content\":\"{\\\"_lctext\\\":\\\"hi\\\",\\\"_lctype\\\":-1}\","
+        "\"mentionAll\":false,\"mentionOfflinePeers\":[\"Bob\",\"Bob\"],"
+        "\"pushData\":\"{\\\"alert\\\":\\\"x\\\"}\",\"msgId\":\"m1\","
+        "\"mutedPeers\":[\"Ann\"],\"unknown\":{\"x\":1}}";
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+
+    (void)state;
+    assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
+    assert_string_equal(ev->from_peer, "Tom");
+    assert_string_equal(ev->conv_id, "5e");
+    assert_int_equal(ev->n_offline_peers, 3);
+    assert_string_equal(ev->offline_peers[0], "Jerry");
+    assert_string_equal(ev->offline_peers[1], "Bob");
+    assert_string_equal(ev->offline_peers[2], "Ann");
+    assert_true(ev->timestamp_ms == 1700000000123LL);
+    assert_string_equal(ev->content, "{\"_lctext\":\"hi\",\"_lctype\":-1}");
+    assert_false(ev->mention_all);
+    assert_int_equal(ev->n_mention_offline_peers, 1);
+    assert_non_null(ev->push_data);
+    assert_string_equal(
+        cJSON_GetObjectItemCaseSensitive(ev->push_data, "alert")->valuestring,
+        "x");
+    assert_string_equal(ev->msg_id, "m1");
+    assert_int_equal(ev->n_muted_peers, 1);
+    pgw_event_free(ev);
+}
+
+static void test_minimal_and_nulls(void **state)
+{
+    const char *json = "{" BASE ",\"offlinePeers\":[\"a\"],\"content\":null,"
+                       "\"pushData\":null,\"mentionAll\":null,"
+                       "\"pushData\":{\"alert\":\"obj\"}}";
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+
+    (void)state;
+    assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
+    assert_null(ev->content);
+    /* The first of duplicate keys wins, and null means absent. */
+    assert_null(ev->push_data);
+    assert_null(ev->msg_id);
+    assert_false(ev->mention_all);
+    pgw_event_free(ev);
+}
+
+static void test_pushdata_object_and_unicode(void **state)
+{
+    const char *json = "{" BASE ",\"offlinePeers\":[\"\xe5\xbc\xa0\xe4\xb8\x89"
+                       "\",\"\\u00e9\\ud83d\\ude00\"],"
+                       "\"pushData\":{\"alert\":\"\xf0\x9f\x98\x80\"}}";
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+
+    (void)state;
+    assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
+    assert_string_equal(ev->offline_peers[0], "\xe5\xbc\xa0\xe4\xb8\x89");
+    assert_string_equal(ev->offline_peers[1], "\xc3\xa9\xf0\x9f\x98\x80");
+    assert_true(cJSON_IsObject(ev->push_data));
+    pgw_event_free(ev);
+}
+
+static void test_many_peers_dedup(void **state)
+{
+    struct pgw_event_limits lim = {10000, 1 << 20};
+    size_t cap = 200000, len = 0;
+    char *buf = malloc(cap);
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+
+    (void)state;
+    assert_non_null(buf);
+    len +=
+        (size_t)snprintf(buf + len, cap - len, "{" BASE ",\"offlinePeers\":[");
+    for (int i = 0; i < 10000; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s\"p%d\"", i ? "," : "",
+                                i % 5000);
+    len += (size_t)snprintf(buf + len, cap - len, "]}");
+    assert_int_equal(pgw_event_parse(buf, len, &lim, &ev, &err), 0);
+    assert_int_equal(ev->n_offline_peers, 5000);
+    assert_string_equal(ev->offline_peers[4999], "p4999");
+    pgw_event_free(ev);
+    free(buf);
+}
+
+struct utf8_case {
+    const char *s;
+    size_t len;
+    bool ok;
+};
+
+static void test_utf8(void **state)
+{
+    static const struct utf8_case cases[] = {
+        {"abc", 3, true},
+        {"\xc3\xa9", 2, true},
+        {"\xe4\xb8\xad", 3, true},
+        {"\xf0\x9f\x98\x80", 4, true},
+        {"\xf4\x8f\xbf\xbf", 4, true},  /* U+10FFFF */
+        {"\xef\xbf\xbf", 3, true},      /* U+FFFF */
+        {"\xc0\x80", 2, false},         /* overlong NUL */
+        {"\xc1\xbf", 2, false},         /* overlong */
+        {"\xe0\x9f\xbf", 3, false},     /* overlong */
+        {"\xf0\x8f\xbf\xbf", 4, false}, /* overlong */
+        {"\xed\xa0\x80", 3, false},     /* U+D800 */
+        {"\xed\xbf\xbf", 3, false},     /* U+DFFF */
+        {"\xf4\x90\x80\x80", 4, false}, /* U+110000 */
+        {"\xf5\x80\x80\x80", 4, false},
+        {"\x80", 1, false},
+        {"\xe4\xb8", 2, false}, /* truncated */
+        {"\xff", 1, false},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++)
+        if (pgw_event_utf8_valid(cases[i].s, cases[i].len) != cases[i].ok)
+            fail_msg("utf8 case %zu", i);
+}
+
+static void test_json_limits(void **state)
+{
+    struct pgw_json_limits lim = {4, 3, 5};
+    cJSON *j = NULL;
+    size_t off = 0;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(pgw_event_json_parse("[1,2,3]", 7, &lim, &j, NULL, NULL),
+                     0);
+    cJSON_Delete(j);
+    j = NULL;
+    assert_int_equal(pgw_event_json_parse("[1,2,3,4]", 9, &lim, &j, &off, &why),
+                     PGW_ERR_INVAL);
+    assert_string_equal(why, "array too large");
+    assert_int_equal(off, 6);
+    assert_int_equal(
+        pgw_event_json_parse("[[],[],[]]", 10, &lim, &j, NULL, NULL), 0);
+    cJSON_Delete(j);
+    j = NULL;
+    assert_int_equal(
+        pgw_event_json_parse("[\"abcdef\"]", 10, &lim, &j, &off, &why),
+        PGW_ERR_INVAL);
+    assert_string_equal(why, "string too long");
+    assert_int_equal(
+        pgw_event_json_parse("[[[[[1]]]]]", 11, &lim, &j, &off, &why),
+        PGW_ERR_INVAL);
+    assert_string_equal(why, "nested too deeply");
+    assert_int_equal(off, 4);
+    /* Brackets inside strings are not nesting. */
+    assert_int_equal(
+        pgw_event_json_parse("[\"[[[[[\"]", 9, &lim, &j, NULL, NULL), 0);
+    cJSON_Delete(j);
+    j = NULL;
+    /* Not NUL-terminated input is read only to |len|. */
+    assert_int_equal(pgw_event_json_parse("[1]]]]", 3, &lim, &j, NULL, NULL),
+                     0);
+    cJSON_Delete(j);
+    j = NULL;
+    assert_int_equal(pgw_event_json_parse("", 0, &lim, &j, NULL, NULL),
+                     PGW_ERR_INVAL);
+    assert_int_equal(
+        pgw_event_json_parse("{\"a\":1} {}", 10, &lim, &j, &off, &why),
+        PGW_ERR_INVAL);
+    assert_int_equal(off, 8);
+}
+
+static void test_escaped_len(void **state)
+{
+    (void)state;
+    assert_int_equal(pgw_event_json_escaped_len("ab", 2), 2);
+    assert_int_equal(pgw_event_json_escaped_len("\"\\\n\t", 4), 8);
+    assert_int_equal(pgw_event_json_escaped_len("\x01", 1), 6);
+    assert_int_equal(pgw_event_json_escaped_len("\xe4\xb8\xad", 3), 3);
+}
+
+static void test_peerset(void **state)
+{
+    struct pgw_event_peerset set;
+    char names[1000][8];
+
+    (void)state;
+    pgw_event_peerset_init(&set);
+    assert_false(pgw_event_peerset_has(&set, "x"));
+    for (int i = 0; i < 1000; i++) {
+        snprintf(names[i], sizeof(names[i]), "n%d", i);
+        assert_int_equal(pgw_event_peerset_add(&set, names[i]), 1);
+    }
+    assert_int_equal(pgw_event_peerset_add(&set, "n5"), 0);
+    assert_true(pgw_event_peerset_has(&set, "n999"));
+    assert_false(pgw_event_peerset_has(&set, "n1000"));
+    assert_int_equal(set.n, 1000);
+    pgw_event_peerset_release(&set);
+}
+
+static void test_hook_request(void **state)
+{
+    const char *json = "{" BASE ",\"offlinePeers\":[\"a\",\"b\"],"
+                       "\"content\":\"q\\\"\",\"mentionAll\":true,"
+                       "\"mutedPeers\":[\"a\"],\"msgId\":\"m\"}";
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error err;
+    char *body = NULL;
+
+    (void)state;
+    assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
+    assert_int_equal(pgw_event_hook_request(ev, &body), 0);
+    assert_string_equal(
+        body, "{\"fromPeer\":\"Tom\",\"convId\":\"c1\",\"offlinePeers\":"
+              "[\"a\",\"b\"],\"content\":\"q\\\"\",\"timestamp\":"
+              "1700000000000,\"mentionAll\":true,\"mentionOfflinePeers\":[]}");
+    free(body);
+    pgw_event_free(ev);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_events),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_full_event),
+        cmocka_unit_test(test_minimal_and_nulls),
+        cmocka_unit_test(test_pushdata_object_and_unicode),
+        cmocka_unit_test(test_many_peers_dedup),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_json_limits),
+        cmocka_unit_test(test_escaped_len),
+        cmocka_unit_test(test_peerset),
+        cmocka_unit_test(test_hook_request),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
