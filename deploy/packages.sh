@@ -9,6 +9,7 @@ PGW_BUILD_PACKAGES=(
 )
 PGW_TEST_PACKAGES=(
     libcmocka-dev postgresql nghttp2-client clang libclang-rt-14-dev
+    clang-format git
 )
 PGW_RUN_PACKAGES=(postgresql)
 

@@ -74,6 +74,18 @@ run_build() { # name, cmake args...
 }
 mkdir -p "$root/build-ci"
 
+# --- 3a. formatting (STYLE.md: .clang-format, checked in CI) --------------
+if command -v clang-format >/dev/null 2>&1; then
+    log "checking formatting with $(clang-format --version | head -n 1)"
+    mapfile -t csrc < <(cd "$root" && { git ls-files '*.c' '*.h' 2>/dev/null \
+        || find gateway tests -name '*.[ch]'; })
+    if [ ${#csrc[@]} -gt 0 ] && ! clang-format --dry-run --Werror "${csrc[@]}" \
+            >"$root/build-ci/format.log" 2>&1; then
+        grep -E '^[^ ].*(warning|error):' "$root/build-ci/format.log" | head -20
+        failed+=("format: run clang-format -i on the files above")
+    fi
+fi
+
 run_build plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${PUSHGW_SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
