@@ -1,13 +1,30 @@
 /*
- * All SQL of pushgw. For now: the schema migrator used by `pushgw migrate`
- * (blocking libpq; it runs before any event loop exists).
+ * All SQL of pushgw: the schema migrator used by `pushgw migrate` (blocking
+ * libpq, before any loop exists), and the asynchronous store of `serve`:
+ * a pool of non-blocking libpq connections on the event loop (PQsocket
+ * registered with libevent, pipeline mode), with the statements of
+ * docs/SERVICE.md. Every SQL statement takes parameters; none is built by
+ * pasting values.
+ *
+ * Asynchronous calls: each takes a callback that runs exactly once, never
+ * inside the call itself, with 0 or a negative enum pgw_err
+ * (PGW_ERR_DB: the database failed or is unreachable; the operation did
+ * not take effect unless stated). Data passed to a callback is valid only
+ * during the call. A call returns 0 when queued, or PGW_ERR_BUSY (queue
+ * full), PGW_ERR_CLOSED (store shutting down), PGW_ERR_NOMEM: then the
+ * callback never runs.
  */
 #ifndef PUSHGW_STORE_H
 #define PUSHGW_STORE_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "pushgw.h"
+
+struct event_base;
+struct pgw_store;
 
 /* The advisory lock key `migrate` holds: ASCII "pushgwmg". */
 #define PGW_STORE_MIGRATE_LOCK 0x7075736867776d67LL
@@ -29,5 +46,234 @@ int pgw_store_migrate(const char *conninfo, const char *dir, FILE *out,
 
 /* SHA-256 of |len| bytes as 64 lowercase hex characters plus NUL. */
 void pgw_store_sha256_hex(const void *data, size_t len, char ret_hex[65]);
+
+/* ---- the asynchronous store of `serve` ---------------------------------- */
+
+struct pgw_store_options {
+    const char *conninfo;
+    unsigned pool_size; /* connections */
+    /* Who holds leases: unique per process ("host:pid:random"). */
+    const char *owner;
+    size_t max_queued; /* operations waiting for a connection; 0: 100000 */
+    /* Reconnect backoff after a failure: 100 ms doubling to 5 s. */
+};
+
+/*
+ * Creates the store on |base| and starts connecting (non-blocking).
+ * Free with pgw_store_free(). Errors: PGW_ERR_INVAL, PGW_ERR_NOMEM.
+ */
+int pgw_store_new(struct event_base *base,
+                  const struct pgw_store_options *opts,
+                  struct pgw_store **ret_store);
+
+/* Closes every connection; queued operations complete with PGW_ERR_CLOSED
+ * (their callbacks run inside this call). NULL is a no-op. */
+void pgw_store_free(struct pgw_store *self);
+
+/* True while at least one connection is up (for /readyz and 503s). */
+bool pgw_store_is_up(const struct pgw_store *self);
+/* The last connection error, one line ("" when none). */
+const char *pgw_store_last_error(const struct pgw_store *self);
+
+/* -- intake -- */
+
+struct pgw_store_new_event {
+    const char *app_id;
+    const char *conv_id;
+    const char *msg_id; /* NULL: no idempotency key */
+    const char *body;   /* the event JSON as received (valid UTF-8) */
+    size_t body_len;
+    int64_t event_ts_ms;
+    /* Take the lease for this process (it works the event from memory);
+     * false leaves it for any process to claim. */
+    bool lease;
+    unsigned lease_ms;
+};
+
+/*
+ * |event_id| is the new row's id, or the existing one when |duplicate|
+ * (same app, conv_id and msg_id already stored: nothing was inserted).
+ */
+typedef void (*pgw_store_insert_cb)(void *arg, int err, int64_t event_id,
+                                    bool duplicate);
+
+/*
+ * Inserts |ev| (copied). Inserts queued during one loop iteration (up to
+ * 1000) are committed together in one statement; the callback runs once
+ * that transaction committed (err 0) or failed (PGW_ERR_DB: nothing of
+ * this event is stored). Fails fast with PGW_ERR_DB in the callback when
+ * no connection is up.
+ */
+int pgw_store_insert_event(struct pgw_store *self,
+                           const struct pgw_store_new_event *ev,
+                           pgw_store_insert_cb cb, void *arg);
+
+/* Events not yet done (pending or retrying), for the backlog bound. */
+typedef void (*pgw_store_count_cb)(void *arg, int err, int64_t count);
+int pgw_store_count_backlog(struct pgw_store *self, pgw_store_count_cb cb,
+                            void *arg);
+
+/* -- claiming -- */
+
+struct pgw_store_event {
+    int64_t id;
+    const char *app_id;
+    const char *body; /* as inserted */
+    size_t body_len;
+    int attempts; /* first-pass claims so far, this one included */
+};
+
+typedef void (*pgw_store_events_cb)(void *arg, int err,
+                                    const struct pgw_store_event *events,
+                                    size_t n);
+
+/*
+ * Claims up to |max| pending events whose lease is free or expired
+ * (FOR UPDATE SKIP LOCKED), oldest first, leasing them to this process
+ * for |lease_ms|, and increments their attempts.
+ */
+int pgw_store_claim_events(struct pgw_store *self, unsigned max,
+                           unsigned lease_ms, pgw_store_events_cb cb,
+                           void *arg);
+
+typedef void (*pgw_store_done_cb)(void *arg, int err);
+
+/* Extends this process's leases on the events |ids| (and on retries it
+ * holds) to now + |lease_ms|. */
+int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids,
+                           size_t n, unsigned lease_ms, pgw_store_done_cb cb,
+                           void *arg);
+
+/* Gives back every lease this process holds (shutdown), so others can
+ * take the work at once. */
+int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
+                             void *arg);
+
+/* -- installations -- */
+
+struct pgw_installation {
+    int64_t id;
+    const char *installation_id; /* may be NULL */
+    const char *device_type;     /* "ios" or "android" */
+    const char *device_token;
+    const char *const *channels;
+    size_t n_channels;
+    int badge; /* after the increment when one was made */
+    const char *apns_topic;   /* NULL: the app's */
+    const char *apns_team_id; /* NULL: any team */
+    int64_t updated_at_ms;
+};
+
+typedef void (*pgw_store_installations_cb)(
+    void *arg, int err, const struct pgw_installation *inst, size_t n);
+
+/*
+ * The valid installations of |app_id| whose channels overlap
+ * |recipients| (|n| names), in id order, one row per installation.
+ * |apns_team_id| (NULL: no filter) keeps only iOS rows whose
+ * apns_team_id is NULL or equal. When |increment_ios_badge|, the badge
+ * of every matched iOS row is incremented atomically in the same
+ * statement (UPDATE … RETURNING) and the new value returned.
+ */
+int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
+                                 const char *const *recipients, size_t n,
+                                 const char *apns_team_id,
+                                 bool increment_ios_badge,
+                                 pgw_store_installations_cb cb, void *arg);
+
+/* -- outcomes -- */
+
+enum pgw_store_failure_kind {
+    PGW_STORE_FAIL_INVALIDATED, /* token dead: installation invalidated */
+    PGW_STORE_FAIL_FAILED,      /* final failure, token kept */
+    PGW_STORE_FAIL_EXPIRED,     /* validity passed: dropped */
+};
+
+struct pgw_store_failure {
+    int64_t installation_id;
+    const char *provider; /* "apns" or "fcm" */
+    enum pgw_store_failure_kind kind;
+    int status;         /* HTTP status or 0 */
+    const char *reason; /* provider's or ours */
+    /* INVALIDATED only: invalidate unless the row's updated_at is newer
+     * than this (ms since the epoch; 0: unconditionally). */
+    int64_t invalid_since_ms;
+};
+
+struct pgw_store_retry_new {
+    int64_t installation_id;
+    const char *provider;
+    const char *request; /* serialised prepared request (JSON text) */
+    int attempts;        /* made so far */
+    int64_t not_before_ms;
+    int64_t expires_at_ms;
+    const char *last_reason;
+};
+
+struct pgw_store_event_result {
+    int64_t event_id;
+    const char *result; /* "sent", "skipped", "no_recipients", … */
+    int pushes_total;
+    int pushes_delivered;
+    const struct pgw_store_failure *failures;
+    size_t n_failures;
+    const struct pgw_store_retry_new *retries;
+    size_t n_retries;
+};
+
+/*
+ * Ends the first pass of an event, in one transaction: records
+ * |failures| (and invalidates those installations, honouring
+ * invalid_since_ms against updated_at), inserts |retries|, sets the
+ * counters and the state (retrying when |n_retries| > 0, else done) and
+ * releases the lease. Results queued in one loop iteration share one
+ * transaction. All data is copied.
+ */
+int pgw_store_finish_event(struct pgw_store *self,
+                           const struct pgw_store_event_result *res,
+                           pgw_store_done_cb cb, void *arg);
+
+/* -- retries -- */
+
+struct pgw_store_retry {
+    int64_t id;
+    int64_t event_id;
+    int64_t installation_id;
+    const char *app_id;
+    const char *provider;
+    const char *request;
+    int attempts;
+    int64_t expires_at_ms;
+};
+
+typedef void (*pgw_store_retries_cb)(void *arg, int err,
+                                     const struct pgw_store_retry *retries,
+                                     size_t n);
+
+/* Claims up to |max| retries due now (not_before <= now) whose lease is
+ * free or expired, leasing them for |lease_ms|. */
+int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
+                            unsigned lease_ms, pgw_store_retries_cb cb,
+                            void *arg);
+
+/*
+ * The result of one retry: |delivered|; or |failure| (final: recorded as
+ * in finish_event); or neither: try again at |not_before_ms| with
+ * |attempts| and |last_reason|. When the event has no retry left
+ * afterwards it becomes done (delivered/failed counters updated).
+ */
+struct pgw_store_retry_result {
+    int64_t retry_id;
+    int64_t event_id;
+    bool delivered;
+    const struct pgw_store_failure *failure; /* NULL unless final */
+    int attempts;
+    int64_t not_before_ms;
+    const char *last_reason;
+};
+
+int pgw_store_finish_retry(struct pgw_store *self,
+                           const struct pgw_store_retry_result *res,
+                           pgw_store_done_cb cb, void *arg);
 
 #endif
