@@ -151,7 +151,7 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
 
 /* -- installations -- */
 
-struct pgw_installation {
+struct pgw_store_installation {
     int64_t id;
     const char *installation_id; /* may be NULL */
     const char *device_type;     /* "ios" or "android" */
@@ -165,7 +165,7 @@ struct pgw_installation {
 };
 
 typedef void (*pgw_store_installations_cb)(
-    void *arg, int err, const struct pgw_installation *inst, size_t n);
+    void *arg, int err, const struct pgw_store_installation *inst, size_t n);
 
 /*
  * The valid installations of |app_id| whose channels overlap
