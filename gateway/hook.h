@@ -1,0 +1,51 @@
+/*
+ * The app's server hook (DESIGN §7.1): POSTs the LeanCloud
+ * _receiversOffline parameters to [app:*] server_hook_url with
+ * X-LC-Hook-Key, through curlmulti on the loop, and parses the answer.
+ * The caller fails open: any result but PGW_HOOK_OK means "go on as
+ * without a hook".
+ */
+#ifndef PUSHGW_HOOK_H
+#define PUSHGW_HOOK_H
+
+#include "config.h"
+#include "curlmulti.h"
+#include "event.h"
+#include "resolve.h"
+
+enum pgw_hook_result {
+    PGW_HOOK_OK = 0,      /* 2xx with a valid answer */
+    PGW_HOOK_HTTP_ERROR,  /* non-2xx */
+    PGW_HOOK_TIMEOUT,     /* no answer within server_hook_timeout_ms */
+    PGW_HOOK_BAD_ANSWER,  /* 2xx but not a valid answer */
+    PGW_HOOK_UNREACHABLE, /* connection, TLS or local failure */
+};
+
+/* "ok", "http_error", "timeout", "bad_answer", "unreachable": the
+ * result label of pushgw_hook_requests_total. */
+const char *pgw_hook_result_name(enum pgw_hook_result r);
+
+/*
+ * |answer| is set (and owned by the callee: free it with
+ * pgw_resolve_hook_answer_free()) only when |result| is PGW_HOOK_OK.
+ * |detail| is a one-line reason for logs ("" on success).
+ */
+typedef void (*pgw_hook_cb)(void *arg, enum pgw_hook_result result,
+                            struct pgw_hook_answer *answer, const char *detail);
+
+/*
+ * Calls the hook of |app| (which must have a server_hook_url) for |ev|.
+ * |ca_file| is an extra trust anchor for https hooks (NULL: system).
+ * |cb| runs exactly once, later, from the loop. Returns 0, or
+ * PGW_ERR_BUSY / PGW_ERR_NOMEM / PGW_ERR_INVAL (then |cb| never runs and
+ * the caller goes on without the hook).
+ */
+int pgw_hook_call(struct pgw_curlmulti *cm, const struct pgw_app *app,
+                  const struct pgw_event *ev,
+                  const struct pgw_event_limits *lim, const char *ca_file,
+                  pgw_hook_cb cb, void *arg);
+
+/* The request body sent to the hook, for tests: a new string (free()). */
+char *pgw_hook_request_body(const struct pgw_event *ev);
+
+#endif
