@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,4 +279,58 @@ char *tu_db_query(const char *conninfo, const char *sql)
     PQclear(r);
     PQfinish(c);
     return out;
+}
+
+int tu_spawn(const char *const *argv, const char *log_path)
+{
+    pid_t pid = fork();
+
+    if (pid != 0)
+        return (int)pid;
+    if (log_path) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+int tu_wait_port_file(const char *path, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        char *text = tu_read_file(path);
+        if (text) {
+            int port = atoi(text);
+            free(text);
+            if (port > 0)
+                return port;
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+int tu_stop(int pid, int sig)
+{
+    int status = 0;
+
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    for (int i = 0; i < 1000; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            goto done;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+done:
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
 }

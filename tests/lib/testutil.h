@@ -39,4 +39,16 @@ void tu_db_drop(const char *conninfo);
  * the first row (malloc'd, "" when none), or NULL on error. */
 char *tu_db_query(const char *conninfo, const char *sql);
 
+/*
+ * Starts |argv[0]| (a path) with |argv| in the background, stdout and
+ * stderr appended to |log_path| (NULL: inherited). Returns the pid or -1.
+ */
+int tu_spawn(const char *const *argv, const char *log_path);
+/* Waits up to |timeout_ms| for |path| to hold a port number; returns it,
+ * or -1. */
+int tu_wait_port_file(const char *path, int timeout_ms);
+/* Sends |sig| to |pid| and waits for it (up to 10 s, then SIGKILL).
+ * Returns the exit status (128+signal when killed by a signal). */
+int tu_stop(int pid, int sig);
+
 #endif
