@@ -682,9 +682,15 @@ static void app_release(struct pgw_app *app)
     free(app->apns_teams);
 }
 
+struct pgw_config *pgw_config_ref(struct pgw_config *cfg)
+{
+    cfg->refs++;
+    return cfg;
+}
+
 void pgw_config_free(struct pgw_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || --cfg->refs > 0)
         return;
     for (size_t s = 0; s < PGW_ARRAY_SIZE(sections); s++) {
         for (size_t i = 0; i < sections[s].n_keys; i++) {
@@ -767,6 +773,7 @@ int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
     cfg = calloc(1, sizeof(*cfg));
     if (!cfg)
         return PGW_ERR_NOMEM;
+    cfg->refs = 1;
     cfg->path = strdup(path);
     cfg->dir = dir_of(path);
     if (!cfg->path || !cfg->dir) {

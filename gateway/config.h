@@ -38,6 +38,7 @@ struct pgw_app {
 };
 
 struct pgw_config {
+    int refs;   /* pgw_config_ref() / pgw_config_free() */
     char *path; /* the file read, as given */
     char *dir;  /* its folder, absolute: relative paths resolve here */
 
@@ -100,7 +101,12 @@ struct pgw_config {
 int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
                     struct pgw_config **ret_cfg);
 
+/* Drops a reference; the config is freed with the last one. A loaded
+ * config has one reference. NULL is a no-op. Single-threaded. */
 void pgw_config_free(struct pgw_config *cfg);
+
+/* Takes another reference; returns |cfg|. */
+struct pgw_config *pgw_config_ref(struct pgw_config *cfg);
 
 /*
  * The deeper checks of `check-config` that look at files: key files exist,
