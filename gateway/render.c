@@ -1,0 +1,477 @@
+/* `pushgw render` (see render.h). */
+#include "render.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "payload_apns.h"
+#include "payload_fcm.h"
+#include "template.h"
+
+static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+    PGW_PRINTF(4, 5);
+
+static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static int print_line(cJSON *line, FILE *out)
+{
+    char *text = cJSON_PrintUnformatted(line);
+    int rc = 0;
+
+    if (!text)
+        return PGW_ERR_NOMEM;
+    if (fprintf(out, "%s\n", text) < 0)
+        rc = PGW_ERR_IO;
+    free(text);
+    return rc;
+}
+
+/* Adds the JSON text |text| of |len| bytes to |obj| as |key|. */
+static int add_json(cJSON *obj, const char *key, const char *text, size_t len)
+{
+    cJSON *v = cJSON_ParseWithLength(text, len);
+
+    if (!v || !cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        return PGW_ERR_NOMEM;
+    }
+    return 0;
+}
+
+static int render_apns(const struct pgw_app *app,
+                       const struct pgw_resolved *res, const char *event_id,
+                       const struct pgw_installation *inst,
+                       const struct pgw_apns_payload *p, cJSON *line)
+{
+    cJSON *h;
+    char uuid[PGW_APNS_UUID_LEN + 1], num[24], *buf = NULL;
+    const char *topic = inst->apns_topic ? inst->apns_topic : app->apns_topic;
+    size_t len;
+    int rc = PGW_ERR_NOMEM;
+
+    if (!cJSON_AddStringToObject(
+            line, "endpoint",
+            res->profile == PGW_PROFILE_DEV ? "development" : "production"))
+        goto out;
+    h = cJSON_AddObjectToObject(line, "headers");
+    if (!h)
+        goto out;
+    if (topic && !cJSON_AddStringToObject(h, "apns-topic", topic))
+        goto out;
+    if (!cJSON_AddStringToObject(h, "apns-push-type", p->push_type))
+        goto out;
+    snprintf(num, sizeof(num), "%d", p->priority);
+    if (!cJSON_AddStringToObject(h, "apns-priority", num))
+        goto out;
+    snprintf(num, sizeof(num), "%" PRId64, p->expiration);
+    if (!cJSON_AddStringToObject(h, "apns-expiration", num))
+        goto out;
+    if (p->collapse_id &&
+        !cJSON_AddStringToObject(h, "apns-collapse-id", p->collapse_id))
+        goto out;
+    pgw_payload_apns_id(event_id, inst->id, uuid);
+    if (!cJSON_AddStringToObject(h, "apns-id", uuid))
+        goto out;
+    buf = malloc(pgw_payload_apns_body_max(p));
+    if (!buf)
+        goto out;
+    /* "badge" in the file is the value before the increment. */
+    rc = pgw_payload_apns_body(
+        p, inst->badge == INT32_MAX ? INT32_MAX : inst->badge + 1, buf,
+        pgw_payload_apns_body_max(p), &len);
+    if (rc < 0)
+        goto out;
+    rc = add_json(line, "body", buf, len);
+out:
+    free(buf);
+    return rc;
+}
+
+static int render_fcm(const struct pgw_installation *inst,
+                      const struct pgw_fcm_payload *p, cJSON *line)
+{
+    size_t cap = pgw_payload_fcm_body_len(p, inst->device_token), len;
+    char *buf = malloc(cap ? cap : 1);
+    int rc;
+
+    if (!buf)
+        return PGW_ERR_NOMEM;
+    rc = pgw_payload_fcm_body(p, inst->device_token, buf, cap, &len);
+    if (rc == 0)
+        rc = add_json(line, "body", buf, len);
+    free(buf);
+    return rc;
+}
+
+int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
+                     const struct pgw_resolved *res, const char *event_id,
+                     const struct pgw_installation *insts, size_t n,
+                     const struct pgw_render_opts *opts, FILE *out)
+{
+    /* Built once per variant, as the dispatcher does. */
+    struct pgw_apns_payload *apns[4] = {NULL, NULL, NULL, NULL};
+    struct pgw_fcm_payload *fcm[4] = {NULL, NULL, NULL, NULL};
+    const char *reasons[4] = {NULL, NULL, NULL, NULL};
+    bool built[4] = {false, false, false, false};
+    int64_t validity = cfg ? cfg->delivery.validity_s : 604800;
+    cJSON *line = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct pgw_installation *inst = &insts[i];
+        const char *reason = NULL;
+        int variant = -1;
+        enum pgw_resolve_verdict v;
+
+        if (opts->has_platform && inst->platform != opts->platform)
+            continue;
+        v = pgw_resolve_for_installation(res, inst, &variant, NULL);
+        if (v == PGW_RESOLVE_BAD_PROFILE)
+            reason = "bad_profile";
+        else if (v != PGW_RESOLVE_SEND)
+            continue;
+        if (!reason && !built[variant]) {
+            const cJSON *c = pgw_resolve_variant(res, variant);
+            int brc;
+            if (inst->platform == PGW_PLATFORM_IOS)
+                brc = pgw_payload_apns_build(c, res->expires_at_s, opts->now_s,
+                                             &apns[variant], &reasons[variant]);
+            else
+                brc = pgw_payload_fcm_build(c, res->expires_at_s, opts->now_s,
+                                            validity, &fcm[variant],
+                                            &reasons[variant]);
+            if (brc == PGW_ERR_NOMEM) {
+                rc = brc;
+                goto out;
+            }
+            built[variant] = true;
+        }
+        if (!reason)
+            reason = reasons[variant];
+
+        rc = PGW_ERR_NOMEM;
+        line = cJSON_CreateObject();
+        if (!line ||
+            !cJSON_AddNumberToObject(line, "installation", (double)inst->id) ||
+            !cJSON_AddStringToObject(line, "platform",
+                                     pgw_platform_name(inst->platform)))
+            goto out;
+        if (reason) {
+            if (!cJSON_AddStringToObject(line, "error", reason))
+                goto out;
+        } else if (inst->platform == PGW_PLATFORM_IOS) {
+            rc = render_apns(app, res, event_id, inst, apns[variant], line);
+        } else {
+            rc = render_fcm(inst, fcm[variant], line);
+        }
+        if (!reason && rc < 0)
+            goto out;
+        rc = print_line(line, out);
+        if (rc < 0)
+            goto out;
+        cJSON_Delete(line);
+        line = NULL;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(line);
+    for (int i = 0; i < 4; i++) {
+        pgw_payload_apns_free(apns[i]);
+        pgw_payload_fcm_free(fcm[i]);
+    }
+    return rc;
+}
+
+/* ---- the driver ---- */
+
+struct inst_list {
+    struct pgw_installation *v;
+    size_t n;
+};
+
+static void inst_list_release(struct inst_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free((void *)l->v[i].channels);
+    free(l->v);
+}
+
+static const char *opt_string(const cJSON *obj, const char *key, bool *bad)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+    if (!it || cJSON_IsNull(it))
+        return NULL;
+    if (!cJSON_IsString(it)) {
+        *bad = true;
+        return NULL;
+    }
+    return it->valuestring;
+}
+
+static int parse_installations(const cJSON *arr, struct inst_list *l, char *err,
+                               size_t errlen)
+{
+    size_t total;
+    const cJSON *o;
+    size_t i = 0;
+
+    if (!cJSON_IsArray(arr))
+        return errf(err, errlen, PGW_ERR_INVAL,
+                    "invalid event file: 'installations' must be an array "
+                    "(rendering from the database is not built yet)");
+    total = (size_t)cJSON_GetArraySize(arr);
+    if (total > PGW_RENDER_MAX_INSTALLATIONS)
+        return errf(err, errlen, PGW_ERR_INVAL,
+                    "invalid event file: more than %d installations",
+                    PGW_RENDER_MAX_INSTALLATIONS);
+    l->v = calloc(total ? total : 1, sizeof(*l->v));
+    if (!l->v)
+        return PGW_ERR_NOMEM;
+    cJSON_ArrayForEach(o, arr)
+    {
+        struct pgw_installation *in = &l->v[i];
+        const cJSON *it, *ch;
+        bool bad = false;
+        size_t nch, k = 0;
+
+        if (!cJSON_IsObject(o))
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu]' must be "
+                        "an object",
+                        i);
+        it = cJSON_GetObjectItemCaseSensitive(o, "id");
+        if (!cJSON_IsNumber(it) ||
+            it->valuedouble != (double)(int64_t)it->valuedouble)
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu].id' must "
+                        "be an integer",
+                        i);
+        in->id = (int64_t)it->valuedouble;
+        it = cJSON_GetObjectItemCaseSensitive(o, "device_type");
+        if (!cJSON_IsString(it) ||
+            pgw_platform_parse(it->valuestring, &in->platform) < 0)
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu]."
+                        "device_type' must be 'ios' or 'android'",
+                        i);
+        in->device_token = opt_string(o, "device_token", &bad);
+        if (!in->device_token || !in->device_token[0])
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu]."
+                        "device_token' must be a non-empty string",
+                        i);
+        in->apns_topic = opt_string(o, "apns_topic", &bad);
+        in->apns_team_id = opt_string(o, "apns_team_id", &bad);
+        if (bad)
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu]' "
+                        "apns_topic and apns_team_id must be strings or null",
+                        i);
+        it = cJSON_GetObjectItemCaseSensitive(o, "badge");
+        if (it && !cJSON_IsNull(it)) {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 0 ||
+                it->valuedouble > 2147483647.0 ||
+                it->valuedouble != (double)(int32_t)it->valuedouble)
+                return errf(err, errlen, PGW_ERR_INVAL,
+                            "invalid event file: 'installations[%zu].badge' "
+                            "must be a non-negative integer",
+                            i);
+            in->badge = (int32_t)it->valuedouble;
+        }
+        ch = cJSON_GetObjectItemCaseSensitive(o, "channels");
+        nch = cJSON_IsArray(ch) ? (size_t)cJSON_GetArraySize(ch) : 0;
+        if ((ch && !cJSON_IsArray(ch)) || nch > PGW_RENDER_MAX_CHANNELS)
+            return errf(err, errlen, PGW_ERR_INVAL,
+                        "invalid event file: 'installations[%zu].channels' "
+                        "must be an array of at most %d strings",
+                        i, PGW_RENDER_MAX_CHANNELS);
+        const char **chv = calloc(nch ? nch : 1, sizeof(char *));
+        if (!chv)
+            return PGW_ERR_NOMEM;
+        in->channels = chv;
+        l->n = i + 1;
+        cJSON_ArrayForEach(it, ch)
+        {
+            if (!cJSON_IsString(it))
+                return errf(err, errlen, PGW_ERR_INVAL,
+                            "invalid event file: 'installations[%zu]."
+                            "channels' must be an array of strings",
+                            i);
+            chv[k++] = it->valuestring;
+        }
+        in->n_channels = k;
+        i++;
+    }
+    return 0;
+}
+
+static int read_all(const char *path, char **ret_buf, size_t *ret_len,
+                    char *err, size_t errlen)
+{
+    bool is_stdin = !path || strcmp(path, "-") == 0;
+    FILE *fp = is_stdin ? stdin : fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+
+    if (!fp)
+        return errf(err, errlen, PGW_ERR_INVAL, "could not open '%s': %m",
+                    path);
+    for (;;) {
+        if (cap - len < 65536) {
+            cap = cap ? cap * 2 : 131072;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = PGW_ERR_NOMEM;
+                goto out;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len, fp);
+        len += n;
+        if (len > PGW_RENDER_MAX_FILE_BYTES) {
+            rc = errf(err, errlen, PGW_ERR_INVAL,
+                      "could not read '%s': larger than %d bytes",
+                      is_stdin ? "-" : path, PGW_RENDER_MAX_FILE_BYTES);
+            goto out;
+        }
+        if (n == 0)
+            break;
+    }
+    if (ferror(fp)) {
+        rc = errf(err, errlen, PGW_ERR_INVAL, "could not read '%s'",
+                  is_stdin ? "-" : path);
+        goto out;
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    buf = NULL;
+out:
+    free(buf);
+    if (!is_stdin)
+        fclose(fp);
+    return rc;
+}
+
+int pgw_render_run(const struct pgw_config *cfg,
+                   const struct pgw_render_opts *opts, FILE *out, char *err,
+                   size_t errlen)
+{
+    const struct pgw_app *app;
+    struct pgw_template_set *tset = NULL;
+    struct pgw_event *ev = NULL;
+    struct pgw_hook_answer *hook = NULL;
+    struct pgw_resolved *res = NULL;
+    struct inst_list insts = {NULL, 0};
+    struct pgw_event_limits lim;
+    struct pgw_event_error perr;
+    struct pgw_json_limits jlim;
+    struct pgw_diag diag;
+    const char *fname = opts->event_path ? opts->event_path : "-";
+    char *buf = NULL, *hook_text = NULL;
+    cJSON *json = NULL;
+    const cJSON *it;
+    size_t len = 0, off = 0;
+    const char *why = NULL;
+    int rc;
+
+    pgw_diag_init(&diag);
+    app = pgw_config_find_app(cfg, opts->app_id);
+    if (!app) {
+        rc =
+            errf(err, errlen, PGW_ERR_CONFIG, "unknown app '%s'", opts->app_id);
+        goto out;
+    }
+    rc = pgw_template_set_load(cfg->templates.dir, &diag, &tset);
+    if (rc < 0) {
+        if (rc != PGW_ERR_NOMEM)
+            rc = errf(err, errlen, PGW_ERR_CONFIG, "%s",
+                      diag.n ? diag.msgs[0] : "could not load templates");
+        goto out;
+    }
+    rc = read_all(opts->event_path, &buf, &len, err, errlen);
+    if (rc < 0)
+        goto out;
+    pgw_event_limits_from_config(cfg, &lim);
+    pgw_event_json_limits_default(&jlim);
+    rc = pgw_event_json_parse(buf, len, &jlim, &json, &off, &why);
+    if (rc < 0) {
+        if (rc != PGW_ERR_NOMEM)
+            rc = errf(err, errlen, PGW_ERR_INVAL,
+                      "invalid event file '%s': %s at byte %zu", fname, why,
+                      off);
+        goto out;
+    }
+    rc = pgw_event_from_json(json, &lim, &ev, &perr);
+    if (rc < 0) {
+        if (rc != PGW_ERR_NOMEM)
+            rc = errf(err, errlen, PGW_ERR_INVAL,
+                      "invalid event file '%s': %s%s%s", fname, perr.field,
+                      perr.field[0] ? ": " : "", perr.reason);
+        goto out;
+    }
+    it = cJSON_GetObjectItemCaseSensitive(json, "hookAnswer");
+    if (it && !cJSON_IsNull(it)) {
+        hook_text = cJSON_PrintUnformatted(it);
+        if (!hook_text) {
+            rc = PGW_ERR_NOMEM;
+            goto out;
+        }
+        rc = pgw_resolve_parse_hook_answer(hook_text, strlen(hook_text), &lim,
+                                           &hook, &perr);
+        if (rc < 0) {
+            if (rc != PGW_ERR_NOMEM)
+                rc = errf(err, errlen, PGW_ERR_INVAL,
+                          "invalid event file '%s': hookAnswer: %s%s%s", fname,
+                          perr.field, perr.field[0] ? ": " : "", perr.reason);
+            goto out;
+        }
+    }
+    rc = parse_installations(
+        cJSON_GetObjectItemCaseSensitive(json, "installations"), &insts, err,
+        errlen);
+    if (rc < 0)
+        goto out;
+    rc = pgw_resolve_event(ev, hook, pgw_template_set_find(tset, app->id),
+                           cfg->delivery.validity_s, &res, &perr);
+    if (rc < 0) {
+        if (rc != PGW_ERR_NOMEM)
+            rc = errf(err, errlen, PGW_ERR_INVAL,
+                      "could not resolve the push: %s", perr.reason);
+        goto out;
+    }
+    if (res->skip_reason)
+        fprintf(stderr, "pushgw: no push for this event: %s\n",
+                res->skip_reason);
+    rc = pgw_render_event(cfg, app, res, ev->msg_id ? ev->msg_id : "render",
+                          insts.v, insts.n, opts, out);
+out:
+    if (rc == PGW_ERR_NOMEM)
+        errf(err, errlen, rc, "could not render: out of memory");
+    else if (rc == PGW_ERR_IO && err && !err[0])
+        errf(err, errlen, rc, "could not write the output");
+    pgw_resolve_free(res);
+    inst_list_release(&insts);
+    free(hook_text);
+    pgw_resolve_hook_answer_free(hook);
+    pgw_event_free(ev);
+    cJSON_Delete(json);
+    free(buf);
+    pgw_template_set_unref(tset);
+    pgw_diag_release(&diag);
+    return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * `pushgw render` (DESIGN §4, §7): prints, without sending, what each
+ * device would get, one JSON object per line, in installation order.
+ * pgw_render_run() is the CLI driver (reads the event file, prints);
+ * pgw_render_event() is the core, fed with installations from the event
+ * file today and from the database later. Never logs.
+ */
+#ifndef PUSHGW_RENDER_H
+#define PUSHGW_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "resolve.h"
+
+#define PGW_RENDER_MAX_FILE_BYTES (64 * 1024 * 1024)
+#define PGW_RENDER_MAX_INSTALLATIONS 100000
+#define PGW_RENDER_MAX_CHANNELS 1000
+
+struct pgw_render_opts {
+    const char *app_id;     /* required */
+    const char *event_path; /* NULL or "-": standard input */
+    bool has_platform;      /* print only |platform| devices */
+    enum pgw_platform platform;
+    int64_t now_s; /* the time for expiry and ttl */
+};
+
+/*
+ * Prints one line per device of |insts| (|n|) that gets a push of |res| or
+ * fails ("error": outcome reason), skipping devices that are not
+ * recipients, of another team, or of the other platform when filtered.
+ * |event_id| seeds the apns-id. Errors: PGW_ERR_NOMEM, PGW_ERR_IO.
+ */
+int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
+                     const struct pgw_resolved *res, const char *event_id,
+                     const struct pgw_installation *insts, size_t n,
+                     const struct pgw_render_opts *opts, FILE *out);
+
+/*
+ * The driver: loads the templates of |cfg|, reads the event file of
+ * |opts| (an event with an "installations" array and an optional
+ * "hookAnswer" object standing in for the server hook), resolves it and
+ * prints to |out|. On error writes one line (no newline) into |err| of
+ * |errlen| bytes: what failed, then why, values in single quotes.
+ * Returns 0, PGW_ERR_INVAL (bad input), PGW_ERR_CONFIG (unknown app,
+ * templates), PGW_ERR_IO, PGW_ERR_NOMEM.
+ */
+int pgw_render_run(const struct pgw_config *cfg,
+                   const struct pgw_render_opts *opts, FILE *out, char *err,
+                   size_t errlen);
+
+#endif
