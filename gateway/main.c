@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
 #include "pushgw.h"
+#include "render.h"
 #include "store.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -131,6 +133,69 @@ static int cmd_check_config(int argc, char **argv)
     return problems ? EXIT_RUNTIME : EXIT_OK;
 }
 
+static int cmd_render(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"app", required_argument, NULL, 'a'},
+        {"event", required_argument, NULL, 'e'},
+        {"platform", required_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
+    };
+    struct pgw_render_opts ro = {0};
+    struct pgw_config *cfg = NULL;
+    const char *path = NULL;
+    char err[512] = "";
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'a':
+            ro.app_id = optarg;
+            break;
+        case 'e':
+            ro.event_path = optarg;
+            break;
+        case 'p':
+            if (pgw_platform_parse(optarg, &ro.platform) < 0) {
+                fprintf(stderr,
+                        "pushgw: invalid --platform '%s': must be 'ios' or "
+                        "'android'\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            ro.has_platform = true;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !ro.app_id) {
+        fprintf(stderr, "pushgw: render needs --app APP (see 'pushgw "
+                        "--help')\n");
+        return EXIT_USAGE;
+    }
+    if (load_config(path, &cfg) < 0)
+        return EXIT_USAGE;
+    ro.now_s = (int64_t)time(NULL);
+    rc = pgw_render_run(cfg, &ro, stdout, err, sizeof(err));
+    pgw_config_free(cfg);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fprintf(stderr, "pushgw: could not write the output\n");
+        return EXIT_RUNTIME;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "pushgw: %s\n", err);
+        return rc == PGW_ERR_NOMEM || rc == PGW_ERR_IO ? EXIT_RUNTIME
+                                                       : EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
 static int cmd_not_built(const char *name)
 {
     fprintf(stderr, "pushgw: command '%s' is not built yet in this version\n",
@@ -160,7 +225,9 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (strcmp(cmd, "check-config") == 0)
         return cmd_check_config(argc - 1, argv + 1);
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "render") == 0)
+    if (strcmp(cmd, "render") == 0)
+        return cmd_render(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
         return cmd_not_built(cmd);
     fprintf(stderr, "pushgw: unknown command '%s' (see 'pushgw --help')\n",
             cmd);
