@@ -1,13 +1,15 @@
-/* All SQL of pushgw: the schema migrator. */
+/* All SQL of pushgw: the schema migrator and the asynchronous store. */
 #include "store.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "log.h"
@@ -372,4 +374,1879 @@ out:
     PQfinish(conn);
     free_files(files, n_files);
     return rc;
+}
+
+/* ---- the asynchronous store of `serve` ---------------------------------- */
+
+#define STORE_DEFAULT_POOL 4
+#define STORE_DEFAULT_MAX_QUEUED 100000
+/* Operations pipelined on one connection before others must wait. */
+#define STORE_MAX_INFLIGHT 64
+/* Group commit: at most this many inserts (or finishes) per statement. */
+#define STORE_MAX_BATCH 1000
+#define STORE_BACKOFF_MIN_MS 100
+#define STORE_BACKOFF_MAX_MS 5000
+#define STORE_CONNECT_TIMEOUT_S 10
+/* Array parameters of the largest statement group (finish_event). */
+#define STORE_MAX_FRAGS 25
+#define STORE_MAX_RESULTS 2
+#define STORE_MAX_PARAMS 10
+
+enum op_kind {
+    OP_PREPARE,
+    OP_INSERT,
+    OP_FINISH,
+    OP_BATCH_INSERT,
+    OP_BATCH_FINISH,
+    OP_COUNT,
+    OP_CLAIM_EVENTS,
+    OP_RENEW,
+    OP_RELEASE,
+    OP_FIND,
+    OP_CLAIM_RETRIES,
+    OP_FINISH_RETRY,
+};
+
+/*
+ * One queued or in-flight operation. Its copied parameters live in the same
+ * allocation (|data|): either plain text parameters (|param|), or, for the
+ * operations merged into one statement per loop iteration (insert, finish),
+ * pre-encoded array-literal fragments, one per array parameter, that the
+ * batch concatenates.
+ */
+struct op {
+    struct op *next;
+    enum op_kind kind;
+    union {
+        pgw_store_insert_cb insert;
+        pgw_store_count_cb count;
+        pgw_store_events_cb events;
+        pgw_store_done_cb done;
+        pgw_store_installations_cb inst;
+        pgw_store_retries_cb retries;
+    } cb;
+    void *arg;
+    int err;
+    unsigned n_results;
+    PGresult *res[STORE_MAX_RESULTS];
+    /* batches: the merged operations, linked by |next| */
+    struct op *members;
+    size_t n_members;
+    /* plain parameters, pointing into |data| (or NULL) */
+    unsigned n_params;
+    const char *param[STORE_MAX_PARAMS];
+    bool flag; /* insert: has a msg_id; find: increment */
+    /* fragments: |n_frags| (offset, length) pairs into |data| */
+    unsigned n_frags;
+    uint32_t frag[2 * STORE_MAX_FRAGS];
+    /* finish: elements in the failure, invalidation and retry arrays */
+    unsigned n_fail, n_inv, n_retry;
+    char data[];
+};
+
+struct op_list {
+    struct op *head, *tail;
+    size_t n;
+};
+
+enum conn_state {
+    CONN_DOWN,       /* waiting for the reconnect timer */
+    CONN_CONNECTING, /* PQconnectPoll in progress */
+    CONN_PREPARING,  /* statements being prepared */
+    CONN_UP,
+};
+
+struct conn {
+    struct pgw_store *store;
+    PGconn *pg;
+    enum conn_state state;
+    int fd;
+    struct event *rev;   /* EV_READ (persistent while up) */
+    struct event *wev;   /* EV_WRITE: connect polls and output flushing */
+    struct event *timer; /* reconnect backoff */
+    unsigned backoff_ms;
+    struct op_list inflight; /* sent, in pipeline order */
+};
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+};
+
+struct pgw_store {
+    struct event_base *base;
+    char *conninfo;
+    char *owner;
+    size_t max_queued;
+    struct conn *conns;
+    unsigned n_conns;
+    unsigned n_up;
+    unsigned next_conn;
+    /* no connection up and the last attempt failed: fail fast */
+    bool failing;
+    bool closing;
+    struct event *kick;     /* zero timer: the next loop iteration */
+    struct op_list queue;   /* operations other than insert and finish */
+    struct op_list inserts; /* merged per loop iteration */
+    struct op_list finishes;
+    size_t n_queued;
+    char last_error[256];
+    struct sbuf enc;                    /* scratch: one op's fragments */
+    struct sbuf arr[STORE_MAX_FRAGS];   /* scratch: a batch's arrays */
+    struct pgw_store_event *ev_scratch; /* scratch for claim results */
+    size_t ev_scratch_cap;
+};
+
+/* -- statements -- */
+
+enum stmt_id {
+    ST_INSERT,
+    ST_DUPS,
+    ST_COUNT,
+    ST_CLAIM_EV,
+    ST_RENEW_EV,
+    ST_RENEW_RT,
+    ST_RELEASE_EV,
+    ST_RELEASE_RT,
+    ST_FIND,
+    ST_FIND_INC,
+    ST_FAIL_INS,
+    ST_INVALIDATE,
+    ST_RETRY_INS,
+    ST_EVENT_FIN,
+    ST_CLAIM_RT,
+    ST_RETRY_FIN,
+    ST_RETRY_DONE,
+    ST__COUNT,
+};
+
+#define INST_COLS                                                              \
+    "id, installation_id, device_type, device_token, channels, badge, "        \
+    "apns_topic, apns_team_id, "                                               \
+    "(extract(epoch FROM updated_at) * 1000)::int8 AS updated_ms"
+#define INST_WHERE                                                             \
+    "app_id = $1::text AND valid AND channels && $2::text[] "                  \
+    "AND ($3::text IS NULL OR device_type <> 'ios' "                           \
+    "OR apns_team_id IS NULL OR apns_team_id = $3::text)"
+#define LEASE_FOR(p) "now() + " p "::int4 * interval '1 millisecond'"
+
+static const struct {
+    const char *name;
+    const char *sql;
+} stmts[ST__COUNT] = {
+    /* Ids are drawn first so every input row knows its own: RETURNING
+     * cannot say which input row a new row came from. */
+    [ST_INSERT] = {"pgw_insert",
+                   "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "
+                   "FROM unnest($1::text[], $2::text[], $3::text[], "
+                   "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "
+                   "AS t(app_id, conv_id, msg_id, body, ts, lease_ms, ord)), "
+                   "ins AS (INSERT INTO events (id, app_id, conv_id, msg_id, "
+                   "body, event_ts_ms, lease_owner, lease_until, attempts) "
+                   "SELECT id, app_id, conv_id, msg_id, body, ts, "
+                   "CASE WHEN lease_ms >= 0 THEN $7::text END, "
+                   "CASE WHEN lease_ms >= 0 THEN " LEASE_FOR(
+                       "lease_ms") " ELSE '-infinity' END, "
+                                   "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "
+                                   "FROM input ORDER BY ord "
+                                   "ON CONFLICT (app_id, conv_id, msg_id) "
+                                   "WHERE msg_id IS NOT NULL DO NOTHING "
+                                   "RETURNING id) "
+                                   "SELECT input.ord, input.id FROM input "
+                                   "JOIN ins ON ins.id = input.id"},
+    /* Runs after the insert in the same transaction: it sees this batch's
+     * rows and those of transactions that committed meanwhile. */
+    [ST_DUPS] = {"pgw_dups",
+                 "SELECT t.ord, e.id FROM unnest($1::text[], $2::text[], "
+                 "$3::text[]) WITH ORDINALITY AS t(app_id, conv_id, msg_id, "
+                 "ord) JOIN events e ON e.app_id = t.app_id AND "
+                 "e.conv_id = t.conv_id AND e.msg_id = t.msg_id "
+                 "WHERE t.msg_id IS NOT NULL AND e.msg_id IS NOT NULL"},
+    [ST_COUNT] = {"pgw_count",
+                  "SELECT count(*) FROM events WHERE state <> 'done'"},
+    [ST_CLAIM_EV] = {"pgw_claim_ev",
+                     "UPDATE events e SET lease_owner = $1::text, "
+                     "lease_until = " LEASE_FOR(
+                         "$3") ", attempts = e.attempts + 1 "
+                               "FROM (SELECT id FROM events WHERE state = "
+                               "'pending' AND lease_until < now() ORDER BY "
+                               "lease_until, id LIMIT $2::int4 FOR UPDATE "
+                               "SKIP LOCKED) c WHERE e.id = c.id "
+                               "RETURNING e.id, e.app_id, e.body, e.attempts"},
+    [ST_RENEW_EV] = {"pgw_renew_ev",
+                     "UPDATE events SET lease_until = " LEASE_FOR(
+                         "$3") " WHERE id = ANY($2::int8[]) AND lease_owner "
+                               "= $1::text AND state = 'pending'"},
+    [ST_RENEW_RT] = {"pgw_renew_rt",
+                     "UPDATE push_retries SET lease_until = " LEASE_FOR(
+                         "$2") " WHERE lease_owner = $1::text"},
+    [ST_RELEASE_EV] = {"pgw_release_ev",
+                       "UPDATE events SET lease_owner = NULL, lease_until = "
+                       "'-infinity' WHERE state = 'pending' AND "
+                       "lease_owner = $1::text"},
+    [ST_RELEASE_RT] = {"pgw_release_rt",
+                       "UPDATE push_retries SET lease_owner = NULL, "
+                       "lease_until = '-infinity' WHERE lease_owner = "
+                       "$1::text"},
+    [ST_FIND] = {"pgw_find", "SELECT " INST_COLS " FROM installations WHERE "
+                             "" INST_WHERE " ORDER BY id"},
+    /* Only iOS rows are updated: an Android row would get a new tuple
+     * version for nothing on every push. Still one statement. */
+    [ST_FIND_INC] = {"pgw_find_inc",
+                     "WITH u AS (UPDATE installations SET badge = badge + 1 "
+                     "WHERE " INST_WHERE " AND device_type = 'ios' "
+                     "RETURNING " INST_COLS "), "
+                     "a AS (SELECT " INST_COLS " FROM installations WHERE "
+                     "" INST_WHERE " AND device_type <> 'ios') "
+                     "SELECT * FROM u UNION ALL SELECT * FROM a ORDER BY id"},
+    [ST_FAIL_INS] = {"pgw_fail_ins",
+                     "INSERT INTO push_failures (event_id, installation_id, "
+                     "app_id, provider, outcome, status, reason) "
+                     "SELECT f.e, f.i, ev.app_id, f.p, f.o, f.s, f.r "
+                     "FROM unnest($1::int8[], $2::int8[], $3::text[], "
+                     "$4::text[], $5::int4[], $6::text[]) "
+                     "AS f(e, i, p, o, s, r) JOIN events ev ON ev.id = f.e"},
+    [ST_INVALIDATE] = {"pgw_invalidate",
+                       "UPDATE installations i SET valid = false, "
+                       "invalid_reason = f.r, invalidated_at = now() "
+                       "FROM (SELECT DISTINCT ON (id) id, r, since FROM "
+                       "unnest($1::int8[], $2::text[], $3::int8[]) "
+                       "AS t(id, r, since) ORDER BY id) f "
+                       "WHERE i.id = f.id AND i.valid AND (f.since IS NULL "
+                       "OR i.updated_at <= to_timestamp(f.since / 1000.0))"},
+    [ST_RETRY_INS] = {"pgw_retry_ins",
+                      "INSERT INTO push_retries (event_id, installation_id, "
+                      "app_id, provider, request, attempts, not_before, "
+                      "expires_at, last_reason) "
+                      "SELECT r.e, r.i, ev.app_id, r.p, r.q, r.a, "
+                      "to_timestamp(r.nb / 1000.0), "
+                      "to_timestamp(r.x / 1000.0), r.l "
+                      "FROM unnest($1::int8[], $2::int8[], $3::text[], "
+                      "$4::text[], $5::int4[], $6::int8[], $7::int8[], "
+                      "$8::text[]) AS r(e, i, p, q, a, nb, x, l) "
+                      "JOIN events ev ON ev.id = r.e"},
+    [ST_EVENT_FIN] = {"pgw_event_fin",
+                      "UPDATE events e SET state = CASE WHEN u.nr > 0 THEN "
+                      "'retrying' ELSE 'done' END, result = u.res, "
+                      "pushes_total = u.t, pushes_delivered = u.d, "
+                      "pushes_invalidated = u.inv, pushes_failed = u.f, "
+                      "pushes_dropped = u.dr, finished_at = CASE WHEN "
+                      "u.nr > 0 THEN NULL ELSE now() END, lease_owner = "
+                      "NULL, lease_until = '-infinity' "
+                      "FROM unnest($1::int8[], $2::text[], $3::int4[], "
+                      "$4::int4[], $5::int4[], $6::int4[], $7::int4[], "
+                      "$8::int4[]) AS u(id, res, t, d, inv, f, dr, nr) "
+                      "WHERE e.id = u.id"},
+    [ST_CLAIM_RT] = {"pgw_claim_rt",
+                     "UPDATE push_retries r SET lease_owner = $1::text, "
+                     "lease_until = " LEASE_FOR(
+                         "$3") " FROM (SELECT id FROM push_retries WHERE "
+                               "not_before <= now() AND lease_until < now() "
+                               "ORDER BY not_before LIMIT $2::int4 FOR UPDATE "
+                               "SKIP LOCKED) c WHERE r.id = c.id "
+                               "RETURNING r.id, r.event_id, "
+                               "r.installation_id, r.app_id, r.provider, "
+                               "r.request, r.attempts, "
+                               "(extract(epoch FROM r.expires_at) * 1000)"
+                               "::int8"},
+    /* $2 is 'delivered', 'failure' or 'again'. The events UPDATE locks the
+     * event row, so two retries of one event ending at once serialise and
+     * the second sees the first's deletion in ST_RETRY_DONE. */
+    [ST_RETRY_FIN] =
+        {"pgw_retry_fin",
+         "WITH d AS (DELETE FROM push_retries WHERE id = $1::int8 AND "
+         "$2::text <> 'again' RETURNING event_id, installation_id, app_id, "
+         "provider), "
+         "f AS (INSERT INTO push_failures (event_id, installation_id, "
+         "app_id, provider, outcome, status, reason) SELECT event_id, "
+         "installation_id, app_id, provider, $3::text, $4::int4, $5::text "
+         "FROM d WHERE $2::text = 'failure'), "
+         "inv AS (UPDATE installations SET valid = false, invalid_reason = "
+         "$5::text, invalidated_at = now() WHERE $2::text = 'failure' AND "
+         "$3::text = 'invalidated' AND id IN (SELECT installation_id FROM d) "
+         "AND valid AND ($6::int8 IS NULL OR updated_at <= "
+         "to_timestamp($6::int8 / 1000.0))), "
+         "a AS (UPDATE push_retries SET not_before = to_timestamp($7::int8 / "
+         "1000.0), attempts = $8::int4, last_reason = $9::text, lease_owner "
+         "= NULL, lease_until = '-infinity' WHERE id = $1::int8 AND "
+         "$2::text = 'again') "
+         "UPDATE events SET pushes_delivered = pushes_delivered + "
+         "($2::text = 'delivered')::int, pushes_failed = pushes_failed + "
+         "($2::text = 'failure' AND $3::text = 'failed')::int, "
+         "pushes_invalidated = pushes_invalidated + ($2::text = 'failure' "
+         "AND $3::text = 'invalidated')::int, pushes_dropped = "
+         "pushes_dropped + ($2::text = 'failure' AND $3::text = "
+         "'expired')::int WHERE id IN (SELECT event_id FROM d)"},
+    [ST_RETRY_DONE] = {"pgw_retry_done",
+                       "UPDATE events SET state = 'done', finished_at = now() "
+                       "WHERE id = $1::int8 AND state = 'retrying' AND NOT "
+                       "EXISTS (SELECT 1 FROM push_retries WHERE event_id = "
+                       "$1::int8)"},
+};
+
+/* -- small buffers and array literals -- */
+
+static void sb_reserve(struct sbuf *b, size_t extra)
+{
+    size_t cap;
+    char *p;
+
+    if (b->oom || b->len + extra + 1 <= b->cap)
+        return;
+    cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    sb_reserve(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_reset(struct sbuf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+/* One element of an array literal: NULL, or |s| double-quoted with its
+ * quotes and backslashes escaped, so no content (commas, braces, spaces,
+ * the word NULL) can change the array's shape. */
+static void sb_text_elem(struct sbuf *b, const char *s, size_t n)
+{
+    size_t start = 0;
+
+    if (!s) {
+        sb_put(b, "NULL", 4);
+        return;
+    }
+    sb_reserve(b, n + 2);
+    sb_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            sb_put(b, s + start, i - start);
+            sb_put(b, "\\", 1);
+            start = i;
+        }
+    }
+    sb_put(b, s + start, n - start);
+    sb_put(b, "\"", 1);
+}
+
+static void sb_int_elem(struct sbuf *b, long long v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+
+    sb_put(b, tmp, (size_t)n);
+}
+
+/* A separator before every element but the first of a fragment. */
+static void sb_sep(struct sbuf *b, size_t frag_start)
+{
+    if (b->len > frag_start)
+        sb_put(b, ",", 1);
+}
+
+/* Valid UTF-8 without NUL: anything else would fail a whole batch. */
+static bool text_ok(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned c = p[i];
+        size_t k;
+        unsigned cp;
+
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            k = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            k = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (k >= n - i)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + j] & 0x3f);
+        }
+        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+static bool str_ok(const char *s)
+{
+    return !s || text_ok(s, strlen(s));
+}
+
+/*
+ * Parses a Postgres text[] output value |in| into NUL-separated strings in
+ * |out| (at least strlen(in) + 1 bytes) and pointers in |ret_items| (at
+ * least as many as the value has elements; NULL elements are skipped).
+ * Returns the count, or -1 when |in| is not an array literal.
+ */
+static long parse_text_array(const char *in, char *out, const char **ret_items,
+                             size_t max_items)
+{
+    const char *p = in;
+    size_t n = 0;
+
+    if (*p == '[') { /* dimension decoration: [0:1]={…} */
+        p = strchr(p, '=');
+        if (!p)
+            return -1;
+        p++;
+    }
+    if (*p++ != '{')
+        return -1;
+    if (*p == '}')
+        return 0;
+    for (;;) {
+        char *start = out;
+        bool quoted = false;
+
+        if (*p == '"') {
+            quoted = true;
+            p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1])
+                    p++;
+                *out++ = *p++;
+            }
+            if (*p != '"')
+                return -1;
+            p++;
+        } else {
+            while (*p && *p != ',' && *p != '}')
+                *out++ = *p++;
+        }
+        *out++ = '\0';
+        if (!quoted && strcasecmp(start, "NULL") == 0) {
+            out = start;
+        } else {
+            if (n >= max_items)
+                return -1;
+            ret_items[n++] = start;
+        }
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p == '}')
+            return (long)n;
+        return -1;
+    }
+}
+
+/* -- operations -- */
+
+static void list_push(struct op_list *l, struct op *op)
+{
+    op->next = NULL;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    l->n++;
+}
+
+static struct op *list_pop(struct op_list *l)
+{
+    struct op *op = l->head;
+
+    if (!op)
+        return NULL;
+    l->head = op->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->n--;
+    op->next = NULL;
+    return op;
+}
+
+static void op_free(struct op *op)
+{
+    for (unsigned i = 0; i < STORE_MAX_RESULTS; i++)
+        PQclear(op->res[i]);
+    free(op);
+}
+
+/* Runs |op|'s callback with |err| (< 0) and frees it; a batch fails each
+ * merged operation. */
+static void op_fail(struct op *op, int err)
+{
+    struct op *m;
+
+    switch (op->kind) {
+    case OP_PREPARE:
+        break;
+    case OP_INSERT:
+        op->cb.insert(op->arg, err, 0, false);
+        break;
+    case OP_BATCH_INSERT:
+    case OP_BATCH_FINISH:
+        while ((m = op->members)) {
+            op->members = m->next;
+            op_fail(m, err);
+        }
+        break;
+    case OP_COUNT:
+        op->cb.count(op->arg, err, 0);
+        break;
+    case OP_CLAIM_EVENTS:
+        op->cb.events(op->arg, err, NULL, 0);
+        break;
+    case OP_FIND:
+        op->cb.inst(op->arg, err, NULL, 0);
+        break;
+    case OP_CLAIM_RETRIES:
+        op->cb.retries(op->arg, err, NULL, 0);
+        break;
+    case OP_FINISH:
+    case OP_RENEW:
+    case OP_RELEASE:
+    case OP_FINISH_RETRY:
+        op->cb.done(op->arg, err);
+        break;
+    }
+    op_free(op);
+}
+
+static void fail_list(struct op_list *l, int err)
+{
+    struct op *op;
+
+    while ((op = list_pop(l)))
+        op_fail(op, err);
+}
+
+/* Copies the fragments encoded in |self->enc| (|n_frags| pairs in
+ * |frag|) into a new operation. */
+static struct op *op_from_enc(struct pgw_store *self, enum op_kind kind,
+                              const uint32_t *frag, unsigned n_frags)
+{
+    struct op *op;
+
+    if (self->enc.oom || self->enc.len > UINT32_MAX)
+        return NULL;
+    op = calloc(1, sizeof(*op) + self->enc.len + 1);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->n_frags = n_frags;
+    memcpy(op->frag, frag, 2 * n_frags * sizeof(*frag));
+    if (self->enc.len)
+        memcpy(op->data, self->enc.p, self->enc.len);
+    return op;
+}
+
+/* A plain operation with |n| text parameters (NULL allowed), copied. */
+static struct op *op_with_params(enum op_kind kind, const char *const *params,
+                                 unsigned n)
+{
+    size_t size = 0;
+    struct op *op;
+    char *cur;
+
+    for (unsigned i = 0; i < n; i++)
+        if (params[i])
+            size += strlen(params[i]) + 1;
+    op = calloc(1, sizeof(*op) + size);
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->n_params = n;
+    cur = op->data;
+    for (unsigned i = 0; i < n; i++) {
+        size_t len;
+
+        if (!params[i])
+            continue;
+        len = strlen(params[i]) + 1;
+        memcpy(cur, params[i], len);
+        op->param[i] = cur;
+        cur += len;
+    }
+    return op;
+}
+
+/* -- connections -- */
+
+static void conn_start(struct conn *c);
+static void conn_on_io(evutil_socket_t fd, short what, void *arg);
+static void schedule_kick(struct pgw_store *self);
+
+static void set_last_error(struct pgw_store *self, const char *what,
+                           const char *msg)
+{
+    char line[200];
+
+    snprintf(self->last_error, sizeof(self->last_error), "%s%s", what,
+             one_line(line, sizeof(line), msg));
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->rev)
+        event_del(c->rev);
+    if (c->wev)
+        event_del(c->wev);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->fd = -1;
+}
+
+/*
+ * The connection failed: everything in flight on it fails with
+ * PGW_ERR_DB, it reconnects after its backoff. Logs once per outage.
+ */
+static void conn_fail(struct conn *c, const char *what, const char *msg)
+{
+    struct pgw_store *self = c->store;
+    struct op_list inflight = c->inflight;
+
+    if (c->state == CONN_UP)
+        self->n_up--;
+    set_last_error(self, what, msg);
+    conn_close(c);
+    c->state = CONN_DOWN;
+    c->inflight = (struct op_list){0};
+    if (self->n_up == 0 && !self->failing) {
+        self->failing = true;
+        pgw_log_warn("database unavailable: %s", self->last_error);
+        schedule_kick(self); /* queued operations fail fast now */
+    }
+    {
+        struct timeval tv = {c->backoff_ms / 1000,
+                             (c->backoff_ms % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+    }
+    c->backoff_ms = c->backoff_ms * 2 > STORE_BACKOFF_MAX_MS
+                        ? STORE_BACKOFF_MAX_MS
+                        : c->backoff_ms * 2;
+    fail_list(&inflight, PGW_ERR_DB);
+}
+
+/* Fires when the reconnect backoff of a connection has passed. */
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_start(arg);
+}
+
+/* Output left in libpq's buffer is written when the socket is writable. */
+static int conn_flush(struct conn *c)
+{
+    int rc = PQflush(c->pg);
+
+    if (rc < 0) {
+        conn_fail(c, "", PQerrorMessage(c->pg));
+        return -1;
+    }
+    if (rc > 0)
+        event_add(c->wev, NULL);
+    return 0;
+}
+
+/* Registers |c|'s events on the socket libpq reports now. */
+static int conn_watch(struct conn *c, short rflags, short wflags)
+{
+    c->fd = PQsocket(c->pg);
+    if (c->fd < 0)
+        return -1;
+    event_del(c->rev);
+    event_del(c->wev);
+    if (event_assign(c->rev, c->store->base, c->fd, rflags, conn_on_io, c) <
+            0 ||
+        event_assign(c->wev, c->store->base, c->fd, wflags, conn_on_io, c) < 0)
+        return -1;
+    return 0;
+}
+
+static void quiet_notices_async(void *arg, const char *message)
+{
+    (void)arg;
+    pgw_log_debug("postgres: %s", message);
+}
+
+/* Connected: pipeline mode, then every statement prepared in one sync. */
+static void conn_prepare(struct conn *c)
+{
+    struct op *op = NULL;
+
+    PQsetNoticeProcessor(c->pg, quiet_notices_async, NULL);
+    if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg)) {
+        conn_fail(c, "could not enter pipeline mode: ", PQerrorMessage(c->pg));
+        return;
+    }
+    if (conn_watch(c, EV_READ | EV_PERSIST, EV_WRITE) < 0) {
+        conn_fail(c, "could not watch the connection: ", "bad socket");
+        return;
+    }
+    event_add(c->rev, NULL);
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (!PQsendPrepare(c->pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
+            conn_fail(c,
+                      "could not prepare statements: ", PQerrorMessage(c->pg));
+            return;
+        }
+    }
+    if (!PQpipelineSync(c->pg)) {
+        conn_fail(c, "", PQerrorMessage(c->pg));
+        return;
+    }
+    op = calloc(1, sizeof(*op));
+    if (!op) {
+        conn_fail(c, "", "out of memory");
+        return;
+    }
+    op->kind = OP_PREPARE;
+    list_push(&c->inflight, op);
+    c->state = CONN_PREPARING;
+    conn_flush(c);
+}
+
+static void conn_up(struct conn *c)
+{
+    struct pgw_store *self = c->store;
+
+    c->state = CONN_UP;
+    c->backoff_ms = STORE_BACKOFF_MIN_MS;
+    self->n_up++;
+    if (self->failing) {
+        self->failing = false;
+        pgw_log_info("database connection recovered");
+    }
+    self->last_error[0] = '\0';
+    schedule_kick(self);
+}
+
+/* One step of PQconnectPoll; the socket may change between steps. */
+static void conn_poll(struct conn *c)
+{
+    struct timeval tv = {STORE_CONNECT_TIMEOUT_S, 0};
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+
+    switch (st) {
+    case PGRES_POLLING_OK:
+        conn_prepare(c);
+        return;
+    case PGRES_POLLING_READING:
+    case PGRES_POLLING_WRITING:
+        if (conn_watch(c, EV_READ, EV_WRITE) < 0) {
+            conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
+            return;
+        }
+        event_add(st == PGRES_POLLING_READING ? c->rev : c->wev, &tv);
+        return;
+    default:
+        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
+        return;
+    }
+}
+
+static void conn_start(struct conn *c)
+{
+    c->pg = PQconnectStart(c->store->conninfo);
+    if (!c->pg) {
+        conn_fail(c, "could not connect: ", "out of memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
+        return;
+    }
+    c->state = CONN_CONNECTING;
+    /* libpq asks to start as if PQconnectPoll said POLLING_WRITING. */
+    if (conn_watch(c, EV_READ, EV_WRITE) < 0) {
+        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
+        return;
+    }
+    {
+        struct timeval tv = {STORE_CONNECT_TIMEOUT_S, 0};
+        event_add(c->wev, &tv);
+    }
+}
+
+static void op_complete(struct pgw_store *self, struct op *op);
+
+/* Stores the |op|'s next result, or notes its failure. */
+static void op_take_result(struct op *op, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        if (op->err == 0) {
+            char line[300];
+            op->err = PGW_ERR_DB;
+            pgw_log_debug(
+                "statement failed: %s",
+                one_line(line, sizeof(line), PQresultErrorMessage(r)));
+        }
+        PQclear(r);
+    } else if (op->n_results < STORE_MAX_RESULTS) {
+        op->res[op->n_results] = r;
+    } else {
+        PQclear(r);
+    }
+    op->n_results++;
+}
+
+/* Reads every result that arrived; an operation ends at its sync. */
+static void conn_read(struct conn *c)
+{
+    struct pgw_store *self = c->store;
+    bool got_null = false;
+
+    if (!PQconsumeInput(c->pg)) {
+        conn_fail(c, "", PQerrorMessage(c->pg));
+        return;
+    }
+    while (!PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        struct op *op = c->inflight.head;
+
+        if (!r) {
+            /* the end of one statement's results; twice: nothing left */
+            if (got_null || !op)
+                break;
+            got_null = true;
+            continue;
+        }
+        got_null = false;
+        if (!op) {
+            PQclear(r);
+            continue;
+        }
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+            op_take_result(op, r);
+            continue;
+        }
+        PQclear(r);
+        list_pop(&c->inflight);
+        if (op->kind == OP_PREPARE) {
+            int err = op->err;
+            op_free(op);
+            if (err) {
+                conn_fail(c, "could not prepare statements: ",
+                          "schema missing or not migrated (run 'pushgw "
+                          "migrate')");
+                return;
+            }
+            conn_up(c);
+            continue;
+        }
+        op_complete(self, op);
+        if (self->queue.n + self->inserts.n + self->finishes.n > 0)
+            schedule_kick(self);
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD)
+        conn_fail(c, "", PQerrorMessage(c->pg));
+}
+
+/* Fires on socket readiness (or the connect timeout) of |arg|; may fail
+ * the connection and every operation in flight on it. */
+static void conn_on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    if (c->state == CONN_CONNECTING) {
+        if (what & EV_TIMEOUT) {
+            conn_fail(c, "could not connect: ", "timed out");
+            return;
+        }
+        conn_poll(c);
+        return;
+    }
+    if (what & EV_WRITE) {
+        if (conn_flush(c) < 0)
+            return;
+    }
+    if (what & EV_READ) {
+        conn_read(c);
+        if (c->pg && c->state != CONN_DOWN)
+            conn_flush(c);
+    }
+}
+
+/* -- sending -- */
+
+static int send_stmt(struct conn *c, enum stmt_id id, unsigned n,
+                     const char *const *params)
+{
+    return PQsendQueryPrepared(c->pg, stmts[id].name, (int)n, params, NULL,
+                               NULL, 0)
+               ? 0
+               : -1;
+}
+
+/* Joins fragment |f| of every member into the array literal arr[|f|]. */
+static const char *batch_array(struct pgw_store *self, const struct op *batch,
+                               unsigned f)
+{
+    struct sbuf *b = &self->arr[f];
+
+    sb_reset(b);
+    sb_put(b, "{", 1);
+    for (const struct op *m = batch->members; m; m = m->next) {
+        uint32_t off = m->frag[2 * f], len = m->frag[2 * f + 1];
+
+        if (len == 0)
+            continue;
+        if (b->len > 1)
+            sb_put(b, ",", 1);
+        sb_put(b, m->data + off, len);
+    }
+    sb_put(b, "}", 1);
+    return b->oom ? NULL : b->p;
+}
+
+static int send_batch(struct pgw_store *self, struct conn *c, struct op *op,
+                      unsigned first, unsigned n, enum stmt_id id)
+{
+    const char *params[STORE_MAX_FRAGS + 1];
+
+    for (unsigned i = 0; i < n; i++) {
+        params[i] = batch_array(self, op, first + i);
+        if (!params[i])
+            return PGW_ERR_NOMEM;
+    }
+    if (id == ST_INSERT)
+        params[n++] = self->owner;
+    return send_stmt(c, id, n, params) < 0 ? PGW_ERR_DB : 0;
+}
+
+/* Queues |op|'s statements and one sync on |c|. Returns 0, PGW_ERR_NOMEM
+ * (|op| not sent: the caller fails it), PGW_ERR_DB (the connection broke:
+ * the caller fails it and the connection). */
+static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
+{
+    int rc = 0;
+
+    switch (op->kind) {
+    case OP_BATCH_INSERT:
+        rc = send_batch(self, c, op, 0, 6, ST_INSERT);
+        if (rc == 0 && op->flag)
+            rc = send_batch(self, c, op, 0, 3, ST_DUPS);
+        break;
+    case OP_BATCH_FINISH:
+        if (op->n_fail)
+            rc = send_batch(self, c, op, 0, 6, ST_FAIL_INS);
+        if (rc == 0 && op->n_inv)
+            rc = send_batch(self, c, op, 6, 3, ST_INVALIDATE);
+        if (rc == 0 && op->n_retry)
+            rc = send_batch(self, c, op, 9, 8, ST_RETRY_INS);
+        if (rc == 0)
+            rc = send_batch(self, c, op, 17, 8, ST_EVENT_FIN);
+        break;
+    case OP_COUNT:
+        rc = send_stmt(c, ST_COUNT, 0, NULL);
+        break;
+    case OP_CLAIM_EVENTS:
+        rc = send_stmt(c, ST_CLAIM_EV, 3, op->param);
+        break;
+    case OP_RENEW:
+        rc = send_stmt(c, ST_RENEW_EV, 3, op->param);
+        if (rc == 0) {
+            const char *p[2] = {op->param[0], op->param[2]};
+            rc = send_stmt(c, ST_RENEW_RT, 2, p);
+        }
+        break;
+    case OP_RELEASE:
+        rc = send_stmt(c, ST_RELEASE_EV, 1, op->param);
+        if (rc == 0)
+            rc = send_stmt(c, ST_RELEASE_RT, 1, op->param);
+        break;
+    case OP_FIND:
+        rc = send_stmt(c, op->flag ? ST_FIND_INC : ST_FIND, 3, op->param);
+        break;
+    case OP_CLAIM_RETRIES:
+        rc = send_stmt(c, ST_CLAIM_RT, 3, op->param);
+        break;
+    case OP_FINISH_RETRY:
+        rc = send_stmt(c, ST_RETRY_FIN, 9, op->param);
+        if (rc == 0)
+            rc = send_stmt(c, ST_RETRY_DONE, 1, &op->param[9]);
+        break;
+    default:
+        rc = PGW_ERR_INVAL;
+        break;
+    }
+    if (rc == PGW_ERR_NOMEM || rc == PGW_ERR_INVAL)
+        return rc;
+    if (rc < 0 || !PQpipelineSync(c->pg))
+        return PGW_ERR_DB;
+    return 0;
+}
+
+/* The up connection with the most room, or NULL when all are full. */
+static struct conn *pick_conn(struct pgw_store *self)
+{
+    struct conn *best = NULL;
+
+    for (unsigned i = 0; i < self->n_conns; i++) {
+        struct conn *c = &self->conns[(self->next_conn + i) % self->n_conns];
+
+        if (c->state != CONN_UP || c->inflight.n >= STORE_MAX_INFLIGHT)
+            continue;
+        if (!best || c->inflight.n < best->inflight.n)
+            best = c;
+    }
+    self->next_conn++;
+    return best;
+}
+
+/* Merges up to STORE_MAX_BATCH operations of |l| into one batch. */
+static struct op *make_batch(struct pgw_store *self, struct op_list *l,
+                             enum op_kind kind)
+{
+    struct op *b = calloc(1, sizeof(*b));
+    struct op *tail = NULL;
+
+    if (!b)
+        return NULL;
+    b->kind = kind;
+    while (l->head && b->n_members < STORE_MAX_BATCH) {
+        struct op *m = list_pop(l);
+
+        self->n_queued--;
+        if (tail)
+            tail->next = m;
+        else
+            b->members = m;
+        tail = m;
+        b->n_members++;
+        b->flag |= m->flag;
+        b->n_fail += m->n_fail;
+        b->n_inv += m->n_inv;
+        b->n_retry += m->n_retry;
+    }
+    return b;
+}
+
+/* Sends |op| on |c|; on failure fails |op| (and |c| when it broke). */
+static void dispatch_op(struct pgw_store *self, struct conn *c, struct op *op)
+{
+    int rc = op_send(self, c, op);
+
+    if (rc == 0) {
+        list_push(&c->inflight, op);
+        return;
+    }
+    if (rc == PGW_ERR_DB) {
+        /* queued statements without a sync would leak into the next
+         * operation's transaction: the connection is lost anyway */
+        list_push(&c->inflight, op);
+        conn_fail(c, "", PQerrorMessage(c->pg));
+        return;
+    }
+    op_fail(op, rc);
+}
+
+/*
+ * Fires once per loop iteration in which operations were queued (a zero
+ * timer runs at the start of the next iteration, so everything queued in
+ * this one is merged). Sends what the connections can take; fails
+ * everything at once while the database is unreachable.
+ */
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_store *self = arg;
+    bool sent[64] = {false};
+
+    (void)fd;
+    (void)what;
+    if (self->n_up == 0) {
+        if (self->failing) {
+            self->n_queued = 0;
+            fail_list(&self->inserts, PGW_ERR_DB);
+            fail_list(&self->finishes, PGW_ERR_DB);
+            fail_list(&self->queue, PGW_ERR_DB);
+        }
+        return;
+    }
+    for (;;) {
+        struct conn *c;
+        struct op *op;
+
+        if (!self->inserts.head && !self->finishes.head && !self->queue.head)
+            break;
+        c = pick_conn(self);
+        if (!c)
+            break; /* every pipeline is full: resumed as results arrive */
+        if (self->inserts.head) {
+            op = make_batch(self, &self->inserts, OP_BATCH_INSERT);
+        } else if (self->finishes.head) {
+            op = make_batch(self, &self->finishes, OP_BATCH_FINISH);
+        } else {
+            op = list_pop(&self->queue);
+            self->n_queued--;
+        }
+        if (!op) {
+            /* no memory for a batch: retry on the next iteration */
+            schedule_kick(self);
+            break;
+        }
+        dispatch_op(self, c, op);
+        if ((size_t)(c - self->conns) < PGW_ARRAY_SIZE(sent))
+            sent[c - self->conns] = true;
+    }
+    for (unsigned i = 0; i < self->n_conns && i < PGW_ARRAY_SIZE(sent); i++)
+        if (sent[i] && self->conns[i].state == CONN_UP)
+            conn_flush(&self->conns[i]);
+}
+
+static void schedule_kick(struct pgw_store *self)
+{
+    struct timeval zero = {0, 0};
+
+    if (!self->closing && !evtimer_pending(self->kick, NULL))
+        evtimer_add(self->kick, &zero);
+}
+
+/* -- results -- */
+
+static int64_t get_i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col)
+               ? 0
+               : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *get_str(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static void complete_inserts(struct op *op)
+{
+    int64_t ids[STORE_MAX_BATCH];
+    unsigned char state[STORE_MAX_BATCH]; /* 0 none, 1 new, 2 duplicate */
+    const PGresult *ins = op->res[0], *dups = op->res[1];
+    size_t n = op->n_members, i = 0;
+    struct op *m;
+
+    memset(state, 0, n);
+    for (int r = 0; ins && r < PQntuples(ins); r++) {
+        int64_t ord = get_i64(ins, r, 0);
+        if (ord >= 1 && (size_t)ord <= n) {
+            ids[ord - 1] = get_i64(ins, r, 1);
+            state[ord - 1] = 1;
+        }
+    }
+    for (int r = 0; dups && r < PQntuples(dups); r++) {
+        int64_t ord = get_i64(dups, r, 0);
+        if (ord >= 1 && (size_t)ord <= n && state[ord - 1] == 0) {
+            ids[ord - 1] = get_i64(dups, r, 1);
+            state[ord - 1] = 2;
+        }
+    }
+    while ((m = op->members)) {
+        op->members = m->next;
+        if (state[i] == 0) /* deleted meanwhile: nothing of it is stored */
+            m->cb.insert(m->arg, PGW_ERR_DB, 0, false);
+        else
+            m->cb.insert(m->arg, 0, ids[i], state[i] == 2);
+        op_free(m);
+        i++;
+    }
+}
+
+static int cmp_event(const void *a, const void *b)
+{
+    int64_t x = ((const struct pgw_store_event *)a)->id;
+    int64_t y = ((const struct pgw_store_event *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static void complete_claim_events(struct pgw_store *self, struct op *op)
+{
+    const PGresult *r = op->res[0];
+    size_t n = r ? (size_t)PQntuples(r) : 0;
+    struct pgw_store_event *ev;
+
+    if (n > self->ev_scratch_cap) {
+        ev = realloc(self->ev_scratch, n * sizeof(*ev));
+        if (!ev) {
+            op->cb.events(op->arg, PGW_ERR_NOMEM, NULL, 0);
+            return;
+        }
+        self->ev_scratch = ev;
+        self->ev_scratch_cap = n;
+    }
+    ev = self->ev_scratch;
+    for (size_t i = 0; i < n; i++) {
+        ev[i].id = get_i64(r, (int)i, 0);
+        ev[i].app_id = get_str(r, (int)i, 1);
+        ev[i].body = get_str(r, (int)i, 2);
+        ev[i].body_len = (size_t)PQgetlength(r, (int)i, 2);
+        ev[i].attempts = (int)get_i64(r, (int)i, 3);
+    }
+    qsort(ev, n, sizeof(*ev), cmp_event);
+    op->cb.events(op->arg, 0, n ? ev : NULL, n);
+}
+
+static void complete_find(struct op *op)
+{
+    const PGresult *r = op->res[0];
+    size_t n = r ? (size_t)PQntuples(r) : 0;
+    size_t text = 0, items = 0;
+    struct pgw_store_installation *inst = NULL;
+    const char **chan = NULL;
+    char *buf = NULL, *cur;
+    int err = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t len = (size_t)PQgetlength(r, (int)i, 4);
+        text += len + 1;
+        items += len / 2 + 1; /* "{a,b}": at most half the characters */
+    }
+    if (n > 0) {
+        inst = calloc(n, sizeof(*inst));
+        chan = calloc(items, sizeof(*chan));
+        buf = malloc(text);
+        if (!inst || !chan || !buf) {
+            err = PGW_ERR_NOMEM;
+            goto out;
+        }
+    }
+    cur = buf;
+    items = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *arr = PQgetvalue(r, (int)i, 4);
+        size_t len = strlen(arr);
+        long k = parse_text_array(arr, cur, chan + items, len / 2 + 1);
+
+        if (k < 0) {
+            err = PGW_ERR_DB;
+            goto out;
+        }
+        inst[i].id = get_i64(r, (int)i, 0);
+        inst[i].installation_id = get_str(r, (int)i, 1);
+        inst[i].device_type = get_str(r, (int)i, 2);
+        inst[i].device_token = get_str(r, (int)i, 3);
+        inst[i].channels = chan + items;
+        inst[i].n_channels = (size_t)k;
+        inst[i].badge = (int)get_i64(r, (int)i, 5);
+        inst[i].apns_topic = get_str(r, (int)i, 6);
+        inst[i].apns_team_id = get_str(r, (int)i, 7);
+        inst[i].updated_at_ms = get_i64(r, (int)i, 8);
+        items += (size_t)k;
+        cur += len + 1;
+    }
+out:
+    if (err)
+        op->cb.inst(op->arg, err, NULL, 0);
+    else
+        op->cb.inst(op->arg, 0, inst, n);
+    free(inst);
+    free(chan);
+    free(buf);
+}
+
+static void complete_claim_retries(struct op *op)
+{
+    const PGresult *r = op->res[0];
+    size_t n = r ? (size_t)PQntuples(r) : 0;
+    struct pgw_store_retry *rt = NULL;
+
+    if (n > 0) {
+        rt = calloc(n, sizeof(*rt));
+        if (!rt) {
+            op->cb.retries(op->arg, PGW_ERR_NOMEM, NULL, 0);
+            return;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        rt[i].id = get_i64(r, (int)i, 0);
+        rt[i].event_id = get_i64(r, (int)i, 1);
+        rt[i].installation_id = get_i64(r, (int)i, 2);
+        rt[i].app_id = get_str(r, (int)i, 3);
+        rt[i].provider = get_str(r, (int)i, 4);
+        rt[i].request = get_str(r, (int)i, 5);
+        rt[i].attempts = (int)get_i64(r, (int)i, 6);
+        rt[i].expires_at_ms = get_i64(r, (int)i, 7);
+    }
+    op->cb.retries(op->arg, 0, rt, n);
+    free(rt);
+}
+
+/* |op| reached its sync: its callback (or its members') runs now. */
+static void op_complete(struct pgw_store *self, struct op *op)
+{
+    struct op *m;
+
+    if (op->err) {
+        op_fail(op, op->err);
+        return;
+    }
+    switch (op->kind) {
+    case OP_BATCH_INSERT:
+        complete_inserts(op);
+        break;
+    case OP_BATCH_FINISH:
+        while ((m = op->members)) {
+            op->members = m->next;
+            m->cb.done(m->arg, 0);
+            op_free(m);
+        }
+        break;
+    case OP_COUNT:
+        op->cb.count(op->arg, 0, op->res[0] ? get_i64(op->res[0], 0, 0) : 0);
+        break;
+    case OP_CLAIM_EVENTS:
+        complete_claim_events(self, op);
+        break;
+    case OP_FIND:
+        complete_find(op);
+        break;
+    case OP_CLAIM_RETRIES:
+        complete_claim_retries(op);
+        break;
+    default:
+        op->cb.done(op->arg, 0);
+        break;
+    }
+    op_free(op);
+}
+
+/* -- public API -- */
+
+int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
+                  struct pgw_store **ret_store)
+{
+    struct pgw_store *self = NULL;
+    unsigned pool;
+    int rc = PGW_ERR_NOMEM;
+
+    if (!base || !opts || !opts->conninfo || !opts->owner || !ret_store)
+        return PGW_ERR_INVAL;
+    pool = opts->pool_size ? opts->pool_size : STORE_DEFAULT_POOL;
+    if (pool > 64)
+        return PGW_ERR_INVAL;
+    self = calloc(1, sizeof(*self));
+    if (!self)
+        return PGW_ERR_NOMEM;
+    self->base = base;
+    self->max_queued =
+        opts->max_queued ? opts->max_queued : STORE_DEFAULT_MAX_QUEUED;
+    self->conninfo = strdup(opts->conninfo);
+    self->owner = strdup(opts->owner);
+    self->conns = calloc(pool, sizeof(*self->conns));
+    self->kick = evtimer_new(base, on_kick, self);
+    if (!self->conninfo || !self->owner || !self->conns || !self->kick)
+        goto out;
+    self->n_conns = pool;
+    for (unsigned i = 0; i < pool; i++) {
+        struct conn *c = &self->conns[i];
+
+        c->store = self;
+        c->fd = -1;
+        c->backoff_ms = STORE_BACKOFF_MIN_MS;
+        c->rev = event_new(base, -1, 0, conn_on_io, c);
+        c->wev = event_new(base, -1, 0, conn_on_io, c);
+        c->timer = evtimer_new(base, conn_on_timer, c);
+        if (!c->rev || !c->wev || !c->timer)
+            goto out;
+    }
+    for (unsigned i = 0; i < pool; i++)
+        conn_start(&self->conns[i]);
+    *ret_store = self;
+    return 0;
+out:
+    pgw_store_free(self);
+    return rc;
+}
+
+void pgw_store_free(struct pgw_store *self)
+{
+    if (!self)
+        return;
+    self->closing = true;
+    self->n_queued = 0;
+    fail_list(&self->inserts, PGW_ERR_CLOSED);
+    fail_list(&self->finishes, PGW_ERR_CLOSED);
+    fail_list(&self->queue, PGW_ERR_CLOSED);
+    for (unsigned i = 0; self->conns && i < self->n_conns; i++) {
+        struct conn *c = &self->conns[i];
+        struct op *op;
+
+        conn_close(c);
+        while ((op = list_pop(&c->inflight)))
+            op_fail(op, PGW_ERR_CLOSED);
+        if (c->rev)
+            event_free(c->rev);
+        if (c->wev)
+            event_free(c->wev);
+        if (c->timer)
+            event_free(c->timer);
+    }
+    if (self->kick)
+        event_free(self->kick);
+    free(self->enc.p);
+    for (unsigned i = 0; i < STORE_MAX_FRAGS; i++)
+        free(self->arr[i].p);
+    free(self->ev_scratch);
+    free(self->conns);
+    free(self->conninfo);
+    free(self->owner);
+    free(self);
+}
+
+bool pgw_store_is_up(const struct pgw_store *self)
+{
+    return self && self->n_up > 0;
+}
+
+const char *pgw_store_last_error(const struct pgw_store *self)
+{
+    return self ? self->last_error : "";
+}
+
+static int may_queue(struct pgw_store *self)
+{
+    if (self->closing)
+        return PGW_ERR_CLOSED;
+    if (self->n_queued >= self->max_queued)
+        return PGW_ERR_BUSY;
+    return 0;
+}
+
+static void enqueue(struct pgw_store *self, struct op_list *l, struct op *op)
+{
+    list_push(l, op);
+    self->n_queued++;
+    schedule_kick(self);
+}
+
+int pgw_store_insert_event(struct pgw_store *self,
+                           const struct pgw_store_new_event *ev,
+                           pgw_store_insert_cb cb, void *arg)
+{
+    struct sbuf *b;
+    uint32_t frag[12];
+    struct op *op;
+    int rc;
+
+    if (!self || !ev || !cb || !ev->app_id || !ev->conv_id || !ev->body ||
+        !str_ok(ev->app_id) || !str_ok(ev->conv_id) || !str_ok(ev->msg_id) ||
+        !text_ok(ev->body, ev->body_len))
+        return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    b = &self->enc;
+    sb_reset(b);
+#define FRAG(i, code)                                                          \
+    do {                                                                       \
+        frag[2 * (i)] = (uint32_t)b->len;                                      \
+        code;                                                                  \
+        frag[2 * (i) + 1] = (uint32_t)(b->len - frag[2 * (i)]);                \
+    } while (0)
+    FRAG(0, sb_text_elem(b, ev->app_id, strlen(ev->app_id)));
+    FRAG(1, sb_text_elem(b, ev->conv_id, strlen(ev->conv_id)));
+    FRAG(2, sb_text_elem(b, ev->msg_id, ev->msg_id ? strlen(ev->msg_id) : 0));
+    FRAG(3, sb_text_elem(b, ev->body, ev->body_len));
+    FRAG(4, sb_int_elem(b, ev->event_ts_ms));
+    FRAG(5, sb_int_elem(b, ev->lease ? (long long)(ev->lease_ms > INT32_MAX
+                                                       ? INT32_MAX
+                                                       : ev->lease_ms)
+                                     : -1));
+    op = op_from_enc(self, OP_INSERT, frag, 6);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->flag = ev->msg_id != NULL;
+    op->cb.insert = cb;
+    op->arg = arg;
+    enqueue(self, &self->inserts, op);
+    return 0;
+}
+
+int pgw_store_count_backlog(struct pgw_store *self, pgw_store_count_cb cb,
+                            void *arg)
+{
+    struct op *op;
+    int rc;
+
+    if (!self || !cb)
+        return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    op = op_with_params(OP_COUNT, NULL, 0);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->cb.count = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+/* Queues an operation taking (owner, |a|, |b|) as its parameters. */
+static int queue_owner_op(struct pgw_store *self, enum op_kind kind,
+                          const char *a, long long b, struct op **ret_op)
+{
+    char num[24];
+    const char *params[3] = {self->owner, a, num};
+    struct op *op;
+    int rc = may_queue(self);
+
+    if (rc < 0)
+        return rc;
+    snprintf(num, sizeof(num), "%lld", b);
+    op = op_with_params(kind, params, 3);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    *ret_op = op;
+    return 0;
+}
+
+static int claim(struct pgw_store *self, enum op_kind kind, unsigned max,
+                 unsigned lease_ms, struct op **ret_op)
+{
+    char num[24];
+
+    if (max == 0 || max > 100000 || lease_ms == 0 || lease_ms > INT32_MAX)
+        return PGW_ERR_INVAL;
+    snprintf(num, sizeof(num), "%u", max);
+    return queue_owner_op(self, kind, num, lease_ms, ret_op);
+}
+
+int pgw_store_claim_events(struct pgw_store *self, unsigned max,
+                           unsigned lease_ms, pgw_store_events_cb cb, void *arg)
+{
+    struct op *op = NULL;
+    int rc;
+
+    if (!self || !cb)
+        return PGW_ERR_INVAL;
+    rc = claim(self, OP_CLAIM_EVENTS, max, lease_ms, &op);
+    if (rc < 0)
+        return rc;
+    op->cb.events = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
+                            unsigned lease_ms, pgw_store_retries_cb cb,
+                            void *arg)
+{
+    struct op *op = NULL;
+    int rc;
+
+    if (!self || !cb)
+        return PGW_ERR_INVAL;
+    rc = claim(self, OP_CLAIM_RETRIES, max, lease_ms, &op);
+    if (rc < 0)
+        return rc;
+    op->cb.retries = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
+                           unsigned lease_ms, pgw_store_done_cb cb, void *arg)
+{
+    struct sbuf *b;
+    struct op *op = NULL;
+    int rc;
+
+    if (!self || !cb || (n && !ids) || lease_ms == 0 || lease_ms > INT32_MAX)
+        return PGW_ERR_INVAL;
+    b = &self->enc;
+    sb_reset(b);
+    sb_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        sb_sep(b, 1);
+        sb_int_elem(b, ids[i]);
+    }
+    sb_put(b, "}", 1);
+    if (b->oom)
+        return PGW_ERR_NOMEM;
+    rc = queue_owner_op(self, OP_RENEW, b->p, lease_ms, &op);
+    if (rc < 0)
+        return rc;
+    op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
+                             void *arg)
+{
+    struct op *op;
+    int rc;
+
+    if (!self || !cb)
+        return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    op = op_with_params(OP_RELEASE, (const char *const[]){self->owner}, 1);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
+                                 const char *const *recipients, size_t n,
+                                 const char *apns_team_id,
+                                 bool increment_ios_badge,
+                                 pgw_store_installations_cb cb, void *arg)
+{
+    struct sbuf *b;
+    struct op *op;
+    int rc;
+
+    if (!self || !cb || !app_id || (n && !recipients) || !str_ok(app_id) ||
+        !str_ok(apns_team_id))
+        return PGW_ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!recipients[i] || !str_ok(recipients[i]))
+            return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    b = &self->enc;
+    sb_reset(b);
+    sb_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        sb_sep(b, 1);
+        sb_text_elem(b, recipients[i], strlen(recipients[i]));
+    }
+    sb_put(b, "}", 1);
+    if (b->oom)
+        return PGW_ERR_NOMEM;
+    op = op_with_params(OP_FIND,
+                        (const char *const[]){app_id, b->p, apns_team_id}, 3);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->flag = increment_ios_badge;
+    op->cb.inst = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+static const char *outcome_name(enum pgw_store_failure_kind kind)
+{
+    switch (kind) {
+    case PGW_STORE_FAIL_INVALIDATED:
+        return "invalidated";
+    case PGW_STORE_FAIL_FAILED:
+        return "failed";
+    case PGW_STORE_FAIL_EXPIRED:
+        return "expired";
+    }
+    return NULL;
+}
+
+static void put_str(struct sbuf *b, const char *s)
+{
+    sb_text_elem(b, s, s ? strlen(s) : 0);
+}
+
+int pgw_store_finish_event(struct pgw_store *self,
+                           const struct pgw_store_event_result *res,
+                           pgw_store_done_cb cb, void *arg)
+{
+    const struct pgw_store_failure *fl;
+    const struct pgw_store_retry_new *rt;
+    uint32_t frag[2 * STORE_MAX_FRAGS];
+    unsigned counts[3] = {0, 0, 0}; /* invalidated, failed, expired */
+    unsigned n_inv = 0, f = 0;
+    struct sbuf *b;
+    struct op *op;
+    int rc;
+
+    if (!self || !res || !cb || (res->n_failures && !res->failures) ||
+        (res->n_retries && !res->retries) || !str_ok(res->result))
+        return PGW_ERR_INVAL;
+    for (size_t i = 0; i < res->n_failures; i++) {
+        fl = &res->failures[i];
+        if (!outcome_name(fl->kind) || !fl->provider || !str_ok(fl->provider) ||
+            !str_ok(fl->reason))
+            return PGW_ERR_INVAL;
+        counts[fl->kind]++;
+        n_inv += fl->kind == PGW_STORE_FAIL_INVALIDATED;
+    }
+    for (size_t i = 0; i < res->n_retries; i++) {
+        rt = &res->retries[i];
+        if (!rt->provider || !rt->request || !str_ok(rt->provider) ||
+            !str_ok(rt->request) || !str_ok(rt->last_reason))
+            return PGW_ERR_INVAL;
+    }
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    b = &self->enc;
+    sb_reset(b);
+    /* Column by column: fragment |f| holds this event's elements of the
+     * batch's array parameter |f|. */
+#define COLUMN(n, elem)                                                        \
+    do {                                                                       \
+        size_t start_ = b->len;                                                \
+        for (size_t i = 0; i < (n); i++) {                                     \
+            sb_sep(b, start_);                                                 \
+            elem;                                                              \
+        }                                                                      \
+        frag[2 * f] = (uint32_t)start_;                                        \
+        frag[2 * f + 1] = (uint32_t)(b->len - start_);                         \
+        f++;                                                                   \
+    } while (0)
+    fl = res->failures;
+    COLUMN(res->n_failures, sb_int_elem(b, res->event_id));
+    COLUMN(res->n_failures, sb_int_elem(b, fl[i].installation_id));
+    COLUMN(res->n_failures, put_str(b, fl[i].provider));
+    COLUMN(res->n_failures, put_str(b, outcome_name(fl[i].kind)));
+    COLUMN(res->n_failures, sb_int_elem(b, fl[i].status));
+    COLUMN(res->n_failures, put_str(b, fl[i].reason));
+    /* invalidations: only the INVALIDATED failures */
+    {
+        size_t s0 = b->len, s1, s2;
+        for (size_t i = 0; i < res->n_failures; i++)
+            if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
+                sb_sep(b, s0);
+                sb_int_elem(b, fl[i].installation_id);
+            }
+        s1 = b->len;
+        for (size_t i = 0; i < res->n_failures; i++)
+            if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
+                sb_sep(b, s1);
+                put_str(b, fl[i].reason);
+            }
+        s2 = b->len;
+        for (size_t i = 0; i < res->n_failures; i++)
+            if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
+                sb_sep(b, s2);
+                if (fl[i].invalid_since_ms)
+                    sb_int_elem(b, fl[i].invalid_since_ms);
+                else
+                    sb_put(b, "NULL", 4);
+            }
+        frag[2 * f] = (uint32_t)s0;
+        frag[2 * f + 1] = (uint32_t)(s1 - s0);
+        frag[2 * f + 2] = (uint32_t)s1;
+        frag[2 * f + 3] = (uint32_t)(s2 - s1);
+        frag[2 * f + 4] = (uint32_t)s2;
+        frag[2 * f + 5] = (uint32_t)(b->len - s2);
+        f += 3;
+    }
+    rt = res->retries;
+    COLUMN(res->n_retries, sb_int_elem(b, res->event_id));
+    COLUMN(res->n_retries, sb_int_elem(b, rt[i].installation_id));
+    COLUMN(res->n_retries, put_str(b, rt[i].provider));
+    COLUMN(res->n_retries, put_str(b, rt[i].request));
+    COLUMN(res->n_retries, sb_int_elem(b, rt[i].attempts));
+    COLUMN(res->n_retries, sb_int_elem(b, rt[i].not_before_ms));
+    COLUMN(res->n_retries, sb_int_elem(b, rt[i].expires_at_ms));
+    COLUMN(res->n_retries, put_str(b, rt[i].last_reason));
+    COLUMN(1, sb_int_elem(b, res->event_id));
+    COLUMN(1, put_str(b, res->result));
+    COLUMN(1, sb_int_elem(b, res->pushes_total));
+    COLUMN(1, sb_int_elem(b, res->pushes_delivered));
+    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_INVALIDATED]));
+    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_FAILED]));
+    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_EXPIRED]));
+    COLUMN(1, sb_int_elem(b, (long long)res->n_retries));
+#undef COLUMN
+    op = op_from_enc(self, OP_FINISH, frag, f);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->n_fail = (unsigned)res->n_failures;
+    op->n_inv = n_inv;
+    op->n_retry = (unsigned)res->n_retries;
+    op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->finishes, op);
+    return 0;
+}
+
+int pgw_store_finish_retry(struct pgw_store *self,
+                           const struct pgw_store_retry_result *res,
+                           pgw_store_done_cb cb, void *arg)
+{
+    char id[24], status[24], since[24], nb[24], att[24], ev[24];
+    const struct pgw_store_failure *fl;
+    const char *params[10];
+    struct op *op;
+    int rc;
+
+    if (!self || !res || !cb)
+        return PGW_ERR_INVAL;
+    fl = res->delivered ? NULL : res->failure;
+    if (fl && (!outcome_name(fl->kind) || !str_ok(fl->reason)))
+        return PGW_ERR_INVAL;
+    if (!str_ok(res->last_reason))
+        return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    snprintf(id, sizeof(id), "%lld", (long long)res->retry_id);
+    snprintf(status, sizeof(status), "%d", fl ? fl->status : 0);
+    snprintf(since, sizeof(since), "%lld",
+             fl ? (long long)fl->invalid_since_ms : 0LL);
+    snprintf(nb, sizeof(nb), "%lld", (long long)res->not_before_ms);
+    snprintf(att, sizeof(att), "%d", res->attempts);
+    snprintf(ev, sizeof(ev), "%lld", (long long)res->event_id);
+    params[0] = id;
+    params[1] = res->delivered ? "delivered" : fl ? "failure" : "again";
+    params[2] = fl ? outcome_name(fl->kind) : "";
+    params[3] = status;
+    params[4] = fl ? fl->reason : NULL;
+    params[5] = fl && fl->invalid_since_ms ? since : NULL;
+    params[6] = nb;
+    params[7] = att;
+    params[8] = res->last_reason;
+    params[9] = ev;
+    op = op_with_params(OP_FINISH_RETRY, params, 10);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
 }
