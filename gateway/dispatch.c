@@ -1,0 +1,1798 @@
+/*
+ * The dispatcher: one job per event in memory, each going through
+ *   hook (optional) → resolve → payload variants → installations (+ badge)
+ *   → sends → outcomes → finish (one store transaction),
+ * plus timers that claim events left by others, claim due retries and
+ * renew leases. Sends are paced by a global in-flight cap so memory stays
+ * bounded whatever the fan-out.
+ */
+#include "dispatch.h"
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apns.h"
+#include "fcm.h"
+#include "hook.h"
+#include "log.h"
+#include "metrics.h"
+#include "outcome.h"
+#include "payload_apns.h"
+#include "payload_fcm.h"
+#include "resolve.h"
+#include "store.h"
+#include "template.h"
+
+#define DEFAULT_LEASE_MS 30000
+#define DEFAULT_CLAIM_INTERVAL_MS 1000
+#define DEFAULT_MAX_EVENTS 2000
+#define DEFAULT_MAX_INFLIGHT 20000
+#define RETRY_CLAIM_MAX 500
+#define FINISH_RETRY_MS 1000
+
+enum provider { PROV_APNS = 0, PROV_FCM = 1 };
+static const char *const provider_names[] = {"apns", "fcm"};
+
+/* What an app needs at send time, resolved once per runtime. */
+struct rt_app {
+    const struct pgw_app *app;
+    struct pgw_fcm_account *fcm_account; /* NULL: no FCM for this app */
+};
+
+/* Config, templates and senders, replaced as a whole on reload. */
+struct runtime {
+    int refs;
+    struct pgw_dispatch *d;
+    struct runtime *prev, *next; /* in d->runtimes */
+    struct pgw_config *cfg;
+    struct pgw_template_set *templates;
+    struct pgw_apns *apns;
+    struct pgw_fcm *fcm;
+    struct rt_app *apps;
+    size_t n_apps;
+    struct pgw_event_limits limits;
+};
+
+struct job;
+
+/* One push to one installation. Strings live in |buf|. */
+struct push {
+    struct job *job;         /* NULL for a claimed retry */
+    struct retry_ctx *retry; /* set for a claimed retry */
+    enum provider provider;
+    int64_t installation_id;
+    int attempts;
+    int64_t expires_at_ms;
+    /* APNs */
+    enum pgw_apns_env env;
+    int priority;
+    int64_t expiration;
+    char push_type[16];
+    char apns_id[PGW_APNS_UUID_LEN + 1];
+    char *team;
+    char *topic;
+    char *collapse_id;
+    /* both */
+    char *token;
+    char *body;
+    size_t body_len;
+    char *buf;
+};
+
+struct failure {
+    int64_t installation_id;
+    enum provider provider;
+    enum pgw_store_failure_kind kind;
+    int status;
+    char reason[PGW_OUTCOME_REASON_MAX];
+    int64_t invalid_since_ms;
+};
+
+struct retry_row {
+    int64_t installation_id;
+    enum provider provider;
+    char *request;
+    int attempts;
+    int64_t not_before_ms;
+    int64_t expires_at_ms;
+    char reason[PGW_OUTCOME_REASON_MAX];
+};
+
+struct job {
+    struct pgw_dispatch *d;
+    struct runtime *rt;
+    struct job *prev, *next;
+    int64_t event_id;
+    char event_id_str[24];
+    char *app_id;
+    const struct rt_app *app;
+    struct pgw_event *ev;
+    struct pgw_resolved *res;
+    struct timespec accepted;
+    /* Payload variants (index = platform * 2 + mentioned). */
+    struct pgw_apns_payload *apns_p[4];
+    const char *apns_err[4];
+    struct pgw_fcm_payload *fcm_p[4];
+    const char *fcm_err[4];
+    bool variants_built;
+    /* Pushes to send; [next_send, n_pushes) not sent yet. */
+    struct push *pushes;
+    size_t n_pushes;
+    size_t next_send;
+    size_t answered;
+    int delivered;
+    struct failure *failures;
+    size_t n_failures, cap_failures;
+    struct retry_row *retries;
+    size_t n_retries, cap_retries;
+    const char *result;
+    size_t n_unsent; /* pushes that failed before they could be sent */
+    bool finishing;
+    bool waiting_store; /* an async store/hook call is outstanding */
+    struct event *retry_finish_timer;
+};
+
+/* A retry claimed from the store, with its single push. */
+struct retry_ctx {
+    struct pgw_dispatch *d;
+    struct runtime *rt;
+    int64_t retry_id;
+    int64_t event_id;
+    char *app_id;
+    struct push push;
+    struct pgw_store_failure failure;
+    char reason[PGW_OUTCOME_REASON_MAX];
+};
+
+struct pgw_dispatch {
+    struct pgw_dispatch_options o;
+    struct runtime *rt;
+    struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
+    size_t n_jobs;
+    size_t reserved;          /* pgw_dispatch_reserve() not yet accepted */
+    struct runtime *runtimes; /* every live runtime */
+    struct event *pump_ev;    /* deferred dispatch_pump() */
+    bool closing;             /* pgw_dispatch_stop() ran */
+    size_t inflight[2];
+    size_t retries_inflight;
+    bool claiming;
+    bool claiming_retries;
+    bool draining;
+    struct event *claim_timer;
+    struct event *lease_timer;
+    struct event *drain_timer;
+    struct event *drain_deadline;
+    void (*drain_done)(void *arg);
+    void *drain_arg;
+    /* Runtimes whose last reference went inside a callback: freed from
+     * the loop, never from inside an apns/fcm callback. */
+    struct runtime **dead;
+    size_t n_dead, cap_dead;
+    struct event *reaper;
+    /* metrics */
+    struct pgw_metric_family *m_pushes;
+    struct pgw_metric_family *m_events;
+    struct pgw_metric_family *m_hook;
+    struct pgw_metric_family *m_invalidated;
+    struct pgw_metric_series *m_latency;
+};
+
+static void job_finish(struct job *job);
+static void dispatch_pump(struct pgw_dispatch *d);
+static void on_apns(void *arg, const struct pgw_outcome *o);
+static void on_fcm(void *arg, const struct pgw_outcome *o);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double since_s(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) +
+           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* ---- runtime ------------------------------------------------------------ */
+
+static void runtime_destroy(struct runtime *rt)
+{
+    if (rt->prev)
+        rt->prev->next = rt->next;
+    else if (rt->d->runtimes == rt)
+        rt->d->runtimes = rt->next;
+    if (rt->next)
+        rt->next->prev = rt->prev;
+    pgw_apns_free(rt->apns);
+    pgw_fcm_free(rt->fcm);
+    free(rt->apps);
+    pgw_template_set_unref(rt->templates);
+    pgw_config_free(rt->cfg);
+    free(rt);
+}
+
+static void runtime_unref(struct runtime *rt)
+{
+    struct pgw_dispatch *d;
+
+    if (!rt || --rt->refs > 0)
+        return;
+    /* The senders may be inside one of their own callbacks now: free
+     * them from the loop. */
+    d = rt->d;
+    if (d->n_dead == d->cap_dead) {
+        size_t cap = d->cap_dead ? d->cap_dead * 2 : 4;
+        struct runtime **n = realloc(d->dead, cap * sizeof(*n));
+        if (!n) {
+            /* Leaking a runtime beats freeing it under a callback. */
+            pgw_log_error("out of memory: a replaced runtime is leaked");
+            return;
+        }
+        d->dead = n;
+        d->cap_dead = cap;
+    }
+    d->dead[d->n_dead++] = rt;
+    event_active(d->reaper, EV_TIMEOUT, 0);
+}
+
+/* Fires from the loop after a runtime lost its last reference. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    while (d->n_dead > 0)
+        runtime_destroy(d->dead[--d->n_dead]);
+}
+
+static const struct rt_app *rt_find_app(const struct runtime *rt,
+                                        const char *id)
+{
+    for (size_t i = 0; i < rt->n_apps; i++) {
+        if (strcmp(rt->apps[i].app->id, id) == 0)
+            return &rt->apps[i];
+    }
+    return NULL;
+}
+
+static int runtime_new(struct pgw_dispatch *d, struct pgw_config *cfg,
+                       struct pgw_template_set *templates,
+                       struct pgw_diag *diag, struct runtime **ret)
+{
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    struct pgw_apns_options ao;
+    struct pgw_fcm_options fo;
+    int rc;
+
+    if (!rt)
+        return PGW_ERR_NOMEM;
+    rt->refs = 1;
+    rt->d = d;
+    rt->cfg = pgw_config_ref(cfg);
+    rt->templates = pgw_template_set_ref(templates);
+    pgw_event_limits_from_config(cfg, &rt->limits);
+
+    memset(&ao, 0, sizeof(ao));
+    ao.production_url = cfg->apns.production_url;
+    ao.development_url = cfg->apns.development_url;
+    ao.ca_file = cfg->apns.ca_file;
+    ao.connections = (unsigned)cfg->apns.connections;
+    ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
+    ao.backoff_initial_ms = d->o.backoff_initial_ms;
+    ao.backoff_max_ms = d->o.backoff_max_ms;
+    rc = pgw_apns_new(d->o.base, d->o.dns, &ao, &rt->apns);
+    if (rc < 0) {
+        pgw_diag_add(diag, "cannot set up APNs: %s", pgw_strerror(rc));
+        goto fail;
+    }
+    memset(&fo, 0, sizeof(fo));
+    fo.url = cfg->fcm.url;
+    fo.token_url = cfg->fcm.token_url;
+    fo.ca_file = cfg->fcm.ca_file;
+    fo.connections = (unsigned)cfg->fcm.connections;
+    fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
+    fo.backoff_initial_ms = d->o.backoff_initial_ms;
+    fo.backoff_max_ms = d->o.backoff_max_ms;
+    rc = pgw_fcm_new(d->o.base, d->o.dns, d->o.cm, &fo, &rt->fcm);
+    if (rc < 0) {
+        pgw_diag_add(diag, "cannot set up FCM: %s", pgw_strerror(rc));
+        goto fail;
+    }
+
+    rt->apps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*rt->apps));
+    if (!rt->apps) {
+        rc = PGW_ERR_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct pgw_app *app = &cfg->apps[i];
+        struct rt_app *ra = &rt->apps[rt->n_apps++];
+
+        ra->app = app;
+        for (size_t t = 0; t < app->n_apns_teams; t++) {
+            const struct pgw_apns_team *team = &app->apns_teams[t];
+            rc = pgw_apns_add_team(rt->apns, team->team_id, team->key_id,
+                                   team->key_file);
+            /* Two apps of one team share its key. */
+            if (rc == PGW_ERR_CONFLICT)
+                continue;
+            if (rc < 0) {
+                pgw_diag_add(diag,
+                             "[app:%s] cannot load the APNs key '%s' of "
+                             "team '%s': %s",
+                             app->id, team->key_file, team->team_id,
+                             pgw_strerror(rc));
+                goto fail;
+            }
+        }
+        if (app->fcm_service_account_file) {
+            rc = pgw_fcm_account(rt->fcm, app->fcm_service_account_file, diag,
+                                 &ra->fcm_account);
+            if (rc < 0) {
+                pgw_diag_add(diag,
+                             "[app:%s] cannot load the FCM service "
+                             "account '%s': %s",
+                             app->id, app->fcm_service_account_file,
+                             pgw_strerror(rc));
+                goto fail;
+            }
+        }
+    }
+    *ret = rt;
+    return 0;
+fail:
+    runtime_destroy(rt);
+    return rc < 0 ? (rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG)
+                  : PGW_ERR_CONFIG;
+}
+
+int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
+                             struct pgw_template_set *templates,
+                             struct pgw_diag *diag)
+{
+    struct runtime *rt = NULL;
+    int rc = runtime_new(self, cfg, templates, diag, &rt);
+
+    if (rc < 0)
+        return rc;
+    rt->next = self->runtimes;
+    if (self->runtimes)
+        self->runtimes->prev = rt;
+    self->runtimes = rt;
+    if (self->rt)
+        runtime_unref(self->rt);
+    self->rt = rt;
+    return 0;
+}
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static void count_push(struct pgw_dispatch *d, enum provider p,
+                       const char *outcome, const char *reason)
+{
+    if (!d->m_pushes)
+        return;
+    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
+                                       reason ? reason : ""));
+}
+
+static void count_event(struct pgw_dispatch *d, const char *app,
+                        const char *result)
+{
+    if (d->m_events)
+        pgw_metric_inc(pgw_metrics_series2(d->m_events, app, result));
+}
+
+/* ---- jobs -----------------------------------------------------------------
+ */
+
+static void job_free(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        d->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        d->jobs_tail = job->prev;
+    d->n_jobs--;
+    for (int v = 0; v < 4; v++) {
+        pgw_payload_apns_free(job->apns_p[v]);
+        pgw_payload_fcm_free(job->fcm_p[v]);
+    }
+    for (size_t i = 0; i < job->n_pushes; i++)
+        free(job->pushes[i].buf);
+    free(job->pushes);
+    free(job->failures);
+    for (size_t i = 0; i < job->n_retries; i++)
+        free(job->retries[i].request);
+    free(job->retries);
+    if (job->retry_finish_timer)
+        event_free(job->retry_finish_timer);
+    pgw_resolve_free(job->res);
+    pgw_event_free(job->ev);
+    free(job->app_id);
+    runtime_unref(job->rt);
+    free(job);
+    /* Room for a claim or for waiting pushes. */
+    if (!d->closing)
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
+}
+
+static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
+                           const char *app_id, struct pgw_event *ev)
+{
+    struct job *job = calloc(1, sizeof(*job));
+
+    if (!job || !(job->app_id = strdup(app_id))) {
+        free(job);
+        pgw_event_free(ev);
+        return NULL;
+    }
+    job->d = d;
+    job->rt = d->rt;
+    d->rt->refs++;
+    job->event_id = event_id;
+    snprintf(job->event_id_str, sizeof(job->event_id_str), "%" PRId64,
+             event_id);
+    job->ev = ev;
+    clock_gettime(CLOCK_MONOTONIC, &job->accepted);
+    job->prev = d->jobs_tail;
+    if (d->jobs_tail)
+        d->jobs_tail->next = job;
+    else
+        d->jobs = job;
+    d->jobs_tail = job;
+    d->n_jobs++;
+    return job;
+}
+
+static int add_failure(struct job *job, int64_t inst, enum provider p,
+                       enum pgw_store_failure_kind kind, int status,
+                       const char *reason, int64_t since)
+{
+    struct failure *f;
+
+    if (job->n_failures == job->cap_failures) {
+        size_t cap = job->cap_failures ? job->cap_failures * 2 : 8;
+        f = realloc(job->failures, cap * sizeof(*f));
+        if (!f)
+            return PGW_ERR_NOMEM;
+        job->failures = f;
+        job->cap_failures = cap;
+    }
+    f = &job->failures[job->n_failures++];
+    f->installation_id = inst;
+    f->provider = p;
+    f->kind = kind;
+    f->status = status;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason ? reason : "");
+    f->invalid_since_ms = since;
+    return 0;
+}
+
+/* The pushes of an event counted before they are sent: failures found
+ * while building (bad profile, expired, too large). */
+static void fail_unsent(struct job *job, int64_t inst, enum provider p,
+                        enum pgw_store_failure_kind kind, const char *reason)
+{
+    job->n_unsent++;
+    count_push(job->d, p, kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
+               reason);
+    if (add_failure(job, inst, p, kind, 0, reason, 0) < 0)
+        pgw_log_error("out of memory recording a failure of event '%s'",
+                      job->event_id_str);
+}
+
+/* Serialises the request of |p| so a retry sends exactly the same. */
+static char *serialize_push(const struct job *job, const struct push *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *out = NULL;
+
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "p", provider_names[p->provider]);
+    cJSON_AddStringToObject(o, "token", p->token);
+    cJSON_AddStringToObject(o, "app", job->app_id);
+    if (p->provider == PROV_APNS) {
+        cJSON_AddNumberToObject(o, "env", p->env);
+        cJSON_AddStringToObject(o, "team", p->team);
+        cJSON_AddStringToObject(o, "topic", p->topic);
+        cJSON_AddStringToObject(o, "type", p->push_type);
+        cJSON_AddNumberToObject(o, "prio", p->priority);
+        cJSON_AddNumberToObject(o, "exp", (double)p->expiration);
+        if (p->collapse_id)
+            cJSON_AddStringToObject(o, "cid", p->collapse_id);
+        cJSON_AddStringToObject(o, "id", p->apns_id);
+    }
+    /* Bodies are UTF-8 JSON text: kept as a string. */
+    {
+        char *body = strndup(p->body, p->body_len);
+        if (body) {
+            cJSON_AddStringToObject(o, "body", body);
+            free(body);
+        }
+    }
+    out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
+static int64_t backoff_ms(const struct pgw_config *cfg, int attempts)
+{
+    int64_t base = cfg->delivery.retry_base_ms;
+    int64_t max = cfg->delivery.retry_max_ms;
+    int64_t delay = base;
+
+    for (int i = 1; i < attempts && delay < max; i++)
+        delay *= 2;
+    if (delay > max)
+        delay = max;
+    /* Full jitter in [delay/2, delay]. */
+    return delay / 2 +
+           (int64_t)((double)(delay / 2 + 1) * ((double)random() / RAND_MAX));
+}
+
+/* What to do with a RETRY outcome of a push made |attempts| times:
+ * 0 → retry at |*ret_at|; else a final failure kind. */
+static int plan_retry(const struct pgw_config *cfg, int attempts,
+                      const struct pgw_outcome *o, int64_t expires_at_ms,
+                      int64_t *ret_at, enum pgw_store_failure_kind *ret_kind)
+{
+    int64_t at = now_ms() + backoff_ms(cfg, attempts);
+
+    if (o->retry_after_ms > 0 && now_ms() + o->retry_after_ms > at)
+        at = now_ms() + o->retry_after_ms;
+    if (attempts >= cfg->delivery.max_attempts) {
+        *ret_kind = PGW_STORE_FAIL_FAILED;
+        return -1;
+    }
+    if (at >= expires_at_ms) {
+        *ret_kind = PGW_STORE_FAIL_EXPIRED;
+        return -1;
+    }
+    *ret_at = at;
+    return 0;
+}
+
+static void log_final(const char *app, const struct push *p,
+                      const struct pgw_outcome *o, const char *what)
+{
+    char masked[32];
+
+    pgw_log_warnf(
+        PGW_FIELDS(
+            PGW_LF_STR("app", app),
+            PGW_LF_STR("provider", provider_names[p->provider]),
+            PGW_LF_INT("installation", p->installation_id),
+            PGW_LF_STR("token",
+                       pgw_log_mask_token(masked, sizeof(masked), p->token)),
+            PGW_LF_INT("status", o->status), PGW_LF_STR("reason", o->reason)),
+        "push %s", what);
+}
+
+/* An answer for a push of a job. */
+static void job_outcome(struct push *p, const struct pgw_outcome *o)
+{
+    struct job *job = p->job;
+    struct pgw_dispatch *d = job->d;
+    const struct pgw_config *cfg = job->rt->cfg;
+    enum pgw_store_failure_kind kind;
+    int64_t at;
+
+    d->inflight[p->provider]--;
+    if (d->m_latency)
+        pgw_metric_observe(d->m_latency, since_s(&job->accepted));
+    switch (o->kind) {
+    case PGW_OUTCOME_DELIVERED:
+        job->delivered++;
+        count_push(d, p->provider, "delivered", "");
+        break;
+    case PGW_OUTCOME_INVALIDATE:
+        count_push(d, p->provider, "invalidated", o->reason);
+        if (d->m_invalidated)
+            pgw_metric_inc(pgw_metrics_series2(
+                d->m_invalidated, provider_names[p->provider], o->reason));
+        add_failure(job, p->installation_id, p->provider,
+                    PGW_STORE_FAIL_INVALIDATED, o->status, o->reason,
+                    o->invalid_since_ms);
+        log_final(job->app_id, p, o, "invalidated the installation");
+        break;
+    case PGW_OUTCOME_FINAL:
+        count_push(d, p->provider, "failed", o->reason);
+        add_failure(job, p->installation_id, p->provider, PGW_STORE_FAIL_FAILED,
+                    o->status, o->reason, 0);
+        log_final(job->app_id, p, o, "failed");
+        break;
+    case PGW_OUTCOME_RETRY:
+        p->attempts++;
+        if (plan_retry(cfg, p->attempts, o, p->expires_at_ms, &at, &kind) < 0) {
+            count_push(d, p->provider,
+                       kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
+                       o->reason);
+            add_failure(job, p->installation_id, p->provider, kind, o->status,
+                        o->reason, 0);
+            log_final(job->app_id, p, o,
+                      kind == PGW_STORE_FAIL_EXPIRED
+                          ? "expired before it could be retried"
+                          : "failed after the last attempt");
+            break;
+        }
+        count_push(d, p->provider, "retry", o->reason);
+        if (job->n_retries == job->cap_retries) {
+            size_t cap = job->cap_retries ? job->cap_retries * 2 : 8;
+            struct retry_row *r = realloc(job->retries, cap * sizeof(*r));
+            if (!r) {
+                add_failure(job, p->installation_id, p->provider,
+                            PGW_STORE_FAIL_FAILED, 0, "out_of_memory", 0);
+                break;
+            }
+            job->retries = r;
+            job->cap_retries = cap;
+        }
+        {
+            struct retry_row *r = &job->retries[job->n_retries];
+            r->request = serialize_push(job, p);
+            if (!r->request) {
+                add_failure(job, p->installation_id, p->provider,
+                            PGW_STORE_FAIL_FAILED, 0, "out_of_memory", 0);
+                break;
+            }
+            r->installation_id = p->installation_id;
+            r->provider = p->provider;
+            r->attempts = p->attempts;
+            r->not_before_ms = at;
+            r->expires_at_ms = p->expires_at_ms;
+            snprintf(r->reason, sizeof(r->reason), "%s", o->reason);
+            job->n_retries++;
+        }
+        break;
+    }
+    /* The body is not needed any more. */
+    free(p->buf);
+    p->buf = NULL;
+    job->answered++;
+    if (job->answered == job->n_pushes)
+        job_finish(job);
+    else if (!d->closing)
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
+}
+
+static void on_apns(void *arg, const struct pgw_outcome *o)
+{
+    job_outcome(arg, o);
+}
+
+static void on_fcm(void *arg, const struct pgw_outcome *o)
+{
+    job_outcome(arg, o);
+}
+
+/* Sends |p| with the senders of |rt|; on a local error fills |err_o|. */
+static int send_push(struct runtime *rt, const struct rt_app *app,
+                     struct push *p, pgw_apns_cb acb, pgw_fcm_cb fcb, void *arg,
+                     struct pgw_outcome *err_o)
+{
+    int rc;
+
+    memset(err_o, 0, sizeof(*err_o));
+    if (p->provider == PROV_APNS) {
+        struct pgw_apns_push ap = {
+            .env = p->env,
+            .team_id = p->team,
+            .device_token = p->token,
+            .topic = p->topic,
+            .push_type = p->push_type,
+            .priority = p->priority,
+            .expiration = p->expiration,
+            .collapse_id = p->collapse_id,
+            .apns_id = p->apns_id,
+            .body = p->body,
+            .body_len = p->body_len,
+        };
+        rc = pgw_apns_send(rt->apns, &ap, acb, arg);
+    } else {
+        struct pgw_fcm_request fr = {
+            .account = app ? app->fcm_account : NULL,
+            .device_token = p->token,
+            .body = p->body,
+            .body_len = p->body_len,
+        };
+        if (!fr.account) {
+            err_o->kind = PGW_OUTCOME_FINAL;
+            snprintf(err_o->reason, sizeof(err_o->reason), "no_fcm_account");
+            return -1;
+        }
+        rc = pgw_fcm_send(rt->fcm, &fr, fcb, arg);
+    }
+    if (rc == 0)
+        return 0;
+    if (rc == PGW_ERR_BUSY || rc == PGW_ERR_NOMEM || rc == PGW_ERR_CLOSED) {
+        err_o->kind = PGW_OUTCOME_RETRY;
+        snprintf(err_o->reason, sizeof(err_o->reason), "busy");
+    } else {
+        err_o->kind = PGW_OUTCOME_FINAL;
+        snprintf(err_o->reason, sizeof(err_o->reason), "%s",
+                 rc == PGW_ERR_NOTFOUND ? "unknown_team"
+                 : rc == PGW_ERR_INVAL  ? "bad_request"
+                                        : "local_error");
+    }
+    return -1;
+}
+
+static size_t inflight_total(const struct pgw_dispatch *d)
+{
+    return d->inflight[0] + d->inflight[1];
+}
+
+/* Sends as many pushes of |job| as the in-flight cap allows. A push that
+ * cannot even be handed to its sender is answered at once (job_outcome
+ * never frees the job synchronously: finishing goes through the store). */
+static void job_send_some(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+
+    while (!d->closing && job->next_send < job->n_pushes &&
+           inflight_total(d) < d->o.max_inflight) {
+        struct push *p = &job->pushes[job->next_send++];
+        struct pgw_outcome err_o;
+
+        d->inflight[p->provider]++;
+        if (send_push(job->rt, job->app, p, on_apns, on_fcm, p, &err_o) < 0)
+            job_outcome(p, &err_o);
+    }
+}
+
+/* Gives the room freed by answers to jobs with pushes left, oldest first. */
+static void dispatch_pump(struct pgw_dispatch *d)
+{
+    for (struct job *j = d->jobs; j && !d->closing; j = j->next) {
+        if (inflight_total(d) >= d->o.max_inflight)
+            break;
+        if (j->pushes && j->next_send < j->n_pushes)
+            job_send_some(j);
+    }
+}
+
+/* Fires once per loop iteration after answers or freed jobs. */
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dispatch_pump(arg);
+}
+
+static void on_finished(void *arg, int err);
+
+static void on_finish_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    job_finish(arg);
+}
+
+static void job_finish(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+    struct pgw_store_failure *fs = NULL;
+    struct pgw_store_retry_new *rs = NULL;
+    struct pgw_store_event_result res;
+    int rc;
+
+    if (job->finishing)
+        return;
+    if (d->closing) {
+        /* Not recorded: the lease expires and the event is worked again. */
+        job_free(job);
+        return;
+    }
+    job->finishing = true;
+    fs = calloc(job->n_failures + 1, sizeof(*fs));
+    rs = calloc(job->n_retries + 1, sizeof(*rs));
+    if (!fs || !rs) {
+        rc = PGW_ERR_NOMEM;
+        goto retry_later;
+    }
+    for (size_t i = 0; i < job->n_failures; i++) {
+        fs[i].installation_id = job->failures[i].installation_id;
+        fs[i].provider = provider_names[job->failures[i].provider];
+        fs[i].kind = job->failures[i].kind;
+        fs[i].status = job->failures[i].status;
+        fs[i].reason = job->failures[i].reason;
+        fs[i].invalid_since_ms = job->failures[i].invalid_since_ms;
+    }
+    for (size_t i = 0; i < job->n_retries; i++) {
+        rs[i].installation_id = job->retries[i].installation_id;
+        rs[i].provider = provider_names[job->retries[i].provider];
+        rs[i].request = job->retries[i].request;
+        rs[i].attempts = job->retries[i].attempts;
+        rs[i].not_before_ms = job->retries[i].not_before_ms;
+        rs[i].expires_at_ms = job->retries[i].expires_at_ms;
+        rs[i].last_reason = job->retries[i].reason;
+    }
+    memset(&res, 0, sizeof(res));
+    res.event_id = job->event_id;
+    res.result = job->result ? job->result : "sent";
+    /* Every push once: those sent, and those that failed unsent. */
+    res.pushes_total = (int)(job->n_pushes + job->n_unsent);
+    res.pushes_delivered = job->delivered;
+    res.failures = fs;
+    res.n_failures = job->n_failures;
+    res.retries = rs;
+    res.n_retries = job->n_retries;
+    rc = pgw_store_finish_event(d->o.store, &res, on_finished, job);
+    free(fs);
+    free(rs);
+    if (rc == 0) {
+        job->waiting_store = true;
+        return;
+    }
+retry_later:
+    free(fs);
+    free(rs);
+    pgw_log_warn("could not finish event '%s': %s: trying again",
+                 job->event_id_str, pgw_strerror(rc));
+    job->finishing = false;
+    if (!job->retry_finish_timer)
+        job->retry_finish_timer =
+            evtimer_new(d->o.base, on_finish_retry_timer, job);
+    if (job->retry_finish_timer) {
+        struct timeval tv = {FINISH_RETRY_MS / 1000,
+                             (FINISH_RETRY_MS % 1000) * 1000};
+        evtimer_add(job->retry_finish_timer, &tv);
+    }
+}
+
+/* Fires when the store committed (or failed) the end of an event. */
+static void on_finished(void *arg, int err)
+{
+    struct job *job = arg;
+    struct pgw_dispatch *d = job->d;
+
+    job->waiting_store = false;
+    if (d->closing) {
+        job_free(job);
+        return;
+    }
+    if (err < 0) {
+        job->finishing = false;
+        pgw_log_warn("could not record the outcome of event '%s': %s: "
+                     "trying again",
+                     job->event_id_str, pgw_strerror(err));
+        if (!job->retry_finish_timer)
+            job->retry_finish_timer =
+                evtimer_new(d->o.base, on_finish_retry_timer, job);
+        if (job->retry_finish_timer) {
+            struct timeval tv = {FINISH_RETRY_MS / 1000,
+                                 (FINISH_RETRY_MS % 1000) * 1000};
+            evtimer_add(job->retry_finish_timer, &tv);
+        }
+        return;
+    }
+    count_event(d, job->app_id, job->result ? job->result : "sent");
+    job_free(job);
+}
+
+/* Ends a job that sends nothing, with |result|. */
+static void job_end(struct job *job, const char *result)
+{
+    job->result = result;
+    job_finish(job);
+}
+
+/* ---- building pushes ------------------------------------------------------
+ */
+
+static void build_variants(struct job *job)
+{
+    const struct pgw_resolved *res = job->res;
+    int64_t now_s = now_ms() / 1000;
+    int64_t validity = job->rt->cfg->delivery.validity_s;
+
+    for (int v = 0; v < 4; v++) {
+        const cJSON *content = pgw_resolve_variant(res, v);
+        int platform = v / 2;
+        if (!content)
+            continue;
+        /* Variants folded onto the unmentioned one share its payload. */
+        if ((v & 1) && !res->has_mentioned)
+            continue;
+        if (platform == PGW_PLATFORM_IOS) {
+            if (pgw_payload_apns_build(content, res->expires_at_s, now_s,
+                                       &job->apns_p[v], &job->apns_err[v]) < 0)
+                job->apns_p[v] = NULL;
+        } else {
+            if (pgw_payload_fcm_build(content, res->expires_at_s, now_s,
+                                      validity, &job->fcm_p[v],
+                                      &job->fcm_err[v]) < 0)
+                job->fcm_p[v] = NULL;
+        }
+    }
+    job->variants_built = true;
+}
+
+static bool ios_increments(const struct job *job)
+{
+    if (job->res->profile == PGW_PROFILE_BAD)
+        return false;
+    for (int v = 0; v < 2; v++)
+        if (job->apns_p[v] && job->apns_p[v]->badge_increment)
+            return true;
+    return false;
+}
+
+/* Fills a push for one installation; returns 0, or -1 with the push
+ * recorded as failed (reason in |*ret_reason|). */
+static int make_push(struct job *job, const struct pgw_store_installation *row,
+                     enum pgw_platform platform, int variant, struct push *p,
+                     const char **ret_reason,
+                     enum pgw_store_failure_kind *ret_kind)
+{
+    const struct pgw_app *app = job->app->app;
+    size_t tok_len = strlen(row->device_token);
+    size_t cap;
+    char *w;
+
+    memset(p, 0, sizeof(*p));
+    p->job = job;
+    p->installation_id = row->id;
+    p->expires_at_ms = job->res->expires_at_s * 1000;
+    *ret_kind = PGW_STORE_FAIL_FAILED;
+    if (platform == PGW_PLATFORM_IOS) {
+        const struct pgw_apns_payload *pl = job->apns_p[variant];
+        const char *team = job->res->apns_team_id ? job->res->apns_team_id
+                           : row->apns_team_id    ? row->apns_team_id
+                                                  : app->apns_team_id;
+        const char *topic = row->apns_topic ? row->apns_topic : app->apns_topic;
+        size_t body_max;
+        size_t team_len, topic_len, cid_len;
+        int rc;
+
+        p->provider = PROV_APNS;
+        if (!pl) {
+            *ret_reason = job->apns_err[variant] ? job->apns_err[variant]
+                                                 : "payload_error";
+            if (job->apns_err[variant] &&
+                strcmp(job->apns_err[variant], PGW_PAYLOAD_REASON_EXPIRED) == 0)
+                *ret_kind = PGW_STORE_FAIL_EXPIRED;
+            return -1;
+        }
+        if (!team || !topic) {
+            *ret_reason = !team ? "no_apns_team" : "no_apns_topic";
+            return -1;
+        }
+        body_max = pgw_payload_apns_body_max(pl);
+        team_len = strlen(team);
+        topic_len = strlen(topic);
+        cid_len = pl->collapse_id ? strlen(pl->collapse_id) : 0;
+        cap =
+            tok_len + 1 + body_max + team_len + 1 + topic_len + 1 + cid_len + 1;
+        p->buf = malloc(cap);
+        if (!p->buf) {
+            *ret_reason = "out_of_memory";
+            return -1;
+        }
+        w = p->buf;
+        p->token = memcpy(w, row->device_token, tok_len + 1);
+        w += tok_len + 1;
+        p->team = memcpy(w, team, team_len + 1);
+        w += team_len + 1;
+        p->topic = memcpy(w, topic, topic_len + 1);
+        w += topic_len + 1;
+        if (pl->collapse_id) {
+            p->collapse_id = memcpy(w, pl->collapse_id, cid_len + 1);
+            w += cid_len + 1;
+        }
+        p->body = w;
+        rc = pgw_payload_apns_body(pl, row->badge, p->body, body_max,
+                                   &p->body_len);
+        if (rc < 0) {
+            *ret_reason = PGW_PAYLOAD_REASON_TOO_LARGE;
+            return -1;
+        }
+        p->env = job->res->profile == PGW_PROFILE_DEV ? PGW_APNS_DEVELOPMENT
+                                                      : PGW_APNS_PRODUCTION;
+        snprintf(p->push_type, sizeof(p->push_type), "%s", pl->push_type);
+        p->priority = pl->priority;
+        p->expiration = pl->expiration;
+        pgw_payload_apns_id(job->event_id_str, row->id, p->apns_id);
+        return 0;
+    }
+
+    const struct pgw_fcm_payload *pl = job->fcm_p[variant];
+    int rc;
+
+    p->provider = PROV_FCM;
+    if (!pl) {
+        *ret_reason =
+            job->fcm_err[variant] ? job->fcm_err[variant] : "payload_error";
+        if (job->fcm_err[variant] &&
+            strcmp(job->fcm_err[variant], PGW_PAYLOAD_REASON_EXPIRED) == 0)
+            *ret_kind = PGW_STORE_FAIL_EXPIRED;
+        return -1;
+    }
+    if (!job->app->fcm_account) {
+        *ret_reason = "no_fcm_account";
+        return -1;
+    }
+    cap = tok_len + 1 + pgw_payload_fcm_body_len(pl, row->device_token);
+    p->buf = malloc(cap);
+    if (!p->buf) {
+        *ret_reason = "out_of_memory";
+        return -1;
+    }
+    p->token = memcpy(p->buf, row->device_token, tok_len + 1);
+    p->body = p->buf + tok_len + 1;
+    rc = pgw_payload_fcm_body(pl, row->device_token, p->body, cap - tok_len - 1,
+                              &p->body_len);
+    if (rc < 0) {
+        *ret_reason = PGW_PAYLOAD_REASON_TOO_LARGE;
+        return -1;
+    }
+    return 0;
+}
+
+/* Fires with the installations of the event's recipients. */
+static void on_installations(void *arg, int err,
+                             const struct pgw_store_installation *rows,
+                             size_t n)
+{
+    struct job *job = arg;
+
+    job->waiting_store = false;
+    if (job->d->closing) {
+        job_free(job);
+        return;
+    }
+    if (err < 0) {
+        /* Nothing sent yet: give the event back (lease expiry) by
+         * leaving it unfinished; log once. */
+        pgw_log_warn("could not look up the installations of event '%s': "
+                     "%s: it will be worked again",
+                     job->event_id_str, pgw_strerror(err));
+        job_free(job);
+        return;
+    }
+    job->pushes = calloc(n ? n : 1, sizeof(*job->pushes));
+    if (!job->pushes) {
+        pgw_log_error("out of memory working event '%s'", job->event_id_str);
+        job_free(job);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct pgw_store_installation *row = &rows[i];
+        struct pgw_installation inst;
+        enum pgw_resolve_verdict verdict;
+        int variant = 0;
+        const char *reason = NULL;
+        enum pgw_store_failure_kind kind;
+        struct push *p;
+
+        memset(&inst, 0, sizeof(inst));
+        inst.id = row->id;
+        if (pgw_platform_parse(row->device_type, &inst.platform) < 0)
+            continue;
+        inst.device_token = row->device_token;
+        inst.channels = row->channels;
+        inst.n_channels = row->n_channels;
+        inst.badge = row->badge;
+        inst.apns_topic = row->apns_topic;
+        inst.apns_team_id = row->apns_team_id;
+        verdict = pgw_resolve_for_installation(job->res, &inst, &variant, NULL);
+        switch (verdict) {
+        case PGW_RESOLVE_SEND:
+            break;
+        case PGW_RESOLVE_BAD_PROFILE:
+            fail_unsent(job, row->id, PROV_APNS, PGW_STORE_FAIL_FAILED,
+                        "bad_profile");
+            continue;
+        case PGW_RESOLVE_NOT_RECIPIENT:
+        case PGW_RESOLVE_OTHER_TEAM:
+        case PGW_RESOLVE_SKIPPED:
+            continue;
+        }
+        if ((variant & 1) && !job->res->has_mentioned)
+            variant &= ~1;
+        p = &job->pushes[job->n_pushes];
+        if (make_push(job, row, inst.platform, variant, p, &reason, &kind) <
+            0) {
+            free(p->buf);
+            fail_unsent(job, row->id,
+                        inst.platform == PGW_PLATFORM_IOS ? PROV_APNS
+                                                          : PROV_FCM,
+                        kind, reason);
+            continue;
+        }
+        job->n_pushes++;
+    }
+    if (job->n_pushes == 0) {
+        job_end(job, n == 0 ? "no_devices" : "sent");
+        return;
+    }
+    job_send_some(job);
+}
+
+static void job_lookup(struct job *job)
+{
+    const struct pgw_resolved *res = job->res;
+    int rc;
+
+    build_variants(job);
+    rc = pgw_store_find_installations(
+        job->d->o.store, job->app_id, (const char *const *)res->recipients,
+        res->n_recipients, res->apns_team_id, ios_increments(job),
+        on_installations, job);
+    if (rc < 0) {
+        pgw_log_warn("could not look up the installations of event '%s': "
+                     "%s: it will be worked again",
+                     job->event_id_str, pgw_strerror(rc));
+        job_free(job);
+        return;
+    }
+    job->waiting_store = true;
+}
+
+static void job_resolve(struct job *job, struct pgw_hook_answer *answer)
+{
+    const cJSON *tmpl = pgw_template_set_find(job->rt->templates, job->app_id);
+    struct pgw_event_error err;
+    int rc;
+
+    rc = pgw_resolve_event(job->ev, answer, tmpl,
+                           job->rt->cfg->delivery.validity_s, &job->res, &err);
+    pgw_resolve_hook_answer_free(answer);
+    if (rc < 0) {
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                 PGW_LF_INT("event", job->event_id)),
+                      "cannot resolve the push: %s%s%s", err.field,
+                      *err.field ? ": " : "", err.reason);
+        job->res = NULL;
+        job_end(job, "invalid_content");
+        return;
+    }
+    if (job->res->skip_reason) {
+        job_end(job, job->res->skip_reason);
+        return;
+    }
+    job_lookup(job);
+}
+
+static void on_hook(void *arg, enum pgw_hook_result result,
+                    struct pgw_hook_answer *answer, const char *detail)
+{
+    struct job *job = arg;
+    struct pgw_dispatch *d = job->d;
+
+    job->waiting_store = false;
+    if (d->closing) {
+        pgw_resolve_hook_answer_free(answer);
+        job_free(job);
+        return;
+    }
+    if (d->m_hook)
+        pgw_metric_inc(pgw_metrics_series2(d->m_hook, job->app_id,
+                                           pgw_hook_result_name(result)));
+    if (result != PGW_HOOK_OK)
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                 PGW_LF_INT("event", job->event_id)),
+                      "server hook failed, going on without it: %s: %s",
+                      pgw_hook_result_name(result), detail);
+    job_resolve(job, answer);
+}
+
+static void job_start(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+    int rc;
+
+    job->app = rt_find_app(job->rt, job->app_id);
+    if (!job->app) {
+        pgw_log_warn("event '%s' is for app '%s', which is no longer "
+                     "configured",
+                     job->event_id_str, job->app_id);
+        job_end(job, "unknown_app");
+        return;
+    }
+    if (!job->app->app->server_hook_url) {
+        job_resolve(job, NULL);
+        return;
+    }
+    rc = pgw_hook_call(d->o.cm, job->app->app, job->ev, &job->rt->limits, NULL,
+                       on_hook, job);
+    if (rc < 0) {
+        if (d->m_hook)
+            pgw_metric_inc(
+                pgw_metrics_series2(d->m_hook, job->app_id, "unreachable"));
+        pgw_log_warn("could not call the server hook of app '%s': %s: "
+                     "going on without it",
+                     job->app_id, pgw_strerror(rc));
+        job_resolve(job, NULL);
+        return;
+    }
+    job->waiting_store = true;
+}
+
+/* ---- intake and claims ----------------------------------------------------
+ */
+
+bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
+{
+    return self->rt && !self->draining &&
+           self->n_jobs + self->reserved < self->o.max_events;
+}
+
+bool pgw_dispatch_reserve(struct pgw_dispatch *self)
+{
+    if (!pgw_dispatch_can_accept(self))
+        return false;
+    self->reserved++;
+    return true;
+}
+
+int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
+                        const char *app_id, struct pgw_event *ev)
+{
+    struct job *job;
+
+    if (self->reserved > 0)
+        self->reserved--;
+    if (!ev)
+        return 0;
+    if (!self->rt || self->draining) {
+        pgw_event_free(ev);
+        return PGW_ERR_CLOSED;
+    }
+    job = job_new(self, event_id, app_id, ev);
+    if (!job)
+        return PGW_ERR_NOMEM;
+    job_start(job);
+    return 0;
+}
+
+static void on_renewed(void *arg, int err);
+
+static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
+                       size_t n)
+{
+    struct pgw_dispatch *d = arg;
+
+    d->claiming = false;
+    if (err < 0 || !d->rt)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct pgw_event *ev = NULL;
+        struct pgw_event_error perr;
+        struct job *job;
+
+        if (pgw_event_parse(evs[i].body, evs[i].body_len, &d->rt->limits, &ev,
+                            &perr) < 0) {
+            /* Stored events were valid when accepted; limits may have
+             * shrunk since. Finish it with what is known. */
+            ev = NULL;
+        }
+        job = ev ? job_new(d, evs[i].id, evs[i].app_id, ev) : NULL;
+        if (!job && ev == NULL) {
+            struct pgw_store_event_result res = {.event_id = evs[i].id,
+                                                 .result = "invalid_event"};
+            pgw_log_warn("stored event '%" PRId64 "' is no longer valid: "
+                         "%s: %s",
+                         evs[i].id, perr.field, perr.reason);
+            pgw_store_finish_event(d->o.store, &res, on_renewed, NULL);
+            continue;
+        }
+        if (!job)
+            continue;
+        job_start(job);
+    }
+}
+
+/* ---- claimed retries ------------------------------------------------------
+ */
+
+static void retry_ctx_free(struct retry_ctx *rc)
+{
+    rc->d->retries_inflight--;
+    free(rc->push.buf);
+    free(rc->app_id);
+    runtime_unref(rc->rt);
+    free(rc);
+}
+
+static void on_retry_finished(void *arg, int err)
+{
+    struct retry_ctx *rc = arg;
+
+    if (err < 0)
+        pgw_log_warn("could not record a retry of event '%" PRId64
+                     "': %s: it will be tried again after its lease",
+                     rc->event_id, pgw_strerror(err));
+    retry_ctx_free(rc);
+}
+
+static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
+{
+    struct pgw_dispatch *d = rc->d;
+    struct pgw_store_retry_result res;
+    enum pgw_store_failure_kind kind;
+    int64_t at = 0;
+
+    memset(&res, 0, sizeof(res));
+    res.retry_id = rc->retry_id;
+    res.event_id = rc->event_id;
+    rc->failure.installation_id = rc->push.installation_id;
+    rc->failure.provider = provider_names[rc->push.provider];
+    rc->failure.status = o->status;
+    snprintf(rc->reason, sizeof(rc->reason), "%s", o->reason);
+    rc->failure.reason = rc->reason;
+    switch (o->kind) {
+    case PGW_OUTCOME_DELIVERED:
+        res.delivered = true;
+        count_push(d, rc->push.provider, "delivered", "");
+        break;
+    case PGW_OUTCOME_INVALIDATE:
+        rc->failure.kind = PGW_STORE_FAIL_INVALIDATED;
+        rc->failure.invalid_since_ms = o->invalid_since_ms;
+        res.failure = &rc->failure;
+        count_push(d, rc->push.provider, "invalidated", o->reason);
+        log_final(rc->app_id, &rc->push, o, "invalidated the installation");
+        break;
+    case PGW_OUTCOME_FINAL:
+        rc->failure.kind = PGW_STORE_FAIL_FAILED;
+        res.failure = &rc->failure;
+        count_push(d, rc->push.provider, "failed", o->reason);
+        log_final(rc->app_id, &rc->push, o, "failed");
+        break;
+    case PGW_OUTCOME_RETRY:
+        rc->push.attempts++;
+        if (plan_retry(rc->rt->cfg, rc->push.attempts, o,
+                       rc->push.expires_at_ms, &at, &kind) < 0) {
+            rc->failure.kind = kind;
+            res.failure = &rc->failure;
+            count_push(d, rc->push.provider,
+                       kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
+                       o->reason);
+            log_final(rc->app_id, &rc->push, o,
+                      kind == PGW_STORE_FAIL_EXPIRED
+                          ? "expired before it could be retried"
+                          : "failed after the last attempt");
+        } else {
+            count_push(d, rc->push.provider, "retry", o->reason);
+        }
+        break;
+    }
+    res.attempts = rc->push.attempts;
+    res.not_before_ms = at;
+    res.last_reason = rc->reason;
+    if (pgw_store_finish_retry(d->o.store, &res, on_retry_finished, rc) < 0)
+        retry_ctx_free(rc);
+}
+
+/* A retry whose validity passed before it could be sent: dropped. */
+static void retry_expired(struct retry_ctx *rc)
+{
+    struct pgw_store_retry_result res;
+
+    memset(&res, 0, sizeof(res));
+    res.retry_id = rc->retry_id;
+    res.event_id = rc->event_id;
+    rc->failure.installation_id = rc->push.installation_id;
+    rc->failure.provider = provider_names[rc->push.provider];
+    rc->failure.kind = PGW_STORE_FAIL_EXPIRED;
+    rc->failure.reason = PGW_PAYLOAD_REASON_EXPIRED;
+    res.failure = &rc->failure;
+    res.attempts = rc->push.attempts;
+    res.last_reason = PGW_PAYLOAD_REASON_EXPIRED;
+    count_push(rc->d, rc->push.provider, "expired", PGW_PAYLOAD_REASON_EXPIRED);
+    if (pgw_store_finish_retry(rc->d->o.store, &res, on_retry_finished, rc) < 0)
+        retry_ctx_free(rc);
+}
+
+static void on_retry_apns(void *arg, const struct pgw_outcome *o)
+{
+    struct retry_ctx *rc = arg;
+    rc->d->inflight[PROV_APNS]--;
+    retry_done(rc, o);
+}
+
+static void on_retry_fcm(void *arg, const struct pgw_outcome *o)
+{
+    struct retry_ctx *rc = arg;
+    rc->d->inflight[PROV_FCM]--;
+    retry_done(rc, o);
+}
+
+/* Rebuilds the push of a stored retry request; 0 or -1. */
+static int parse_retry(struct retry_ctx *rc, const struct pgw_store_retry *r)
+{
+    cJSON *o = cJSON_Parse(r->request);
+    struct push *p = &rc->push;
+    const char *fields[5];
+    size_t lens[5], total = 0;
+    const char *keys[5] = {"token", "team", "topic", "cid", "body"};
+    char *w;
+    int ok = 0;
+
+    if (!o)
+        return -1;
+    for (int i = 0; i < 5; i++) {
+        cJSON *it = cJSON_GetObjectItem(o, keys[i]);
+        fields[i] = cJSON_IsString(it) ? it->valuestring : NULL;
+        lens[i] = fields[i] ? strlen(fields[i]) : 0;
+        total += lens[i] + 1;
+    }
+    if (!fields[0] || !fields[4])
+        goto out;
+    p->provider = strcmp(r->provider, "apns") == 0 ? PROV_APNS : PROV_FCM;
+    p->buf = malloc(total);
+    if (!p->buf)
+        goto out;
+    w = p->buf;
+    char **dst[5] = {&p->token, &p->team, &p->topic, &p->collapse_id, &p->body};
+    for (int i = 0; i < 5; i++) {
+        if (!fields[i])
+            continue;
+        *dst[i] = memcpy(w, fields[i], lens[i] + 1);
+        w += lens[i] + 1;
+    }
+    p->body_len = lens[4];
+    p->installation_id = r->installation_id;
+    p->attempts = r->attempts;
+    p->expires_at_ms = r->expires_at_ms;
+    if (p->provider == PROV_APNS) {
+        cJSON *env = cJSON_GetObjectItem(o, "env");
+        cJSON *type = cJSON_GetObjectItem(o, "type");
+        cJSON *prio = cJSON_GetObjectItem(o, "prio");
+        cJSON *exp = cJSON_GetObjectItem(o, "exp");
+        cJSON *id = cJSON_GetObjectItem(o, "id");
+        if (!p->team || !p->topic || !cJSON_IsString(type) ||
+            !cJSON_IsString(id))
+            goto out;
+        p->env = cJSON_IsNumber(env) && env->valueint == 1
+                     ? PGW_APNS_DEVELOPMENT
+                     : PGW_APNS_PRODUCTION;
+        snprintf(p->push_type, sizeof(p->push_type), "%s", type->valuestring);
+        snprintf(p->apns_id, sizeof(p->apns_id), "%s", id->valuestring);
+        p->priority = cJSON_IsNumber(prio) ? prio->valueint : 0;
+        p->expiration = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : -1;
+    }
+    ok = 1;
+out:
+    cJSON_Delete(o);
+    return ok ? 0 : -1;
+}
+
+static void on_retries_claimed(void *arg, int err,
+                               const struct pgw_store_retry *rs, size_t n)
+{
+    struct pgw_dispatch *d = arg;
+
+    d->claiming_retries = false;
+    if (err < 0 || !d->rt)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct retry_ctx *rc = calloc(1, sizeof(*rc));
+        struct pgw_outcome o;
+
+        if (!rc)
+            return;
+        rc->d = d;
+        rc->rt = d->rt;
+        d->rt->refs++;
+        d->retries_inflight++;
+        rc->retry_id = rs[i].id;
+        rc->event_id = rs[i].event_id;
+        rc->app_id = strdup(rs[i].app_id);
+        memset(&o, 0, sizeof(o));
+        if (!rc->app_id || parse_retry(rc, &rs[i]) < 0) {
+            o.kind = PGW_OUTCOME_FINAL;
+            snprintf(o.reason, sizeof(o.reason), "bad_retry_record");
+            if (!rc->push.token)
+                rc->push.token = (char *)"";
+            retry_done(rc, &o);
+            continue;
+        }
+        if (now_ms() >= rc->push.expires_at_ms) {
+            retry_expired(rc);
+            continue;
+        }
+        d->inflight[rc->push.provider]++;
+        if (send_push(rc->rt, rt_find_app(rc->rt, rc->app_id), &rc->push,
+                      on_retry_apns, on_retry_fcm, rc, &o) < 0) {
+            d->inflight[rc->push.provider]--;
+            retry_done(rc, &o);
+        }
+    }
+}
+
+static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    if (!d->rt || d->draining)
+        return;
+    if (!d->claiming && d->n_jobs < d->o.max_events &&
+        inflight_total(d) < d->o.max_inflight) {
+        size_t room = d->o.max_events - d->n_jobs;
+        if (room > 200)
+            room = 200;
+        if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
+                                   on_claimed, d) == 0)
+            d->claiming = true;
+    }
+    if (!d->claiming_retries && d->retries_inflight < RETRY_CLAIM_MAX &&
+        inflight_total(d) < d->o.max_inflight) {
+        if (pgw_store_claim_retries(
+                d->o.store, (unsigned)(RETRY_CLAIM_MAX - d->retries_inflight),
+                d->o.lease_ms, on_retries_claimed, d) == 0)
+            d->claiming_retries = true;
+    }
+    dispatch_pump(d);
+}
+
+static void on_renewed(void *arg, int err)
+{
+    (void)arg;
+    if (err < 0)
+        pgw_log_warn("could not renew leases: %s", pgw_strerror(err));
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    int64_t *ids;
+    size_t n = 0;
+    (void)fd;
+    (void)what;
+
+    if (d->n_jobs == 0 && d->retries_inflight == 0)
+        return;
+    ids = calloc(d->n_jobs + 1, sizeof(*ids));
+    if (!ids)
+        return;
+    for (struct job *j = d->jobs; j; j = j->next)
+        ids[n++] = j->event_id;
+    pgw_store_renew_leases(d->o.store, ids, n, d->o.lease_ms, on_renewed, NULL);
+    free(ids);
+}
+
+/* ---- life cycle -------------------------------------------------------------
+ */
+
+int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
+                     struct pgw_dispatch **ret_d)
+{
+    struct pgw_dispatch *d;
+    struct timeval claim_tv, lease_tv;
+
+    if (!opts || !opts->base || !opts->store || !opts->cm)
+        return PGW_ERR_INVAL;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return PGW_ERR_NOMEM;
+    d->o = *opts;
+    if (!d->o.lease_ms)
+        d->o.lease_ms = DEFAULT_LEASE_MS;
+    if (!d->o.claim_interval_ms)
+        d->o.claim_interval_ms = DEFAULT_CLAIM_INTERVAL_MS;
+    if (!d->o.max_events)
+        d->o.max_events = DEFAULT_MAX_EVENTS;
+    if (!d->o.max_inflight)
+        d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
+    d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
+    d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
+    d->reaper = event_new(d->o.base, -1, 0, on_reap, d);
+    d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
+    if (!d->claim_timer || !d->lease_timer || !d->reaper || !d->pump_ev) {
+        pgw_dispatch_free(d);
+        return PGW_ERR_NOMEM;
+    }
+    claim_tv.tv_sec = d->o.claim_interval_ms / 1000;
+    claim_tv.tv_usec = (d->o.claim_interval_ms % 1000) * 1000;
+    lease_tv.tv_sec = d->o.lease_ms / 3000;
+    lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
+    event_add(d->claim_timer, &claim_tv);
+    event_add(d->lease_timer, &lease_tv);
+    if (opts->metrics) {
+        d->m_pushes = pgw_metrics_std(opts->metrics, PGW_M_PUSHES_TOTAL);
+        d->m_events = pgw_metrics_std(opts->metrics, PGW_M_EVENTS_TOTAL);
+        d->m_hook = pgw_metrics_std(opts->metrics, PGW_M_HOOK_REQUESTS_TOTAL);
+        d->m_invalidated =
+            pgw_metrics_std(opts->metrics, PGW_M_INVALIDATED_TOTAL);
+        d->m_latency = pgw_metrics_series(
+            pgw_metrics_std(opts->metrics, PGW_M_PUSH_LATENCY), NULL);
+    }
+    *ret_d = d;
+    return 0;
+}
+
+void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
+{
+    struct pgw_dispatch *d = arg;
+    struct pgw_metric_family *inflight =
+        pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
+    struct pgw_metric_family *conns =
+        pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
+    struct pgw_h2_pool_stats st[2];
+
+    memset(st, 0, sizeof(st));
+    for (struct runtime *rt = d->runtimes; rt; rt = rt->next) {
+        struct pgw_h2_pool_stats s;
+        if (rt->apns) {
+            pgw_apns_stats(rt->apns, &s);
+            st[PROV_APNS].conns_connecting += s.conns_connecting;
+            st[PROV_APNS].conns_ready += s.conns_ready;
+            st[PROV_APNS].conns_draining += s.conns_draining;
+            st[PROV_APNS].slots_backoff += s.slots_backoff;
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        pgw_metric_set(pgw_metrics_series1(inflight, provider_names[p]),
+                       (double)d->inflight[p]);
+        if (p == PROV_FCM)
+            continue; /* fcm.h exposes no pool statistics */
+        pgw_metric_set(
+            pgw_metrics_series2(conns, provider_names[p], "connecting"),
+            st[p].conns_connecting);
+        pgw_metric_set(pgw_metrics_series2(conns, provider_names[p], "ready"),
+                       st[p].conns_ready);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, provider_names[p], "draining"),
+            st[p].conns_draining);
+        pgw_metric_set(pgw_metrics_series2(conns, provider_names[p], "backoff"),
+                       st[p].slots_backoff);
+    }
+}
+
+size_t pgw_dispatch_events(const struct pgw_dispatch *self)
+{
+    return self->n_jobs;
+}
+
+size_t pgw_dispatch_inflight(const struct pgw_dispatch *self,
+                             const char *provider)
+{
+    return self->inflight[strcmp(provider, "apns") == 0 ? PROV_APNS : PROV_FCM];
+}
+
+static void drain_finish(struct pgw_dispatch *d);
+
+static void on_released(void *arg, int err)
+{
+    struct pgw_dispatch *d = arg;
+
+    if (err < 0)
+        pgw_log_warn("could not release leases: %s: other instances take "
+                     "the events after the lease expires",
+                     pgw_strerror(err));
+    if (d->drain_done) {
+        void (*done)(void *) = d->drain_done;
+        d->drain_done = NULL;
+        done(d->drain_arg);
+    }
+}
+
+static void drain_finish(struct pgw_dispatch *d)
+{
+    if (d->drain_timer)
+        event_del(d->drain_timer);
+    if (d->drain_deadline)
+        event_del(d->drain_deadline);
+    if (pgw_store_release_leases(d->o.store, on_released, d) < 0)
+        on_released(d, PGW_ERR_DB);
+}
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    if (d->n_jobs == 0 && d->retries_inflight == 0)
+        drain_finish(d);
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    pgw_log_warn("shutdown timeout: %zu event(s) not finished are handed "
+                 "back",
+                 d->n_jobs);
+    drain_finish(d);
+}
+
+void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
+                        void (*done)(void *arg), void *arg)
+{
+    struct timeval check = {0, 20000};
+    struct timeval deadline = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    self->draining = true;
+    self->drain_done = done;
+    self->drain_arg = arg;
+    event_del(self->claim_timer);
+    self->drain_timer =
+        event_new(self->o.base, -1, EV_PERSIST, on_drain_check, self);
+    self->drain_deadline = evtimer_new(self->o.base, on_drain_deadline, self);
+    if (!self->drain_timer || !self->drain_deadline) {
+        drain_finish(self);
+        return;
+    }
+    event_add(self->drain_timer, &check);
+    evtimer_add(self->drain_deadline, &deadline);
+}
+
+void pgw_dispatch_stop(struct pgw_dispatch *self)
+{
+    struct job *j, *next;
+
+    if (!self || self->closing)
+        return;
+    self->closing = true;
+    self->draining = true;
+    event_del(self->claim_timer);
+    event_del(self->lease_timer);
+    /* Cancelling the senders answers their pushes (RETRY "cancelled");
+     * jobs whose pushes are all answered are freed by job_finish(). */
+    for (struct runtime *rt = self->runtimes; rt; rt = rt->next) {
+        pgw_apns_free(rt->apns);
+        rt->apns = NULL;
+        pgw_fcm_free(rt->fcm);
+        rt->fcm = NULL;
+    }
+    /* The rest, unless a store or hook callback is still due: those are
+     * freed when it comes (the caller frees the store and curlmulti). */
+    for (j = self->jobs; j; j = next) {
+        next = j->next;
+        if (!j->waiting_store)
+            job_free(j);
+    }
+}
+
+void pgw_dispatch_free(struct pgw_dispatch *self)
+{
+    if (!self)
+        return;
+    pgw_dispatch_stop(self);
+    while (self->jobs)
+        job_free(self->jobs);
+    if (self->rt) {
+        runtime_unref(self->rt);
+        self->rt = NULL;
+    }
+    on_reap(-1, 0, self);
+    if (self->claim_timer)
+        event_free(self->claim_timer);
+    if (self->lease_timer)
+        event_free(self->lease_timer);
+    if (self->drain_timer)
+        event_free(self->drain_timer);
+    if (self->drain_deadline)
+        event_free(self->drain_deadline);
+    if (self->reaper)
+        event_free(self->reaper);
+    if (self->pump_ev)
+        event_free(self->pump_ev);
+    free(self->dead);
+    free(self);
+}
