@@ -116,6 +116,7 @@ static const struct keydef delivery_keys[] = {
     KD_INT("retry_base_ms", "1000", 1, 86400000, C, delivery.retry_base_ms),
     KD_INT("retry_max_ms", "300000", 1, 604800000, C, delivery.retry_max_ms),
     KD_INT("validity_s", "604800", 1, 2592000, C, delivery.validity_s),
+    KD_INT("lease_ms", "30000", 500, 3600000, C, delivery.lease_ms),
 };
 #undef C
 

@@ -85,6 +85,7 @@ struct pgw_config {
         long long retry_base_ms;
         long long retry_max_ms;
         long long validity_s;
+        int lease_ms; /* how long an event is held by one process */
     } delivery;
 
     struct pgw_app *apps;

@@ -51,6 +51,7 @@ static void check_defaults(const struct pgw_config *c, const char *dir)
     assert_int_equal(c->delivery.retry_base_ms, 1000);
     assert_int_equal(c->delivery.retry_max_ms, 300000);
     assert_int_equal(c->delivery.validity_s, 604800);
+    assert_int_equal(c->delivery.lease_ms, 30000);
     assert_int_equal(c->n_apps, 1);
     assert_string_equal(c->apps[0].id, "demo");
     assert_string_equal(c->apps[0].hook_key, "k");
@@ -75,6 +76,7 @@ static void check_full(const struct pgw_config *c, const char *dir)
     assert_string_equal(c->apns.ca_file, want);
     assert_int_equal(c->apns.connections, 8);
     assert_int_equal(c->delivery.validity_s, 3600);
+    assert_int_equal(c->delivery.lease_ms, 2000);
     assert_int_equal(c->n_apps, 2);
     a = pgw_config_find_app(c, "demo");
     assert_non_null(a);
@@ -129,7 +131,7 @@ static const struct tcase cases[] = {
      "log_level = debug\nmax_backlog_events = 5000000000\n"
      "[database]\nurl = host=/tmp dbname=x\nmigrations_dir = /abs/migrations\n"
      "[apns]\nca_file = keys/ca.pem\nconnections = 8\n"
-     "[delivery]\nvalidity_s = 3600\n"
+     "[delivery]\nvalidity_s = 3600\nlease_ms = 2000\n"
      "[app:demo]\nhook_key = k\nserver_hook_url = http://127.0.0.1:9999/hook\n"
      "server_hook_key = hk\nserver_hook_timeout_ms = 500\n"
      "apns_topic = com.example.demo\n"
