@@ -141,7 +141,7 @@ static void expect_sql(const char *db, const char *sql, const char *want)
     free(got);
 }
 
-static void __attribute__((unused)) exec_sql(const char *db, const char *sql)
+static void exec_sql(const char *db, const char *sql)
 {
     char *got = tu_db_query(db, sql);
 
@@ -296,6 +296,704 @@ static void test_group_commit(void **state)
                "400|1");
 }
 
+/* -- claims and leases -- */
+
+struct claim_res {
+    int *done;
+    int err;
+    int64_t ids[64];
+    int attempts[64];
+    size_t n;
+};
+
+static void on_claim(void *arg, int err, const struct pgw_store_event *ev,
+                     size_t n)
+{
+    struct claim_res *r = arg;
+
+    r->err = err;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        r->ids[i] = ev[i].id;
+        r->attempts[i] = ev[i].attempts;
+        assert_string_equal(ev[i].app_id, "demo");
+        assert_int_equal(ev[i].body_len, strlen(ev[i].body));
+        if (i > 0)
+            assert_true(ev[i].id > ev[i - 1].id);
+    }
+    (*r->done)++;
+}
+
+struct done_res {
+    int *done;
+    int err;
+};
+
+static void on_done(void *arg, int err)
+{
+    struct done_res *r = arg;
+
+    r->err = err;
+    (*r->done)++;
+}
+
+static void test_claims(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store(f->base, f->db, "test-owner-b", 2);
+    struct ins_res ins[21];
+    struct claim_res ca = {0}, cb = {0}, cc = {0};
+    struct done_res dr = {0};
+    bool in_call = false;
+    int done = 0;
+    char sql[256];
+
+    wait_up(f->base, b, 10000);
+    for (int i = 0; i < 20; i++) {
+        ins[i] = (struct ins_res){.done = &done, .in_call = &in_call};
+        insert(f, &ins[i], "claims", NULL, false);
+    }
+    run_until(f->base, &done, 20, 10000);
+
+    /* both stores claim at once: 10 each, none twice */
+    done = 0;
+    ca.done = cb.done = &done;
+    assert_int_equal(pgw_store_claim_events(f->store, 10, 60000, on_claim, &ca),
+                     0);
+    assert_int_equal(pgw_store_claim_events(b, 15, 60000, on_claim, &cb), 0);
+    run_until(f->base, &done, 2, 10000);
+    assert_int_equal(ca.err, 0);
+    assert_int_equal(cb.err, 0);
+    assert_int_equal(ca.n + cb.n, 20);
+    for (size_t i = 0; i < ca.n; i++) {
+        assert_int_equal(ca.attempts[i], 1);
+        for (size_t j = 0; j < cb.n; j++)
+            assert_true(ca.ids[i] != cb.ids[j]);
+    }
+    expect_sql(f->db,
+               "SELECT count(*) FILTER (WHERE lease_owner = 'test-owner-a') "
+               "|| '|' || count(*) FILTER (WHERE lease_owner = "
+               "'test-owner-b') || '|' || count(*) FILTER (WHERE "
+               "lease_until > now()) FROM events",
+               ca.n == 10 ? "10|10|20" : "?");
+
+    /* nothing left to claim */
+    done = 0;
+    cc = (struct claim_res){.done = &done};
+    assert_int_equal(pgw_store_claim_events(b, 10, 60000, on_claim, &cc), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(cc.n, 0);
+
+    /* an expired lease is taken over, and counted as an attempt */
+    done = 0;
+    in_call = false;
+    ins[20] = (struct ins_res){.done = &done, .in_call = &in_call};
+    insert(f, &ins[20], "claims", "expiring", true);
+    run_until(f->base, &done, 1, 10000);
+    snprintf(sql, sizeof(sql),
+             "UPDATE events SET lease_until = now() - interval '1 second' "
+             "WHERE id = %lld",
+             (long long)ins[20].id);
+    exec_sql(f->db, sql);
+    done = 0;
+    cc = (struct claim_res){.done = &done};
+    assert_int_equal(pgw_store_claim_events(b, 10, 60000, on_claim, &cc), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(cc.n, 1);
+    assert_int_equal(cc.ids[0], ins[20].id);
+    assert_int_equal(cc.attempts[0], 2);
+
+    /* renewal moves this owner's leases only */
+    done = 0;
+    dr = (struct done_res){.done = &done};
+    assert_int_equal(
+        pgw_store_renew_leases(f->store, ca.ids, ca.n, 600000, on_done, &dr),
+        0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(dr.err, 0);
+    expect_sql(f->db,
+               "SELECT count(*) FROM events WHERE lease_until > now() + "
+               "interval '500 seconds'",
+               "10");
+
+    /* release: A's events are claimable by B at once */
+    done = 0;
+    dr = (struct done_res){.done = &done};
+    assert_int_equal(pgw_store_release_leases(f->store, on_done, &dr), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(dr.err, 0);
+    expect_sql(f->db,
+               "SELECT count(*) FROM events WHERE lease_owner = "
+               "'test-owner-a'",
+               "0");
+    done = 0;
+    cc = (struct claim_res){.done = &done};
+    assert_int_equal(pgw_store_claim_events(b, 50, 60000, on_claim, &cc), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(cc.n, 10);
+    for (size_t i = 0; i < cc.n; i++)
+        assert_int_equal(cc.ids[i], ca.ids[i]);
+    pgw_store_free(b);
+}
+
+/* -- installations -- */
+
+struct inst_row {
+    int64_t id;
+    char type[16];
+    char token[64];
+    char team[32];
+    int badge;
+    size_t n_channels;
+    char channels[8][64];
+};
+
+struct find_res {
+    int *done;
+    int err;
+    size_t n;
+    struct inst_row rows[64];
+};
+
+static void on_find(void *arg, int err, const struct pgw_store_installation *in,
+                    size_t n)
+{
+    struct find_res *r = arg;
+
+    r->err = err;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        struct inst_row *row = &r->rows[i];
+        row->id = in[i].id;
+        snprintf(row->type, sizeof(row->type), "%s", in[i].device_type);
+        snprintf(row->token, sizeof(row->token), "%s", in[i].device_token);
+        snprintf(row->team, sizeof(row->team), "%s",
+                 in[i].apns_team_id ? in[i].apns_team_id : "-");
+        row->badge = in[i].badge;
+        row->n_channels = in[i].n_channels;
+        for (size_t j = 0; j < in[i].n_channels && j < 8; j++)
+            snprintf(row->channels[j], sizeof(row->channels[j]), "%s",
+                     in[i].channels[j]);
+        assert_true(in[i].updated_at_ms > 1600000000000LL);
+        if (i > 0)
+            assert_true(in[i].id > in[i - 1].id);
+    }
+    (*r->done)++;
+}
+
+static void find(struct fx *f, struct find_res *r, const char *const *names,
+                 size_t n, const char *team, bool inc)
+{
+    int done = 0;
+
+    *r = (struct find_res){.done = &done};
+    assert_int_equal(pgw_store_find_installations(f->store, "demo", names, n,
+                                                  team, inc, on_find, r),
+                     0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r->err, 0);
+}
+
+static const char *hostile[] = {
+    "a,b", "{x}", "\"q\"", "back\\slash", "NULL", " sp ace ", "é∑", "",
+};
+
+static void seed_installations(const char *db)
+{
+    exec_sql(db, "INSERT INTO installations (id, app_id, device_type, "
+                 "device_token, channels, apns_team_id, valid) VALUES "
+                 "(1, 'demo', 'ios', 'tok1', '{Tom,Jerry}', NULL, true), "
+                 "(2, 'demo', 'android', 'tok2', '{Jerry}', NULL, true), "
+                 "(3, 'demo', 'ios', 'tok3', '{Jerry}', 'TEAMA', true), "
+                 "(4, 'demo', 'ios', 'tok4', '{Jerry}', 'TEAMB', true), "
+                 "(5, 'demo', 'ios', 'tok5', '{Jerry}', NULL, false), "
+                 "(6, 'other', 'ios', 'tok6', '{Jerry}', NULL, true), "
+                 "(7, 'demo', 'ios', 'tok7', '{Spike}', NULL, true)");
+    /* every hostile name is a channel of its own installation */
+    exec_sql(db, "INSERT INTO installations (id, app_id, device_type, "
+                 "device_token, channels) VALUES "
+                 "(11, 'demo', 'ios', 'h1', ARRAY['a,b']), "
+                 "(12, 'demo', 'ios', 'h2', ARRAY['{x}']), "
+                 "(13, 'demo', 'ios', 'h3', ARRAY['\"q\"']), "
+                 "(14, 'demo', 'ios', 'h4', ARRAY[E'back\\\\slash']), "
+                 "(15, 'demo', 'ios', 'h5', ARRAY['NULL', 'z']), "
+                 "(16, 'demo', 'ios', 'h6', ARRAY[' sp ace ']), "
+                 "(17, 'demo', 'ios', 'h7', ARRAY['é∑']), "
+                 "(18, 'demo', 'ios', 'h8', ARRAY['']), "
+                 "(19, 'demo', 'ios', 'h9', ARRAY['a', 'b', 'x', 'q'])");
+}
+
+static void test_find_installations(void **state)
+{
+    struct fx *f = *state;
+    const char *jt[] = {"Jerry", "Tom", "Nobody"};
+    struct find_res r;
+
+    seed_installations(f->db);
+    /* overlap, valid only, this app only, one row per installation */
+    find(f, &r, jt, 3, NULL, false);
+    assert_int_equal(r.n, 4);
+    assert_int_equal(r.rows[0].id, 1);
+    assert_int_equal(r.rows[0].n_channels, 2);
+    assert_string_equal(r.rows[0].channels[0], "Tom");
+    assert_string_equal(r.rows[0].channels[1], "Jerry");
+    assert_int_equal(r.rows[1].id, 2);
+    assert_string_equal(r.rows[1].type, "android");
+    assert_int_equal(r.rows[2].id, 3);
+    assert_int_equal(r.rows[3].id, 4);
+    assert_string_equal(r.rows[3].team, "TEAMB");
+    assert_int_equal(r.rows[0].badge, 0);
+
+    /* team filter: iOS rows of that team or none; Android kept */
+    find(f, &r, jt, 2, "TEAMA", true);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.rows[0].id, 1);
+    assert_int_equal(r.rows[0].badge, 1);
+    assert_int_equal(r.rows[1].id, 2);
+    assert_int_equal(r.rows[1].badge, 0);
+    assert_int_equal(r.rows[2].id, 3);
+    assert_int_equal(r.rows[2].badge, 1);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 7",
+               "1:1,2:0,3:1,4:0,5:0,6:0,7:0");
+    /* without increment nothing changes */
+    find(f, &r, jt, 1, NULL, false);
+    expect_sql(f->db, "SELECT sum(badge) FROM installations", "2");
+
+    /* hostile names match exactly their own row, and come back intact */
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(hostile); i++) {
+        find(f, &r, &hostile[i], 1, NULL, false);
+        assert_int_equal(r.n, 1);
+        assert_int_equal(r.rows[0].id, 11 + (int64_t)i);
+        assert_string_equal(r.rows[0].channels[0], hostile[i]);
+    }
+    find(f, &r, hostile, PGW_ARRAY_SIZE(hostile), NULL, false);
+    assert_int_equal(r.n, 8);
+    assert_int_equal(r.rows[4].n_channels, 2);
+    assert_string_equal(r.rows[4].channels[1], "z");
+    /* an empty list matches nothing */
+    find(f, &r, NULL, 0, NULL, true);
+    assert_int_equal(r.n, 0);
+}
+
+#define BADGE_N 50
+
+static void test_badge_concurrent(void **state)
+{
+    struct fx *f = *state;
+    static struct find_res r[BADGE_N];
+    const char *jerry[] = {"Jerry"};
+    bool seen[BADGE_N + 1] = {false};
+    int done = 0;
+
+    seed_installations(f->db);
+    /* 50 increments in flight at once over 4 connections */
+    for (int i = 0; i < BADGE_N; i++) {
+        r[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(f->store, "demo", jerry,
+                                                      1, NULL, true, on_find,
+                                                      &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, BADGE_N, 20000);
+    for (int i = 0; i < BADGE_N; i++) {
+        assert_int_equal(r[i].err, 0);
+        assert_int_equal(r[i].n, 4);
+        assert_int_equal(r[i].rows[0].id, 1);
+        assert_true(r[i].rows[0].badge >= 1 && r[i].rows[0].badge <= BADGE_N);
+        assert_false(seen[r[i].rows[0].badge]);
+        seen[r[i].rows[0].badge] = true;
+        assert_int_equal(r[i].rows[1].badge, 0); /* android */
+    }
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 5",
+               "1:50,2:0,3:50,4:50,5:0");
+}
+
+/* -- outcomes -- */
+
+static int64_t insert_one(struct fx *f, const char *msg, bool lease)
+{
+    struct ins_res r;
+    bool in_call = false;
+    int done = 0;
+
+    r = (struct ins_res){.done = &done, .in_call = &in_call};
+    insert(f, &r, "conv", msg, lease);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r.err, 0);
+    return r.id;
+}
+
+static void test_finish_event(void **state)
+{
+    struct fx *f = *state;
+    int64_t e1, e2, t = now_ms();
+    struct done_res d1 = {0}, d2 = {0};
+    int done = 0;
+    char sql[512];
+    struct pgw_store_failure fl[] = {
+        /* 410 older than the re-registration: not invalidated */
+        {3, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "Unregistered",
+         t - 3600 * 1000},
+        /* 410 newer than the registration: invalidated */
+        {4, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "ExpiredToken", t + 5000},
+        /* no timestamp: unconditional */
+        {2, "fcm", PGW_STORE_FAIL_INVALIDATED, 404, "UNREGISTERED", 0},
+        {1, "apns", PGW_STORE_FAIL_FAILED, 400, "BadTopic", 0},
+        {7, "apns", PGW_STORE_FAIL_EXPIRED, 0, "expired", 0},
+    };
+    struct pgw_store_retry_new rt[] = {
+        {11, "apns", "{\"apns-id\":\"x\",\"b\":\"\\\\,{}\"}", 1, t + 60000,
+         t + 7 * 86400000LL, "TooManyRequests"},
+        {12, "fcm", "{}", 2, t - 1000, t + 86400000LL, NULL},
+    };
+    struct pgw_store_event_result res1 = {
+        .result = "sent",
+        .pushes_total = 9,
+        .pushes_delivered = 2,
+        .failures = fl,
+        .n_failures = PGW_ARRAY_SIZE(fl),
+        .retries = rt,
+        .n_retries = PGW_ARRAY_SIZE(rt),
+    };
+    struct pgw_store_event_result res2 = {.result = "no_devices"};
+
+    seed_installations(f->db);
+    exec_sql(f->db, "UPDATE installations SET updated_at = now() - "
+                    "interval '1 hour' WHERE id IN (2, 4)");
+    e1 = insert_one(f, "fin1", true);
+    e2 = insert_one(f, "fin2", true);
+    res1.event_id = e1;
+    res2.event_id = e2;
+    d1.done = d2.done = &done;
+    /* both in one iteration: one transaction */
+    assert_int_equal(pgw_store_finish_event(f->store, &res1, on_done, &d1), 0);
+    assert_int_equal(pgw_store_finish_event(f->store, &res2, on_done, &d2), 0);
+    run_until(f->base, &done, 2, 10000);
+    assert_int_equal(d1.err, 0);
+    assert_int_equal(d2.err, 0);
+
+    snprintf(sql, sizeof(sql),
+             "SELECT format('%%s|%%s|%%s|%%s|%%s|%%s|%%s|%%s|%%s|%%s', state, "
+             "result, pushes_total, pushes_delivered, pushes_invalidated, "
+             "pushes_failed, pushes_dropped, finished_at IS NULL, "
+             "lease_owner IS NULL, lease_until = '-infinity') FROM events "
+             "WHERE id = %lld",
+             (long long)e1);
+    expect_sql(f->db, sql, "retrying|sent|9|2|3|1|1|t|t|t");
+    snprintf(sql, sizeof(sql),
+             "SELECT format('%%s|%%s|%%s|%%s', state, result, finished_at IS "
+             "NOT NULL, lease_owner IS NULL) FROM events WHERE id = %lld",
+             (long long)e2);
+    expect_sql(f->db, sql, "done|no_devices|t|t");
+    expect_sql(f->db,
+               "SELECT string_agg(format('%s:%s:%s:%s:%s:%s:%s', event_id = "
+               "(SELECT min(id) FROM events), installation_id, app_id, "
+               "provider, outcome, status, reason), ',' ORDER BY "
+               "installation_id) FROM push_failures",
+               "t:1:demo:apns:failed:400:BadTopic,"
+               "t:2:demo:fcm:invalidated:404:UNREGISTERED,"
+               "t:3:demo:apns:invalidated:410:Unregistered,"
+               "t:4:demo:apns:invalidated:410:ExpiredToken,"
+               "t:7:demo:apns:expired:0:expired");
+    expect_sql(f->db,
+               "SELECT string_agg(format('%s:%s:%s:%s', id, valid, "
+               "coalesce(invalid_reason, '-'), invalidated_at IS NOT NULL), "
+               "',' ORDER BY id) FROM installations WHERE id <= 4",
+               "1:t:-:f,2:f:UNREGISTERED:t,3:t:-:f,4:f:ExpiredToken:t");
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(format('%%s:%%s:%%s:%%s:%%s:%%s:%%s:%%s:%%s', "
+             "event_id = %lld, installation_id, app_id, provider, request, "
+             "attempts, (extract(epoch FROM not_before) * 1000)::int8 - %lld, "
+             "(extract(epoch FROM expires_at) * 1000)::int8 - %lld, "
+             "coalesce(last_reason, '-')), ',' ORDER BY installation_id) "
+             "FROM push_retries",
+             (long long)e1, (long long)t, (long long)t);
+    expect_sql(f->db, sql,
+               "t:11:demo:apns:{\"apns-id\":\"x\",\"b\":\"\\\\,{}\"}:1:60000:"
+               "604800000:TooManyRequests,"
+               "t:12:demo:fcm:{}:2:-1000:86400000:-");
+    /* the two finishes committed together */
+    expect_sql(f->db,
+               "SELECT count(DISTINCT xmin::text) FROM events WHERE "
+               "state <> 'pending'",
+               "1");
+}
+
+/* -- retries -- */
+
+struct rclaim_res {
+    int *done;
+    int err;
+    size_t n;
+    int64_t ids[16], inst[16], event[16];
+    int attempts[16];
+};
+
+static void on_rclaim(void *arg, int err, const struct pgw_store_retry *rt,
+                      size_t n)
+{
+    struct rclaim_res *r = arg;
+
+    r->err = err;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 16; i++) {
+        r->ids[i] = rt[i].id;
+        r->inst[i] = rt[i].installation_id;
+        r->event[i] = rt[i].event_id;
+        r->attempts[i] = rt[i].attempts;
+        assert_string_equal(rt[i].app_id, "demo");
+        assert_non_null(rt[i].request);
+        assert_true(rt[i].expires_at_ms > now_ms());
+    }
+    (*r->done)++;
+}
+
+static void claim_retries(struct fx *f, struct rclaim_res *r)
+{
+    int done = 0;
+
+    *r = (struct rclaim_res){.done = &done};
+    assert_int_equal(pgw_store_claim_retries(f->store, 16, 60000, on_rclaim, r),
+                     0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r->err, 0);
+}
+
+static void finish_retry(struct fx *f, const struct pgw_store_retry_result *rr)
+{
+    struct done_res d = {0};
+    int done = 0;
+
+    d.done = &done;
+    assert_int_equal(pgw_store_finish_retry(f->store, rr, on_done, &d), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(d.err, 0);
+}
+
+static int64_t retry_of(struct rclaim_res *r, int64_t inst)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->inst[i] == inst)
+            return r->ids[i];
+    fail_msg("no retry for installation %lld", (long long)inst);
+    return 0;
+}
+
+static void test_retries(void **state)
+{
+    struct fx *f = *state;
+    int64_t t = now_ms(), e;
+    struct done_res d = {0};
+    struct rclaim_res r;
+    int done = 0;
+    char sql[512];
+    struct pgw_store_retry_new rt[] = {
+        {1, "apns", "{\"r\":1}", 1, t - 1000, t + 86400000LL, "503"},
+        {2, "fcm", "{\"r\":2}", 1, t - 1000, t + 86400000LL, "503"},
+        {3, "apns", "{\"r\":3}", 1, t - 1000, t + 86400000LL, "503"},
+        {4, "apns", "{\"r\":4}", 1, t + 3600000, t + 86400000LL, "429"},
+    };
+    struct pgw_store_event_result res = {
+        .result = "sent", .pushes_total = 4, .retries = rt, .n_retries = 4};
+    struct pgw_store_failure gone = {
+        3, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "Unregistered", 0};
+    struct pgw_store_failure expired = {4, "apns",    PGW_STORE_FAIL_EXPIRED,
+                                        0, "expired", 0};
+    struct pgw_store_retry_result rr;
+
+    seed_installations(f->db);
+    e = insert_one(f, "retry", true);
+    res.event_id = e;
+    d.done = &done;
+    assert_int_equal(pgw_store_finish_event(f->store, &res, on_done, &d), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(d.err, 0);
+
+    /* only the due ones; claimed ones are not claimed again */
+    claim_retries(f, &r);
+    assert_int_equal(r.n, 3);
+    for (size_t i = 0; i < r.n; i++) {
+        assert_int_equal(r.event[i], e);
+        assert_true(r.inst[i] != 4);
+        assert_int_equal(r.attempts[i], 1);
+    }
+    {
+        struct rclaim_res again;
+        claim_retries(f, &again);
+        assert_int_equal(again.n, 0);
+    }
+    expect_sql(f->db,
+               "SELECT count(*) FROM push_retries WHERE lease_owner = "
+               "'test-owner-a' AND lease_until > now()",
+               "3");
+
+    /* delivered: row gone, counter up */
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&r, 1), .event_id = e, .delivered = true};
+    finish_retry(f, &rr);
+    /* final: failure recorded, installation invalidated */
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&r, 3), .event_id = e, .failure = &gone};
+    finish_retry(f, &rr);
+    /* again: later, lease released */
+    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&r, 2),
+                                         .event_id = e,
+                                         .attempts = 2,
+                                         .not_before_ms = t + 1800000,
+                                         .last_reason = "500"};
+    finish_retry(f, &rr);
+    expect_sql(f->db,
+               "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
+               "attempts, last_reason, lease_owner IS NULL AND lease_until = "
+               "'-infinity'), ',' ORDER BY installation_id) FROM "
+               "push_retries",
+               "2:2:500:t,4:1:429:t");
+    snprintf(sql, sizeof(sql),
+             "SELECT format('%%s|%%s|%%s|%%s|%%s', state, pushes_delivered, "
+             "pushes_invalidated, pushes_dropped, finished_at IS NULL) FROM "
+             "events WHERE id = %lld",
+             (long long)e);
+    expect_sql(f->db, sql, "retrying|1|1|0|t");
+    expect_sql(f->db,
+               "SELECT format('%s|%s', valid, invalid_reason) FROM "
+               "installations WHERE id = 3",
+               "f|Unregistered");
+    expect_sql(f->db,
+               "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
+               "provider, outcome, reason), ',') FROM push_failures",
+               "3:apns:invalidated:Unregistered");
+    claim_retries(f, &r);
+    assert_int_equal(r.n, 0); /* 2 is not due yet, 4 neither */
+
+    /* the last two end: the event is done */
+    exec_sql(f->db, "UPDATE push_retries SET not_before = now() - interval "
+                    "'1 second'");
+    claim_retries(f, &r);
+    assert_int_equal(r.n, 2);
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&r, 2), .event_id = e, .delivered = true};
+    finish_retry(f, &rr);
+    expect_sql(f->db, sql, "retrying|2|1|0|t");
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&r, 4), .event_id = e, .failure = &expired};
+    finish_retry(f, &rr);
+    expect_sql(f->db, sql, "done|2|1|1|f");
+    expect_sql(f->db, "SELECT count(*) FROM push_retries", "0");
+    expect_sql(f->db, "SELECT count(*) FROM push_failures", "2");
+}
+
+/* -- backlog -- */
+
+struct count_res {
+    int *done;
+    int err;
+    int64_t n;
+};
+
+static void on_count(void *arg, int err, int64_t n)
+{
+    struct count_res *r = arg;
+
+    r->err = err;
+    r->n = n;
+    (*r->done)++;
+}
+
+static void test_count_backlog(void **state)
+{
+    struct fx *f = *state;
+    struct count_res c = {0};
+    int done = 0;
+
+    insert_one(f, "b1", false);
+    insert_one(f, "b2", false);
+    insert_one(f, "b3", false);
+    exec_sql(f->db, "UPDATE events SET state = 'done' WHERE msg_id = 'b1'");
+    exec_sql(f->db, "UPDATE events SET state = 'retrying' WHERE msg_id = 'b2'");
+    c.done = &done;
+    assert_int_equal(pgw_store_count_backlog(f->store, on_count, &c), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(c.n, 2);
+}
+
+/* -- an unavailable database -- */
+
+static int closed_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port;
+
+    assert_true(fd >= 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    port = ntohs(sa.sin_port);
+    close(fd); /* nobody listens there now */
+    return port;
+}
+
+static void test_unavailable(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct pgw_store *s;
+    struct ins_res r[3];
+    struct count_res c = {0};
+    bool in_call = false;
+    int done = 0;
+    char conninfo[128];
+    int64_t t0;
+    struct pgw_store_new_event ev = {
+        .app_id = "demo", .conv_id = "c", .body = "{}", .body_len = 2};
+
+    (void)state;
+    snprintf(conninfo, sizeof(conninfo),
+             "host=127.0.0.1 port=%d user=nobody dbname=none "
+             "connect_timeout=2",
+             closed_port());
+    s = open_store(base, conninfo, "test-owner-x", 2);
+    /* let the first attempts fail */
+    {
+        struct event *tick = event_new(base, -1, 0, on_tick, NULL);
+        struct timeval tv = {0, 50000};
+        event_add(tick, &tv);
+        event_base_loop(base, EVLOOP_ONCE);
+        event_free(tick);
+    }
+    assert_false(pgw_store_is_up(s));
+    assert_true(strlen(pgw_store_last_error(s)) > 0);
+    t0 = now_ms();
+    for (int i = 0; i < 3; i++) {
+        r[i] = (struct ins_res){.done = &done, .in_call = &in_call};
+        in_call = true;
+        assert_int_equal(pgw_store_insert_event(s, &ev, on_insert, &r[i]), 0);
+        in_call = false;
+    }
+    c.done = &done;
+    assert_int_equal(pgw_store_count_backlog(s, on_count, &c), 0);
+    run_until(base, &done, 4, 2000);
+    assert_true(now_ms() - t0 < 1000); /* fail fast, no waiting */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].err, PGW_ERR_DB);
+        assert_int_equal(r[i].calls, 1);
+    }
+    assert_int_equal(c.err, PGW_ERR_DB);
+    /* queued at free: closed, inside the call */
+    done = 0;
+    c = (struct count_res){.done = &done};
+    assert_int_equal(pgw_store_count_backlog(s, on_count, &c), 0);
+    pgw_store_free(s);
+    assert_int_equal(done, 1);
+    assert_int_equal(c.err, PGW_ERR_CLOSED);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +1001,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_insert_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_installations, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
+        cmocka_unit_test(test_unavailable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
