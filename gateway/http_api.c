@@ -1,0 +1,1139 @@
+/* Webhook and admin HTTP listeners of `serve`; see http_api.h. */
+#include "http_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "event.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+#define MAX_APP_ID_BYTES 256
+#define RETRY_AFTER_BUSY "1"
+#define RETRY_AFTER_DOWN "5"
+
+/* Results of pushgw_events_total. */
+enum result {
+    R_ACCEPTED,
+    R_DUPLICATE,
+    R_INVALID,
+    R_UNAUTHORIZED,
+    R_UNKNOWN_APP,
+    R_TOO_LARGE,
+    R_UNSUPPORTED_MEDIA,
+    R_BACKLOG_FULL,
+    R_UNAVAILABLE,
+    R_COUNT,
+};
+
+static const char *const result_names[R_COUNT] = {
+    "accepted",          "duplicate",    "invalid",
+    "unauthorized",      "unknown_app",  "too_large",
+    "unsupported_media", "backlog_full", "unavailable",
+};
+
+struct intake;
+
+struct item {
+    struct pgw_event *ev; /* owned until handed to the dispatcher */
+    bool reserved;        /* a dispatcher slot is held for it */
+    bool done;
+    int err;
+    int64_t id;
+    bool duplicate;
+    struct intake *intake;
+};
+
+/* One request waiting for the store. Freed when its last insert callback
+ * ran, even if the api or the request is gone by then. */
+struct intake {
+    struct pgw_http_api *api;   /* NULL once the api is freed */
+    struct evhttp_request *req; /* NULL once answered or abandoned */
+    struct intake *prev, *next;
+    char *app_id;
+    bool batch;
+    size_t n;
+    size_t waiting; /* callbacks still to come */
+    int queue_err;  /* an insert could not even be queued */
+    struct item items[];
+};
+
+/* One backlog count in flight; detached when the api is freed. */
+struct count_req {
+    struct pgw_http_api *api;
+    int64_t accepted_at_send;
+};
+
+struct pgw_http_api {
+    struct event_base *base;
+    struct pgw_config *cfg;
+    struct pgw_store *store;
+    struct pgw_metrics *metrics;
+    struct pgw_http_api_dispatch dispatch;
+    pgw_http_api_ready_fn ready;
+    void *ready_arg;
+    unsigned lease_ms;
+    size_t max_inflight;
+    unsigned backlog_refresh_ms;
+
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct evhttp *admin;
+    struct evhttp_bound_socket *admin_bound;
+    SSL_CTX *ssl_ctx;
+    bool intake_stopped;
+
+    unsigned char hmac_key[32];
+
+    struct intake *intakes; /* waiting for the store */
+    size_t inflight_events;
+
+    struct event *backlog_timer;
+    struct count_req *count_req; /* outstanding count, or NULL */
+    int64_t backlog_last;        /* last count from the store */
+    int64_t accepted_total;      /* new events accepted, ever */
+    int64_t accepted_at_count;   /* accepted_total when it was sent */
+    struct pgw_metric_series *backlog_gauge;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void count_result(struct pgw_http_api *api, const char *app,
+                         enum result r, double n)
+{
+    if (api->metrics == NULL)
+        return;
+    pgw_metric_add(
+        pgw_metrics_series2(pgw_metrics_std(api->metrics, PGW_M_EVENTS_TOTAL),
+                            app, result_names[r]),
+        n);
+}
+
+static void update_backlog_gauge(struct pgw_http_api *api)
+{
+    pgw_metric_set(api->backlog_gauge, (double)pgw_http_api_backlog(api));
+}
+
+/* Appends |s| as a JSON string (quotes included). */
+static int add_json_string(struct evbuffer *buf, const char *s)
+{
+    char small[512];
+    size_t need = pgw_log_json_string(small, sizeof(small), s);
+    if (need < sizeof(small))
+        return evbuffer_add(buf, small, need);
+    char *big = malloc(need + 1);
+    if (big == NULL)
+        return -1;
+    pgw_log_json_string(big, need + 1, s);
+    int r = evbuffer_add(buf, big, need);
+    free(big);
+    return r;
+}
+
+static void send_json(struct evhttp_request *req, int code, const char *reason,
+                      struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+/* {"error":…,"field":…} with |code|; |retry_after| may be NULL. */
+static void send_error(struct evhttp_request *req, int code, const char *reason,
+                       const char *error, const char *field,
+                       const char *retry_after)
+{
+    struct evbuffer *body = evbuffer_new();
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+    if (retry_after != NULL)
+        evhttp_add_header(h, "Retry-After", retry_after);
+    if (body == NULL || evbuffer_add_printf(body, "{\"error\":") < 0 ||
+        add_json_string(body, error) < 0 ||
+        evbuffer_add_printf(body, ",\"field\":") < 0 ||
+        add_json_string(body, field != NULL ? field : "") < 0 ||
+        evbuffer_add(body, "}", 1) < 0) {
+        /* Out of memory: the status alone still tells the broker. */
+        if (body != NULL)
+            evbuffer_drain(body, evbuffer_get_length(body));
+    }
+    send_json(req, code, reason, body);
+    if (body != NULL)
+        evbuffer_free(body);
+}
+
+/* HMAC-SHA256 of |s| under the process key. */
+static void digest(const struct pgw_http_api *api, const char *s,
+                   unsigned char out[32])
+{
+    unsigned int len = 32;
+    if (HMAC(EVP_sha256(), api->hmac_key, sizeof(api->hmac_key),
+             (const unsigned char *)s, strlen(s), out, &len) == NULL)
+        memset(out, 0, 32); /* never equal to a real key's digest */
+}
+
+/* Constant-time: the digests have the same length whatever the inputs. */
+static bool key_matches(const struct pgw_http_api *api, const char *expected,
+                        const char *given)
+{
+    unsigned char a[32], b[32];
+    if (expected == NULL || given == NULL || expected[0] == '\0')
+        return false;
+    digest(api, expected, a);
+    digest(api, given, b);
+    return CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+}
+
+/* application/json, case-insensitive, parameters after ';' allowed. */
+static bool is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+        return false;
+    ct += sizeof(want) - 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+enum route {
+    ROUTE_NONE,
+    ROUTE_SINGLE, /* app in the path */
+    ROUTE_ALIAS,  /* app in X-LC-Id */
+    ROUTE_BATCH,
+};
+
+/*
+ * Matches |path|; for the /v1 routes stores the decoded app id (malloc'd)
+ * in |*ret_app| (NULL when it is unusable: too long, NUL inside).
+ */
+static enum route match_route(const char *path, char **ret_app)
+{
+    static const char prefix[] = "/v1/apps/";
+    static const char single[] = "/receivers-offline";
+    static const char batch[] = "/receivers-offline/batch";
+
+    *ret_app = NULL;
+    if (path == NULL)
+        return ROUTE_NONE;
+    if (strcmp(path, "/1.1/functions/_receiversOffline") == 0)
+        return ROUTE_ALIAS;
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return ROUTE_NONE;
+    const char *seg = path + sizeof(prefix) - 1;
+    const char *slash = strchr(seg, '/');
+    if (slash == NULL || slash == seg)
+        return ROUTE_NONE;
+    enum route r;
+    if (strcmp(slash, single) == 0)
+        r = ROUTE_SINGLE;
+    else if (strcmp(slash, batch) == 0)
+        r = ROUTE_BATCH;
+    else
+        return ROUTE_NONE;
+    size_t seg_len = (size_t)(slash - seg);
+    if (seg_len <= MAX_APP_ID_BYTES * 3) {
+        char raw[MAX_APP_ID_BYTES * 3 + 1];
+        memcpy(raw, seg, seg_len);
+        raw[seg_len] = '\0';
+        size_t len = 0;
+        char *dec = evhttp_uridecode(raw, 0, &len);
+        if (dec != NULL &&
+            (len == 0 || len > MAX_APP_ID_BYTES || strlen(dec) != len)) {
+            free(dec);
+            dec = NULL;
+        }
+        *ret_app = dec;
+    }
+    return r;
+}
+
+/* ---- intake ------------------------------------------------------------- */
+
+static void intake_unlink(struct intake *in)
+{
+    struct pgw_http_api *api = in->api;
+    if (api == NULL)
+        return;
+    if (in->prev != NULL)
+        in->prev->next = in->next;
+    else
+        api->intakes = in->next;
+    if (in->next != NULL)
+        in->next->prev = in->prev;
+    in->prev = in->next = NULL;
+    api->inflight_events -= in->n;
+}
+
+static void intake_free(struct intake *in)
+{
+    for (size_t i = 0; i < in->n; i++)
+        pgw_event_free(in->items[i].ev);
+    free(in->app_id);
+    free(in);
+}
+
+/* Every callback ran: answer, hand new events over, free. */
+static void intake_finish(struct intake *in)
+{
+    struct pgw_http_api *api = in->api;
+    size_t n_failed = 0, n_new = 0, n_dup = 0;
+    struct evbuffer *body = NULL;
+
+    intake_unlink(in);
+    for (size_t i = 0; i < in->n; i++) {
+        struct item *it = &in->items[i];
+        bool fresh = it->err == 0 && !it->duplicate;
+        if (it->err != 0)
+            n_failed++;
+        else if (it->duplicate)
+            n_dup++;
+        else
+            n_new++;
+        if (api != NULL && it->reserved && api->dispatch.accepted != NULL) {
+            if (fresh) {
+                struct pgw_event *ev = it->ev;
+                it->ev = NULL;
+                api->dispatch.accepted(api->dispatch.arg, it->id, in->app_id,
+                                       ev);
+            } else {
+                api->dispatch.accepted(api->dispatch.arg, 0, in->app_id, NULL);
+            }
+        }
+    }
+    if (api != NULL) {
+        api->accepted_total += (int64_t)n_new;
+        count_result(api, in->app_id, R_ACCEPTED, (double)n_new);
+        count_result(api, in->app_id, R_DUPLICATE, (double)n_dup);
+        count_result(api, in->app_id, R_UNAVAILABLE, (double)n_failed);
+        update_backlog_gauge(api);
+    }
+    if (in->req == NULL)
+        goto out;
+    if (n_failed > 0 || in->queue_err != 0) {
+        send_error(in->req, 503, "Service Unavailable", "database unavailable",
+                   "", RETRY_AFTER_DOWN);
+        goto out;
+    }
+    body = evbuffer_new();
+    if (body == NULL)
+        goto oom;
+    if (in->batch && evbuffer_add_printf(body, "{\"events\":[") < 0)
+        goto oom;
+    for (size_t i = 0; i < in->n; i++) {
+        const struct item *it = &in->items[i];
+        if (evbuffer_add_printf(body,
+                                "%s{\"eventId\":\"%lld\",\"duplicate\":%s}",
+                                i > 0 ? "," : "", (long long)it->id,
+                                it->duplicate ? "true" : "false") < 0)
+            goto oom;
+    }
+    if (in->batch && evbuffer_add_printf(body, "]}") < 0)
+        goto oom;
+    send_json(in->req, 202, "Accepted", body);
+    goto out;
+oom:
+    /* The events are stored; a 503 makes the broker retry, and msgIds (if
+     * any) deduplicate. Nothing better is possible without memory. */
+    send_error(in->req, 503, "Service Unavailable", "out of memory", "",
+               RETRY_AFTER_DOWN);
+out:
+    if (body != NULL)
+        evbuffer_free(body);
+    in->req = NULL;
+    intake_free(in);
+}
+
+/* Fires once per insert, after the commit or the failure; frees the intake
+ * with its last item. */
+static void on_inserted(void *arg, int err, int64_t event_id, bool duplicate)
+{
+    struct item *it = arg;
+    struct intake *in = it->intake;
+
+    it->done = true;
+    it->err = err;
+    it->id = event_id;
+    it->duplicate = duplicate;
+    if (--in->waiting == 0)
+        intake_finish(in);
+}
+
+/*
+ * Queues the inserts of |in| (its events parsed, |bodies| the JSON text of
+ * each). Answers the request itself when nothing could be queued.
+ */
+static void intake_start(struct pgw_http_api *api, struct intake *in,
+                         const char *const *bodies, const size_t *body_lens)
+{
+    in->api = api;
+    in->next = api->intakes;
+    if (api->intakes != NULL)
+        api->intakes->prev = in;
+    api->intakes = in;
+    api->inflight_events += in->n;
+    /* One extra count held while queueing, so a callback cannot finish the
+     * intake before every insert is queued. */
+    in->waiting = 1;
+    for (size_t i = 0; i < in->n; i++) {
+        struct item *it = &in->items[i];
+        struct pgw_store_new_event ne = {
+            .app_id = in->app_id,
+            .conv_id = it->ev->conv_id,
+            .msg_id = it->ev->msg_id,
+            .body = bodies[i],
+            .body_len = body_lens[i],
+            .event_ts_ms = it->ev->timestamp_ms,
+        };
+        it->intake = in;
+        if (api->dispatch.accepted != NULL &&
+            (api->dispatch.reserve == NULL ||
+             api->dispatch.reserve(api->dispatch.arg))) {
+            it->reserved = true;
+            ne.lease = true;
+            ne.lease_ms = api->lease_ms;
+        }
+        in->waiting++;
+        int err = pgw_store_insert_event(api->store, &ne, on_inserted, it);
+        if (err < 0) {
+            /* This one and the rest are not stored; the queued ones finish
+             * normally and the answer is an error. */
+            in->waiting--;
+            in->queue_err = err;
+            it->err = err;
+            it->done = true;
+            for (size_t j = i + 1; j < in->n; j++) {
+                in->items[j].err = err;
+                in->items[j].done = true;
+            }
+            break;
+        }
+    }
+    if (--in->waiting == 0)
+        intake_finish(in);
+}
+
+/* Reads the body into one contiguous block; NULL when empty. */
+static const char *request_body(struct evhttp_request *req, size_t *ret_len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    *ret_len = len;
+    if (len == 0)
+        return "";
+    return (const char *)evbuffer_pullup(in, -1);
+}
+
+static struct intake *intake_new(const char *app_id, size_t n, bool batch)
+{
+    struct intake *in = calloc(1, sizeof(*in) + n * sizeof(struct item));
+    if (in == NULL)
+        return NULL;
+    in->app_id = strdup(app_id);
+    if (in->app_id == NULL) {
+        free(in);
+        return NULL;
+    }
+    in->n = n;
+    in->batch = batch;
+    return in;
+}
+
+/* Admission control shared by both kinds: 0 to go on, or answered. */
+static int admit(struct pgw_http_api *api, struct evhttp_request *req,
+                 const char *app_id, size_t n)
+{
+    long long bound = api->cfg->server.max_backlog_events;
+    if (bound > 0 && pgw_http_api_backlog(api) + (int64_t)n > bound) {
+        count_result(api, app_id, R_BACKLOG_FULL, 1);
+        send_error(req, 429, "Too Many Requests", "backlog full", "",
+                   RETRY_AFTER_BUSY);
+        return -1;
+    }
+    if (api->inflight_events + n > api->max_inflight) {
+        count_result(api, app_id, R_BACKLOG_FULL, 1);
+        send_error(req, 429, "Too Many Requests",
+                   "too many events waiting for the database", "",
+                   RETRY_AFTER_BUSY);
+        return -1;
+    }
+    if (!pgw_store_is_up(api->store)) {
+        count_result(api, app_id, R_UNAVAILABLE, 1);
+        send_error(req, 503, "Service Unavailable", "database unavailable", "",
+                   RETRY_AFTER_DOWN);
+        return -1;
+    }
+    return 0;
+}
+
+static void answer_invalid(struct pgw_http_api *api, struct evhttp_request *req,
+                           const char *app_id, int err,
+                           const struct pgw_event_error *e)
+{
+    if (err == PGW_ERR_TOO_LARGE) {
+        count_result(api, app_id, R_TOO_LARGE, 1);
+        send_error(req, 413, "Payload Too Large", e->reason, e->field, NULL);
+    } else if (err == PGW_ERR_NOMEM) {
+        count_result(api, app_id, R_UNAVAILABLE, 1);
+        send_error(req, 503, "Service Unavailable", "out of memory", "",
+                   RETRY_AFTER_BUSY);
+    } else {
+        count_result(api, app_id, R_INVALID, 1);
+        send_error(req, 400, "Bad Request", e->reason, e->field, NULL);
+    }
+}
+
+static void handle_single(struct pgw_http_api *api, struct evhttp_request *req,
+                          const char *app_id, const char *body, size_t len,
+                          const struct pgw_event_limits *lim)
+{
+    struct pgw_event *ev = NULL;
+    struct pgw_event_error e = {{0}, {0}};
+    int err = pgw_event_parse(body, len, lim, &ev, &e);
+    if (err < 0) {
+        answer_invalid(api, req, app_id, err, &e);
+        return;
+    }
+    if (admit(api, req, app_id, 1) < 0) {
+        pgw_event_free(ev);
+        return;
+    }
+    struct intake *in = intake_new(app_id, 1, false);
+    if (in == NULL) {
+        pgw_event_free(ev);
+        count_result(api, app_id, R_UNAVAILABLE, 1);
+        send_error(req, 503, "Service Unavailable", "out of memory", "",
+                   RETRY_AFTER_BUSY);
+        return;
+    }
+    in->items[0].ev = ev;
+    in->req = req;
+    const char *bodies[1] = {body};
+    size_t lens[1] = {len};
+    intake_start(api, in, bodies, lens);
+}
+
+static void handle_batch(struct pgw_http_api *api, struct evhttp_request *req,
+                         const char *app_id, const char *body, size_t len,
+                         const struct pgw_event_limits *lim)
+{
+    cJSON *root = NULL;
+    struct intake *in = NULL;
+    char **texts = NULL;
+    size_t *lens = NULL;
+    struct pgw_event_error e = {{0}, {0}};
+    size_t off = 0;
+    const char *why = NULL;
+    size_t n = 0;
+    int err;
+
+    err = pgw_event_json_parse(body, len, NULL, &root, &off, &why);
+    if (err < 0) {
+        if (err != PGW_ERR_NOMEM)
+            snprintf(e.reason, sizeof(e.reason), "invalid JSON at byte %zu: %s",
+                     off, why != NULL ? why : "malformed");
+        answer_invalid(api, req, app_id, err, &e);
+        goto out;
+    }
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
+    err = PGW_ERR_INVAL;
+    snprintf(e.field, sizeof(e.field), "events");
+    if (!cJSON_IsObject(root)) {
+        snprintf(e.reason, sizeof(e.reason), "body must be a JSON object");
+        e.field[0] = '\0';
+    } else if (events == NULL) {
+        snprintf(e.reason, sizeof(e.reason), "required");
+    } else if (!cJSON_IsArray(events)) {
+        snprintf(e.reason, sizeof(e.reason), "must be an array");
+    } else if ((n = (size_t)cJSON_GetArraySize(events)) == 0) {
+        snprintf(e.reason, sizeof(e.reason), "must not be empty");
+    } else if (n > PGW_HTTP_API_MAX_BATCH) {
+        snprintf(e.reason, sizeof(e.reason), "more than %d events",
+                 PGW_HTTP_API_MAX_BATCH);
+    } else {
+        err = 0;
+    }
+    if (err < 0) {
+        answer_invalid(api, req, app_id, err, &e);
+        goto out;
+    }
+
+    in = intake_new(app_id, n, true);
+    texts = calloc(n, sizeof(*texts));
+    lens = calloc(n, sizeof(*lens));
+    if (in == NULL || texts == NULL || lens == NULL) {
+        answer_invalid(api, req, app_id, PGW_ERR_NOMEM, &e);
+        goto out;
+    }
+    size_t i = 0;
+    const cJSON *elem;
+    cJSON_ArrayForEach(elem, events)
+    {
+        struct pgw_event_error ee = {{0}, {0}};
+        err = pgw_event_from_json(elem, lim, &in->items[i].ev, &ee);
+        if (err < 0) {
+            snprintf(e.field, sizeof(e.field), "events[%zu]%s%s", i,
+                     ee.field[0] ? "." : "", ee.field);
+            snprintf(e.reason, sizeof(e.reason), "%s", ee.reason);
+            answer_invalid(api, req, app_id, err, &e);
+            goto out;
+        }
+        /* The body stored for each event is its own JSON text. */
+        texts[i] = cJSON_PrintUnformatted(elem);
+        if (texts[i] == NULL) {
+            answer_invalid(api, req, app_id, PGW_ERR_NOMEM, &e);
+            goto out;
+        }
+        lens[i] = strlen(texts[i]);
+        i++;
+    }
+    if (admit(api, req, app_id, n) < 0)
+        goto out;
+    in->req = req;
+    intake_start(api, in, (const char *const *)texts, lens);
+    in = NULL; /* owned by its callbacks now */
+out:
+    if (texts != NULL) {
+        for (size_t j = 0; j < n; j++)
+            cJSON_free(texts[j]);
+    }
+    free(texts);
+    free(lens);
+    if (in != NULL)
+        intake_free(in);
+    cJSON_Delete(root);
+}
+
+/* Fires for every request on the webhook listener; answers now or from the
+ * insert callbacks. Frees nothing the caller uses. */
+static void on_webhook(struct evhttp_request *req, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    struct evkeyvalq *hdr = evhttp_request_get_input_headers(req);
+    char *path_app = NULL;
+    const char *app_id;
+    enum route route;
+
+    if (api->intake_stopped) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+                          "close");
+        send_error(req, 503, "Service Unavailable", "shutting down", "",
+                   RETRY_AFTER_DOWN);
+        return;
+    }
+    route =
+        match_route(uri != NULL ? evhttp_uri_get_path(uri) : NULL, &path_app);
+    if (route == ROUTE_NONE) {
+        send_error(req, 404, "Not Found", "not found", "", NULL);
+        goto out;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "POST");
+        send_error(req, 405, "Method Not Allowed", "method not allowed", "",
+                   NULL);
+        goto out;
+    }
+
+    const struct pgw_config *cfg = api->cfg;
+    const struct pgw_app *app = NULL;
+    const char *app_field = "appId";
+    if (route == ROUTE_ALIAS) {
+        app_id = evhttp_find_header(hdr, "X-LC-Id");
+        app_field = "X-LC-Id";
+        if (app_id != NULL && strlen(app_id) > MAX_APP_ID_BYTES)
+            app_id = NULL;
+    } else {
+        app_id = path_app;
+    }
+    if (app_id != NULL)
+        app = pgw_config_find_app(cfg, app_id);
+    if (app == NULL) {
+        /* The id is the client's: never a label value. */
+        count_result(api, "", R_UNKNOWN_APP, 1);
+        send_error(req, 404, "Not Found", "unknown app", app_field, NULL);
+        goto out;
+    }
+    app_id = app->id;
+
+    if (!key_matches(api, app->hook_key,
+                     evhttp_find_header(hdr, "X-LC-Hook-Key"))) {
+        count_result(api, app_id, R_UNAUTHORIZED, 1);
+        send_error(req, 401, "Unauthorized", "invalid or missing hook key",
+                   "X-LC-Hook-Key", NULL);
+        goto out;
+    }
+    if (!is_json_type(evhttp_find_header(hdr, "Content-Type"))) {
+        count_result(api, app_id, R_UNSUPPORTED_MEDIA, 1);
+        send_error(req, 415, "Unsupported Media Type",
+                   "content type must be application/json", "Content-Type",
+                   NULL);
+        goto out;
+    }
+
+    struct pgw_event_limits lim;
+    pgw_event_limits_from_config(cfg, &lim);
+    size_t len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    if (len > lim.max_body_bytes) {
+        char why[96];
+        snprintf(why, sizeof(why), "body over %zu bytes", lim.max_body_bytes);
+        count_result(api, app_id, R_TOO_LARGE, 1);
+        send_error(req, 413, "Payload Too Large", why, "", NULL);
+        goto out;
+    }
+    const char *body = request_body(req, &len);
+    if (body == NULL) {
+        count_result(api, app_id, R_UNAVAILABLE, 1);
+        send_error(req, 503, "Service Unavailable", "out of memory", "",
+                   RETRY_AFTER_BUSY);
+        goto out;
+    }
+    if (route == ROUTE_BATCH)
+        handle_batch(api, req, app_id, body, len, &lim);
+    else
+        handle_single(api, req, app_id, body, len, &lim);
+out:
+    free(path_app);
+}
+
+/* ---- admin -------------------------------------------------------------- */
+
+static void send_status(struct evhttp_request *req, int code,
+                        const char *reason, const char *why)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body != NULL) {
+        if (why == NULL) {
+            evbuffer_add_printf(body, "{\"status\":\"ok\"}");
+        } else {
+            evbuffer_add_printf(body,
+                                "{\"status\":\"unavailable\",\"reason\":");
+            add_json_string(body, why);
+            evbuffer_add(body, "}", 1);
+        }
+    }
+    send_json(req, code, reason, body);
+    if (body != NULL)
+        evbuffer_free(body);
+}
+
+/* Fires for every request on the admin listener; answers at once. */
+static void on_admin(struct evhttp_request *req, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    bool metrics =
+        path != NULL && strcmp(path, "/metrics") == 0 && api->metrics != NULL;
+    bool health = path != NULL && strcmp(path, "/healthz") == 0;
+    bool ready = path != NULL && strcmp(path, "/readyz") == 0;
+
+    if (!metrics && !health && !ready) {
+        send_error(req, 404, "Not Found", "not found", "", NULL);
+        return;
+    }
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "GET, HEAD");
+        send_error(req, 405, "Method Not Allowed", "method not allowed", "",
+                   NULL);
+        return;
+    }
+    if (health) {
+        send_status(req, 200, "OK", NULL);
+        return;
+    }
+    if (ready) {
+        const char *why = NULL;
+        if (!pgw_store_is_up(api->store)) {
+            why = pgw_store_last_error(api->store);
+            if (why == NULL || why[0] == '\0')
+                why = "database unavailable";
+        } else if (api->ready != NULL && !api->ready(api->ready_arg, &why)) {
+            if (why == NULL)
+                why = "not ready";
+        }
+        if (why != NULL)
+            send_status(req, 503, "Service Unavailable", why);
+        else
+            send_status(req, 200, "OK", NULL);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    update_backlog_gauge(api);
+    struct evbuffer *body = evbuffer_new();
+    if (body == NULL || pgw_metrics_render(api->metrics, &text, &len) < 0 ||
+        evbuffer_add(body, text, len) < 0) {
+        evhttp_send_error(req, 503, "out of memory");
+    } else {
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        evhttp_send_reply(req, 200, "OK", body);
+    }
+    free(text);
+    if (body != NULL)
+        evbuffer_free(body);
+}
+
+/* ---- backlog ------------------------------------------------------------ */
+
+/* Fires when a backlog count finished; frees its request. */
+static void on_backlog_count(void *arg, int err, int64_t count)
+{
+    struct count_req *cr = arg;
+    struct pgw_http_api *api = cr->api;
+    if (api != NULL) {
+        api->count_req = NULL;
+        if (err == 0) {
+            api->backlog_last = count;
+            api->accepted_at_count = cr->accepted_at_send;
+            update_backlog_gauge(api);
+        }
+    }
+    free(cr);
+}
+
+/* Fires every backlog_refresh_ms; one count at a time. */
+static void on_backlog_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    (void)fd;
+    (void)what;
+    if (api->count_req != NULL || !pgw_store_is_up(api->store))
+        return;
+    struct count_req *cr = calloc(1, sizeof(*cr));
+    if (cr == NULL)
+        return;
+    cr->api = api;
+    cr->accepted_at_send = api->accepted_total;
+    if (pgw_store_count_backlog(api->store, on_backlog_count, cr) < 0) {
+        free(cr);
+        return;
+    }
+    api->count_req = cr;
+}
+
+int64_t pgw_http_api_backlog(const struct pgw_http_api *self)
+{
+    return self->backlog_last +
+           (self->accepted_total - self->accepted_at_count);
+}
+
+size_t pgw_http_api_pending(const struct pgw_http_api *self)
+{
+    return self->inflight_events;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+/* Splits "host:port" or "[v6]:port" into |host| and |*ret_port|. */
+static int parse_listen(const char *addr, char *host, size_t host_size,
+                        unsigned short *ret_port)
+{
+    const char *colon = strrchr(addr, ':');
+    const char *h = addr;
+    size_t hl;
+    if (colon == NULL || colon[1] == '\0')
+        return PGW_ERR_CONFIG;
+    hl = (size_t)(colon - addr);
+    if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl == 0 || hl >= host_size)
+        return PGW_ERR_CONFIG;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port < 0 || port > 65535)
+        return PGW_ERR_CONFIG;
+    *ret_port = (unsigned short)port;
+    return 0;
+}
+
+static int bind_listener(struct evhttp *http, const char *what,
+                         const char *addr, struct evhttp_bound_socket **ret)
+{
+    char host[256];
+    unsigned short port = 0;
+    if (parse_listen(addr, host, sizeof(host), &port) < 0) {
+        pgw_log_error("invalid %s address '%s': expected host:port", what,
+                      addr);
+        return PGW_ERR_CONFIG;
+    }
+    struct evhttp_bound_socket *b =
+        evhttp_bind_socket_with_handle(http, host, port);
+    if (b == NULL) {
+        pgw_log_error("could not listen on '%s': %s", addr, strerror(errno));
+        return PGW_ERR_IO;
+    }
+    *ret = b;
+    return 0;
+}
+
+static int bound_port(const struct evhttp_bound_socket *b)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (b == NULL)
+        return -1;
+    evutil_socket_t fd =
+        evhttp_bound_socket_get_fd((struct evhttp_bound_socket *)b);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+int pgw_http_api_port(const struct pgw_http_api *self, bool admin)
+{
+    return bound_port(admin ? self->admin_bound : self->bound);
+}
+
+/* Creates each TLS connection's bufferevent. A NULL return makes evhttp
+ * fall back to plain TCP, which a TLS client fails on at once. */
+static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    SSL *ssl = SSL_new(api->ssl_ctx);
+    if (ssl == NULL)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static int load_tls(struct pgw_http_api *api, const struct pgw_config *cfg)
+{
+    unsigned long e;
+    api->ssl_ctx = SSL_CTX_new(TLS_server_method());
+    if (api->ssl_ctx == NULL)
+        return PGW_ERR_NOMEM;
+    SSL_CTX_set_min_proto_version(api->ssl_ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(api->ssl_ctx,
+                                           cfg->server.tls_cert_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(api->ssl_ctx, cfg->server.tls_key_file,
+                                    SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(api->ssl_ctx) != 1) {
+        e = ERR_get_error();
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        ERR_clear_error();
+        pgw_log_error("could not load the TLS certificate '%s' or key '%s': %s",
+                      cfg->server.tls_cert_file, cfg->server.tls_key_file, buf);
+        return PGW_ERR_TLS;
+    }
+    return 0;
+}
+
+/* evhttp's own limits, from the current config. */
+static void apply_limits(struct pgw_http_api *api)
+{
+    long long max = api->cfg->server.max_body_bytes;
+    if (max <= 0)
+        max = 1048576;
+    evhttp_set_max_body_size(api->http, max + PGW_HTTP_API_BODY_SLACK);
+}
+
+int pgw_http_api_new(const struct pgw_http_api_options *opts,
+                     struct pgw_http_api **ret_api)
+{
+    struct pgw_http_api *api = NULL;
+    const struct pgw_config *cfg = opts->cfg;
+    int err = PGW_ERR_INVAL;
+
+    if (opts->base == NULL || cfg == NULL || opts->store == NULL ||
+        cfg->server.listen == NULL)
+        goto out;
+    err = PGW_ERR_NOMEM;
+    api = calloc(1, sizeof(*api));
+    if (api == NULL)
+        goto out;
+    api->base = opts->base;
+    api->cfg = pgw_config_ref(opts->cfg);
+    api->store = opts->store;
+    api->metrics = opts->metrics;
+    api->dispatch = opts->dispatch;
+    api->ready = opts->ready;
+    api->ready_arg = opts->ready_arg;
+    api->lease_ms = opts->lease_ms ? opts->lease_ms : 60000;
+    api->max_inflight =
+        opts->max_inflight_events ? opts->max_inflight_events : 10000;
+    api->backlog_refresh_ms =
+        opts->backlog_refresh_ms ? opts->backlog_refresh_ms : 1000;
+    if (api->metrics != NULL)
+        api->backlog_gauge = pgw_metrics_series(
+            pgw_metrics_std(api->metrics, PGW_M_BACKLOG_EVENTS), NULL);
+    if (RAND_bytes(api->hmac_key, sizeof(api->hmac_key)) != 1) {
+        err = PGW_ERR_CRYPTO;
+        pgw_log_error("could not draw a random key: openssl rand failed");
+        goto out;
+    }
+
+    struct timeval tv = {
+        .tv_sec = (opts->timeout_ms ? opts->timeout_ms : 15000) / 1000,
+        .tv_usec = (opts->timeout_ms ? opts->timeout_ms : 15000) % 1000 * 1000,
+    };
+    ev_ssize_t max_hdr =
+        (ev_ssize_t)(opts->max_header_bytes ? opts->max_header_bytes : 16384);
+
+    api->http = evhttp_new(api->base);
+    if (api->http == NULL)
+        goto out;
+    evhttp_set_timeout_tv(api->http, &tv);
+    evhttp_set_max_headers_size(api->http, max_hdr);
+    evhttp_set_allowed_methods(
+        api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                       EVHTTP_REQ_OPTIONS);
+    evhttp_set_gencb(api->http, on_webhook, api);
+    apply_limits(api);
+    if (cfg->server.tls_cert_file != NULL && cfg->server.tls_cert_file[0]) {
+        err = load_tls(api, cfg);
+        if (err < 0)
+            goto out;
+        evhttp_set_bevcb(api->http, tls_bevcb, api);
+    }
+    err = bind_listener(api->http, "listen", cfg->server.listen, &api->bound);
+    if (err < 0)
+        goto out;
+    pgw_log_infof(PGW_FIELDS(PGW_LF_STR("address", cfg->server.listen),
+                             PGW_LF_INT("port", bound_port(api->bound)),
+                             PGW_LF_STR("tls", api->ssl_ctx ? "on" : "off")),
+                  "webhook listener started");
+
+    if (cfg->server.admin_listen != NULL && cfg->server.admin_listen[0]) {
+        err = PGW_ERR_NOMEM;
+        api->admin = evhttp_new(api->base);
+        if (api->admin == NULL)
+            goto out;
+        evhttp_set_timeout_tv(api->admin, &tv);
+        evhttp_set_max_headers_size(api->admin, max_hdr);
+        evhttp_set_max_body_size(api->admin, 4096);
+        evhttp_set_gencb(api->admin, on_admin, api);
+        err = bind_listener(api->admin, "admin_listen",
+                            cfg->server.admin_listen, &api->admin_bound);
+        if (err < 0)
+            goto out;
+        pgw_log_infof(
+            PGW_FIELDS(PGW_LF_STR("address", cfg->server.admin_listen),
+                       PGW_LF_INT("port", bound_port(api->admin_bound))),
+            "admin listener started");
+    }
+
+    err = PGW_ERR_NOMEM;
+    api->backlog_timer =
+        event_new(api->base, -1, EV_PERSIST, on_backlog_timer, api);
+    if (api->backlog_timer == NULL)
+        goto out;
+    struct timeval rt = {
+        .tv_sec = api->backlog_refresh_ms / 1000,
+        .tv_usec = api->backlog_refresh_ms % 1000 * 1000,
+    };
+    if (event_add(api->backlog_timer, &rt) < 0)
+        goto out;
+    /* A first count at once, so the bound holds from the start. */
+    on_backlog_timer(-1, 0, api);
+
+    *ret_api = api;
+    api = NULL;
+    err = 0;
+out:
+    pgw_http_api_free(api);
+    return err;
+}
+
+void pgw_http_api_set_config(struct pgw_http_api *self, struct pgw_config *cfg)
+{
+    struct pgw_config *old = self->cfg;
+    self->cfg = pgw_config_ref(cfg);
+    pgw_config_free(old);
+    apply_limits(self);
+}
+
+void pgw_http_api_stop_intake(struct pgw_http_api *self)
+{
+    if (self->intake_stopped)
+        return;
+    self->intake_stopped = true;
+    if (self->bound != NULL) {
+        evhttp_del_accept_socket(self->http, self->bound);
+        self->bound = NULL;
+    }
+}
+
+void pgw_http_api_free(struct pgw_http_api *self)
+{
+    if (self == NULL)
+        return;
+    /* Answer and detach what still waits: the store's callbacks free the
+     * intakes later. evhttp_free() below frees their requests. */
+    while (self->intakes != NULL) {
+        struct intake *in = self->intakes;
+        if (in->req != NULL) {
+            evhttp_add_header(evhttp_request_get_output_headers(in->req),
+                              "Connection", "close");
+            send_error(in->req, 503, "Service Unavailable", "shutting down", "",
+                       RETRY_AFTER_DOWN);
+            in->req = NULL;
+        }
+        intake_unlink(in);
+        in->api = NULL;
+    }
+    if (self->count_req != NULL)
+        self->count_req->api = NULL;
+    if (self->backlog_timer != NULL)
+        event_free(self->backlog_timer);
+    if (self->http != NULL)
+        evhttp_free(self->http);
+    if (self->admin != NULL)
+        evhttp_free(self->admin);
+    if (self->ssl_ctx != NULL)
+        SSL_CTX_free(self->ssl_ctx);
+    pgw_config_free(self->cfg);
+    OPENSSL_cleanse(self->hmac_key, sizeof(self->hmac_key));
+    free(self);
+}

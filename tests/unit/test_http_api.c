@@ -1,0 +1,852 @@
+/*
+ * Tests of the webhook and admin listeners: a real event loop (in a
+ * thread), a real store on a fresh Postgres database, libcurl and raw
+ * sockets as clients over loopback.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "testutil.h"
+
+#include "config.h"
+#include "event.h"
+#include "http_api.h"
+#include "metrics.h"
+#include "store.h"
+
+#define KEY "s3cret-hook-key"
+#define EV_OK                                                                  \
+    "{\"fromPeer\":\"Tom\",\"convId\":\"c1\",\"offlinePeers\":[\"Jerry\"],"    \
+    "\"timestamp\":1700000000000,\"content\":\"hi\""
+
+struct fx {
+    char *conninfo; /* the test database; NULL when the store is unreachable */
+    char *dir;
+    struct pgw_config *cfg;
+    struct event_base *base;
+    struct pgw_store *store;
+    struct pgw_metrics *metrics;
+    struct pgw_http_api *api;
+    pthread_t thread;
+    bool running;
+    int port;
+    int admin_port;
+    atomic_bool ready;
+    atomic_int reserved;
+    atomic_int accepted; /* events handed over */
+    atomic_int released; /* reservations given back */
+    atomic_llong last_id;
+};
+
+/* ---- the server side (runs on the loop thread) --------------------------- */
+
+static bool fx_reserve(void *arg)
+{
+    struct fx *fx = arg;
+    atomic_fetch_add(&fx->reserved, 1);
+    return true;
+}
+
+static void fx_accepted(void *arg, int64_t event_id, const char *app_id,
+                        struct pgw_event *ev)
+{
+    struct fx *fx = arg;
+    (void)app_id;
+    if (ev == NULL) {
+        atomic_fetch_add(&fx->released, 1);
+        return;
+    }
+    atomic_store(&fx->last_id, event_id);
+    atomic_fetch_add(&fx->accepted, 1);
+    pgw_event_free(ev);
+}
+
+static bool fx_ready(void *arg, const char **ret_reason)
+{
+    struct fx *fx = arg;
+    if (!atomic_load(&fx->ready)) {
+        *ret_reason = "templates not loaded";
+        return false;
+    }
+    return true;
+}
+
+static void *loop_main(void *arg)
+{
+    struct fx *fx = arg;
+    event_base_loop(fx->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* ---- the client side ------------------------------------------------------
+ */
+
+struct reply {
+    long status;
+    char body[65536];
+    size_t len;
+    char retry_after[256];
+    char content_type[256];
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t len = size * n;
+    size_t room = sizeof(r->body) - 1 - r->len;
+    size_t take = len < room ? len : room;
+    memcpy(r->body + r->len, p, take);
+    r->len += take;
+    r->body[r->len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct reply *r = arg;
+    size_t len = size * n;
+    char line[256];
+    size_t l = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+    memcpy(line, p, l);
+    line[l] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncasecmp(line, "Retry-After: ", 13) == 0)
+        snprintf(r->retry_after, sizeof(r->retry_after), "%s", line + 13);
+    if (strncasecmp(line, "Content-Type: ", 14) == 0)
+        snprintf(r->content_type, sizeof(r->content_type), "%s", line + 14);
+    return len;
+}
+
+/*
+ * |method| |path| on |port| with |body| (NULL: none) and extra headers
+ * (NULL-terminated). Fails the test when the request cannot be made.
+ */
+static void http(int port, const char *method, const char *path,
+                 const char *const *headers, const char *body, size_t body_len,
+                 struct reply *r)
+{
+    char url[512];
+    struct curl_slist *hl = NULL;
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    memset(r, 0, sizeof(*r));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    hl = curl_slist_append(hl, "Expect:");
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fail_msg("%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+}
+
+static const char *const json_hdrs[] = {
+    "Content-Type: application/json; charset=utf-8",
+    "X-LC-Hook-Key: " KEY,
+    NULL,
+};
+
+static void post(struct fx *fx, const char *path, const char *body,
+                 struct reply *r)
+{
+    http(fx->port, "POST", path, json_hdrs, body, strlen(body), r);
+}
+
+#define SINGLE "/v1/apps/demo/receivers-offline"
+#define BATCH "/v1/apps/demo/receivers-offline/batch"
+
+static void expect_error(const struct reply *r, long status, const char *field,
+                         const char *reason_part)
+{
+    char want_field[128];
+    if (r->status != status)
+        fail_msg("status %ld, want %ld; body %s", r->status, status, r->body);
+    assert_non_null(strstr(r->content_type, "application/json"));
+    snprintf(want_field, sizeof(want_field), "\"field\":\"%s\"", field);
+    if (strstr(r->body, want_field) == NULL ||
+        strstr(r->body, "{\"error\":\"") != r->body)
+        fail_msg("body %s, want field '%s'", r->body, field);
+    if (reason_part != NULL && strstr(r->body, reason_part) == NULL)
+        fail_msg("body %s, want '%s' in the reason", r->body, reason_part);
+}
+
+static long long event_id_of(const char *body)
+{
+    const char *p = strstr(body, "\"eventId\":\"");
+    assert_non_null(p);
+    return atoll(p + 11);
+}
+
+static char *db(struct fx *fx, const char *sql)
+{
+    char *v = tu_db_query(fx->conninfo, sql);
+    if (v == NULL)
+        fail_msg("query failed: %s", sql);
+    return v;
+}
+
+static long long db_count(struct fx *fx, const char *sql)
+{
+    char *v = db(fx, sql);
+    long long n = atoll(v);
+    free(v);
+    return n;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- fixture ----------------------------------------------------------------
+ */
+
+struct fx_opts {
+    long long max_backlog;
+    bool dead_store;
+    unsigned timeout_ms;
+};
+
+static struct fx *fx_start(const struct fx_opts *o)
+{
+    struct fx *fx = calloc(1, sizeof(*fx));
+    struct pgw_diag diag;
+    char ini[4096];
+    const char *url;
+    assert_non_null(fx);
+
+    if (o->dead_store) {
+        /* Nothing listens on port 1. */
+        url = "postgresql://pushgw@127.0.0.1:1/none?connect_timeout=1";
+    } else {
+        fx->conninfo = tu_db_create("http");
+        if (fx->conninfo == NULL) {
+            free(fx);
+            skip();
+        }
+        FILE *devnull = fopen("/dev/null", "w");
+        assert_non_null(devnull);
+        pgw_diag_init(&diag);
+        int err = pgw_store_migrate(
+            fx->conninfo, PUSHGW_SOURCE_DIR "/migrations", devnull, &diag);
+        fclose(devnull);
+        if (err < 0)
+            fail_msg("migrate: %s", diag.n ? diag.msgs[0] : "?");
+        pgw_diag_release(&diag);
+        url = fx->conninfo;
+    }
+    fx->dir = tu_mkdtemp();
+    snprintf(ini, sizeof(ini),
+             "[server]\nlisten = 127.0.0.1:1\nadmin_listen = 127.0.0.1:1\n"
+             "max_body_bytes = 4096\nmax_peers_per_event = 3\n"
+             "max_backlog_events = %lld\n"
+             "[database]\nurl = %s\n"
+             "[app:demo]\nhook_key = " KEY "\n"
+             "[app:other]\nhook_key = other-key\n",
+             o->max_backlog ? o->max_backlog : 1000000, url);
+    char *path = tu_write_file(fx->dir, "pushgw.ini", ini, 0600);
+    /* No overrides: the test's own PUSHGW_* variables are not config. */
+    char *const no_env[] = {NULL};
+    pgw_diag_init(&diag);
+    if (pgw_config_load(path, no_env, &diag, &fx->cfg) < 0)
+        fail_msg("config: %s", diag.n ? diag.msgs[0] : "?");
+    pgw_diag_release(&diag);
+    free(path);
+    /* Any free port. */
+    free(fx->cfg->server.listen);
+    free(fx->cfg->server.admin_listen);
+    fx->cfg->server.listen = strdup("127.0.0.1:0");
+    fx->cfg->server.admin_listen = strdup("127.0.0.1:0");
+    assert_non_null(fx->cfg->server.listen);
+    assert_non_null(fx->cfg->server.admin_listen);
+
+    fx->base = event_base_new();
+    assert_non_null(fx->base);
+    struct pgw_store_options so = {
+        .conninfo = url,
+        .pool_size = 2,
+        .owner = "test:http_api",
+    };
+    assert_int_equal(pgw_store_new(fx->base, &so, &fx->store), 0);
+    assert_int_equal(pgw_metrics_new(&fx->metrics), 0);
+    struct pgw_http_api_options ao = {
+        .base = fx->base,
+        .cfg = fx->cfg,
+        .store = fx->store,
+        .metrics = fx->metrics,
+        .dispatch = {fx_reserve, fx_accepted, fx},
+        .ready = fx_ready,
+        .ready_arg = fx,
+        .lease_ms = 30000,
+        .timeout_ms = o->timeout_ms,
+        .backlog_refresh_ms = 100,
+    };
+    assert_int_equal(pgw_http_api_new(&ao, &fx->api), 0);
+    fx->port = pgw_http_api_port(fx->api, false);
+    fx->admin_port = pgw_http_api_port(fx->api, true);
+    assert_true(fx->port > 0);
+    assert_true(fx->admin_port > 0);
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+    fx->running = true;
+
+    if (!o->dead_store) {
+        /* Wait until the store is connected (readyz says only that then,
+         * with the ready flag set) and the first backlog count is in. */
+        atomic_store(&fx->ready, true);
+        struct reply r;
+        for (int i = 0; i < 200; i++) {
+            http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
+            if (r.status == 200)
+                break;
+            sleep_ms(50);
+        }
+        assert_int_equal(r.status, 200);
+        atomic_store(&fx->ready, false);
+        sleep_ms(250);
+    }
+    return fx;
+}
+
+static void fx_stop(struct fx *fx)
+{
+    if (fx->running) {
+        event_base_loopbreak(fx->base);
+        pthread_join(fx->thread, NULL);
+    }
+    pgw_http_api_free(fx->api);
+    pgw_store_free(fx->store);
+    pgw_metrics_free(fx->metrics);
+    pgw_config_free(fx->cfg);
+    event_base_free(fx->base);
+    if (fx->conninfo != NULL) {
+        tu_db_drop(fx->conninfo);
+        free(fx->conninfo);
+    }
+    tu_rm_rf(fx->dir);
+    free(fx->dir);
+    free(fx);
+}
+
+static int setup(void **state)
+{
+    static const struct fx_opts o = {0};
+    *state = fx_start(&o);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    if (*state != NULL)
+        fx_stop(*state);
+    return 0;
+}
+
+/* ---- tests ----------------------------------------------------------------
+ */
+
+static void test_accept_and_duplicate(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"m-1\"}", &r);
+    if (r.status != 202)
+        fail_msg("status %ld: %s", r.status, r.body);
+    assert_non_null(strstr(r.body, "\"duplicate\":false}"));
+    long long id = event_id_of(r.body);
+    assert_true(id > 0);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT app_id || '/' || conv_id || '/' || msg_id || '/' || "
+             "event_ts_ms || '/' || (lease_owner IS NOT NULL) FROM events "
+             "WHERE id = %lld",
+             id);
+    char *row = db(fx, sql);
+    assert_string_equal(row, "demo/c1/m-1/1700000000000/true");
+    free(row);
+    snprintf(sql, sizeof(sql),
+             "SELECT body::jsonb->>'content' FROM events "
+             "WHERE id = %lld",
+             id);
+    row = db(fx, sql);
+    assert_string_equal(row, "hi");
+    free(row);
+    assert_int_equal(atomic_load(&fx->accepted), 1);
+    assert_int_equal(atomic_load(&fx->last_id), id);
+
+    /* The same msgId again: 202 duplicate, the same id, one row. */
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"m-1\"}", &r);
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"duplicate\":true}"));
+    assert_int_equal(event_id_of(r.body), id);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 1);
+    /* The reservation came back, nothing more to work. */
+    assert_int_equal(atomic_load(&fx->accepted), 1);
+    assert_int_equal(atomic_load(&fx->released), 1);
+    assert_int_equal(atomic_load(&fx->reserved), 2);
+
+    /* The alias with the app in X-LC-Id. */
+    const char *alias_hdrs[] = {"Content-Type: application/json",
+                                "X-LC-Hook-Key: " KEY, "X-LC-Id: demo", NULL};
+    const char *ev2 = EV_OK "}";
+    http(fx->port, "POST", "/1.1/functions/_receiversOffline", alias_hdrs, ev2,
+         strlen(ev2), &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+
+    /* Metrics saw both kinds. */
+    http(fx->admin_port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.content_type, "text/plain; version=0.0.4"));
+    assert_non_null(strstr(
+        r.body, "pushgw_events_total{app=\"demo\",result=\"accepted\"} 2\n"));
+    assert_non_null(strstr(
+        r.body, "pushgw_events_total{app=\"demo\",result=\"duplicate\"} 1\n"));
+}
+
+static void test_batch(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    char body[2048];
+
+    snprintf(body, sizeof(body),
+             "{\"events\":[%s,\"msgId\":\"b1\"},%s,\"msgId\":\"b2\"},"
+             "%s,\"msgId\":\"b1\"}]}",
+             EV_OK, EV_OK, EV_OK);
+    post(fx, BATCH, body, &r);
+    if (r.status != 202)
+        fail_msg("status %ld: %s", r.status, r.body);
+    assert_non_null(strstr(r.body, "{\"events\":[{\"eventId\":\""));
+    /* b1 twice in one batch: the second one is the duplicate. */
+    const char *p = r.body;
+    int dups = 0, fresh = 0;
+    while ((p = strstr(p, "\"duplicate\":")) != NULL) {
+        p += 12;
+        if (strncmp(p, "true", 4) == 0)
+            dups++;
+        else
+            fresh++;
+    }
+    assert_int_equal(fresh, 2);
+    assert_int_equal(dups, 1);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+
+    /* One invalid element refuses the whole batch and names it. */
+    snprintf(body, sizeof(body),
+             "{\"events\":[%s,\"msgId\":\"b3\"},{\"fromPeer\":\"a\","
+             "\"convId\":7,\"offlinePeers\":[\"x\"],\"timestamp\":1}]}",
+             EV_OK);
+    post(fx, BATCH, body, &r);
+    expect_error(&r, 400, "events[1].convId", NULL);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+
+    post(fx, BATCH, "{\"events\":[]}", &r);
+    expect_error(&r, 400, "events", "empty");
+    post(fx, BATCH, "{\"evts\":[]}", &r);
+    expect_error(&r, 400, "events", "required");
+    post(fx, BATCH, "[1]", &r);
+    expect_error(&r, 400, "", "object");
+    post(fx, BATCH, "{\"events\":[1]}", &r);
+    expect_error(&r, 400, "events[0]", NULL);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+}
+
+static void test_refusals(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    const char *ev = EV_OK "}";
+    size_t evl = strlen(ev);
+
+    /* Unknown path and method. */
+    http(fx->port, "POST", "/v1/apps/demo/nothing", json_hdrs, ev, evl, &r);
+    expect_error(&r, 404, "", "not found");
+    http(fx->port, "GET", SINGLE, json_hdrs, NULL, 0, &r);
+    expect_error(&r, 405, "", NULL);
+
+    /* Unknown app, before the key is even looked at. */
+    http(fx->port, "POST", "/v1/apps/nope/receivers-offline", json_hdrs, ev,
+         evl, &r);
+    expect_error(&r, 404, "appId", "unknown app");
+    const char *alias_nohdr[] = {"Content-Type: application/json",
+                                 "X-LC-Hook-Key: " KEY, NULL};
+    http(fx->port, "POST", "/1.1/functions/_receiversOffline", alias_nohdr, ev,
+         evl, &r);
+    expect_error(&r, 404, "X-LC-Id", "unknown app");
+
+    /* Keys: wrong, missing, another app's, a prefix of the right one. */
+    const char *bad_keys[][3] = {
+        {"Content-Type: application/json", "X-LC-Hook-Key: wrong", NULL},
+        {"Content-Type: application/json", NULL, NULL},
+        {"Content-Type: application/json", "X-LC-Hook-Key: other-key", NULL},
+        {"Content-Type: application/json", "X-LC-Hook-Key: s3cret", NULL},
+        {"Content-Type: application/json", "X-LC-Hook-Key: " KEY "x", NULL},
+    };
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(bad_keys); i++) {
+        http(fx->port, "POST", SINGLE, bad_keys[i], ev, evl, &r);
+        expect_error(&r, 401, "X-LC-Hook-Key", NULL);
+    }
+
+    /* Content types. */
+    const char *text_hdrs[] = {"Content-Type: text/plain",
+                               "X-LC-Hook-Key: " KEY, NULL};
+    http(fx->port, "POST", SINGLE, text_hdrs, ev, evl, &r);
+    expect_error(&r, 415, "Content-Type", NULL);
+    const char *jsonx_hdrs[] = {"Content-Type: application/jsonx",
+                                "X-LC-Hook-Key: " KEY, NULL};
+    http(fx->port, "POST", SINGLE, jsonx_hdrs, ev, evl, &r);
+    expect_error(&r, 415, "Content-Type", NULL);
+    const char *upper_hdrs[] = {"Content-Type: Application/JSON ; charset=x",
+                                "X-LC-Hook-Key: " KEY, NULL};
+    http(fx->port, "POST", SINGLE, upper_hdrs, ev, evl, &r);
+    assert_int_equal(r.status, 202);
+
+    /* Over max_body_bytes (4096), within libevent's slack: our JSON 413. */
+    char *big = malloc(6000);
+    assert_non_null(big);
+    memset(big, ' ', 5999);
+    memcpy(big, ev, evl);
+    big[5999] = '\0';
+    post(fx, SINGLE, big, &r);
+    expect_error(&r, 413, "", "4096");
+    free(big);
+
+    /* Nothing of that was stored but the one 202. */
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 1);
+
+    http(fx->admin_port, "GET", "/metrics", NULL, NULL, 0, &r);
+    static const char *const want[] = {
+        "pushgw_events_total{app=\"\",result=\"unknown_app\"} 2\n",
+        "pushgw_events_total{app=\"demo\",result=\"unauthorized\"} 5\n",
+        "pushgw_events_total{app=\"demo\",result=\"unsupported_media\"} 2\n",
+        "pushgw_events_total{app=\"demo\",result=\"too_large\"} 1\n",
+        "pushgw_events_total{app=\"demo\",result=\"accepted\"} 1\n",
+    };
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(want); i++) {
+        if (strstr(r.body, want[i]) == NULL)
+            fail_msg("missing '%s' in\n%s", want[i], r.body);
+    }
+}
+
+struct bad_body {
+    const char *body;
+    const char *field;
+    const char *reason;
+};
+
+static void test_bad_bodies(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    char deep[256];
+    size_t d = 0;
+    for (int i = 0; i < 40; i++)
+        deep[d++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[d++] = ']';
+    deep[d] = '\0';
+    char deep_body[512];
+    snprintf(deep_body, sizeof(deep_body), "%s,\"pushData\":{\"x\":%s}}", EV_OK,
+             deep);
+
+    const struct bad_body cases[] = {
+        {"{", "", "JSON"},
+        {"", "", NULL},
+        {"{\"fromPeer\":1,\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+         "\"timestamp\":1}",
+         "fromPeer", "string"},
+        {"{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+         "\"timestamp\":\"1\"}",
+         "timestamp", "integer"},
+        {"{\"fromPeer\":\"a\",\"convId\":\"c\",\"timestamp\":1}",
+         "offlinePeers", "required"},
+        {"{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":[\"a\",\"b\","
+         "\"c\",\"d\"],\"timestamp\":1}",
+         "offlinePeers", NULL},
+        {"{\"fromPeer\":\"a\xff\",\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+         "\"timestamp\":1}",
+         "", "UTF-8"},
+        {deep_body, "", NULL},
+    };
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
+        post(fx, SINGLE, cases[i].body, &r);
+        expect_error(&r, 400, cases[i].field, cases[i].reason);
+    }
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 0);
+    assert_int_equal(atomic_load(&fx->reserved), 0);
+}
+
+static void test_admin(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+
+    http(fx->admin_port, "GET", "/healthz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    /* Store up, templates not loaded. */
+    http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(
+        r.body, "{\"status\":\"unavailable\",\"reason\":\"templates not "
+                "loaded\"}");
+    atomic_store(&fx->ready, true);
+    http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    http(fx->admin_port, "GET", "/nope", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 404);
+    http(fx->admin_port, "POST", "/metrics", NULL, "x", 1, &r);
+    assert_int_equal(r.status, 405);
+    http(fx->admin_port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "# TYPE pushgw_backlog_events gauge\n"
+                                   "pushgw_backlog_events 0\n"));
+}
+
+/* Raw socket: connects to |port| on loopback. */
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((unsigned short)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Reads until EOF or |ms|; returns what came (static buffer). */
+static const char *raw_read_all(int fd, int ms, bool *ret_eof)
+{
+    static char buf[8192];
+    size_t n = 0;
+    *ret_eof = false;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = poll(&p, 1, ms);
+        if (pr <= 0)
+            break;
+        ssize_t got = read(fd, buf + n, sizeof(buf) - 1 - n);
+        if (got <= 0) {
+            *ret_eof = true;
+            break;
+        }
+        n += (size_t)got;
+        if (n == sizeof(buf) - 1)
+            break;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_hostile_clients(void **state)
+{
+    struct fx *fx = *state;
+    bool eof = false;
+
+    /* A Content-Length far over the limit: refused before the body. */
+    int fd = raw_connect(fx->port);
+    const char *req = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Type: application/json\r\n"
+                      "X-LC-Hook-Key: " KEY "\r\n"
+                      "Content-Length: 1000000000\r\n\r\n{";
+    assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+    const char *got = raw_read_all(fd, 5000, &eof);
+    if (strncmp(got, "HTTP/1.1 413", 12) != 0)
+        fail_msg("got '%s'", got);
+    close(fd);
+
+    /* Headers over 16 KiB. */
+    fd = raw_connect(fx->port);
+    char *huge = malloc(40000);
+    assert_non_null(huge);
+    int l = snprintf(huge, 40000, "POST " SINGLE " HTTP/1.1\r\nX-Pad: ");
+    memset(huge + l, 'a', 30000);
+    memcpy(huge + l + 30000, "\r\n\r\n", 5);
+    (void)!write(fd, huge, strlen(huge));
+    free(huge);
+    got = raw_read_all(fd, 5000, &eof);
+    assert_true(eof || strncmp(got, "HTTP/1.1 4", 10) == 0);
+    close(fd);
+
+    /* The service still answers, with keep-alive: two requests on one
+     * connection. */
+    fd = raw_connect(fx->port);
+    const char *two = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /y HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(write(fd, two, strlen(two)) == (ssize_t)strlen(two));
+    got = raw_read_all(fd, 1000, &eof);
+    const char *second = strstr(got + 1, "HTTP/1.1 404");
+    assert_true(strncmp(got, "HTTP/1.1 404", 12) == 0);
+    assert_non_null(second);
+    assert_false(eof);
+    close(fd);
+}
+
+static void test_slow_client(void **state)
+{
+    (void)state;
+    /* A client that stops half-way through its headers is closed after
+     * the read timeout, without an answer. */
+    static const struct fx_opts o = {.dead_store = true, .timeout_ms = 500};
+    struct fx *fx = fx_start(&o);
+    int fd = raw_connect(fx->port);
+    const char *part = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\n";
+    assert_true(write(fd, part, strlen(part)) == (ssize_t)strlen(part));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool eof = false;
+    raw_read_all(fd, 5000, &eof);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(eof);
+    double s = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(s < 4.0);
+    close(fd);
+    fx_stop(fx);
+}
+
+static void test_store_down(void **state)
+{
+    (void)state;
+    static const struct fx_opts o = {.dead_store = true};
+    struct fx *fx = fx_start(&o);
+    struct reply r;
+
+    post(fx, SINGLE, EV_OK "}", &r);
+    expect_error(&r, 503, "", "database");
+    assert_string_equal(r.retry_after, "5");
+    /* Validation still comes first. */
+    post(fx, SINGLE, "{", &r);
+    expect_error(&r, 400, "", NULL);
+
+    atomic_store(&fx->ready, true);
+    http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"status\":\"unavailable\""));
+    http(fx->admin_port, "GET", "/healthz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    http(fx->admin_port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_non_null(
+        strstr(r.body,
+               "pushgw_events_total{app=\"demo\",result=\"unavailable\"} 1\n"));
+    assert_int_equal(atomic_load(&fx->reserved), 0);
+    fx_stop(fx);
+}
+
+static void test_backlog_full(void **state)
+{
+    (void)state;
+    static const struct fx_opts o = {.max_backlog = 2};
+    struct fx *fx = fx_start(&o);
+    struct reply r;
+    char body[512];
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof(body), "%s,\"msgId\":\"q%d\"}", EV_OK, i);
+        post(fx, SINGLE, body, &r);
+        assert_int_equal(r.status, 202);
+    }
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"q9\"}", &r);
+    expect_error(&r, 429, "", "backlog");
+    assert_string_equal(r.retry_after, "1");
+    /* The estimate agrees with the store after a refresh. */
+    sleep_ms(300);
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"q9\"}", &r);
+    expect_error(&r, 429, "", "backlog");
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+
+    /* Done events leave the backlog: accepted again after a refresh. */
+    free(db(fx, "UPDATE events SET state = 'done'"));
+    sleep_ms(400);
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"q9\"}", &r);
+    assert_int_equal(r.status, 202);
+    http(fx->admin_port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_non_null(strstr(
+        r.body,
+        "pushgw_events_total{app=\"demo\",result=\"backlog_full\"} 2\n"));
+    fx_stop(fx);
+}
+
+static void test_stop_intake(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    post(fx, SINGLE, EV_OK "}", &r);
+    assert_int_equal(r.status, 202);
+    /* stop_intake belongs to the loop thread: stop the loop first. */
+    event_base_loopbreak(fx->base);
+    pthread_join(fx->thread, NULL);
+    fx->running = false;
+    pgw_http_api_stop_intake(fx->api);
+    assert_int_equal(pgw_http_api_port(fx->api, false), -1);
+    assert_true(pgw_http_api_port(fx->api, true) > 0);
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+    fx->running = true;
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d" SINGLE, fx->port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    assert_int_equal(curl_easy_perform(c), CURLE_COULDNT_CONNECT);
+    curl_easy_cleanup(c);
+    http(fx->admin_port, "GET", "/healthz", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_accept_and_duplicate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_intake, setup, teardown),
+        cmocka_unit_test(test_slow_client),
+        cmocka_unit_test(test_store_down),
+        cmocka_unit_test(test_backlog_full),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
