@@ -9,6 +9,7 @@
 #include "log.h"
 #include "pushgw.h"
 #include "render.h"
+#include "serve.h"
 #include "store.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -196,11 +197,19 @@ static int cmd_render(int argc, char **argv)
     return EXIT_OK;
 }
 
-static int cmd_not_built(const char *name)
+static int cmd_serve(int argc, char **argv)
 {
-    fprintf(stderr, "pushgw: command '%s' is not built yet in this version\n",
-            name);
-    return EXIT_USAGE;
+    struct pgw_config *cfg = NULL;
+    const char *path;
+    int rc;
+
+    if (parse_common(argc, argv, &path) < 0)
+        return EXIT_USAGE;
+    if (load_config(path, &cfg) < 0)
+        return EXIT_USAGE;
+    rc = pgw_serve_run(cfg, cfg->path);
+    pgw_config_free(cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -228,7 +237,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "render") == 0)
         return cmd_render(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
-        return cmd_not_built(cmd);
+        return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "pushgw: unknown command '%s' (see 'pushgw --help')\n",
             cmd);
     return EXIT_USAGE;

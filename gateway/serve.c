@@ -1,0 +1,348 @@
+/*
+ * Wiring of `pushgw serve`: the event loop, DNS, the store, curlmulti, the
+ * dispatcher (with its runtime: config, templates, keys), the HTTP API and
+ * metrics; signals for reload and shutdown. No push logic lives here.
+ */
+#include "serve.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "curlmulti.h"
+#include "dispatch.h"
+#include "http_api.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "template.h"
+
+#define STOP_POLL_MS 20
+
+struct serve {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct pgw_config *cfg;
+    const char *cfg_path;
+    struct pgw_template_set *templates;
+    struct pgw_metrics *metrics;
+    struct pgw_curlmulti *cm;
+    struct pgw_store *store;
+    struct pgw_dispatch *dispatch;
+    struct pgw_http_api *api;
+    struct event *sig_hup, *sig_term, *sig_int;
+    struct event *stop_timer;
+    struct timespec stop_started;
+    bool stopping;
+    bool drained;
+};
+
+static bool on_reserve(void *arg)
+{
+    struct serve *s = arg;
+    return pgw_dispatch_reserve(s->dispatch);
+}
+
+static void on_accepted(void *arg, int64_t event_id, const char *app_id,
+                        struct pgw_event *ev)
+{
+    struct serve *s = arg;
+    pgw_dispatch_accept(s->dispatch, event_id, app_id, ev);
+}
+
+static bool on_ready(void *arg, const char **ret_reason)
+{
+    struct serve *s = arg;
+
+    if (!s->templates) {
+        *ret_reason = "templates not loaded";
+        return false;
+    }
+    if (s->stopping) {
+        *ret_reason = "shutting down";
+        return false;
+    }
+    return true;
+}
+
+static void log_diag(const struct pgw_diag *diag, const char *what)
+{
+    for (size_t i = 0; i < diag->n; i++)
+        pgw_log_error("%s: %s", what, diag->msgs[i]);
+}
+
+/* SIGHUP: a new config, templates and credentials as a whole, or none. */
+static void reload(struct serve *s)
+{
+    struct pgw_config *cfg = NULL;
+    struct pgw_template_set *tmpl = NULL;
+    struct pgw_diag diag;
+    int rc;
+
+    pgw_diag_init(&diag);
+    rc = pgw_config_load(s->cfg_path, NULL, &diag, &cfg);
+    if (rc < 0)
+        goto fail;
+    rc = pgw_template_set_load(cfg->templates.dir, &diag, &tmpl);
+    if (rc < 0)
+        goto fail;
+    rc = pgw_dispatch_set_runtime(s->dispatch, cfg, tmpl, &diag);
+    if (rc < 0)
+        goto fail;
+    if (strcmp(cfg->server.listen, s->cfg->server.listen) != 0 ||
+        strcmp(cfg->server.admin_listen, s->cfg->server.admin_listen) != 0 ||
+        strcmp(cfg->database.url, s->cfg->database.url) != 0)
+        pgw_log_warn("reload: listen addresses and the database url take "
+                     "effect only after a restart");
+    pgw_http_api_set_config(s->api, cfg);
+    pgw_log_set_level(cfg->server.log_level);
+    pgw_template_set_unref(s->templates);
+    s->templates = tmpl;
+    pgw_config_free(s->cfg);
+    s->cfg = cfg;
+    pgw_log_infof(
+        PGW_FIELDS(
+            PGW_LF_INT("apps", (long long)cfg->n_apps),
+            PGW_LF_INT("templates", (long long)pgw_template_set_count(tmpl))),
+        "reloaded the configuration");
+    pgw_diag_release(&diag);
+    return;
+fail:
+    log_diag(&diag, "reload failed, keeping the running configuration");
+    if (rc == PGW_ERR_NOMEM)
+        pgw_log_error("reload failed: %s", pgw_strerror(rc));
+    pgw_template_set_unref(tmpl);
+    pgw_config_free(cfg);
+    pgw_diag_release(&diag);
+}
+
+static void on_drained(void *arg)
+{
+    struct serve *s = arg;
+
+    s->drained = true;
+    event_base_loopexit(s->base, NULL);
+}
+
+static long long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000LL +
+           (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Fires every STOP_POLL_MS during shutdown until intake has drained. */
+static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct serve *s = arg;
+    long long spent = elapsed_ms(&s->stop_started);
+    long long budget = s->cfg->server.shutdown_timeout_ms;
+    (void)fd;
+    (void)what;
+
+    if (pgw_http_api_pending(s->api) > 0 && spent < budget)
+        return;
+    event_del(s->stop_timer);
+    pgw_dispatch_drain(s->dispatch,
+                       (unsigned)(budget > spent ? budget - spent : 0),
+                       on_drained, s);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct serve *s = arg;
+    struct timeval tv = {0, STOP_POLL_MS * 1000};
+    (void)what;
+
+    if (sig == SIGHUP) {
+        pgw_log_info("SIGHUP: reloading '%s'", s->cfg_path);
+        reload(s);
+        return;
+    }
+    if (s->stopping) {
+        pgw_log_warn("second stop signal: exiting now");
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = true;
+    pgw_log_info("stopping: intake closed, finishing work in memory "
+                 "(up to %d ms)",
+                 s->cfg->server.shutdown_timeout_ms);
+    clock_gettime(CLOCK_MONOTONIC, &s->stop_started);
+    pgw_http_api_stop_intake(s->api);
+    event_add(s->stop_timer, &tv);
+}
+
+static char *owner_id(void)
+{
+    char host[256] = "unknown";
+    unsigned char rnd[4] = {0};
+    char *out = NULL;
+
+    gethostname(host, sizeof(host) - 1);
+    RAND_bytes(rnd, sizeof(rnd));
+    if (asprintf(&out, "%s:%d:%02x%02x%02x%02x", host, (int)getpid(), rnd[0],
+                 rnd[1], rnd[2], rnd[3]) < 0)
+        return NULL;
+    return out;
+}
+
+static int setup(struct serve *s)
+{
+    struct pgw_diag diag;
+    struct pgw_store_options so;
+    struct pgw_dispatch_options dopt;
+    struct pgw_http_api_options ho;
+    char *owner = NULL;
+    int rc;
+
+    pgw_diag_init(&diag);
+    s->base = event_base_new();
+    if (!s->base)
+        return PGW_ERR_NOMEM;
+    s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!s->dns) /* no resolv.conf: numeric addresses still work */
+        s->dns = evdns_base_new(s->base, 0);
+    if (!s->dns)
+        return PGW_ERR_NOMEM;
+
+    rc = pgw_template_set_load(s->cfg->templates.dir, &diag, &s->templates);
+    if (rc < 0) {
+        log_diag(&diag, "cannot load templates");
+        rc = PGW_ERR_CONFIG;
+        goto out;
+    }
+    rc = pgw_metrics_new(&s->metrics);
+    if (rc < 0)
+        goto out;
+    rc = pgw_curlmulti_new(s->base, 0, &s->cm);
+    if (rc < 0)
+        goto out;
+
+    owner = owner_id();
+    if (!owner) {
+        rc = PGW_ERR_NOMEM;
+        goto out;
+    }
+    memset(&so, 0, sizeof(so));
+    so.conninfo = s->cfg->database.url;
+    so.pool_size = (unsigned)s->cfg->database.pool_size;
+    so.owner = owner;
+    rc = pgw_store_new(s->base, &so, &s->store);
+    if (rc < 0)
+        goto out;
+
+    memset(&dopt, 0, sizeof(dopt));
+    dopt.base = s->base;
+    dopt.dns = s->dns;
+    dopt.store = s->store;
+    dopt.cm = s->cm;
+    dopt.metrics = s->metrics;
+    dopt.lease_ms = (unsigned)s->cfg->delivery.lease_ms;
+    rc = pgw_dispatch_new(&dopt, &s->dispatch);
+    if (rc < 0)
+        goto out;
+    rc = pgw_dispatch_set_runtime(s->dispatch, s->cfg, s->templates, &diag);
+    if (rc < 0) {
+        log_diag(&diag, "cannot start");
+        rc = PGW_ERR_CONFIG;
+        goto out;
+    }
+    pgw_metrics_add_collector(s->metrics, pgw_dispatch_collect, s->dispatch);
+
+    memset(&ho, 0, sizeof(ho));
+    ho.base = s->base;
+    ho.cfg = s->cfg;
+    ho.store = s->store;
+    ho.metrics = s->metrics;
+    ho.dispatch.reserve = on_reserve;
+    ho.dispatch.accepted = on_accepted;
+    ho.dispatch.arg = s;
+    ho.ready = on_ready;
+    ho.ready_arg = s;
+    ho.lease_ms = (unsigned)s->cfg->delivery.lease_ms;
+    rc = pgw_http_api_new(&ho, &s->api);
+    if (rc < 0) {
+        rc = rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG;
+        goto out;
+    }
+
+    s->sig_hup = evsignal_new(s->base, SIGHUP, on_signal, s);
+    s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
+    s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
+    s->stop_timer = event_new(s->base, -1, EV_PERSIST, on_stop_poll, s);
+    if (!s->sig_hup || !s->sig_term || !s->sig_int || !s->stop_timer) {
+        rc = PGW_ERR_NOMEM;
+        goto out;
+    }
+    evsignal_add(s->sig_hup, NULL);
+    evsignal_add(s->sig_term, NULL);
+    evsignal_add(s->sig_int, NULL);
+    pgw_log_infof(PGW_FIELDS(PGW_LF_STR("version", PUSHGW_VERSION),
+                             PGW_LF_STR("owner", owner),
+                             PGW_LF_INT("apps", (long long)s->cfg->n_apps)),
+                  "pushgw serving");
+    rc = 0;
+out:
+    free(owner);
+    pgw_diag_release(&diag);
+    return rc;
+}
+
+static void teardown(struct serve *s)
+{
+    /* Order matters: the API stops calling the dispatcher; the
+     * dispatcher stops its senders; the store and curlmulti complete what
+     * still waits on them; then the rest. */
+    pgw_http_api_free(s->api);
+    pgw_dispatch_stop(s->dispatch);
+    pgw_store_free(s->store);
+    pgw_curlmulti_free(s->cm);
+    pgw_dispatch_free(s->dispatch);
+    pgw_metrics_free(s->metrics);
+    pgw_template_set_unref(s->templates);
+    if (s->sig_hup)
+        event_free(s->sig_hup);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->sig_int)
+        event_free(s->sig_int);
+    if (s->stop_timer)
+        event_free(s->stop_timer);
+    if (s->dns)
+        evdns_base_free(s->dns, 0);
+    if (s->base)
+        event_base_free(s->base);
+    pgw_config_free(s->cfg);
+}
+
+int pgw_serve_run(struct pgw_config *cfg, const char *cfg_path)
+{
+    struct serve s;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    s.cfg = pgw_config_ref(cfg);
+    s.cfg_path = cfg_path ? cfg_path : cfg->path;
+    signal(SIGPIPE, SIG_IGN);
+    pgw_log_set_level(cfg->server.log_level);
+    rc = setup(&s);
+    if (rc < 0) {
+        if (rc != PGW_ERR_CONFIG)
+            pgw_log_error("cannot start: %s", pgw_strerror(rc));
+        teardown(&s);
+        return rc == PGW_ERR_CONFIG ? 2 : 1;
+    }
+    event_base_dispatch(s.base);
+    pgw_log_info("stopped%s", s.drained ? "" : " (without draining)");
+    teardown(&s);
+    return 0;
+}

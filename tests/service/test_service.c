@@ -1,0 +1,411 @@
+/*
+ * End to end: the real `pushgw serve`, a real Postgres, the mock APNs and
+ * FCM, and the test hook. Each test asserts what the mocks received and
+ * what the database holds afterwards.
+ */
+#include "pushgw.h"
+#include "svc.h"
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* iOS device tokens are hex; FCM tokens anything. */
+#define TOK_J1                                                                 \
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa01"
+#define TOK_J2                                                                 \
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa02"
+#define TOK_S1                                                                 \
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa03"
+#define TOK_T2                                                                 \
+    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb01"
+#define TOK_A1 "fcm-token-tom-1"
+#define TOK_A2 "fcm-token-spike-1"
+
+#define WAIT_MS 15000
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A receiversOffline event; |extra| is appended inside the object. */
+static char *event_json(const char *conv, const char *peers, const char *extra)
+{
+    char *s = NULL;
+
+    assert_int_equal(asprintf(&s,
+                              "{\"fromPeer\":\"Spike\",\"convId\":\"%s\","
+                              "\"offlinePeers\":%s,\"timestamp\":%lld,"
+                              "\"content\":\"{\\\"_lctype\\\":-1,"
+                              "\\\"_lctext\\\":\\\"hello\\\"}\"%s%s}",
+                              conv, peers, now_ms(), extra ? "," : "",
+                              extra ? extra : "") > 0,
+                     1);
+    return s;
+}
+
+static void post_ok(struct svc *s, const char *app, const char *key,
+                    const char *body, int want_dup)
+{
+    char path[256];
+    char *resp = NULL;
+    int st;
+
+    snprintf(path, sizeof(path), "/v1/apps/%s/receivers-offline", app);
+    st = svc_post(s, path, key, NULL, body, &resp);
+    if (st != 202)
+        fail_msg("POST %s: %d %s", path, st, resp ? resp : "");
+    assert_non_null(strstr(resp, "\"eventId\":\""));
+    assert_non_null(
+        strstr(resp, want_dup ? "\"duplicate\":true" : "\"duplicate\":false"));
+    free(resp);
+}
+
+static void post_event(struct svc *s, const char *conv, const char *peers,
+                       const char *extra)
+{
+    char *ev = event_json(conv, peers, extra);
+    post_ok(s, "demo", "demo-key", ev, 0);
+    free(ev);
+}
+
+/* The records of |file| whose "token" is |token|. */
+static int count_token(const char *file, const char *token)
+{
+    cJSON *recs = svc_read_records(file);
+    cJSON *r;
+    int n = 0;
+
+    cJSON_ArrayForEach(r, recs)
+    {
+        cJSON *t = cJSON_GetObjectItem(r, "token");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
+            n++;
+    }
+    cJSON_Delete(recs);
+    return n;
+}
+
+/* The last record of |file| for |token| (cJSON_Delete the result). */
+static cJSON *last_for(const char *file, const char *token)
+{
+    cJSON *recs = svc_read_records(file);
+    cJSON *r, *found = NULL;
+
+    cJSON_ArrayForEach(r, recs)
+    {
+        cJSON *t = cJSON_GetObjectItem(r, "token");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
+            found = r;
+    }
+    found = found ? cJSON_Duplicate(found, 1) : NULL;
+    cJSON_Delete(recs);
+    if (!found)
+        fail_msg("no record for token '%s' in '%s'", token, file);
+    return found;
+}
+
+static const char *jstr(const cJSON *o, const char *path)
+{
+    char buf[256];
+    char *save = NULL;
+    const cJSON *cur = o;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && cur;
+         k = strtok_r(NULL, ".", &save))
+        cur = cJSON_GetObjectItem(cur, k);
+    if (cJSON_IsString(cur))
+        return cur->valuestring;
+    if (cJSON_IsNumber(cur)) {
+        static char num[64];
+        snprintf(num, sizeof(num), "%g", cur->valuedouble);
+        return num;
+    }
+    return cur ? "(non-string)" : "(missing)";
+}
+
+static void wait_events_done(struct svc *s, int n)
+{
+    char want[32];
+
+    snprintf(want, sizeof(want), "%d", n);
+    if (!svc_wait_query(s, "SELECT count(*) FROM events WHERE state = 'done'",
+                        want, WAIT_MS)) {
+        char *got = svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
+                                 "|| coalesce(result, '-'), ' ') FROM events");
+        fail_msg("want %d events done, have: %s", n, got ? got : "?");
+    }
+}
+
+static void seed_demo(struct svc *s)
+{
+    svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", NULL);
+    svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    svc_add_device(s, "demo", "android", TOK_A1, "{Tom}", NULL);
+}
+
+static int setup(void **state)
+{
+    struct svc *s = calloc(1, sizeof(*s));
+    svc_start(s, NULL);
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct svc *s = *state;
+    svc_stop(s);
+    free(s);
+    return 0;
+}
+
+/* Static template to two iOS devices and one Android device of two
+ * recipients; badge "Increment" twice gives 1 then 2. */
+static void test_template_and_badge(void **state)
+{
+    struct svc *s = *state;
+    cJSON *r;
+
+    seed_demo(s);
+    post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
+    assert_int_equal(svc_wait_lines(s->apns.record, 2, WAIT_MS), 2);
+    assert_true(svc_wait_lines(s->fcm.record, 2, WAIT_MS) >= 2);
+    wait_events_done(s, 1);
+
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(jstr(r, "body.aps.alert"), "New message received");
+    assert_string_equal(jstr(r, "body.aps.badge"), "1");
+    assert_string_equal(jstr(r, "topic"), "com.example.demo");
+    assert_string_equal(jstr(r, "push_type"), "alert");
+    assert_string_equal(jstr(r, "team"), "TEAM000001");
+    assert_string_equal(jstr(r, "status"), "200");
+    cJSON_Delete(r);
+    r = last_for(s->fcm.record, TOK_A1);
+    assert_string_equal(jstr(r, "body.message.notification.body"),
+                        "New message received");
+    assert_string_equal(jstr(r, "status"), "200");
+    cJSON_Delete(r);
+    assert_int_equal(count_token(s->apns.record, TOK_J2), 1);
+    assert_int_equal(count_token(s->apns_dev.record, TOK_J1), 0);
+
+    char *v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered "
+                           "FROM events");
+    assert_string_equal(v, "3/3");
+    free(v);
+
+    /* Second message: the badge goes to 2, atomically in Postgres. */
+    post_event(s, "c1", "[\"Jerry\"]", NULL);
+    assert_int_equal(svc_wait_lines(s->apns.record, 4, WAIT_MS), 4);
+    wait_events_done(s, 2);
+    r = last_for(s->apns.record, TOK_J2);
+    assert_string_equal(jstr(r, "body.aps.badge"), "2");
+    cJSON_Delete(r);
+    v = svc_query(s, "SELECT string_agg(badge::text, ',' ORDER BY id) FROM "
+                     "installations");
+    assert_string_equal(v, "2,2,0");
+    free(v);
+}
+
+/* Client pushData overrides the template; variables are expanded;
+ * _profile "dev" goes to the development endpoint. */
+static void test_push_data_and_profile(void **state)
+{
+    struct svc *s = *state;
+    cJSON *r;
+
+    seed_demo(s);
+    post_event(s, "conv-42", "[\"Jerry\",\"Tom\"]",
+               "\"pushData\":{\"alert\":\"${fromClientId} in ${convId}: "
+               "${text}\",\"category\":\"MSG\",\"badge\":7,"
+               "\"sound\":\"default\",\"custom-key\":\"v\","
+               "\"_profile\":\"dev\"}");
+    assert_int_equal(svc_wait_lines(s->apns_dev.record, 2, WAIT_MS), 2);
+    assert_true(svc_wait_lines(s->fcm.record, 2, WAIT_MS) >= 2);
+    wait_events_done(s, 1);
+    assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
+    r = last_for(s->apns_dev.record, TOK_J1);
+    assert_string_equal(jstr(r, "body.aps.alert"), "Spike in conv-42: hello");
+    assert_string_equal(jstr(r, "body.aps.category"), "MSG");
+    assert_string_equal(jstr(r, "body.aps.badge"), "7");
+    assert_string_equal(jstr(r, "body.aps.sound"), "default");
+    assert_string_equal(jstr(r, "body.custom-key"), "v");
+    assert_string_equal(jstr(r, "body._profile"), "(missing)");
+    cJSON_Delete(r);
+    r = last_for(s->fcm.record, TOK_A1);
+    assert_string_equal(jstr(r, "body.message.notification.body"),
+                        "Spike in conv-42: hello");
+    assert_string_equal(jstr(r, "body.message.data.custom-key"), "v");
+    cJSON_Delete(r);
+    /* A literal badge does not touch the stored counter. */
+    char *v = svc_query(s, "SELECT sum(badge) FROM installations");
+    assert_string_equal(v, "0");
+    free(v);
+}
+
+/* _apns_team_id: that team's key signs, only its (or team-less) devices. */
+static void test_team_filter(void **state)
+{
+    struct svc *s = *state;
+    cJSON *r;
+
+    svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
+    svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
+    svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
+               "\"TEAM000002\"}");
+    assert_int_equal(svc_wait_lines(s->apns.record, 2, WAIT_MS), 2);
+    wait_events_done(s, 1);
+    assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
+    r = last_for(s->apns.record, TOK_T2);
+    assert_string_equal(jstr(r, "kid"), "KEY0000002");
+    assert_string_equal(jstr(r, "team"), "TEAM000002");
+    assert_string_equal(jstr(r, "body._apns_team_id"), "(missing)");
+    cJSON_Delete(r);
+    r = last_for(s->apns.record, TOK_J2);
+    assert_string_equal(jstr(r, "team"), "TEAM000002");
+    cJSON_Delete(r);
+}
+
+/* The same msgId twice: one set of pushes. The batch endpoint. */
+static void test_idempotency_and_batch(void **state)
+{
+    struct svc *s = *state;
+    char *ev = event_json("c1", "[\"Jerry\"]", "\"msgId\":\"m-1\"");
+    char *batch = NULL;
+    char *e1 = event_json("c2", "[\"Jerry\"]", "\"msgId\":\"b-1\"");
+    char *e2 = event_json("c3", "[\"Tom\"]", "\"msgId\":\"b-2\"");
+    char *resp = NULL;
+
+    seed_demo(s);
+    post_ok(s, "demo", "demo-key", ev, 0);
+    post_ok(s, "demo", "demo-key", ev, 1);
+    assert_int_equal(asprintf(&batch, "{\"events\":[%s,%s]}", e1, e2) > 0, 1);
+    assert_int_equal(svc_post(s, "/v1/apps/demo/receivers-offline/batch",
+                              "demo-key", NULL, batch, &resp),
+                     202);
+    assert_non_null(strstr(resp, "\"events\":["));
+    free(resp);
+    wait_events_done(s, 3);
+    /* 2 devices × (m-1 once + b-1) = 4 APNs pushes, 1 FCM. */
+    assert_int_equal(svc_wait_lines(s->apns.record, 4, WAIT_MS), 4);
+    usleep(300000);
+    assert_int_equal(count_token(s->apns.record, TOK_J1), 2);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
+    char *v = svc_query(s, "SELECT count(*) FROM events");
+    assert_string_equal(v, "3");
+    free(v);
+    free(ev);
+    free(e1);
+    free(e2);
+    free(batch);
+}
+
+struct bad_case {
+    const char *name;
+    const char *path;
+    const char *key;
+    const char *ctype;
+    const char *body;
+    int status;
+    const char *field;
+};
+
+/* Bad input gets the documented error; nothing is stored. */
+static void test_bad_input(void **state)
+{
+    struct svc *s = *state;
+    char big[70000];
+    char many[4096];
+    size_t n = 0;
+    const struct bad_case cases[] = {
+        {"malformed", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+         "{\"fromPeer\":", 400, NULL},
+        {"wrong type", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+         "{\"fromPeer\":1,\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
+         "\"timestamp\":1}",
+         400, "fromPeer"},
+        {"missing field", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+         "{\"fromPeer\":\"a\",\"offlinePeers\":[\"a\"],\"timestamp\":1}", 400,
+         "convId"},
+        {"too many peers", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+         many, 400, "offlinePeers"},
+        {"invalid utf-8", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+         "{\"fromPeer\":\"\xc3\x28\",\"convId\":\"c\",\"offlinePeers\":"
+         "[\"a\"],\"timestamp\":1}",
+         400, NULL},
+        {"too large", "/v1/apps/demo/receivers-offline", "demo-key", NULL, big,
+         413, NULL},
+        {"wrong key", "/v1/apps/demo/receivers-offline", "nope", NULL, "{}",
+         401, NULL},
+        {"no key", "/v1/apps/demo/receivers-offline", NULL, NULL, "{}", 401,
+         NULL},
+        {"unknown app", "/v1/apps/nope/receivers-offline", "demo-key", NULL,
+         "{}", 404, "appId"},
+        {"content type", "/v1/apps/demo/receivers-offline", "demo-key",
+         "text/plain", "{}", 415, NULL},
+    };
+
+    n += (size_t)snprintf(many, sizeof(many),
+                          "{\"fromPeer\":\"a\",\"convId\":\"c\","
+                          "\"timestamp\":1,\"offlinePeers\":[");
+    for (int i = 0; i < 101; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s\"p%d\"",
+                              i ? "," : "", i);
+    snprintf(many + n, sizeof(many) - n, "]}");
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
+        const struct bad_case *c = &cases[i];
+        char *resp = NULL;
+        int st = svc_post(s, c->path, c->key, c->ctype, c->body, &resp);
+        if (st != c->status)
+            fail_msg("case '%s': status %d, want %d: %s", c->name, st,
+                     c->status, resp ? resp : "");
+        if (c->status != 413 || strstr(resp, "{")) {
+            if (!strstr(resp, "\"error\":\""))
+                fail_msg("case '%s': no JSON error: %s", c->name, resp);
+        }
+        if (c->field) {
+            char want[128];
+            snprintf(want, sizeof(want), "\"field\":\"%s\"", c->field);
+            if (!strstr(resp, want))
+                fail_msg("case '%s': want %s in %s", c->name, want, resp);
+        }
+        free(resp);
+    }
+    char *v = svc_query(s, "SELECT count(*) FROM events");
+    assert_string_equal(v, "0");
+    free(v);
+    /* The service still answers. */
+    seed_demo(s);
+    post_event(s, "c-after", "[\"Tom\"]", NULL);
+    wait_events_done(s, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_template_and_badge, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_push_data_and_profile, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_team_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_and_batch, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
