@@ -10,6 +10,13 @@
 
 #include "event.h"
 
+/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
+ * case-insensitive test with a case-sensitive delete looped forever). */
+static bool has_key(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
 #define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
 #define ELLIPSIS_LEN 3
 /* Printed in place of an Increment badge; cJSON escapes 0x01 everywhere
@@ -91,7 +98,7 @@ static int put(cJSON *obj, const char *key, const cJSON *val)
 
     if (!dup)
         return PGW_ERR_NOMEM;
-    while (cJSON_HasObjectItem(obj, key))
+    while (has_key(obj, key))
         cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
     if (!cJSON_AddItemToObject(obj, key, dup)) {
         cJSON_Delete(dup);
@@ -135,7 +142,7 @@ static int merge_title(cJSON *aps, const cJSON *title, const cJSON *subtitle)
             cJSON_Delete(dict);
             return PGW_ERR_NOMEM;
         }
-        while (cJSON_HasObjectItem(aps, "alert"))
+        while (has_key(aps, "alert"))
             cJSON_DeleteItemFromObjectCaseSensitive(aps, "alert");
         if (!cJSON_AddItemToObject(aps, "alert", dict)) {
             cJSON_Delete(dict);
@@ -220,7 +227,7 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
             prio_key = it;
         } else if (strcmp(k, "collapse-id") == 0) {
             collapse_key = it;
-        } else if (!cJSON_HasObjectItem(root, k)) {
+        } else if (!has_key(root, k)) {
             if (put(root, k, it) < 0)
                 goto out;
         }
@@ -253,10 +260,8 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
         cJSON_DeleteItemFromObjectCaseSensitive(aps, "badge");
     }
 
-    background = cJSON_HasObjectItem(aps, "content-available") &&
-                 !cJSON_HasObjectItem(aps, "alert") &&
-                 !cJSON_HasObjectItem(aps, "badge") &&
-                 !cJSON_HasObjectItem(aps, "sound");
+    background = has_key(aps, "content-available") && !has_key(aps, "alert") &&
+                 !has_key(aps, "badge") && !has_key(aps, "sound");
     if (cJSON_IsString(type_key) &&
         in_list(type_key->valuestring, push_types, PGW_ARRAY_SIZE(push_types)))
         snprintf(p->push_type, sizeof(p->push_type), "%s",

@@ -8,6 +8,13 @@
 
 #include "event.h"
 
+/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
+ * case-insensitive test with a case-sensitive delete looped forever). */
+static bool has_key(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
 /* Printed where the token goes (see payload_apns.c for why 0x01). */
 #define TOKEN_MARK "\x01"
 
@@ -37,7 +44,7 @@ static int add_data(cJSON *data, const char *key, const cJSON *val)
 {
     cJSON *s;
 
-    if (cJSON_HasObjectItem(data, key))
+    if (has_key(data, key))
         return 0;
     if (cJSON_IsString(val)) {
         s = cJSON_CreateString(val->valuestring);
@@ -190,8 +197,8 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
     if (!text)
         goto out;
     /* strlen - 1: the marker is not part of the budget, the token neither */
-    if (strlen(text) - 1 > PGW_FCM_MAX_BODY) {
-        size_t excess = strlen(text) - 1 - PGW_FCM_MAX_BODY;
+    if (strlen(text) - 1 > PGW_PAYLOAD_FCM_MAX_BODY) {
+        size_t excess = strlen(text) - 1 - PGW_PAYLOAD_FCM_MAX_BODY;
         rc = body_item ? pgw_payload_apns_shorten(body_item, excess)
                        : PGW_ERR_TOO_LARGE;
         if (rc == PGW_ERR_TOO_LARGE)
@@ -203,7 +210,7 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
         text = cJSON_PrintUnformatted(root);
         if (!text)
             goto out;
-        if (strlen(text) - 1 > PGW_FCM_MAX_BODY) {
+        if (strlen(text) - 1 > PGW_PAYLOAD_FCM_MAX_BODY) {
             reason = PGW_PAYLOAD_REASON_TOO_LARGE;
             rc = PGW_ERR_TOO_LARGE;
             goto out;

@@ -17,7 +17,7 @@
 #include "payload_apns.h"
 #include "pushgw.h"
 
-#define PGW_FCM_MAX_BODY 4096 /* bytes, the body without the token */
+#define PGW_PAYLOAD_FCM_MAX_BODY 4096 /* bytes, the body without the token */
 
 struct pgw_fcm_payload {
     /* The body is head + JSON-escaped token + tail (not NUL-terminated). */
@@ -42,7 +42,7 @@ struct pgw_fcm_payload {
  * (non-strings JSON-encoded); reserved data keys (from, message_type,
  * google.*, gcm.*) dropped and counted. android.priority is "HIGH";
  * android.ttl = |expires_at_s| - |now_s|, at most |validity_s|.
- * The body without the token must fit PGW_FCM_MAX_BODY, else the alert
+ * The body without the token must fit PGW_PAYLOAD_FCM_MAX_BODY, else the alert
  * body is shortened on a UTF-8 boundary ending in "…".
  * On success stores a new payload in |*ret_p| (free with
  * pgw_payload_fcm_free()). Errors, with |*ret_reason| (if not NULL) set:

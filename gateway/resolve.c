@@ -6,6 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
+ * case-insensitive test with a case-sensitive delete looped forever). */
+static bool has_key(const cJSON *obj, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
 const char *pgw_platform_name(enum pgw_platform p)
 {
     return p == PGW_PLATFORM_IOS ? "ios" : "android";
@@ -216,8 +223,7 @@ static char *message_text(const struct pgw_event *ev)
     if (c[0] == '{' &&
         pgw_event_json_parse(c, strlen(c), NULL, &json, NULL, NULL) == 0 &&
         cJSON_IsObject(json) &&
-        (cJSON_HasObjectItem(json, "_lctype") ||
-         cJSON_HasObjectItem(json, "_lctext"))) {
+        (has_key(json, "_lctype") || has_key(json, "_lctext"))) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(json, "_lctext");
         text =
             strdup(cJSON_IsString(t) && t->valuestring ? t->valuestring : "");
@@ -402,7 +408,7 @@ static const char *const internal_keys[] = {"_profile", "_apns_team_id",
 static void strip_internal(cJSON *obj)
 {
     for (size_t i = 0; i < PGW_ARRAY_SIZE(internal_keys); i++)
-        while (cJSON_HasObjectItem(obj, internal_keys[i]))
+        while (has_key(obj, internal_keys[i]))
             cJSON_DeleteItemFromObjectCaseSensitive(obj, internal_keys[i]);
 }
 
@@ -422,9 +428,9 @@ static int platform_content(const cJSON *base, enum pgw_platform platform,
     } else {
         c = cJSON_Duplicate(base, true);
         if (c) {
-            while (cJSON_HasObjectItem(c, "ios"))
+            while (has_key(c, "ios"))
                 cJSON_DeleteItemFromObjectCaseSensitive(c, "ios");
-            while (cJSON_HasObjectItem(c, "android"))
+            while (has_key(c, "android"))
                 cJSON_DeleteItemFromObjectCaseSensitive(c, "android");
         }
     }

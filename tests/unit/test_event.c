@@ -325,7 +325,7 @@ static void test_escaped_len(void **state)
 static void test_peerset(void **state)
 {
     struct pgw_event_peerset set;
-    char names[1000][8];
+    char names[1000][16];
 
     (void)state;
     pgw_event_peerset_init(&set);

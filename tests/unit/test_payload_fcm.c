@@ -75,6 +75,10 @@ static const struct fcase fcases[] = {
      "\"您有一条未读的消息\"},\"data\":{\"category\":\"消息\",\"custom-key\":"
      "\"自定义\"}," AND(",\"notification\":{\"sound\":\"声音文件名\"}") "}}",
      0},
+    {"data keys are case-sensitive", "{\"k\":\"1\",\"K\":\"2\"}",
+     "{\"message\":{\"token\":\"tok\",\"data\":{\"k\":\"1\",\"K\":\"2\"}," AND(
+         "") "}}",
+     0},
     {"empty", "{}", "{\"message\":{\"token\":\"tok\"," AND("") "}}", 0},
 };
 
@@ -215,7 +219,7 @@ static void test_long_alert_shortened(void **state)
     assert_int_equal(pgw_payload_fcm_build(content, EXP, TS, VALID, &p, NULL),
                      0);
     assert_true(p->shortened);
-    assert_true(p->head_len + p->tail_len <= PGW_FCM_MAX_BODY);
+    assert_true(p->head_len + p->tail_len <= PGW_PAYLOAD_FCM_MAX_BODY);
     assert_int_equal(pgw_payload_fcm_body(p, "tok", buf, sizeof(buf), &len), 0);
     assert_true(pgw_event_utf8_valid(buf, len));
     parsed = cJSON_ParseWithLength(buf, len);

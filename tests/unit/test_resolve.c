@@ -168,6 +168,13 @@ static const struct rcase rcases[] = {
      PGW_RESOLVE_SOURCE_TEMPLATE, "{\"alert\":\"a\"}", "{\"alert\":\"a\"}",
      PGW_PROFILE_PROD},
 
+    {"internal and platform keys are case-sensitive (fuzz hang)", EV(""), NULL,
+     "{\"alert\":\"a\",\"_Profile\":\"dev\",\"IOS\":{\"x\":1}}", NULL,
+     PGW_RESOLVE_SOURCE_TEMPLATE,
+     "{\"alert\":\"a\",\"_Profile\":\"dev\",\"IOS\":{\"x\":1}}",
+     "{\"alert\":\"a\",\"_Profile\":\"dev\",\"IOS\":{\"x\":1}}",
+     PGW_PROFILE_PROD},
+
     /* Platform objects. */
     {"ios and android objects", EV(""), NULL,
      "{\"alert\":\"top\",\"ios\":{\"alert\":\"i\",\"thread-id\":\"t\"},"
