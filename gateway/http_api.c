@@ -601,9 +601,16 @@ static void handle_batch(struct pgw_http_api *api, struct evhttp_request *req,
         struct pgw_event_error ee = {{0}, {0}};
         err = pgw_event_from_json(elem, lim, &in->items[i].ev, &ee);
         if (err < 0) {
-            snprintf(e.field, sizeof(e.field), "events[%zu]%s%s", i,
-                     ee.field[0] ? "." : "", ee.field);
-            snprintf(e.reason, sizeof(e.reason), "%s", ee.reason);
+            /* "events[3].convId", cut to the field's size. */
+            int k = snprintf(e.field, sizeof(e.field), "events[%zu]", i);
+            size_t at = k > 0 ? (size_t)k : 0;
+            if (ee.field[0] != '\0' && at + 2 < sizeof(e.field)) {
+                size_t m = strnlen(ee.field, sizeof(e.field) - at - 2);
+                e.field[at] = '.';
+                memcpy(e.field + at + 1, ee.field, m);
+                e.field[at + 1 + m] = '\0';
+            }
+            memcpy(e.reason, ee.reason, sizeof(e.reason));
             answer_invalid(api, req, app_id, err, &e);
             goto out;
         }
