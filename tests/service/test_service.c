@@ -310,6 +310,203 @@ static void test_idempotency_and_batch(void **state)
     free(batch);
 }
 
+static int setup_invalid(void **state)
+{
+    static const char *const apns_args[] = {"--unregistered",
+                                            TOK_J1
+                                            ":4102444800000", /* year 2100 */
+                                            "--unregistered",
+                                            TOK_J2 ":1000", /* 1970 */
+                                            "--bad-token",
+                                            TOK_S1,
+                                            NULL};
+    static const char *const fcm_args[] = {"--unregistered", TOK_A1, NULL};
+    struct svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
+    struct svc *s = calloc(1, sizeof(*s));
+
+    svc_start(s, &o);
+    *state = s;
+    return 0;
+}
+
+/* An APNs 410 invalidates the installation, which is not targeted again,
+ * unless it was re-registered after the 410 timestamp; BadDeviceToken and
+ * FCM UNREGISTERED invalidate too. */
+static void test_invalidation(void **state)
+{
+    struct svc *s = *state;
+    char *v;
+
+    seed_demo(s);
+    svc_add_device(s, "demo", "ios", TOK_S1, "{Jerry}", NULL);
+    post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 1);
+    v = svc_query(s, "SELECT string_agg(device_token || '=' || valid || ':' "
+                     "|| coalesce(invalid_reason, '-'), ' ' ORDER BY id) "
+                     "FROM installations");
+    assert_string_equal(v, TOK_J1
+                        "=false:Unregistered " TOK_J2 "=true:- " TOK_A1
+                        "=false:UNREGISTERED " TOK_S1 "=false:BadDeviceToken");
+    free(v);
+    v = svc_query(s, "SELECT string_agg(outcome || ':' || reason, ',' ORDER "
+                     "BY installation_id) FROM push_failures");
+    assert_string_equal(v, "invalidated:Unregistered,"
+                           "invalidated:Unregistered,"
+                           "invalidated:UNREGISTERED,"
+                           "invalidated:BadDeviceToken");
+    free(v);
+    v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered || '/' "
+                     "|| pushes_invalidated FROM events");
+    assert_string_equal(v, "4/0/4");
+    free(v);
+
+    /* Only the re-registered device is targeted again. */
+    post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 2);
+    assert_int_equal(count_token(s->apns.record, TOK_J1), 1);
+    assert_int_equal(count_token(s->apns.record, TOK_S1), 1);
+    assert_int_equal(count_token(s->apns.record, TOK_J2), 2);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
+}
+
+/* An event whose 7 days have passed sends nothing and says so. */
+static void test_expired_event(void **state)
+{
+    struct svc *s = *state;
+    char body[512];
+    char *v;
+
+    seed_demo(s);
+    snprintf(body, sizeof(body),
+             "{\"fromPeer\":\"Spike\",\"convId\":\"old\",\"offlinePeers\":"
+             "[\"Jerry\",\"Tom\"],\"timestamp\":%lld}",
+             now_ms() - 8LL * 86400 * 1000);
+    post_ok(s, "demo", "demo-key", body, 0);
+    wait_events_done(s, 1);
+    v = svc_query(s, "SELECT count(*) || ':' || min(outcome) FROM "
+                     "push_failures");
+    assert_string_equal(v, "3:expired");
+    free(v);
+    usleep(200000);
+    assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 0);
+}
+
+/* Muted peers get nothing; _mentioned content for the mentioned. */
+static void test_muted_and_mentioned(void **state)
+{
+    struct svc *s = *state;
+    cJSON *r;
+
+    seed_demo(s);
+    svc_add_device(s, "demo", "android", TOK_A2, "{Spike2}", NULL);
+    post_event(s, "c1", "[\"Jerry\",\"Tom\",\"Spike2\"]",
+               "\"mutedPeers\":[\"Spike2\"],\"mentionOfflinePeers\":"
+               "[\"Jerry\"],\"pushData\":{\"alert\":\"normal\","
+               "\"_mentioned\":{\"alert\":\"you were mentioned\"}}");
+    wait_events_done(s, 1);
+    assert_int_equal(count_token(s->fcm.record, TOK_A2), 0);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(jstr(r, "body.aps.alert"), "you were mentioned");
+    cJSON_Delete(r);
+    r = last_for(s->fcm.record, TOK_A1);
+    assert_string_equal(jstr(r, "body.message.notification.body"), "normal");
+    cJSON_Delete(r);
+}
+
+static const char *hook_answers =
+    "{\"h-msg\": {\"status\": 200, \"body\": {\"result\": {\"pushMessage\":"
+    " \"{\\\"alert\\\":\\\"from hook\\\"}\"}}},"
+    " \"h-skip\": {\"status\": 200, \"body\": {\"skip\": true}},"
+    " \"h-peers\": {\"status\": 200, \"body\": {\"offlinePeers\":"
+    " [\"Jerry\", \"Mallory\"]}},"
+    " \"h-force\": {\"status\": 200, \"body\": {\"force\": true}},"
+    " \"h-slow\": {\"status\": 200, \"body\": {\"skip\": true},"
+    " \"delay_ms\": 2000},"
+    " \"h-500\": {\"status\": 500, \"body\": {\"skip\": true}}}";
+
+static int setup_hook(void **state)
+{
+    struct svc_options o = {.hook_answers = hook_answers};
+    struct svc *s = calloc(1, sizeof(*s));
+
+    svc_start(s, &o);
+    *state = s;
+    return 0;
+}
+
+static void post_hooked(struct svc *s, const char *conv, const char *peers,
+                        const char *extra)
+{
+    char *ev = event_json(conv, peers, extra);
+    post_ok(s, "hooked", "hooked-key", ev, 0);
+    free(ev);
+}
+
+/* The server hook: pushMessage beats pushData; skip; offlinePeers
+ * filtering (an added name ignored); force for muted peers; timeout and
+ * 500 fail open. */
+static void test_hook(void **state)
+{
+    struct svc *s = *state;
+    cJSON *r, *recs;
+    char *v;
+
+    svc_add_device(s, "hooked", "ios", TOK_J1, "{Jerry}", NULL);
+    svc_add_device(s, "hooked", "android", TOK_A1, "{Tom}", NULL);
+    svc_add_device(s, "hooked", "android", TOK_A2, "{Mallory}", NULL);
+
+    post_hooked(s, "h-msg", "[\"Jerry\"]",
+                "\"pushData\":{\"alert\":\"from client\"}");
+    wait_events_done(s, 1);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(jstr(r, "body.aps.alert"), "from hook");
+    assert_string_equal(jstr(r, "topic"), "com.example.hooked");
+    cJSON_Delete(r);
+
+    post_hooked(s, "h-skip", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 2);
+    v = svc_query(s, "SELECT result FROM events WHERE conv_id = 'h-skip'");
+    assert_string_equal(v, "hook_skip");
+    free(v);
+
+    post_hooked(s, "h-peers", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 3);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 0);
+    assert_int_equal(count_token(s->fcm.record, TOK_A2), 0);
+    assert_int_equal(count_token(s->apns.record, TOK_J1), 2);
+
+    post_hooked(s, "h-force", "[\"Jerry\",\"Tom\"]",
+                "\"mutedPeers\":[\"Tom\"]");
+    wait_events_done(s, 4);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
+
+    /* Fail open: the hook's skip is never seen, the template is used. */
+    post_hooked(s, "h-slow", "[\"Tom\"]", NULL);
+    post_hooked(s, "h-500", "[\"Tom\"]", NULL);
+    wait_events_done(s, 6);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 3);
+    r = last_for(s->fcm.record, TOK_A1);
+    assert_string_equal(jstr(r, "body.message.notification.body"),
+                        "New message received");
+    cJSON_Delete(r);
+
+    /* The hook got the LeanCloud parameters and its key every time. */
+    recs = svc_read_records(s->hook.record);
+    assert_int_equal(cJSON_GetArraySize(recs), 6);
+    r = cJSON_GetArrayItem(recs, 0);
+    assert_string_equal(jstr(r, "key"), "server-hook-secret");
+    assert_string_equal(jstr(r, "body.fromPeer"), "Spike");
+    cJSON_Delete(recs);
+    char *m = NULL;
+    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    assert_non_null(strstr(m, "pushgw_hook_requests_total{app=\"hooked\","
+                              "result=\"timeout\"} 1"));
+    assert_non_null(strstr(m, "pushgw_hook_requests_total{app=\"hooked\","
+                              "result=\"http_error\"} 1"));
+    free(m);
+}
+
 struct bad_case {
     const char *name;
     const char *path;
@@ -406,6 +603,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotency_and_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalidation, setup_invalid,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expired_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_muted_and_mentioned, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hook, setup_hook, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
