@@ -751,6 +751,35 @@ static void test_stats_and_usr1(void **state)
     assert_int_equal(tc_mock_stop(&m), 0);
 }
 
+static void test_mkjwt(void **state)
+{
+    struct tc_mock m;
+    struct tc_conn *c;
+    struct tc_resp *r;
+    char cmd[1024], jwt[1024], *auth;
+    FILE *p;
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd),
+             "%s --key %s/AuthKey_KEY0000002.p8 --team TEAM000002 --kid "
+             "KEY0000002",
+             MKJWT_BIN, CERTS);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(jwt, sizeof(jwt), p));
+    assert_int_equal(pclose(p), 0);
+    jwt[strcspn(jwt, "\n")] = '\0';
+    auth = bearer(jwt);
+    start(&m, NULL);
+    c = conn(&m);
+    r = push(c, auth, DEV(TOKEN), NULL, BODY);
+    assert_int_equal(tc_run(c, 5000), 0);
+    expect(r, 200, NULL);
+    tc_close(c);
+    assert_int_equal(tc_mock_stop(&m), 0);
+    free(auth);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -764,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_delays),
         cmocka_unit_test(test_ping),
         cmocka_unit_test(test_stats_and_usr1),
+        cmocka_unit_test(test_mkjwt),
     };
     char *jwt;
     int rc;
