@@ -49,6 +49,7 @@ struct fx {
     int port;
     int admin_port;
     atomic_bool ready;
+    atomic_bool full; /* the dispatcher refuses reservations */
     atomic_int reserved;
     atomic_int accepted; /* events handed over */
     atomic_int released; /* reservations given back */
@@ -60,6 +61,8 @@ struct fx {
 static bool fx_reserve(void *arg)
 {
     struct fx *fx = arg;
+    if (atomic_load(&fx->full))
+        return false;
     atomic_fetch_add(&fx->reserved, 1);
     return true;
 }
@@ -138,6 +141,9 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
  * |method| |path| on |port| with |body| (NULL: none) and extra headers
  * (NULL-terminated). Fails the test when the request cannot be made.
  */
+/* When set, requests go over TLS to "localhost", trusting this CA. */
+static const char *tls_ca;
+
 static void http(int port, const char *method, const char *path,
                  const char *const *headers, const char *body, size_t body_len,
                  struct reply *r)
@@ -147,7 +153,10 @@ static void http(int port, const char *method, const char *path,
     CURL *c = curl_easy_init();
     assert_non_null(c);
     memset(r, 0, sizeof(*r));
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    snprintf(url, sizeof(url), "%s://%s:%d%s", tls_ca ? "https" : "http",
+             tls_ca ? "localhost" : "127.0.0.1", port, path);
+    if (tls_ca != NULL)
+        curl_easy_setopt(c, CURLOPT_CAINFO, tls_ca);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -237,7 +246,11 @@ struct fx_opts {
     long long max_backlog;
     bool dead_store;
     unsigned timeout_ms;
+    size_t max_inflight;
+    bool tls;
 };
+
+#define CERTS PUSHGW_BINARY_DIR "/tests/certs/out/"
 
 static struct fx *fx_start(const struct fx_opts *o)
 {
@@ -288,6 +301,10 @@ static struct fx *fx_start(const struct fx_opts *o)
     free(fx->cfg->server.listen);
     free(fx->cfg->server.admin_listen);
     fx->cfg->server.listen = strdup("127.0.0.1:0");
+    if (o->tls) {
+        fx->cfg->server.tls_cert_file = strdup(CERTS "server.pem");
+        fx->cfg->server.tls_key_file = strdup(CERTS "server.key");
+    }
     fx->cfg->server.admin_listen = strdup("127.0.0.1:0");
     assert_non_null(fx->cfg->server.listen);
     assert_non_null(fx->cfg->server.admin_listen);
@@ -311,6 +328,7 @@ static struct fx *fx_start(const struct fx_opts *o)
         .ready_arg = fx,
         .lease_ms = 30000,
         .timeout_ms = o->timeout_ms,
+        .max_inflight_events = o->max_inflight,
         .backlog_refresh_ms = 100,
     };
     assert_int_equal(pgw_http_api_new(&ao, &fx->api), 0);
@@ -322,6 +340,8 @@ static struct fx *fx_start(const struct fx_opts *o)
     fx->running = true;
 
     if (!o->dead_store) {
+        const char *saved_ca = tls_ca;
+        tls_ca = NULL; /* the admin listener is plain */
         /* Wait until the store is connected (readyz says only that then,
          * with the ready flag set) and the first backlog count is in. */
         atomic_store(&fx->ready, true);
@@ -334,6 +354,7 @@ static struct fx *fx_start(const struct fx_opts *o)
         }
         assert_int_equal(r.status, 200);
         atomic_store(&fx->ready, false);
+        tls_ca = saved_ca;
         sleep_ms(250);
     }
     return fx;
@@ -829,6 +850,128 @@ static void test_stop_intake(void **state)
     assert_int_equal(r.status, 200);
 }
 
+/* Runs |fn| on a stopped loop (loop-thread-only calls), then restarts it. */
+static void with_loop_stopped(struct fx *fx, void (*fn)(struct fx *, void *),
+                              void *arg)
+{
+    event_base_loopbreak(fx->base);
+    pthread_join(fx->thread, NULL);
+    fn(fx, arg);
+    assert_int_equal(pthread_create(&fx->thread, NULL, loop_main, fx), 0);
+}
+
+static void swap_config(struct fx *fx, void *arg)
+{
+    pgw_http_api_set_config(fx->api, arg);
+}
+
+static void test_reload(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    char ini[512];
+    struct pgw_diag diag;
+    struct pgw_config *cfg = NULL;
+
+    /* The new config: demo's key changed, app "other" gone, "third" new. */
+    snprintf(ini, sizeof(ini),
+             "[database]\nurl = postgresql:///x\n"
+             "[app:demo]\nhook_key = rotated-key\n"
+             "[app:third]\nhook_key = third-key\n");
+    char *path = tu_write_file(fx->dir, "reload.ini", ini, 0600);
+    char *const no_env[] = {NULL};
+    pgw_diag_init(&diag);
+    assert_int_equal(pgw_config_load(path, no_env, &diag, &cfg), 0);
+    pgw_diag_release(&diag);
+    free(path);
+    with_loop_stopped(fx, swap_config, cfg);
+    /* The api holds its own reference. */
+    pgw_config_free(cfg);
+
+    post(fx, SINGLE, EV_OK "}", &r);
+    expect_error(&r, 401, "X-LC-Hook-Key", NULL);
+    const char *rotated[] = {"Content-Type: application/json",
+                             "X-LC-Hook-Key: rotated-key", NULL};
+    const char *ev = EV_OK "}";
+    http(fx->port, "POST", SINGLE, rotated, ev, strlen(ev), &r);
+    assert_int_equal(r.status, 202);
+    const char *third[] = {"Content-Type: application/json",
+                           "X-LC-Hook-Key: third-key", NULL};
+    http(fx->port, "POST", "/v1/apps/third/receivers-offline", third, ev,
+         strlen(ev), &r);
+    assert_int_equal(r.status, 202);
+    const char *other[] = {"Content-Type: application/json",
+                           "X-LC-Hook-Key: other-key", NULL};
+    http(fx->port, "POST", "/v1/apps/other/receivers-offline", other, ev,
+         strlen(ev), &r);
+    expect_error(&r, 404, "appId", "unknown app");
+    assert_int_equal(
+        db_count(fx, "SELECT count(*) FROM events WHERE app_id = 'third'"), 1);
+}
+
+static void test_dispatcher_full(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+
+    /* A full dispatcher: stored without a lease, not handed over. */
+    atomic_store(&fx->full, true);
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"nolease\"}", &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(
+        db_count(fx, "SELECT count(*) FROM events WHERE lease_owner IS NULL"),
+        1);
+    assert_int_equal(atomic_load(&fx->accepted), 0);
+    assert_int_equal(atomic_load(&fx->reserved), 0);
+}
+
+static void test_inflight_cap(void **state)
+{
+    (void)state;
+    static const struct fx_opts o = {.max_inflight = 2};
+    struct fx *fx = fx_start(&o);
+    struct reply r;
+    char body[2048];
+
+    snprintf(body, sizeof(body), "{\"events\":[%s},%s},%s}]}", EV_OK, EV_OK,
+             EV_OK);
+    post(fx, BATCH, body, &r);
+    expect_error(&r, 429, "", "waiting");
+    assert_string_equal(r.retry_after, "1");
+    snprintf(body, sizeof(body), "{\"events\":[%s},%s}]}", EV_OK, EV_OK);
+    post(fx, BATCH, body, &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
+    fx_stop(fx);
+}
+
+static void test_tls(void **state)
+{
+    (void)state;
+    FILE *f = fopen(CERTS "server.pem", "r");
+    if (f == NULL)
+        skip(); /* the test PKI is built by the test_certs target */
+    fclose(f);
+    static const struct fx_opts o = {.tls = true};
+    tls_ca = CERTS "ca.pem";
+    struct fx *fx = fx_start(&o);
+    struct reply r;
+    post(fx, SINGLE, EV_OK "}", &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 1);
+    tls_ca = NULL;
+
+    /* Plain HTTP on the TLS port gets no HTTP answer. */
+    int fd = raw_connect(fx->port);
+    const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+    bool eof = false;
+    const char *got = raw_read_all(fd, 3000, &eof);
+    assert_null(strstr(got, "HTTP/1.1"));
+    close(fd);
+    fx_stop(fx);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -842,6 +985,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_admin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_intake, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dispatcher_full, setup, teardown),
+        cmocka_unit_test(test_inflight_cap),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_slow_client),
         cmocka_unit_test(test_store_down),
         cmocka_unit_test(test_backlog_full),
