@@ -592,14 +592,22 @@ static const struct {
     [ST_FIND] = {"pgw_find", "SELECT " INST_COLS " FROM installations WHERE "
                              "" INST_WHERE " ORDER BY id"},
     /* Only iOS rows are updated: an Android row would get a new tuple
-     * version for nothing on every push. Still one statement. */
+     * version for nothing on every push. Rows are locked in id order
+     * first: concurrent events fanning out to the same devices would
+     * otherwise lock them in physical order, which every update changes,
+     * and deadlock. Still one statement. */
     [ST_FIND_INC] = {"pgw_find_inc",
-                     "WITH u AS (UPDATE installations SET badge = badge + 1 "
-                     "WHERE " INST_WHERE " AND device_type = 'ios' "
-                     "RETURNING " INST_COLS "), "
+                     "WITH l AS (SELECT id FROM installations WHERE "
+                     "" INST_WHERE " AND device_type = 'ios' ORDER BY id "
+                     "FOR UPDATE), "
+                     "u AS (UPDATE installations i SET badge = i.badge + 1 "
+                     "FROM l WHERE i.id = l.id RETURNING i.id, "
+                     "i.installation_id, i.device_type, i.device_token, "
+                     "i.channels, i.badge, i.apns_topic, i.apns_team_id, "
+                     "(extract(epoch FROM i.updated_at) * 1000)::int8), "
                      "a AS (SELECT " INST_COLS " FROM installations WHERE "
                      "" INST_WHERE " AND device_type <> 'ios') "
-                     "SELECT * FROM u UNION ALL SELECT * FROM a ORDER BY id"},
+                     "SELECT * FROM u UNION ALL SELECT * FROM a ORDER BY 1"},
     [ST_FAIL_INS] = {"pgw_fail_ins",
                      "INSERT INTO push_failures (event_id, installation_id, "
                      "app_id, provider, outcome, status, reason) "

@@ -355,7 +355,8 @@ static void test_claims(void **state)
     }
     run_until(f->base, &done, 20, 10000);
 
-    /* both stores claim at once: 10 each, none twice */
+    /* both stores claim at once: together all 20, none twice (SKIP
+     * LOCKED may give one more than the other) */
     done = 0;
     ca.done = cb.done = &done;
     assert_int_equal(pgw_store_claim_events(f->store, 10, 60000, on_claim, &ca),
@@ -364,18 +365,28 @@ static void test_claims(void **state)
     run_until(f->base, &done, 2, 10000);
     assert_int_equal(ca.err, 0);
     assert_int_equal(cb.err, 0);
+    if (ca.n + cb.n < 20) { /* both skipped rows the other held */
+        struct claim_res more = {.done = &done};
+        assert_int_equal(pgw_store_claim_events(b, 20, 60000, on_claim, &more),
+                         0);
+        run_until(f->base, &done, 3, 10000);
+        for (size_t i = 0; i < more.n; i++)
+            cb.ids[cb.n++] = more.ids[i];
+    }
     assert_int_equal(ca.n + cb.n, 20);
+    assert_true(ca.n > 0 && ca.n <= 10);
     for (size_t i = 0; i < ca.n; i++) {
         assert_int_equal(ca.attempts[i], 1);
         for (size_t j = 0; j < cb.n; j++)
             assert_true(ca.ids[i] != cb.ids[j]);
     }
+    snprintf(sql, sizeof(sql), "%zu|%zu|20", ca.n, cb.n);
     expect_sql(f->db,
                "SELECT count(*) FILTER (WHERE lease_owner = 'test-owner-a') "
                "|| '|' || count(*) FILTER (WHERE lease_owner = "
                "'test-owner-b') || '|' || count(*) FILTER (WHERE "
                "lease_until > now()) FROM events",
-               ca.n == 10 ? "10|10|20" : "?");
+               sql);
 
     /* nothing left to claim */
     done = 0;
@@ -411,10 +422,11 @@ static void test_claims(void **state)
         0);
     run_until(f->base, &done, 1, 10000);
     assert_int_equal(dr.err, 0);
+    snprintf(sql, sizeof(sql), "%zu", ca.n);
     expect_sql(f->db,
                "SELECT count(*) FROM events WHERE lease_until > now() + "
                "interval '500 seconds'",
-               "10");
+               sql);
 
     /* release: A's events are claimable by B at once */
     done = 0;
@@ -430,7 +442,7 @@ static void test_claims(void **state)
     cc = (struct claim_res){.done = &done};
     assert_int_equal(pgw_store_claim_events(b, 50, 60000, on_claim, &cc), 0);
     run_until(f->base, &done, 1, 10000);
-    assert_int_equal(cc.n, 10);
+    assert_int_equal(cc.n, ca.n);
     for (size_t i = 0; i < cc.n; i++)
         assert_int_equal(cc.ids[i], ca.ids[i]);
     pgw_store_free(b);
