@@ -51,7 +51,7 @@ struct pgw_fcm {
     char *prefix; /* path prefix from [fcm] url, "" or "/x" */
     char *token_url;
     char *ca_file;
-    unsigned request_timeout_ms;
+    unsigned token_timeout_ms;
     pgw_oauth_clock_fn clock;
     void *clock_arg;
     struct pgw_fcm_account **accounts;
@@ -488,7 +488,7 @@ int pgw_fcm_send(struct pgw_fcm *self, const struct pgw_fcm_request *req,
         return PGW_ERR_INVAL;
     if (self->closing)
         return PGW_ERR_CLOSED;
-    if (req->body_len > PGW_FCM_MAX_BODY)
+    if (req->body_len > PGW_FCM_SEND_MAX_BODY)
         return PGW_ERR_TOO_LARGE;
     if (self->n_sends >= self->max_sends)
         return PGW_ERR_BUSY;
@@ -595,7 +595,7 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
     f->cm = cm;
     f->clock = opts->clock;
     f->clock_arg = opts->clock_arg;
-    f->request_timeout_ms = opts->request_timeout_ms;
+    f->token_timeout_ms = opts->token_timeout_ms;
     f->max_sends =
         opts->max_inflight ? opts->max_inflight : PGW_H2_DEFAULT_MAX_PENDING;
     f->token_url = strdup(opts->token_url);
@@ -723,7 +723,7 @@ int pgw_fcm_account(struct pgw_fcm *self, const char *sa_path,
     memset(&oo, 0, sizeof(oo));
     oo.token_url = self->token_url;
     oo.ca_file = self->ca_file;
-    oo.timeout_ms = self->request_timeout_ms;
+    oo.timeout_ms = self->token_timeout_ms;
     oo.clock = self->clock;
     oo.clock_arg = self->clock_arg;
     ret = pgw_oauth_new(self->cm, a->sa, &oo, &a->oauth);

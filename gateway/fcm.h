@@ -30,7 +30,7 @@ struct evdns_base;
 
 /* Largest body accepted by pgw_fcm_send() (FCM's own limit is 4096 bytes
  * of message; the envelope adds a little). */
-#define PGW_FCM_MAX_BODY 65536
+#define PGW_FCM_SEND_MAX_BODY 65536
 /* Largest number of service accounts. */
 #define PGW_FCM_MAX_ACCOUNTS 1024
 /* QUOTA_EXCEEDED / 429: never retry sooner (PROTOCOLS B4). */
@@ -44,6 +44,8 @@ struct pgw_fcm_options {
     const char *ca_file;         /* [fcm] ca_file; NULL or "": none */
     unsigned connections;        /* [fcm] connections; 0: default */
     unsigned request_timeout_ms; /* [fcm] request_timeout_ms; 0: default */
+    /* Budget of one access token request; 0: 10000. */
+    unsigned token_timeout_ms;
     size_t max_inflight; /* sends at once; 0: PGW_H2_DEFAULT_MAX_PENDING */
     /* h2 reconnect backoff (0: the h2client defaults; tests shorten it). */
     unsigned backoff_initial_ms;
@@ -113,7 +115,7 @@ typedef void (*pgw_fcm_cb)(void *arg, const struct pgw_outcome *outcome);
  * (reasons "refused", "timeout", "connection_lost", "busy",
  * "connect_failed", "auth_unavailable", "cancelled").
  * Returns 0, or PGW_ERR_INVAL (no account, body or callback),
- * PGW_ERR_TOO_LARGE (body over PGW_FCM_MAX_BODY), PGW_ERR_BUSY
+ * PGW_ERR_TOO_LARGE (body over PGW_FCM_SEND_MAX_BODY), PGW_ERR_BUSY
  * (max_inflight reached), PGW_ERR_CLOSED, PGW_ERR_NOMEM: then |cb| never
  * runs.
  */
