@@ -972,6 +972,35 @@ static void test_tls(void **state)
     fx_stop(fx);
 }
 
+static void test_client_gone(void **state)
+{
+    struct fx *fx = *state;
+    struct reply r;
+    char req[1024];
+    const char *ev = EV_OK ",\"msgId\":\"gone\"}";
+
+    /* The client hangs up while its event waits for the commit: the event
+     * is still stored and handed over, and nothing breaks (ASan). */
+    snprintf(req, sizeof(req),
+             "POST " SINGLE " HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/json\r\nX-LC-Hook-Key: " KEY "\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(ev), ev);
+    for (int i = 0; i < 5; i++) {
+        int fd = raw_connect(fx->port);
+        assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+        close(fd);
+    }
+    sleep_ms(500);
+    assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 1);
+    post(fx, SINGLE, ev, &r);
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"duplicate\":true"));
+    assert_int_equal(atomic_load(&fx->accepted), 1);
+    assert_int_equal(atomic_load(&fx->reserved),
+                     atomic_load(&fx->accepted) + atomic_load(&fx->released));
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -987,6 +1016,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_intake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatcher_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
         cmocka_unit_test(test_inflight_cap),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_slow_client),
