@@ -168,8 +168,11 @@ size_t pgw_http_api_pending(const struct pgw_http_api *self);
 int64_t pgw_http_api_backlog(const struct pgw_http_api *self);
 
 /*
- * Requests still waiting get 503; the listeners and connections close.
- * Store callbacks arriving later are absorbed. NULL is a no-op.
+ * Requests still waiting are answered 503 (best effort: their connections
+ * close at once, so drain with pgw_http_api_pending() first); the
+ * listeners and connections close. Store callbacks arriving later are
+ * absorbed (the events they commit keep their lease until it expires).
+ * Call on the loop thread, before pgw_store_free(). NULL is a no-op.
  */
 void pgw_http_api_free(struct pgw_http_api *self);
 
