@@ -226,7 +226,12 @@ void svc_start(struct svc *s, const struct svc_options *opts)
     memset(s, 0, sizeof(*s));
     s->dir = tu_mkdtemp();
     assert_non_null(s->dir);
-    s->db = opts->reuse_db ? strdup(opts->reuse_db) : tu_db_create("pgw_svc");
+    if (opts->reuse_db || opts->db) {
+        s->db = strdup(opts->reuse_db ? opts->reuse_db : opts->db);
+    } else {
+        s->db = tu_db_create("pgw_svc");
+        s->own_db = 1;
+    }
     start_mocks(s, opts);
     write_config(s, opts);
     if (!opts->reuse_db)
@@ -259,7 +264,8 @@ void svc_stop(struct svc *s)
     stop_proc(&s->apns_dev);
     stop_proc(&s->fcm);
     stop_proc(&s->hook);
-    tu_db_drop(s->db);
+    if (s->own_db)
+        tu_db_drop(s->db);
     if (getenv("PUSHGW_TEST_KEEP") == NULL)
         tu_rm_rf(s->dir);
     free(s->dir);
@@ -420,4 +426,68 @@ int svc_wait_query(struct svc *s, const char *sql, const char *want,
         usleep(20000);
     }
     return 0;
+}
+
+static const char *pg_bin(void)
+{
+    const char *b = getenv("PUSHGW_TEST_PGBIN");
+    return b && *b ? b : "/usr/lib/postgresql/15/bin";
+}
+
+static void run_as_pg(const char *cmd)
+{
+    char *full = NULL;
+
+    if (geteuid() == 0)
+        assert_int_equal(asprintf(&full, "runuser -u postgres -- %s", cmd) > 0,
+                         1);
+    else
+        full = strdup(cmd);
+    if (system(full) != 0)
+        fail_msg("command failed: %s", full);
+    free(full);
+}
+
+char *svc_pg_create(const char *dir)
+{
+    char cmd[2048];
+    char *conninfo = NULL;
+    int port = free_port();
+    FILE *fp;
+
+    if (geteuid() == 0) {
+        snprintf(cmd, sizeof(cmd), "chown postgres: '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    snprintf(cmd, sizeof(cmd),
+             "%s/initdb -D '%s/data' -U postgres --auth=trust -E UTF8 "
+             "--locale=C >'%s/initdb.log' 2>&1",
+             pg_bin(), dir, dir);
+    run_as_pg(cmd);
+    snprintf(cmd, sizeof(cmd), "%s/data/postgresql.auto.conf", dir);
+    fp = fopen(cmd, "a");
+    assert_non_null(fp);
+    fprintf(fp,
+            "port = %d\nlisten_addresses = '127.0.0.1'\n"
+            "unix_socket_directories = '%s'\nfsync = off\n",
+            port, dir);
+    fclose(fp);
+    svc_pg_ctl(dir, "start");
+    assert_int_equal(asprintf(&conninfo,
+                              "host=127.0.0.1 port=%d user=postgres "
+                              "dbname=postgres connect_timeout=2",
+                              port) > 0,
+                     1);
+    return conninfo;
+}
+
+void svc_pg_ctl(const char *dir, const char *action)
+{
+    char cmd[2048];
+
+    snprintf(cmd, sizeof(cmd),
+             "%s/pg_ctl -D '%s/data' -l '%s/postgres.log' -w -m fast %s "
+             ">/dev/null",
+             pg_bin(), dir, dir, action);
+    run_as_pg(cmd);
 }

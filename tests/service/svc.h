@@ -26,6 +26,7 @@ struct svc {
     struct svc_proc hook;
     struct svc_proc gw; /* pushgw serve; port = webhook listener */
     int admin_port;
+    int own_db; /* created here: dropped by svc_stop() */
 };
 
 struct svc_options {
@@ -37,8 +38,12 @@ struct svc_options {
     /* Lines appended to the [delivery] section, and extra sections. */
     const char *delivery_ini;
     const char *extra_ini;
-    /* A second gateway on the same database: reuse |db| (do not create). */
+    /* A second gateway on the same database: reuse |db| (do not create,
+     * migrate or drop it). */
     const char *reuse_db;
+    /* A database of the caller's (e.g. on a private cluster): migrated,
+     * not dropped. */
+    const char *db;
 };
 
 /* Starts everything; fails the test on any problem. */
@@ -66,6 +71,15 @@ int svc_admin_get(struct svc *s, const char *path, char **ret_body);
 size_t svc_wait_lines(const char *record, size_t n, int timeout_ms);
 /* The record file's lines parsed, as a JSON array (cJSON_Delete()). */
 cJSON *svc_read_records(const char *record);
+/*
+ * A private Postgres cluster for tests that stop and start the server:
+ * initdb in |dir| (as 'postgres' when root), listening on a free
+ * loopback port. Returns a conninfo for its 'postgres' database
+ * (free()); svc_pg_ctl(dir, "stop"|"start") controls it.
+ */
+char *svc_pg_create(const char *dir);
+void svc_pg_ctl(const char *dir, const char *action);
+
 /* Inserts an installation; returns its id. */
 long long svc_add_device(struct svc *s, const char *app, const char *type,
                          const char *token, const char *channels,

@@ -1,0 +1,306 @@
+/*
+ * Durability and operations of the real `pushgw serve`: SIGKILL after
+ * acknowledging, two gateways on one database (and one of them killed),
+ * Postgres stopped and started under load, SIGHUP with a broken template,
+ * SIGTERM draining.
+ */
+#include "pushgw.h"
+#include "svc.h"
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TOK_1 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc01"
+#define TOK_2 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc02"
+#define WAIT_MS 20000
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int post(struct svc *s, int i)
+{
+    char body[512];
+    char *resp = NULL;
+    int st;
+
+    snprintf(body, sizeof(body),
+             "{\"fromPeer\":\"Spike\",\"convId\":\"c%d\",\"offlinePeers\":"
+             "[\"Jerry\"],\"timestamp\":%lld,\"msgId\":\"m%d\","
+             "\"pushData\":{\"alert\":\"message %d\"}}",
+             i, now_ms(), i, i);
+    st = svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL, body,
+                  &resp);
+    free(resp);
+    return st;
+}
+
+/* How many pushes of |file| carry "message |i|" for |token|. */
+static int count_msg(const char *file, const char *token, int i)
+{
+    cJSON *recs = svc_read_records(file);
+    cJSON *r;
+    char want[64];
+    int n = 0;
+
+    snprintf(want, sizeof(want), "message %d", i);
+    cJSON_ArrayForEach(r, recs)
+    {
+        cJSON *t = cJSON_GetObjectItem(r, "token");
+        cJSON *b = cJSON_GetObjectItem(r, "body");
+        cJSON *aps = cJSON_GetObjectItem(b, "aps");
+        cJSON *alert = cJSON_GetObjectItem(aps, "alert");
+        cJSON *st = cJSON_GetObjectItem(r, "status");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0 &&
+            cJSON_IsString(alert) && strcmp(alert->valuestring, want) == 0 &&
+            cJSON_IsNumber(st) && st->valueint == 200)
+            n++;
+    }
+    cJSON_Delete(recs);
+    return n;
+}
+
+static void wait_done(struct svc *s, int n)
+{
+    char want[32];
+
+    snprintf(want, sizeof(want), "%d", n);
+    if (!svc_wait_query(s, "SELECT count(*) FROM events WHERE state = 'done'",
+                        want, WAIT_MS)) {
+        char *got = svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
+                                 "|| coalesce(lease_owner, '-'), ' ') FROM "
+                                 "events");
+        fail_msg("want %d events done, have: %s", n, got ? got : "?");
+    }
+}
+
+/* Killed with SIGKILL after acknowledging, while the pushes were waiting
+ * on a slow APNs: restarted, every acknowledged event is delivered. */
+static void test_sigkill_after_ack(void **state)
+{
+    static const char *const slow[] = {"--delay-ms", "1500", NULL};
+    struct svc_options o = {.apns_args = slow,
+                            .delivery_ini = "lease_ms = 1000\n"};
+    struct svc s;
+    enum { N = 20 };
+    (void)state;
+
+    svc_start(&s, &o);
+    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    svc_add_device(&s, "demo", "ios", TOK_2, "{Jerry}", NULL);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(post(&s, i), 202);
+    assert_int_equal(svc_kill_gateway(&s, SIGKILL), 128 + SIGKILL);
+    svc_start_gateway(&s);
+    wait_done(&s, N);
+    for (int i = 0; i < N; i++) {
+        /* At least once; twice only for what was in flight at the kill. */
+        if (count_msg(s.apns.record, TOK_1, i) < 1 ||
+            count_msg(s.apns.record, TOK_2, i) < 1)
+            fail_msg("event %d was acknowledged but not delivered", i);
+    }
+    char *v = svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
+                            "'done' OR lease_owner IS NOT NULL");
+    assert_string_equal(v, "0");
+    free(v);
+    svc_stop(&s);
+}
+
+/* Two gateways on one database: each event is worked by one of them;
+ * one killed, the other finishes its events after the lease expires. */
+static void test_two_gateways(void **state)
+{
+    static const char *const slow[] = {"--delay-ms", "2000", NULL};
+    struct svc_options oa = {.apns_args = slow,
+                             .delivery_ini = "lease_ms = 1000\n"};
+    struct svc a, b;
+    enum { N = 10 };
+    (void)state;
+
+    svc_start(&a, &oa);
+    struct svc_options ob = {.reuse_db = a.db,
+                             .delivery_ini = "lease_ms = 1000\n"};
+    svc_start(&b, &ob);
+    svc_add_device(&a, "demo", "ios", TOK_1, "{Jerry}", NULL);
+
+    /* Alternate between the two: every event pushed exactly once. */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(post(i % 2 ? &b : &a, i), 202);
+    wait_done(&a, N);
+    for (int i = 0; i < N; i++) {
+        int n = count_msg(a.apns.record, TOK_1, i) +
+                count_msg(b.apns.record, TOK_1, i);
+        if (n != 1)
+            fail_msg("event %d pushed %d times", i, n);
+    }
+
+    /* A takes events, then dies with them in flight: B finishes them. */
+    for (int i = N; i < N + 4; i++)
+        assert_int_equal(post(&a, i), 202);
+    assert_true(svc_wait_lines(a.apns.record, 1, WAIT_MS) >= 1);
+    assert_int_equal(svc_kill_gateway(&a, SIGKILL), 128 + SIGKILL);
+    wait_done(&b, N + 4);
+    for (int i = N; i < N + 4; i++)
+        if (count_msg(b.apns.record, TOK_1, i) != 1)
+            fail_msg("event %d was not taken over by the other gateway", i);
+    svc_stop(&b);
+    svc_stop(&a);
+}
+
+/* Postgres stopped during a run: 503 while down, no acknowledged event
+ * lost, recovery without a restart of pushgw. */
+static void test_database_outage(void **state)
+{
+    char *pgdir = tu_mkdtemp();
+    char *conninfo = svc_pg_create(pgdir);
+    struct svc_options o = {.db = conninfo};
+    struct svc s;
+    int acked[64] = {0};
+    int n_acked = 0, saw_503 = 0;
+    (void)state;
+
+    svc_start(&s, &o);
+    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    for (int i = 0; i < 5; i++)
+        if (post(&s, i) == 202)
+            acked[n_acked++] = i;
+    svc_pg_ctl(pgdir, "stop");
+    for (int i = 5; i < 10; i++) {
+        int st = post(&s, i);
+        if (st == 202)
+            acked[n_acked++] = i;
+        else if (st == 503)
+            saw_503++;
+        else
+            fail_msg("status %d while the database is down", st);
+    }
+    assert_true(saw_503 > 0);
+    svc_pg_ctl(pgdir, "start");
+    /* Recovery: accepted again within a few seconds. */
+    int ok = 0;
+    for (int i = 10; i < 400 && !ok; i++) {
+        if (post(&s, i) == 202) {
+            acked[n_acked++] = i;
+            ok = 1;
+        } else {
+            usleep(50000);
+        }
+    }
+    assert_true(ok);
+    for (int k = 0; k < n_acked; k++) {
+        int i = acked[k];
+        for (int w = 0; w < 400 && count_msg(s.apns.record, TOK_1, i) < 1; w++)
+            usleep(50000);
+        if (count_msg(s.apns.record, TOK_1, i) < 1)
+            fail_msg("acknowledged event %d lost after the outage", i);
+    }
+    svc_stop(&s);
+    svc_pg_ctl(pgdir, "stop");
+    tu_rm_rf(pgdir);
+    free(pgdir);
+    free(conninfo);
+}
+
+static char *alert_of_last(const char *file)
+{
+    cJSON *recs = svc_read_records(file);
+    cJSON *last = cJSON_GetArrayItem(recs, cJSON_GetArraySize(recs) - 1);
+    cJSON *alert = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(last, "body"), "aps"), "alert");
+    char *out = strdup(cJSON_IsString(alert) ? alert->valuestring : "");
+    cJSON_Delete(recs);
+    return out;
+}
+
+static void post_template_event(struct svc *s, int i, size_t want_lines)
+{
+    char body[512];
+    char *resp = NULL;
+
+    snprintf(body, sizeof(body),
+             "{\"fromPeer\":\"Spike\",\"convId\":\"t%d\",\"offlinePeers\":"
+             "[\"Jerry\"],\"timestamp\":%lld}",
+             i, now_ms());
+    assert_int_equal(svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key",
+                              NULL, body, &resp),
+                     202);
+    free(resp);
+    assert_int_equal(svc_wait_lines(s->apns.record, want_lines, WAIT_MS),
+                     want_lines);
+}
+
+/* SIGHUP with a broken template keeps the old set; a good one replaces
+ * it. SIGTERM drains what is in memory and exits 0. */
+static void test_reload_and_drain(void **state)
+{
+    static const char *const slow[] = {"--delay-ms", "700", NULL};
+    struct svc_options o = {.apns_args = slow};
+    struct svc s;
+    char *tdir = NULL;
+    char *a;
+    (void)state;
+
+    svc_start(&s, &o);
+    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    assert_int_equal(asprintf(&tdir, "%s/templates", s.dir) > 0, 1);
+    free(
+        tu_write_file(tdir, "demo.json", "{\"alert\":\"v1 ${convId}\"}", 0644));
+    kill(s.gw.pid, SIGHUP);
+    usleep(300000);
+    post_template_event(&s, 1, 1);
+    a = alert_of_last(s.apns.record);
+    assert_string_equal(a, "v1 t1");
+    free(a);
+
+    free(tu_write_file(tdir, "demo.json", "{\"alert\": broken", 0644));
+    kill(s.gw.pid, SIGHUP);
+    usleep(300000);
+    post_template_event(&s, 2, 2);
+    a = alert_of_last(s.apns.record);
+    assert_string_equal(a, "v1 t2");
+    free(a);
+    char *log = tu_read_file(s.gw.log);
+    assert_non_null(strstr(log, "reload failed"));
+    assert_non_null(strstr(log, "demo.json"));
+    free(log);
+
+    free(tu_write_file(tdir, "demo.json", "{\"alert\":\"v2\"}", 0644));
+    kill(s.gw.pid, SIGHUP);
+    usleep(300000);
+    post_template_event(&s, 3, 3);
+    a = alert_of_last(s.apns.record);
+    assert_string_equal(a, "v2");
+    free(a);
+
+    /* SIGTERM right after acknowledging: the slow pushes still finish. */
+    for (int i = 100; i < 105; i++)
+        assert_int_equal(post(&s, i), 202);
+    assert_int_equal(svc_kill_gateway(&s, SIGTERM), 0);
+    for (int i = 100; i < 105; i++)
+        assert_int_equal(count_msg(s.apns.record, TOK_1, i), 1);
+    char *v = svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
+                            "'done' OR lease_owner IS NOT NULL");
+    assert_string_equal(v, "0");
+    free(v);
+    svc_stop(&s);
+    free(tdir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigkill_after_ack),
+        cmocka_unit_test(test_two_gateways),
+        cmocka_unit_test(test_database_outage),
+        cmocka_unit_test(test_reload_and_drain),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
