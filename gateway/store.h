@@ -13,6 +13,13 @@
  * during the call. A call returns 0 when queued, or PGW_ERR_BUSY (queue
  * full), PGW_ERR_CLOSED (store shutting down), PGW_ERR_NOMEM: then the
  * callback never runs.
+ *
+ * Strings passed in must be valid UTF-8 without NUL (PGW_ERR_INVAL
+ * otherwise: one bad value would fail a whole merged statement). Until
+ * the first connection attempt has ended, operations wait for it; after
+ * that, while no connection is up, they fail with PGW_ERR_DB on the next
+ * loop iteration. A connection failure is logged once (warn) and the
+ * recovery once (info); nothing is logged per operation.
  */
 #ifndef PUSHGW_STORE_H
 #define PUSHGW_STORE_H
@@ -51,7 +58,7 @@ void pgw_store_sha256_hex(const void *data, size_t len, char ret_hex[65]);
 
 struct pgw_store_options {
     const char *conninfo;
-    unsigned pool_size; /* connections */
+    unsigned pool_size; /* connections; 0: 4; at most 64 */
     /* Who holds leases: unique per process ("host:pid:random"). */
     const char *owner;
     size_t max_queued; /* operations waiting for a connection; 0: 100000 */
@@ -62,12 +69,12 @@ struct pgw_store_options {
  * Creates the store on |base| and starts connecting (non-blocking).
  * Free with pgw_store_free(). Errors: PGW_ERR_INVAL, PGW_ERR_NOMEM.
  */
-int pgw_store_new(struct event_base *base,
-                  const struct pgw_store_options *opts,
+int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
                   struct pgw_store **ret_store);
 
 /* Closes every connection; queued operations complete with PGW_ERR_CLOSED
- * (their callbacks run inside this call). NULL is a no-op. */
+ * (their callbacks run inside this call). NULL is a no-op. Must not be
+ * called from inside one of the store's callbacks. */
 void pgw_store_free(struct pgw_store *self);
 
 /* True while at least one connection is up (for /readyz and 503s). */
@@ -130,7 +137,10 @@ typedef void (*pgw_store_events_cb)(void *arg, int err,
 /*
  * Claims up to |max| pending events whose lease is free or expired
  * (FOR UPDATE SKIP LOCKED), oldest first, leasing them to this process
- * for |lease_ms|, and increments their attempts.
+ * for |lease_ms|, and increments their attempts. Events never leased or
+ * released come first (by id), then expired leases by expiry; the
+ * callback gets them sorted by id. |max| 1..100000 and |lease_ms| > 0,
+ * else PGW_ERR_INVAL. An event inserted with a lease has attempts 1.
  */
 int pgw_store_claim_events(struct pgw_store *self, unsigned max,
                            unsigned lease_ms, pgw_store_events_cb cb,
@@ -140,9 +150,8 @@ typedef void (*pgw_store_done_cb)(void *arg, int err);
 
 /* Extends this process's leases on the events |ids| (and on retries it
  * holds) to now + |lease_ms|. */
-int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids,
-                           size_t n, unsigned lease_ms, pgw_store_done_cb cb,
-                           void *arg);
+int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
+                           unsigned lease_ms, pgw_store_done_cb cb, void *arg);
 
 /* Gives back every lease this process holds (shutdown), so others can
  * take the work at once. */
@@ -158,7 +167,7 @@ struct pgw_store_installation {
     const char *device_token;
     const char *const *channels;
     size_t n_channels;
-    int badge; /* after the increment when one was made */
+    int badge;                /* after the increment when one was made */
     const char *apns_topic;   /* NULL: the app's */
     const char *apns_team_id; /* NULL: any team */
     int64_t updated_at_ms;
@@ -173,7 +182,9 @@ typedef void (*pgw_store_installations_cb)(
  * |apns_team_id| (NULL: no filter) keeps only iOS rows whose
  * apns_team_id is NULL or equal. When |increment_ios_badge|, the badge
  * of every matched iOS row is incremented atomically in the same
- * statement (UPDATE … RETURNING) and the new value returned.
+ * statement (UPDATE … RETURNING) and the new value returned; Android
+ * rows are not written. The rows are locked in id order, so concurrent
+ * calls on the same devices do not deadlock.
  */
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
@@ -251,7 +262,10 @@ typedef void (*pgw_store_retries_cb)(void *arg, int err,
                                      size_t n);
 
 /* Claims up to |max| retries due now (not_before <= now) whose lease is
- * free or expired, leasing them for |lease_ms|. */
+ * free or expired, leasing them for |lease_ms|, earliest not_before
+ * first. Limits as for pgw_store_claim_events(). Expired retries
+ * (expires_at passed) are returned too: the caller ends them as
+ * PGW_STORE_FAIL_EXPIRED. */
 int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
                             unsigned lease_ms, pgw_store_retries_cb cb,
                             void *arg);
@@ -261,6 +275,8 @@ int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
  * in finish_event); or neither: try again at |not_before_ms| with
  * |attempts| and |last_reason|. When the event has no retry left
  * afterwards it becomes done (delivered/failed counters updated).
+ * One transaction; |event_id| must be the retry's event. A retry row
+ * already gone (ended by another process) changes nothing.
  */
 struct pgw_store_retry_result {
     int64_t retry_id;
