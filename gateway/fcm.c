@@ -312,11 +312,13 @@ static void unlink_send(struct pgw_fcm *self, struct send *s)
     self->n_sends--;
 }
 
+/* Google's message, at debug level: the dispatcher logs the one line per
+ * final outcome (with app and installation), so this adds detail only. */
 static void log_outcome(const struct send *s, const struct pgw_outcome *o,
                         const char *message)
 {
     if (o->kind == PGW_OUTCOME_FINAL)
-        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
+        pgw_log_debugf(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
                                  PGW_LF_STR("project", s->acc->sa->project_id),
                                  PGW_LF_STR("token", s->masked),
                                  PGW_LF_INT("status", o->status),
@@ -324,7 +326,7 @@ static void log_outcome(const struct send *s, const struct pgw_outcome *o,
                       "fcm refused a push for good: %s",
                       message[0] ? message : o->reason);
     else if (o->kind == PGW_OUTCOME_INVALIDATE)
-        pgw_log_infof(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
+        pgw_log_debugf(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
                                  PGW_LF_STR("project", s->acc->sa->project_id),
                                  PGW_LF_STR("token", s->masked),
                                  PGW_LF_STR("reason", o->reason)),

@@ -9,9 +9,10 @@
  * it is given. One struct pgw_fcm holds one h2 pool for [fcm] url (shared
  * by every app) and one token source per service account.
  *
- * Logging: FINAL and INVALIDATE outcomes are logged here once (with
- * Google's message, the device token masked); connection problems are
- * logged by h2client, token endpoint failures by oauth.
+ * Logging: FINAL and INVALIDATE outcomes are logged here at debug level
+ * with Google's message (the device token masked); the caller logs the
+ * one line per final outcome. Connection problems are logged by h2client,
+ * token endpoint failures by oauth.
  */
 #ifndef PUSHGW_FCM_H
 #define PUSHGW_FCM_H
