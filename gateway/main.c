@@ -191,8 +191,9 @@ static int cmd_render(int argc, char **argv)
     }
     if (rc < 0) {
         fprintf(stderr, "pushgw: %s\n", err);
-        return rc == PGW_ERR_NOMEM || rc == PGW_ERR_IO ? EXIT_RUNTIME
-                                                       : EXIT_USAGE;
+        return rc == PGW_ERR_NOMEM || rc == PGW_ERR_IO || rc == PGW_ERR_DB
+                   ? EXIT_RUNTIME
+                   : EXIT_USAGE;
     }
     return EXIT_OK;
 }

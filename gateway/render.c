@@ -1,6 +1,7 @@
 /* `pushgw render` (see render.h). */
 #include "render.h"
 
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "event.h"
 #include "payload_apns.h"
 #include "payload_fcm.h"
+#include "store.h"
 #include "template.h"
 
 static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -195,6 +197,97 @@ out:
     return rc;
 }
 
+/* ---- installations from the database ---- */
+
+struct db_lookup {
+    bool done;
+    int err;
+    cJSON *rows;
+};
+
+/* Fires with the rows serve would target; copies them as the JSON shape
+ * of an event file's "installations". */
+static void on_db_rows(void *arg, int err,
+                       const struct pgw_store_installation *rows, size_t n)
+{
+    struct db_lookup *st = arg;
+    cJSON *arr = cJSON_CreateArray();
+
+    st->done = true;
+    st->err = err;
+    if (err < 0 || !arr) {
+        st->err = err < 0 ? err : PGW_ERR_NOMEM;
+        cJSON_Delete(arr);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *ch =
+            cJSON_CreateStringArray(rows[i].channels, (int)rows[i].n_channels);
+        if (!o || !ch) {
+            cJSON_Delete(o);
+            cJSON_Delete(ch);
+            cJSON_Delete(arr);
+            st->err = PGW_ERR_NOMEM;
+            return;
+        }
+        cJSON_AddNumberToObject(o, "id", (double)rows[i].id);
+        cJSON_AddStringToObject(o, "device_type", rows[i].device_type);
+        cJSON_AddStringToObject(o, "device_token", rows[i].device_token);
+        cJSON_AddItemToObject(o, "channels", ch);
+        cJSON_AddNumberToObject(o, "badge", rows[i].badge);
+        if (rows[i].apns_topic)
+            cJSON_AddStringToObject(o, "apns_topic", rows[i].apns_topic);
+        if (rows[i].apns_team_id)
+            cJSON_AddStringToObject(o, "apns_team_id", rows[i].apns_team_id);
+        cJSON_AddItemToArray(arr, o);
+    }
+    st->rows = arr;
+}
+
+/*
+ * The installations serve would target for |res|, looked up as it does
+ * (channels overlap, valid only, team filter) but read-only: no badge is
+ * incremented. Runs a private loop until the answer comes.
+ */
+static int lookup_db(const struct pgw_config *cfg, const struct pgw_app *app,
+                     const struct pgw_resolved *res, cJSON **ret_rows,
+                     char *err, size_t errlen)
+{
+    struct event_base *base = event_base_new();
+    struct pgw_store *store = NULL;
+    struct pgw_store_options so = {.conninfo = cfg->database.url,
+                                   .pool_size = 1,
+                                   .owner = "pushgw-render"};
+    struct db_lookup st = {false, 0, NULL};
+    int rc;
+
+    if (!base)
+        return PGW_ERR_NOMEM;
+    rc = pgw_store_new(base, &so, &store);
+    if (rc == 0)
+        rc = pgw_store_find_installations(
+            store, app->id, (const char *const *)res->recipients,
+            res->n_recipients, res->apns_team_id, false, on_db_rows, &st);
+    while (rc == 0 && !st.done)
+        event_base_loop(base, EVLOOP_ONCE);
+    if (rc == 0 && st.err < 0)
+        rc = st.err;
+    if (rc == PGW_ERR_DB)
+        errf(err, errlen, rc,
+             "could not look up installations in the database: %s",
+             pgw_store_last_error(store)[0] ? pgw_store_last_error(store)
+                                            : "database error");
+    pgw_store_free(store);
+    event_base_free(base);
+    if (rc < 0) {
+        cJSON_Delete(st.rows);
+        return rc;
+    }
+    *ret_rows = st.rows;
+    return 0;
+}
+
 /* ---- the driver ---- */
 
 struct inst_list {
@@ -231,8 +324,7 @@ static int parse_installations(const cJSON *arr, struct inst_list *l, char *err,
 
     if (!cJSON_IsArray(arr))
         return errf(err, errlen, PGW_ERR_INVAL,
-                    "invalid event file: 'installations' must be an array "
-                    "(rendering from the database is not built yet)");
+                    "invalid event file: 'installations' must be an array");
     total = (size_t)cJSON_GetArraySize(arr);
     if (total > PGW_RENDER_MAX_INSTALLATIONS)
         return errf(err, errlen, PGW_ERR_INVAL,
@@ -384,6 +476,7 @@ int pgw_render_run(const struct pgw_config *cfg,
     const char *fname = opts->event_path ? opts->event_path : "-";
     char *buf = NULL, *hook_text = NULL;
     cJSON *json = NULL;
+    cJSON *db_rows = NULL;
     const cJSON *it;
     size_t len = 0, off = 0;
     const char *why = NULL;
@@ -441,11 +534,12 @@ int pgw_render_run(const struct pgw_config *cfg,
             goto out;
         }
     }
-    rc = parse_installations(
-        cJSON_GetObjectItemCaseSensitive(json, "installations"), &insts, err,
-        errlen);
-    if (rc < 0)
-        goto out;
+    it = cJSON_GetObjectItemCaseSensitive(json, "installations");
+    if (it) {
+        rc = parse_installations(it, &insts, err, errlen);
+        if (rc < 0)
+            goto out;
+    }
     rc = pgw_resolve_event(ev, hook, pgw_template_set_find(tset, app->id),
                            cfg->delivery.validity_s, &res, &perr);
     if (rc < 0) {
@@ -453,6 +547,15 @@ int pgw_render_run(const struct pgw_config *cfg,
             rc = errf(err, errlen, PGW_ERR_INVAL,
                       "could not resolve the push: %s", perr.reason);
         goto out;
+    }
+    if (!it && !res->skip_reason) {
+        /* No installations in the file: those serve would find. */
+        rc = lookup_db(cfg, app, res, &db_rows, err, errlen);
+        if (rc < 0)
+            goto out;
+        rc = parse_installations(db_rows, &insts, err, errlen);
+        if (rc < 0)
+            goto out;
     }
     if (res->skip_reason)
         fprintf(stderr, "pushgw: no push for this event: %s\n",
@@ -470,6 +573,7 @@ out:
     pgw_resolve_hook_answer_free(hook);
     pgw_event_free(ev);
     cJSON_Delete(json);
+    cJSON_Delete(db_rows);
     free(buf);
     pgw_template_set_unref(tset);
     pgw_diag_release(&diag);

@@ -3,7 +3,8 @@
  * device would get, one JSON object per line, in installation order.
  * pgw_render_run() is the CLI driver (reads the event file, prints);
  * pgw_render_event() is the core, fed with installations from the event
- * file today and from the database later. Never logs.
+ * file, or from the database as serve would find them (read-only: no
+ * badge is incremented). Never logs.
  */
 #ifndef PUSHGW_RENDER_H
 #define PUSHGW_RENDER_H
@@ -41,12 +42,14 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
 
 /*
  * The driver: loads the templates of |cfg|, reads the event file of
- * |opts| (an event with an "installations" array and an optional
+ * |opts| (an event with an optional "installations" array — without it
+ * the installations are looked up in [database] url — and an optional
  * "hookAnswer" object standing in for the server hook), resolves it and
  * prints to |out|. On error writes one line (no newline) into |err| of
  * |errlen| bytes: what failed, then why, values in single quotes.
  * Returns 0, PGW_ERR_INVAL (bad input), PGW_ERR_CONFIG (unknown app,
- * templates), PGW_ERR_IO, PGW_ERR_NOMEM.
+ * templates), PGW_ERR_DB (database lookup failed), PGW_ERR_IO,
+ * PGW_ERR_NOMEM.
  */
 int pgw_render_run(const struct pgw_config *cfg,
                    const struct pgw_render_opts *opts, FILE *out, char *err,

@@ -507,6 +507,57 @@ static void test_hook(void **state)
     free(m);
 }
 
+/* `pushgw render` without installations in the event file looks them up
+ * as serve would, sends nothing and changes no badge. */
+static void test_render_from_database(void **state)
+{
+    struct svc *s = *state;
+    char *ev = event_json("c-r", "[\"Jerry\",\"Tom\"]", NULL);
+    char *file = tu_write_file(s->dir, "event.json", ev, 0644);
+    const char *argv[] = {"render", "-c",      s->ini, "--app",
+                          "demo",   "--event", file,   NULL};
+    const char *argv_ios[] = {"render",  "-c", s->ini,       "--app", "demo",
+                              "--event", file, "--platform", "ios",   NULL};
+    char *out = NULL, *err = NULL;
+    int lines = 0;
+
+    seed_demo(s);
+    long long nobody =
+        svc_add_device(s, "demo", "ios", TOK_S1, "{Nobody}", NULL);
+    char not_there[64];
+    snprintf(not_there, sizeof(not_there), "\"installation\":%lld,", nobody);
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 3);
+    assert_non_null(strstr(out, "\"platform\":\"android\""));
+    assert_non_null(strstr(out, "\"endpoint\":\"production\""));
+    assert_non_null(strstr(out, "\"badge\":1"));
+    assert_null(strstr(out, not_there));
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(argv_ios, NULL, &out, &err), 0);
+    assert_null(strstr(out, "android"));
+    free(out);
+    free(err);
+    /* Nothing sent, nothing changed. */
+    char *v = svc_query(s, "SELECT sum(badge) || '/' || (SELECT count(*) "
+                           "FROM events) FROM installations");
+    assert_string_equal(v, "0/0");
+    free(v);
+    assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
+
+    /* An unreachable database is a runtime failure, in one line. */
+    const char *env[] = {"PUSHGW_DATABASE_URL=host=127.0.0.1 port=1", NULL};
+    assert_int_equal(tu_run_pushgw(argv, env, &out, &err), 1);
+    assert_non_null(strstr(err, "could not look up installations in the "
+                                "database"));
+    free(out);
+    free(err);
+    free(file);
+    free(ev);
+}
+
 struct bad_case {
     const char *name;
     const char *path;
@@ -609,6 +660,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_muted_and_mentioned, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_hook, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(test_render_from_database, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
