@@ -183,6 +183,8 @@ static int cmd_render(int argc, char **argv)
     if (load_config(path, &cfg) < 0)
         return EXIT_USAGE;
     ro.now_s = (int64_t)time(NULL);
+    /* Problems are reported once, below, as one line. */
+    pgw_log_set_level(PGW_LOG_ERROR);
     rc = pgw_render_run(cfg, &ro, stdout, err, sizeof(err));
     pgw_config_free(cfg);
     if (fflush(stdout) != 0 && rc == 0) {
