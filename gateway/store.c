@@ -184,7 +184,8 @@ static int load_files(const char *dir, struct pgw_diag *diag,
     }
     closedir(d);
     if (rc == 0) {
-        qsort(files, n, sizeof(*files), cmp_mfile);
+        if (n > 1)
+            qsort(files, n, sizeof(*files), cmp_mfile);
         for (size_t i = 1; i < n; i++) {
             if (strncmp(files[i].name, files[i - 1].name, 4) == 0) {
                 pgw_diag_add(diag,
@@ -1626,7 +1627,8 @@ static void complete_claim_events(struct pgw_store *self, struct op *op)
         ev[i].body_len = (size_t)PQgetlength(r, (int)i, 2);
         ev[i].attempts = (int)get_i64(r, (int)i, 3);
     }
-    qsort(ev, n, sizeof(*ev), cmp_event);
+    if (n > 1) /* qsort(NULL, 0, …) is undefined behaviour */
+        qsort(ev, n, sizeof(*ev), cmp_event);
     op->cb.events(op->arg, 0, n ? ev : NULL, n);
 }
 

@@ -25,12 +25,26 @@
 static cJSON *answers;
 static FILE *record;
 
+/* An answer held back by "delay_ms"; listed so exit frees them. */
 struct delayed {
     struct evhttp_request *req;
     int status;
     char *body;
     struct event *ev;
+    struct delayed *next;
 };
+
+static struct delayed *delayed_list;
+
+static void delayed_unlink(struct delayed *d)
+{
+    for (struct delayed **p = &delayed_list; *p; p = &(*p)->next) {
+        if (*p == d) {
+            *p = d->next;
+            return;
+        }
+    }
+}
 
 static void send_answer(struct evhttp_request *req, int status,
                         const char *body)
@@ -50,6 +64,7 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     send_answer(d->req, d->status, d->body);
+    delayed_unlink(d);
     event_free(d->ev);
     free(d->body);
     free(d);
@@ -117,6 +132,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         dl->body = out;
         dl->ev = evtimer_new(base, on_delay, dl);
         evtimer_add(dl->ev, &tv);
+        dl->next = delayed_list;
+        delayed_list = dl;
         return;
     }
     send_answer(req, status, out);
@@ -207,6 +224,13 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     event_free(sig_term);
     event_free(sig_int);
+    while (delayed_list) {
+        struct delayed *d = delayed_list;
+        delayed_list = d->next;
+        event_free(d->ev);
+        free(d->body);
+        free(d);
+    }
     evhttp_free(http);
     event_base_free(base);
     cJSON_Delete(answers);
