@@ -1,0 +1,1000 @@
+/*
+ * apns + h2client against mock_apns over real TLS on loopback: delivery
+ * across several connections, every fault mode of the mock, JWT reuse
+ * and refresh, outcome classification, certificate failures.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "apns.h"
+#include "h2client.h"
+#include "jwt.h"
+#include "log.h"
+#include "pushgw.h"
+#include "testutil.h"
+
+#define CERTS PUSHGW_TEST_CERTS_DIR
+#define TEAM "TEAM000001"
+#define KID "KEY0000001"
+#define TOPIC "com.example.app"
+#define MAX_ITEMS 5000
+#define MAX_ATTEMPTS 8
+
+/* ---------------------------------------------------------------- mock */
+
+struct mock {
+    pid_t pid;
+    int port;
+    char *dir;
+    char record[512];
+    char origin[64];
+};
+
+static void mock_start_cert(struct mock *m, const char *certname,
+                            const char *const *extra)
+{
+    const char *bin = getenv("MOCK_APNS_BIN");
+    char portfile[512], cert[512], key[512], team[512];
+    const char *argv[64];
+    size_t n = 0, i;
+    int waited;
+
+    assert_non_null(bin);
+    memset(m, 0, sizeof(*m));
+    m->dir = tu_mkdtemp();
+    assert_non_null(m->dir);
+    snprintf(portfile, sizeof(portfile), "%s/port", m->dir);
+    snprintf(m->record, sizeof(m->record), "%s/record.jsonl", m->dir);
+    snprintf(cert, sizeof(cert), "%s/%s.pem", CERTS, certname);
+    snprintf(key, sizeof(key), "%s/%s.key", CERTS, certname);
+    snprintf(team, sizeof(team), "%s:%s:%s/AuthKey_%s.pub.pem", TEAM, KID,
+             CERTS, KID);
+    argv[n++] = bin;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--port-file";
+    argv[n++] = portfile;
+    argv[n++] = "--cert";
+    argv[n++] = cert;
+    argv[n++] = "--key";
+    argv[n++] = key;
+    argv[n++] = "--record";
+    argv[n++] = m->record;
+    argv[n++] = "--quiet";
+    argv[n++] = "--team";
+    argv[n++] = team;
+    argv[n++] = "--topic";
+    argv[n++] = TOPIC;
+    for (i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    m->pid = fork();
+    assert_true(m->pid >= 0);
+    if (m->pid == 0) {
+        char errpath[600];
+        int fd = open("/dev/null", O_WRONLY);
+
+        /* the mock dies with the test, even after a failed assertion */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        snprintf(errpath, sizeof(errpath), "%s/mock.err", m->dir);
+        if (fd >= 0)
+            dup2(fd, 1);
+        fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0)
+            dup2(fd, 2);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    for (waited = 0; waited < 10000; waited += 10) {
+        char *s = tu_read_file(portfile);
+
+        if (s && strchr(s, '\n')) {
+            m->port = atoi(s);
+            free(s);
+            break;
+        }
+        free(s);
+        usleep(10000);
+    }
+    assert_true(m->port > 0);
+    snprintf(m->origin, sizeof(m->origin), "https://127.0.0.1:%d", m->port);
+}
+
+static void mock_start(struct mock *m, const char *const *extra)
+{
+    mock_start_cert(m, "server", extra);
+}
+
+static void mock_stop(struct mock *m)
+{
+    int status;
+
+    if (m->pid > 0) {
+        kill(m->pid, SIGTERM);
+        waitpid(m->pid, &status, 0);
+        m->pid = 0;
+    }
+}
+
+static void mock_cleanup(struct mock *m)
+{
+    mock_stop(m);
+    if (m->dir) {
+        tu_rm_rf(m->dir);
+        free(m->dir);
+        m->dir = NULL;
+    }
+}
+
+/* One recorded request. */
+struct rec {
+    char token[80];
+    int status;
+    char reason[64];
+    long conn;
+};
+
+/* Reads the mock's record file (after mock_stop); caller frees. */
+static struct rec *read_records(struct mock *m, size_t *ret_n)
+{
+    char *data = tu_read_file(m->record);
+    char *line, *save = NULL;
+    struct rec *recs = NULL;
+    size_t n = 0, cap = 0;
+
+    if (!data) {
+        *ret_n = 0;
+        return NULL;
+    }
+    for (line = strtok_r(data, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *t, *s, *r, *c;
+
+        assert_non_null(j);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            recs = realloc(recs, cap * sizeof(*recs));
+            assert_non_null(recs);
+        }
+        memset(&recs[n], 0, sizeof(recs[n]));
+        t = cJSON_GetObjectItem(j, "token");
+        s = cJSON_GetObjectItem(j, "status");
+        r = cJSON_GetObjectItem(j, "reason");
+        c = cJSON_GetObjectItem(j, "conn");
+        if (cJSON_IsString(t))
+            snprintf(recs[n].token, sizeof(recs[n].token), "%s",
+                     t->valuestring);
+        if (cJSON_IsNumber(s))
+            recs[n].status = s->valueint;
+        if (cJSON_IsString(r))
+            snprintf(recs[n].reason, sizeof(recs[n].reason), "%s",
+                     r->valuestring);
+        if (cJSON_IsNumber(c))
+            recs[n].conn = (long)c->valuedouble;
+        n++;
+        cJSON_Delete(j);
+    }
+    free(data);
+    *ret_n = n;
+    return recs;
+}
+
+static size_t count_token(const struct rec *recs, size_t n, const char *tok,
+                          int status)
+{
+    size_t i, k = 0;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(recs[i].token, tok) == 0 &&
+            (status == 0 || recs[i].status == status))
+            k++;
+    return k;
+}
+
+static size_t distinct_conns(const struct rec *recs, size_t n)
+{
+    long seen[256];
+    size_t ns = 0, i, j;
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < ns; j++)
+            if (seen[j] == recs[i].conn)
+                break;
+        if (j == ns && ns < 256)
+            seen[ns++] = recs[i].conn;
+    }
+    return ns;
+}
+
+/* ---------------------------------------------------------------- runs */
+
+struct run;
+
+struct item {
+    struct run *run;
+    size_t idx;
+    char token[65];
+    char apns_id[37];
+    bool finished;
+    unsigned attempts;
+    struct pgw_outcome last;
+};
+
+struct run {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct pgw_apns *apns;
+    struct item *items;
+    size_t n, done;
+    bool resend_retry; /* the test's own retry loop */
+    unsigned max_attempts;
+    unsigned retries_seen;
+};
+
+static void run_init(struct run *r, const struct mock *m,
+                     struct pgw_apns_options *o)
+{
+    char key[512];
+
+    memset(r, 0, sizeof(*r));
+    r->base = event_base_new();
+    assert_non_null(r->base);
+    r->dns = evdns_base_new(r->base, 0);
+    assert_non_null(r->dns);
+    o->production_url = m->origin;
+    o->development_url = m->origin;
+    o->ca_file = CERTS "/ca.pem";
+    assert_int_equal(pgw_apns_new(r->base, r->dns, o, &r->apns), 0);
+    snprintf(key, sizeof(key), "%s/AuthKey_%s.p8", CERTS, KID);
+    assert_int_equal(pgw_apns_add_team(r->apns, TEAM, KID, key), 0);
+    r->items = calloc(MAX_ITEMS, sizeof(*r->items));
+    assert_non_null(r->items);
+}
+
+static void run_free(struct run *r)
+{
+    pgw_apns_free(r->apns);
+    evdns_base_free(r->dns, 0);
+    event_base_free(r->base);
+    free(r->items);
+}
+
+static int send_item(struct item *it);
+
+static void on_outcome(void *arg, const struct pgw_outcome *o)
+{
+    struct item *it = arg;
+    struct run *r = it->run;
+
+    it->last = *o;
+    it->attempts++;
+    if (o->kind == PGW_OUTCOME_RETRY)
+        r->retries_seen++;
+    if (r->resend_retry && o->kind == PGW_OUTCOME_RETRY &&
+        it->attempts < (r->max_attempts ? r->max_attempts : MAX_ATTEMPTS) &&
+        send_item(it) == 0)
+        return;
+    it->finished = true;
+    if (++r->done == r->n)
+        event_base_loopexit(r->base, NULL);
+}
+
+static int send_item(struct item *it)
+{
+    struct pgw_apns_push p;
+    char body[128];
+    int len;
+
+    memset(&p, 0, sizeof(p));
+    len = snprintf(body, sizeof(body), "{\"aps\":{\"alert\":\"push %zu\"}}",
+                   it->idx);
+    p.env = PGW_APNS_PRODUCTION;
+    p.team_id = TEAM;
+    p.device_token = it->token;
+    p.topic = TOPIC;
+    p.push_type = "alert";
+    p.priority = 10;
+    p.expiration = (int64_t)time(NULL) + 3600;
+    p.apns_id = it->apns_id;
+    p.body = body;
+    p.body_len = (size_t)len;
+    return pgw_apns_send(it->run->apns, &p, on_outcome, it);
+}
+
+static void item_setup(struct run *r, size_t i, const char *token)
+{
+    struct item *it = &r->items[i];
+
+    it->run = r;
+    it->idx = i;
+    if (token)
+        snprintf(it->token, sizeof(it->token), "%s", token);
+    else
+        snprintf(it->token, sizeof(it->token), "%056d%08zx", 0, i + 1);
+    snprintf(it->apns_id, sizeof(it->apns_id), "00000000-0000-4000-8000-%012zx",
+             i + 1);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopexit(arg, NULL);
+}
+
+/* Runs the loop until every item finished or |limit_ms| passed. */
+static void run_loop(struct run *r, unsigned limit_ms)
+{
+    struct timeval tv = {limit_ms / 1000, (limit_ms % 1000) * 1000};
+    struct event *ev = evtimer_new(r->base, on_deadline, r->base);
+
+    assert_non_null(ev);
+    evtimer_add(ev, &tv);
+    if (r->done < r->n)
+        event_base_dispatch(r->base);
+    event_free(ev);
+}
+
+/* Sends items [from, to) and runs until they finish. */
+static void send_range(struct run *r, size_t from, size_t to, unsigned limit_ms)
+{
+    size_t i;
+
+    for (i = from; i < to; i++) {
+        if (!r->items[i].run)
+            item_setup(r, i, NULL);
+        assert_int_equal(send_item(&r->items[i]), 0);
+    }
+    r->n = to;
+    run_loop(r, limit_ms);
+    assert_int_equal(r->done, to);
+}
+
+/* Runs the loop for |ms| with nothing to do but timers. */
+static void idle_for(struct run *r, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    event_base_loopexit(r->base, &tv);
+    event_base_dispatch(r->base);
+}
+
+static void assert_all_delivered_once(struct run *r, struct mock *m,
+                                      size_t *ret_conns)
+{
+    struct rec *recs;
+    size_t n, i;
+
+    for (i = 0; i < r->n; i++) {
+        assert_true(r->items[i].finished);
+        if (r->items[i].last.kind != PGW_OUTCOME_DELIVERED)
+            fail_msg("push %zu: kind %d reason '%s'", i, r->items[i].last.kind,
+                     r->items[i].last.reason);
+        assert_string_equal(r->items[i].last.provider_id, r->items[i].apns_id);
+    }
+    mock_stop(m);
+    recs = read_records(m, &n);
+    for (i = 0; i < r->n; i++)
+        assert_int_equal(count_token(recs, n, r->items[i].token, 200), 1);
+    if (ret_conns)
+        *ret_conns = distinct_conns(recs, n);
+    free(recs);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_many_across_connections(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 4, .max_streams_per_conn = 100};
+    struct pgw_h2_pool_stats st;
+    size_t conns = 0;
+
+    (void)state;
+    mock_start(&m, NULL);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 3000, 30000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.connects_ok, 4);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.pending, 0);
+    /* one token for every request and every connection */
+    assert_int_equal(pgw_jwt_signed_count(pgw_apns_team_jwt(r.apns, TEAM)), 1);
+    assert_all_delivered_once(&r, &m, &conns);
+    assert_int_equal(conns, 4);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_goaway(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_h2_pool_stats st;
+    const char *extra[] = {"--goaway-after", "50", NULL};
+    size_t conns = 0;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    r.resend_retry = true; /* refused beyond the internal requeues */
+    r.max_attempts = 100;
+    send_range(&r, 0, 1000, 30000);
+    pgw_apns_stats(r.apns, &st);
+    if (st.goaways < 1000 / 50 - 2)
+        fail_msg("goaways %llu conns_ok %llu retried %llu",
+                 (unsigned long long)st.goaways,
+                 (unsigned long long)st.connects_ok,
+                 (unsigned long long)st.requests_retried);
+    assert_true(st.requests_retried > 0); /* refused ones were requeued */
+    assert_all_delivered_once(&r, &m, &conns);
+    assert_true(conns >= 1000 / 50);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void fail_every(const char *spec, int status, const char *reason)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    const char *extra[] = {"--fail-every", spec, "--retry-after", "7", NULL};
+    struct rec *recs;
+    size_t n, i, failed = 0;
+
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    r.resend_retry = true;
+    send_range(&r, 0, 500, 30000);
+    assert_true(r.retries_seen > 0);
+    for (i = 0; i < r.n; i++) {
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_DELIVERED);
+        failed += r.items[i].attempts - 1;
+    }
+    assert_int_equal(failed, r.retries_seen);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    for (i = 0; i < r.n; i++) {
+        assert_int_equal(count_token(recs, n, r.items[i].token, 200), 1);
+        assert_int_equal(count_token(recs, n, r.items[i].token, status),
+                         r.items[i].attempts - 1);
+    }
+    for (i = 0; i < n; i++)
+        if (recs[i].status == status)
+            assert_string_equal(recs[i].reason, reason);
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+/* The outcome of a 503/429 says RETRY and carries Retry-After. */
+static void test_fail_every_503(void **state)
+{
+    (void)state;
+    fail_every("7:503:ServiceUnavailable", 503, "ServiceUnavailable");
+}
+
+static void test_fail_every_429(void **state)
+{
+    (void)state;
+    fail_every("5:429:TooManyRequests", 429, "TooManyRequests");
+}
+
+static void test_retry_after_reported(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    const char *extra[] = {"--fail-every", "1:503:Shutdown", "--retry-after",
+                           "7", NULL};
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 3, 10000);
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_RETRY);
+    assert_int_equal(r.items[0].last.status, 503);
+    assert_string_equal(r.items[0].last.reason, "Shutdown");
+    assert_int_equal(r.items[0].last.retry_after_ms, 7000);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_lower_streams_to_1(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    const char *extra[] = {"--lower-streams-after", "20:1", NULL};
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 400, 60000);
+    assert_all_delivered_once(&r, &m, NULL);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_max_streams_1(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    const char *extra[] = {"--max-streams", "1", NULL};
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 300, 60000);
+    assert_all_delivered_once(&r, &m, NULL);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_delay_beyond_timeout(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2, .request_timeout_ms = 400};
+    const char *extra[] = {"--delay-ms", "1500", NULL};
+    struct pgw_h2_pool_stats st;
+    struct timespec t0, t1;
+    size_t i;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    send_range(&r, 0, 50, 5000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    for (i = 0; i < r.n; i++) {
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_RETRY);
+        assert_string_equal(r.items[i].last.reason, "timeout");
+    }
+    /* bounded: well before the mock would have answered */
+    assert_true((t1.tv_sec - t0.tv_sec) * 1000 +
+                    (t1.tv_nsec - t0.tv_nsec) / 1000000 <
+                1400);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(st.timeouts, 50);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_close_after(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    const char *extra[] = {"--close-after", "30", NULL};
+    struct pgw_h2_pool_stats st;
+    struct rec *recs;
+    size_t n, i;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    r.resend_retry = true;
+    r.max_attempts = 100;
+    send_range(&r, 0, 600, 60000);
+    pgw_apns_stats(r.apns, &st);
+    assert_true(st.conns_lost > 0);
+    for (i = 0; i < r.n; i++) {
+        if (r.items[i].last.kind != PGW_OUTCOME_DELIVERED)
+            fail_msg("push %zu: '%s' after %u attempts", i,
+                     r.items[i].last.reason, r.items[i].attempts);
+        if (r.items[i].attempts > 1)
+            assert_true(r.items[i].attempts <= 100);
+    }
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    /* delivered at least once; a push cut by the close may appear twice */
+    for (i = 0; i < r.n; i++)
+        assert_true(count_token(recs, n, r.items[i].token, 200) >= 1);
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_no_ping_ack(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {
+        .connections = 1, .ping_idle_ms = 200, .ping_timeout_ms = 300};
+    const char *extra[] = {"--no-ping-ack", NULL};
+    struct pgw_h2_pool_stats st;
+    struct rec *recs;
+    size_t n, i;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 10, 10000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.conns_ready, 1);
+    assert_int_equal(st.dead_connections, 0);
+    idle_for(&r, 1200);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.dead_connections, 1);
+    assert_int_equal(st.conns_ready, 0);
+    send_range(&r, 10, 20, 10000);
+    for (i = 0; i < r.n; i++)
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_DELIVERED);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 20);
+    /* the second batch went over a new connection */
+    assert_true(recs[0].conn != recs[19].conn);
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_tls_delay(void **state)
+{
+    struct mock m;
+    struct run r, r2;
+    struct pgw_apns_options o = {.connections = 2, .connect_timeout_ms = 3000};
+    struct pgw_apns_options o2 = {
+        .connections = 1, .connect_timeout_ms = 150, .backoff_initial_ms = 100};
+    const char *extra[] = {"--tls-delay-ms", "400", NULL};
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 100, 10000);
+    /* a connect timeout shorter than the handshake: connect_failed */
+    run_init(&r2, &m, &o2);
+    send_range(&r2, 0, 5, 5000);
+    assert_int_equal(r2.items[0].last.kind, PGW_OUTCOME_RETRY);
+    assert_string_equal(r2.items[0].last.reason, "connect_failed");
+    assert_all_delivered_once(&r, &m, NULL);
+    run_free(&r);
+    run_free(&r2);
+    mock_cleanup(&m);
+}
+
+static int64_t fake_now;
+
+static int64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+static void test_jwt_refreshed_at_50_min(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_jwt *jwt;
+    int64_t real = (int64_t)time(NULL);
+
+    (void)state;
+    mock_start(&m, NULL);
+    run_init(&r, &m, &o);
+    jwt = pgw_apns_team_jwt(r.apns, TEAM);
+    pgw_jwt_set_clock(jwt, fake_clock, NULL);
+    fake_now = real - 50 * 60 + 5; /* the mock still accepts it (< 1 h) */
+    send_range(&r, 0, 200, 10000);
+    assert_int_equal(pgw_jwt_signed_count(jwt), 1);
+    fake_now = real - 1; /* 49:59 later: reused */
+    send_range(&r, 200, 300, 10000);
+    assert_int_equal(pgw_jwt_signed_count(jwt), 1);
+    fake_now = real + 5; /* 50 min: a new one, used by every connection */
+    send_range(&r, 300, 500, 10000);
+    assert_int_equal(pgw_jwt_signed_count(jwt), 2);
+    assert_int_equal(pgw_jwt_issued_at(jwt), real + 5);
+    assert_all_delivered_once(&r, &m, NULL);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_expired_provider_token(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    const char *extra[] = {"--token-max-age-s", "120", NULL};
+    struct pgw_jwt *jwt;
+    struct rec *recs;
+    size_t n;
+    int64_t real = (int64_t)time(NULL);
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    jwt = pgw_apns_team_jwt(r.apns, TEAM);
+    pgw_jwt_set_clock(jwt, fake_clock, NULL);
+    /* token signed 30 min ago: the mock (max age 2 min) says expired */
+    fake_now = real - 30 * 60;
+    send_range(&r, 0, 1, 10000);
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_RETRY);
+    assert_string_equal(r.items[0].last.reason, "ExpiredProviderToken");
+    assert_int_equal(pgw_jwt_signed_count(jwt), 1);
+    /* 30 min later by the token's clock: refresh allowed, one retry */
+    fake_now = real;
+    send_range(&r, 1, 2, 10000);
+    assert_int_equal(r.items[1].last.kind, PGW_OUTCOME_DELIVERED);
+    assert_int_equal(r.items[1].attempts, 1); /* one callback */
+    assert_int_equal(pgw_jwt_signed_count(jwt), 2);
+    /* the new token serves the next pushes with no further signing */
+    send_range(&r, 2, 20, 10000);
+    assert_int_equal(pgw_jwt_signed_count(jwt), 2);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(count_token(recs, n, r.items[1].token, 403), 1);
+    assert_int_equal(count_token(recs, n, r.items[1].token, 200), 1);
+    assert_int_equal(count_token(recs, n, r.items[0].token, 403), 1);
+    assert_int_equal(count_token(recs, n, r.items[0].token, 200), 0);
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_within_20_min_no_new_token(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    const char *extra[] = {"--token-max-age-s", "120", NULL};
+    struct pgw_jwt *jwt;
+    int64_t real = (int64_t)time(NULL);
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    jwt = pgw_apns_team_jwt(r.apns, TEAM);
+    pgw_jwt_set_clock(jwt, fake_clock, NULL);
+    fake_now = real - 10 * 60;
+    send_range(&r, 0, 1, 10000);
+    fake_now = real - 5 * 60; /* only 5 minutes later */
+    send_range(&r, 1, 2, 10000);
+    assert_int_equal(r.items[1].last.kind, PGW_OUTCOME_RETRY);
+    assert_string_equal(r.items[1].last.reason, "ExpiredProviderToken");
+    assert_int_equal(pgw_jwt_signed_count(jwt), 1);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+static void test_invalidations(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    char unreg[128], bad[128];
+    const char *t_unreg =
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *t_bad =
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const char *extra[5];
+    struct pgw_apns_push p;
+
+    (void)state;
+    snprintf(unreg, sizeof(unreg), "%s:1700000000123", t_unreg);
+    snprintf(bad, sizeof(bad), "%s", t_bad);
+    extra[0] = "--unregistered";
+    extra[1] = unreg;
+    extra[2] = "--bad-token";
+    extra[3] = bad;
+    extra[4] = NULL;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    item_setup(&r, 0, t_unreg);
+    item_setup(&r, 1, t_bad);
+    item_setup(&r, 2, NULL);
+    send_range(&r, 0, 3, 10000);
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_INVALIDATE);
+    assert_int_equal(r.items[0].last.status, 410);
+    assert_string_equal(r.items[0].last.reason, "Unregistered");
+    assert_int_equal(r.items[0].last.invalid_since_ms, 1700000000123LL);
+    assert_int_equal(r.items[1].last.kind, PGW_OUTCOME_INVALIDATE);
+    assert_int_equal(r.items[1].last.status, 400);
+    assert_string_equal(r.items[1].last.reason, "BadDeviceToken");
+    assert_int_equal(r.items[1].last.invalid_since_ms, 0);
+    assert_int_equal(r.items[2].last.kind, PGW_OUTCOME_DELIVERED);
+    /* a topic the team may not use: final, the token stays valid */
+    memset(&p, 0, sizeof(p));
+    item_setup(&r, 3, NULL);
+    p.env = PGW_APNS_PRODUCTION;
+    p.team_id = TEAM;
+    p.device_token = r.items[3].token;
+    p.topic = "com.other.app";
+    p.expiration = -1;
+    p.body = "{\"aps\":{}}";
+    p.body_len = 10;
+    assert_int_equal(pgw_apns_send(r.apns, &p, on_outcome, &r.items[3]), 0);
+    r.n = 4;
+    run_loop(&r, 10000);
+    assert_int_equal(r.done, 4);
+    assert_int_equal(r.items[3].last.kind, PGW_OUTCOME_FINAL);
+    assert_int_equal(r.items[3].last.status, 400);
+    assert_true(r.items[3].last.reason[0] != '\0');
+    /* unknown team and bad token are refused synchronously */
+    p.team_id = "NOPE";
+    assert_int_equal(pgw_apns_send(r.apns, &p, on_outcome, &r.items[3]),
+                     PGW_ERR_NOTFOUND);
+    p.team_id = TEAM;
+    p.device_token = "not-hex";
+    assert_int_equal(pgw_apns_send(r.apns, &p, on_outcome, &r.items[3]),
+                     PGW_ERR_INVAL);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+/* Direct h2client use: the connect failure carries a clear reason. */
+struct h2_one {
+    struct event_base *base;
+    int done;
+    enum pgw_h2_result_kind kind;
+    char error[256];
+};
+
+static void on_h2_one(void *arg, const struct pgw_h2_result *res)
+{
+    struct h2_one *o = arg;
+
+    o->done++;
+    o->kind = res->kind;
+    snprintf(o->error, sizeof(o->error), "%s", res->error);
+    event_base_loopexit(o->base, NULL);
+}
+
+static void expect_cert_failure(const char *certname, const char *host,
+                                const char *want)
+{
+    struct mock m;
+    struct event_base *base = event_base_new();
+    struct evdns_base *dns;
+    struct pgw_h2_pool *pool = NULL;
+    struct pgw_h2_pool_options po;
+    struct pgw_h2_request req;
+    struct h2_one one;
+    struct pgw_h2_pool_stats st;
+    struct timeval tv = {10, 0};
+    char origin[128];
+    struct rec *recs;
+    size_t n;
+
+    assert_non_null(base);
+    dns = evdns_base_new(base, 0);
+    assert_non_null(dns);
+    mock_start_cert(&m, certname, NULL);
+    snprintf(origin, sizeof(origin), "https://%s:%d", host, m.port);
+    memset(&po, 0, sizeof(po));
+    po.origin = origin;
+    po.ca_file = CERTS "/ca.pem";
+    po.connections = 1;
+    assert_int_equal(pgw_h2_pool_new(base, dns, &po, &pool), 0);
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.path =
+        "/3/device/"
+        "0000000000000000000000000000000000000000000000000000000000000001";
+    memset(&one, 0, sizeof(one));
+    one.base = base;
+    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, &one), 0);
+    assert_int_equal(one.done, 0); /* never inside submit */
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(one.done, 1);
+    assert_int_equal(one.kind, PGW_H2_CONNECT_FAILED);
+    if (!strstr(one.error, want))
+        fail_msg("error '%s' lacks '%s'", one.error, want);
+    assert_non_null(strstr(one.error, "could not connect to"));
+    assert_non_null(strstr(pgw_h2_pool_last_error(pool), want));
+    pgw_h2_pool_stats(pool, &st);
+    assert_int_equal(st.connect_failures, 1);
+    assert_int_equal(st.connects_ok, 0);
+    pgw_h2_pool_free(pool);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 0); /* nothing reached the server */
+    free(recs);
+    mock_cleanup(&m);
+    evdns_base_free(dns, 0);
+    event_base_free(base);
+}
+
+static void test_untrusted_certificate(void **state)
+{
+    (void)state;
+    expect_cert_failure("untrusted", "127.0.0.1", "certificate verify failed");
+}
+
+static void test_wrong_hostname(void **state)
+{
+    (void)state;
+    expect_cert_failure("wronghost", "127.0.0.1", "IP address mismatch");
+}
+
+static void test_busy_and_free_cancels(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {
+        .connections = 1, .max_pending = 10, .max_streams_per_conn = 5};
+    const char *extra[] = {"--delay-ms", "300", NULL};
+    size_t i, busy = 0, delivered = 0;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 40, 10000);
+    for (i = 0; i < r.n; i++) {
+        if (r.items[i].last.kind == PGW_OUTCOME_RETRY &&
+            strcmp(r.items[i].last.reason, "busy") == 0)
+            busy++;
+        else if (r.items[i].last.kind == PGW_OUTCOME_DELIVERED)
+            delivered++;
+    }
+    assert_int_equal(busy, 30);
+    assert_int_equal(delivered, 10);
+    /* freeing with pushes outstanding completes them, once */
+    for (i = 40; i < 45; i++) {
+        item_setup(&r, i, NULL);
+        assert_int_equal(send_item(&r.items[i]), 0);
+    }
+    r.n = 45;
+    pgw_apns_free(r.apns);
+    r.apns = NULL;
+    assert_int_equal(r.done, 45);
+    for (i = 40; i < 45; i++)
+        assert_string_equal(r.items[i].last.reason, "cancelled");
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_across_connections),
+        cmocka_unit_test(test_goaway),
+        cmocka_unit_test(test_fail_every_503),
+        cmocka_unit_test(test_fail_every_429),
+        cmocka_unit_test(test_retry_after_reported),
+        cmocka_unit_test(test_lower_streams_to_1),
+        cmocka_unit_test(test_max_streams_1),
+        cmocka_unit_test(test_delay_beyond_timeout),
+        cmocka_unit_test(test_close_after),
+        cmocka_unit_test(test_no_ping_ack),
+        cmocka_unit_test(test_tls_delay),
+        cmocka_unit_test(test_jwt_refreshed_at_50_min),
+        cmocka_unit_test(test_expired_provider_token),
+        cmocka_unit_test(test_within_20_min_no_new_token),
+        cmocka_unit_test(test_invalidations),
+        cmocka_unit_test(test_untrusted_certificate),
+        cmocka_unit_test(test_wrong_hostname),
+        cmocka_unit_test(test_busy_and_free_cancels),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    pgw_log_set_level(PGW_LOG_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
