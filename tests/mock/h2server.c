@@ -97,6 +97,7 @@ struct mock_server {
     FILE *record;
     uint16_t port;
     struct conn *conns;
+    struct closing_sock *lingers; /* closed sockets waiting for the client */
     struct stream *freelist;
     size_t nfree;
     uint64_t rng;
@@ -426,6 +427,74 @@ static void stream_release(struct stream *st)
 
 /* ---- connections ------------------------------------------------------ */
 
+/* A closed connection's socket, kept until the client closes its side. */
+struct closing_sock {
+    struct mock_server *srv;
+    evutil_socket_t fd;
+    struct event *ev;
+    struct closing_sock *prev, *next;
+};
+
+static void linger_free(struct closing_sock *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        l->srv->lingers = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    event_free(l->ev);
+    evutil_closesocket(l->fd);
+    free(l);
+}
+
+/* Fires when the client sent more, closed, or the linger timed out. */
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct closing_sock *l = arg;
+    char buf[4096];
+    ssize_t n = 0;
+
+    if (what & EV_READ) {
+        n = recv(fd, buf, sizeof(buf), 0);
+        if (n > 0)
+            return; /* discard, wait for EOF */
+    }
+    linger_free(l);
+}
+
+/*
+ * Ends a connection gracefully at the TCP level: our side is shut down
+ * (FIN after everything written), and the socket is kept, reading and
+ * discarding, until the client closes or 2 s pass. Closing at once with
+ * client bytes unread would make the kernel send RST, and the client
+ * could then lose answers it had not read yet.
+ */
+static void linger_close(struct mock_server *srv, evutil_socket_t fd)
+{
+    struct closing_sock *l = calloc(1, sizeof(*l));
+    struct timeval tv = {2, 0};
+
+    shutdown(fd, SHUT_WR);
+    if (!l)
+        goto fail;
+    l->srv = srv;
+    l->fd = fd;
+    l->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, linger_cb, l);
+    if (!l->ev || event_add(l->ev, &tv) < 0)
+        goto fail;
+    l->next = srv->lingers;
+    if (srv->lingers)
+        srv->lingers->prev = l;
+    srv->lingers = l;
+    return;
+fail:
+    if (l && l->ev)
+        event_free(l->ev);
+    free(l);
+    evutil_closesocket(fd);
+}
+
 static void conn_free(struct conn *c)
 {
     struct mock_server *srv = c->srv;
@@ -438,10 +507,16 @@ static void conn_free(struct conn *c)
         event_free(c->tls_timer);
     if (c->bev) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-        /* A graceful end says close_notify; an abort just drops TCP. */
-        if (ssl && !c->aborting)
+        evutil_socket_t keep = -1;
+        /* A graceful end says close_notify and lingers; an abort just
+         * drops TCP. */
+        if (ssl && !c->aborting) {
             SSL_shutdown(ssl);
+            keep = dup(bufferevent_getfd(c->bev));
+        }
         bufferevent_free(c->bev);
+        if (keep >= 0)
+            linger_close(srv, keep);
     } else if (c->fd >= 0) {
         evutil_closesocket(c->fd);
     }
@@ -1125,6 +1200,8 @@ int mock_server_run(const struct mock_opts *o, const struct mock_app *app)
 out:
     while (srv.conns)
         conn_free(srv.conns);
+    while (srv.lingers)
+        linger_free(srv.lingers);
     while (srv.freelist) {
         struct stream *st = srv.freelist;
         srv.freelist = st->next;
