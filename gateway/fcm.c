@@ -319,18 +319,18 @@ static void log_outcome(const struct send *s, const struct pgw_outcome *o,
 {
     if (o->kind == PGW_OUTCOME_FINAL)
         pgw_log_debugf(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
-                                 PGW_LF_STR("project", s->acc->sa->project_id),
-                                 PGW_LF_STR("token", s->masked),
-                                 PGW_LF_INT("status", o->status),
-                                 PGW_LF_STR("reason", o->reason)),
-                      "fcm refused a push for good: %s",
-                      message[0] ? message : o->reason);
+                                  PGW_LF_STR("project", s->acc->sa->project_id),
+                                  PGW_LF_STR("token", s->masked),
+                                  PGW_LF_INT("status", o->status),
+                                  PGW_LF_STR("reason", o->reason)),
+                       "fcm refused a push for good: %s",
+                       message[0] ? message : o->reason);
     else if (o->kind == PGW_OUTCOME_INVALIDATE)
         pgw_log_debugf(PGW_FIELDS(PGW_LF_STR("provider", "fcm"),
-                                 PGW_LF_STR("project", s->acc->sa->project_id),
-                                 PGW_LF_STR("token", s->masked),
-                                 PGW_LF_STR("reason", o->reason)),
-                      "fcm token is no longer valid");
+                                  PGW_LF_STR("project", s->acc->sa->project_id),
+                                  PGW_LF_STR("token", s->masked),
+                                  PGW_LF_STR("reason", o->reason)),
+                       "fcm token is no longer valid");
 }
 
 /* Delivers |o| to the owner and frees |s|. Only from loop callbacks. */
