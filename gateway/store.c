@@ -615,7 +615,8 @@ static const struct {
                      "SELECT f.e, f.i, ev.app_id, f.p, f.o, f.s, f.r "
                      "FROM unnest($1::int8[], $2::int8[], $3::text[], "
                      "$4::text[], $5::int4[], $6::text[]) "
-                     "AS f(e, i, p, o, s, r) JOIN events ev ON ev.id = f.e"},
+                     "AS f(e, i, p, o, s, r) JOIN events ev ON ev.id = f.e "
+                     "AND ev.lease_owner = $7::text AND ev.state = 'pending'"},
     [ST_INVALIDATE] = {"pgw_invalidate",
                        "UPDATE installations i SET valid = false, "
                        "invalid_reason = f.r, invalidated_at = now() "
@@ -634,7 +635,8 @@ static const struct {
                       "FROM unnest($1::int8[], $2::int8[], $3::text[], "
                       "$4::text[], $5::int4[], $6::int8[], $7::int8[], "
                       "$8::text[]) AS r(e, i, p, q, a, nb, x, l) "
-                      "JOIN events ev ON ev.id = r.e"},
+                      "JOIN events ev ON ev.id = r.e AND ev.lease_owner = "
+                      "$9::text AND ev.state = 'pending'"},
     [ST_EVENT_FIN] = {"pgw_event_fin",
                       "UPDATE events e SET state = CASE WHEN u.nr > 0 THEN "
                       "'retrying' ELSE 'done' END, result = u.res, "
@@ -646,7 +648,8 @@ static const struct {
                       "FROM unnest($1::int8[], $2::text[], $3::int4[], "
                       "$4::int4[], $5::int4[], $6::int4[], $7::int4[], "
                       "$8::int4[]) AS u(id, res, t, d, inv, f, dr, nr) "
-                      "WHERE e.id = u.id"},
+                      "WHERE e.id = u.id AND e.lease_owner = $9::text AND "
+                      "e.state = 'pending'"},
     [ST_CLAIM_RT] = {"pgw_claim_rt",
                      "UPDATE push_retries r SET lease_owner = $1::text, "
                      "lease_until = " LEASE_FOR(
@@ -1356,7 +1359,12 @@ static int send_batch(struct pgw_store *self, struct conn *c, struct op *op,
         if (!params[i])
             return PGW_ERR_NOMEM;
     }
-    if (id == ST_INSERT)
+    /* The end of an event is written only while this process still
+     * holds it: after a takeover (lease expired, another process claimed
+     * it) the new holder's outcome is the one kept, and no failure or
+     * retry row is written twice. */
+    if (id == ST_INSERT || id == ST_FAIL_INS || id == ST_RETRY_INS ||
+        id == ST_EVENT_FIN)
         params[n++] = self->owner;
     return send_stmt(c, id, n, params) < 0 ? PGW_ERR_DB : 0;
 }

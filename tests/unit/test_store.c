@@ -805,6 +805,68 @@ static int64_t retry_of(struct rclaim_res *r, int64_t inst)
     return 0;
 }
 
+/* After a takeover the old holder's end of the event is not written: no
+ * failure or retry rows twice, and the new holder's outcome stands. */
+static void test_finish_after_takeover(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store(f->base, f->db, "test-owner-b", 1);
+    struct claim_res cb = {0};
+    struct done_res da = {0}, db = {0};
+    struct pgw_store_failure fl[] = {
+        {1, "apns", PGW_STORE_FAIL_FAILED, 400, "BadTopic", 0}};
+    struct pgw_store_retry_new rt[] = {
+        {2, "apns", "{}", 1, now_ms() + 60000, now_ms() + 86400000LL, NULL}};
+    struct pgw_store_event_result res = {.result = "sent",
+                                         .pushes_total = 2,
+                                         .failures = fl,
+                                         .n_failures = 1,
+                                         .retries = rt,
+                                         .n_retries = 1};
+    int done = 0;
+    char sql[256];
+    int64_t e;
+
+    wait_up(f->base, b, 10000);
+    e = insert_one(f, "takeover", true);
+    /* This process's lease runs out; b claims the event. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE events SET lease_until = now() - interval '1 s' "
+             "WHERE id = %lld",
+             (long long)e);
+    exec_sql(f->db, sql);
+    cb.done = &done;
+    assert_int_equal(pgw_store_claim_events(b, 10, 60000, on_claim, &cb), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(cb.n, 1);
+    /* The old holder finishes late: nothing of it is written. */
+    done = 0;
+    res.event_id = e;
+    da.done = &done;
+    assert_int_equal(pgw_store_finish_event(f->store, &res, on_done, &da), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(da.err, 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT state || ':' || lease_owner || ':' || (SELECT count(*) "
+             "FROM push_failures) || ':' || (SELECT count(*) FROM "
+             "push_retries) FROM events WHERE id = %lld",
+             (long long)e);
+    expect_sql(f->db, sql, "pending:test-owner-b:0:0");
+    /* The new holder's end is. */
+    done = 0;
+    db.done = &done;
+    res.n_retries = 0;
+    assert_int_equal(pgw_store_finish_event(b, &res, on_done, &db), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(db.err, 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT state || ':' || (SELECT count(*) FROM push_failures) "
+             "FROM events WHERE id = %lld",
+             (long long)e);
+    expect_sql(f->db, sql, "done:1");
+    pgw_store_free(b);
+}
+
 static void test_retries(void **state)
 {
     struct fx *f = *state;
@@ -1146,6 +1208,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
         cmocka_unit_test(test_unavailable),
