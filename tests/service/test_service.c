@@ -558,6 +558,81 @@ static void test_render_from_database(void **state)
     free(ev);
 }
 
+static int setup_flaky(void **state)
+{
+    static const char *const apns_args[] = {
+        "--fail-every", "2:503:ServiceUnavailable", "--retry-after", "1", NULL};
+    static const char *const fcm_args[] = {"--fail-every", "2:500:INTERNAL",
+                                           NULL};
+    struct svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
+    struct svc *s = calloc(1, sizeof(*s));
+
+    svc_start(s, &o);
+    *state = s;
+    return 0;
+}
+
+/* 503/500 answers are retried (as rows, with backoff and Retry-After)
+ * until delivered; the same apns-id and badge go out again. */
+static void test_retries(void **state)
+{
+    struct svc *s = *state;
+    cJSON *recs, *r;
+    char *v;
+    int failed_j1 = 0, ok_j1 = 0;
+    const char *first_id = NULL;
+
+    seed_demo(s);
+    for (int i = 0; i < 3; i++)
+        post_event(s, "c-retry", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 3);
+    v = svc_query(s, "SELECT sum(pushes_delivered) || '/' || "
+                     "sum(pushes_total) || '/' || (SELECT count(*) FROM "
+                     "push_retries) || '/' || (SELECT count(*) FROM "
+                     "push_failures) FROM events");
+    assert_string_equal(v, "9/9/0/0");
+    free(v);
+    /* Some answers were 503: the retried push kept its apns-id. */
+    recs = svc_read_records(s->apns.record);
+    cJSON_ArrayForEach(r, recs)
+    {
+        if (strcmp(jstr(r, "token"), TOK_J1) != 0)
+            continue;
+        if (strcmp(jstr(r, "status"), "503") == 0) {
+            failed_j1++;
+            first_id = first_id ? first_id : jstr(r, "apns_id");
+        } else {
+            ok_j1++;
+        }
+    }
+    assert_int_equal(ok_j1, 3);
+    if (failed_j1 > 0) {
+        char id[64];
+        int again = 0;
+        snprintf(id, sizeof(id), "%s", first_id);
+        cJSON_ArrayForEach(r, recs)
+        {
+            again += strcmp(jstr(r, "apns_id"), id) == 0 &&
+                     strcmp(jstr(r, "status"), "200") == 0;
+        }
+        assert_int_equal(again, 1);
+    }
+    cJSON_Delete(recs);
+    /* FCM: every 2nd send got 500 INTERNAL; each message delivered once. */
+    int fcm_ok = 0, fcm_500 = 0;
+    recs = svc_read_records(s->fcm.record);
+    cJSON_ArrayForEach(r, recs)
+    {
+        if (strcmp(jstr(r, "token"), TOK_A1) != 0)
+            continue;
+        fcm_ok += strcmp(jstr(r, "status"), "200") == 0;
+        fcm_500 += strcmp(jstr(r, "status"), "500") == 0;
+    }
+    cJSON_Delete(recs);
+    assert_int_equal(fcm_ok, 3);
+    assert_true(fcm_500 > 0);
+}
+
 struct bad_case {
     const char *name;
     const char *path;
@@ -662,6 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hook, setup_hook, teardown),
         cmocka_unit_test_setup_teardown(test_render_from_database, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_retries, setup_flaky, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
