@@ -128,8 +128,14 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Ctrl-C while serving is the normal way to stop: exit 0. During the demo
+# it interrupts it: 130.
+on_stop() {
+    if [ "$step" = serving ]; then exit 0; fi
+    exit "$1"
+}
+trap 'on_stop 130' INT
+trap 'on_stop 143' TERM
 
 # A loopback TCP port nobody listens on (probed with bash's /dev/tcp).
 free_port() {
