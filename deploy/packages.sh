@@ -9,9 +9,9 @@ PGW_BUILD_PACKAGES=(
 )
 PGW_TEST_PACKAGES=(
     libcmocka-dev postgresql nghttp2-client clang libclang-rt-14-dev
-    clang-format git
+    clang-format git curl jq
 )
-PGW_RUN_PACKAGES=(postgresql)
+PGW_RUN_PACKAGES=(postgresql curl jq)
 
 pgw_install_packages() {
     local missing=() p
