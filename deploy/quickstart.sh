@@ -21,7 +21,9 @@
 # tail of the relevant log, and a non-zero exit.
 #
 # Environment: PUSHGW_JOBS (parallel build jobs, default nproc),
-# PUSHGW_QUICKSTART_BUILD (build folder, default ./build-quickstart).
+# PUSHGW_QUICKSTART_BUILD (build folder, default ./build-quickstart),
+# PUSHGW_QUICKSTART_PREBUILT=DIR (use pushgw and the mocks of an existing
+# build tree; no package installation, no build: tests/deploy uses it).
 set -euo pipefail
 
 usage() {
@@ -176,11 +178,19 @@ wait_port_file() {
 # --- 1. packages ----------------------------------------------------------
 step="installing packages"
 . "$root/deploy/packages.sh"
-say "checking the Debian packages pushgw needs"
-# libcmocka-dev: the mock servers are part of the test tree, whose cmake
-# configuration requires cmocka.
-pgw_install_packages "${PGW_BUILD_PACKAGES[@]}" "${PGW_RUN_PACKAGES[@]}" \
-    libcmocka-dev curl jq || die "could not install the packages (see above)"
+prebuilt=${PUSHGW_QUICKSTART_PREBUILT:-}
+if [ -z "$prebuilt" ]; then
+    say "checking the Debian packages pushgw needs"
+    # libcmocka-dev: the mock servers are part of the test tree, whose cmake
+    # configuration requires cmocka.
+    pgw_install_packages "${PGW_BUILD_PACKAGES[@]}" "${PGW_RUN_PACKAGES[@]}" \
+        libcmocka-dev curl jq || die "could not install the packages (see above)"
+else
+    for c in curl jq psql openssl; do
+        command -v "$c" >/dev/null 2>&1 || die "'$c' is missing (PUSHGW_QUICKSTART_PREBUILT installs nothing)"
+    done
+    build=$(cd "$prebuilt" && pwd)
+fi
 
 # --- 2. a clean ./var; leftovers of an interrupted run stopped ------------
 step="preparing ./var"
@@ -214,11 +224,18 @@ chmod 755 "$var"
 # --- 3. build ---------------------------------------------------------------
 step="building"
 step_log=$var/log/build.log
-say "building pushgw, the mock APNs/FCM and the demo hook (Release, $build)"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$step_log" 2>&1 ||
-    die "cmake configuration failed" "$step_log"
-cmake --build "$build" -j "$jobs" --target pushgw mock_apns mock_fcm hook_server \
-    >>"$step_log" 2>&1 || die "the build failed" "$step_log"
+if [ -z "$prebuilt" ]; then
+    say "building pushgw, the mock APNs/FCM and the demo hook (Release, $build)"
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$step_log" 2>&1 ||
+        die "cmake configuration failed" "$step_log"
+    cmake --build "$build" -j "$jobs" --target pushgw mock_apns mock_fcm hook_server \
+        >>"$step_log" 2>&1 || die "the build failed" "$step_log"
+else
+    say "using the binaries of $build (PUSHGW_QUICKSTART_PREBUILT)"
+    for f in pushgw tests/mock/mock_apns tests/mock/mock_fcm tests/service/hook_server; do
+        [ -x "$build/$f" ] || die "'$build/$f' is missing: build the tree first"
+    done
+fi
 pushgw=$build/pushgw
 note "$("$pushgw" version)"
 
