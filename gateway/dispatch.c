@@ -1612,7 +1612,16 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     event_add(d->lease_timer, &lease_tv);
     if (opts->metrics) {
         d->m_pushes = pgw_metrics_std(opts->metrics, PGW_M_PUSHES_TOTAL);
-        d->m_events = pgw_metrics_std(opts->metrics, PGW_M_EVENTS_TOTAL);
+        /* pushgw_events_total counts intake results (http_api); how
+         * events end is a family of its own, so sums stay meaningful. */
+        static const char *const labels[] = {"app", "result"};
+        if (pgw_metrics_register(opts->metrics, PGW_METRIC_COUNTER,
+                                 "pushgw_events_finished_total",
+                                 "Events whose work ended, by result (sent, "
+                                 "hook_skip, no_recipients, no_content, "
+                                 "no_devices, invalid_content, unknown_app)",
+                                 labels, 2, 0, NULL, 0, &d->m_events) < 0)
+            d->m_events = NULL;
         d->m_hook = pgw_metrics_std(opts->metrics, PGW_M_HOOK_REQUESTS_TOTAL);
         d->m_invalidated =
             pgw_metrics_std(opts->metrics, PGW_M_INVALIDATED_TOTAL);
@@ -1634,20 +1643,22 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
 
     memset(st, 0, sizeof(st));
     for (struct runtime *rt = d->runtimes; rt; rt = rt->next) {
-        struct pgw_h2_pool_stats s;
-        if (rt->apns) {
-            pgw_apns_stats(rt->apns, &s);
-            st[PROV_APNS].conns_connecting += s.conns_connecting;
-            st[PROV_APNS].conns_ready += s.conns_ready;
-            st[PROV_APNS].conns_draining += s.conns_draining;
-            st[PROV_APNS].slots_backoff += s.slots_backoff;
+        struct pgw_h2_pool_stats s[2];
+        memset(s, 0, sizeof(s));
+        if (rt->apns)
+            pgw_apns_stats(rt->apns, &s[PROV_APNS]);
+        if (rt->fcm)
+            pgw_fcm_stats(rt->fcm, &s[PROV_FCM]);
+        for (int p = 0; p < 2; p++) {
+            st[p].conns_connecting += s[p].conns_connecting;
+            st[p].conns_ready += s[p].conns_ready;
+            st[p].conns_draining += s[p].conns_draining;
+            st[p].slots_backoff += s[p].slots_backoff;
         }
     }
     for (int p = 0; p < 2; p++) {
         pgw_metric_set(pgw_metrics_series1(inflight, provider_names[p]),
                        (double)d->inflight[p]);
-        if (p == PROV_FCM)
-            continue; /* fcm.h exposes no pool statistics */
         pgw_metric_set(
             pgw_metrics_series2(conns, provider_names[p], "connecting"),
             st[p].conns_connecting);

@@ -540,6 +540,12 @@ out:
     return ret;
 }
 
+void pgw_fcm_stats(const struct pgw_fcm *self,
+                   struct pgw_h2_pool_stats *ret_stats)
+{
+    pgw_h2_pool_stats(self->pool, ret_stats);
+}
+
 size_t pgw_fcm_inflight(const struct pgw_fcm *self)
 {
     return self ? self->n_sends : 0;

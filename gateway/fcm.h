@@ -126,6 +126,10 @@ int pgw_fcm_send(struct pgw_fcm *self, const struct pgw_fcm_request *req,
 /* Sends whose callback has not run yet. */
 size_t pgw_fcm_inflight(const struct pgw_fcm *self);
 
+/* The statistics of the FCM connection pool (h2client.h), for metrics. */
+void pgw_fcm_stats(const struct pgw_fcm *self,
+                   struct pgw_h2_pool_stats *ret_stats);
+
 /* ---- pure mapping (no I/O, no logging) -------------------------------- */
 
 /*

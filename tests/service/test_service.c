@@ -213,6 +213,27 @@ static void test_template_and_badge(void **state)
                      "installations");
     assert_string_equal(v, "2,2,0");
     free(v);
+
+    /* The metrics of DESIGN §12 saw it all. */
+    char *m = NULL;
+    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    assert_non_null(strstr(m, "pushgw_pushes_total{provider=\"apns\","
+                              "outcome=\"delivered\",reason=\"\"} 4"));
+    assert_non_null(strstr(m, "pushgw_pushes_total{provider=\"fcm\","
+                              "outcome=\"delivered\",reason=\"\"} 1"));
+    assert_non_null(strstr(m, "pushgw_events_total{app=\"demo\","
+                              "result=\"accepted\"} 2"));
+    assert_non_null(strstr(m, "pushgw_push_latency_seconds_count 5"));
+    assert_non_null(strstr(m, "pushgw_provider_connections{provider=\"fcm\","
+                              "state=\"ready\"} "));
+    assert_null(strstr(m, "pushgw_provider_connections{provider=\"fcm\","
+                          "state=\"ready\"} 0"));
+    assert_non_null(strstr(m, "pushgw_events_finished_total{app=\"demo\","
+                              "result=\"sent\"} 2"));
+    assert_non_null(strstr(m, "pushgw_inflight_requests{provider=\"apns\"} "
+                              "0"));
+    assert_non_null(strstr(m, "pushgw_backlog_events "));
+    free(m);
 }
 
 /* Client pushData overrides the template; variables are expanded;
