@@ -204,10 +204,10 @@ if [ -L "$var/pg" ] || [ -d "$var/pg" ]; then
 fi
 if [ -f "$var/run/pids" ]; then
     # Processes of an earlier run that was killed: only ours (their command
-    # line names this build folder) are stopped.
+    # line names files in this ./var) are stopped.
     while read -r pid; do
         if [ -r "/proc/$pid/cmdline" ] &&
-            tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$build/"; then
+            tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$var/"; then
             note "stopping process $pid of an earlier run"
             kill -TERM "$pid" 2>/dev/null || true
         fi
