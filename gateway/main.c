@@ -126,6 +126,7 @@ static int cmd_check_config(int argc, char **argv)
         return EXIT_RUNTIME;
     pgw_diag_init(&diag);
     problems = pgw_config_check_files(cfg, &diag);
+    problems += pgw_serve_check(cfg, &diag);
     print_diag(&diag);
     pgw_diag_release(&diag);
     if (problems == 0)

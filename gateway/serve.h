@@ -13,4 +13,11 @@
  */
 int pgw_serve_run(struct pgw_config *cfg, const char *cfg_path);
 
+/*
+ * What `check-config` adds to the file checks: loads the templates, every
+ * APNs key (.p8, ES256) and every FCM service account as serve would,
+ * adding one line per problem to |diag|. Returns the number of problems.
+ */
+int pgw_serve_check(const struct pgw_config *cfg, struct pgw_diag *diag);
+
 #endif

@@ -528,6 +528,45 @@ static void test_check_config_command(void **state)
     free(dir);
 }
 
+/* check-config loads what serve loads: templates, APNs keys, FCM
+ * service accounts; each problem is named. */
+static void test_check_config_loads_keys(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char sub[1024];
+    char *ini = NULL;
+    char *path, *out = NULL, *err = NULL;
+    const char *argv[] = {"check-config", "-c", NULL, NULL};
+    (void)state;
+
+    snprintf(sub, sizeof(sub), "%s/templates", dir);
+    mkdir(sub, 0755);
+    free(tu_write_file(sub, "demo.json", "{\"alert\": oops}", 0644));
+    snprintf(sub, sizeof(sub), "%s/migrations", dir);
+    mkdir(sub, 0755);
+    free(tu_write_file(dir, "bad.p8", "not a key\n", 0600));
+    free(tu_write_file(dir, "sa.json", "{\"type\": 1}", 0600));
+    assert_int_equal(asprintf(&ini, "[app:demo]\nhook_key = k\napns_topic = t\n"
+                                    "apns_team_id = TEAM1\napns_key_id = KEY1\n"
+                                    "apns_key_file = bad.p8\n"
+                                    "fcm_service_account_file = sa.json\n") > 0,
+                     1);
+    path = tu_write_file(dir, "pushgw.ini", ini, 0644);
+    argv[2] = path;
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "demo.json"));
+    assert_non_null(strstr(err, "APNs key"));
+    assert_non_null(strstr(err, "bad.p8"));
+    assert_non_null(strstr(err, "sa.json"));
+    assert_null(strstr(out, "is valid"));
+    free(out);
+    free(err);
+    tu_rm_rf(dir);
+    free(ini);
+    free(path);
+    free(dir);
+}
+
 static void test_cli_usage(void **state)
 {
     char *out = NULL, *err = NULL;
@@ -557,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_relative_to_config_dir),
         cmocka_unit_test(test_check_files),
         cmocka_unit_test(test_check_config_command),
+        cmocka_unit_test(test_check_config_loads_keys),
         cmocka_unit_test(test_cli_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
