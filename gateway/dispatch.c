@@ -787,6 +787,24 @@ static void on_finish_retry_timer(evutil_socket_t fd, short what, void *arg)
     job_finish(arg);
 }
 
+/* The outcome of |job| could not be recorded (|err|): try again in a
+ * while, keeping the job (and its lease, renewed) until it is. */
+static void finish_later(struct job *job, int err)
+{
+    struct timeval tv = {FINISH_RETRY_MS / 1000,
+                         (FINISH_RETRY_MS % 1000) * 1000};
+
+    pgw_log_warn("could not record the outcome of event '%s': %s: trying "
+                 "again",
+                 job->event_id_str, pgw_strerror(err));
+    job->finishing = false;
+    if (!job->retry_finish_timer)
+        job->retry_finish_timer =
+            evtimer_new(job->d->o.base, on_finish_retry_timer, job);
+    if (job->retry_finish_timer)
+        evtimer_add(job->retry_finish_timer, &tv);
+}
+
 static void job_finish(struct job *job)
 {
     struct pgw_dispatch *d = job->d;
@@ -807,7 +825,7 @@ static void job_finish(struct job *job)
     rs = calloc(job->n_retries + 1, sizeof(*rs));
     if (!fs || !rs) {
         rc = PGW_ERR_NOMEM;
-        goto retry_later;
+        goto out;
     }
     for (size_t i = 0; i < job->n_failures; i++) {
         fs[i].installation_id = job->failures[i].installation_id;
@@ -837,26 +855,13 @@ static void job_finish(struct job *job)
     res.retries = rs;
     res.n_retries = job->n_retries;
     rc = pgw_store_finish_event(d->o.store, &res, on_finished, job);
-    free(fs);
-    free(rs);
-    if (rc == 0) {
+    if (rc == 0)
         job->waiting_store = true;
-        return;
-    }
-retry_later:
+out:
     free(fs);
     free(rs);
-    pgw_log_warn("could not finish event '%s': %s: trying again",
-                 job->event_id_str, pgw_strerror(rc));
-    job->finishing = false;
-    if (!job->retry_finish_timer)
-        job->retry_finish_timer =
-            evtimer_new(d->o.base, on_finish_retry_timer, job);
-    if (job->retry_finish_timer) {
-        struct timeval tv = {FINISH_RETRY_MS / 1000,
-                             (FINISH_RETRY_MS % 1000) * 1000};
-        evtimer_add(job->retry_finish_timer, &tv);
-    }
+    if (rc < 0)
+        finish_later(job, rc);
 }
 
 /* Fires when the store committed (or failed) the end of an event. */
@@ -871,18 +876,7 @@ static void on_finished(void *arg, int err)
         return;
     }
     if (err < 0) {
-        job->finishing = false;
-        pgw_log_warn("could not record the outcome of event '%s': %s: "
-                     "trying again",
-                     job->event_id_str, pgw_strerror(err));
-        if (!job->retry_finish_timer)
-            job->retry_finish_timer =
-                evtimer_new(d->o.base, on_finish_retry_timer, job);
-        if (job->retry_finish_timer) {
-            struct timeval tv = {FINISH_RETRY_MS / 1000,
-                                 (FINISH_RETRY_MS % 1000) * 1000};
-            evtimer_add(job->retry_finish_timer, &tv);
-        }
+        finish_later(job, err);
         return;
     }
     count_event(d, job->app_id, job->result ? job->result : "sent");
