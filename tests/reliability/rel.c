@@ -364,6 +364,33 @@ long rel_hwm_kib(int pid)
     return status_kib(pid, "VmHWM");
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define REL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REL_ASAN 1
+#endif
+#endif
+
+long rel_check_memory(int pid, long base_kib, long max_kib, const char *what)
+{
+    long hwm = rel_hwm_kib(pid);
+    long grew = hwm - base_kib;
+
+#ifdef REL_ASAN
+    (void)max_kib;
+    printf("# %s: VmHWM %ld KiB, grew %ld KiB (ASan build: not checked)\n",
+           what, hwm, grew);
+#else
+    printf("# %s: VmHWM %ld KiB, grew %ld KiB (bound %ld KiB)\n", what, hwm,
+           grew, max_kib);
+    if (hwm < 0 || grew >= max_kib)
+        fail_msg("%s: memory grew by %ld KiB (bound %ld KiB)", what, grew,
+                 max_kib);
+#endif
+    return grew;
+}
+
 long long rel_add_device(struct svc *s, const char *app, const char *type,
                          const char *token, const char *channel)
 {

@@ -67,6 +67,14 @@ void rel_mock_start(struct svc *s, struct svc_proc *p, int fcm, int port,
                     const char *const *extra);
 void rel_mock_stop(struct svc_proc *p);
 
+/*
+ * Checks that the gateway's memory grew by less than |max_kib| over
+ * |base_kib| (VmHWM of |pid|); prints and returns the growth. Under
+ * AddressSanitizer (quarantine, shadow memory) RSS says nothing about the
+ * gateway, so the check is skipped there (reported only).
+ */
+long rel_check_memory(int pid, long base_kib, long max_kib, const char *what);
+
 /* VmRSS and VmHWM of |pid| in KiB (-1 when unreadable). */
 long rel_rss_kib(int pid);
 long rel_hwm_kib(int pid);
