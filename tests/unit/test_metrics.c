@@ -175,8 +175,8 @@ static void test_std_families(void **state)
         "pushgw_push_latency_seconds_bucket{le=\"+Inf\"} 2\n",
         "pushgw_push_latency_seconds_count 2\n",
         "pushgw_backlog_events 12\n",
-        "pushgw_pushes_total{provider=\"apns\",outcome=\"delivered\","
-        "reason=\"\"} 1\n",
+        ("pushgw_pushes_total{provider=\"apns\",outcome=\"delivered\","
+         "reason=\"\"} 1\n"),
     };
     for (size_t i = 0; i < PGW_ARRAY_SIZE(names); i++) {
         if (strstr(text, names[i]) == NULL)
