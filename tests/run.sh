@@ -97,8 +97,8 @@ fi
 if [ "$fuzz_seconds" != 0 ] && command -v clang >/dev/null 2>&1 \
    && [ -f "$root/tests/fuzz/CMakeLists.txt" ]; then
     dir="$root/build-ci/fuzz"
-    log "building the fuzz targets"
-    if CC=clang cmake -S "$root" -B "$dir" -DPUSHGW_FUZZ=ON \
+    log "building the fuzz targets (clang, warnings as errors)"
+    if CC=clang cmake -S "$root" -B "$dir" -DPUSHGW_FUZZ=ON -DPUSHGW_WERROR=ON \
             -DCMAKE_BUILD_TYPE=Debug >"$dir.configure.log" 2>&1 \
        && cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
         for f in "$dir"/tests/fuzz/fuzz_*; do
