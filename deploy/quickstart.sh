@@ -139,11 +139,14 @@ on_stop() {
 trap 'on_stop 130' INT
 trap 'on_stop 143' TERM
 
-# A loopback TCP port nobody listens on (probed with bash's /dev/tcp).
+# A loopback TCP port nobody listens on (probed with bash's /dev/tcp),
+# below the kernel's ephemeral range so that no outgoing connection holds it.
+eph_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$eph_low" -gt 12000 ] 2>/dev/null || eph_low=32768
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % (eph_low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
@@ -336,10 +339,11 @@ say "demo server hook      (the app's _receiversOffline hook, deploy/demo/hook-a
 
 # --- 7. config, migrations, installations ------------------------------------
 step="writing the demo config"
+cp "$root"/templates/*.json "$var/templates/"
+write_config() {
 gw_port=$(free_port) || die "no free loopback port for pushgw"
 admin_port=$(free_port) || die "no free loopback port for pushgw's admin listener"
 while [ "$admin_port" = "$gw_port" ]; do admin_port=$(free_port); done
-cp "$root"/templates/*.json "$var/templates/"
 cat >"$var/pushgw.ini" <<EOF
 ; Written by deploy/quickstart.sh: the demo configuration. Every key is
 ; explained in deploy/pushgw.ini.example. Relative paths are relative to
@@ -379,6 +383,8 @@ apns_key_file = keys/AuthKey_KEY0000001.p8
 fcm_service_account_file = keys/fcm-sa.json
 EOF
 chmod 600 "$var/pushgw.ini"
+}
+write_config
 step_log=$var/log/check-config.log
 "$pushgw" check-config -c "$var/pushgw.ini" >"$step_log" 2>&1 ||
     die "pushgw check-config rejected the demo config" "$step_log"
@@ -405,15 +411,28 @@ psql_demo -At -F ' ' -c "SELECT id, installation_id, device_type, array_to_strin
 # --- 8. pushgw serve ---------------------------------------------------------
 step="starting pushgw serve"
 step_log=$var/log/pushgw.log
-start "pushgw serve" "$step_log" "$pushgw" serve -c "$var/pushgw.ini"
-gw_pid=${pids[-1]}
-printf '%s\n' "${pids[@]}" >"$var/run/pids"
 ready=0
-for _ in $(seq 300); do
-    kill -0 "$gw_pid" 2>/dev/null || die "pushgw serve exited at start-up" "$step_log"
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin_port/readyz" || true)
-    if [ "$code" = 200 ]; then ready=1; break; fi
-    sleep 0.1
+for attempt in 1 2 3; do
+    start "pushgw serve" "$step_log" "$pushgw" serve -c "$var/pushgw.ini"
+    gw_pid=${pids[-1]}
+    printf '%s\n' "${pids[@]}" >"$var/run/pids"
+    for _ in $(seq 300); do
+        kill -0 "$gw_pid" 2>/dev/null || break
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin_port/readyz" || true)
+        if [ "$code" = 200 ]; then ready=1; break; fi
+        sleep 0.1
+    done
+    [ $ready = 1 ] && break
+    kill -0 "$gw_pid" 2>/dev/null && break
+    # A port taken between the probe and the bind: new ports, once more.
+    wait "$gw_pid" 2>/dev/null || true
+    unset 'pids[-1]' 'names[-1]'
+    if [ $attempt -lt 3 ] && grep -q 'Address already in use' "$step_log"; then
+        note "a port was taken meanwhile: trying other ports"
+        write_config
+        continue
+    fi
+    die "pushgw serve exited at start-up" "$step_log"
 done
 [ $ready = 1 ] || die "pushgw serve did not become ready within 30 s (/readyz answered '$code')" "$step_log"
 say "pushgw serve is ready: webhook http://127.0.0.1:$gw_port, admin http://127.0.0.1:$admin_port (/metrics /healthz /readyz)"
