@@ -53,7 +53,7 @@ var=$root/var
 build=${PUSHGW_QUICKSTART_BUILD:-$root/build-quickstart}
 jobs=${PUSHGW_JOBS:-$(nproc)}
 demo=$root/deploy/demo
-hook_key=demo-hook-key
+hook_key="demo-hook-key"
 
 if [ -t 1 ]; then
     b=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' off=$'\e[0m'
@@ -472,7 +472,7 @@ for n in 1 2 3; do
     IFS='|' read -r st result total delivered <<<"$state"
     [ "$st" != pending ] || die "event $n was not worked within 30 s (state '$state')" "$step_log"
     note "events table: state '$st', result '$result', $delivered of $total push(es) delivered"
-    [ "$st" = done ] && [ "$delivered" = "$total" ] && [ "$total" -gt 0 ] ||
+    [ "$st" = "done" ] && [ "$delivered" = "$total" ] && [ "$total" -gt 0 ] ||
         die "event $n did not deliver all its pushes (state '$st', result '$result', $delivered/$total)" "$step_log"
     for k in "${files[@]}"; do to[$n.$k]=$(lines "$k"); done
 done
