@@ -15,6 +15,7 @@
  *
  * Short form: 1.5 s per phase, 3 s outage. Long form
  * (PUSHGW_RELIABILITY_LONG=1): 60 s per phase, a 10-minute outage.
+ * PUSHGW_RELIABILITY_PHASE_MS / _OUTAGE_MS override the two durations.
  *
  * Note: the gateway PINGs after 60 s without a frame (h2client default,
  * not configurable), so the unanswered PINGs matter only in the long
@@ -96,8 +97,10 @@ static void test_faults(void **state)
     int port;
     static const char *const apns0[] = {"--bad-token", T_IOS_BAD, NULL};
     static const char *const fcm0[] = {"--unregistered", T_FCM_GONE, NULL};
-    int phase_ms = rel_long() ? 60000 : 1500;
-    int outage_ms = rel_long() ? 600000 : 3000;
+    const char *pe = getenv("PUSHGW_RELIABILITY_PHASE_MS");
+    const char *oe = getenv("PUSHGW_RELIABILITY_OUTAGE_MS");
+    int phase_ms = pe && *pe ? atoi(pe) : rel_long() ? 60000 : 1500;
+    int outage_ms = oe && *oe ? atoi(oe) : rel_long() ? 600000 : 3000;
     struct {
         const char *name;
         const char *args[12];
