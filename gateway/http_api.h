@@ -25,9 +25,14 @@
  * Two limits are enforced by libevent itself, with its own (HTML) body:
  * request headers over |max_header_bytes|, and bodies whose Content-Length
  * exceeds max_body_bytes + PGW_HTTP_API_BODY_SLACK (refused before being
- * read); both answer 413 and close. Bodies between the two get the JSON 413.
+ * read). libevent 2.1.12 answers 400 to the first and 413 to the second,
+ * and closes (tests/reliability/test_hostile.c). Bodies between the two
+ * get the JSON 413.
  * Slow clients: each connection has a read/write timeout (|timeout_ms|),
- * so a client trickling bytes is closed. libevent 2.1 has no connection
+ * so an idle client is closed; the timeout restarts at every byte read,
+ * so a client trickling header bytes faster than that is NOT closed
+ * (libevent 2.1 has no deadline for a whole request; see
+ * docs/RELIABILITY.md, "slowloris"). libevent 2.1 has no connection
  * cap (evhttp_set_max_connections is 2.2); memory per connection is bounded
  * by the header and body limits and the timeouts reap idle ones. Keep-alive
  * is kept (HTTP/1.1 default).
