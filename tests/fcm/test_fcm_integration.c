@@ -227,11 +227,12 @@ static void send_one(struct client *c, struct msg *m, const char *body)
     char buf[512];
 
     if (!body) {
-        snprintf(buf, sizeof(buf),
-                 "{\"message\":{\"token\":\"%s\",\"notification\":{\"title\":"
-                 "\"hi\",\"body\":\"there\"},\"data\":{\"k\":\"v\"},"
-                 "\"android\":{\"ttl\":\"3600s\",\"priority\":\"HIGH\"}}}",
-                 m->token);
+        snprintf(
+            buf, sizeof(buf),
+            "{\"message\":{\"token\":\"%.31s\",\"notification\":{\"title\":"
+            "\"hi\",\"body\":\"there\"},\"data\":{\"k\":\"v\"},"
+            "\"android\":{\"ttl\":\"3600s\",\"priority\":\"HIGH\"}}}",
+            m->token);
         body = buf;
     }
     memset(&r, 0, sizeof(r));
