@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# The benchmark of DESIGN §13 (docs/BENCHMARKS.md says how to read it).
+#
+#   tests/bench/run.sh [--quick] [--build DIR] [--keep] [--serve]
+#
+# Builds a Release pushgw, starts a private Postgres (fsync on: it is a
+# durability benchmark), the C mock APNs and FCM (no per-request logging,
+# no record file except in the latency runs), seeds the installations,
+# starts `pushgw serve` and drives it through its real webhook API with
+# tests/bench/loadgen (keep-alive HTTP/1.1, many requests in flight):
+#   1. h2load against the same mock APNs: the HTTP/2 ceiling of this machine
+#   2. fan-out: events of 1000 offline peers (70 % iOS, 30 % Android)
+#   3. 1:1 chat: one peer, one device per event
+#   4. latency of each scenario at full rate and at half the measured rate
+#      (mocks recording ts_ms per request, matched to the 202 of the event)
+#   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
+# then prints the two lines of §13. Everything runs on loopback and stops
+# by itself; --keep leaves the work folder (logs) in place; --serve only
+# sets everything up and keeps pushgw serving (for profiling) until it exits.
+#
+# Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
+# BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
+# BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_CONNS (loadgen
+# connections) [64], BENCH_PENDING_EVENTS [1000, quick 0 = skipped].
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+quick=0
+keep=0
+serve=0
+build="$root/build-bench"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) quick=1 ;;
+    --keep) keep=1 ;;
+    --serve) serve=1 ;;
+    --build) build=$2; shift ;;
+    *) echo "usage: tests/bench/run.sh [--quick] [--build DIR] [--keep]" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ $quick = 1 ]; then
+    fanout_events=${BENCH_FANOUT_EVENTS:-20}
+    chat_events=${BENCH_CHAT_EVENTS:-5000}
+    ceiling_n=50000
+    pending_events=${BENCH_PENDING_EVENTS:-0}
+    lat_fanout_events=10
+    lat_chat_events=3000
+else
+    fanout_events=${BENCH_FANOUT_EVENTS:-100}
+    chat_events=${BENCH_CHAT_EVENTS:-50000}
+    ceiling_n=300000
+    pending_events=${BENCH_PENDING_EVENTS:-1000}
+    lat_fanout_events=40
+    lat_chat_events=20000
+fi
+apns_conns=${BENCH_APNS_CONNS:-2}
+fcm_conns=${BENCH_FCM_CONNS:-2}
+db_pool=${BENCH_DB_POOL:-4}
+lg_conns=${BENCH_CONNS:-64}
+groups=4
+chat_peers=10000
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'tests/bench/run.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- build ----------------------------------------------------------------
+command -v h2load >/dev/null || die "h2load not found (apt-get install nghttp2-client)"
+command -v psql >/dev/null || die "psql not found (apt-get install postgresql)"
+log "building a Release binary in $build"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"/tmp/pushgw-bench-cmake.log" 2>&1 \
+    || { cat /tmp/pushgw-bench-cmake.log; die "cmake failed"; }
+cmake --build "$build" -j2 --target pushgw mock_apns mock_fcm mkjwt loadgen test_certs \
+    >"/tmp/pushgw-bench-build.log" 2>&1 \
+    || { tail -40 /tmp/pushgw-bench-build.log; die "build failed"; }
+certs="$build/tests/certs/out"
+pushgw="$build/pushgw"
+mock_apns="$build/tests/mock/mock_apns"
+mock_fcm="$build/tests/mock/mock_fcm"
+loadgen="$build/tests/bench/loadgen"
+
+# --- work folder, cleanup -------------------------------------------------
+work=$(mktemp -d /tmp/pushgw-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+[ -x "$pgbin/initdb" ] || die "no PostgreSQL server binaries"
+as_pg() { "$@"; }
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$work/pg"
+    chown postgres: "$work/pg"
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    mkdir -p "$work/pg"
+fi
+stop_pid() { # pid
+    kill "$1" 2>/dev/null || return 0
+    for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+    kill -9 "$1" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    for p in "${pids[@]}"; do stop_pid "$p"; done
+    if [ -f "$work/pg/data/postmaster.pid" ]; then
+        as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    if [ $keep = 1 ]; then echo "work folder kept: $work" >&2; else rm -rf "$work"; fi
+    exit $rc
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- Postgres -------------------------------------------------------------
+pgport=$(free_port)
+log "starting a private PostgreSQL (fsync on, synchronous_commit on) on port $pgport"
+as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust --no-instructions \
+    -E UTF8 --locale=C >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log"; die "initdb failed"; }
+# Durable: fsync and synchronous_commit stay on. Sized for the benchmark:
+# shared_buffers holds the tables, a larger WAL avoids checkpoints in a run.
+as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -o \
+    "-k $work/pg -c listen_addresses=127.0.0.1 -p $pgport -c fsync=on -c synchronous_commit=on \
+     -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min \
+     -c max_connections=50" start >/dev/null || { cat "$work/pg/postgres.log"; die "postgres did not start"; }
+db="host=127.0.0.1 port=$pgport user=postgres dbname=postgres"
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$db" "$@"; }
+
+# --- mocks ----------------------------------------------------------------
+apns_port=$(free_port)
+fcm_port=$(free_port)
+apns_pid=
+fcm_pid=
+start_mocks() { # extra args for both (e.g. --record FILE is per mock)
+    local apns_extra=() fcm_extra=()
+    if [ -n "${1:-}" ]; then apns_extra+=(--record "$1.apns.jsonl"); fcm_extra+=(--record "$1.fcm.jsonl"); fi
+    if [ -n "${2:-}" ]; then apns_extra+=(--delay-ms "$2"); fcm_extra+=(--delay-ms "$2"); fi
+    "$mock_apns" --listen "127.0.0.1:$apns_port" --quiet --cert "$certs/server.pem" \
+        --key "$certs/server.key" --topic com.example.demo \
+        --team "TEAM000001:KEY0000001:$certs/AuthKey_KEY0000001.pub.pem" \
+        "${apns_extra[@]}" 2>>"$work/mock_apns.log" &
+    apns_pid=$!
+    "$mock_fcm" --listen "127.0.0.1:$fcm_port" --quiet --cert "$certs/server.pem" \
+        --key "$certs/server.key" --service-account-pub "$certs/fcm-sa.pub.pem" \
+        --client-email pushgw@pushgw-test.iam.gserviceaccount.com --project pushgw-test \
+        "${fcm_extra[@]}" 2>>"$work/mock_fcm.log" &
+    fcm_pid=$!
+    pids+=("$apns_pid" "$fcm_pid")
+    for _ in $(seq 1 200); do
+        if curl -sk --http2 -o /dev/null "https://127.0.0.1:$apns_port/_mock/stats" &&
+           curl -sk --http2 -o /dev/null "https://127.0.0.1:$fcm_port/_mock/stats"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "the mocks did not start (see $work/mock_*.log)"
+}
+stop_mocks() { stop_pid "$apns_pid"; stop_pid "$fcm_pid"; }
+mock_requests() { # port
+    curl -sk --http2 "https://127.0.0.1:$1/_mock/stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'
+}
+
+# --- pushgw -----------------------------------------------------------------
+gw_port=$(free_port)
+admin_port=$(free_port)
+mkdir -p "$work/templates"
+cp "$root/templates/default.json" "$work/templates/"
+cat >"$work/pushgw.ini" <<EOF
+[server]
+listen = 127.0.0.1:$gw_port
+admin_listen = 127.0.0.1:$admin_port
+max_peers_per_event = 1000
+log_level = warn
+shutdown_timeout_ms = 2000
+[database]
+url = $db
+pool_size = $db_pool
+migrations_dir = $root/migrations
+[templates]
+dir = $work/templates
+[apns]
+production_url = https://127.0.0.1:$apns_port
+development_url = https://127.0.0.1:$apns_port
+ca_file = $certs/ca.pem
+connections = $apns_conns
+request_timeout_ms = 120000
+[fcm]
+url = https://127.0.0.1:$fcm_port
+token_url = https://127.0.0.1:$fcm_port/token
+ca_file = $certs/ca.pem
+connections = $fcm_conns
+request_timeout_ms = 120000
+[app:demo]
+hook_key = demo-key
+apns_topic = com.example.demo
+apns_team_id = TEAM000001
+apns_key_id = KEY0000001
+apns_key_file = $certs/AuthKey_KEY0000001.p8
+fcm_service_account_file = $certs/fcm-sa.json
+EOF
+"$pushgw" migrate -c "$work/pushgw.ini" >"$work/migrate.log" 2>&1 \
+    || { cat "$work/migrate.log"; die "migrate failed"; }
+
+gw_pid=
+start_gw() {
+    "$pushgw" serve -c "$work/pushgw.ini" 2>>"$work/pushgw.log" &
+    gw_pid=$!
+    pids+=("$gw_pid")
+    for _ in $(seq 1 400); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin_port/readyz")" = 200 ] && return 0
+        sleep 0.05
+    done
+    die "pushgw did not become ready (see $work/pushgw.log)"
+}
+stop_gw() { stop_pid "$gw_pid"; }
+gw_mem() { # field of /proc/PID/status, in MiB
+    awk -v f="$1:" '$1 == f { printf "%.0f", $2 / 1024 }' "/proc/$gw_pid/status"
+}
+reset_db() {
+    psql_q -c "TRUNCATE events, push_retries, push_failures" \
+        -c "UPDATE installations SET badge = 0" -c "VACUUM ANALYZE"
+}
+
+# --- seed -------------------------------------------------------------------
+log "seeding installations: $groups fan-out groups of 1000 peers, $chat_peers chat peers (70 % iOS)"
+psql_q <<EOF
+INSERT INTO installations (app_id, device_type, device_token, channels)
+SELECT 'demo', CASE WHEN i % 10 < 7 THEN 'ios' ELSE 'android' END,
+       CASE WHEN i % 10 < 7 THEN lpad(to_hex(1000000 + g * 1000 + i), 64, '0')
+            ELSE 'fcm-f' || g || '-' || i END,
+       ARRAY['f' || g || '_' || i]
+FROM generate_series(0, $groups - 1) g, generate_series(0, 999) i;
+INSERT INTO installations (app_id, device_type, device_token, channels)
+SELECT 'demo', CASE WHEN i % 10 < 7 THEN 'ios' ELSE 'android' END,
+       CASE WHEN i % 10 < 7 THEN lpad(to_hex(50000000 + i), 64, '0')
+            ELSE 'fcm-c-' || i END,
+       ARRAY['c' || i]
+FROM generate_series(0, $chat_peers - 1) i;
+VACUUM ANALYZE;
+EOF
+
+start_mocks
+if [ $serve = 1 ]; then
+    # For profiling: everything up, pushgw serving, until interrupted.
+    start_gw
+    echo "serving: gw_port=$gw_port db='$db' work=$work gw_pid=$gw_pid" \
+         "apns_pid=$apns_pid fcm_pid=$fcm_pid loadgen=$loadgen" >&2
+    while kill -0 "$gw_pid" 2>/dev/null; do sleep 1; done
+    exit 0
+fi
+
+# --- 1. h2load ceiling --------------------------------------------------------
+log "h2load ceiling: -n $ceiling_n -c $apns_conns -m 1000 against the mock APNs"
+jwt=$("$build/tests/mock/mkjwt" --key "$certs/AuthKey_KEY0000001.p8" --team TEAM000001 --kid KEY0000001)
+printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >"$work/body.json"
+h2out=$(h2load -n "$ceiling_n" -c "$apns_conns" -m 1000 -d "$work/body.json" \
+    -H "authorization: bearer $jwt" -H "apns-topic: com.example.demo" \
+    -H "apns-push-type: alert" -H "apns-priority: 10" \
+    "https://127.0.0.1:$apns_port/3/device/0000000000000000000000000000000000000000000000000000000000000001")
+echo "$h2out" | grep -E "^finished in|^requests:|^status codes:" >&2
+ceiling=$(echo "$h2out" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' | cut -d. -f1)
+[ -n "$ceiling" ] || die "h2load gave no figure"
+
+# One throughput run: fresh pushgw, events through loadgen, wait for the
+# end, rates from the events table. Sets T_EPS T_PPS T_RSS T_429.
+run_throughput() { # scenario events
+    local sc=$1 n=$2 out wout
+    reset_db
+    start_gw
+    out=$("$loadgen" send --port "$gw_port" --scenario "$sc" --events "$n" \
+        --conns "$lg_conns" --groups "$groups" --chat-peers "$chat_peers" \
+        --run-id "$sc-$RANDOM$RANDOM") || die "loadgen failed: $out"
+    echo "    $out" >&2
+    wout=$("$loadgen" wait --db "$db" --events "$n" --timeout-s 600) || die "events not done: $wout"
+    echo "    $wout" >&2
+    T_RSS=$(gw_mem VmHWM)
+    stop_gw
+    T_EPS=$(echo "$wout" | sed -n 's/.*events_per_s=\([0-9]*\).*/\1/p')
+    T_PPS=$(echo "$wout" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
+    T_429=$(echo "$out" | sed -n 's/.*rejected=\([0-9]*\).*/\1/p')
+}
+
+# One latency run: mocks recording, events at |rate| (0: full), p50/p99 of
+# accept → provider request. Sets L_P50 L_P99.
+run_latency() { # scenario events rate tag
+    local sc=$1 n=$2 rate=$3 tag=$4 out lat
+    stop_mocks
+    rm -f "$work/$tag".*.jsonl
+    start_mocks "$work/$tag"
+    reset_db
+    start_gw
+    out=$("$loadgen" send --port "$gw_port" --scenario "$sc" --events "$n" \
+        --conns "$lg_conns" --groups "$groups" --chat-peers "$chat_peers" \
+        --rate "$rate" --accept-log "$work/$tag.accept" \
+        --run-id "$tag-$RANDOM$RANDOM") || die "loadgen failed: $out"
+    echo "    $out" >&2
+    "$loadgen" wait --db "$db" --events "$n" --timeout-s 600 >/dev/null || die "events not done"
+    stop_gw
+    stop_mocks
+    lat=$("$loadgen" latency --accept-log "$work/$tag.accept" \
+        "$work/$tag.apns.jsonl" "$work/$tag.fcm.jsonl") || die "no latency samples"
+    echo "    $lat" >&2
+    rm -f "$work/$tag".*.jsonl
+    start_mocks
+    L_P50=$(echo "$lat" | sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p')
+    L_P99=$(echo "$lat" | sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p')
+}
+
+# --- 2, 3. throughput -------------------------------------------------------
+log "fan-out: $fanout_events events x 1000 peers ($((fanout_events * 1000)) pushes)"
+run_throughput fanout "$fanout_events"
+f_eps=$T_EPS f_pps=$T_PPS f_rss=$T_RSS f_429=$T_429
+log "chat: $chat_events events, one device each"
+run_throughput chat "$chat_events"
+c_eps=$T_EPS c_pps=$T_PPS c_rss=$T_RSS c_429=$T_429
+
+# --- 4. latency ---------------------------------------------------------------
+log "fan-out latency at full rate ($lat_fanout_events events)"
+run_latency fanout "$lat_fanout_events" 0 lat-fanout-full
+f_p50_full=$L_P50 f_p99_full=$L_P99
+f_half=$(awk -v e="$f_eps" 'BEGIN { r = e / 2; if (r < 1) r = 1; printf "%.2f", r }')
+log "fan-out latency at half rate ($f_half events/s)"
+run_latency fanout "$lat_fanout_events" "$f_half" lat-fanout-half
+f_p50=$L_P50 f_p99=$L_P99
+log "chat latency at full rate ($lat_chat_events events)"
+run_latency chat "$lat_chat_events" 0 lat-chat-full
+c_p50_full=$L_P50 c_p99_full=$L_P99
+c_half=$((c_eps / 2))
+log "chat latency at half rate ($c_half events/s)"
+run_latency chat "$lat_chat_events" "$c_half" lat-chat-half
+c_p50=$L_P50 c_p99=$L_P99
+
+# --- 5. RSS with pushes pending ---------------------------------------------
+p_rss=skipped
+if [ "$pending_events" -gt 0 ]; then
+    log "RSS with $((pending_events * 1000)) pushes pending (mocks answer after 60 s)"
+    stop_mocks
+    start_mocks "" 60000
+    reset_db
+    start_gw
+    out=$("$loadgen" send --port "$gw_port" --scenario fanout --events "$pending_events" \
+        --conns "$lg_conns" --groups "$groups" --run-id "pending-$RANDOM$RANDOM") \
+        || die "loadgen failed: $out"
+    echo "    $out" >&2
+    sleep 3
+    p_rss=$(gw_mem VmRSS)
+    p_hwm=$(gw_mem VmHWM)
+    open=$(psql_q -At -c "SELECT count(*) FROM events WHERE state <> 'done'")
+    echo "    events not done: $open; VmRSS ${p_rss} MiB, VmHWM ${p_hwm} MiB" >&2
+    stop_pid "$gw_pid"
+    stop_mocks
+    start_mocks
+fi
+
+# --- report -------------------------------------------------------------------
+ratio=$(awk -v a="$f_pps" -v b="$ceiling" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+cat <<EOF
+
+pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_commit on)
+  h2load ceiling (mock APNs, -c $apns_conns -m 1000): $ceiling req/s
+  fan-out ($fanout_events events x 1000 peers, 70 % iOS / 30 % Android):
+    $f_pps pushes/s ($f_eps events/s), ratio to h2load $ratio, 429s $f_429
+    latency accept -> provider request: full rate p50 $f_p50_full ms p99 $f_p99_full ms;
+                                        half rate p50 $f_p50 ms p99 $f_p99 ms
+    peak RSS (VmHWM) $f_rss MiB
+  chat ($chat_events events, one device each):
+    $c_eps events/s durably accepted and pushed ($c_pps pushes/s), 429s $c_429
+    latency accept -> provider request: full rate p50 $c_p50_full ms p99 $c_p99_full ms;
+                                        half rate p50 $c_p50 ms p99 $c_p99 ms
+    peak RSS (VmHWM) $c_rss MiB
+  RSS with $((pending_events * 1000)) pushes pending: $p_rss MiB
+  targets: fan-out >= 100000 pushes/s and ratio >= 0.5; chat >= 20000 events/s;
+           p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending
+
+EOF
+echo "bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss"
+echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss"
