@@ -2,6 +2,7 @@
 #include "http_api.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,13 @@ struct pgw_http_api {
     struct intake *intakes; /* waiting for the store */
     size_t inflight_events;
 
+    /* Per-connection request deadline (slowloris): see guard_in(). */
+    unsigned request_deadline_ms;
+    struct conn_guard **guards; /* open addressing, keyed by bufferevent */
+    size_t guards_cap;
+    size_t guards_n;
+    struct event *guard_timer;
+
     struct event *backlog_timer;
     struct count_req *count_req; /* outstanding count, or NULL */
     int64_t backlog_last;        /* last count from the store */
@@ -118,6 +126,9 @@ struct pgw_http_api {
     int64_t accepted_at_count;   /* accepted_total when it was sent */
     struct pgw_metric_series *backlog_gauge;
 };
+
+static void guard_request_done(struct pgw_http_api *api,
+                               struct evhttp_request *req);
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -651,6 +662,7 @@ static void on_webhook(struct evhttp_request *req, void *arg)
     const char *app_id;
     enum route route;
 
+    guard_request_done(api, req);
     if (api->intake_stopped) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
@@ -935,6 +947,230 @@ int pgw_http_api_port(const struct pgw_http_api *self, bool admin)
     return bound_port(admin ? self->admin_bound : self->bound);
 }
 
+/* ---- request deadline ---------------------------------------------------
+ *
+ * libevent 2.1 restarts a connection's read timeout at every byte, so a
+ * client trickling its headers one byte at a time is never timed out and
+ * holds its socket forever (slowloris). Each webhook connection gets a
+ * guard: a callback on its input buffer notes when a request's first
+ * byte arrives, the handlers mark the request complete, and a sweep every
+ * |request_deadline_ms| / 4 hands a request still incomplete after
+ * |request_deadline_ms| to evhttp's own timeout path, which closes it. A
+ * client that stops sending altogether meets the read timeout instead.
+ *
+ * The guard holds a reference on the bufferevent (bufferevent_incref), so
+ * it stays valid after evhttp frees it; the sweep sees the callbacks
+ * cleared by bufferevent_free() and drops the reference (the socket then
+ * closes). Guards are found by bufferevent in a small hash.
+ */
+struct conn_guard {
+    struct pgw_http_api *api;
+    struct bufferevent *bev;
+    struct timespec started;
+    bool in_request;
+};
+
+static size_t guard_hash(const void *p, size_t cap)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x & (cap - 1);
+}
+
+static bool guard_grow(struct pgw_http_api *api)
+{
+    size_t cap = api->guards_cap ? api->guards_cap * 2 : 64;
+    struct conn_guard **slots = calloc(cap, sizeof(*slots));
+
+    if (slots == NULL)
+        return false;
+    for (size_t i = 0; i < api->guards_cap; i++) {
+        struct conn_guard *g = api->guards[i];
+        if (g == NULL)
+            continue;
+        size_t j = guard_hash(g->bev, cap);
+        while (slots[j] != NULL)
+            j = (j + 1) & (cap - 1);
+        slots[j] = g;
+    }
+    free(api->guards);
+    api->guards = slots;
+    api->guards_cap = cap;
+    return true;
+}
+
+static bool guard_add(struct pgw_http_api *api, struct conn_guard *g)
+{
+    size_t j;
+
+    if ((api->guards_n + 1) * 2 > api->guards_cap && !guard_grow(api))
+        return false;
+    j = guard_hash(g->bev, api->guards_cap);
+    while (api->guards[j] != NULL)
+        j = (j + 1) & (api->guards_cap - 1);
+    api->guards[j] = g;
+    api->guards_n++;
+    return true;
+}
+
+static size_t guard_slot(const struct pgw_http_api *api,
+                         const struct bufferevent *bev)
+{
+    size_t j;
+
+    if (api->guards_cap == 0 || bev == NULL)
+        return SIZE_MAX;
+    j = guard_hash(bev, api->guards_cap);
+    while (api->guards[j] != NULL) {
+        if (api->guards[j]->bev == bev)
+            return j;
+        j = (j + 1) & (api->guards_cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+/* Empties slot |j|, moving back the entries that probed past it. */
+static void guard_remove_slot(struct pgw_http_api *api, size_t j)
+{
+    size_t mask = api->guards_cap - 1;
+
+    api->guards[j] = NULL;
+    api->guards_n--;
+    for (size_t i = (j + 1) & mask; api->guards[i] != NULL;
+         i = (i + 1) & mask) {
+        struct conn_guard *g = api->guards[i];
+        size_t home = guard_hash(g->bev, api->guards_cap);
+        /* |g| may fill the hole unless its home lies cyclically in
+         * (j, i]. */
+        bool stays = j < i ? (home > j && home <= i) : (home > j || home <= i);
+        if (!stays) {
+            api->guards[j] = g;
+            api->guards[i] = NULL;
+            j = i;
+        }
+    }
+}
+
+/* The request on |req|'s connection was read whole: stop its clock. */
+static void guard_request_done(struct pgw_http_api *api,
+                               struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    size_t j = guard_slot(
+        api, evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL);
+
+    if (j != SIZE_MAX)
+        api->guards[j]->in_request = false;
+}
+
+static long long guard_elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000LL +
+           (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Fires when bytes are added to or drained from a connection's input. */
+static void guard_input_cb(struct evbuffer *buf,
+                           const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn_guard *g = arg;
+    (void)buf;
+
+    if (info->n_added > 0 && !g->in_request) {
+        g->in_request = true;
+        clock_gettime(CLOCK_MONOTONIC, &g->started);
+    }
+}
+
+/* Fires every quarter deadline: closes overdue requests, forgets
+ * connections evhttp has freed. */
+static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    (void)fd;
+    (void)what;
+
+    for (size_t j = 0; j < api->guards_cap; j++) {
+        struct conn_guard *g = api->guards[j];
+        bufferevent_event_cb ecb = NULL;
+        void *cbarg = NULL;
+
+        if (g == NULL)
+            continue;
+        bufferevent_getcb(g->bev, NULL, NULL, &ecb, &cbarg);
+        if (ecb == NULL) {
+            /* Freed by evhttp: drop our reference (closes the socket). */
+            guard_remove_slot(api, j);
+            bufferevent_decref(g->bev);
+            free(g);
+            j--; /* the slot may have been refilled by the shift */
+            continue;
+        }
+        if (g->in_request && guard_elapsed_ms(&g->started) >
+                                 (long long)api->request_deadline_ms) {
+            g->in_request = false;
+            /* evhttp's own read-timeout path: it frees the connection. */
+            ecb(g->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);
+        }
+    }
+}
+
+/* Guards the new connection bufferevent |bev|. On failure the connection
+ * simply goes unguarded. */
+static struct bufferevent *guard_wrap(struct pgw_http_api *api,
+                                      struct bufferevent *bev)
+{
+    struct conn_guard *g = calloc(1, sizeof(*g));
+
+    if (g == NULL)
+        return bev;
+    g->api = api;
+    g->bev = bev;
+    if (!guard_add(api, g)) {
+        free(g);
+        return bev;
+    }
+    if (evbuffer_add_cb(bufferevent_get_input(bev), guard_input_cb, g) ==
+        NULL) {
+        guard_remove_slot(api, guard_slot(api, bev));
+        free(g);
+        return bev;
+    }
+    bufferevent_incref(bev);
+    return bev;
+}
+
+/* Drops every guard (after evhttp_free(): their connections are gone). */
+static void guard_free_all(struct pgw_http_api *api)
+{
+    for (size_t j = 0; j < api->guards_cap; j++) {
+        struct conn_guard *g = api->guards[j];
+        if (g == NULL)
+            continue;
+        api->guards[j] = NULL;
+        bufferevent_decref(g->bev);
+        free(g);
+    }
+    free(api->guards);
+    api->guards = NULL;
+    api->guards_cap = api->guards_n = 0;
+}
+
+/* Creates each plain connection's bufferevent, guarded. */
+static struct bufferevent *plain_bevcb(struct event_base *base, void *arg)
+{
+    struct bufferevent *bev =
+        bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+    return bev ? guard_wrap(arg, bev) : NULL;
+}
+
 /* Creates each TLS connection's bufferevent. A NULL return makes evhttp
  * fall back to plain TCP, which a TLS client fails on at once. */
 static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
@@ -950,7 +1186,7 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
         return NULL;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return guard_wrap(api, bev);
 }
 
 static int load_tls(struct pgw_http_api *api, const struct pgw_config *cfg)
@@ -1011,6 +1247,7 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
         opts->max_inflight_events ? opts->max_inflight_events : 10000;
     api->backlog_refresh_ms =
         opts->backlog_refresh_ms ? opts->backlog_refresh_ms : 1000;
+    api->request_deadline_ms = opts->timeout_ms ? opts->timeout_ms : 15000;
     if (api->metrics != NULL)
         api->backlog_gauge = pgw_metrics_series(
             pgw_metrics_std(api->metrics, PGW_M_BACKLOG_EVENTS), NULL);
@@ -1043,6 +1280,17 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
         if (err < 0)
             goto out;
         evhttp_set_bevcb(api->http, tls_bevcb, api);
+    } else {
+        evhttp_set_bevcb(api->http, plain_bevcb, api);
+    }
+    api->guard_timer = event_new(api->base, -1, EV_PERSIST, guard_sweep, api);
+    if (api->guard_timer == NULL)
+        goto out;
+    {
+        unsigned every = api->request_deadline_ms / 4;
+        every = every < 50 ? 50 : every > 1000 ? 1000 : every;
+        struct timeval gtv = {every / 1000, (every % 1000) * 1000};
+        event_add(api->guard_timer, &gtv);
     }
     err = bind_listener(api->http, "listen", cfg->server.listen, &api->bound);
     if (err < 0)
@@ -1140,6 +1388,9 @@ void pgw_http_api_free(struct pgw_http_api *self)
         evhttp_free(self->admin);
     if (self->ssl_ctx != NULL)
         SSL_CTX_free(self->ssl_ctx);
+    if (self->guard_timer != NULL)
+        event_free(self->guard_timer);
+    guard_free_all(self);
     pgw_config_free(self->cfg);
     OPENSSL_cleanse(self->hmac_key, sizeof(self->hmac_key));
     free(self);

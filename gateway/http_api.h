@@ -29,10 +29,10 @@
  * and closes (tests/reliability/test_hostile.c). Bodies between the two
  * get the JSON 413.
  * Slow clients: each connection has a read/write timeout (|timeout_ms|),
- * so an idle client is closed; the timeout restarts at every byte read,
- * so a client trickling header bytes faster than that is NOT closed
- * (libevent 2.1 has no deadline for a whole request; see
- * docs/RELIABILITY.md, "slowloris"). libevent 2.1 has no connection
+ * so an idle client is closed; and since that timeout restarts at every
+ * byte read, each request also has a deadline of |timeout_ms| from its
+ * first byte to its last: a client trickling its request slower than
+ * that is closed too (slowloris; checked every quarter deadline). libevent 2.1 has no connection
  * cap (evhttp_set_max_connections is 2.2); memory per connection is bounded
  * by the header and body limits and the timeouts reap idle ones. Keep-alive
  * is kept (HTTP/1.1 default).

@@ -761,6 +761,40 @@ static void test_slow_client(void **state)
     fx_stop(fx);
 }
 
+static void test_trickling_client(void **state)
+{
+    (void)state;
+    /* A client trickling header bytes (each byte restarts libevent's read
+     * timeout) is closed once its request is older than the deadline. */
+    static const struct fx_opts o = {.dead_store = true, .timeout_ms = 500};
+    struct fx *fx = fx_start(&o);
+    int fd = raw_connect(fx->port);
+    const char *part = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    struct timespec t0, t1;
+    bool closed = false;
+
+    assert_true(write(fd, part, strlen(part)) == (ssize_t)strlen(part));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 80 && !closed; i++) {
+        char c;
+        usleep(100000);
+        if (send(fd, "a", 1, MSG_NOSIGNAL) != 1 ||
+            recv(fd, &c, 1, MSG_DONTWAIT) == 0)
+            closed = true;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(closed);
+    double s = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(s < 4.0);
+    close(fd);
+    /* Other clients are still served. */
+    struct reply r;
+    post(fx, SINGLE, "{", &r);
+    expect_error(&r, 400, "", NULL);
+    fx_stop(fx);
+}
+
 static void test_store_down(void **state)
 {
     (void)state;
@@ -1020,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_inflight_cap),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_slow_client),
+        cmocka_unit_test(test_trickling_client),
         cmocka_unit_test(test_store_down),
         cmocka_unit_test(test_backlog_full),
     };
