@@ -31,7 +31,11 @@
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_CLAIM_INTERVAL_MS 1000
 #define DEFAULT_MAX_EVENTS 2000
-#define DEFAULT_MAX_INFLIGHT 20000
+#define DEFAULT_MAX_INFLIGHT 5000
+/* Pushes built (or about to be) and not answered yet, as a multiple of the
+ * in-flight cap: beyond it, events wait before their installations are
+ * looked up, so memory follows this bound and not the backlog. */
+#define PENDING_PUSHES_FACTOR 2
 #define RETRY_CLAIM_MAX 500
 #define FINISH_RETRY_MS 1000
 
@@ -134,6 +138,12 @@ struct job {
     size_t n_unsent; /* pushes that failed before they could be sent */
     bool finishing;
     bool waiting_store; /* an async store/hook call is outstanding */
+    /* Waiting for room before its lookup (d->lookup_wait) */
+    struct job *lookup_next;
+    bool lookup_waiting;
+    /* What this job counts in d->pushes_pending: its recipients while its
+     * lookup is out, then its pushes not answered yet. */
+    size_t pending;
     struct event *retry_finish_timer;
 };
 
@@ -160,6 +170,11 @@ struct pgw_dispatch {
     bool closing;             /* pgw_dispatch_stop() ran */
     size_t inflight[2];
     size_t retries_inflight;
+    /* Pushes built and not answered, plus the recipients of lookups out;
+     * bounded by max_pending (see PENDING_PUSHES_FACTOR). */
+    size_t pushes_pending;
+    size_t max_pending;
+    struct job *lookup_wait, *lookup_wait_tail; /* FIFO */
     bool claiming;
     bool claiming_retries;
     bool draining;
@@ -184,6 +199,7 @@ struct pgw_dispatch {
 
 static void job_finish(struct job *job);
 static void dispatch_pump(struct pgw_dispatch *d);
+static void job_lookup_start(struct job *job);
 static void on_apns(void *arg, const struct pgw_outcome *o);
 static void on_fcm(void *arg, const struct pgw_outcome *o);
 
@@ -411,6 +427,21 @@ static void job_free(struct job *job)
     else
         d->jobs_tail = job->prev;
     d->n_jobs--;
+    d->pushes_pending -= job->pending;
+    if (job->lookup_waiting) {
+        struct job *prev = NULL;
+        for (struct job *w = d->lookup_wait; w; prev = w, w = w->lookup_next) {
+            if (w != job)
+                continue;
+            if (prev)
+                prev->lookup_next = w->lookup_next;
+            else
+                d->lookup_wait = w->lookup_next;
+            if (d->lookup_wait_tail == w)
+                d->lookup_wait_tail = prev;
+            break;
+        }
+    }
     for (int v = 0; v < 4; v++) {
         pgw_payload_apns_free(job->apns_p[v]);
         pgw_payload_fcm_free(job->fcm_p[v]);
@@ -668,6 +699,8 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
     free(p->buf);
     p->buf = NULL;
     job->answered++;
+    job->pending--;
+    d->pushes_pending--;
     if (job->answered == job->n_pushes)
         job_finish(job);
     else if (!d->closing)
@@ -762,6 +795,20 @@ static void job_send_some(struct job *job)
 /* Gives the room freed by answers to jobs with pushes left, oldest first. */
 static void dispatch_pump(struct pgw_dispatch *d)
 {
+    /* Lookups waiting for room, oldest first. */
+    while (d->lookup_wait && !d->closing) {
+        struct job *j = d->lookup_wait;
+
+        if (d->pushes_pending > 0 &&
+            d->pushes_pending + j->res->n_recipients > d->max_pending)
+            break;
+        d->lookup_wait = j->lookup_next;
+        if (!d->lookup_wait)
+            d->lookup_wait_tail = NULL;
+        j->lookup_waiting = false;
+        j->lookup_next = NULL;
+        job_lookup_start(j);
+    }
     for (struct job *j = d->jobs; j && !d->closing; j = j->next) {
         if (inflight_total(d) >= d->o.max_inflight)
             break;
@@ -1048,9 +1095,10 @@ static void on_installations(void *arg, int err,
                              size_t n)
 {
     struct job *job = arg;
+    struct pgw_dispatch *d = job->d;
 
     job->waiting_store = false;
-    if (job->d->closing) {
+    if (d->closing) {
         job_free(job);
         return;
     }
@@ -1064,6 +1112,9 @@ static void on_installations(void *arg, int err,
         return;
     }
     job->pushes = calloc(n ? n : 1, sizeof(*job->pushes));
+    /* From here on it counts its pushes not answered yet. */
+    d->pushes_pending -= job->pending;
+    job->pending = 0;
     if (!job->pushes) {
         pgw_log_error("out of memory working event '%s'", job->event_id_str);
         job_free(job);
@@ -1115,6 +1166,8 @@ static void on_installations(void *arg, int err,
         }
         job->n_pushes++;
     }
+    job->pending = job->n_pushes;
+    d->pushes_pending += job->pending;
     if (job->n_pushes == 0) {
         job_end(job, n == 0 ? "no_devices" : "sent");
         return;
@@ -1122,11 +1175,42 @@ static void on_installations(void *arg, int err,
     job_send_some(job);
 }
 
+/* Starts the lookup of |job| now, or queues it until pushes_pending has
+ * room for its recipients (always when nothing is pending, so one event
+ * larger than the bound still goes). */
+static void job_lookup_start(struct job *job);
+
 static void job_lookup(struct job *job)
 {
+    struct pgw_dispatch *d = job->d;
+    const struct pgw_resolved *res = job->res;
+
+    if (d->lookup_wait ||
+        (d->pushes_pending > 0 &&
+         d->pushes_pending + res->n_recipients > d->max_pending)) {
+        if (!job->lookup_waiting) {
+            job->lookup_waiting = true;
+            job->lookup_next = NULL;
+            if (d->lookup_wait_tail)
+                d->lookup_wait_tail->lookup_next = job;
+            else
+                d->lookup_wait = job;
+            d->lookup_wait_tail = job;
+        }
+        return;
+    }
+    job_lookup_start(job);
+}
+
+/* Reserves room for the recipients of |job| and looks them up. */
+static void job_lookup_start(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
     const struct pgw_resolved *res = job->res;
     int rc;
 
+    job->pending = res->n_recipients;
+    d->pushes_pending += job->pending;
     build_variants(job);
     rc = pgw_store_find_installations(
         job->d->o.store, job->app_id, (const char *const *)res->recipients,
@@ -1590,6 +1674,7 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
         d->o.max_events = DEFAULT_MAX_EVENTS;
     if (!d->o.max_inflight)
         d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
+    d->max_pending = d->o.max_inflight * PENDING_PUSHES_FACTOR;
     d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
     d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
     d->reaper = event_new(d->o.base, -1, 0, on_reap, d);
