@@ -16,7 +16,8 @@
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
 # then prints the two lines of §13. Everything runs on loopback and stops
 # by itself; --keep leaves the work folder (logs) in place; --serve only
-# sets everything up and keeps pushgw serving (for profiling) until it exits.
+# sets everything up and keeps pushgw serving (for profiling) until the
+# file 'serving' in the work folder is removed.
 #
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
@@ -243,11 +244,13 @@ EOF
 
 start_mocks
 if [ $serve = 1 ]; then
-    # For profiling: everything up, pushgw serving, until interrupted.
+    # For profiling: everything up, pushgw serving (it may be stopped and
+    # started again by hand) until the file $work/serving is removed.
     start_gw
+    touch "$work/serving"
     echo "serving: gw_port=$gw_port db='$db' work=$work gw_pid=$gw_pid" \
          "apns_pid=$apns_pid fcm_pid=$fcm_pid loadgen=$loadgen" >&2
-    while kill -0 "$gw_pid" 2>/dev/null; do sleep 1; done
+    while [ -e "$work/serving" ]; do sleep 1; done
     exit 0
 fi
 
