@@ -32,10 +32,10 @@
  * so an idle client is closed; and since that timeout restarts at every
  * byte read, each request also has a deadline of |timeout_ms| from its
  * first byte to its last: a client trickling its request slower than
- * that is closed too (slowloris; checked every quarter deadline). libevent 2.1 has no connection
- * cap (evhttp_set_max_connections is 2.2); memory per connection is bounded
- * by the header and body limits and the timeouts reap idle ones. Keep-alive
- * is kept (HTTP/1.1 default).
+ * that is closed too (slowloris; checked every quarter deadline). libevent 2.1
+ * has no connection cap (evhttp_set_max_connections is 2.2); memory per
+ * connection is bounded by the header and body limits and the timeouts reap
+ * idle ones. Keep-alive is kept (HTTP/1.1 default).
  *
  * A batch is inserted as separate events queued in one loop iteration, so
  * the store usually commits them together; if some commit and others fail
