@@ -175,6 +175,10 @@ struct pgw_dispatch {
     size_t pushes_pending;
     size_t max_pending;
     struct job *lookup_wait, *lookup_wait_tail; /* FIFO */
+    /* Recipients of the jobs in lookup_wait: while it is over max_pending
+     * no event is taken into memory (intake leaves them unleased in the
+     * database, claims wait), so a backlog stays in the database. */
+    size_t wait_recipients;
     bool claiming;
     bool claiming_retries;
     bool draining;
@@ -430,6 +434,7 @@ static void job_free(struct job *job)
     d->pushes_pending -= job->pending;
     if (job->lookup_waiting) {
         struct job *prev = NULL;
+        d->wait_recipients -= job->res->n_recipients;
         for (struct job *w = d->lookup_wait; w; prev = w, w = w->lookup_next) {
             if (w != job)
                 continue;
@@ -807,6 +812,7 @@ static void dispatch_pump(struct pgw_dispatch *d)
             d->lookup_wait_tail = NULL;
         j->lookup_waiting = false;
         j->lookup_next = NULL;
+        d->wait_recipients -= j->res->n_recipients;
         job_lookup_start(j);
     }
     for (struct job *j = d->jobs; j && !d->closing; j = j->next) {
@@ -1190,6 +1196,7 @@ static void job_lookup(struct job *job)
          d->pushes_pending + res->n_recipients > d->max_pending)) {
         if (!job->lookup_waiting) {
             job->lookup_waiting = true;
+            d->wait_recipients += res->n_recipients;
             job->lookup_next = NULL;
             if (d->lookup_wait_tail)
                 d->lookup_wait_tail->lookup_next = job;
@@ -1312,7 +1319,8 @@ static void job_start(struct job *job)
 bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
 {
     return self->rt && !self->draining &&
-           self->n_jobs + self->reserved < self->o.max_events;
+           self->n_jobs + self->reserved < self->o.max_events &&
+           self->wait_recipients < self->max_pending;
 }
 
 bool pgw_dispatch_reserve(struct pgw_dispatch *self)
@@ -1607,7 +1615,8 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
     if (!d->rt || d->draining)
         return;
     if (!d->claiming && d->n_jobs < d->o.max_events &&
-        inflight_total(d) < d->o.max_inflight) {
+        inflight_total(d) < d->o.max_inflight &&
+        d->wait_recipients < d->max_pending) {
         size_t room = d->o.max_events - d->n_jobs;
         if (room > 200)
             room = 200;
