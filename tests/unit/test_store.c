@@ -634,6 +634,113 @@ static void test_badge_concurrent(void **state)
                "1:50,2:0,3:50,4:50,5:0");
 }
 
+/* Asserts that |r| has the installations |ids| (|n|, in order). */
+static void expect_ids(const struct find_res *r, const int64_t *ids, size_t n)
+{
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(r->rows[i].id, ids[i]);
+}
+
+/* The badge of installation |id| in |r|, or -1 when |r| lacks it. */
+static int badge_of(const struct find_res *r, int64_t id)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->rows[i].id == id)
+            return r->rows[i].badge;
+    return -1;
+}
+
+/* The badges |callers| got for installation |id| are exactly
+ * |from| .. |from| + |n| - 1, each once. */
+static void expect_badges(struct find_res *const *callers, size_t n, int64_t id,
+                          int from)
+{
+    bool seen[16] = {false};
+
+    assert_true(n < PGW_ARRAY_SIZE(seen));
+    for (size_t i = 0; i < n; i++) {
+        int b = badge_of(callers[i], id);
+
+        if (b < from || b >= from + (int)n || seen[b - from])
+            print_error("installation %lld: unexpected badge %d\n",
+                        (long long)id, b);
+        assert_true(b >= from && b < from + (int)n);
+        assert_false(seen[b - from]);
+        seen[b - from] = true;
+    }
+}
+
+/* Lookups queued in one loop iteration go as one statement: each caller
+ * still gets its own rows, and a device several callers increment is
+ * incremented once per caller, each getting its own value. */
+static void test_find_batch(void **state)
+{
+    struct fx *f = *state;
+    static struct find_res a, b, c, d, e, g, h;
+    const char *jt[] = {"Jerry", "Tom"};
+    const char *tom[] = {"Tom"};
+    const char *jerry[] = {"Jerry"};
+    const char *js[] = {"Jerry", "Spike"};
+    const char *dup[] = {"Jerry", "Jerry", "Tom"};
+    int done = 0;
+    struct {
+        struct find_res *r;
+        const char *app;
+        const char *const *names;
+        size_t n;
+        const char *team;
+        bool inc;
+    } q[] = {
+        {&a, "demo", jt, 2, NULL, true},
+        {&b, "demo", tom, 1, NULL, true},
+        {&c, "other", jerry, 1, NULL, true},
+        {&d, "demo", jerry, 1, "TEAMA", true},
+        {&e, "demo", js, 2, NULL, false},
+        {&g, "demo", NULL, 0, NULL, true},
+        {&h, "demo", dup, 3, NULL, true},
+    };
+
+    seed_installations(f->db);
+    for (int round = 0; round < 2; round++) {
+        done = 0;
+        for (size_t i = 0; i < PGW_ARRAY_SIZE(q); i++) {
+            *q[i].r = (struct find_res){.done = &done};
+            assert_int_equal(pgw_store_find_installations(
+                                 f->store, q[i].app, q[i].names, q[i].n,
+                                 q[i].team, q[i].inc, on_find, q[i].r),
+                             0);
+        }
+        run_until(f->base, &done, (int)PGW_ARRAY_SIZE(q), 10000);
+        expect_ids(&a, (const int64_t[]){1, 2, 3, 4}, 4);
+        expect_ids(&b, (const int64_t[]){1}, 1);
+        expect_ids(&c, (const int64_t[]){6}, 1);
+        expect_ids(&d, (const int64_t[]){1, 2, 3}, 3);
+        expect_ids(&e, (const int64_t[]){1, 2, 3, 4, 7}, 5);
+        expect_ids(&g, NULL, 0);
+        expect_ids(&h, (const int64_t[]){1, 2, 3, 4}, 4);
+        /* increments: 1 by a, b, d, h; 3 by a, d, h; 4 by a, h (d's team
+         * filter drops it); 6 by c; Android and e's rows untouched */
+        expect_badges((struct find_res *const[]){&a, &b, &d, &h}, 4, 1,
+                      1 + 4 * round);
+        expect_badges((struct find_res *const[]){&a, &d, &h}, 3, 3,
+                      1 + 3 * round);
+        expect_badges((struct find_res *const[]){&a, &h}, 2, 4, 1 + 2 * round);
+        assert_int_equal(c.rows[0].badge, 1 + round);
+        assert_int_equal(badge_of(&a, 2), 0);
+        assert_int_equal(badge_of(&d, 2), 0);
+        assert_int_equal(badge_of(&e, 7), 0);
+        assert_string_equal(d.rows[2].team, "TEAMA");
+        assert_int_equal(e.rows[0].n_channels, 2);
+        assert_string_equal(e.rows[4].channels[0], "Spike");
+    }
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 7",
+               "1:8,2:0,3:6,4:4,5:0,6:2,7:0");
+}
+
 /* -- outcomes -- */
 
 static int64_t insert_one(struct fx *f, const char *msg, bool lease)
@@ -1207,6 +1314,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
                                         teardown),
