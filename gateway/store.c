@@ -530,6 +530,8 @@ enum stmt_id {
     ST_RELEASE_EV,
     ST_RELEASE_RT,
     ST_FIND,
+    ST_FIND_ONE,
+    ST_FIND_ONE_INC,
     ST_FAIL_INS,
     ST_INVALIDATE,
     ST_RETRY_INS,
@@ -546,6 +548,17 @@ enum stmt_id {
     "apns_topic, apns_team_id, "                                               \
     "(extract(epoch FROM updated_at) * 1000)::int8 AS updated_ms"
 #define LEASE_FOR(p) "now() + " p "::int4 * interval '1 millisecond'"
+
+/* One lookup's matches, one row per installation: one GIN lookup per
+ * recipient (channels @> ARRAY[name]); see ST_FIND. */
+#define ONE_APP "(($1::text[])[1])"
+#define ONE_TEAM "(($3::text[])[1])"
+#define INST_MATCH_ONE                                                         \
+    "m AS MATERIALIZED (SELECT DISTINCT i.id, i.device_type FROM "             \
+    "unnest($2::text[]) AS r(name) JOIN installations i ON i.channels @> "     \
+    "ARRAY[r.name] WHERE i.app_id = " ONE_APP " AND i.valid AND (" ONE_TEAM    \
+    " IS NULL OR i.device_type <> 'ios' OR i.apns_team_id IS NULL OR "         \
+    "i.apns_team_id = " ONE_TEAM "))"
 
 static const struct {
     const char *name;
@@ -658,6 +671,30 @@ static const struct {
          "installations WHERE valid) a ON a.id = m.id WHERE NOT (m.inc AND "
          "m.device_type = 'ios') "
          "ORDER BY 1, 2"},
+    /* A batch of one lookup (a fan-out event: 1000 names) costs less as
+     * the plain statements below than unpacked from ST_FIND's five arrays
+     * (10 ms against 32 ms for 1000 names). Same rows, same column 0 (the
+     * caller, always 1), same lock order. $1 and $3 are one-element array
+     * literals (the member's app and team fragments), $2 the names. */
+    [ST_FIND_ONE] = {"pgw_find_one",
+                     "WITH " INST_MATCH_ONE " SELECT 1::int8, " INST_COLS
+                     " FROM installations WHERE id IN (SELECT id FROM m) "
+                     "AND valid ORDER BY id"},
+    [ST_FIND_ONE_INC] = {"pgw_find_one_inc",
+                         "WITH " INST_MATCH_ONE ", "
+                         "l AS (SELECT id FROM installations WHERE id IN "
+                         "(SELECT id FROM m WHERE device_type = 'ios') AND "
+                         "valid ORDER BY id FOR UPDATE), "
+                         "u AS (UPDATE installations i SET badge = i.badge + "
+                         "1 FROM l WHERE i.id = l.id RETURNING i.id, "
+                         "i.installation_id, i.device_type, i.device_token, "
+                         "i.channels, i.badge, i.apns_topic, i.apns_team_id, "
+                         "(extract(epoch FROM i.updated_at) * 1000)::int8), "
+                         "a AS (SELECT " INST_COLS " FROM installations "
+                         "WHERE id IN (SELECT id FROM m WHERE device_type <> "
+                         "'ios') AND valid) "
+                         "SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "
+                         "SELECT * FROM a) x ORDER BY 2"},
     [ST_FAIL_INS] = {"pgw_fail_ins",
                      "INSERT INTO push_failures (event_id, installation_id, "
                      "app_id, provider, outcome, status, reason) "
@@ -1445,6 +1482,33 @@ static void sb_repeat_frag(struct sbuf *b, const struct op *m, unsigned f,
     }
 }
 
+/* A batch holding one lookup, as ST_FIND_ONE(_INC): the member's names,
+ * and its app and team fragments as one-element array literals. */
+static int send_find_one(struct pgw_store *self, struct conn *c,
+                         const struct op *op)
+{
+    const struct op *m = op->members;
+    struct sbuf *app = &self->arr[2], *team = &self->arr[3];
+    const char *params[3];
+
+    sb_reset(app);
+    sb_reset(team);
+    sb_put(app, "{", 1);
+    sb_put(app, m->data + m->frag[2], m->frag[3]);
+    sb_put(app, "}", 1);
+    sb_put(team, "{", 1);
+    sb_put(team, m->data + m->frag[4], m->frag[5]);
+    sb_put(team, "}", 1);
+    params[0] = app->p;
+    params[1] = batch_array(self, op, 0); /* uses arr[0] */
+    params[2] = team->p;
+    if (app->oom || team->oom || !params[1])
+        return PGW_ERR_NOMEM;
+    return send_stmt(c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE, 3, params) < 0
+               ? PGW_ERR_DB
+               : 0;
+}
+
 /*
  * The lookups merged in |op| as ST_FIND's parameters, one element per
  * recipient name: each member's fragments are its names, its app and its
@@ -1533,7 +1597,8 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
             rc = send_stmt(c, ST_RELEASE_RT, 1, op->param);
         break;
     case OP_BATCH_FIND:
-        rc = send_find_batch(self, c, op);
+        rc = op->n_members == 1 ? send_find_one(self, c, op)
+                                : send_find_batch(self, c, op);
         if (rc == 0 && op->flag)
             rc = send_stmt(c, ST_ASYNC_COMMIT, 0, NULL);
         break;
