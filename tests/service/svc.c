@@ -122,6 +122,20 @@ static void start_mocks(struct svc *s, const struct svc_options *o)
     free(answers);
 }
 
+/* True when the INI lines |ini| (may be NULL) set |key|. */
+static int has_key(const char *ini, const char *key)
+{
+    size_t n = strlen(key);
+
+    while (ini && *ini) {
+        const char *nl = strchr(ini, '\n');
+        if (strncmp(ini, key, n) == 0 && (ini[n] == ' ' || ini[n] == '='))
+            return 1;
+        ini = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
 static void write_config(struct svc *s, const struct svc_options *o)
 {
     char *ini = NULL;
@@ -135,40 +149,46 @@ static void write_config(struct svc *s, const struct svc_options *o)
     s->gw.port = free_port();
     s->admin_port = free_port();
     assert_int_equal(
-        asprintf(&ini,
-                 "[server]\nlisten = 127.0.0.1:%d\n"
-                 "admin_listen = 127.0.0.1:%d\n"
-                 "max_peers_per_event = 100\nmax_body_bytes = 65536\n"
-                 "shutdown_timeout_ms = 5000\nlog_level = info\n"
-                 "[database]\nurl = %s\nmigrations_dir = %s/migrations\n"
-                 "[templates]\ndir = %s\n"
-                 "[apns]\nproduction_url = https://127.0.0.1:%d\n"
-                 "development_url = https://127.0.0.1:%d\n"
-                 "ca_file = %s/ca.pem\nrequest_timeout_ms = 3000\n"
-                 "[fcm]\nurl = https://127.0.0.1:%d\n"
-                 "token_url = https://127.0.0.1:%d/token\n"
-                 "ca_file = %s/ca.pem\nrequest_timeout_ms = 3000\n"
-                 "[delivery]\nretry_base_ms = 100\nretry_max_ms = 1000\n%s"
-                 "[app:demo]\nhook_key = demo-key\n"
-                 "apns_topic = com.example.demo\n"
-                 "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
-                 "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
-                 "apns_team.TEAM000002.key_id = KEY0000002\n"
-                 "apns_team.TEAM000002.key_file = %s/AuthKey_KEY0000002.p8\n"
-                 "fcm_service_account_file = %s/fcm-sa.json\n"
-                 "[app:hooked]\nhook_key = hooked-key\n"
-                 "server_hook_url = http://127.0.0.1:%d/hook\n"
-                 "server_hook_key = server-hook-secret\n"
-                 "server_hook_timeout_ms = 500\n"
-                 "apns_topic = com.example.hooked\n"
-                 "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
-                 "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
-                 "fcm_service_account_file = %s/fcm-sa.json\n%s",
-                 s->gw.port, s->admin_port, s->db, PUSHGW_SOURCE_DIR, tdir,
-                 s->apns.port, s->apns_dev.port, CERTS, s->fcm.port,
-                 s->fcm.port, CERTS, o->delivery_ini ? o->delivery_ini : "",
-                 CERTS, CERTS, CERTS, s->hook.port, CERTS, CERTS,
-                 o->extra_ini ? o->extra_ini : "") > 0,
+        asprintf(
+            &ini,
+            "[server]\nlisten = 127.0.0.1:%d\n"
+            "admin_listen = 127.0.0.1:%d\n"
+            "max_peers_per_event = 100\nmax_body_bytes = 65536\n"
+            "shutdown_timeout_ms = 5000\nlog_level = info\n"
+            "[database]\nurl = %s\nmigrations_dir = %s/migrations\n"
+            "[templates]\ndir = %s\n"
+            "[apns]\nproduction_url = https://127.0.0.1:%d\n"
+            "development_url = https://127.0.0.1:%d\n"
+            "ca_file = %s/ca.pem\nrequest_timeout_ms = 3000\n"
+            "[fcm]\nurl = https://127.0.0.1:%d\n"
+            "token_url = https://127.0.0.1:%d/token\n"
+            "ca_file = %s/ca.pem\nrequest_timeout_ms = 3000\n"
+            "[delivery]\n%s%s%s"
+            "[app:demo]\nhook_key = demo-key\n"
+            "apns_topic = com.example.demo\n"
+            "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
+            "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
+            "apns_team.TEAM000002.key_id = KEY0000002\n"
+            "apns_team.TEAM000002.key_file = %s/AuthKey_KEY0000002.p8\n"
+            "fcm_service_account_file = %s/fcm-sa.json\n"
+            "[app:hooked]\nhook_key = hooked-key\n"
+            "server_hook_url = http://127.0.0.1:%d/hook\n"
+            "server_hook_key = server-hook-secret\n"
+            "server_hook_timeout_ms = 500\n"
+            "apns_topic = com.example.hooked\n"
+            "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
+            "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
+            "fcm_service_account_file = %s/fcm-sa.json\n%s",
+            s->gw.port, s->admin_port, s->db, PUSHGW_SOURCE_DIR, tdir,
+            s->apns.port, s->apns_dev.port, CERTS, s->fcm.port, s->fcm.port,
+            CERTS,
+            /* Short retries unless the test sets its own. */
+            has_key(o->delivery_ini, "retry_base_ms") ? ""
+                                                      : "retry_base_ms = 100\n",
+            has_key(o->delivery_ini, "retry_max_ms") ? ""
+                                                     : "retry_max_ms = 1000\n",
+            o->delivery_ini ? o->delivery_ini : "", CERTS, CERTS, CERTS,
+            s->hook.port, CERTS, CERTS, o->extra_ini ? o->extra_ini : "") > 0,
         1);
     s->ini = tu_write_file(s->dir, "pushgw.ini", ini, 0644);
     free(ini);
