@@ -1760,17 +1760,6 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
     }
 }
 
-size_t pgw_dispatch_events(const struct pgw_dispatch *self)
-{
-    return self->n_jobs;
-}
-
-size_t pgw_dispatch_inflight(const struct pgw_dispatch *self,
-                             const char *provider)
-{
-    return self->inflight[strcmp(provider, "apns") == 0 ? PROV_APNS : PROV_FCM];
-}
-
 static void drain_finish(struct pgw_dispatch *d);
 
 static void on_released(void *arg, int err)

@@ -84,11 +84,6 @@ int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
  * connections by state): a metrics collector. */
 void pgw_dispatch_collect(void *self, struct pgw_metrics *metrics);
 
-/* Events in memory and pushes awaiting an answer, for metrics. */
-size_t pgw_dispatch_events(const struct pgw_dispatch *self);
-size_t pgw_dispatch_inflight(const struct pgw_dispatch *self,
-                             const char *provider);
-
 /*
  * Stops claiming; when every event in memory is finished, or after
  * |timeout_ms|, gives back the leases still held and calls |done|(|arg|)

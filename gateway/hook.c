@@ -31,56 +31,6 @@ const char *pgw_hook_result_name(enum pgw_hook_result r)
     return "unknown";
 }
 
-static cJSON *string_array(char *const *items, size_t n)
-{
-    cJSON *arr = cJSON_CreateArray();
-
-    for (size_t i = 0; arr && i < n; i++) {
-        cJSON *s = cJSON_CreateString(items[i]);
-        if (!s) {
-            cJSON_Delete(arr);
-            return NULL;
-        }
-        cJSON_AddItemToArray(arr, s);
-    }
-    return arr;
-}
-
-char *pgw_hook_request_body(const struct pgw_event *ev)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *peers = string_array(ev->offline_peers, ev->n_offline_peers);
-    cJSON *mentioned =
-        string_array(ev->mention_offline_peers, ev->n_mention_offline_peers);
-    char *out = NULL;
-
-    if (!o || !peers || !mentioned)
-        goto out;
-    if (!cJSON_AddStringToObject(o, "fromPeer", ev->from_peer) ||
-        !cJSON_AddStringToObject(o, "convId", ev->conv_id))
-        goto out;
-    cJSON_AddItemToObject(o, "offlinePeers", peers);
-    peers = NULL;
-    if (ev->content) {
-        if (!cJSON_AddStringToObject(o, "content", ev->content))
-            goto out;
-    } else if (!cJSON_AddNullToObject(o, "content")) {
-        goto out;
-    }
-    /* A JSON number holds ms timestamps exactly (< 2^53). */
-    if (!cJSON_AddNumberToObject(o, "timestamp", (double)ev->timestamp_ms) ||
-        !cJSON_AddBoolToObject(o, "mentionAll", ev->mention_all))
-        goto out;
-    cJSON_AddItemToObject(o, "mentionOfflinePeers", mentioned);
-    mentioned = NULL;
-    out = cJSON_PrintUnformatted(o);
-out:
-    cJSON_Delete(peers);
-    cJSON_Delete(mentioned);
-    cJSON_Delete(o);
-    return out;
-}
-
 static void on_done(const struct pgw_curl_response *resp, void *arg)
 {
     struct hook_call *call = arg;
@@ -133,8 +83,7 @@ int pgw_hook_call(struct pgw_curlmulti *cm, const struct pgw_app *app,
     if (!app->server_hook_url)
         return PGW_ERR_INVAL;
     call = calloc(1, sizeof(*call));
-    body = pgw_hook_request_body(ev);
-    if (!call || !body) {
+    if (!call || pgw_event_hook_request(ev, &body) < 0) {
         rc = PGW_ERR_NOMEM;
         goto out;
     }

@@ -2,8 +2,8 @@
  * The app's server hook (DESIGN §7.1): POSTs the LeanCloud
  * _receiversOffline parameters to [app:*] server_hook_url with
  * X-LC-Hook-Key, through curlmulti on the loop, and parses the answer.
- * The caller fails open: any result but PGW_HOOK_OK means "go on as
- * without a hook".
+ * The body is pgw_event_hook_request()'s. The caller fails open: any
+ * result but PGW_HOOK_OK means "go on as without a hook".
  */
 #ifndef PUSHGW_HOOK_H
 #define PUSHGW_HOOK_H
@@ -44,8 +44,5 @@ int pgw_hook_call(struct pgw_curlmulti *cm, const struct pgw_app *app,
                   const struct pgw_event *ev,
                   const struct pgw_event_limits *lim, const char *ca_file,
                   pgw_hook_cb cb, void *arg);
-
-/* The request body sent to the hook, for tests: a new string (free()). */
-char *pgw_hook_request_body(const struct pgw_event *ev);
 
 #endif
