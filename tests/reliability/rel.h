@@ -18,9 +18,6 @@ unsigned rel_seed(void);
 /* CLOCK_MONOTONIC / CLOCK_REALTIME in ms. */
 long long rel_mono_ms(void);
 long long rel_wall_ms(void);
-/* A free loopback TCP port (bound, then released). */
-int rel_free_port(void);
-
 /* A keep-alive HTTP client (one per thread). */
 struct rel_http;
 struct rel_http *rel_http_new(void);
