@@ -290,6 +290,23 @@ void mock_server_record(struct mock_server *srv, const char *line)
     fflush(srv->record);
 }
 
+void mock_req_record_json(struct mock_req *req, cJSON *o, const cJSON *body)
+{
+    char *line;
+
+    if (body)
+        cJSON_AddItemToObject(o, "body", cJSON_Duplicate(body, 1));
+    else if (req->body_len)
+        cJSON_AddStringToObject(o, "body", req->body);
+    else
+        cJSON_AddNullToObject(o, "body");
+    line = cJSON_PrintUnformatted(o);
+    if (line)
+        mock_server_record(req->server, line);
+    free(line);
+    cJSON_Delete(o);
+}
+
 int mock_server_fault(struct mock_server *srv, const char **ret_reason)
 {
     if (!srv->o->fail_every)

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #define MOCK_MAX_HEADERS 32
 /* Request bodies above this are counted but not stored (body_overflow). */
 #define MOCK_BODY_CAP (64 * 1024)
@@ -117,6 +119,12 @@ int mock_server_fault(struct mock_server *srv, const char **ret_reason);
 bool mock_server_recording(const struct mock_server *srv);
 /* Appends |line| and a newline to the record file, flushed. */
 void mock_server_record(struct mock_server *srv, const char *line);
+/*
+ * Completes the record line |o| of |req| with "body" (|body| when the
+ * request body parsed as JSON, else the raw text, else null), writes it
+ * with mock_server_record() and frees |o|.
+ */
+void mock_req_record_json(struct mock_req *req, cJSON *o, const cJSON *body);
 /* The bound port. */
 uint16_t mock_server_port(const struct mock_server *srv);
 /* Cached wall clock of the loop, in s and ms. */

@@ -180,7 +180,6 @@ static void record(struct apns *a, struct mock_req *req, const char *token,
                    const char *reason, const char *apns_id)
 {
     cJSON *o = cJSON_CreateObject();
-    char *line;
     const char *h;
 
     (void)a;
@@ -210,17 +209,7 @@ static void record(struct apns *a, struct mock_req *req, const char *token,
     cJSON_AddNumberToObject(o, "status", req->status);
     STR_OR_NULL("reason", reason);
 #undef STR_OR_NULL
-    if (body)
-        cJSON_AddItemToObject(o, "body", cJSON_Duplicate(body, 1));
-    else if (req->body_len)
-        cJSON_AddStringToObject(o, "body", req->body);
-    else
-        cJSON_AddNullToObject(o, "body");
-    line = cJSON_PrintUnformatted(o);
-    if (line)
-        mock_server_record(req->server, line);
-    free(line);
-    cJSON_Delete(o);
+    mock_req_record_json(req, o, body);
 }
 
 static void handle(void *ctx, struct mock_req *req)

@@ -588,7 +588,6 @@ static void record(struct mock_req *req, struct verdict *v)
 {
     cJSON *o = cJSON_CreateObject(), *msg;
     const cJSON *tok = NULL;
-    char *line;
 
     if (!o)
         return;
@@ -609,17 +608,7 @@ static void record(struct mock_req *req, struct verdict *v)
         cJSON_AddStringToObject(o, "error", v->error);
     else
         cJSON_AddNullToObject(o, "error");
-    if (v->body)
-        cJSON_AddItemToObject(o, "body", cJSON_Duplicate(v->body, 1));
-    else if (req->body_len)
-        cJSON_AddStringToObject(o, "body", req->body);
-    else
-        cJSON_AddNullToObject(o, "body");
-    line = cJSON_PrintUnformatted(o);
-    if (line)
-        mock_server_record(req->server, line);
-    free(line);
-    cJSON_Delete(o);
+    mock_req_record_json(req, o, v->body);
 }
 
 static void handle(void *ctx, struct mock_req *req)

@@ -15,9 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MOCK_APNS PUSHGW_BINARY_DIR "/tests/mock/mock_apns"
-#define MOCK_FCM PUSHGW_BINARY_DIR "/tests/mock/mock_fcm"
-#define CERTS PUSHGW_TEST_CERTS_DIR
 
 int rel_long(void)
 {
@@ -263,33 +260,7 @@ void rel_mock_start(struct svc *s, struct svc_proc *p, int fcm, int port,
     const char *argv[64];
     size_t n = 0;
     char listen[64], pf[1024];
-    static const char *const apns[] = {
-        MOCK_APNS,
-        "--cert",
-        CERTS "/server.pem",
-        "--key",
-        CERTS "/server.key",
-        "--team",
-        "TEAM000001:KEY0000001:" CERTS "/AuthKey_KEY0000001.pub.pem",
-        "--team",
-        "TEAM000002:KEY0000002:" CERTS "/AuthKey_KEY0000002.pub.pem",
-        "--quiet",
-        NULL};
-    static const char *const fcmv[] = {
-        MOCK_FCM,
-        "--cert",
-        CERTS "/server.pem",
-        "--key",
-        CERTS "/server.key",
-        "--service-account-pub",
-        CERTS "/fcm-sa.pub.pem",
-        "--client-email",
-        "pushgw@pushgw-test.iam.gserviceaccount.com",
-        "--project",
-        "pushgw-test",
-        "--quiet",
-        NULL};
-    const char *const *base = fcm ? fcmv : apns;
+    const char *const *base = fcm ? svc_mock_fcm_args : svc_mock_apns_args;
 
     rel_mock_stop(p);
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);

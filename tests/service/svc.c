@@ -43,7 +43,8 @@ static int free_port(void)
 }
 
 static void start_proc(struct svc *s, struct svc_proc *p, const char *name,
-                       const char *const *base_args, const char *const *extra)
+                       const char *const *base_args, const char *const *listen,
+                       const char *const *extra)
 {
     const char *argv[64];
     size_t n = 0;
@@ -62,6 +63,8 @@ static void start_proc(struct svc *s, struct svc_proc *p, const char *name,
     }
     for (size_t i = 0; base_args[i]; i++)
         argv[n++] = base_args[i];
+    for (size_t i = 0; listen && listen[i]; i++)
+        argv[n++] = listen[i];
     argv[n++] = "--port-file";
     argv[n++] = pf;
     argv[n++] = "--record";
@@ -78,47 +81,48 @@ static void start_proc(struct svc *s, struct svc_proc *p, const char *name,
     free(pf);
 }
 
+/* The mocks' arguments but for --listen, --port-file and --record. */
+const char *const svc_mock_apns_args[] = {
+    MOCK_APNS,
+    "--cert",
+    CERTS "/server.pem",
+    "--key",
+    CERTS "/server.key",
+    "--team",
+    "TEAM000001:KEY0000001:" CERTS "/AuthKey_KEY0000001.pub.pem",
+    "--team",
+    "TEAM000002:KEY0000002:" CERTS "/AuthKey_KEY0000002.pub.pem",
+    "--quiet",
+    NULL};
+const char *const svc_mock_fcm_args[] = {
+    MOCK_FCM,
+    "--cert",
+    CERTS "/server.pem",
+    "--key",
+    CERTS "/server.key",
+    "--service-account-pub",
+    CERTS "/fcm-sa.pub.pem",
+    "--client-email",
+    "pushgw@pushgw-test.iam.gserviceaccount.com",
+    "--project",
+    "pushgw-test",
+    "--quiet",
+    NULL};
+
 static void start_mocks(struct svc *s, const struct svc_options *o)
 {
-    const char *apns[] = {
-        MOCK_APNS,
-        "--listen",
-        "127.0.0.1:0",
-        "--cert",
-        CERTS "/server.pem",
-        "--key",
-        CERTS "/server.key",
-        "--team",
-        "TEAM000001:KEY0000001:" CERTS "/AuthKey_KEY0000001.pub.pem",
-        "--team",
-        "TEAM000002:KEY0000002:" CERTS "/AuthKey_KEY0000002.pub.pem",
-        "--quiet",
-        NULL};
-    const char *fcm[] = {MOCK_FCM,
-                         "--listen",
-                         "127.0.0.1:0",
-                         "--cert",
-                         CERTS "/server.pem",
-                         "--key",
-                         CERTS "/server.key",
-                         "--service-account-pub",
-                         CERTS "/fcm-sa.pub.pem",
-                         "--client-email",
-                         "pushgw@pushgw-test.iam.gserviceaccount.com",
-                         "--project",
-                         "pushgw-test",
-                         "--quiet",
-                         NULL};
+    static const char *const any_port[] = {"--listen", "127.0.0.1:0", NULL};
     const char *hook[] = {HOOK_SERVER, "--answers", NULL, NULL};
     char *answers =
         tu_write_file(s->dir, "hook-answers.json",
                       o->hook_answers ? o->hook_answers : "{}", 0644);
 
     hook[2] = answers;
-    start_proc(s, &s->apns, "apns", apns, o->apns_args);
-    start_proc(s, &s->apns_dev, "apns-dev", apns, o->apns_args);
-    start_proc(s, &s->fcm, "fcm", fcm, o->fcm_args);
-    start_proc(s, &s->hook, "hook", hook, NULL);
+    start_proc(s, &s->apns, "apns", svc_mock_apns_args, any_port, o->apns_args);
+    start_proc(s, &s->apns_dev, "apns-dev", svc_mock_apns_args, any_port,
+               o->apns_args);
+    start_proc(s, &s->fcm, "fcm", svc_mock_fcm_args, any_port, o->fcm_args);
+    start_proc(s, &s->hook, "hook", hook, NULL, NULL);
     free(answers);
 }
 

@@ -46,6 +46,11 @@ struct svc_options {
     const char *db;
 };
 
+/* The mock APNs / FCM command lines (program first) without --listen,
+ * --port-file and --record: the test PKI, teams, service account. */
+extern const char *const svc_mock_apns_args[];
+extern const char *const svc_mock_fcm_args[];
+
 /* Starts everything; fails the test on any problem. */
 void svc_start(struct svc *s, const struct svc_options *opts);
 /* Stops every process still running and drops the database. */
