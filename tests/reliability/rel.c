@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 int rel_long(void)
 {
     const char *v = getenv("PUSHGW_RELIABILITY_LONG");
