@@ -971,6 +971,12 @@ static void test_finish_after_takeover(void **state)
              "FROM events WHERE id = %lld",
              (long long)e);
     expect_sql(f->db, sql, "done:1");
+    /* The finishing statements find an event by id and lease owner only:
+     * the schema keeps a lease off any event that is not pending. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE events SET lease_owner = 'test-owner-b' WHERE id = %lld",
+             (long long)e);
+    assert_null(tu_db_query(f->db, sql));
     pgw_store_free(b);
 }
 
