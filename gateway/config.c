@@ -117,6 +117,10 @@ static const struct keydef delivery_keys[] = {
     KD_INT("retry_max_ms", "300000", 1, 604800000, C, delivery.retry_max_ms),
     KD_INT("validity_s", "604800", 1, 2592000, C, delivery.validity_s),
     KD_INT("lease_ms", "30000", 500, 3600000, C, delivery.lease_ms),
+    KD_INT("claim_interval_ms", "1000", 10, 600000, C,
+           delivery.claim_interval_ms),
+    KD_INT("events_in_memory", "2000", 1, 1000000, C,
+           delivery.events_in_memory),
 };
 #undef C
 

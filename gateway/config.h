@@ -85,7 +85,9 @@ struct pgw_config {
         long long retry_base_ms;
         long long retry_max_ms;
         long long validity_s;
-        int lease_ms; /* how long an event is held by one process */
+        int lease_ms;          /* how long an event is held by one process */
+        int claim_interval_ms; /* how often events left by others are taken */
+        int events_in_memory;  /* events worked on at once by this process */
     } delivery;
 
     struct pgw_app *apps;

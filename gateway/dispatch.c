@@ -37,6 +37,8 @@
  * looked up, so memory follows this bound and not the backlog. */
 #define PENDING_PUSHES_FACTOR 2
 #define RETRY_CLAIM_MAX 500
+/* Events claimed at most per statement. */
+#define EVENT_CLAIM_MAX 200
 #define FINISH_RETRY_MS 1000
 
 enum provider { PROV_APNS = 0, PROV_FCM = 1 };
@@ -181,6 +183,12 @@ struct pgw_dispatch {
     size_t wait_recipients;
     bool claiming;
     bool claiming_retries;
+    /* Unleased events may be waiting in the database: an intake found no
+     * room (pgw_dispatch_reserve failed) or the last claim came back
+     * full. Claimed again as soon as there is room, not at the next tick
+     * of claim_timer, which alone took 200 events a second. */
+    bool backlog_hint;
+    size_t claim_asked; /* events asked for by the claim out */
     bool draining;
     struct event *claim_timer;
     struct event *lease_timer;
@@ -203,6 +211,7 @@ struct pgw_dispatch {
 
 static void job_finish(struct job *job);
 static void dispatch_pump(struct pgw_dispatch *d);
+static void claim_events(struct pgw_dispatch *d, size_t min_room);
 static void job_lookup_start(struct job *job);
 static void on_apns(void *arg, const struct pgw_outcome *o);
 static void on_fcm(void *arg, const struct pgw_outcome *o);
@@ -821,6 +830,11 @@ static void dispatch_pump(struct pgw_dispatch *d)
         if (j->pushes && j->next_send < j->n_pushes)
             job_send_some(j);
     }
+    /* A backlog left in the database: claim it once a batch fits. */
+    if (d->backlog_hint && !d->closing)
+        claim_events(d, d->o.max_events / 4 < EVENT_CLAIM_MAX
+                            ? d->o.max_events / 4 + 1
+                            : EVENT_CLAIM_MAX);
 }
 
 /* Fires once per loop iteration after answers or freed jobs. */
@@ -1325,8 +1339,11 @@ bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
 
 bool pgw_dispatch_reserve(struct pgw_dispatch *self)
 {
-    if (!pgw_dispatch_can_accept(self))
+    if (!pgw_dispatch_can_accept(self)) {
+        /* The intake stores it unleased: claim it when there is room. */
+        self->backlog_hint = true;
         return false;
+    }
     self->reserved++;
     return true;
 }
@@ -1361,6 +1378,8 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
     d->claiming = false;
     if (err < 0 || !d->rt)
         return;
+    /* A full batch: more may be waiting (see claim_events). */
+    d->backlog_hint = n >= d->claim_asked;
     for (size_t i = 0; i < n; i++) {
         struct pgw_event *ev = NULL;
         struct pgw_event_error perr;
@@ -1386,6 +1405,8 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
             continue;
         job_start(job);
     }
+    if (d->backlog_hint)
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- claimed retries ------------------------------------------------------
@@ -1606,6 +1627,30 @@ static void on_retries_claimed(void *arg, int err,
     }
 }
 
+/* Claims pending events with a free or expired lease (left by the intake,
+ * by another process, or by one that died) if at least |min_room| more
+ * jobs fit and the other bounds leave room. */
+static void claim_events(struct pgw_dispatch *d, size_t min_room)
+{
+    size_t room;
+
+    if (d->claiming || !d->rt || d->draining ||
+        d->n_jobs + d->reserved >= d->o.max_events ||
+        inflight_total(d) >= d->o.max_inflight ||
+        d->wait_recipients >= d->max_pending)
+        return;
+    room = d->o.max_events - d->n_jobs - d->reserved;
+    if (room < min_room)
+        return;
+    if (room > EVENT_CLAIM_MAX)
+        room = EVENT_CLAIM_MAX;
+    if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
+                               on_claimed, d) == 0) {
+        d->claiming = true;
+        d->claim_asked = room;
+    }
+}
+
 static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_dispatch *d = arg;
@@ -1614,16 +1659,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
 
     if (!d->rt || d->draining)
         return;
-    if (!d->claiming && d->n_jobs < d->o.max_events &&
-        inflight_total(d) < d->o.max_inflight &&
-        d->wait_recipients < d->max_pending) {
-        size_t room = d->o.max_events - d->n_jobs;
-        if (room > 200)
-            room = 200;
-        if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
-                                   on_claimed, d) == 0)
-            d->claiming = true;
-    }
+    claim_events(d, 1);
     if (!d->claiming_retries && d->retries_inflight < RETRY_CLAIM_MAX &&
         inflight_total(d) < d->o.max_inflight) {
         if (pgw_store_claim_retries(

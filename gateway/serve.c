@@ -249,6 +249,8 @@ static int setup(struct serve *s)
     dopt.cm = s->cm;
     dopt.metrics = s->metrics;
     dopt.lease_ms = (unsigned)s->cfg->delivery.lease_ms;
+    dopt.claim_interval_ms = (unsigned)s->cfg->delivery.claim_interval_ms;
+    dopt.max_events = (size_t)s->cfg->delivery.events_in_memory;
     rc = pgw_dispatch_new(&dopt, &s->dispatch);
     if (rc < 0)
         goto out;

@@ -155,6 +155,45 @@ static void test_two_gateways(void **state)
     svc_stop(&a);
 }
 
+/* More events than the gateway works on at once: the rest wait in the
+ * database and are taken as soon as room frees, not at the next claim
+ * tick (10 minutes here): before, a backlog drained at 200 events a tick. */
+static void test_backlog_taken_as_room_frees(void **state)
+{
+    struct svc_options o = {.delivery_ini = "events_in_memory = 2\n"
+                                            "claim_interval_ms = 600000\n"};
+    struct svc s;
+    enum { N = 40 };
+    (void)state;
+
+    char body[N * 200 + 32];
+    size_t len;
+    char *resp = NULL;
+
+    svc_start(&s, &o);
+    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    /* One batch: two events are taken at intake, the others are not. */
+    len = (size_t)snprintf(body, sizeof(body), "{\"events\":[");
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(
+            body + len, sizeof(body) - len,
+            "%s{\"fromPeer\":\"Spike\",\"convId\":\"c%d\","
+            "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
+            "\"msgId\":\"m%d\",\"pushData\":{\"alert\":\"message %d\"}}",
+            i ? "," : "", i, now_ms(), i, i);
+    snprintf(body + len, sizeof(body) - len, "]}");
+    assert_int_equal(svc_post(&s, "/v1/apps/demo/receivers-offline/batch",
+                              "demo-key", NULL, body, &resp),
+                     202);
+    free(resp);
+    wait_done(&s, N);
+    for (int i = 0; i < N; i++)
+        if (count_msg(s.apns.record, TOK_1, i) != 1)
+            fail_msg("event %d pushed %d times", i,
+                     count_msg(s.apns.record, TOK_1, i));
+    svc_stop(&s);
+}
+
 /* Postgres stopped during a run: 503 while down, no acknowledged event
  * lost, recovery without a restart of pushgw. */
 static void test_database_outage(void **state)
@@ -299,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigkill_after_ack),
         cmocka_unit_test(test_two_gateways),
+        cmocka_unit_test(test_backlog_taken_as_room_frees),
         cmocka_unit_test(test_database_outage),
         cmocka_unit_test(test_reload_and_drain),
     };
