@@ -22,7 +22,8 @@
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
 # BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_CONNS (loadgen
-# connections) [64], BENCH_PENDING_EVENTS [1000, quick 0 = skipped].
+# connections) [64], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
+# BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [].
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -125,7 +126,7 @@ as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust --no-instructi
 as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -o \
     "-k $work/pg -c listen_addresses=127.0.0.1 -p $pgport -c fsync=on -c synchronous_commit=on \
      -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min \
-     -c max_connections=50" start >/dev/null || { cat "$work/pg/postgres.log"; die "postgres did not start"; }
+     -c max_connections=50 ${BENCH_PG_OPTS:-}" start >/dev/null || { cat "$work/pg/postgres.log"; die "postgres did not start"; }
 db="host=127.0.0.1 port=$pgport user=postgres dbname=postgres"
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 "$db" "$@"; }
 
