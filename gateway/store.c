@@ -1425,9 +1425,30 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
 
 /* -- sending -- */
 
+/*
+ * The statements on the queue tables are planned at every execution, as
+ * unnamed statements; the others use their prepared, cached plans. The
+ * queue tables grow from empty within seconds: a generic plan made while
+ * events held a few rows (a fresh deployment, a truncated table) scanned
+ * the whole table, or a whole index, per call and stayed cached for the
+ * connection's life: 5,000 chat events/s instead of 14,000 once 50,000
+ * had gone through (docs/BENCHMARKS.md). A custom plan sees the table's
+ * current size; planning costs about 80 us per statement, a batch's.
+ */
+static const bool stmt_replan[ST__COUNT] = {
+    [ST_INSERT] = true,    [ST_DUPS] = true,     [ST_CLAIM_EV] = true,
+    [ST_RENEW_EV] = true,  [ST_FAIL_INS] = true, [ST_RETRY_INS] = true,
+    [ST_EVENT_FIN] = true, [ST_CLAIM_RT] = true,
+};
+
 static int send_stmt(struct conn *c, enum stmt_id id, unsigned n,
                      const char *const *params)
 {
+    if (stmt_replan[id])
+        return PQsendQueryParams(c->pg, stmts[id].sql, (int)n, NULL, params,
+                                 NULL, NULL, 0)
+                   ? 0
+                   : -1;
     return PQsendQueryPrepared(c->pg, stmts[id].name, (int)n, params, NULL,
                                NULL, 0)
                ? 0
