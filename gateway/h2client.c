@@ -17,6 +17,7 @@
  * once per loop iteration, so many frames go out in one write.
  */
 #include "h2client.h"
+#include "h2out.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,7 +45,6 @@
 #include "pushgw.h"
 
 #define OUT_HIGH_WATER (1024 * 1024)
-#define TLS_RECORD_MAX 16384 /* the largest TLS plaintext record */
 #define OUT_LOW_WATER (256 * 1024)
 #define LOCAL_WINDOW (16 * 1024 * 1024)
 #define STREAM_WINDOW (1024 * 1024)
@@ -797,48 +797,17 @@ static ssize_t body_read(nghttp2_session *session, int32_t stream_id,
 static void conn_flush(struct h2conn *c)
 {
     struct evbuffer *out;
+    int rc;
 
     c->want_flush = false;
     if (c->state == C_CLOSED || !c->session)
         return;
     out = bufferevent_get_output(c->bev);
-    /* nghttp2 hands out a frame or less at a time; gathered into 16 KiB
-     * pieces, the TLS layer writes full records, one system call each,
-     * instead of one per 4 KiB evbuffer chain. */
-    while (evbuffer_get_length(out) < OUT_HIGH_WATER) {
-        uint8_t stage[TLS_RECORD_MAX];
-        size_t used = 0;
-        ssize_t n = 0;
-
-        while (used < sizeof(stage)) {
-            const uint8_t *data;
-
-            n = nghttp2_session_mem_send(c->session, &data);
-            if (n <= 0)
-                break;
-            if ((size_t)n > sizeof(stage) - used) {
-                /* Does not fit: what is staged, then this, as they are. */
-                if ((used && evbuffer_add(out, stage, used) != 0) ||
-                    evbuffer_add(out, data, (size_t)n) != 0) {
-                    conn_lost(c, "out of memory");
-                    return;
-                }
-                used = 0;
-                break;
-            }
-            memcpy(stage + used, data, (size_t)n);
-            used += (size_t)n;
-        }
-        if (used && evbuffer_add(out, stage, used) != 0) {
-            conn_lost(c, "out of memory");
-            return;
-        }
-        if (n < 0) {
-            conn_lost(c, nghttp2_strerror((int)n));
-            return;
-        }
-        if (n == 0)
-            break;
+    rc = pgw_h2out_send(c->session, out, OUT_HIGH_WATER);
+    if (rc < 0) {
+        conn_lost(c, rc == NGHTTP2_ERR_NOMEM ? "out of memory"
+                                             : nghttp2_strerror(rc));
+        return;
     }
     if (c->state == C_DRAINING && !c->streams &&
         evbuffer_get_length(out) == 0) {

@@ -25,7 +25,8 @@
  * - After a failed connection attempt a slot waits 1 s, doubling to 60 s,
  *   with +-20 % jitter, before it connects again; success resets it.
  * - Output is produced by nghttp2_session_mem_send into the bufferevent
- *   once per loop iteration and stops while more than 1 MiB is unwritten.
+ *   once per loop iteration, in 16 KiB pieces (full TLS records, h2out.h),
+ *   and stops while more than 1 MiB is unwritten.
  * - :path and authorization headers (and any header flagged |no_index|)
  *   are sent as literal header fields without indexing.
  *

@@ -8,6 +8,7 @@
  * read/timer callbacks act on them once nghttp2 has returned.
  */
 #include "h2server.h"
+#include "h2out.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -550,19 +551,11 @@ static void conn_free(struct conn *c)
 /* Serialises pending frames into the output buffer. -1: fatal. */
 static int conn_send(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-
-    while (evbuffer_get_length(out) < OUTPUT_HIGH) {
-        const uint8_t *data;
-        ssize_t n = nghttp2_session_mem_send(c->session, &data);
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        if (evbuffer_add(out, data, (size_t)n) < 0)
-            return -1;
-    }
-    return 0;
+    /* In full TLS records, as a production server writes them. */
+    return pgw_h2out_send(c->session, bufferevent_get_output(c->bev),
+                          OUTPUT_HIGH) < 0
+               ? -1
+               : 0;
 }
 
 /*
