@@ -593,7 +593,9 @@ static const struct {
                  "e.conv_id = t.conv_id AND e.msg_id = t.msg_id "
                  "WHERE t.msg_id IS NOT NULL AND e.msg_id IS NOT NULL"},
     [ST_COUNT] = {"pgw_count",
-                  "SELECT count(*) FROM events WHERE state <> 'done'"},
+                  "SELECT (SELECT count(*) FROM events WHERE state = "
+                  "'pending') + (SELECT count(*) FROM events WHERE state = "
+                  "'retrying')"},
     [ST_CLAIM_EV] = {"pgw_claim_ev",
                      "UPDATE events e SET lease_owner = $1::text, "
                      "lease_until = " LEASE_FOR(
@@ -1236,6 +1238,19 @@ static void conn_prepare(struct conn *c)
         return;
     }
     event_add(c->rev, NULL);
+    /* Random reads cost what sequential ones do when the queue's pages
+     * are cached, which they are: at the default 4.0 the planner chose a
+     * sequential scan of events over a thousand primary-key probes (a
+     * finish batch of 1000: 16 ms instead of 2). Only lowered, only in
+     * this session. */
+    if (!PQsendQueryParams(c->pg,
+                           "SELECT set_config('random_page_cost', '1.1', "
+                           "false) WHERE current_setting('random_page_cost')"
+                           "::float8 > 1.1",
+                           0, NULL, NULL, NULL, NULL, 0)) {
+        conn_fail(c, "could not set up the session: ", PQerrorMessage(c->pg));
+        return;
+    }
     for (int i = 0; i < ST__COUNT; i++) {
         if (!PQsendPrepare(c->pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
             conn_fail(c,

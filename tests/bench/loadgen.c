@@ -444,13 +444,15 @@ static int cmd_wait(const char *db, long events, int timeout_s)
 
     if (PQstatus(pg) != CONNECTION_OK)
         die("cannot connect: %s", PQerrorMessage(pg));
-    /* The poll reads only the unfinished events (the partial index
-     * events_backlog): counting the whole table every 20 ms cost the
-     * database several ms per poll, taken from the run it measures. The
-     * table is counted once all are done. */
+    /* The poll reads only the unfinished events (the partial indexes
+     * events_claimable and events_retrying): counting the whole table
+     * every 20 ms cost the database several ms per poll, taken from the
+     * run it measures. The table is counted once all are done. */
     for (;;) {
         long n = 0, open;
-        r = PQexec(pg, "SELECT count(*) FROM events WHERE state <> 'done'");
+        r = PQexec(pg, "SELECT (SELECT count(*) FROM events WHERE state = "
+                       "'pending') + (SELECT count(*) FROM events WHERE "
+                       "state = 'retrying')");
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             die("query failed: %s", PQerrorMessage(pg));
         open = atol(PQgetvalue(r, 0, 0));
