@@ -419,6 +419,7 @@ enum op_kind {
     OP_FIND,
     OP_CLAIM_RETRIES,
     OP_FINISH_RETRY,
+    OP_UNDO_BADGES,
 };
 
 /*
@@ -451,6 +452,7 @@ struct op {
     unsigned n_params;
     const char *param[STORE_MAX_PARAMS];
     bool flag; /* insert: has a msg_id; find: increment */
+    bool solo; /* find: never merged with other lookups */
     /* fragments: |n_frags| (offset, length) pairs into |data| */
     unsigned n_frags;
     uint32_t frag[2 * STORE_MAX_FRAGS];
@@ -540,6 +542,7 @@ enum stmt_id {
     ST_RETRY_FIN,
     ST_RETRY_DONE,
     ST_ASYNC_COMMIT,
+    ST_UNDO_BADGES,
     ST__COUNT,
 };
 
@@ -794,6 +797,17 @@ static const struct {
     [ST_ASYNC_COMMIT] = {"pgw_async_commit",
                          "SELECT set_config('synchronous_commit', 'off', "
                          "true)"},
+    /* $1: installation ids, an id once per increment to take back (the
+     * parts of one lookup matched it more than once). Locked in id
+     * order, as the lookups lock them. */
+    [ST_UNDO_BADGES] = {"pgw_undo_badges",
+                        "WITH u AS (SELECT id, count(*)::int4 AS n FROM "
+                        "unnest($1::int8[]) AS t(id) GROUP BY id), "
+                        "l AS (SELECT i.id FROM installations i JOIN u ON "
+                        "u.id = i.id ORDER BY i.id FOR UPDATE OF i) "
+                        "UPDATE installations i SET badge = greatest(i.badge "
+                        "- u.n, 0) FROM u WHERE i.id = u.id AND i.id IN "
+                        "(SELECT id FROM l)"},
 };
 
 /* -- small buffers and array literals -- */
@@ -1059,6 +1073,7 @@ static void op_fail(struct op *op, int err)
     case OP_RENEW:
     case OP_RELEASE:
     case OP_FINISH_RETRY:
+    case OP_UNDO_BADGES:
         op->cb.done(op->arg, err);
         break;
     }
@@ -1649,6 +1664,11 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
         if (rc == 0)
             rc = send_stmt(c, ST_RETRY_DONE, 1, &op->param[9]);
         break;
+    case OP_UNDO_BADGES:
+        rc = send_stmt(c, ST_UNDO_BADGES, 1, op->param);
+        if (rc == 0)
+            rc = send_stmt(c, ST_ASYNC_COMMIT, 0, NULL);
+        break;
     default:
         rc = PGW_ERR_INVAL;
         break;
@@ -1698,9 +1718,11 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
         struct op *m;
 
         if (b->n_members &&
-            b->n_names + l->head->n_names > STORE_MAX_FIND_NAMES)
+            (b->n_names + l->head->n_names > STORE_MAX_FIND_NAMES || b->solo ||
+             l->head->solo))
             break;
         m = list_pop(l);
+        b->solo = m->solo;
 
         self->n_queued--;
         if (tail)
@@ -2326,11 +2348,11 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
     return 0;
 }
 
-int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
-                                 const char *const *recipients, size_t n,
-                                 const char *apns_team_id,
-                                 bool increment_ios_badge,
-                                 pgw_store_installations_cb cb, void *arg)
+static int find_installations(struct pgw_store *self, const char *app_id,
+                              const char *const *recipients, size_t n,
+                              const char *apns_team_id,
+                              bool increment_ios_badge, bool solo,
+                              pgw_store_installations_cb cb, void *arg)
 {
     struct sbuf *b;
     uint32_t frag[6];
@@ -2366,9 +2388,62 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
         return PGW_ERR_NOMEM;
     op->n_names = n;
     op->flag = increment_ios_badge;
+    op->solo = solo;
     op->cb.inst = cb;
     op->arg = arg;
     enqueue(self, &self->finds, op);
+    return 0;
+}
+
+int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
+                                 const char *const *recipients, size_t n,
+                                 const char *apns_team_id,
+                                 bool increment_ios_badge,
+                                 pgw_store_installations_cb cb, void *arg)
+{
+    return find_installations(self, app_id, recipients, n, apns_team_id,
+                              increment_ios_badge, false, cb, arg);
+}
+
+int pgw_store_find_installations_part(struct pgw_store *self,
+                                      const char *app_id,
+                                      const char *const *recipients, size_t n,
+                                      const char *apns_team_id,
+                                      bool increment_ios_badge,
+                                      pgw_store_installations_cb cb, void *arg)
+{
+    return find_installations(self, app_id, recipients, n, apns_team_id,
+                              increment_ios_badge, true, cb, arg);
+}
+
+int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
+                          pgw_store_done_cb cb, void *arg)
+{
+    struct sbuf *b;
+    struct op *op;
+    int rc;
+
+    if (!self || !cb || !n || !ids)
+        return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    b = &self->enc;
+    sb_reset(b);
+    sb_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        sb_sep(b, 1);
+        sb_int_elem(b, ids[i]);
+    }
+    sb_put(b, "}", 1);
+    if (b->oom)
+        return PGW_ERR_NOMEM;
+    op = op_with_params(OP_UNDO_BADGES, (const char *const[]){b->p}, 1);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
     return 0;
 }
 

@@ -192,6 +192,28 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  bool increment_ios_badge,
                                  pgw_store_installations_cb cb, void *arg);
 
+/*
+ * The same for one part of a larger lookup (a share of one event's
+ * recipients): never merged into one statement with other lookups, so the
+ * parts go on as many connections as are free and their rows arrive as
+ * each part ends. An installation matched through names in two parts is
+ * returned, and incremented, by both: the caller keeps one and takes the
+ * other increments back with pgw_store_undo_badges().
+ */
+int pgw_store_find_installations_part(struct pgw_store *self,
+                                      const char *app_id,
+                                      const char *const *recipients, size_t n,
+                                      const char *apns_team_id,
+                                      bool increment_ios_badge,
+                                      pgw_store_installations_cb cb, void *arg);
+
+/*
+ * Takes back one badge increment per element of |ids| (an id may repeat),
+ * never below 0, locking in id order like the lookups.
+ */
+int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
+                          pgw_store_done_cb cb, void *arg);
+
 /* -- outcomes -- */
 
 enum pgw_store_failure_kind {

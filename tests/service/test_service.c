@@ -736,6 +736,88 @@ static void test_bad_input(void **state)
     wait_events_done(s, 1);
 }
 
+static int setup_large(void **state)
+{
+    struct svc *s = calloc(1, sizeof(*s));
+    setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
+    setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
+    svc_start(s, NULL);
+    unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
+    unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
+    *state = s;
+    return 0;
+}
+
+/* An event of 600 recipients is looked up in parts that run at once. A
+ * device registered for recipients of the first and the last part gets
+ * one push, and its badge goes up once per event; every other device
+ * gets its push. */
+static void test_fanout_in_parts(void **state)
+{
+    struct svc *s = *state;
+    enum { N = 600 };
+    char *peers = malloc(N * 12 + 8), *v;
+    const char *extra;
+    size_t len = 0;
+    char shared[65];
+    cJSON *r;
+
+    assert_non_null(peers);
+    v = svc_query(s, "INSERT INTO installations (app_id, device_type, "
+                     "device_token, channels) SELECT 'demo', CASE WHEN i % 3 "
+                     "= 0 THEN 'android' ELSE 'ios' END, CASE WHEN i % 3 = 0 "
+                     "THEN 'fcm-p' || i ELSE lpad(to_hex(i), 64, '0') END, "
+                     "ARRAY['p' || i] FROM generate_series(0, 599) i");
+    free(v);
+    memset(shared, 'd', 64);
+    shared[64] = '\0';
+    svc_add_device(s, "demo", "ios", shared, "{p1,p598}", NULL);
+    peers[len++] = '[';
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(peers + len, "%s\"p%d\"", i ? "," : "", i);
+    peers[len++] = ']';
+    peers[len] = '\0';
+    extra = "\"pushData\":{\"alert\":\"hi\",\"badge\":\"Increment\"}";
+    post_event(s, "c-large", peers, extra);
+    wait_events_done(s, 1);
+    assert_int_equal(count_token(s->apns.record, shared), 1);
+    r = last_for(s->apns.record, shared);
+    assert_string_equal(jstr(r, "body.aps.badge"), "1");
+    cJSON_Delete(r);
+    v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered FROM "
+                     "events");
+    assert_string_equal(v, "601/601");
+    free(v);
+    assert_int_equal(svc_wait_lines(s->apns.record, 401, WAIT_MS), 401);
+    {
+        /* The FCM record also holds the OAuth token request. */
+        cJSON *recs = svc_read_records(s->fcm.record), *x;
+        int n = 0;
+
+        cJSON_ArrayForEach(x, recs)
+        {
+            const char *t = jstr(x, "token");
+            n += t && strncmp(t, "fcm-p", 5) == 0;
+        }
+        cJSON_Delete(recs);
+        assert_int_equal(n, 200);
+    }
+
+    /* A second event: every iOS badge 2, the shared one included. */
+    post_event(s, "c-large", peers, extra);
+    wait_events_done(s, 2);
+    assert_int_equal(count_token(s->apns.record, shared), 2);
+    r = last_for(s->apns.record, shared);
+    assert_string_equal(jstr(r, "body.aps.badge"), "2");
+    cJSON_Delete(r);
+    assert_true(svc_wait_query(s,
+                               "SELECT count(*) FILTER (WHERE badge = 2) || "
+                               "'/' || count(*) FROM installations WHERE "
+                               "device_type = 'ios'",
+                               "401/401", WAIT_MS));
+    free(peers);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +838,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_render_from_database, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retries, setup_flaky, teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_in_parts, setup_large,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
