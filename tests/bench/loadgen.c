@@ -19,6 +19,8 @@
  *   --rate R                 events/s, 0 = as fast as accepted (default 0)
  *   --app A --key K          app id and X-LC-Hook-Key (demo, demo-key)
  *   --run-id S               prefix of msgId (idempotency keys)
+ *   --no-seq                 no "seq" in pushData: events that `latency`
+ *                            must not match (the benchmark's warm-up)
  *   --accept-log FILE        one line per accepted event:
  *                            "seq send_us accept_us event_id"
  *   --timeout-s S            give up after S seconds (default 600)
@@ -89,6 +91,7 @@ struct opts {
     int group_size;
     int chat_peers;
     int timeout_s;
+    int no_seq;
 };
 
 struct conn {
@@ -170,8 +173,9 @@ static size_t make_body(struct state *s, long seq, char *conv, size_t conv_sz)
             "{\"fromPeer\":\"bench\",\"convId\":\"%s\",\"offlinePeers\":"
             "[\"c%ld\"],\"timestamp\":%lld,\"content\":\"hello\","
             "\"msgId\":\"%s-%ld\",\"pushData\":{\"alert\":\"hello from the "
-            "benchmark\",\"badge\":\"Increment\",\"seq\":\"%ld\"}}",
-            conv, peer, (long long)ts, s->o.run_id, seq, seq);
+            "benchmark\",\"badge\":\"Increment\"%s%ld\"}}",
+            conv, peer, (long long)ts, s->o.run_id, seq,
+            s->o.no_seq ? ",\"n\":\"" : ",\"seq\":\"", seq);
         return n;
     }
     {
@@ -188,8 +192,9 @@ static size_t make_body(struct state *s, long seq, char *conv, size_t conv_sz)
             s->body + n, s->body_cap - n,
             "],\"timestamp\":%lld,\"content\":\"hello\",\"msgId\":"
             "\"%s-%ld\",\"pushData\":{\"alert\":\"hello from the "
-            "benchmark\",\"badge\":\"Increment\",\"seq\":\"%ld\"}}",
-            (long long)ts, s->o.run_id, seq, seq);
+            "benchmark\",\"badge\":\"Increment\"%s%ld\"}}",
+            (long long)ts, s->o.run_id, seq,
+            s->o.no_seq ? ",\"n\":\"" : ",\"seq\":\"", seq);
     }
     return n;
 }
@@ -612,6 +617,10 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool used = true;
 
+        if (!strcmp(a, "--no-seq")) { /* the only option without a value */
+            o.no_seq = 1;
+            continue;
+        }
         if (!strcmp(a, "--port") && v)
             o.port = atoi(v);
         else if (!strcmp(a, "--scenario") && v)
