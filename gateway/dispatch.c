@@ -136,6 +136,9 @@ struct job {
     struct job *prev, *next;
     int64_t event_id;
     char event_id_str[24];
+    /* pgw_payload_apns_id_key() of the event, made at its first push */
+    unsigned char apns_id_key[PGW_APNS_ID_KEY_LEN];
+    bool apns_id_key_set;
     char *app_id;
     const struct rt_app *app;
     struct pgw_event *ev;
@@ -1128,7 +1131,11 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
         snprintf(p->push_type, sizeof(p->push_type), "%s", pl->push_type);
         p->priority = pl->priority;
         p->expiration = pl->expiration;
-        pgw_payload_apns_id(job->event_id_str, row->id, p->apns_id);
+        if (!job->apns_id_key_set) {
+            pgw_payload_apns_id_key(job->event_id_str, job->apns_id_key);
+            job->apns_id_key_set = true;
+        }
+        pgw_payload_apns_id_from_key(job->apns_id_key, row->id, p->apns_id);
         return 0;
     }
 

@@ -93,6 +93,15 @@ int pgw_payload_apns_body(const struct pgw_apns_payload *p, int32_t badge,
 void pgw_payload_apns_id(const char *event_id, int64_t installation_id,
                          char ret_uuid[PGW_APNS_UUID_LEN + 1]);
 
+/* The same in two steps, the first once per event: the event's key, then
+ * the id of each installation from it. */
+#define PGW_APNS_ID_KEY_LEN 32
+void pgw_payload_apns_id_key(const char *event_id,
+                             unsigned char ret_key[PGW_APNS_ID_KEY_LEN]);
+void pgw_payload_apns_id_from_key(const unsigned char key[PGW_APNS_ID_KEY_LEN],
+                                  int64_t installation_id,
+                                  char ret_uuid[PGW_APNS_UUID_LEN + 1]);
+
 /*
  * Shortens the string item |str| (valid UTF-8) so that its printed
  * (escaped) length drops by at least |excess| bytes, cutting on a code

@@ -356,6 +356,15 @@ static void test_apns_id(void **state)
     }
     assert_int_equal(a[14], '4');
     assert_non_null(strchr("89ab", a[19]));
+    /* The two-step form (the event's key once, then per device) agrees. */
+    {
+        unsigned char key[PGW_APNS_ID_KEY_LEN];
+        char e[37];
+
+        pgw_payload_apns_id_key("event-1", key);
+        pgw_payload_apns_id_from_key(key, 43, e);
+        assert_string_equal(e, c);
+    }
 }
 
 int main(void)
