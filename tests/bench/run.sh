@@ -22,7 +22,7 @@
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
 # BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_CONNS (loadgen
-# connections) [64], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
+# connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
 # BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [].
 set -euo pipefail
 
@@ -60,7 +60,12 @@ fi
 apns_conns=${BENCH_APNS_CONNS:-2}
 fcm_conns=${BENCH_FCM_CONNS:-2}
 db_pool=${BENCH_DB_POOL:-4}
-lg_conns=${BENCH_CONNS:-64}
+# loadgen keeps one request in flight per connection: a closed loop whose
+# rate is connections / latency. With 64 the intake's latency (a durable
+# commit per batch on a busy machine) was the limit while a third of the
+# CPU was idle; 256 in flight, as a broker's many webhook calls would be,
+# measure the gateway instead (docs/BENCHMARKS.md gives both).
+lg_conns=${BENCH_CONNS:-256}
 groups=4
 chat_peers=10000
 
