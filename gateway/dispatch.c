@@ -203,10 +203,11 @@ struct pgw_dispatch {
     struct runtime *rt;
     struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
     size_t n_jobs;
-    size_t reserved;          /* pgw_dispatch_reserve() not yet accepted */
-    struct runtime *runtimes; /* every live runtime */
-    struct event *pump_ev;    /* deferred dispatch_pump() */
-    bool closing;             /* pgw_dispatch_stop() ran */
+    size_t reserved;            /* pgw_dispatch_reserve() not yet accepted */
+    size_t reserved_recipients; /* and their offline peers */
+    struct runtime *runtimes;   /* every live runtime */
+    struct event *pump_ev;      /* deferred dispatch_pump() */
+    bool closing;               /* pgw_dispatch_stop() ran */
     size_t inflight[2];
     size_t retries_inflight;
     /* Pushes built and not answered, plus the recipients of lookups out;
@@ -225,6 +226,9 @@ struct pgw_dispatch {
      * full. Claimed again as soon as there is room, not at the next tick
      * of claim_timer, which alone took 200 events a second. */
     bool backlog_hint;
+    /* Recipients per event, a moving average: how many claimed events
+     * the pending-pushes bound has room for. */
+    double avg_recipients;
     size_t claim_asked; /* events asked for by the claim out */
     bool draining;
     struct event *claim_timer;
@@ -1429,6 +1433,9 @@ static void job_lookup_start(struct job *job)
         return;
     }
     job->n_parts = parts;
+    d->avg_recipients = d->avg_recipients
+                            ? d->avg_recipients * 0.9 + 0.1 * (double)n
+                            : (double)n;
     job->pending = n;
     d->pushes_pending += job->pending;
     build_variants(job);
@@ -1553,12 +1560,16 @@ static void job_start(struct job *job)
 
 bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
 {
+    /* The recipients of reserved events count too: with 256 requests at
+     * once, every one was reserved before the first waited for its lookup,
+     * and 273 fan-out events (40 MB) were taken into memory. */
     return self->rt && !self->draining &&
            self->n_jobs + self->reserved < self->o.max_events &&
-           self->wait_recipients < self->max_pending;
+           self->wait_recipients + self->reserved_recipients <
+               self->max_pending;
 }
 
-bool pgw_dispatch_reserve(struct pgw_dispatch *self)
+bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients)
 {
     if (!pgw_dispatch_can_accept(self)) {
         /* The intake stores it unleased: claim it when there is room. */
@@ -1566,16 +1577,21 @@ bool pgw_dispatch_reserve(struct pgw_dispatch *self)
         return false;
     }
     self->reserved++;
+    self->reserved_recipients += recipients;
     return true;
 }
 
 int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
-                        const char *app_id, struct pgw_event *ev)
+                        const char *app_id, struct pgw_event *ev,
+                        size_t recipients)
 {
     struct job *job;
 
     if (self->reserved > 0)
         self->reserved--;
+    self->reserved_recipients -= recipients < self->reserved_recipients
+                                     ? recipients
+                                     : self->reserved_recipients;
     if (!ev)
         return 0;
     if (!self->rt || self->draining) {
@@ -1853,18 +1869,24 @@ static void on_retries_claimed(void *arg, int err,
  * jobs fit and the other bounds leave room. */
 static void claim_events(struct pgw_dispatch *d, size_t min_room)
 {
-    size_t room;
+    size_t room, used = d->pushes_pending + d->wait_recipients, by_bound;
 
     if (d->claiming || !d->rt || d->draining ||
         d->n_jobs + d->reserved >= d->o.max_events ||
-        inflight_total(d) >= d->o.max_inflight ||
-        d->wait_recipients >= d->max_pending)
+        inflight_total(d) >= d->o.max_inflight || used >= d->max_pending)
         return;
     room = d->o.max_events - d->n_jobs - d->reserved;
     if (room < min_room)
         return;
     if (room > EVENT_CLAIM_MAX)
         room = EVENT_CLAIM_MAX;
+    /* No more events than the bound on pending pushes has room for at
+     * the recipients events have had: 200 claimed fan-out events held
+     * 20 MB waiting for their lookups. At least one. */
+    by_bound = (size_t)((double)(d->max_pending - used) /
+                        (d->avg_recipients > 1 ? d->avg_recipients : 1));
+    if (by_bound < room)
+        room = by_bound ? by_bound : 1;
     if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
                                on_claimed, d) == 0) {
         d->claiming = true;

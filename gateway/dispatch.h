@@ -64,11 +64,12 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
 bool pgw_dispatch_can_accept(const struct pgw_dispatch *self);
 
 /*
- * Reserves room for one event about to be inserted with this process's
- * lease (http_api asks before each insert); false when full. Every
- * reservation is ended by one pgw_dispatch_accept() call.
+ * Reserves room for one event of |recipients| offline peers about to be
+ * inserted with this process's lease (http_api asks before each insert);
+ * false when full. Every reservation is ended by one pgw_dispatch_accept()
+ * call with the same |recipients|.
  */
-bool pgw_dispatch_reserve(struct pgw_dispatch *self);
+bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients);
 
 /*
  * Works the event |event_id| of |app_id| that this process inserted with
@@ -78,7 +79,8 @@ bool pgw_dispatch_reserve(struct pgw_dispatch *self);
  * PGW_ERR_CLOSED (the lease then expires and the event is claimed again).
  */
 int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
-                        const char *app_id, struct pgw_event *ev);
+                        const char *app_id, struct pgw_event *ev,
+                        size_t recipients);
 
 /* Sets the gauges the dispatcher owns (in-flight requests, provider
  * connections by state): a metrics collector. */

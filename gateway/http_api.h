@@ -84,25 +84,26 @@ struct pgw_http_api;
  * from memory (DESIGN §3, docs/SERVICE.md "the inserting process takes the
  * lease").
  *
- * |reserve| is asked right before each insert. true reserves one slot in
- * the dispatcher: the event is inserted with its lease taken by this
- * process for |lease_ms|. false (the dispatcher is full) inserts it with
- * no lease: another process, or the claimer, takes it later. NULL: always
- * true.
+ * |reserve| is asked right before each insert, with the event's number of
+ * offline peers. true reserves one slot in the dispatcher: the event is
+ * inserted with its lease taken by this process for |lease_ms|. false (the
+ * dispatcher is full) inserts it with no lease: another process, or the
+ * claimer, takes it later. NULL: always true.
  *
  * |accepted| is called exactly once for every reservation, on the loop
  * thread, after the insert finished: with the committed new event's id,
  * its app id (valid during the call) and the parsed event |ev|, whose
  * ownership passes to the callee (free with pgw_event_free()); or with
  * |ev| NULL and |event_id| 0 when the insert failed or was a duplicate
- * (the slot is free again, nothing to work). Never called after
+ * (the slot is free again, nothing to work); |recipients| is the number
+ * given to |reserve|. Never called after
  * pgw_http_api_free(): events committed later keep their lease until it
  * expires. NULL |accepted|: every insert is made without a lease.
  */
 struct pgw_http_api_dispatch {
-    bool (*reserve)(void *arg);
+    bool (*reserve)(void *arg, size_t recipients);
     void (*accepted)(void *arg, int64_t event_id, const char *app_id,
-                     struct pgw_event *ev);
+                     struct pgw_event *ev, size_t recipients);
     void *arg;
 };
 

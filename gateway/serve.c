@@ -7,6 +7,7 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,22 +41,23 @@ struct serve {
     struct pgw_http_api *api;
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *stop_timer;
+    struct event *trim_timer;
     struct timespec stop_started;
     bool stopping;
     bool drained;
 };
 
-static bool on_reserve(void *arg)
+static bool on_reserve(void *arg, size_t recipients)
 {
     struct serve *s = arg;
-    return pgw_dispatch_reserve(s->dispatch);
+    return pgw_dispatch_reserve(s->dispatch, recipients);
 }
 
 static void on_accepted(void *arg, int64_t event_id, const char *app_id,
-                        struct pgw_event *ev)
+                        struct pgw_event *ev, size_t recipients)
 {
     struct serve *s = arg;
-    pgw_dispatch_accept(s->dispatch, event_id, app_id, ev);
+    pgw_dispatch_accept(s->dispatch, event_id, app_id, ev, recipients);
 }
 
 static bool on_ready(void *arg, const char **ret_reason)
@@ -197,6 +199,21 @@ static char *owner_id(void)
     return out;
 }
 
+/* Every TRIM_INTERVAL_S: the heap's free pages go back to the system. A
+ * burst of large requests (256 fan-out events of 12 KB at once) left
+ * 15-17 MB freed but resident: 63-65 MiB with 1,000,000 pushes pending,
+ * 48 MiB after a trim. It walks the free chunks, well under a
+ * millisecond at these sizes. */
+#define TRIM_INTERVAL_S 2
+
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    malloc_trim(0);
+}
+
 static int setup(struct serve *s)
 {
     struct pgw_diag diag;
@@ -295,9 +312,15 @@ static int setup(struct serve *s)
     s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
     s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
     s->stop_timer = event_new(s->base, -1, EV_PERSIST, on_stop_poll, s);
-    if (!s->sig_hup || !s->sig_term || !s->sig_int || !s->stop_timer) {
+    s->trim_timer = event_new(s->base, -1, EV_PERSIST, on_trim, s);
+    if (!s->sig_hup || !s->sig_term || !s->sig_int || !s->stop_timer ||
+        !s->trim_timer) {
         rc = PGW_ERR_NOMEM;
         goto out;
+    }
+    {
+        struct timeval tv = {TRIM_INTERVAL_S, 0};
+        event_add(s->trim_timer, &tv);
     }
     evsignal_add(s->sig_hup, NULL);
     evsignal_add(s->sig_term, NULL);
@@ -333,6 +356,8 @@ static void teardown(struct serve *s)
         event_free(s->sig_int);
     if (s->stop_timer)
         event_free(s->stop_timer);
+    if (s->trim_timer)
+        event_free(s->trim_timer);
     if (s->dns)
         evdns_base_free(s->dns, 0);
     if (s->base)

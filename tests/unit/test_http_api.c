@@ -58,9 +58,10 @@ struct fx {
 
 /* ---- the server side (runs on the loop thread) --------------------------- */
 
-static bool fx_reserve(void *arg)
+static bool fx_reserve(void *arg, size_t recipients)
 {
     struct fx *fx = arg;
+    (void)recipients;
     if (atomic_load(&fx->full))
         return false;
     atomic_fetch_add(&fx->reserved, 1);
@@ -68,10 +69,11 @@ static bool fx_reserve(void *arg)
 }
 
 static void fx_accepted(void *arg, int64_t event_id, const char *app_id,
-                        struct pgw_event *ev)
+                        struct pgw_event *ev, size_t recipients)
 {
     struct fx *fx = arg;
     (void)app_id;
+    (void)recipients;
     if (ev == NULL) {
         atomic_fetch_add(&fx->released, 1);
         return;
