@@ -62,7 +62,7 @@ struct item {
     struct pgw_event *ev; /* owned until handed to the dispatcher */
     bool reserved;
     size_t reserved_recipients;
-        /* told to dispatch.reserve */ /* a dispatcher slot is held for it */
+    /* told to dispatch.reserve */ /* a dispatcher slot is held for it */
     bool done;
     int err;
     int64_t id;
