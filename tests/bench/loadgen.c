@@ -21,6 +21,8 @@
  *   --run-id S               prefix of msgId (idempotency keys)
  *   --no-seq                 no "seq" in pushData: events that `latency`
  *                            must not match (the benchmark's warm-up)
+ *   --no-badge               no "badge":"Increment" in pushData: no write
+ *                            to installations per push (a comparison)
  *   --accept-log FILE        one line per accepted event:
  *                            "seq send_us accept_us event_id"
  *   --timeout-s S            give up after S seconds (default 600)
@@ -92,6 +94,7 @@ struct opts {
     int chat_peers;
     int timeout_s;
     int no_seq;
+    int no_badge;
 };
 
 struct conn {
@@ -173,8 +176,9 @@ static size_t make_body(struct state *s, long seq, char *conv, size_t conv_sz)
             "{\"fromPeer\":\"bench\",\"convId\":\"%s\",\"offlinePeers\":"
             "[\"c%ld\"],\"timestamp\":%lld,\"content\":\"hello\","
             "\"msgId\":\"%s-%ld\",\"pushData\":{\"alert\":\"hello from the "
-            "benchmark\",\"badge\":\"Increment\"%s%ld\"}}",
+            "benchmark\"%s%s%ld\"}}",
             conv, peer, (long long)ts, s->o.run_id, seq,
+            s->o.no_badge ? "" : ",\"badge\":\"Increment\"",
             s->o.no_seq ? ",\"n\":\"" : ",\"seq\":\"", seq);
         return n;
     }
@@ -192,8 +196,9 @@ static size_t make_body(struct state *s, long seq, char *conv, size_t conv_sz)
             s->body + n, s->body_cap - n,
             "],\"timestamp\":%lld,\"content\":\"hello\",\"msgId\":"
             "\"%s-%ld\",\"pushData\":{\"alert\":\"hello from the "
-            "benchmark\",\"badge\":\"Increment\"%s%ld\"}}",
+            "benchmark\"%s%s%ld\"}}",
             (long long)ts, s->o.run_id, seq,
+            s->o.no_badge ? "" : ",\"badge\":\"Increment\"",
             s->o.no_seq ? ",\"n\":\"" : ",\"seq\":\"", seq);
     }
     return n;
@@ -617,8 +622,12 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool used = true;
 
-        if (!strcmp(a, "--no-seq")) { /* the only option without a value */
+        if (!strcmp(a, "--no-seq")) { /* the options without a value */
             o.no_seq = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-badge")) {
+            o.no_badge = 1;
             continue;
         }
         if (!strcmp(a, "--port") && v)
