@@ -105,6 +105,12 @@ struct push_block {
     struct push p[];
 };
 
+/* A growable list of installation ids. */
+struct id_list {
+    int64_t *v;
+    size_t n, cap;
+};
+
 /* One part of a job's lookup: its share of the recipients. */
 struct lookup_part {
     struct job *job;
@@ -165,8 +171,9 @@ struct job {
      * increments to take back for the ones a later part matched again. */
     int64_t *seen;
     size_t seen_cap, seen_n;
-    int64_t *undo;
-    size_t undo_n, undo_cap;
+    unsigned seen_shift; /* 64 - log2(seen_cap) */
+    struct id_list undo; /* increments of devices matched twice */
+    struct id_list inc;  /* every increment the parts made */
     size_t answered;
     int delivered;
     struct failure *failures;
@@ -512,7 +519,8 @@ static void job_free(struct job *job)
     }
     free(job->parts);
     free(job->seen);
-    free(job->undo);
+    free(job->undo.v);
+    free(job->inc.v);
     free(job->failures);
     for (size_t i = 0; i < job->n_retries; i++)
         free(job->retries[i].request);
@@ -845,7 +853,8 @@ static void job_send_some(struct job *job)
 {
     struct pgw_dispatch *d = job->d;
 
-    while (!d->closing && job->next_send < job->n_pushes &&
+    while (!d->closing && !job->lookup_failed &&
+           job->next_send < job->n_pushes &&
            inflight_total(d) < d->o.max_inflight) {
         struct push *p;
         struct pgw_outcome err_o;
@@ -887,7 +896,8 @@ static void dispatch_pump(struct pgw_dispatch *d)
         d->wait_recipients -= j->res->n_recipients;
         job_lookup_start(j);
     }
-    for (struct job *j = d->jobs; j && !d->closing; j = j->next) {
+    for (struct job *j = d->jobs, *next; j && !d->closing; j = next) {
+        next = j->next; /* a push's outcome may end and free |j| */
         if (inflight_total(d) >= d->o.max_inflight)
             break;
         if (j->next_send < j->n_pushes)
@@ -1177,6 +1187,11 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
 }
 
 /* Fires with the installations of the event's recipients. */
+/* Fibonacci hashing: the top bits of the product, which depend on every
+ * bit of the id (the low bits depend only on the id's low bits). */
+#define ID_HASH(id, shift)                                                     \
+    ((size_t)(((uint64_t)(id)*0x9E3779B97F4A7C15ULL) >> (shift)))
+
 /* Adds |id| to the installations |job| gives a push; false if it was
  * there already. Installation ids are positive: 0 marks a free slot. */
 static bool seen_add(struct job *job, int64_t id)
@@ -1185,6 +1200,7 @@ static bool seen_add(struct job *job, int64_t id)
 
     if ((job->seen_n + 1) * 2 > job->seen_cap) {
         size_t cap = job->seen_cap ? job->seen_cap * 2 : 1024;
+        unsigned shift = job->seen_cap ? job->seen_shift - 1 : 64 - 10;
         int64_t *n = calloc(cap, sizeof(*n));
 
         if (!n)
@@ -1193,18 +1209,18 @@ static bool seen_add(struct job *job, int64_t id)
             size_t j;
             if (!job->seen[i])
                 continue;
-            for (j = (size_t)job->seen[i] * 0x9E3779B97F4A7C15ULL & (cap - 1);
-                 n[j]; j = (j + 1) & (cap - 1))
+            for (j = ID_HASH(job->seen[i], shift); n[j];
+                 j = (j + 1) & (cap - 1))
                 ;
             n[j] = job->seen[i];
         }
         free(job->seen);
         job->seen = n;
         job->seen_cap = cap;
+        job->seen_shift = shift;
     }
     mask = job->seen_cap - 1;
-    for (i = (size_t)id * 0x9E3779B97F4A7C15ULL & mask; job->seen[i];
-         i = (i + 1) & mask)
+    for (i = ID_HASH(id, job->seen_shift); job->seen[i]; i = (i + 1) & mask)
         if (job->seen[i] == id)
             return false;
     job->seen[i] = id;
@@ -1212,11 +1228,11 @@ static bool seen_add(struct job *job, int64_t id)
     return true;
 }
 
-static void undo_add(struct job *job, int64_t id)
+static void id_list_add(struct job *job, struct id_list *l, int64_t id)
 {
-    if (job->undo_n == job->undo_cap) {
-        size_t cap = job->undo_cap ? job->undo_cap * 2 : 16;
-        int64_t *n = realloc(job->undo, cap * sizeof(*n));
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        int64_t *n = realloc(l->v, cap * sizeof(*n));
 
         if (!n) {
             pgw_log_error("out of memory: a badge of event '%s' stays one "
@@ -1224,10 +1240,10 @@ static void undo_add(struct job *job, int64_t id)
                           job->event_id_str);
             return;
         }
-        job->undo = n;
-        job->undo_cap = cap;
+        l->v = n;
+        l->cap = cap;
     }
-    job->undo[job->undo_n++] = id;
+    l->v[l->n++] = id;
 }
 
 static void on_badges_undone(void *arg, int err)
@@ -1285,7 +1301,7 @@ static void add_pushes(struct job *job,
          * increment is taken back. */
         if (job->n_parts > 1 && !seen_add(job, row->id)) {
             if (inc && inst.platform == PGW_PLATFORM_IOS)
-                undo_add(job, row->id);
+                id_list_add(job, &job->undo, row->id);
             continue;
         }
         inst.device_token = row->device_token;
@@ -1340,6 +1356,19 @@ static void add_pushes(struct job *job,
     d->pushes_pending += blk->n;
 }
 
+/* A part failed: the event is worked again after its lease, so its
+ * pushes not sent yet are not sent now (they would go twice): counted as
+ * answered. */
+static void job_drop_unsent(struct job *job)
+{
+    size_t n = job->n_pushes - job->next_send;
+
+    job->next_send = job->n_pushes;
+    job->answered += n;
+    job->pending -= n;
+    job->d->pushes_pending -= n;
+}
+
 /* One part of a job's lookup is back. */
 static void on_installations(void *arg, int err,
                              const struct pgw_store_installation *rows,
@@ -1360,6 +1389,12 @@ static void on_installations(void *arg, int err,
     /* Its recipients leave pushes_pending; its pushes enter it. */
     job->pending -= part->n_names;
     d->pushes_pending -= part->n_names;
+    if (err >= 0 && job->n_parts > 1 && ios_increments(job)) {
+        /* Committed by this part whatever happens to the others. */
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(rows[i].device_type, "ios") == 0)
+                id_list_add(job, &job->inc, rows[i].id);
+    }
     if (err < 0) {
         /* Not finished: the event is worked again after its lease. */
         if (!job->lookup_failed)
@@ -1367,15 +1402,20 @@ static void on_installations(void *arg, int err,
                          "'%s': %s: it will be worked again",
                          job->event_id_str, pgw_strerror(err));
         job->lookup_failed = true;
+        job_drop_unsent(job);
     } else if (!job->lookup_failed) {
         add_pushes(job, rows, n);
     }
     if (job->parts_out == 0) {
-        if (job->undo_n &&
-            pgw_store_undo_badges(d->o.store, job->undo, job->undo_n,
-                                  on_badges_undone,
-                                  (void *)(uintptr_t)job->undo_n) < 0)
-            on_badges_undone((void *)(uintptr_t)job->undo_n, PGW_ERR_DB);
+        /* Increments to take back: of devices matched by two parts; or,
+         * when a part failed, all the others made (the event is worked
+         * again, with its increments). */
+        struct id_list *u = job->lookup_failed ? &job->inc : &job->undo;
+
+        if (u->n &&
+            pgw_store_undo_badges(d->o.store, u->v, u->n, on_badges_undone,
+                                  (void *)(uintptr_t)u->n) < 0)
+            on_badges_undone((void *)(uintptr_t)u->n, PGW_ERR_DB);
         if (job->answered == job->n_pushes) {
             job_lookup_done(job);
             return;

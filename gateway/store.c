@@ -571,25 +571,30 @@ static const struct {
     const char *sql;
 } stmts[ST__COUNT] = {
     /* Ids are drawn first so every input row knows its own: RETURNING
-     * cannot say which input row a new row came from. */
-    [ST_INSERT] = {"pgw_insert",
-                   "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "
-                   "FROM unnest($1::text[], $2::text[], $3::text[], "
-                   "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "
-                   "AS t(app_id, conv_id, msg_id, body, ts, lease_ms, ord)), "
-                   "ins AS (INSERT INTO events (id, app_id, conv_id, msg_id, "
-                   "body, event_ts_ms, lease_owner, lease_until, attempts) "
-                   "SELECT id, app_id, conv_id, msg_id, body, ts, "
-                   "CASE WHEN lease_ms >= 0 THEN $7::text END, "
-                   "CASE WHEN lease_ms >= 0 THEN " LEASE_FOR(
-                       "lease_ms") " ELSE '-infinity' END, "
-                                   "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "
-                                   "FROM input ORDER BY ord "
-                                   "ON CONFLICT (app_id, conv_id, msg_id) "
-                                   "WHERE msg_id IS NOT NULL DO NOTHING "
-                                   "RETURNING id) "
-                                   "SELECT input.ord, input.id FROM input "
-                                   "JOIN ins ON ins.id = input.id"},
+     * cannot say which input row a new row came from. Rows go in key
+     * order: two batches in flight holding the same two keys would
+     * otherwise each wait on the other's insert (a deadlock, one batch
+     * failed); the same key twice in a batch: the first to arrive is the
+     * new one. */
+    [ST_INSERT] =
+        {"pgw_insert",
+         "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "
+         "FROM unnest($1::text[], $2::text[], $3::text[], "
+         "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "
+         "AS t(app_id, conv_id, msg_id, body, ts, lease_ms, ord)), "
+         "ins AS (INSERT INTO events (id, app_id, conv_id, msg_id, "
+         "body, event_ts_ms, lease_owner, lease_until, attempts) "
+         "SELECT id, app_id, conv_id, msg_id, body, ts, "
+         "CASE WHEN lease_ms >= 0 THEN $7::text END, "
+         "CASE WHEN lease_ms >= 0 THEN " LEASE_FOR(
+             "lease_ms") " ELSE '-infinity' END, "
+                         "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "
+                         "FROM input ORDER BY app_id, conv_id, msg_id, ord "
+                         "ON CONFLICT (app_id, conv_id, msg_id) "
+                         "WHERE msg_id IS NOT NULL DO NOTHING "
+                         "RETURNING id) "
+                         "SELECT input.ord, input.id FROM input "
+                         "JOIN ins ON ins.id = input.id"},
     /* Runs after the insert in the same transaction: it sees this batch's
      * rows and those of transactions that committed meanwhile. */
     [ST_DUPS] = {"pgw_dups",

@@ -672,6 +672,52 @@ static void expect_badges(struct find_res *const *callers, size_t n, int64_t id,
     }
 }
 
+/* Parts of one lookup are never merged into one statement (each is its
+ * own transaction with its own increment), and increments are taken back
+ * once per listed id, never below 0. */
+static void test_parts_and_undo(void **state)
+{
+    struct fx *f = *state;
+    static struct find_res r[2];
+    const char *jerry[] = {"Jerry"};
+    const int64_t undo[] = {1, 3, 3, 4, 4, 4};
+    struct done_res dr = {0};
+    int done = 0;
+
+    seed_installations(f->db);
+    for (int i = 0; i < 2; i++) {
+        r[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations_part(f->store, "demo",
+                                                           jerry, 1, NULL, true,
+                                                           on_find, &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, 2, 20000);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].err, 0);
+        assert_int_equal(r[i].n, 4);
+    }
+    /* Two statements: one device, two increments, values 1 and 2. */
+    assert_int_equal(badge_of(&r[0], 1) + badge_of(&r[1], 1), 3);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 5",
+               "1:2,2:0,3:2,4:2,5:0");
+    done = 0;
+    dr.done = &done;
+    assert_int_equal(pgw_store_undo_badges(f->store, undo, PGW_ARRAY_SIZE(undo),
+                                           on_done, &dr),
+                     0);
+    run_until(f->base, &done, 1, 20000);
+    assert_int_equal(dr.err, 0);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 5",
+               "1:1,2:0,3:0,4:0,5:0");
+    assert_int_equal(pgw_store_undo_badges(f->store, undo, 0, on_done, &dr),
+                     PGW_ERR_INVAL);
+}
+
 /* Lookups queued in one loop iteration go as one statement: each caller
  * still gets its own rows, and a device several callers increment is
  * incremented once per caller, each getting its own value. */
@@ -1320,6 +1366,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parts_and_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
