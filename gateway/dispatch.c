@@ -173,6 +173,7 @@ struct job {
     size_t seen_cap, seen_n;
     unsigned seen_shift; /* 64 - log2(seen_cap) */
     struct id_list undo; /* increments of devices matched twice */
+    bool undoing;        /* the take-back is out: the job waits for it */
     struct id_list inc;  /* every increment the parts made */
     size_t answered;
     int delivered;
@@ -773,7 +774,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
     job->answered++;
     job->pending--;
     d->pushes_pending--;
-    if (job->answered == job->n_pushes && job->parts_out == 0)
+    if (job->answered == job->n_pushes && job->parts_out == 0 && !job->undoing)
         job_lookup_done(job);
     else if (!d->closing)
         event_active(d->pump_ev, EV_TIMEOUT, 0);
@@ -1246,11 +1247,26 @@ static void id_list_add(struct job *job, struct id_list *l, int64_t id)
     l->v[l->n++] = id;
 }
 
+/* The take-back of a job's extra increments committed (or failed): the
+ * event ends only now, so a later event of the same devices counts from
+ * the right badge. */
 static void on_badges_undone(void *arg, int err)
 {
+    struct job *job = arg;
+    struct pgw_dispatch *d = job->d;
+
+    job->undoing = false;
+    job->waiting_store = false;
     if (err < 0)
-        pgw_log_warn("could not take back %zu badge increments: %s",
-                     (size_t)(uintptr_t)arg, pgw_strerror(err));
+        pgw_log_warn("could not take back the extra badge increments of "
+                     "event '%s': %s",
+                     job->event_id_str, pgw_strerror(err));
+    if (d->closing) {
+        job_free(job);
+        return;
+    }
+    if (job->answered == job->n_pushes)
+        job_lookup_done(job);
 }
 
 /* Every part of the lookup is back and every push answered: the event
@@ -1412,11 +1428,17 @@ static void on_installations(void *arg, int err,
          * again, with its increments). */
         struct id_list *u = job->lookup_failed ? &job->inc : &job->undo;
 
-        if (u->n &&
-            pgw_store_undo_badges(d->o.store, u->v, u->n, on_badges_undone,
-                                  (void *)(uintptr_t)u->n) < 0)
-            on_badges_undone((void *)(uintptr_t)u->n, PGW_ERR_DB);
-        if (job->answered == job->n_pushes) {
+        if (u->n) {
+            int rc = pgw_store_undo_badges(d->o.store, u->v, u->n,
+                                           on_badges_undone, job);
+            if (rc == 0)
+                job->undoing = job->waiting_store = true;
+            else
+                pgw_log_warn("could not take back the extra badge "
+                             "increments of event '%s': %s",
+                             job->event_id_str, pgw_strerror(rc));
+        }
+        if (!job->undoing && job->answered == job->n_pushes) {
             job_lookup_done(job);
             return;
         }
