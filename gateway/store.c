@@ -2308,16 +2308,11 @@ int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
     return 0;
 }
 
-int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
-                           unsigned lease_ms, pgw_store_done_cb cb, void *arg)
+/* |ids| as an int8[] literal in self->enc ("{1,2}"). */
+static int enc_int8_array(struct pgw_store *self, const int64_t *ids, size_t n)
 {
-    struct sbuf *b;
-    struct op *op = NULL;
-    int rc;
+    struct sbuf *b = &self->enc;
 
-    if (!self || !cb || (n && !ids) || lease_ms == 0 || lease_ms > INT32_MAX)
-        return PGW_ERR_INVAL;
-    b = &self->enc;
     sb_reset(b);
     sb_put(b, "{", 1);
     for (size_t i = 0; i < n; i++) {
@@ -2325,9 +2320,21 @@ int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
         sb_int_elem(b, ids[i]);
     }
     sb_put(b, "}", 1);
-    if (b->oom)
-        return PGW_ERR_NOMEM;
-    rc = queue_owner_op(self, OP_RENEW, b->p, lease_ms, &op);
+    return b->oom ? PGW_ERR_NOMEM : 0;
+}
+
+int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
+                           unsigned lease_ms, pgw_store_done_cb cb, void *arg)
+{
+    struct op *op = NULL;
+    int rc;
+
+    if (!self || !cb || (n && !ids) || lease_ms == 0 || lease_ms > INT32_MAX)
+        return PGW_ERR_INVAL;
+    rc = enc_int8_array(self, ids, n);
+    if (rc < 0)
+        return rc;
+    rc = queue_owner_op(self, OP_RENEW, self->enc.p, lease_ms, &op);
     if (rc < 0)
         return rc;
     op->cb.done = cb;
@@ -2427,7 +2434,6 @@ int pgw_store_find_installations_part(struct pgw_store *self,
 int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
                           pgw_store_done_cb cb, void *arg)
 {
-    struct sbuf *b;
     struct op *op;
     int rc;
 
@@ -2436,17 +2442,10 @@ int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
     rc = may_queue(self);
     if (rc < 0)
         return rc;
-    b = &self->enc;
-    sb_reset(b);
-    sb_put(b, "{", 1);
-    for (size_t i = 0; i < n; i++) {
-        sb_sep(b, 1);
-        sb_int_elem(b, ids[i]);
-    }
-    sb_put(b, "}", 1);
-    if (b->oom)
-        return PGW_ERR_NOMEM;
-    op = op_with_params(OP_UNDO_BADGES, (const char *const[]){b->p}, 1);
+    rc = enc_int8_array(self, ids, n);
+    if (rc < 0)
+        return rc;
+    op = op_with_params(OP_UNDO_BADGES, (const char *const[]){self->enc.p}, 1);
     if (!op)
         return PGW_ERR_NOMEM;
     op->cb.done = cb;
