@@ -6,6 +6,7 @@
 #include <ftw.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,10 +282,54 @@ char *tu_db_query(const char *conninfo, const char *sql)
     return out;
 }
 
+/* Every child tu_spawn() started, killed at exit if still running: a
+ * failed assertion skips the test's own stop, and mocks and gateways were
+ * left running after the suite. (PR_SET_PDEATHSIG cannot serve: it fires
+ * when the spawning thread ends, and tests spawn from helper threads.) */
+static pid_t *spawned;
+static size_t n_spawned, cap_spawned;
+
+static void kill_spawned(void)
+{
+    for (size_t i = 0; i < n_spawned; i++) {
+        int status;
+        /* Still our child and running: a reaped pid is never touched. */
+        if (waitpid(spawned[i], &status, WNOHANG) == 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], &status, 0);
+        }
+    }
+    free(spawned);
+    spawned = NULL;
+    n_spawned = cap_spawned = 0;
+}
+
+static void remember_spawned(pid_t pid)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+    pthread_mutex_lock(&mu);
+    if (!spawned && !cap_spawned)
+        atexit(kill_spawned);
+    if (n_spawned == cap_spawned) {
+        size_t cap = cap_spawned ? cap_spawned * 2 : 64;
+        pid_t *n = realloc(spawned, cap * sizeof(*n));
+        if (n) {
+            spawned = n;
+            cap_spawned = cap;
+        }
+    }
+    if (n_spawned < cap_spawned)
+        spawned[n_spawned++] = pid;
+    pthread_mutex_unlock(&mu);
+}
+
 int tu_spawn(const char *const *argv, const char *log_path)
 {
     pid_t pid = fork();
 
+    if (pid > 0)
+        remember_spawned(pid);
     if (pid != 0)
         return (int)pid;
     if (log_path) {
