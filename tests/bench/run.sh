@@ -14,6 +14,8 @@
 #   4. latency of each scenario at full rate and at half the measured rate
 #      (mocks recording ts_ms per request, matched to the 202 of the event)
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
+#   and, when node and npm are there, @parse/node-apn against the same mock
+#   as a peer figure (BENCH_NODE_APN=0 skips it)
 # then prints the two lines of §13. Everything runs on loopback and stops
 # by itself; --keep leaves the work folder (logs) in place; --serve only
 # sets everything up and keeps pushgw serving (for profiling) until the
@@ -284,6 +286,27 @@ echo "$h2out" | grep -E "^finished in|^requests:|^status codes:" >&2
 ceiling=$(echo "$h2out" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' | cut -d. -f1)
 [ -n "$ceiling" ] || die "h2load gave no figure"
 
+# --- 1b. the peer figure (optional) -------------------------------------------
+# @parse/node-apn (npm, pinned in tests/bench/node-apn) against the same mock:
+# a popular Node.js APNs client as a yardstick. Skipped without node/npm or
+# the registry, or with BENCH_NODE_APN=0.
+peer_pps=skipped
+if [ "${BENCH_NODE_APN:-1}" != 0 ] && command -v node >/dev/null && command -v npm >/dev/null; then
+    log "peer figure: @parse/node-apn against the mock APNs"
+    mkdir -p "$work/node-apn"
+    cp "$root/tests/bench/node-apn/package.json" "$root/tests/bench/node-apn/package-lock.json" \
+       "$root/tests/bench/node-apn/peer.js" "$work/node-apn/"
+    if (cd "$work/node-apn" && timeout 180 npm ci --no-audit --no-fund >"$work/npm.log" 2>&1); then
+        peer_out=$(cd "$work/node-apn" && timeout 300 node peer.js "$apns_port" \
+            "$certs/AuthKey_KEY0000001.p8" "$certs/ca.pem" $((ceiling_n / 3)) 500 4) || peer_out=
+        echo "    ${peer_out:-node-apn run failed}" >&2
+        peer_pps=$(echo "$peer_out" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
+        [ -n "$peer_pps" ] || peer_pps=failed
+    else
+        echo "    npm ci failed (no registry?): peer figure skipped (see $work/npm.log)" >&2
+    fi
+fi
+
 # One throughput run: fresh pushgw, events through loadgen, wait for the
 # end, rates from the events table. Sets T_EPS T_PPS T_RSS T_429.
 run_throughput() { # scenario events
@@ -394,6 +417,7 @@ pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_co
                                         half rate p50 $c_p50 ms p99 $c_p99 ms
     peak RSS (VmHWM) $c_rss MiB
   RSS with $((pending_events * 1000)) pushes pending: $p_rss$([ "$p_rss" = skipped ] || echo " MiB")
+  peer: @parse/node-apn (npm) against the same mock APNs: $peer_pps$(case $peer_pps in *[!0-9]*) ;; *) echo " pushes/s";; esac)
   targets: fan-out >= 100000 pushes/s and ratio >= 0.5; chat >= 20000 events/s;
            p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending
 
