@@ -238,6 +238,7 @@ struct pgw_dispatch {
      * the pending-pushes bound has room for. */
     double avg_recipients;
     size_t claim_asked; /* events asked for by the claim out */
+    size_t claim_batch; /* room a backlog claim waits for */
     bool draining;
     struct event *claim_timer;
     struct event *lease_timer;
@@ -906,9 +907,7 @@ static void dispatch_pump(struct pgw_dispatch *d)
     }
     /* A backlog left in the database: claim it once a batch fits. */
     if (d->backlog_hint && !d->closing)
-        claim_events(d, d->o.max_events / 4 < EVENT_CLAIM_MAX
-                            ? d->o.max_events / 4 + 1
-                            : EVENT_CLAIM_MAX);
+        claim_events(d, d->claim_batch);
 }
 
 /* Fires once per loop iteration after answers or freed jobs. */
@@ -2025,6 +2024,10 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     if (!d->o.max_inflight)
         d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
     d->max_pending = d->o.max_inflight * PENDING_PUSHES_FACTOR;
+    /* A quarter of the in-memory bound, at most a full claim. */
+    d->claim_batch = d->o.max_events / 4 + 1;
+    if (d->claim_batch > EVENT_CLAIM_MAX)
+        d->claim_batch = EVENT_CLAIM_MAX;
     d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
     d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
     d->reaper = event_new(d->o.base, -1, 0, on_reap, d);

@@ -1274,6 +1274,8 @@ static void conn_prepare(struct conn *c)
         conn_fail(c, "could not set up the session: ", PQerrorMessage(c->pg));
         return;
     }
+    /* All of them, those sent unnamed (stmt_replan) too: a schema that
+     * does not match fails here, at connect, not at the first event. */
     for (int i = 0; i < ST__COUNT; i++) {
         if (!PQsendPrepare(c->pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
             conn_fail(c,

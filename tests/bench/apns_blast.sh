@@ -3,6 +3,7 @@
 # and prints pushes/s, h2load's req/s and the ratio.
 #   tests/bench/apns_blast.sh [BUILD_DIR] [N] [CONNECTIONS]
 set -eu
+. "$(dirname "$0")/ceiling.sh"
 BUILD=${1:-build}
 N=${2:-200000}
 CONNS=${3:-2}
@@ -39,13 +40,7 @@ BLAST_OUT=$("$BLAST" -o "$ORIGIN" -a "$CERTS/ca.pem" \
 echo "$BLAST_OUT"
 PUSHES=$(echo "$BLAST_OUT" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
 
-JWT=$("$MKJWT" --key "$CERTS/AuthKey_KEY0000001.p8" --team TEAM000001 --kid KEY0000001)
 printf '%s' '{"aps":{"alert":{"title":"Jerry","body":"hello from the benchmark"},"badge":1,"sound":"default"}}' > "$TMP/body.json"
-H2_OUT=$(h2load -n "$N" -c "$CONNS" -m 1000 -d "$TMP/body.json" \
-    -H "authorization: bearer $JWT" -H "apns-topic: com.example.app" \
-    -H "apns-push-type: alert" -H "apns-priority: 10" \
-    "$ORIGIN/3/device/0000000000000000000000000000000000000000000000000000000000000001")
-echo "$H2_OUT" | grep -E "^finished in|^requests:|^status codes:"
-CEIL=$(echo "$H2_OUT" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' | cut -d. -f1)
+CEIL=$(h2load_ceiling "$BUILD" "$ORIGIN" "$N" "$CONNS" com.example.app "$TMP/body.json") || CEIL=
 RATIO=$(awk -v a="$PUSHES" -v b="$CEIL" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')
 echo "bench apns_blast pushes_per_s=$PUSHES ceiling_per_s=$CEIL ratio=$RATIO"

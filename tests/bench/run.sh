@@ -29,6 +29,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/bench/ceiling.sh"
 quick=0
 keep=0
 serve=0
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --serve) serve=1 ;;
     --build) build=$2; shift ;;
-    *) echo "usage: tests/bench/run.sh [--quick] [--build DIR] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: tests/bench/run.sh [--quick] [--build DIR] [--keep] [--serve]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -276,15 +277,9 @@ fi
 
 # --- 1. h2load ceiling --------------------------------------------------------
 log "h2load ceiling: -n $ceiling_n -c $apns_conns -m 1000 against the mock APNs"
-jwt=$("$build/tests/mock/mkjwt" --key "$certs/AuthKey_KEY0000001.p8" --team TEAM000001 --kid KEY0000001)
 printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >"$work/body.json"
-h2out=$(h2load -n "$ceiling_n" -c "$apns_conns" -m 1000 -d "$work/body.json" \
-    -H "authorization: bearer $jwt" -H "apns-topic: com.example.demo" \
-    -H "apns-push-type: alert" -H "apns-priority: 10" \
-    "https://127.0.0.1:$apns_port/3/device/0000000000000000000000000000000000000000000000000000000000000001")
-echo "$h2out" | grep -E "^finished in|^requests:|^status codes:" >&2
-ceiling=$(echo "$h2out" | sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/\1/p' | cut -d. -f1)
-[ -n "$ceiling" ] || die "h2load gave no figure"
+ceiling=$(h2load_ceiling "$build" "https://127.0.0.1:$apns_port" "$ceiling_n" "$apns_conns" \
+    com.example.demo "$work/body.json") || die "h2load gave no figure"
 
 # --- 1b. the peer figure (optional) -------------------------------------------
 # @parse/node-apn (npm, pinned in tests/bench/node-apn) against the same mock:
