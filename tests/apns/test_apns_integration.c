@@ -522,36 +522,36 @@ static void test_retry_after_reported(void **state)
     mock_cleanup(&m);
 }
 
-static void test_lower_streams_to_1(void **state)
+/* |n| pushes on two connections to a mock started with |extra|: every
+ * one delivered exactly once. */
+static void expect_all_delivered(const char *const *extra, size_t n)
 {
     struct mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
-    const char *extra[] = {"--lower-streams-after", "20:1", NULL};
 
-    (void)state;
     mock_start(&m, extra);
     run_init(&r, &m, &o);
-    send_range(&r, 0, 400, 60000);
+    send_range(&r, 0, n, 60000);
     assert_all_delivered_once(&r, &m, NULL);
     run_free(&r);
     mock_cleanup(&m);
 }
 
+static void test_lower_streams_to_1(void **state)
+{
+    const char *extra[] = {"--lower-streams-after", "20:1", NULL};
+
+    (void)state;
+    expect_all_delivered(extra, 400);
+}
+
 static void test_max_streams_1(void **state)
 {
-    struct mock m;
-    struct run r;
-    struct pgw_apns_options o = {.connections = 2};
     const char *extra[] = {"--max-streams", "1", NULL};
 
     (void)state;
-    mock_start(&m, extra);
-    run_init(&r, &m, &o);
-    send_range(&r, 0, 300, 60000);
-    assert_all_delivered_once(&r, &m, NULL);
-    run_free(&r);
-    mock_cleanup(&m);
+    expect_all_delivered(extra, 300);
 }
 
 static void test_delay_beyond_timeout(void **state)
