@@ -44,6 +44,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# pushgw resolves the certificate paths of its config from its own
+# working folder: a relative --build would not be found there
+build=$(realpath -m "$build")
 
 if [ $quick = 1 ]; then
     fanout_events=${BENCH_FANOUT_EVENTS:-20}
