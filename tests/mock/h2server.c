@@ -263,13 +263,18 @@ void mock_uuid(struct mock_server *srv, char out[37])
              (uint64_t)(b & 0xffffffffffffULL));
 }
 
-int64_t mock_server_now_ms(struct mock_server *srv)
+int64_t mock_server_now_us(struct mock_server *srv)
 {
     struct timeval tv;
 
     if (event_base_gettimeofday_cached(srv->base, &tv) < 0)
         gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+int64_t mock_server_now_ms(struct mock_server *srv)
+{
+    return mock_server_now_us(srv) / 1000;
 }
 
 uint16_t mock_server_port(const struct mock_server *srv)
@@ -703,7 +708,8 @@ static void request_complete(struct conn *c, struct stream *st)
         return;
     }
     st->req.conn_seq = c->requests;
-    st->req.ts_ms = mock_server_now_ms(srv);
+    st->req.ts_us = mock_server_now_us(srv);
+    st->req.ts_ms = st->req.ts_us / 1000;
     st->req.body = st->body;
     srv->requests++;
     srv->app->handle(srv->app->ctx, &st->req);

@@ -59,6 +59,7 @@ struct mock_req {
     int32_t stream_id;
     uint64_t conn_seq;  /* n-th request on this connection */
     int64_t ts_ms;      /* wall clock when the request completed */
+    int64_t ts_us;      /* the same in microseconds (the records' ts_ms) */
     const char *method; /* pseudo headers, "" when absent */
     const char *path;
     const char *authority;
@@ -129,6 +130,7 @@ void mock_req_record_json(struct mock_req *req, cJSON *o, const cJSON *body);
 uint16_t mock_server_port(const struct mock_server *srv);
 /* Cached wall clock of the loop, in s and ms. */
 int64_t mock_server_now_ms(struct mock_server *srv);
+int64_t mock_server_now_us(struct mock_server *srv);
 
 /* A random lowercase canonical UUID into |out| (37 bytes). */
 void mock_uuid(struct mock_server *srv, char out[37]);

@@ -593,7 +593,7 @@ static void record(struct mock_req *req, struct verdict *v)
         return;
     cJSON_AddNumberToObject(o, "conn", (double)req->conn_id);
     cJSON_AddNumberToObject(o, "stream", req->stream_id);
-    cJSON_AddNumberToObject(o, "ts_ms", (double)req->ts_ms);
+    cJSON_AddNumberToObject(o, "ts_ms", (double)req->ts_us / 1000.0);
     cJSON_AddStringToObject(o, "method", req->method);
     cJSON_AddStringToObject(o, "path", req->path);
     msg = v->body ? cJSON_GetObjectItemCaseSensitive(v->body, "message") : NULL;
