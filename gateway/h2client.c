@@ -1077,6 +1077,20 @@ fail_ssl:
     conn_fail(c, "could not set up TLS");
 }
 
+struct evdns_base *pgw_h2_dns_new(struct event_base *base)
+{
+    struct evdns_base *dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+
+    if (dns)
+        return dns;
+    /* no resolv.conf: the hosts file is read with it, so read it alone */
+    dns = evdns_base_new(base, 0);
+    if (dns)
+        (void)evdns_base_load_hosts(dns, NULL);
+    return dns;
+}
+
 /* Fires when the name is resolved (possibly inside evdns_getaddrinfo). */
 static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {

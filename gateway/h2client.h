@@ -149,6 +149,14 @@ struct pgw_h2_result {
 typedef void (*pgw_h2_cb)(void *arg, const struct pgw_h2_result *result);
 
 /*
+ * The resolver the pools share: the name servers of /etc/resolv.conf and
+ * the names of /etc/hosts. Without a readable resolv.conf (a bare
+ * container) /etc/hosts and numeric addresses still work. NULL when out of
+ * memory. Free with evdns_base_free(dns, 0).
+ */
+struct evdns_base *pgw_h2_dns_new(struct event_base *base);
+
+/*
  * Creates a pool on |base|, resolving names with |dns| (both must outlive
  * the pool). |opts| is copied (strings too). No connection is opened
  * before the first request. Free with pgw_h2_pool_free().

@@ -18,6 +18,7 @@
 
 #include "curlmulti.h"
 #include "dispatch.h"
+#include "h2client.h"
 #include "http_api.h"
 #include "jwt.h"
 #include "log.h"
@@ -239,9 +240,7 @@ static int setup(struct serve *s)
     }
     if (!s->base)
         return PGW_ERR_NOMEM;
-    s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!s->dns) /* no resolv.conf: numeric addresses still work */
-        s->dns = evdns_base_new(s->base, 0);
+    s->dns = pgw_h2_dns_new(s->base);
     if (!s->dns)
         return PGW_ERR_NOMEM;
 

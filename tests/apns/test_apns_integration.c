@@ -922,6 +922,66 @@ static void expect_cert_failure(const char *certname, const char *host,
     event_base_free(base);
 }
 
+/* A host name, as in production (api.push.apple.com): "localhost" goes
+ * through the resolver serve uses (resolv.conf, /etc/hosts) and the
+ * certificate is checked against the name. The mock listens on 127.0.0.1
+ * only: when the name also maps to ::1, that address is refused first
+ * and the next one tried. */
+static void test_host_name(void **state)
+{
+    struct mock m;
+    struct event_base *base = event_base_new();
+    struct evdns_base *dns;
+    struct pgw_h2_pool *pool = NULL;
+    struct pgw_h2_pool_options po;
+    struct pgw_h2_request req;
+    struct h2_one one;
+    struct pgw_h2_pool_stats st;
+    struct timeval tv = {10, 0};
+    char origin[128];
+    struct rec *recs;
+    size_t n;
+
+    (void)state;
+    assert_non_null(base);
+    dns = pgw_h2_dns_new(base);
+    assert_non_null(dns);
+    mock_start(&m, NULL);
+    snprintf(origin, sizeof(origin), "https://localhost:%d", m.port);
+    memset(&po, 0, sizeof(po));
+    po.origin = origin;
+    po.ca_file = CERTS "/ca.pem";
+    po.connections = 1;
+    assert_int_equal(pgw_h2_pool_new(base, dns, &po, &pool), 0);
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.path =
+        "/3/device/"
+        "0000000000000000000000000000000000000000000000000000000000000001";
+    memset(&one, 0, sizeof(one));
+    one.base = base;
+    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, &one), 0);
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    assert_int_equal(one.done, 1);
+    if (one.kind != PGW_H2_RESPONSE)
+        fail_msg("no answer through 'localhost': %s: %s",
+                 pgw_h2_result_kind_name(one.kind), one.error);
+    /* no JWT: Apple's answer to that */
+    pgw_h2_pool_stats(pool, &st);
+    assert_int_equal(st.connects_ok, 1);
+    pgw_h2_pool_free(pool);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(recs[0].status, 403);
+    assert_string_equal(recs[0].reason, "MissingProviderToken");
+    free(recs);
+    mock_cleanup(&m);
+    evdns_base_free(dns, 0);
+    event_base_free(base);
+}
+
 static void test_untrusted_certificate(void **state)
 {
     (void)state;
@@ -989,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_expired_provider_token),
         cmocka_unit_test(test_within_20_min_no_new_token),
         cmocka_unit_test(test_invalidations),
+        cmocka_unit_test(test_host_name),
         cmocka_unit_test(test_untrusted_certificate),
         cmocka_unit_test(test_wrong_hostname),
         cmocka_unit_test(test_busy_and_free_cancels),
