@@ -212,27 +212,30 @@ static int ctx_submit(struct apns_ctx *c)
         return ret;
     c->signed_count = pgw_jwt_signed_count(c->team->jwt);
     memset(h, 0, sizeof(h));
-#define HDR(nm, off, noidx)                                                    \
+#define HDR(nm, off, once)                                                     \
     do {                                                                       \
         h[n].name = (nm);                                                      \
         h[n].value = c->buf + (off);                                           \
-        h[n].no_index = (noidx);                                               \
+        h[n].index_once = (once);                                              \
         n++;                                                                   \
     } while (0)
     h[n].name = "authorization";
     h[n].value = auth;
     h[n].no_index = 1;
     n++;
+    /* HPACK as Apple asks: :path and authorization never indexed (h2client),
+     * apns-id, apns-expiration and apns-collapse-id indexed once per
+     * connection (their values change from push to push), the rest
+     * indexed. */
     HDR("apns-topic", c->o_topic, 0);
     if (c->o_type != NONE)
         HDR("apns-push-type", c->o_type, 0);
     if (c->o_prio != NONE)
         HDR("apns-priority", c->o_prio, 0);
     if (c->o_exp != NONE)
-        HDR("apns-expiration", c->o_exp, 0);
+        HDR("apns-expiration", c->o_exp, 1);
     if (c->o_collapse != NONE)
-        HDR("apns-collapse-id", c->o_collapse, 0);
-    /* unique per push: indexing it would only churn APNs' small table */
+        HDR("apns-collapse-id", c->o_collapse, 1);
     if (c->o_id != NONE)
         HDR("apns-id", c->o_id, 1);
 #undef HDR

@@ -50,6 +50,9 @@
 #define STREAM_WINDOW (1024 * 1024)
 #define MAX_REQ_HEADERS 64
 #define MAX_REQ_HEADER_BYTES 65536
+/* index-once header names tracked per connection; more go unindexed */
+#define INDEX_ONCE_NAMES 4
+#define INDEX_ONCE_NAME_MAX 32
 #define FREELIST_MAX 65536
 #define KEEP_BUF_MAX 16384
 #define ERR_MAX 256
@@ -86,6 +89,7 @@ struct h2req {
     /* Request copy: strings and body in |buf|, nva points into it. */
     nghttp2_nv nva[MAX_REQ_HEADERS + 4];
     size_t nva_len;
+    uint64_t index_once; /* bit i: nva[4 + i] is indexed once per conn */
     char *buf;
     size_t buf_cap;
     size_t body_off, body_len, body_sent;
@@ -129,6 +133,9 @@ struct h2conn {
     bool ping_outstanding;
     bool want_flush;
     bool was_ready;
+    /* the index-once header names this connection has sent indexed */
+    char once_sent[INDEX_ONCE_NAMES][INDEX_ONCE_NAME_MAX];
+    unsigned n_once_sent;
 };
 
 struct pgw_h2_pool {
@@ -1159,6 +1166,32 @@ static void slot_connect(struct pgw_h2_pool *pool, unsigned i)
 /* ------------------------------------------------------------------ */
 /* the work event and the tick */
 
+/* Sets the flags of |r|'s index-once headers for connection |c|: indexed
+ * the first time |c| carries the name, a literal without indexing after.
+ * A request moved to another connection (GOAWAY) is decided again. */
+static void apply_index_once(struct h2conn *c, struct h2req *r)
+{
+    for (size_t i = 0; r->index_once && i < r->nva_len - 4; i++) {
+        nghttp2_nv *nv = &r->nva[4 + i];
+        bool seen = false;
+
+        if (!(r->index_once & ((uint64_t)1 << i)))
+            continue;
+        for (unsigned k = 0; k < c->n_once_sent && !seen; k++)
+            seen = strlen(c->once_sent[k]) == nv->namelen &&
+                   memcmp(c->once_sent[k], nv->name, nv->namelen) == 0;
+        if (!seen && c->n_once_sent < INDEX_ONCE_NAMES &&
+            nv->namelen < INDEX_ONCE_NAME_MAX) {
+            memcpy(c->once_sent[c->n_once_sent], nv->name, nv->namelen);
+            c->once_sent[c->n_once_sent][nv->namelen] = '\0';
+            c->n_once_sent++;
+            nv->flags = NGHTTP2_NV_FLAG_NONE;
+        } else {
+            nv->flags = NGHTTP2_NV_FLAG_NO_INDEX;
+        }
+    }
+}
+
 static struct h2conn *pick_conn(struct pgw_h2_pool *pool)
 {
     struct h2conn *c, *best = NULL;
@@ -1196,6 +1229,7 @@ static void assign_pending(struct pgw_h2_pool *pool)
         r->hbuf_len = 0;
         r->rbody_len = 0;
         r->truncated = false;
+        apply_index_once(c, r);
         id = nghttp2_submit_request(c->session, NULL, r->nva, r->nva_len,
                                     r->body_len > 0 ? &prd : NULL, r);
         if (id < 0) {
@@ -1594,6 +1628,7 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
     }
     off = 0;
     nv = r->nva;
+    r->index_once = 0;
 #define PUT(dst, src, n)                                                       \
     do {                                                                       \
         memcpy(r->buf + off, (src), (n));                                      \
@@ -1628,12 +1663,15 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
         x->namelen = nlen[i];
         PUT(x->value, h->value, vlen[i]);
         x->valuelen = vlen[i];
-        x->flags = (h->no_index || (nlen[i] == 13 && strncasecmp(h->name,
-                                                                 "authorizatio"
-                                                                 "n",
-                                                                 13) == 0))
-                       ? NGHTTP2_NV_FLAG_NO_INDEX
-                       : NGHTTP2_NV_FLAG_NONE;
+        if (h->no_index ||
+            (nlen[i] == 13 && strncasecmp(h->name, "authorization", 13) == 0)) {
+            x->flags = NGHTTP2_NV_FLAG_NO_INDEX;
+        } else if (h->index_once) {
+            x->flags = NGHTTP2_NV_FLAG_NO_INDEX; /* apply_index_once */
+            r->index_once |= (uint64_t)1 << i;
+        } else {
+            x->flags = NGHTTP2_NV_FLAG_NONE;
+        }
     }
 #undef PUT
     r->nva_len = 4 + req->n_headers;

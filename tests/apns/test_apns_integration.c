@@ -151,6 +151,9 @@ struct rec {
     int status;
     char reason[64];
     long conn;
+    long stream;
+    /* headers that arrived as HPACK literals never to be indexed */
+    bool ni_auth, ni_topic, ni_id, ni_exp;
 };
 
 /* Reads the mock's record file (after mock_stop); caller frees. */
@@ -168,7 +171,7 @@ static struct rec *read_records(struct mock *m, size_t *ret_n)
     for (line = strtok_r(data, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save)) {
         cJSON *j = cJSON_Parse(line);
-        const cJSON *t, *s, *r, *c;
+        const cJSON *t, *s, *r, *c, *st, *ni, *e;
 
         assert_non_null(j);
         if (n == cap) {
@@ -191,6 +194,21 @@ static struct rec *read_records(struct mock *m, size_t *ret_n)
                      r->valuestring);
         if (cJSON_IsNumber(c))
             recs[n].conn = (long)c->valuedouble;
+        st = cJSON_GetObjectItem(j, "stream");
+        if (cJSON_IsNumber(st))
+            recs[n].stream = (long)st->valuedouble;
+        ni = cJSON_GetObjectItem(j, "never_indexed");
+        cJSON_ArrayForEach(e, ni)
+        {
+            const char *h = cJSON_GetStringValue(e);
+
+            if (!h)
+                continue;
+            recs[n].ni_auth |= strcmp(h, "authorization") == 0;
+            recs[n].ni_topic |= strcmp(h, "apns-topic") == 0;
+            recs[n].ni_id |= strcmp(h, "apns-id") == 0;
+            recs[n].ni_exp |= strcmp(h, "apns-expiration") == 0;
+        }
         n++;
         cJSON_Delete(j);
     }
@@ -423,6 +441,44 @@ static void test_many_across_connections(void **state)
     assert_int_equal(pgw_jwt_signed_count(pgw_apns_team_jwt(r.apns, TEAM)), 1);
     assert_all_delivered_once(&r, &m, &conns);
     assert_int_equal(conns, 4);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+/* HPACK as Apple asks: authorization never indexed; apns-id and
+ * apns-expiration indexed on a connection's first request only (their
+ * values change from push to push), literals without indexing after;
+ * apns-topic always indexed. */
+static void test_hpack_index_once(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2, .max_streams_per_conn = 50};
+    struct rec *recs;
+    size_t n, firsts = 0;
+
+    (void)state;
+    mock_start(&m, NULL);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 400, 30000);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 400);
+    for (size_t i = 0; i < n; i++) {
+        bool first = recs[i].stream == 1;
+
+        firsts += first;
+        assert_true(recs[i].ni_auth);
+        assert_false(recs[i].ni_topic);
+        if (recs[i].ni_id == first || recs[i].ni_exp == first)
+            fail_msg("conn %ld stream %ld: apns-id %s, apns-expiration %s",
+                     recs[i].conn, recs[i].stream,
+                     recs[i].ni_id ? "never indexed" : "indexed",
+                     recs[i].ni_exp ? "never indexed" : "indexed");
+    }
+    assert_int_equal(firsts, distinct_conns(recs, n));
+    assert_int_equal(firsts, 2);
+    free(recs);
     run_free(&r);
     mock_cleanup(&m);
 }
@@ -1035,6 +1091,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_many_across_connections),
+        cmocka_unit_test(test_hpack_index_once),
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_fail_every_503),
         cmocka_unit_test(test_fail_every_429),

@@ -793,7 +793,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     struct stream *st;
     const char *n, *v;
 
-    (void)flags;
     (void)user_data;
     if (frame->hd.type != NGHTTP2_HEADERS ||
         frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -828,6 +827,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     st->req.hdrs[st->req.nhdrs].name = n;
     st->req.hdrs[st->req.nhdrs].value = v;
     st->req.hdrs[st->req.nhdrs].valuelen = valuelen;
+    st->req.hdrs[st->req.nhdrs].never_indexed =
+        (flags & NGHTTP2_NV_FLAG_NO_INDEX) != 0;
     st->req.nhdrs++;
     return 0;
 }

@@ -50,6 +50,7 @@ struct mock_hdr {
     const char *name;
     const char *value;
     size_t valuelen;
+    bool never_indexed; /* HPACK: a literal the sender asked never to index */
 };
 
 /* One complete request, and the answer the application writes into it. */

@@ -207,6 +207,15 @@ static void record(struct apns *a, struct mock_req *req, const char *token,
     STR_OR_NULL("apns_id", apns_id);
     STR_OR_NULL("team", team);
     STR_OR_NULL("kid", kid);
+    {
+        /* how the client encoded its headers: Apple asks for some to be
+         * literals without indexing */
+        cJSON *ni = cJSON_AddArrayToObject(o, "never_indexed");
+
+        for (int i = 0; ni && i < req->nhdrs; i++)
+            if (req->hdrs[i].never_indexed)
+                cJSON_AddItemToArray(ni, cJSON_CreateString(req->hdrs[i].name));
+    }
     cJSON_AddNumberToObject(o, "status", req->status);
     STR_OR_NULL("reason", reason);
 #undef STR_OR_NULL
