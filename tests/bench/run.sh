@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark of DESIGN §13 (docs/BENCHMARKS.md says how to read it).
 #
-#   tests/bench/run.sh [--quick] [--build DIR] [--keep] [--serve]
+#   tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve]
 #
 # Builds a Release pushgw, starts a private Postgres (fsync on: it is a
 # durability benchmark), the C mock APNs and FCM (no per-request logging,
@@ -16,7 +16,10 @@
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
 #   and, when node and npm are there, @parse/node-apn against the same mock
 #   as a peer figure (BENCH_NODE_APN=0 skips it)
-# then prints the two lines of §13. Everything runs on loopback and stops
+# then prints the two lines of §13. --runs N measures 1 to 4 N times in the
+# same setup and reports the medians (each ratio is one run's pushes/s over
+# that run's ceiling), with every run's lines and the ranges on stderr: the
+# machine is shared and one run is noisy. Everything runs on loopback and stops
 # by itself; --keep leaves the work folder (logs) in place; --serve only
 # sets everything up and keeps pushgw serving (for profiling) until the
 # file 'serving' in the work folder is removed.
@@ -33,6 +36,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 quick=0
 keep=0
 serve=0
+runs=1
 build="$root/build-bench"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,10 +44,14 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --serve) serve=1 ;;
     --build) build=$2; shift ;;
-    *) echo "usage: tests/bench/run.sh [--quick] [--build DIR] [--keep] [--serve]" >&2; exit 2 ;;
+    --runs) runs=${2:-}; shift ;;
+    *) echo "usage: tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve]" >&2; exit 2 ;;
     esac
     shift
 done
+case "$runs" in
+'' | *[!0-9]* | 0*) echo "tests/bench/run.sh: --runs wants a number from 1" >&2; exit 2 ;;
+esac
 # pushgw resolves the certificate paths of its config from its own
 # working folder: a relative --build would not be found there
 build=$(realpath -m "$build")
@@ -278,12 +286,6 @@ if [ $serve = 1 ]; then
     exit 0
 fi
 
-# --- 1. h2load ceiling --------------------------------------------------------
-log "h2load ceiling: -n $ceiling_n -c $apns_conns -m 1000 against the mock APNs"
-printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >"$work/body.json"
-ceiling=$(h2load_ceiling "$build" "https://127.0.0.1:$apns_port" "$ceiling_n" "$apns_conns" \
-    com.example.demo "$work/body.json") || die "h2load gave no figure"
-
 # --- 1b. the peer figure (optional) -------------------------------------------
 # @parse/node-apn (npm, pinned in tests/bench/node-apn) against the same mock:
 # a popular Node.js APNs client as a yardstick. Skipped without node/npm or
@@ -352,29 +354,80 @@ run_latency() { # scenario events rate tag
     L_P99=$(echo "$lat" | sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p')
 }
 
-# --- 2, 3. throughput -------------------------------------------------------
-log "fan-out: $fanout_events events x 1000 peers ($((fanout_events * 1000)) pushes)"
-run_throughput fanout "$fanout_events"
-f_eps=$T_EPS f_pps=$T_PPS f_rss=$T_RSS f_429=$T_429
-log "chat: $chat_events events, one device each"
-run_throughput chat "$chat_events"
-c_eps=$T_EPS c_pps=$T_PPS c_rss=$T_RSS c_429=$T_429
+# --- 1 to 4, |runs| times ----------------------------------------------------
+printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >"$work/body.json"
+R_CEIL=() R_FPPS=() R_FEPS=() R_FRSS=() R_F429=() R_RATIO=()
+R_FP50F=() R_FP99F=() R_FP50=() R_FP99=()
+R_CEPS=() R_CPPS=() R_CRSS=() R_C429=() R_CP50F=() R_CP99F=() R_CP50=() R_CP99=()
+for ((run = 1; run <= runs; run++)); do
+    [ "$runs" -gt 1 ] && log "run $run of $runs"
+    log "h2load ceiling: -n $ceiling_n -c $apns_conns -m 1000 against the mock APNs"
+    ceiling=$(h2load_ceiling "$build" "https://127.0.0.1:$apns_port" "$ceiling_n" "$apns_conns" \
+        com.example.demo "$work/body.json") || die "h2load gave no figure"
 
-# --- 4. latency ---------------------------------------------------------------
-log "fan-out latency at full rate ($lat_fanout_events events)"
-run_latency fanout "$lat_fanout_events" 0 lat-fanout-full
-f_p50_full=$L_P50 f_p99_full=$L_P99
-f_half=$(awk -v e="$f_eps" 'BEGIN { r = e / 2; if (r < 1) r = 1; printf "%.2f", r }')
-log "fan-out latency at half rate ($f_half events/s)"
-run_latency fanout "$lat_fanout_events" "$f_half" lat-fanout-half
-f_p50=$L_P50 f_p99=$L_P99
-log "chat latency at full rate ($lat_chat_events events)"
-run_latency chat "$lat_chat_events" 0 lat-chat-full
-c_p50_full=$L_P50 c_p99_full=$L_P99
-c_half=$((c_eps / 2))
-log "chat latency at half rate ($c_half events/s)"
-run_latency chat "$lat_chat_events" "$c_half" lat-chat-half
-c_p50=$L_P50 c_p99=$L_P99
+    # --- 2, 3. throughput -------------------------------------------------------
+    log "fan-out: $fanout_events events x 1000 peers ($((fanout_events * 1000)) pushes)"
+    run_throughput fanout "$fanout_events"
+    f_eps=$T_EPS f_pps=$T_PPS f_rss=$T_RSS f_429=$T_429
+    log "chat: $chat_events events, one device each"
+    run_throughput chat "$chat_events"
+    c_eps=$T_EPS c_pps=$T_PPS c_rss=$T_RSS c_429=$T_429
+
+    # --- 4. latency ---------------------------------------------------------------
+    log "fan-out latency at full rate ($lat_fanout_events events)"
+    run_latency fanout "$lat_fanout_events" 0 lat-fanout-full
+    f_p50_full=$L_P50 f_p99_full=$L_P99
+    f_half=$(awk -v e="$f_eps" 'BEGIN { r = e / 2; if (r < 1) r = 1; printf "%.2f", r }')
+    log "fan-out latency at half rate ($f_half events/s)"
+    run_latency fanout "$lat_fanout_events" "$f_half" lat-fanout-half
+    f_p50=$L_P50 f_p99=$L_P99
+    log "chat latency at full rate ($lat_chat_events events)"
+    run_latency chat "$lat_chat_events" 0 lat-chat-full
+    c_p50_full=$L_P50 c_p99_full=$L_P99
+    c_half=$((c_eps / 2))
+    log "chat latency at half rate ($c_half events/s)"
+    run_latency chat "$lat_chat_events" "$c_half" lat-chat-half
+    c_p50=$L_P50 c_p99=$L_P99
+
+    ratio=$(awk -v a="$f_pps" -v b="$ceiling" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+    R_CEIL+=("$ceiling") R_FPPS+=("$f_pps") R_FEPS+=("$f_eps") R_FRSS+=("$f_rss")
+    R_F429+=("$f_429") R_RATIO+=("$ratio") R_FP50F+=("$f_p50_full")
+    R_FP99F+=("$f_p99_full") R_FP50+=("$f_p50") R_FP99+=("$f_p99")
+    R_CEPS+=("$c_eps") R_CPPS+=("$c_pps") R_CRSS+=("$c_rss") R_C429+=("$c_429")
+    R_CP50F+=("$c_p50_full") R_CP99F+=("$c_p99_full") R_CP50+=("$c_p50") R_CP99+=("$c_p99")
+    if [ "$runs" -gt 1 ]; then
+        echo "    run $run: bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss" >&2
+        echo "    run $run: bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss" >&2
+    fi
+done
+
+# The median of the arguments, printed with format $1; "lo - hi" with
+# range_of.
+median_of() {
+    local fmt=$1
+    shift
+    printf '%s\n' "$@" | sort -g | awk -v f="$fmt" '{ v[NR] = $1 }
+        END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf f "\n", m }'
+}
+range_of() {
+    printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo " - " hi }'
+}
+if [ "$runs" -gt 1 ]; then
+    log "ranges over $runs runs: fan-out $(range_of "${R_FPPS[@]}") pushes/s," \
+        "ceiling $(range_of "${R_CEIL[@]}"), ratio $(range_of "${R_RATIO[@]}")," \
+        "fan-out p99 $(range_of "${R_FP99[@]}") ms; chat $(range_of "${R_CEPS[@]}") events/s," \
+        "chat p99 $(range_of "${R_CP99[@]}") ms"
+fi
+ceiling=$(median_of %.0f "${R_CEIL[@]}")
+f_pps=$(median_of %.0f "${R_FPPS[@]}") f_eps=$(median_of %.0f "${R_FEPS[@]}")
+f_rss=$(median_of %.0f "${R_FRSS[@]}") f_429=$(median_of %.0f "${R_F429[@]}")
+ratio=$(median_of %.2f "${R_RATIO[@]}")
+f_p50_full=$(median_of %.1f "${R_FP50F[@]}") f_p99_full=$(median_of %.1f "${R_FP99F[@]}")
+f_p50=$(median_of %.1f "${R_FP50[@]}") f_p99=$(median_of %.1f "${R_FP99[@]}")
+c_eps=$(median_of %.0f "${R_CEPS[@]}") c_pps=$(median_of %.0f "${R_CPPS[@]}")
+c_rss=$(median_of %.0f "${R_CRSS[@]}") c_429=$(median_of %.0f "${R_C429[@]}")
+c_p50_full=$(median_of %.1f "${R_CP50F[@]}") c_p99_full=$(median_of %.1f "${R_CP99F[@]}")
+c_p50=$(median_of %.1f "${R_CP50[@]}") c_p99=$(median_of %.1f "${R_CP99[@]}")
 
 # --- 5. RSS with pushes pending ---------------------------------------------
 p_rss=skipped
@@ -399,10 +452,9 @@ if [ "$pending_events" -gt 0 ]; then
 fi
 
 # --- report -------------------------------------------------------------------
-ratio=$(awk -v a="$f_pps" -v b="$ceiling" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 cat <<EOF
 
-pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_commit on)
+pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_commit on)$([ "$runs" -gt 1 ] && printf '\n  medians of %s runs (each run and the ranges above)' "$runs")
   h2load ceiling (mock APNs, -c $apns_conns -m 1000): $ceiling req/s
   fan-out ($fanout_events events x 1000 peers, 70 % iOS / 30 % Android):
     $f_pps pushes/s ($f_eps events/s), ratio to h2load $ratio, 429s $f_429
