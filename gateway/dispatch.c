@@ -1034,46 +1034,37 @@ static void job_end(struct job *job, const char *result)
 /* ---- building pushes ------------------------------------------------------
  */
 
-/* The APNs payloads of the variants, before the lookup: whether one
- * increments the badge decides how the lookup runs. The FCM payloads wait
- * for the first Android device (build_fcm_variants): most events of a chat
- * reach one device, and building both cost 2-3 % of the loop's CPU. */
-static void build_variants(struct job *job)
-{
-    const struct pgw_resolved *res = job->res;
-    int64_t now_s = now_ms() / 1000;
-
-    for (int v = 0; v < 2; v++) {
-        const cJSON *content = pgw_resolve_variant(res, v);
-        if (!content)
-            continue;
-        /* Variants folded onto the unmentioned one share its payload. */
-        if ((v & 1) && !res->has_mentioned)
-            continue;
-        if (pgw_payload_apns_build(content, res->expires_at_s, now_s,
-                                   &job->apns_p[v], &job->apns_err[v]) < 0)
-            job->apns_p[v] = NULL;
-    }
-    job->variants_built = true;
-}
-
-static void build_fcm_variants(struct job *job)
+/* The payloads of |platform|'s variants. The APNs ones are built before
+ * the lookup: whether one increments the badge decides how the lookup
+ * runs. The FCM ones wait for the first Android device (make_push): most
+ * events of a chat reach one device, and building both cost 2-3 % of the
+ * loop's CPU. */
+static void build_variants(struct job *job, enum pgw_platform platform)
 {
     const struct pgw_resolved *res = job->res;
     int64_t now_s = now_ms() / 1000;
     int64_t validity = job->rt->cfg->delivery.validity_s;
 
-    for (int v = 2; v < 4; v++) {
+    for (int v = 2 * (int)platform; v < 2 * (int)platform + 2; v++) {
         const cJSON *content = pgw_resolve_variant(res, v);
-        if (!content)
+
+        /* Variants folded onto the unmentioned one share its payload. */
+        if (!content || ((v & 1) && !res->has_mentioned))
             continue;
-        if ((v & 1) && !res->has_mentioned)
-            continue;
-        if (pgw_payload_fcm_build(content, res->expires_at_s, now_s, validity,
-                                  &job->fcm_p[v], &job->fcm_err[v]) < 0)
+        if (platform == PGW_PLATFORM_IOS) {
+            if (pgw_payload_apns_build(content, res->expires_at_s, now_s,
+                                       &job->apns_p[v], &job->apns_err[v]) < 0)
+                job->apns_p[v] = NULL;
+        } else if (pgw_payload_fcm_build(content, res->expires_at_s, now_s,
+                                         validity, &job->fcm_p[v],
+                                         &job->fcm_err[v]) < 0) {
             job->fcm_p[v] = NULL;
+        }
     }
-    job->fcm_built = true;
+    if (platform == PGW_PLATFORM_IOS)
+        job->variants_built = true;
+    else
+        job->fcm_built = true;
 }
 
 static bool ios_increments(const struct job *job)
@@ -1172,7 +1163,7 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
     int rc;
 
     if (!job->fcm_built)
-        build_fcm_variants(job);
+        build_variants(job, PGW_PLATFORM_ANDROID);
     pl = job->fcm_p[variant];
 
     p->provider = PROV_FCM;
@@ -1518,7 +1509,7 @@ static void job_lookup_start(struct job *job)
                             : (double)n;
     job->pending = n;
     d->pushes_pending += job->pending;
-    build_variants(job);
+    build_variants(job, PGW_PLATFORM_IOS);
     inc = ios_increments(job);
     for (size_t i = 0; i < parts; i++) {
         struct lookup_part *part = &job->parts[i];

@@ -1873,6 +1873,21 @@ static const char *get_str(const PGresult *r, int row, int col)
 
 static void enqueue(struct pgw_store *self, struct op_list *l, struct op *op);
 
+/* Rows of (ord, id) from |r| (may be NULL): ids[ord - 1] and got[ord - 1]
+ * set for each ord from 1 to |n|; got[] cleared first. */
+static void read_ord_ids(const PGresult *r, size_t n, int64_t *ids, bool *got)
+{
+    memset(got, 0, n * sizeof(*got));
+    for (int i = 0; r && i < PQntuples(r); i++) {
+        int64_t ord = get_i64(r, i, 0);
+
+        if (ord >= 1 && (size_t)ord <= n) {
+            ids[ord - 1] = get_i64(r, i, 1);
+            got[ord - 1] = true;
+        }
+    }
+}
+
 /* Answers the members of an insert batch that were stored; those skipped
  * as duplicates go on to one ST_DUPS batch (OP_BATCH_DUPS), which finds
  * the events they repeat. */
@@ -1884,14 +1899,7 @@ static void complete_inserts(struct pgw_store *self, struct op *op)
     size_t n = op->n_members, i = 0;
     struct op *m, *dups = NULL, *tail = NULL;
 
-    memset(stored, 0, sizeof(stored));
-    for (int r = 0; ins && r < PQntuples(ins); r++) {
-        int64_t ord = get_i64(ins, r, 0);
-        if (ord >= 1 && (size_t)ord <= n) {
-            ids[ord - 1] = get_i64(ins, r, 1);
-            stored[ord - 1] = true;
-        }
-    }
+    read_ord_ids(ins, n, ids, stored);
     while ((m = op->members)) {
         op->members = m->next;
         m->next = NULL;
@@ -1936,14 +1944,7 @@ static void complete_dups(struct op *op)
     size_t n = op->n_members, i = 0;
     struct op *m;
 
-    memset(found, 0, sizeof(found));
-    for (int r = 0; dups && r < PQntuples(dups); r++) {
-        int64_t ord = get_i64(dups, r, 0);
-        if (ord >= 1 && (size_t)ord <= n) {
-            ids[ord - 1] = get_i64(dups, r, 1);
-            found[ord - 1] = true;
-        }
-    }
+    read_ord_ids(dups, n, ids, found);
     while ((m = op->members)) {
         op->members = m->next;
         if (found[i])

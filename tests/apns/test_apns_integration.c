@@ -922,27 +922,25 @@ static void on_h2_one(void *arg, const struct pgw_h2_result *res)
     event_base_loopexit(o->base, NULL);
 }
 
-static void expect_cert_failure(const char *certname, const char *host,
-                                const char *want)
+/* One request straight through an h2client pool to https://|host|:port of
+ * mock |m|, with the resolver serve uses; the result in |one|, the pool's
+ * stats in |st| and its last error in |last_error|. */
+static void one_request(const struct mock *m, const char *host,
+                        struct h2_one *one, struct pgw_h2_pool_stats *st,
+                        char *last_error, size_t last_error_size)
 {
-    struct mock m;
     struct event_base *base = event_base_new();
     struct evdns_base *dns;
     struct pgw_h2_pool *pool = NULL;
     struct pgw_h2_pool_options po;
     struct pgw_h2_request req;
-    struct h2_one one;
-    struct pgw_h2_pool_stats st;
     struct timeval tv = {10, 0};
     char origin[128];
-    struct rec *recs;
-    size_t n;
 
     assert_non_null(base);
-    dns = evdns_base_new(base, 0);
+    dns = pgw_h2_dns_new(base);
     assert_non_null(dns);
-    mock_start_cert(&m, certname, NULL);
-    snprintf(origin, sizeof(origin), "https://%s:%d", host, m.port);
+    snprintf(origin, sizeof(origin), "https://%s:%d", host, m->port);
     memset(&po, 0, sizeof(po));
     po.origin = origin;
     po.ca_file = CERTS "/ca.pem";
@@ -953,29 +951,44 @@ static void expect_cert_failure(const char *certname, const char *host,
     req.path =
         "/3/device/"
         "0000000000000000000000000000000000000000000000000000000000000001";
-    memset(&one, 0, sizeof(one));
-    one.base = base;
-    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, &one), 0);
-    assert_int_equal(one.done, 0); /* never inside submit */
+    memset(one, 0, sizeof(*one));
+    one->base = base;
+    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, one), 0);
+    assert_int_equal(one->done, 0); /* never inside submit */
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
-    assert_int_equal(one.done, 1);
+    assert_int_equal(one->done, 1);
+    pgw_h2_pool_stats(pool, st);
+    snprintf(last_error, last_error_size, "%s", pgw_h2_pool_last_error(pool));
+    pgw_h2_pool_free(pool);
+    evdns_base_free(dns, 0);
+    event_base_free(base);
+}
+
+static void expect_cert_failure(const char *certname, const char *host,
+                                const char *want)
+{
+    struct mock m;
+    struct h2_one one;
+    struct pgw_h2_pool_stats st;
+    char last_error[512];
+    struct rec *recs;
+    size_t n;
+
+    mock_start_cert(&m, certname, NULL);
+    one_request(&m, host, &one, &st, last_error, sizeof(last_error));
     assert_int_equal(one.kind, PGW_H2_CONNECT_FAILED);
     if (!strstr(one.error, want))
         fail_msg("error '%s' lacks '%s'", one.error, want);
     assert_non_null(strstr(one.error, "could not connect to"));
-    assert_non_null(strstr(pgw_h2_pool_last_error(pool), want));
-    pgw_h2_pool_stats(pool, &st);
+    assert_non_null(strstr(last_error, want));
     assert_int_equal(st.connect_failures, 1);
     assert_int_equal(st.connects_ok, 0);
-    pgw_h2_pool_free(pool);
     mock_stop(&m);
     recs = read_records(&m, &n);
     assert_int_equal(n, 0); /* nothing reached the server */
     free(recs);
     mock_cleanup(&m);
-    evdns_base_free(dns, 0);
-    event_base_free(base);
 }
 
 /* A host name, as in production (api.push.apple.com): "localhost" goes
@@ -986,56 +999,27 @@ static void expect_cert_failure(const char *certname, const char *host,
 static void test_host_name(void **state)
 {
     struct mock m;
-    struct event_base *base = event_base_new();
-    struct evdns_base *dns;
-    struct pgw_h2_pool *pool = NULL;
-    struct pgw_h2_pool_options po;
-    struct pgw_h2_request req;
     struct h2_one one;
     struct pgw_h2_pool_stats st;
-    struct timeval tv = {10, 0};
-    char origin[128];
+    char last_error[512];
     struct rec *recs;
     size_t n;
 
     (void)state;
-    assert_non_null(base);
-    dns = pgw_h2_dns_new(base);
-    assert_non_null(dns);
     mock_start(&m, NULL);
-    snprintf(origin, sizeof(origin), "https://localhost:%d", m.port);
-    memset(&po, 0, sizeof(po));
-    po.origin = origin;
-    po.ca_file = CERTS "/ca.pem";
-    po.connections = 1;
-    assert_int_equal(pgw_h2_pool_new(base, dns, &po, &pool), 0);
-    memset(&req, 0, sizeof(req));
-    req.method = "POST";
-    req.path =
-        "/3/device/"
-        "0000000000000000000000000000000000000000000000000000000000000001";
-    memset(&one, 0, sizeof(one));
-    one.base = base;
-    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, &one), 0);
-    event_base_loopexit(base, &tv);
-    event_base_dispatch(base);
-    assert_int_equal(one.done, 1);
+    one_request(&m, "localhost", &one, &st, last_error, sizeof(last_error));
     if (one.kind != PGW_H2_RESPONSE)
         fail_msg("no answer through 'localhost': %s: %s",
                  pgw_h2_result_kind_name(one.kind), one.error);
-    /* no JWT: Apple's answer to that */
-    pgw_h2_pool_stats(pool, &st);
     assert_int_equal(st.connects_ok, 1);
-    pgw_h2_pool_free(pool);
     mock_stop(&m);
     recs = read_records(&m, &n);
+    /* no JWT: Apple's answer to that */
     assert_int_equal(n, 1);
     assert_int_equal(recs[0].status, 403);
     assert_string_equal(recs[0].reason, "MissingProviderToken");
     free(recs);
     mock_cleanup(&m);
-    evdns_base_free(dns, 0);
-    event_base_free(base);
 }
 
 static void test_untrusted_certificate(void **state)
