@@ -1725,6 +1725,17 @@ static struct conn *pick_conn(struct pgw_store *self)
     return best;
 }
 
+/* Links |m| as the last member of batch |b| (|*tail|: its last so far). */
+static void batch_add(struct op *b, struct op **tail, struct op *m)
+{
+    if (*tail)
+        (*tail)->next = m;
+    else
+        b->members = m;
+    *tail = m;
+    b->n_members++;
+}
+
 /* Merges up to STORE_MAX_BATCH operations of |l| into one batch. */
 static struct op *make_batch(struct pgw_store *self, struct op_list *l,
                              enum op_kind kind)
@@ -1753,12 +1764,7 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
         b->solo = m->solo;
 
         self->n_queued--;
-        if (tail)
-            tail->next = m;
-        else
-            b->members = m;
-        tail = m;
-        b->n_members++;
+        batch_add(b, &tail, m);
         b->flag |= m->flag;
         b->n_fail += m->n_fail;
         b->n_inv += m->n_inv;
@@ -1920,12 +1926,7 @@ static void complete_inserts(struct pgw_store *self, struct op *op)
                 m->cb.insert(m->arg, PGW_ERR_NOMEM, 0, false);
                 op_free(m);
             } else {
-                if (tail)
-                    tail->next = m;
-                else
-                    dups->members = m;
-                tail = m;
-                dups->n_members++;
+                batch_add(dups, &tail, m);
             }
         }
         i++;
