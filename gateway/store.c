@@ -385,6 +385,12 @@ out:
 #define STORE_MAX_INFLIGHT 64
 /* Group commit: at most this many inserts (or finishes) per statement. */
 #define STORE_MAX_BATCH 1000
+/* Encoded parameters per batch (at least one member): a batch's arrays are
+ * built in scratch buffers that keep their size, and libpq's output
+ * buffer keeps its size too. 256 fan-out events of 1000 names taken in at
+ * once made them several MiB each; chat batches (300-byte bodies) reach
+ * STORE_MAX_BATCH first. */
+#define STORE_MAX_BATCH_BYTES (512 * 1024)
 /* Lookups: at most this many recipient names per merged statement (one
  * lookup alone may have more). */
 #define STORE_MAX_FIND_NAMES 1000
@@ -457,8 +463,10 @@ struct op {
     const char *param[STORE_MAX_PARAMS];
     bool flag; /* insert: has a msg_id; find: increment */
     bool solo; /* find: never merged with other lookups */
-    /* fragments: |n_frags| (offset, length) pairs into |data| */
+    /* fragments: |n_frags| (offset, length) pairs into |data|, |data_len|
+     * bytes in all (a batch: of all its members) */
     unsigned n_frags;
+    size_t data_len;
     uint32_t frag[2 * STORE_MAX_FRAGS];
     /* finish: elements in the failure, invalidation and retry arrays */
     unsigned n_fail, n_inv, n_retry;
@@ -1127,6 +1135,7 @@ static struct op *op_from_enc(struct pgw_store *self, enum op_kind kind,
         return NULL;
     op->kind = kind;
     op->n_frags = n_frags;
+    op->data_len = self->enc.len;
     memcpy(op->frag, frag, 2 * n_frags * sizeof(*frag));
     if (self->enc.len)
         memcpy(op->data, self->enc.p, self->enc.len);
@@ -1758,7 +1767,8 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
 
         if (b->n_members &&
             (b->n_names + l->head->n_names > STORE_MAX_FIND_NAMES || b->solo ||
-             l->head->solo))
+             l->head->solo ||
+             b->data_len + l->head->data_len > STORE_MAX_BATCH_BYTES))
             break;
         m = list_pop(l);
         b->solo = m->solo;
@@ -1770,6 +1780,7 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
         b->n_inv += m->n_inv;
         b->n_retry += m->n_retry;
         b->n_names += m->n_names;
+        b->data_len += m->data_len;
     }
     return b;
 }
