@@ -40,13 +40,13 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +99,7 @@ struct opts {
 
 struct conn {
     int fd;
+    bool want_out; /* EPOLLOUT armed: output left after a short send */
     char *out;
     size_t out_len, out_off, out_cap;
     char *in;
@@ -109,6 +110,7 @@ struct conn {
 
 struct state {
     struct opts o;
+    int ep; /* epoll: EPOLLIN on every connection, EPOLLOUT when blocked */
     struct sockaddr_in addr;
     struct conn *c;
     int64_t *send_us;   /* per seq: last send */
@@ -138,6 +140,47 @@ static void conn_open(struct state *s, struct conn *c)
     c->out_len = c->out_off = 0;
     c->in_len = 0;
     c->n_inflight = 0;
+    c->want_out = true; /* the first send waits for the connection */
+    {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT,
+                                 .data.u32 = (uint32_t)(c - s->c)};
+
+        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+    }
+}
+
+/* Sends what |c| has queued, at once; arms EPOLLOUT only while the socket
+ * takes no more (a closed loop of small requests almost never blocks).
+ * Returns -1 when the connection broke. */
+static int conn_flush(struct state *s, struct conn *c)
+{
+    bool blocked = false;
+
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL);
+        if (w > 0) {
+            c->out_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == ENOTCONN)) {
+            blocked = true;
+            break;
+        }
+        return -1;
+    }
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (blocked != c->want_out) {
+        struct epoll_event ev = {.events = EPOLLIN | (blocked ? EPOLLOUT : 0),
+                                 .data.u32 = (uint32_t)(c - s->c)};
+
+        if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+            return -1;
+        c->want_out = blocked;
+    }
+    return 0;
 }
 
 static void out_put(struct conn *c, const char *p, size_t n)
@@ -296,10 +339,24 @@ static long next_to_send(struct state *s, int64_t t)
     return -1;
 }
 
+/* Requests without an answer are sent again (msgId makes a repeat of a
+ * stored one a duplicate, not a second event) on a new connection. */
+static void conn_broken(struct state *s, struct conn *c)
+{
+    close(c->fd);
+    for (int k = 0; k < c->n_inflight; k++) {
+        s->retry[s->n_retry % s->o.events] = c->inflight[k];
+        s->retry_at[s->n_retry % s->o.events] = now_us() + 20000;
+        s->n_retry++;
+    }
+    s->rejected += c->n_inflight;
+    conn_open(s, c);
+}
+
 static int cmd_send(struct opts *o)
 {
     struct state s;
-    struct pollfd *pfd;
+    struct epoll_event *evs;
     double tokens = 0;
     int64_t last_tok;
     FILE *log = NULL;
@@ -312,15 +369,18 @@ static int cmd_send(struct opts *o)
     s.addr.sin_family = AF_INET;
     s.addr.sin_port = htons((uint16_t)o->port);
     s.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (s.ep < 0)
+        die("epoll_create1: %s", strerror(errno));
     s.c = calloc((size_t)o->conns, sizeof(*s.c));
     s.send_us = calloc((size_t)o->events, sizeof(int64_t));
     s.accept_us = calloc((size_t)o->events, sizeof(int64_t));
     s.event_id = calloc((size_t)o->events, sizeof(int64_t));
     s.retry = calloc((size_t)o->events, sizeof(long));
     s.retry_at = calloc((size_t)o->events, sizeof(int64_t));
-    pfd = calloc((size_t)o->conns, sizeof(*pfd));
+    evs = calloc((size_t)o->conns, sizeof(*evs));
     if (!s.c || !s.send_us || !s.accept_us || !s.event_id || !s.retry ||
-        !s.retry_at || !pfd)
+        !s.retry_at || !evs)
         die("%s", "out of memory");
     for (int i = 0; i < o->conns; i++) {
         s.c[i].in = malloc(IN_CAP);
@@ -331,7 +391,7 @@ static int cmd_send(struct opts *o)
     s.start = last_tok = now_us();
     while (s.accepted + s.errors < o->events) {
         int64_t t = now_us();
-        int timeout = 50;
+        int timeout = 50, n;
 
         if (t - s.start > (int64_t)o->timeout_s * 1000000) {
             fprintf(stderr, "loadgen: timed out\n");
@@ -345,40 +405,33 @@ static int cmd_send(struct opts *o)
         }
         for (int i = 0; i < o->conns; i++) {
             struct conn *c = &s.c[i];
+            bool queued = false;
+
             while (c->n_inflight < o->depth && (o->rate <= 0 || tokens >= 1)) {
                 long seq = next_to_send(&s, t);
                 if (seq < 0)
                     break;
                 send_event(&s, c, seq);
                 tokens -= 1;
+                queued = true;
             }
-            pfd[i].fd = c->fd;
-            pfd[i].events = (short)((c->out_off < c->out_len ? POLLOUT : 0) |
-                                    (c->n_inflight ? POLLIN : 0));
-            pfd[i].revents = 0;
+            if (queued && !c->want_out && conn_flush(&s, c) < 0)
+                conn_broken(&s, c);
         }
         if (o->rate > 0 && tokens < 1)
             timeout = 1;
         if (s.retry_head < s.n_retry)
             timeout = 5;
-        if (poll(pfd, (nfds_t)o->conns, timeout) < 0 && errno != EINTR)
-            die("poll: %s", strerror(errno));
-        for (int i = 0; i < o->conns; i++) {
-            struct conn *c = &s.c[i];
+        n = epoll_wait(s.ep, evs, o->conns, timeout);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait: %s", strerror(errno));
+        for (int k = 0; k < n; k++) {
+            struct conn *c = &s.c[evs[k].data.u32];
             bool broken = false;
 
-            if (pfd[i].revents & POLLOUT) {
-                ssize_t w = send(c->fd, c->out + c->out_off,
-                                 c->out_len - c->out_off, MSG_NOSIGNAL);
-                if (w > 0) {
-                    c->out_off += (size_t)w;
-                    if (c->out_off == c->out_len)
-                        c->out_off = c->out_len = 0;
-                } else if (w < 0 && errno != EAGAIN) {
-                    broken = true;
-                }
-            }
-            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if ((evs[k].events & EPOLLOUT) && conn_flush(&s, c) < 0)
+                broken = true;
+            if (!broken && (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
                 ssize_t r =
                     recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
                 if (r > 0) {
@@ -389,18 +442,8 @@ static int cmd_send(struct opts *o)
                     broken = true;
                 }
             }
-            if (broken) {
-                /* Requests without an answer are sent again (msgId makes a
-                 * repeat of a stored one a duplicate, not a second event). */
-                close(c->fd);
-                for (int k = 0; k < c->n_inflight; k++) {
-                    s.retry[s.n_retry % o->events] = c->inflight[k];
-                    s.retry_at[s.n_retry % o->events] = now_us() + 20000;
-                    s.n_retry++;
-                }
-                s.rejected += c->n_inflight;
-                conn_open(&s, c);
-            }
+            if (broken)
+                conn_broken(&s, c);
         }
     }
     {
@@ -428,7 +471,8 @@ static int cmd_send(struct opts *o)
         free(s.c[i].out);
     }
     free(s.c);
-    free(pfd);
+    free(evs);
+    close(s.ep);
     free(s.send_us);
     free(s.accept_us);
     free(s.event_id);
