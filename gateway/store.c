@@ -675,15 +675,14 @@ static const struct {
      *   values. No join between the CTEs' results: the planner, which
      *   cannot estimate their sizes, joined them in nested loops
      *   (100 ms for 1000 rows).
-     * - Rows are updated in id order: the update walks l, sorted and
-     *   materialized, in a nested loop over the primary key (its plan for
-     *   the few rows estimated), so concurrent lookups fanning out to the
-     *   same devices wait for each other's rows in one order and cannot
-     *   deadlock. A separate "FOR UPDATE" pass in id order did the same
-     *   for 1 ms more per 700 rows. Should a plan ever visit them in
-     *   another order, Postgres breaks the deadlock by failing one
-     *   lookup, and its event is worked again. "valid" is checked again
-     *   on the row version updated. */
+     * - Rows are locked in id order first (l): concurrent lookups fanning
+     *   out to the same devices would otherwise lock them in the order of
+     *   the update's plan, and deadlock. On a large table that plan is a
+     *   nested loop over the sorted ids, but on a small one (a few dozen
+     *   devices: a small app, a test) it is a hash join over a sequential
+     *   scan, in physical order, which every update changes. The pass
+     *   costs about 1 ms per 700 rows; the order must not depend on the
+     *   plan. "valid" is checked again on the locked row version. */
     [ST_FIND] =
         {"pgw_find",
          "WITH m AS MATERIALIZED (SELECT DISTINCT r.k, r.inc, i.id, "
@@ -695,10 +694,10 @@ static const struct {
          "'ios' OR i.apns_team_id IS NULL OR i.apns_team_id = r.team)), "
          "n AS (SELECT id, array_agg(k ORDER BY k) AS ks FROM m WHERE inc "
          "AND device_type = 'ios' GROUP BY id), "
-         "l AS MATERIALIZED (SELECT id, ks FROM n ORDER BY id), "
+         "l AS (SELECT i.id, n.ks FROM installations i JOIN n ON n.id = "
+         "i.id WHERE i.valid ORDER BY i.id FOR UPDATE OF i), "
          "u AS (UPDATE installations i SET badge = i.badge + "
-         "cardinality(l.ks) FROM l WHERE i.id = l.id AND i.valid "
-         "RETURNING i.id, "
+         "cardinality(l.ks) FROM l WHERE i.id = l.id RETURNING i.id, "
          "i.installation_id, i.device_type, i.device_token, i.channels, "
          "i.badge - cardinality(l.ks) AS base, l.ks, i.apns_topic, "
          "i.apns_team_id, (extract(epoch FROM i.updated_at) * 1000)::int8 "
@@ -723,11 +722,11 @@ static const struct {
                      "AND valid ORDER BY id"},
     [ST_FIND_ONE_INC] = {"pgw_find_one_inc",
                          "WITH " INST_MATCH_ONE ", "
-                         "l AS MATERIALIZED (SELECT id FROM m WHERE "
-                         "device_type = 'ios' ORDER BY id), "
+                         "l AS (SELECT id FROM installations WHERE id IN "
+                         "(SELECT id FROM m WHERE device_type = 'ios') AND "
+                         "valid ORDER BY id FOR UPDATE), "
                          "u AS (UPDATE installations i SET badge = i.badge + "
-                         "1 FROM l WHERE i.id = l.id AND i.valid RETURNING "
-                         "i.id, "
+                         "1 FROM l WHERE i.id = l.id RETURNING i.id, "
                          "i.installation_id, i.device_type, i.device_token, "
                          "i.channels, i.badge, i.apns_topic, i.apns_team_id, "
                          "(extract(epoch FROM i.updated_at) * 1000)::int8), "

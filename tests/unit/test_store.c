@@ -634,6 +634,59 @@ static void test_badge_concurrent(void **state)
                "1:50,2:0,3:50,4:50,5:0");
 }
 
+#define ORDER_N 60
+#define ORDER_DEVICES 50
+
+/* Concurrent lookups that increment the same devices, on a small table
+ * (where the update's plan is a hash join over a sequential scan, in
+ * physical order), each its own transaction: none fails, and every device
+ * ends up incremented exactly once per lookup. The rows are updated first
+ * so their versions are scattered over the page, and the names go in a
+ * different order for every lookup. Without the lookups' id-ordered lock
+ * pass two of them could deadlock; that race is not reproducible on
+ * demand, so this checks the outcome, and the lock pass is what makes
+ * the order independent of the plan. */
+static void test_badge_lock_order(void **state)
+{
+    struct fx *f = *state;
+    static struct find_res r[ORDER_N];
+    static char name_buf[ORDER_DEVICES][16];
+    const char *names[ORDER_N][ORDER_DEVICES];
+    char want[32];
+    int done = 0;
+
+    exec_sql(f->db,
+             "INSERT INTO installations (id, app_id, device_type, "
+             "device_token, channels) SELECT i, 'demo', 'ios', "
+             "'ord' || i, ARRAY['d' || i] FROM generate_series(1, 50) i");
+    exec_sql(f->db, "UPDATE installations SET badge = 0 WHERE id % 3 = 0");
+    exec_sql(f->db, "UPDATE installations SET badge = 0 WHERE id % 2 = 0");
+    exec_sql(f->db, "ANALYZE installations");
+    for (int d = 0; d < ORDER_DEVICES; d++)
+        snprintf(name_buf[d], sizeof(name_buf[d]), "d%d", d + 1);
+    for (int i = 0; i < ORDER_N; i++) {
+        for (int d = 0; d < ORDER_DEVICES; d++)
+            names[i][d] = name_buf[(d * 7 + i * 11) % ORDER_DEVICES];
+        r[i] = (struct find_res){.done = &done};
+        /* parts: each its own statement and transaction, never merged */
+        assert_int_equal(pgw_store_find_installations_part(
+                             f->store, "demo", names[i], ORDER_DEVICES, NULL,
+                             true, on_find, &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, ORDER_N, 60000);
+    for (int i = 0; i < ORDER_N; i++) {
+        if (r[i].err != 0)
+            fail_msg("lookup %d failed: %s", i, pgw_strerror(r[i].err));
+        assert_int_equal(r[i].n, ORDER_DEVICES);
+    }
+    snprintf(want, sizeof(want), "%d:%d", ORDER_DEVICES, ORDER_N);
+    expect_sql(f->db,
+               "SELECT count(*) || ':' || min(badge) FROM installations "
+               "WHERE badge = (SELECT max(badge) FROM installations)",
+               want);
+}
+
 /* Asserts that |r| has the installations |ids| (|n|, in order). */
 static void expect_ids(const struct find_res *r, const int64_t *ids, size_t n)
 {
@@ -1366,6 +1419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_badge_lock_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parts_and_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
