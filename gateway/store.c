@@ -743,14 +743,21 @@ static const struct {
                      "$4::text[], $5::int4[], $6::text[]) "
                      "AS f(e, i, p, o, s, r) JOIN events ev ON ev.id = f.e "
                      "AND ev.lease_owner = $7::text"},
+    /* Rows locked in id order first (l), as the lookups lock them: the
+     * update's own order is its plan's (physical order on a small
+     * table), and a finish invalidating devices a lookup is incrementing
+     * could otherwise deadlock with it. */
     [ST_INVALIDATE] = {"pgw_invalidate",
+                       "WITH f AS (SELECT DISTINCT ON (id) id, r, since FROM "
+                       "unnest($1::int8[], $2::text[], $3::int8[]) "
+                       "AS t(id, r, since) ORDER BY id), "
+                       "l AS (SELECT i.id FROM installations i JOIN f ON "
+                       "f.id = i.id ORDER BY i.id FOR UPDATE OF i) "
                        "UPDATE installations i SET valid = false, "
                        "invalid_reason = f.r, invalidated_at = now() "
-                       "FROM (SELECT DISTINCT ON (id) id, r, since FROM "
-                       "unnest($1::int8[], $2::text[], $3::int8[]) "
-                       "AS t(id, r, since) ORDER BY id) f "
-                       "WHERE i.id = f.id AND i.valid AND (f.since IS NULL "
-                       "OR i.updated_at <= to_timestamp(f.since / 1000.0))"},
+                       "FROM f WHERE i.id = f.id AND i.id IN (SELECT id "
+                       "FROM l) AND i.valid AND (f.since IS NULL OR "
+                       "i.updated_at <= to_timestamp(f.since / 1000.0))"},
     [ST_RETRY_INS] = {"pgw_retry_ins",
                       "INSERT INTO push_retries (event_id, installation_id, "
                       "app_id, provider, request, attempts, not_before, "
