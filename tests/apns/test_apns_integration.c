@@ -922,12 +922,20 @@ static void on_h2_one(void *arg, const struct pgw_h2_result *res)
     event_base_loopexit(o->base, NULL);
 }
 
+/* What one_request saw: the callback's result, the pool's stats and last
+ * error, and the mock's records (read after it stopped; caller frees). */
+struct one_result {
+    struct h2_one one;
+    struct pgw_h2_pool_stats st;
+    char last_error[512];
+    struct rec *recs;
+    size_t n;
+};
+
 /* One request straight through an h2client pool to https://|host|:port of
- * mock |m|, with the resolver serve uses; the result in |one|, the pool's
- * stats in |st| and its last error in |last_error|. */
-static void one_request(const struct mock *m, const char *host,
-                        struct h2_one *one, struct pgw_h2_pool_stats *st,
-                        char *last_error, size_t last_error_size)
+ * mock |m|, with the resolver serve uses; stops |m| after. */
+static void one_request(struct mock *m, const char *host,
+                        struct one_result *res)
 {
     struct event_base *base = event_base_new();
     struct evdns_base *dns;
@@ -937,6 +945,7 @@ static void one_request(const struct mock *m, const char *host,
     struct timeval tv = {10, 0};
     char origin[128];
 
+    memset(res, 0, sizeof(*res));
     assert_non_null(base);
     dns = pgw_h2_dns_new(base);
     assert_non_null(dns);
@@ -951,43 +960,39 @@ static void one_request(const struct mock *m, const char *host,
     req.path =
         "/3/device/"
         "0000000000000000000000000000000000000000000000000000000000000001";
-    memset(one, 0, sizeof(*one));
-    one->base = base;
-    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, one), 0);
-    assert_int_equal(one->done, 0); /* never inside submit */
+    res->one.base = base;
+    assert_int_equal(pgw_h2_pool_submit(pool, &req, on_h2_one, &res->one), 0);
+    assert_int_equal(res->one.done, 0); /* never inside submit */
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
-    assert_int_equal(one->done, 1);
-    pgw_h2_pool_stats(pool, st);
-    snprintf(last_error, last_error_size, "%s", pgw_h2_pool_last_error(pool));
+    assert_int_equal(res->one.done, 1);
+    pgw_h2_pool_stats(pool, &res->st);
+    snprintf(res->last_error, sizeof(res->last_error), "%s",
+             pgw_h2_pool_last_error(pool));
     pgw_h2_pool_free(pool);
     evdns_base_free(dns, 0);
     event_base_free(base);
+    mock_stop(m);
+    res->recs = read_records(m, &res->n);
 }
 
 static void expect_cert_failure(const char *certname, const char *host,
                                 const char *want)
 {
     struct mock m;
-    struct h2_one one;
-    struct pgw_h2_pool_stats st;
-    char last_error[512];
-    struct rec *recs;
-    size_t n;
+    struct one_result r;
 
     mock_start_cert(&m, certname, NULL);
-    one_request(&m, host, &one, &st, last_error, sizeof(last_error));
-    assert_int_equal(one.kind, PGW_H2_CONNECT_FAILED);
-    if (!strstr(one.error, want))
-        fail_msg("error '%s' lacks '%s'", one.error, want);
-    assert_non_null(strstr(one.error, "could not connect to"));
-    assert_non_null(strstr(last_error, want));
-    assert_int_equal(st.connect_failures, 1);
-    assert_int_equal(st.connects_ok, 0);
-    mock_stop(&m);
-    recs = read_records(&m, &n);
-    assert_int_equal(n, 0); /* nothing reached the server */
-    free(recs);
+    one_request(&m, host, &r);
+    assert_int_equal(r.one.kind, PGW_H2_CONNECT_FAILED);
+    if (!strstr(r.one.error, want))
+        fail_msg("error '%s' lacks '%s'", r.one.error, want);
+    assert_non_null(strstr(r.one.error, "could not connect to"));
+    assert_non_null(strstr(r.last_error, want));
+    assert_int_equal(r.st.connect_failures, 1);
+    assert_int_equal(r.st.connects_ok, 0);
+    assert_int_equal(r.n, 0); /* nothing reached the server */
+    free(r.recs);
     mock_cleanup(&m);
 }
 
@@ -999,26 +1004,20 @@ static void expect_cert_failure(const char *certname, const char *host,
 static void test_host_name(void **state)
 {
     struct mock m;
-    struct h2_one one;
-    struct pgw_h2_pool_stats st;
-    char last_error[512];
-    struct rec *recs;
-    size_t n;
+    struct one_result r;
 
     (void)state;
     mock_start(&m, NULL);
-    one_request(&m, "localhost", &one, &st, last_error, sizeof(last_error));
-    if (one.kind != PGW_H2_RESPONSE)
+    one_request(&m, "localhost", &r);
+    if (r.one.kind != PGW_H2_RESPONSE)
         fail_msg("no answer through 'localhost': %s: %s",
-                 pgw_h2_result_kind_name(one.kind), one.error);
-    assert_int_equal(st.connects_ok, 1);
-    mock_stop(&m);
-    recs = read_records(&m, &n);
+                 pgw_h2_result_kind_name(r.one.kind), r.one.error);
+    assert_int_equal(r.st.connects_ok, 1);
     /* no JWT: Apple's answer to that */
-    assert_int_equal(n, 1);
-    assert_int_equal(recs[0].status, 403);
-    assert_string_equal(recs[0].reason, "MissingProviderToken");
-    free(recs);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.recs[0].status, 403);
+    assert_string_equal(r.recs[0].reason, "MissingProviderToken");
+    free(r.recs);
     mock_cleanup(&m);
 }
 
