@@ -1490,7 +1490,7 @@ static void job_lookup_start(struct job *job)
     struct pgw_dispatch *d = job->d;
     const struct pgw_resolved *res = job->res;
     size_t n = res->n_recipients, parts;
-    bool inc;
+    unsigned flags;
 
     parts = (n + LOOKUP_PART_NAMES - 1) / LOOKUP_PART_NAMES;
     if (parts < 1)
@@ -1510,7 +1510,8 @@ static void job_lookup_start(struct job *job)
     job->pending = n;
     d->pushes_pending += job->pending;
     build_variants(job, PGW_PLATFORM_IOS);
-    inc = ios_increments(job);
+    flags = (ios_increments(job) ? PGW_STORE_FIND_INCREMENT : 0) |
+            (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
     for (size_t i = 0; i < parts; i++) {
         struct lookup_part *part = &job->parts[i];
         const char *const *names = (const char *const *)res->recipients;
@@ -1519,14 +1520,9 @@ static void job_lookup_start(struct job *job)
         part->job = job;
         part->first = n * i / parts;
         part->n_names = n * (i + 1) / parts - part->first;
-        rc = parts == 1
-                 ? pgw_store_find_installations(d->o.store, job->app_id, names,
-                                                n, res->apns_team_id, inc,
-                                                on_installations, part)
-                 : pgw_store_find_installations_part(
-                       d->o.store, job->app_id, names + part->first,
-                       part->n_names, res->apns_team_id, inc, on_installations,
-                       part);
+        rc = pgw_store_find_installations(
+            d->o.store, job->app_id, names + part->first, part->n_names,
+            res->apns_team_id, flags, on_installations, part);
         if (rc < 0) {
             pgw_log_warn("could not look up the installations of event "
                          "'%s': %s: it will be worked again",

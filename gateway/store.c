@@ -461,7 +461,7 @@ struct op {
     /* plain parameters, pointing into |data| (or NULL) */
     unsigned n_params;
     const char *param[STORE_MAX_PARAMS];
-    bool flag; /* insert: has a msg_id; find: increment */
+    bool flag; /* find: increment */
     bool solo; /* find: never merged with other lookups */
     /* fragments: |n_frags| (offset, length) pairs into |data|, |data_len|
      * bytes in all (a batch: of all its members) */
@@ -1919,34 +1919,24 @@ static void complete_inserts(struct pgw_store *self, struct op *op)
     int64_t ids[STORE_MAX_BATCH];
     bool stored[STORE_MAX_BATCH];
     const PGresult *ins = op->res[0];
-    size_t n = op->n_members, i = 0;
     struct op *m, *dups = NULL, *tail = NULL;
 
-    read_ord_ids(ins, n, ids, stored);
-    while ((m = op->members)) {
+    read_ord_ids(ins, op->n_members, ids, stored);
+    for (size_t i = 0; (m = op->members) != NULL; i++) {
         op->members = m->next;
         m->next = NULL;
         if (stored[i]) {
             m->cb.insert(m->arg, 0, ids[i], false);
-            op_free(m);
-        } else if (!m->flag) {
-            /* no msgId, no conflict: cannot happen */
-            m->cb.insert(m->arg, PGW_ERR_DB, 0, false);
-            op_free(m);
         } else {
-            if (!dups) {
-                dups = calloc(1, sizeof(*dups));
-                if (dups)
-                    dups->kind = OP_BATCH_DUPS;
-            }
-            if (!dups) {
-                m->cb.insert(m->arg, PGW_ERR_NOMEM, 0, false);
-                op_free(m);
-            } else {
+            if (!dups && (dups = calloc(1, sizeof(*dups))) != NULL)
+                dups->kind = OP_BATCH_DUPS;
+            if (dups) {
                 batch_add(dups, &tail, m);
+                continue;
             }
+            m->cb.insert(m->arg, PGW_ERR_NOMEM, 0, false);
         }
-        i++;
+        op_free(m);
     }
     if (dups)
         enqueue(self, &self->queue, dups);
@@ -2308,7 +2298,6 @@ int pgw_store_insert_event(struct pgw_store *self,
     op = op_from_enc(self, OP_INSERT, frag, 6);
     if (!op)
         return PGW_ERR_NOMEM;
-    op->flag = ev->msg_id != NULL;
     op->cb.insert = cb;
     op->arg = arg;
     enqueue(self, &self->inserts, op);
@@ -2455,11 +2444,10 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
     return 0;
 }
 
-static int find_installations(struct pgw_store *self, const char *app_id,
-                              const char *const *recipients, size_t n,
-                              const char *apns_team_id,
-                              bool increment_ios_badge, bool solo,
-                              pgw_store_installations_cb cb, void *arg)
+int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
+                                 const char *const *recipients, size_t n,
+                                 const char *apns_team_id, unsigned flags,
+                                 pgw_store_installations_cb cb, void *arg)
 {
     struct sbuf *b;
     uint32_t frag[6];
@@ -2494,33 +2482,12 @@ static int find_installations(struct pgw_store *self, const char *app_id,
     if (!op)
         return PGW_ERR_NOMEM;
     op->n_names = n;
-    op->flag = increment_ios_badge;
-    op->solo = solo;
+    op->flag = (flags & PGW_STORE_FIND_INCREMENT) != 0;
+    op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;
     op->cb.inst = cb;
     op->arg = arg;
     enqueue(self, &self->finds, op);
     return 0;
-}
-
-int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
-                                 const char *const *recipients, size_t n,
-                                 const char *apns_team_id,
-                                 bool increment_ios_badge,
-                                 pgw_store_installations_cb cb, void *arg)
-{
-    return find_installations(self, app_id, recipients, n, apns_team_id,
-                              increment_ios_badge, false, cb, arg);
-}
-
-int pgw_store_find_installations_part(struct pgw_store *self,
-                                      const char *app_id,
-                                      const char *const *recipients, size_t n,
-                                      const char *apns_team_id,
-                                      bool increment_ios_badge,
-                                      pgw_store_installations_cb cb, void *arg)
-{
-    return find_installations(self, app_id, recipients, n, apns_team_id,
-                              increment_ios_badge, true, cb, arg);
 }
 
 int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,

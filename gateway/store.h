@@ -176,36 +176,33 @@ struct pgw_store_installation {
 typedef void (*pgw_store_installations_cb)(
     void *arg, int err, const struct pgw_store_installation *inst, size_t n);
 
+/* pgw_store_find_installations() flags. */
+enum {
+    /* The badge of every matched iOS row is incremented atomically in the
+     * same statement (UPDATE … RETURNING) and the new value returned;
+     * Android rows are not written. */
+    PGW_STORE_FIND_INCREMENT = 1,
+    /* One part of a larger lookup (a share of one event's recipients):
+     * never merged into one statement with other lookups, so the parts go
+     * on as many connections as are free and their rows arrive as each
+     * part ends. An installation matched through names in two parts is
+     * returned, and incremented, by both: the caller keeps one and takes
+     * the other increments back with pgw_store_undo_badges(). */
+    PGW_STORE_FIND_ALONE = 2,
+};
+
 /*
  * The valid installations of |app_id| whose channels overlap
  * |recipients| (|n| names), in id order, one row per installation.
  * |apns_team_id| (NULL: no filter) keeps only iOS rows whose
- * apns_team_id is NULL or equal. When |increment_ios_badge|, the badge
- * of every matched iOS row is incremented atomically in the same
- * statement (UPDATE … RETURNING) and the new value returned; Android
- * rows are not written. The rows are locked in id order, so concurrent
- * calls on the same devices do not deadlock.
+ * apns_team_id is NULL or equal. |flags|: PGW_STORE_FIND_*. The rows are
+ * locked in id order, so concurrent calls on the same devices do not
+ * deadlock.
  */
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
-                                 const char *apns_team_id,
-                                 bool increment_ios_badge,
+                                 const char *apns_team_id, unsigned flags,
                                  pgw_store_installations_cb cb, void *arg);
-
-/*
- * The same for one part of a larger lookup (a share of one event's
- * recipients): never merged into one statement with other lookups, so the
- * parts go on as many connections as are free and their rows arrive as
- * each part ends. An installation matched through names in two parts is
- * returned, and incremented, by both: the caller keeps one and takes the
- * other increments back with pgw_store_undo_badges().
- */
-int pgw_store_find_installations_part(struct pgw_store *self,
-                                      const char *app_id,
-                                      const char *const *recipients, size_t n,
-                                      const char *apns_team_id,
-                                      bool increment_ios_badge,
-                                      pgw_store_installations_cb cb, void *arg);
 
 /*
  * Takes back one badge increment per element of |ids| (an id may repeat),

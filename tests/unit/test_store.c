@@ -509,8 +509,9 @@ static void find(struct fx *f, struct find_res *r, const char *const *names,
     int done = 0;
 
     *r = (struct find_res){.done = &done};
-    assert_int_equal(pgw_store_find_installations(f->store, "demo", names, n,
-                                                  team, inc, on_find, r),
+    assert_int_equal(pgw_store_find_installations(
+                         f->store, "demo", names, n, team,
+                         inc ? PGW_STORE_FIND_INCREMENT : 0, on_find, r),
                      0);
     run_until(f->base, &done, 1, 10000);
     assert_int_equal(r->err, 0);
@@ -613,9 +614,9 @@ static void test_badge_concurrent(void **state)
     /* 50 increments in flight at once over 4 connections */
     for (int i = 0; i < BADGE_N; i++) {
         r[i] = (struct find_res){.done = &done};
-        assert_int_equal(pgw_store_find_installations(f->store, "demo", jerry,
-                                                      1, NULL, true, on_find,
-                                                      &r[i]),
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", jerry, 1, NULL,
+                             PGW_STORE_FIND_INCREMENT, on_find, &r[i]),
                          0);
     }
     run_until(f->base, &done, BADGE_N, 20000);
@@ -669,9 +670,10 @@ static void test_badge_lock_order(void **state)
             names[i][d] = name_buf[(d * 7 + i * 11) % ORDER_DEVICES];
         r[i] = (struct find_res){.done = &done};
         /* parts: each its own statement and transaction, never merged */
-        assert_int_equal(pgw_store_find_installations_part(
+        assert_int_equal(pgw_store_find_installations(
                              f->store, "demo", names[i], ORDER_DEVICES, NULL,
-                             true, on_find, &r[i]),
+                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
+                             on_find, &r[i]),
                          0);
     }
     run_until(f->base, &done, ORDER_N, 60000);
@@ -740,9 +742,10 @@ static void test_parts_and_undo(void **state)
     seed_installations(f->db);
     for (int i = 0; i < 2; i++) {
         r[i] = (struct find_res){.done = &done};
-        assert_int_equal(pgw_store_find_installations_part(f->store, "demo",
-                                                           jerry, 1, NULL, true,
-                                                           on_find, &r[i]),
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", jerry, 1, NULL,
+                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
+                             on_find, &r[i]),
                          0);
     }
     run_until(f->base, &done, 2, 20000);
@@ -806,10 +809,11 @@ static void test_find_batch(void **state)
         done = 0;
         for (size_t i = 0; i < PGW_ARRAY_SIZE(q); i++) {
             *q[i].r = (struct find_res){.done = &done};
-            assert_int_equal(pgw_store_find_installations(
-                                 f->store, q[i].app, q[i].names, q[i].n,
-                                 q[i].team, q[i].inc, on_find, q[i].r),
-                             0);
+            assert_int_equal(
+                pgw_store_find_installations(
+                    f->store, q[i].app, q[i].names, q[i].n, q[i].team,
+                    q[i].inc ? PGW_STORE_FIND_INCREMENT : 0, on_find, q[i].r),
+                0);
         }
         run_until(f->base, &done, (int)PGW_ARRAY_SIZE(q), 10000);
         expect_ids(&a, (const int64_t[]){1, 2, 3, 4}, 4);
