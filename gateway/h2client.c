@@ -50,9 +50,6 @@
 #define STREAM_WINDOW (1024 * 1024)
 #define MAX_REQ_HEADERS 64
 #define MAX_REQ_HEADER_BYTES 65536
-/* index-once header names tracked per connection; more go unindexed */
-#define INDEX_ONCE_NAMES 4
-#define INDEX_ONCE_NAME_MAX 32
 #define FREELIST_MAX 65536
 #define KEEP_BUF_MAX 16384
 #define ERR_MAX 256
@@ -133,9 +130,7 @@ struct h2conn {
     bool ping_outstanding;
     bool want_flush;
     bool was_ready;
-    /* the index-once header names this connection has sent indexed */
-    char once_sent[INDEX_ONCE_NAMES][INDEX_ONCE_NAME_MAX];
-    unsigned n_once_sent;
+    bool once_sent; /* a request with index-once headers went on it */
 };
 
 struct pgw_h2_pool {
@@ -1167,29 +1162,17 @@ static void slot_connect(struct pgw_h2_pool *pool, unsigned i)
 /* the work event and the tick */
 
 /* Sets the flags of |r|'s index-once headers for connection |c|: indexed
- * the first time |c| carries the name, a literal without indexing after.
+ * on the first such request |c| carries, literals without indexing after.
  * A request moved to another connection (GOAWAY) is decided again. */
 static void apply_index_once(struct h2conn *c, struct h2req *r)
 {
-    for (size_t i = 0; r->index_once && i < r->nva_len - 4; i++) {
-        nghttp2_nv *nv = &r->nva[4 + i];
-        bool seen = false;
-
-        if (!(r->index_once & ((uint64_t)1 << i)))
-            continue;
-        for (unsigned k = 0; k < c->n_once_sent && !seen; k++)
-            seen = strlen(c->once_sent[k]) == nv->namelen &&
-                   memcmp(c->once_sent[k], nv->name, nv->namelen) == 0;
-        if (!seen && c->n_once_sent < INDEX_ONCE_NAMES &&
-            nv->namelen < INDEX_ONCE_NAME_MAX) {
-            memcpy(c->once_sent[c->n_once_sent], nv->name, nv->namelen);
-            c->once_sent[c->n_once_sent][nv->namelen] = '\0';
-            c->n_once_sent++;
-            nv->flags = NGHTTP2_NV_FLAG_NONE;
-        } else {
-            nv->flags = NGHTTP2_NV_FLAG_NO_INDEX;
-        }
-    }
+    if (!r->index_once)
+        return;
+    for (size_t i = 0; i < r->nva_len - 4; i++)
+        if (r->index_once & ((uint64_t)1 << i))
+            r->nva[4 + i].flags =
+                c->once_sent ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+    c->once_sent = true;
 }
 
 static struct h2conn *pick_conn(struct pgw_h2_pool *pool)

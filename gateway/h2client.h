@@ -91,8 +91,8 @@ struct pgw_h2_header {
     size_t name_len;  /* 0: strlen(name) */
     size_t value_len; /* 0: strlen(value) */
     int no_index;     /* send as a literal without indexing */
-    /* Indexed on the first request of a connection that carries this
-     * name, a literal without indexing on the later ones: Apple's advice
+    /* Indexed on the first request of a connection that has index-once
+     * headers, a literal without indexing on the later ones: Apple's advice
      * for apns-id, apns-expiration and apns-collapse-id, whose values
      * change from push to push and would otherwise fill APNs' small
      * HPACK table (its name stays indexed). Ignored with |no_index|. */

@@ -60,9 +60,7 @@ struct intake;
 
 struct item {
     struct pgw_event *ev; /* owned until handed to the dispatcher */
-    bool reserved;
-    size_t reserved_recipients;
-    /* told to dispatch.reserve */ /* a dispatcher slot is held for it */
+    bool reserved;        /* a dispatcher slot is held for it */
     bool done;
     int err;
     int64_t id;
@@ -368,14 +366,17 @@ static void intake_finish(struct intake *in)
         else
             n_new++;
         if (api != NULL && it->reserved && api->dispatch.accepted != NULL) {
+            /* the count the reservation was made with */
+            size_t recipients = it->ev->n_offline_peers;
+
             if (fresh) {
                 struct pgw_event *ev = it->ev;
                 it->ev = NULL;
                 api->dispatch.accepted(api->dispatch.arg, it->id, in->app_id,
-                                       ev, it->reserved_recipients);
+                                       ev, recipients);
             } else {
                 api->dispatch.accepted(api->dispatch.arg, 0, in->app_id, NULL,
-                                       it->reserved_recipients);
+                                       recipients);
             }
         }
     }
@@ -464,11 +465,10 @@ static void intake_start(struct pgw_http_api *api, struct intake *in,
             .event_ts_ms = it->ev->timestamp_ms,
         };
         it->intake = in;
-        it->reserved_recipients = it->ev->n_offline_peers;
         if (api->dispatch.accepted != NULL &&
             (api->dispatch.reserve == NULL ||
              api->dispatch.reserve(api->dispatch.arg,
-                                   it->reserved_recipients))) {
+                                   it->ev->n_offline_peers))) {
             it->reserved = true;
             ne.lease = true;
             ne.lease_ms = api->lease_ms;

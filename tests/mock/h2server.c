@@ -272,11 +272,6 @@ int64_t mock_server_now_us(struct mock_server *srv)
     return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-int64_t mock_server_now_ms(struct mock_server *srv)
-{
-    return mock_server_now_us(srv) / 1000;
-}
-
 uint16_t mock_server_port(const struct mock_server *srv)
 {
     return srv->port;
@@ -709,7 +704,6 @@ static void request_complete(struct conn *c, struct stream *st)
     }
     st->req.conn_seq = c->requests;
     st->req.ts_us = mock_server_now_us(srv);
-    st->req.ts_ms = st->req.ts_us / 1000;
     st->req.body = st->body;
     srv->requests++;
     srv->app->handle(srv->app->ctx, &st->req);

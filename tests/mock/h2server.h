@@ -59,8 +59,7 @@ struct mock_req {
     uint64_t conn_id; /* 1-based, per accepted connection */
     int32_t stream_id;
     uint64_t conn_seq;  /* n-th request on this connection */
-    int64_t ts_ms;      /* wall clock when the request completed */
-    int64_t ts_us;      /* the same in microseconds (the records' ts_ms) */
+    int64_t ts_us;      /* wall clock when the request completed, in us */
     const char *method; /* pseudo headers, "" when absent */
     const char *path;
     const char *authority;
@@ -129,8 +128,7 @@ void mock_server_record(struct mock_server *srv, const char *line);
 void mock_req_record_json(struct mock_req *req, cJSON *o, const cJSON *body);
 /* The bound port. */
 uint16_t mock_server_port(const struct mock_server *srv);
-/* Cached wall clock of the loop, in s and ms. */
-int64_t mock_server_now_ms(struct mock_server *srv);
+/* Cached wall clock of the loop, in microseconds. */
 int64_t mock_server_now_us(struct mock_server *srv);
 
 /* A random lowercase canonical UUID into |out| (37 bytes). */

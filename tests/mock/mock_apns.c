@@ -112,7 +112,7 @@ static const char *check_jwt(struct apns *a, struct mock_req *req,
     struct mock_jwt jwt;
     const char *alg, *kid, *iss, *reason = "InvalidProviderToken";
     const cJSON *iat;
-    int64_t now = req->ts_ms / 1000, iatv;
+    int64_t now = req->ts_us / 1000000, iatv;
     int t, i;
 
     for (i = 0; i < JWT_CACHE; i++) {
@@ -337,7 +337,7 @@ static void handle(void *ctx, struct mock_req *req)
         FAIL(400, "BadDeviceToken");
     for (int i = 0; i < a->nunreg; i++) {
         if (!strcmp(a->unreg[i].token, token)) {
-            ts410 = a->unreg[i].ts_ms ? a->unreg[i].ts_ms : req->ts_ms;
+            ts410 = a->unreg[i].ts_ms ? a->unreg[i].ts_ms : req->ts_us / 1000;
             FAIL(410, "Unregistered");
         }
     }

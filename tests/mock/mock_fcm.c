@@ -228,7 +228,7 @@ static void handle_token(struct fcm *f, struct mock_req *req, struct verdict *v)
     struct mock_jwt jwt = {0};
     const char *alg, *iss, *aud, *scope;
     const cJSON *iat, *exp;
-    int64_t now = req->ts_ms / 1000;
+    int64_t now = req->ts_us / 1000000;
     struct issued *is;
     cJSON *o;
 
@@ -293,7 +293,7 @@ static void handle_token(struct fcm *f, struct mock_req *req, struct verdict *v)
         snprintf(is->tok, sizeof(is->tok), "ya29.mock-%" PRIu64 "-%.8s%.4s",
                  f->issued_total, id, id + 9);
     }
-    is->exp_ms = req->ts_ms + (int64_t)f->ttl_s * 1000;
+    is->exp_ms = req->ts_us / 1000 + (int64_t)f->ttl_s * 1000;
     is->revoked = false;
     o = cJSON_CreateObject();
     if (o) {
@@ -503,7 +503,7 @@ static void handle_send(struct fcm *f, struct mock_req *req, struct verdict *v,
                      NULL);
         goto out;
     }
-    st = access_token_state(f, auth + 7, req->ts_ms);
+    st = access_token_state(f, auth + 7, req->ts_us / 1000);
     if (st <= 0) {
         google_error(req, v, 401, NULL,
                      "Request had invalid authentication credentials. "
@@ -569,7 +569,7 @@ static void handle_send(struct fcm *f, struct mock_req *req, struct verdict *v,
         n = snprintf(buf, sizeof(buf),
                      "{\"name\":\"projects/%s/messages/0:%" PRId64
                      "%%%.8s%.4s\"}",
-                     f->project, req->ts_ms, id, id + 9);
+                     f->project, req->ts_us / 1000, id, id + 9);
         mock_req_add_header(req, "content-type",
                             "application/json; charset=UTF-8");
         mock_req_respond(req, 200, buf, (size_t)n);
