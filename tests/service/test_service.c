@@ -132,6 +132,16 @@ static const char *jstr(const cJSON *o, const char *path)
     return cur ? "(non-string)" : "(missing)";
 }
 
+/* Asserts that the first value of |sql| on the test database is |want|. */
+static void expect_query(struct svc *s, const char *sql, const char *want)
+{
+    char *v = svc_query(s, sql);
+
+    assert_non_null(v);
+    assert_string_equal(v, want);
+    free(v);
+}
+
 static void wait_events_done(struct svc *s, int n)
 {
     char want[32];
@@ -197,10 +207,10 @@ static void test_template_and_badge(void **state)
     assert_int_equal(count_token(s->apns.record, TOK_J2), 1);
     assert_int_equal(count_token(s->apns_dev.record, TOK_J1), 0);
 
-    char *v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered "
-                           "FROM events");
-    assert_string_equal(v, "3/3");
-    free(v);
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered "
+                 "FROM events",
+                 "3/3");
 
     /* Second message: the badge goes to 2, atomically in Postgres. */
     post_event(s, "c1", "[\"Jerry\"]", NULL);
@@ -209,10 +219,10 @@ static void test_template_and_badge(void **state)
     r = last_for(s->apns.record, TOK_J2);
     assert_string_equal(jstr(r, "body.aps.badge"), "2");
     cJSON_Delete(r);
-    v = svc_query(s, "SELECT string_agg(badge::text, ',' ORDER BY id) FROM "
-                     "installations");
-    assert_string_equal(v, "2,2,0");
-    free(v);
+    expect_query(s,
+                 "SELECT string_agg(badge::text, ',' ORDER BY id) FROM "
+                 "installations",
+                 "2,2,0");
 
     /* The metrics of DESIGN §12 saw it all. */
     char *m = NULL;
@@ -267,9 +277,7 @@ static void test_push_data_and_profile(void **state)
     assert_string_equal(jstr(r, "body.message.data.custom-key"), "v");
     cJSON_Delete(r);
     /* A literal badge does not touch the stored counter. */
-    char *v = svc_query(s, "SELECT sum(badge) FROM installations");
-    assert_string_equal(v, "0");
-    free(v);
+    expect_query(s, "SELECT sum(badge) FROM installations", "0");
 }
 
 /* _apns_team_id: that team's key signs, only its (or team-less) devices. */
@@ -322,9 +330,7 @@ static void test_idempotency_and_batch(void **state)
     usleep(300000);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 2);
     assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
-    char *v = svc_query(s, "SELECT count(*) FROM events");
-    assert_string_equal(v, "3");
-    free(v);
+    expect_query(s, "SELECT count(*) FROM events", "3");
     free(ev);
     free(e1);
     free(e2);
@@ -356,30 +362,28 @@ static int setup_invalid(void **state)
 static void test_invalidation(void **state)
 {
     struct svc *s = *state;
-    char *v;
 
     seed_demo(s);
     svc_add_device(s, "demo", "ios", TOK_S1, "{Jerry}", NULL);
     post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
     wait_events_done(s, 1);
-    v = svc_query(s, "SELECT string_agg(device_token || '=' || valid || ':' "
-                     "|| coalesce(invalid_reason, '-'), ' ' ORDER BY id) "
-                     "FROM installations");
-    assert_string_equal(v, TOK_J1
-                        "=false:Unregistered " TOK_J2 "=true:- " TOK_A1
+    expect_query(s,
+                 "SELECT string_agg(device_token || '=' || valid || ':' "
+                 "|| coalesce(invalid_reason, '-'), ' ' ORDER BY id) "
+                 "FROM installations",
+                 TOK_J1 "=false:Unregistered " TOK_J2 "=true:- " TOK_A1
                         "=false:UNREGISTERED " TOK_S1 "=false:BadDeviceToken");
-    free(v);
-    v = svc_query(s, "SELECT string_agg(outcome || ':' || reason, ',' ORDER "
-                     "BY installation_id) FROM push_failures");
-    assert_string_equal(v, "invalidated:Unregistered,"
-                           "invalidated:Unregistered,"
-                           "invalidated:UNREGISTERED,"
-                           "invalidated:BadDeviceToken");
-    free(v);
-    v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered || '/' "
-                     "|| pushes_invalidated FROM events");
-    assert_string_equal(v, "4/0/4");
-    free(v);
+    expect_query(s,
+                 "SELECT string_agg(outcome || ':' || reason, ',' ORDER "
+                 "BY installation_id) FROM push_failures",
+                 "invalidated:Unregistered,"
+                 "invalidated:Unregistered,"
+                 "invalidated:UNREGISTERED,"
+                 "invalidated:BadDeviceToken");
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered || '/' "
+                 "|| pushes_invalidated FROM events",
+                 "4/0/4");
 
     /* Only the re-registered device is targeted again. */
     post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
@@ -395,7 +399,6 @@ static void test_expired_event(void **state)
 {
     struct svc *s = *state;
     char body[512];
-    char *v;
 
     seed_demo(s);
     snprintf(body, sizeof(body),
@@ -404,10 +407,10 @@ static void test_expired_event(void **state)
              now_ms() - 8LL * 86400 * 1000);
     post_ok(s, "demo", "demo-key", body, 0);
     wait_events_done(s, 1);
-    v = svc_query(s, "SELECT count(*) || ':' || min(outcome) FROM "
-                     "push_failures");
-    assert_string_equal(v, "3:expired");
-    free(v);
+    expect_query(s,
+                 "SELECT count(*) || ':' || min(outcome) FROM "
+                 "push_failures",
+                 "3:expired");
     usleep(200000);
     assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
     assert_int_equal(count_token(s->fcm.record, TOK_A1), 0);
@@ -471,7 +474,6 @@ static void test_hook(void **state)
 {
     struct svc *s = *state;
     cJSON *r, *recs;
-    char *v;
 
     svc_add_device(s, "hooked", "ios", TOK_J1, "{Jerry}", NULL);
     svc_add_device(s, "hooked", "android", TOK_A1, "{Tom}", NULL);
@@ -487,9 +489,8 @@ static void test_hook(void **state)
 
     post_hooked(s, "h-skip", "[\"Jerry\",\"Tom\"]", NULL);
     wait_events_done(s, 2);
-    v = svc_query(s, "SELECT result FROM events WHERE conv_id = 'h-skip'");
-    assert_string_equal(v, "hook_skip");
-    free(v);
+    expect_query(s, "SELECT result FROM events WHERE conv_id = 'h-skip'",
+                 "hook_skip");
 
     post_hooked(s, "h-peers", "[\"Jerry\",\"Tom\"]", NULL);
     wait_events_done(s, 3);
@@ -562,10 +563,10 @@ static void test_render_from_database(void **state)
     free(out);
     free(err);
     /* Nothing sent, nothing changed. */
-    char *v = svc_query(s, "SELECT sum(badge) || '/' || (SELECT count(*) "
-                           "FROM events) FROM installations");
-    assert_string_equal(v, "0/0");
-    free(v);
+    expect_query(s,
+                 "SELECT sum(badge) || '/' || (SELECT count(*) "
+                 "FROM events) FROM installations",
+                 "0/0");
     assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
 
     /* An unreachable database is a runtime failure, in one line. */
@@ -599,19 +600,18 @@ static void test_retries(void **state)
 {
     struct svc *s = *state;
     cJSON *recs, *r;
-    char *v;
     int failed_apns = 0, ok_apns = 0;
 
     seed_demo(s);
     for (int i = 0; i < 3; i++)
         post_event(s, "c-retry", "[\"Jerry\",\"Tom\"]", NULL);
     wait_events_done(s, 3);
-    v = svc_query(s, "SELECT sum(pushes_delivered) || '/' || "
-                     "sum(pushes_total) || '/' || (SELECT count(*) FROM "
-                     "push_retries) || '/' || (SELECT count(*) FROM "
-                     "push_failures) FROM events");
-    assert_string_equal(v, "9/9/0/0");
-    free(v);
+    expect_query(s,
+                 "SELECT sum(pushes_delivered) || '/' || "
+                 "sum(pushes_total) || '/' || (SELECT count(*) FROM "
+                 "push_retries) || '/' || (SELECT count(*) FROM "
+                 "push_failures) FROM events",
+                 "9/9/0/0");
     /* Every 2nd APNs answer was 503: each refused push was sent again
      * with the same apns-id and delivered exactly once. */
     recs = svc_read_records(s->apns.record);
@@ -727,9 +727,7 @@ static void test_bad_input(void **state)
         }
         free(resp);
     }
-    char *v = svc_query(s, "SELECT count(*) FROM events");
-    assert_string_equal(v, "0");
-    free(v);
+    expect_query(s, "SELECT count(*) FROM events", "0");
     /* The service still answers. */
     seed_demo(s);
     post_event(s, "c-after", "[\"Tom\"]", NULL);
@@ -756,19 +754,21 @@ static void test_fanout_in_parts(void **state)
 {
     struct svc *s = *state;
     enum { N = 600 };
-    char *peers = malloc(N * 12 + 8), *v;
+    char *peers = malloc(N * 12 + 8);
     const char *extra;
     size_t len = 0;
     char shared[65];
     cJSON *r;
 
     assert_non_null(peers);
-    v = svc_query(s, "INSERT INTO installations (app_id, device_type, "
-                     "device_token, channels) SELECT 'demo', CASE WHEN i % 3 "
-                     "= 0 THEN 'android' ELSE 'ios' END, CASE WHEN i % 3 = 0 "
-                     "THEN 'fcm-p' || i ELSE lpad(to_hex(i), 64, '0') END, "
-                     "ARRAY['p' || i] FROM generate_series(0, 599) i");
-    free(v);
+    expect_query(s,
+                 "WITH d AS (INSERT INTO installations (app_id, device_type, "
+                 "device_token, channels) SELECT 'demo', CASE WHEN i % 3 = 0 "
+                 "THEN 'android' ELSE 'ios' END, CASE WHEN i % 3 = 0 THEN "
+                 "'fcm-p' || i ELSE lpad(to_hex(i), 64, '0') END, "
+                 "ARRAY['p' || i] FROM generate_series(0, 599) i RETURNING 1) "
+                 "SELECT count(*) FROM d",
+                 "600");
     memset(shared, 'd', 64);
     shared[64] = '\0';
     svc_add_device(s, "demo", "ios", shared, "{p1,p598}", NULL);
@@ -784,10 +784,10 @@ static void test_fanout_in_parts(void **state)
     r = last_for(s->apns.record, shared);
     assert_string_equal(jstr(r, "body.aps.badge"), "1");
     cJSON_Delete(r);
-    v = svc_query(s, "SELECT pushes_total || '/' || pushes_delivered FROM "
-                     "events");
-    assert_string_equal(v, "601/601");
-    free(v);
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered FROM "
+                 "events",
+                 "601/601");
     assert_int_equal(svc_wait_lines(s->apns.record, 401, WAIT_MS), 401);
     {
         /* The FCM record also holds the OAuth token request. */
