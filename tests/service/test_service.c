@@ -142,6 +142,16 @@ static void expect_query(struct svc *s, const char *sql, const char *want)
     free(v);
 }
 
+/* Asserts that the last APNs push to |token| carried badge |want|. */
+static void expect_last_badge(struct svc *s, const char *token,
+                              const char *want)
+{
+    cJSON *r = last_for(s->apns.record, token);
+
+    assert_string_equal(jstr(r, "body.aps.badge"), want);
+    cJSON_Delete(r);
+}
+
 static void wait_events_done(struct svc *s, int n)
 {
     char want[32];
@@ -216,9 +226,7 @@ static void test_template_and_badge(void **state)
     post_event(s, "c1", "[\"Jerry\"]", NULL);
     assert_int_equal(svc_wait_lines(s->apns.record, 4, WAIT_MS), 4);
     wait_events_done(s, 2);
-    r = last_for(s->apns.record, TOK_J2);
-    assert_string_equal(jstr(r, "body.aps.badge"), "2");
-    cJSON_Delete(r);
+    expect_last_badge(s, TOK_J2, "2");
     expect_query(s,
                  "SELECT string_agg(badge::text, ',' ORDER BY id) FROM "
                  "installations",
@@ -758,7 +766,6 @@ static void test_fanout_in_parts(void **state)
     const char *extra;
     size_t len = 0;
     char shared[65];
-    cJSON *r;
 
     assert_non_null(peers);
     expect_query(s,
@@ -781,9 +788,7 @@ static void test_fanout_in_parts(void **state)
     post_event(s, "c-large", peers, extra);
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->apns.record, shared), 1);
-    r = last_for(s->apns.record, shared);
-    assert_string_equal(jstr(r, "body.aps.badge"), "1");
-    cJSON_Delete(r);
+    expect_last_badge(s, shared, "1");
     expect_query(s,
                  "SELECT pushes_total || '/' || pushes_delivered FROM "
                  "events",
@@ -807,9 +812,7 @@ static void test_fanout_in_parts(void **state)
     post_event(s, "c-large", peers, extra);
     wait_events_done(s, 2);
     assert_int_equal(count_token(s->apns.record, shared), 2);
-    r = last_for(s->apns.record, shared);
-    assert_string_equal(jstr(r, "body.aps.badge"), "2");
-    cJSON_Delete(r);
+    expect_last_badge(s, shared, "2");
     assert_true(svc_wait_query(s,
                                "SELECT count(*) FILTER (WHERE badge = 2) || "
                                "'/' || count(*) FROM installations WHERE "
