@@ -944,6 +944,8 @@ static int parse_listen(const char *addr, char *host, size_t host_size,
     return 0;
 }
 
+#define LISTEN_BACKLOG 4096
+
 static int bind_listener(struct evhttp *http, const char *what,
                          const char *addr, struct evhttp_bound_socket **ret)
 {
@@ -960,6 +962,14 @@ static int bind_listener(struct evhttp *http, const char *what,
         pgw_log_error("could not listen on '%s': %s", addr, strerror(errno));
         return PGW_ERR_IO;
     }
+    /* libevent listens with a backlog of 128: a broker opening more
+     * connections at once while the loop is busy had the SYNs beyond it
+     * dropped and retried a second later (a second with no intake in the
+     * benchmark). listen() again sets the backlog of the bound socket;
+     * the kernel caps it at net.core.somaxconn. */
+    if (listen(evhttp_bound_socket_get_fd(b), LISTEN_BACKLOG) < 0)
+        pgw_log_warn("could not raise the listen backlog of '%s': %s", addr,
+                     strerror(errno));
     *ret = b;
     return 0;
 }
