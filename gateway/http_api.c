@@ -10,7 +10,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -82,6 +86,49 @@ struct intake {
     struct item items[];
 };
 
+/* A message between the loop thread and the intake thread (see the
+ * "intake thread" section). */
+enum xkind {
+    X_REQUEST,     /* to the loop: events parsed, to admit and insert */
+    X_COUNT,       /* to the loop: a pushgw_events_total result */
+    X_REPLY,       /* to the intake thread: the answer to a request */
+    X_LIMITS,      /* to the intake thread: apply the config's limits */
+    X_STOP_INTAKE, /* to the intake thread: close the listener */
+    X_QUIT,        /* to the intake thread: leave its loop */
+};
+
+struct xmsg {
+    struct xmsg *next;
+    enum xkind kind;
+    struct evhttp_request *req;
+    /* X_REQUEST: the events and the text stored for each (a batch: its
+     * own texts, owned here; one event: the request's body). */
+    struct intake *in;
+    char **texts;
+    size_t *lens;
+    const char *body;
+    size_t body_len;
+    /* X_COUNT */
+    char *app;
+    enum result result;
+    double n;
+    /* X_REPLY: |json| as the body, or an error body from |why| and
+     * |field| (both owned); |reason| and |retry_after| are static. */
+    int code;
+    const char *reason;
+    struct evbuffer *json;
+    char *why;
+    char *field;
+    const char *retry_after;
+    bool close;
+};
+
+struct xqueue {
+    struct xmsg *head, *tail;
+    int efd; /* eventfd, written when a message goes into an empty queue */
+    struct event *ev;
+};
+
 /* One backlog count in flight; detached when the api is freed. */
 struct count_req {
     struct pgw_http_api *api;
@@ -99,6 +146,21 @@ struct pgw_http_api {
     unsigned lease_ms;
     size_t max_inflight;
     unsigned backlog_refresh_ms;
+
+    /* The webhook listener runs on its own thread and event_base (see
+     * "intake thread"): http, bound, ssl_ctx, the guards and i_stopped
+     * belong to it once it started. */
+    struct event_base *ibase;
+    pthread_t thread;
+    bool threaded;          /* the intake thread runs */
+    pthread_mutex_t mu;     /* the queues, stop_acked */
+    pthread_cond_t cond;    /* stop_acked set */
+    pthread_mutex_t cfg_mu; /* cfg, key digests, mac: held by the
+                               intake thread per request */
+    bool sync_init;         /* mu, cond and cfg_mu initialised */
+    struct xqueue to_main, to_intake;
+    bool stop_acked;
+    bool i_stopped; /* the intake thread's view of intake_stopped */
 
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
@@ -201,6 +263,152 @@ static void send_error(struct evhttp_request *req, int code, const char *reason,
     send_json(req, code, reason, body);
     if (body != NULL)
         evbuffer_free(body);
+}
+
+/* Appends |m| to |q| and wakes its thread if |q| was empty. */
+static void post(struct pgw_http_api *api, struct xqueue *q, struct xmsg *m)
+{
+    bool wake;
+    uint64_t one = 1;
+
+    m->next = NULL;
+    pthread_mutex_lock(&api->mu);
+    if (q->tail != NULL)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    wake = q->head == m;
+    pthread_mutex_unlock(&api->mu);
+    /* The reader reads the eventfd before taking the queue, so a message
+     * posted meanwhile is either taken or wakes it again. */
+    if (wake && write(q->efd, &one, sizeof(one)) < 0)
+        pgw_log_error("could not wake a thread: %s", strerror(errno));
+}
+
+/* Takes every message of |q|, oldest first. */
+static struct xmsg *take_all(struct pgw_http_api *api, struct xqueue *q)
+{
+    struct xmsg *m;
+    uint64_t v;
+
+    if (read(q->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        pgw_log_error("could not read a wake-up: %s", strerror(errno));
+    pthread_mutex_lock(&api->mu);
+    m = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&api->mu);
+    return m;
+}
+
+static void intake_free(struct intake *in);
+
+static void xmsg_free(struct xmsg *m)
+{
+    if (m->texts != NULL) /* a batch's: body_len of them */
+        for (size_t i = 0; i < m->body_len; i++)
+            cJSON_free(m->texts[i]);
+    if (m->in != NULL)
+        intake_free(m->in);
+    free(m->texts);
+    free(m->lens);
+    free(m->app);
+    if (m->json != NULL)
+        evbuffer_free(m->json);
+    free(m->why);
+    free(m->field);
+    free(m);
+}
+
+/* Sends the answer |m| carries (on the thread that owns the request). */
+static void do_reply(struct xmsg *m)
+{
+    if (m->close)
+        evhttp_add_header(evhttp_request_get_output_headers(m->req),
+                          "Connection", "close");
+    if (m->json != NULL)
+        send_json(m->req, m->code, m->reason, m->json);
+    else
+        send_error(m->req, m->code, m->reason, m->why ? m->why : "",
+                   m->field ? m->field : "", m->retry_after);
+}
+
+/* The loop thread's answers: through the intake thread when it runs (it
+ * owns the request), else at once. |json| (owned from here) is the body,
+ * or NULL for an error body from |error| and |field|. */
+static void reply(struct pgw_http_api *api, struct evhttp_request *req,
+                  int code, const char *reason, struct evbuffer *json,
+                  const char *error, const char *field, const char *retry_after,
+                  bool close)
+{
+    struct xmsg *m;
+
+    if (!api->threaded) {
+        if (close)
+            evhttp_add_header(evhttp_request_get_output_headers(req),
+                              "Connection", "close");
+        if (json != NULL) {
+            send_json(req, code, reason, json);
+            evbuffer_free(json);
+        } else {
+            send_error(req, code, reason, error, field, retry_after);
+        }
+        return;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m != NULL && json == NULL) {
+        m->why = strdup(error != NULL ? error : "");
+        m->field = strdup(field != NULL ? field : "");
+    }
+    if (m == NULL || (json == NULL && (m->why == NULL || m->field == NULL))) {
+        /* Nothing reaches the intake thread without memory: the request
+         * is left to its connection's timeout. */
+        pgw_log_error("out of memory answering a request");
+        if (m != NULL)
+            xmsg_free(m);
+        if (json != NULL)
+            evbuffer_free(json);
+        return;
+    }
+    m->kind = X_REPLY;
+    m->req = req;
+    m->code = code;
+    m->reason = reason;
+    m->json = json;
+    m->retry_after = retry_after;
+    m->close = close;
+    post(api, &api->to_intake, m);
+}
+
+static void reply_error(struct pgw_http_api *api, struct evhttp_request *req,
+                        int code, const char *reason, const char *error,
+                        const char *field, const char *retry_after)
+{
+    reply(api, req, code, reason, NULL, error, field, retry_after, false);
+}
+
+/* The intake thread's results: counted on the loop thread, which owns the
+ * metrics. */
+static void icount(struct pgw_http_api *api, const char *app, enum result r,
+                   double n)
+{
+    struct xmsg *m;
+
+    if (api->metrics == NULL)
+        return;
+    if (!api->threaded) {
+        count_result(api, app, r, n);
+        return;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->app = strdup(app)) == NULL) {
+        free(m);
+        return; /* a count lost for want of memory */
+    }
+    m->kind = X_COUNT;
+    m->result = r;
+    m->n = n;
+    post(api, &api->to_main, m);
 }
 
 /* HMAC-SHA256 of |s| under the process key; false if it failed. */
@@ -387,11 +595,12 @@ static void intake_finish(struct intake *in)
         count_result(api, in->app_id, R_UNAVAILABLE, (double)n_failed);
         update_backlog_gauge(api);
     }
-    if (in->req == NULL)
+    /* A request still to answer implies the api (see free). */
+    if (in->req == NULL || api == NULL)
         goto out;
     if (n_failed > 0 || in->queue_err != 0) {
-        send_error(in->req, 503, "Service Unavailable", "database unavailable",
-                   "", RETRY_AFTER_DOWN);
+        reply_error(api, in->req, 503, "Service Unavailable",
+                    "database unavailable", "", RETRY_AFTER_DOWN);
         goto out;
     }
     body = evbuffer_new();
@@ -409,13 +618,14 @@ static void intake_finish(struct intake *in)
     }
     if (in->batch && evbuffer_add_printf(body, "]}") < 0)
         goto oom;
-    send_json(in->req, 202, "Accepted", body);
+    reply(api, in->req, 202, "Accepted", body, NULL, NULL, NULL, false);
+    body = NULL;
     goto out;
 oom:
     /* The events are stored; a 503 makes the broker retry, and msgIds (if
      * any) deduplicate. Nothing better is possible without memory. */
-    send_error(in->req, 503, "Service Unavailable", "out of memory", "",
-               RETRY_AFTER_DOWN);
+    reply_error(api, in->req, 503, "Service Unavailable", "out of memory", "",
+                RETRY_AFTER_DOWN);
 out:
     if (body != NULL)
         evbuffer_free(body);
@@ -526,21 +736,21 @@ static int admit(struct pgw_http_api *api, struct evhttp_request *req,
     long long bound = api->cfg->server.max_backlog_events;
     if (bound > 0 && pgw_http_api_backlog(api) + (int64_t)n > bound) {
         count_result(api, app_id, R_BACKLOG_FULL, 1);
-        send_error(req, 429, "Too Many Requests", "backlog full", "",
-                   RETRY_AFTER_BUSY);
+        reply_error(api, req, 429, "Too Many Requests", "backlog full", "",
+                    RETRY_AFTER_BUSY);
         return -1;
     }
     if (api->inflight_events + n > api->max_inflight) {
         count_result(api, app_id, R_BACKLOG_FULL, 1);
-        send_error(req, 429, "Too Many Requests",
-                   "too many events waiting for the database", "",
-                   RETRY_AFTER_BUSY);
+        reply_error(api, req, 429, "Too Many Requests",
+                    "too many events waiting for the database", "",
+                    RETRY_AFTER_BUSY);
         return -1;
     }
     if (!pgw_store_is_up(api->store)) {
         count_result(api, app_id, R_UNAVAILABLE, 1);
-        send_error(req, 503, "Service Unavailable", "database unavailable", "",
-                   RETRY_AFTER_DOWN);
+        reply_error(api, req, 503, "Service Unavailable",
+                    "database unavailable", "", RETRY_AFTER_DOWN);
         return -1;
     }
     return 0;
@@ -551,15 +761,77 @@ static void answer_invalid(struct pgw_http_api *api, struct evhttp_request *req,
                            const struct pgw_event_error *e)
 {
     if (err == PGW_ERR_TOO_LARGE) {
-        count_result(api, app_id, R_TOO_LARGE, 1);
+        icount(api, app_id, R_TOO_LARGE, 1);
         send_error(req, 413, "Payload Too Large", e->reason, e->field, NULL);
     } else if (err == PGW_ERR_NOMEM) {
-        count_result(api, app_id, R_UNAVAILABLE, 1);
+        icount(api, app_id, R_UNAVAILABLE, 1);
         send_error(req, 503, "Service Unavailable", "out of memory", "",
                    RETRY_AFTER_BUSY);
     } else {
-        count_result(api, app_id, R_INVALID, 1);
+        icount(api, app_id, R_INVALID, 1);
         send_error(req, 400, "Bad Request", e->reason, e->field, NULL);
+    }
+}
+
+/* On the loop thread: admits the events of |m| (a request the intake
+ * thread parsed) and queues their inserts, or answers. */
+static void admit_request(struct pgw_http_api *api, struct xmsg *m)
+{
+    struct intake *in = m->in;
+
+    m->in = NULL;
+    if (api->intake_stopped) {
+        reply(api, m->req, 503, "Service Unavailable", NULL, "shutting down",
+              "", RETRY_AFTER_DOWN, true);
+    } else if (admit(api, m->req, in->app_id, in->n) == 0) {
+        in->req = m->req;
+        if (m->texts != NULL) {
+            intake_start(api, in, (const char *const *)m->texts, m->lens);
+        } else {
+            const char *bodies[1] = {m->body};
+            size_t lens[1] = {m->body_len};
+            intake_start(api, in, bodies, lens);
+        }
+        in = NULL; /* owned by its callbacks now */
+    }
+    if (in != NULL)
+        intake_free(in);
+}
+
+/* On the intake thread: hands the parsed events of |in| (|texts| and
+ * |lens|, owned from here, or the request's |body|) to the loop thread,
+ * which admits them. */
+static void hand_over(struct pgw_http_api *api, struct evhttp_request *req,
+                      struct intake *in, char **texts, size_t *lens,
+                      const char *body, size_t body_len)
+{
+    struct xmsg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL) {
+        icount(api, in->app_id, R_UNAVAILABLE, 1);
+        send_error(req, 503, "Service Unavailable", "out of memory", "",
+                   RETRY_AFTER_BUSY);
+        if (texts != NULL)
+            for (size_t i = 0; i < in->n; i++)
+                cJSON_free(texts[i]);
+        free(texts);
+        free(lens);
+        intake_free(in);
+        return;
+    }
+    m->kind = X_REQUEST;
+    m->req = req;
+    m->in = in;
+    m->texts = texts;
+    m->lens = lens;
+    /* a batch: the number of texts */
+    m->body = body;
+    m->body_len = texts != NULL ? in->n : body_len;
+    if (api->threaded) {
+        post(api, &api->to_main, m);
+    } else {
+        admit_request(api, m);
+        xmsg_free(m);
     }
 }
 
@@ -574,23 +846,16 @@ static void handle_single(struct pgw_http_api *api, struct evhttp_request *req,
         answer_invalid(api, req, app_id, err, &e);
         return;
     }
-    if (admit(api, req, app_id, 1) < 0) {
-        pgw_event_free(ev);
-        return;
-    }
     struct intake *in = intake_new(app_id, 1, false);
     if (in == NULL) {
         pgw_event_free(ev);
-        count_result(api, app_id, R_UNAVAILABLE, 1);
+        icount(api, app_id, R_UNAVAILABLE, 1);
         send_error(req, 503, "Service Unavailable", "out of memory", "",
                    RETRY_AFTER_BUSY);
         return;
     }
     in->items[0].ev = ev;
-    in->req = req;
-    const char *bodies[1] = {body};
-    size_t lens[1] = {len};
-    intake_start(api, in, bodies, lens);
+    hand_over(api, req, in, NULL, NULL, body, len);
 }
 
 static void handle_batch(struct pgw_http_api *api, struct evhttp_request *req,
@@ -674,11 +939,10 @@ static void handle_batch(struct pgw_http_api *api, struct evhttp_request *req,
         lens[i] = strlen(texts[i]);
         i++;
     }
-    if (admit(api, req, app_id, n) < 0)
-        goto out;
-    in->req = req;
-    intake_start(api, in, (const char *const *)texts, lens);
-    in = NULL; /* owned by its callbacks now */
+    hand_over(api, req, in, texts, lens, NULL, 0);
+    in = NULL;
+    texts = NULL;
+    lens = NULL;
 out:
     if (texts != NULL) {
         for (size_t j = 0; j < n; j++)
@@ -691,11 +955,10 @@ out:
     cJSON_Delete(root);
 }
 
-/* Fires for every request on the webhook listener; answers now or from the
- * insert callbacks. Frees nothing the caller uses. */
-static void on_webhook(struct evhttp_request *req, void *arg)
+/* A request on the webhook listener, on the intake thread with cfg_mu
+ * held: answered now, or handed over to the loop thread. */
+static void webhook(struct pgw_http_api *api, struct evhttp_request *req)
 {
-    struct pgw_http_api *api = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     struct evkeyvalq *hdr = evhttp_request_get_input_headers(req);
     char *path_app = NULL;
@@ -703,7 +966,7 @@ static void on_webhook(struct evhttp_request *req, void *arg)
     enum route route;
 
     guard_request_done(api, req);
-    if (api->intake_stopped) {
+    if (api->i_stopped) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
         send_error(req, 503, "Service Unavailable", "shutting down", "",
@@ -739,20 +1002,20 @@ static void on_webhook(struct evhttp_request *req, void *arg)
         app = pgw_config_find_app(cfg, app_id);
     if (app == NULL) {
         /* The id is the client's: never a label value. */
-        count_result(api, "", R_UNKNOWN_APP, 1);
+        icount(api, "", R_UNKNOWN_APP, 1);
         send_error(req, 404, "Not Found", "unknown app", app_field, NULL);
         goto out;
     }
     app_id = app->id;
 
     if (!key_matches(api, app, evhttp_find_header(hdr, "X-LC-Hook-Key"))) {
-        count_result(api, app_id, R_UNAUTHORIZED, 1);
+        icount(api, app_id, R_UNAUTHORIZED, 1);
         send_error(req, 401, "Unauthorized", "invalid or missing hook key",
                    "X-LC-Hook-Key", NULL);
         goto out;
     }
     if (!is_json_type(evhttp_find_header(hdr, "Content-Type"))) {
-        count_result(api, app_id, R_UNSUPPORTED_MEDIA, 1);
+        icount(api, app_id, R_UNSUPPORTED_MEDIA, 1);
         send_error(req, 415, "Unsupported Media Type",
                    "content type must be application/json", "Content-Type",
                    NULL);
@@ -765,13 +1028,13 @@ static void on_webhook(struct evhttp_request *req, void *arg)
     if (len > lim.max_body_bytes) {
         char why[96];
         snprintf(why, sizeof(why), "body over %zu bytes", lim.max_body_bytes);
-        count_result(api, app_id, R_TOO_LARGE, 1);
+        icount(api, app_id, R_TOO_LARGE, 1);
         send_error(req, 413, "Payload Too Large", why, "", NULL);
         goto out;
     }
     const char *body = request_body(req, &len);
     if (body == NULL) {
-        count_result(api, app_id, R_UNAVAILABLE, 1);
+        icount(api, app_id, R_UNAVAILABLE, 1);
         send_error(req, 503, "Service Unavailable", "out of memory", "",
                    RETRY_AFTER_BUSY);
         goto out;
@@ -782,6 +1045,18 @@ static void on_webhook(struct evhttp_request *req, void *arg)
         handle_single(api, req, app_id, body, len, &lim);
 out:
     free(path_app);
+}
+
+/* Fires for every request on the webhook listener (the intake thread);
+ * answers now or from the insert callbacks. Frees nothing the caller
+ * uses. */
+static void on_webhook(struct evhttp_request *req, void *arg)
+{
+    struct pgw_http_api *api = arg;
+
+    pthread_mutex_lock(&api->cfg_mu);
+    webhook(api, req);
+    pthread_mutex_unlock(&api->cfg_mu);
 }
 
 /* ---- admin -------------------------------------------------------------- */
@@ -913,6 +1188,205 @@ int64_t pgw_http_api_backlog(const struct pgw_http_api *self)
 size_t pgw_http_api_pending(const struct pgw_http_api *self)
 {
     return self->inflight_events;
+}
+
+/* ---- intake thread ------------------------------------------------------
+ *
+ * The webhook listener has a thread and event_base of its own: reading
+ * and parsing requests, checking keys, parsing and validating events and
+ * writing the answers (evhttp, cJSON, HMAC, the sockets) was two fifths
+ * of the loop thread's time per chat event, and the loop thread was the
+ * critical path (docs/BENCHMARKS.md). The intake thread hands parsed
+ * events to the loop thread (X_REQUEST), which admits them, inserts them
+ * and passes the answer back (X_REPLY); results counted on the intake
+ * thread go to the loop thread's metrics (X_COUNT). Each side owns its
+ * objects: the intake thread the webhook evhttp, its connections and
+ * requests, the guards and TLS; the loop thread everything else. A
+ * request's pointer crosses over but only the intake thread touches it
+ * (evhttp keeps a request until it is answered, even if its client went
+ * away). The config and the hook-key digests are swapped under cfg_mu,
+ * which the intake thread holds while it works on a request.
+ */
+
+static void apply_limits(struct pgw_http_api *api);
+
+/* The loop thread's queue: requests to admit, counts. */
+static void on_main_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    struct xmsg *m = take_all(api, &api->to_main);
+    (void)fd;
+    (void)what;
+
+    while (m != NULL) {
+        struct xmsg *next = m->next;
+
+        if (m->kind == X_REQUEST)
+            admit_request(api, m);
+        else if (m->kind == X_COUNT)
+            count_result(api, m->app, m->result, m->n);
+        xmsg_free(m);
+        m = next;
+    }
+}
+
+/* Closes the listener (on the intake thread, or once it is gone). */
+static void close_listener(struct pgw_http_api *api)
+{
+    api->i_stopped = true;
+    if (api->bound != NULL) {
+        evhttp_del_accept_socket(api->http, api->bound);
+        api->bound = NULL;
+    }
+}
+
+/* The intake thread's queue: answers, limits, stop. */
+static void on_intake_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_http_api *api = arg;
+    struct xmsg *m = take_all(api, &api->to_intake);
+    (void)fd;
+    (void)what;
+
+    while (m != NULL) {
+        struct xmsg *next = m->next;
+
+        switch (m->kind) {
+        case X_REPLY:
+            do_reply(m);
+            break;
+        case X_LIMITS:
+            pthread_mutex_lock(&api->cfg_mu);
+            apply_limits(api);
+            pthread_mutex_unlock(&api->cfg_mu);
+            break;
+        case X_STOP_INTAKE:
+            close_listener(api);
+            pthread_mutex_lock(&api->mu);
+            api->stop_acked = true;
+            pthread_cond_broadcast(&api->cond);
+            pthread_mutex_unlock(&api->mu);
+            break;
+        case X_QUIT:
+            event_base_loopbreak(api->ibase);
+            break;
+        default:
+            break;
+        }
+        xmsg_free(m);
+        m = next;
+    }
+}
+
+static void *intake_main(void *arg)
+{
+    struct pgw_http_api *api = arg;
+
+    event_base_dispatch(api->ibase);
+    return NULL;
+}
+
+/* Posts a message of |kind| with no content to the intake thread; false
+ * without memory. */
+static bool post_kind(struct pgw_http_api *api, enum xkind kind)
+{
+    struct xmsg *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return false;
+    m->kind = kind;
+    post(api, &api->to_intake, m);
+    return true;
+}
+
+static int queue_init(struct pgw_http_api *api, struct xqueue *q,
+                      struct event_base *base, event_callback_fn cb)
+{
+    q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->efd < 0) {
+        pgw_log_error("eventfd: %s", strerror(errno));
+        return PGW_ERR_IO;
+    }
+    q->ev = event_new(base, q->efd, EV_READ | EV_PERSIST, cb, api);
+    if (q->ev == NULL || event_add(q->ev, NULL) < 0)
+        return PGW_ERR_NOMEM;
+    return 0;
+}
+
+static void queue_free(struct xqueue *q)
+{
+    struct xmsg *m = q->head;
+
+    while (m != NULL) {
+        struct xmsg *next = m->next;
+        xmsg_free(m);
+        m = next;
+    }
+    q->head = q->tail = NULL;
+    if (q->ev != NULL)
+        event_free(q->ev);
+    q->ev = NULL;
+    if (q->efd >= 0)
+        close(q->efd);
+    q->efd = -1;
+}
+
+/* Starts the intake thread, signals blocked in it (the loop thread takes
+ * them). */
+static int start_intake_thread(struct pgw_http_api *api)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&api->thread, NULL, intake_main, api);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pgw_log_error("could not start the intake thread: %s", strerror(rc));
+        return PGW_ERR_NOMEM;
+    }
+    api->threaded = true;
+    return 0;
+}
+
+/* Stops the intake thread and takes back what it owned: the requests
+ * handed over and not admitted are answered, the answers not sent yet
+ * are sent, by this thread from now on. */
+static void stop_intake_thread(struct pgw_http_api *api)
+{
+    struct xmsg *m;
+
+    if (!api->threaded)
+        return;
+    while (!post_kind(api, X_QUIT))
+        usleep(1000); /* no memory for the message: wait for some */
+    pthread_join(api->thread, NULL);
+    api->threaded = false;
+    m = take_all(api, &api->to_main);
+    while (m != NULL) {
+        struct xmsg *next = m->next;
+
+        if (m->kind == X_REQUEST) {
+            evhttp_add_header(evhttp_request_get_output_headers(m->req),
+                              "Connection", "close");
+            send_error(m->req, 503, "Service Unavailable", "shutting down", "",
+                       RETRY_AFTER_DOWN);
+        } else if (m->kind == X_COUNT) {
+            count_result(api, m->app, m->result, m->n);
+        }
+        xmsg_free(m);
+        m = next;
+    }
+    m = take_all(api, &api->to_intake);
+    while (m != NULL) {
+        struct xmsg *next = m->next;
+
+        if (m->kind == X_REPLY)
+            do_reply(m);
+        xmsg_free(m);
+        m = next;
+    }
 }
 
 /* ---- set-up ------------------------------------------------------------- */
@@ -1284,6 +1758,15 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
     api = calloc(1, sizeof(*api));
     if (api == NULL)
         goto out;
+    api->to_main.efd = api->to_intake.efd = -1;
+    if (pthread_mutex_init(&api->mu, NULL) != 0 ||
+        pthread_mutex_init(&api->cfg_mu, NULL) != 0 ||
+        pthread_cond_init(&api->cond, NULL) != 0) {
+        free(api);
+        api = NULL;
+        goto out;
+    }
+    api->sync_init = true;
     api->base = opts->base;
     api->cfg = pgw_config_ref(opts->cfg);
     api->store = opts->store;
@@ -1333,7 +1816,21 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
     ev_ssize_t max_hdr =
         (ev_ssize_t)(opts->max_header_bytes ? opts->max_header_bytes : 16384);
 
-    api->http = evhttp_new(api->base);
+    {
+        struct event_config *ec = event_config_new();
+
+        if (ec == NULL)
+            goto out;
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        api->ibase = event_base_new_with_config(ec);
+        event_config_free(ec);
+        if (api->ibase == NULL)
+            goto out;
+    }
+    if (queue_init(api, &api->to_main, api->base, on_main_wake) < 0 ||
+        queue_init(api, &api->to_intake, api->ibase, on_intake_wake) < 0)
+        goto out;
+    api->http = evhttp_new(api->ibase);
     if (api->http == NULL)
         goto out;
     evhttp_set_timeout_tv(api->http, &tv);
@@ -1352,7 +1849,7 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
     } else {
         evhttp_set_bevcb(api->http, plain_bevcb, api);
     }
-    api->guard_timer = event_new(api->base, -1, EV_PERSIST, guard_sweep, api);
+    api->guard_timer = event_new(api->ibase, -1, EV_PERSIST, guard_sweep, api);
     if (api->guard_timer == NULL)
         goto out;
     {
@@ -1401,6 +1898,9 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
         goto out;
     /* A first count at once, so the bound holds from the start. */
     on_backlog_timer(-1, 0, api);
+    err = start_intake_thread(api);
+    if (err < 0)
+        goto out;
 
     *ret_api = api;
     api = NULL;
@@ -1412,7 +1912,10 @@ out:
 
 void pgw_http_api_set_config(struct pgw_http_api *self, struct pgw_config *cfg)
 {
-    struct pgw_config *old = self->cfg;
+    struct pgw_config *old;
+
+    pthread_mutex_lock(&self->cfg_mu);
+    old = self->cfg;
     self->cfg = pgw_config_ref(cfg);
     if (digest_keys(self) < 0) {
         /* Keep serving with the old config rather than without keys. */
@@ -1420,10 +1923,17 @@ void pgw_http_api_set_config(struct pgw_http_api *self, struct pgw_config *cfg)
                       "taken; the old config stays");
         pgw_config_free(self->cfg);
         self->cfg = old;
+        pthread_mutex_unlock(&self->cfg_mu);
         return;
     }
+    pthread_mutex_unlock(&self->cfg_mu);
+    /* The intake thread sees the new config from its next request on. */
     pgw_config_free(old);
-    apply_limits(self);
+    if (!self->threaded)
+        apply_limits(self);
+    else if (!post_kind(self, X_LIMITS))
+        pgw_log_error("out of memory: the new config's body and header "
+                      "limits apply from the next reload");
 }
 
 void pgw_http_api_stop_intake(struct pgw_http_api *self)
@@ -1431,16 +1941,25 @@ void pgw_http_api_stop_intake(struct pgw_http_api *self)
     if (self->intake_stopped)
         return;
     self->intake_stopped = true;
-    if (self->bound != NULL) {
-        evhttp_del_accept_socket(self->http, self->bound);
-        self->bound = NULL;
+    if (self->threaded && !post_kind(self, X_STOP_INTAKE))
+        stop_intake_thread(self); /* no memory: the thread goes instead */
+    if (!self->threaded) {
+        close_listener(self);
+        return;
     }
+    /* Synchronous: the listener is closed when this returns. */
+    pthread_mutex_lock(&self->mu);
+    while (!self->stop_acked)
+        pthread_cond_wait(&self->cond, &self->mu);
+    pthread_mutex_unlock(&self->mu);
 }
 
 void pgw_http_api_free(struct pgw_http_api *self)
 {
     if (self == NULL)
         return;
+    /* From here this thread owns everything. */
+    stop_intake_thread(self);
     /* Answer and detach what still waits: the store's callbacks free the
      * intakes later. evhttp_free() below frees their requests. */
     while (self->intakes != NULL) {
@@ -1468,6 +1987,15 @@ void pgw_http_api_free(struct pgw_http_api *self)
     if (self->guard_timer != NULL)
         event_free(self->guard_timer);
     guard_free_all(self);
+    queue_free(&self->to_main);
+    queue_free(&self->to_intake);
+    if (self->ibase != NULL)
+        event_base_free(self->ibase);
+    if (self->sync_init) {
+        pthread_mutex_destroy(&self->mu);
+        pthread_mutex_destroy(&self->cfg_mu);
+        pthread_cond_destroy(&self->cond);
+    }
     pgw_config_free(self->cfg);
     EVP_MAC_CTX_free(self->mac);
     if (self->key_digests != NULL)

@@ -58,7 +58,12 @@
  * for a batch whose inserts failed, per event). Refused requests are not
  * logged; each listener start is (info, with the address).
  *
- * Threads: everything runs on the loop thread of |base|.
+ * Threads: the webhook listener runs on a thread and event_base of its
+ * own (the intake thread: reading, parsing and validating requests,
+ * checking keys, writing answers), started by pgw_http_api_new() and
+ * joined by pgw_http_api_free(); everything else, the dispatch callbacks,
+ * the store calls and the metrics included, runs on the loop thread of
+ * |base|, and so must every call of this interface.
  */
 #ifndef PUSHGW_HTTP_API_H
 #define PUSHGW_HTTP_API_H

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need (apt-get, only what is missing), builds the
 # plain and the sanitizer builds, starts a private Postgres, runs every test
-# of both builds with ctest, runs each fuzz target briefly (when clang is
-# there), and cleans up even when a test fails. Exit status: 0 only when
-# everything passed.
+# of the plain and the ASan+UBSan builds with ctest and the threaded ones
+# under TSan, runs each fuzz target briefly (when clang is there), and
+# cleans up even when a test fails. Exit status: 0 only when everything
+# passed.
 #
 # Environment:
 #   PUSHGW_FUZZ_SECONDS  seconds per fuzz target (default 15; 0 skips fuzzing)
-#   PUSHGW_SKIP_ASAN=1   skip the sanitizer build (faster local runs)
+#   PUSHGW_SKIP_ASAN=1   skip the ASan+UBSan build (faster local runs)
+#   PUSHGW_SKIP_TSAN=1   skip the TSan build
 #   PUSHGW_JOBS          parallel build jobs (default: nproc)
 set -euo pipefail
 
@@ -68,10 +70,11 @@ run_build() { # name, cmake args...
         || { cat "$dir.configure.log"; failed+=("$name: configure"); return; }
     cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 \
         || { tail -50 "$dir.build.log"; failed+=("$name: build"); return; }
-    log "running the tests of '$name'"
-    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600) \
-        || failed+=("$name: tests")
+    log "running the tests of '$name'${ctest_filter:+ (${ctest_filter})}"
+    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 \
+        ${ctest_filter:+-R "$ctest_filter"}) || failed+=("$name: tests")
 }
+ctest_filter=
 mkdir -p "$root/build-ci"
 
 # --- 3a. formatting (STYLE.md: .clang-format, checked in CI) --------------
@@ -91,6 +94,15 @@ if [ "${PUSHGW_SKIP_ASAN:-0}" != 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     run_build asan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=address,undefined
+fi
+# The tests that run the webhook listener's intake thread (in process, and
+# in the pushgw processes they start), under ThreadSanitizer: a race stops
+# the process at once.
+if [ "${PUSHGW_SKIP_TSAN:-0}" != 1 ]; then
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    ctest_filter='test_http_api|test_hostile|test_service'
+    run_build tsan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=thread
+    ctest_filter=
 fi
 
 # --- 4. fuzz targets, briefly -------------------------------------------------

@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,7 +346,7 @@ static void test_headers_and_declared_length(void **state)
 struct loris {
     int *fds;
     int n;
-    volatile int stop;
+    atomic_int stop; /* set by the test's thread, read by the loris */
     int closed_by_server;
 };
 
