@@ -171,6 +171,7 @@ struct job {
     /* Installations already given a push (several parts only), and the
      * increments to take back for the ones a later part matched again. */
     int64_t *seen;
+    int *seen_badge; /* the badge of the row kept for seen[i] */
     size_t seen_cap, seen_n;
     unsigned seen_shift; /* 64 - log2(seen_cap) */
     struct id_list undo; /* increments of devices matched twice */
@@ -522,6 +523,7 @@ static void job_free(struct job *job)
     }
     free(job->parts);
     free(job->seen);
+    free(job->seen_badge);
     free(job->undo.v);
     free(job->inc.v);
     free(job->failures);
@@ -1202,9 +1204,10 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
 #define ID_HASH(id, shift)                                                     \
     ((size_t)(((uint64_t)(id)*0x9E3779B97F4A7C15ULL) >> (shift)))
 
-/* Adds |id| to the installations |job| gives a push; false if it was
- * there already. Installation ids are positive: 0 marks a free slot. */
-static bool seen_add(struct job *job, int64_t id)
+/* Adds |id| (its row's |badge|) to the installations |job| gives a push;
+ * false if it was there already, with the kept row's badge in
+ * |*ret_badge|. Installation ids are positive: 0 marks a free slot. */
+static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge)
 {
     size_t mask, i;
 
@@ -1212,9 +1215,13 @@ static bool seen_add(struct job *job, int64_t id)
         size_t cap = job->seen_cap ? job->seen_cap * 2 : 1024;
         unsigned shift = job->seen_cap ? job->seen_shift - 1 : 64 - 10;
         int64_t *n = calloc(cap, sizeof(*n));
+        int *nb = calloc(cap, sizeof(*nb));
 
-        if (!n)
+        if (!n || !nb) {
+            free(n);
+            free(nb);
             return true; /* at worst a device gets the push twice */
+        }
         for (i = 0; i < job->seen_cap; i++) {
             size_t j;
             if (!job->seen[i])
@@ -1223,17 +1230,23 @@ static bool seen_add(struct job *job, int64_t id)
                  j = (j + 1) & (cap - 1))
                 ;
             n[j] = job->seen[i];
+            nb[j] = job->seen_badge[i];
         }
         free(job->seen);
+        free(job->seen_badge);
         job->seen = n;
+        job->seen_badge = nb;
         job->seen_cap = cap;
         job->seen_shift = shift;
     }
     mask = job->seen_cap - 1;
     for (i = ID_HASH(id, job->seen_shift); job->seen[i]; i = (i + 1) & mask)
-        if (job->seen[i] == id)
+        if (job->seen[i] == id) {
+            *ret_badge = job->seen_badge[i];
             return false;
+        }
     job->seen[i] = id;
+    job->seen_badge[i] = badge;
     job->seen_n++;
     return true;
 }
@@ -1317,15 +1330,18 @@ static void add_pushes(struct job *job,
         const char *reason = NULL;
         enum pgw_store_failure_kind kind;
         struct push *p;
+        int kept = 0;
 
         memset(&inst, 0, sizeof(inst));
         inst.id = row->id;
         if (pgw_platform_parse(row->device_type, &inst.platform) < 0)
             continue;
-        /* Matched again by another part: one push; the other part's
-         * increment is taken back. */
-        if (job->n_parts > 1 && !seen_add(job, row->id)) {
-            if (inc && inst.platform == PGW_PLATFORM_IOS)
+        /* Matched again by another part: one push. The parts of one
+         * event increment a device once and return the same badge; a
+         * different one means another increment came in between and this
+         * part made its own too, which is taken back (store.h). */
+        if (job->n_parts > 1 && !seen_add(job, row->id, row->badge, &kept)) {
+            if (inc && inst.platform == PGW_PLATFORM_IOS && row->badge != kept)
                 id_list_add(job, &job->undo, row->id);
             continue;
         }
@@ -1522,7 +1538,7 @@ static void job_lookup_start(struct job *job)
         part->n_names = n * (i + 1) / parts - part->first;
         rc = pgw_store_find_installations(
             d->o.store, job->app_id, names + part->first, part->n_names,
-            res->apns_team_id, flags, on_installations, part);
+            res->apns_team_id, job->event_id, flags, on_installations, part);
         if (rc < 0) {
             pgw_log_warn("could not look up the installations of event "
                          "'%s': %s: it will be worked again",

@@ -268,7 +268,7 @@ static int lookup_db(const struct pgw_config *cfg, const struct pgw_app *app,
     if (rc == 0)
         rc = pgw_store_find_installations(
             store, app->id, (const char *const *)res->recipients,
-            res->n_recipients, res->apns_team_id, 0, on_db_rows, &st);
+            res->n_recipients, res->apns_team_id, 0, 0, on_db_rows, &st);
     while (rc == 0 && !st.done)
         event_base_loop(base, EVLOOP_ONCE);
     if (rc == 0 && st.err < 0)

@@ -461,8 +461,9 @@ struct op {
     /* plain parameters, pointing into |data| (or NULL) */
     unsigned n_params;
     const char *param[STORE_MAX_PARAMS];
-    bool flag; /* find: increment */
-    bool solo; /* find: never merged with other lookups */
+    bool flag;        /* find: increment */
+    bool solo;        /* find: never merged with other lookups */
+    int64_t event_id; /* find: the increments' event (0: none) */
     /* fragments: |n_frags| (offset, length) pairs into |data|, |data_len|
      * bytes in all (a batch: of all its members) */
     unsigned n_frags;
@@ -668,6 +669,8 @@ static const struct {
      *   with a long list made the planner scan the table and compare
      *   every row's channels with every recipient (600 ms for 1000
      *   recipients on 14,000 rows; 7 ms this way).
+     * - Their increments are for several events: badge_event_id (see
+     *   ST_FIND_ONE_INC) is cleared.
      * - Only iOS rows are updated: an Android row would get a new tuple
      *   version for nothing on every push. A device matched by several
      *   incrementing callers is incremented once per caller, in one
@@ -696,7 +699,8 @@ static const struct {
          "n AS (SELECT id, array_agg(k ORDER BY k) AS ks FROM m WHERE inc "
          "AND device_type = 'ios' GROUP BY id), "
          "u AS (UPDATE installations i SET badge = i.badge + "
-         "cardinality(l.ks) FROM (SELECT id, ks FROM n ORDER BY id) l "
+         "cardinality(l.ks), badge_event_id = NULL FROM (SELECT id, ks "
+         "FROM n ORDER BY id) l "
          "WHERE i.id = l.id AND i.valid RETURNING i.id, "
          "i.installation_id, i.device_type, i.device_token, i.channels, "
          "i.badge - cardinality(l.ks) AS base, l.ks, i.apns_topic, "
@@ -715,7 +719,10 @@ static const struct {
      * the plain statements below than unpacked from ST_FIND's five arrays
      * (10 ms against 32 ms for 1000 names). Same rows, same column 0 (the
      * caller, always 1), same lock order. $1 and $3 are one-element array
-     * literals (the member's app and team fragments), $2 the names. */
+     * literals (the member's app and team fragments), $2 the names; for
+     * ST_FIND_ONE_INC $4 the event (NULL: none): a device whose last
+     * increment was for that event (another part of its lookup, or an
+     * earlier attempt) keeps its badge, which both parts then return. */
     [ST_FIND_ONE] = {"pgw_find_one",
                      "WITH " INST_MATCH_ONE " SELECT 1::int8, " INST_COLS
                      " FROM installations WHERE id IN (SELECT id FROM m) "
@@ -723,9 +730,10 @@ static const struct {
     [ST_FIND_ONE_INC] = {"pgw_find_one_inc",
                          "WITH " INST_MATCH_ONE ", "
                          "u AS (UPDATE installations i SET badge = i.badge + "
-                         "1 FROM (SELECT id FROM m WHERE device_type = 'ios' "
-                         "ORDER BY id) l WHERE i.id = l.id AND i.valid "
-                         "RETURNING i.id, "
+                         "CASE WHEN i.badge_event_id = $4::int8 THEN 0 ELSE "
+                         "1 END, badge_event_id = $4::int8 FROM (SELECT id "
+                         "FROM m WHERE device_type = 'ios' ORDER BY id) l "
+                         "WHERE i.id = l.id AND i.valid RETURNING i.id, "
                          "i.installation_id, i.device_type, i.device_token, "
                          "i.channels, i.badge, i.apns_topic, i.apns_team_id, "
                          "(extract(epoch FROM i.updated_at) * 1000)::int8), "
@@ -861,7 +869,8 @@ static const struct {
                         "l AS (SELECT i.id FROM installations i JOIN u ON "
                         "u.id = i.id ORDER BY i.id FOR UPDATE OF i) "
                         "UPDATE installations i SET badge = greatest(i.badge "
-                        "- u.n, 0) FROM u WHERE i.id = u.id AND i.id IN "
+                        "- u.n, 0), badge_event_id = NULL FROM u WHERE i.id "
+                        "= u.id AND i.id IN "
                         "(SELECT id FROM l)"},
 };
 
@@ -1596,13 +1605,15 @@ static void sb_repeat_frag(struct sbuf *b, const struct op *m, unsigned f,
 }
 
 /* A batch holding one lookup, as ST_FIND_ONE(_INC): the member's names,
- * and its app and team fragments as one-element array literals. */
+ * its app and team fragments as one-element array literals, and (_INC)
+ * its event (NULL: none; "= NULL" holds for no row). */
 static int send_find_one(struct pgw_store *self, struct conn *c,
                          const struct op *op)
 {
     const struct op *m = op->members;
     struct sbuf *app = &self->arr[2], *team = &self->arr[3];
-    const char *params[3];
+    const char *params[4];
+    char event[24];
 
     sb_reset(app);
     sb_reset(team);
@@ -1615,9 +1626,12 @@ static int send_find_one(struct pgw_store *self, struct conn *c,
     params[0] = app->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = team->p;
+    snprintf(event, sizeof(event), "%lld", (long long)m->event_id);
+    params[3] = m->event_id > 0 ? event : NULL;
     if (app->oom || team->oom || !params[1])
         return PGW_ERR_NOMEM;
-    return send_stmt(c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE, 3, params) < 0
+    return send_stmt(c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE,
+                     m->flag ? 4 : 3, params) < 0
                ? PGW_ERR_DB
                : 0;
 }
@@ -2465,8 +2479,9 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
 
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
-                                 const char *apns_team_id, unsigned flags,
-                                 pgw_store_installations_cb cb, void *arg)
+                                 const char *apns_team_id, int64_t event_id,
+                                 unsigned flags, pgw_store_installations_cb cb,
+                                 void *arg)
 {
     struct sbuf *b;
     uint32_t frag[6];
@@ -2474,7 +2489,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     int rc;
 
     if (!self || !cb || !app_id || (n && !recipients) || !str_ok(app_id) ||
-        !str_ok(apns_team_id))
+        !str_ok(apns_team_id) || event_id < 0)
         return PGW_ERR_INVAL;
     for (size_t i = 0; i < n; i++)
         if (!recipients[i] || !str_ok(recipients[i]))
@@ -2503,6 +2518,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     op->n_names = n;
     op->flag = (flags & PGW_STORE_FIND_INCREMENT) != 0;
     op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;
+    op->event_id = event_id;
     op->cb.inst = cb;
     op->arg = arg;
     enqueue(self, &self->finds, op);

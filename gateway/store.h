@@ -186,8 +186,11 @@ enum {
      * never merged into one statement with other lookups, so the parts go
      * on as many connections as are free and their rows arrive as each
      * part ends. An installation matched through names in two parts is
-     * returned, and incremented, by both: the caller keeps one and takes
-     * the other increments back with pgw_store_undo_badges(). */
+     * returned by both; incremented once when both name the same event,
+     * so both give the same badge; a different badge means another
+     * increment came in between and this part's was made too: the caller
+     * keeps one row and takes that increment back with
+     * pgw_store_undo_badges(). */
     PGW_STORE_FIND_ALONE = 2,
 };
 
@@ -197,16 +200,21 @@ enum {
  * |apns_team_id| (NULL: no filter) keeps only iOS rows whose
  * apns_team_id is NULL or equal. |flags|: PGW_STORE_FIND_*. The rows are
  * locked in id order, so concurrent calls on the same devices do not
- * deadlock.
+ * deadlock. |event_id| (> 0; 0: none) is the event the increments are
+ * for: a device already incremented for it (by another part of the same
+ * lookup, or an earlier attempt) and by nothing since keeps its badge, and
+ * is returned with it (migration 0006).
  */
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
-                                 const char *apns_team_id, unsigned flags,
-                                 pgw_store_installations_cb cb, void *arg);
+                                 const char *apns_team_id, int64_t event_id,
+                                 unsigned flags, pgw_store_installations_cb cb,
+                                 void *arg);
 
 /*
  * Takes back one badge increment per element of |ids| (an id may repeat),
- * never below 0, locking in id order like the lookups.
+ * never below 0, locking in id order like the lookups, and forgets the
+ * event that made the increment (a later lookup for it increments again).
  */
 int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
                           pgw_store_done_cb cb, void *arg);

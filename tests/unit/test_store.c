@@ -512,7 +512,7 @@ static void find(struct fx *f, struct find_res *r, const char *const *names,
 
     *r = (struct find_res){.done = &done};
     assert_int_equal(pgw_store_find_installations(
-                         f->store, "demo", names, n, team,
+                         f->store, "demo", names, n, team, 0,
                          inc ? PGW_STORE_FIND_INCREMENT : 0, on_find, r),
                      0);
     run_until(f->base, &done, 1, 10000);
@@ -617,7 +617,7 @@ static void test_badge_concurrent(void **state)
     for (int i = 0; i < BADGE_N; i++) {
         r[i] = (struct find_res){.done = &done};
         assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", jerry, 1, NULL,
+                             f->store, "demo", jerry, 1, NULL, 0,
                              PGW_STORE_FIND_INCREMENT, on_find, &r[i]),
                          0);
     }
@@ -673,7 +673,7 @@ static void test_badge_lock_order(void **state)
         r[i] = (struct find_res){.done = &done};
         /* parts: each its own statement and transaction, never merged */
         assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", names[i], ORDER_DEVICES, NULL,
+                             f->store, "demo", names[i], ORDER_DEVICES, NULL, 0,
                              PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
                              on_find, &r[i]),
                          0);
@@ -762,7 +762,7 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
     for (int i = 0; i < callers; i++) {
         r[i] = (struct find_res){.done = &done};
         assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", names, 2, NULL,
+                             f->store, "demo", names, 2, NULL, 0,
                              PGW_STORE_FIND_INCREMENT | flags, on_find, &r[i]),
                          0);
     }
@@ -848,7 +848,7 @@ static void test_parts_and_undo(void **state)
     for (int i = 0; i < 2; i++) {
         r[i] = (struct find_res){.done = &done};
         assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", jerry, 1, NULL,
+                             f->store, "demo", jerry, 1, NULL, 0,
                              PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
                              on_find, &r[i]),
                          0);
@@ -877,6 +877,68 @@ static void test_parts_and_undo(void **state)
                "1:1,2:0,3:0,4:0,5:0");
     assert_int_equal(pgw_store_undo_badges(f->store, undo, 0, on_done, &dr),
                      PGW_ERR_INVAL);
+}
+
+/* Runs the lookups of |jerry| for |event| with |flags| as |n| parts at
+ * once and returns the badges of installation 1 they got, summed. */
+static int jerry_parts(struct fx *f, int64_t event, unsigned flags, int n)
+{
+    static const char *jerry[] = {"Jerry"};
+    static struct find_res r[2];
+    int done = 0, sum = 0;
+
+    for (int i = 0; i < n; i++) {
+        r[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", jerry, 1, NULL, event,
+                             PGW_STORE_FIND_INCREMENT | flags, on_find, &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, n, 20000);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(r[i].err, 0);
+        assert_int_equal(r[i].n, 4);
+        sum += badge_of(&r[i], 1);
+    }
+    return sum;
+}
+
+/* The parts of one event's lookup increment a device once, and both
+ * return its value; so does the event worked again. Another event, a
+ * merged lookup or a take-back in between makes the next increment count
+ * again. */
+static void test_parts_one_event(void **state)
+{
+    struct fx *f = *state;
+    const int64_t one[] = {1};
+    struct done_res dr = {0};
+    int done = 0;
+
+    seed_installations(f->db);
+    assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 2), 2);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge || ':' || "
+               "coalesce(badge_event_id, 0), ',' ORDER BY id) FROM "
+               "installations WHERE id <= 4",
+               "1:1:77,2:0:0,3:1:77,4:1:77");
+    /* worked again: no new increment */
+    assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 1), 1);
+    /* another event, then the first again: both count */
+    assert_int_equal(jerry_parts(f, 78, PGW_STORE_FIND_ALONE, 1), 2);
+    assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 1), 3);
+    /* two merged lookups (several events): +2, the event forgotten */
+    assert_int_equal(jerry_parts(f, 77, 0, 2), 4 + 5);
+    assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 1), 6);
+    /* a take-back forgets the event too */
+    dr.done = &done;
+    assert_int_equal(pgw_store_undo_badges(f->store, one, 1, on_done, &dr), 0);
+    run_until(f->base, &done, 1, 20000);
+    assert_int_equal(dr.err, 0);
+    expect_sql(f->db,
+               "SELECT badge || ':' || coalesce(badge_event_id, 0) FROM "
+               "installations WHERE id = 1",
+               "5:0");
+    assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 1), 6);
 }
 
 /* Lookups queued in one loop iteration go as one statement: each caller
@@ -916,7 +978,7 @@ static void test_find_batch(void **state)
             *q[i].r = (struct find_res){.done = &done};
             assert_int_equal(
                 pgw_store_find_installations(
-                    f->store, q[i].app, q[i].names, q[i].n, q[i].team,
+                    f->store, q[i].app, q[i].names, q[i].n, q[i].team, 0,
                     q[i].inc ? PGW_STORE_FIND_INCREMENT : 0, on_find, q[i].r),
                 0);
         }
@@ -1532,6 +1594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_badge_lock_order_plan, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_parts_and_undo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parts_one_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,

@@ -1,0 +1,13 @@
+-- pushgw schema, version 6: the event that last incremented a badge.
+--
+-- An event of many recipients is looked up in parts, each in its own
+-- transaction. A device registered for recipients of two parts (a shared
+-- tablet) was incremented by both, the extra increment taken back after,
+-- and the push carried whichever part's value came back first: one too
+-- high about half the time. An incrementing lookup of one event now
+-- records the event here, and a device already incremented for that event
+-- keeps its badge: both parts return the same value. An event worked
+-- again after a crash does not increment its devices twice either, unless
+-- another event incremented them in between. Lookups merged across events
+-- set it to NULL; taking an increment back clears it.
+ALTER TABLE installations ADD COLUMN badge_event_id bigint;
