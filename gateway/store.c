@@ -560,10 +560,10 @@ enum stmt_id {
     ST__COUNT,
 };
 
+/* The columns of a lookup's rows, after the caller's number. */
 #define INST_COLS                                                              \
     "id, installation_id, device_type, device_token, channels, badge, "        \
-    "apns_topic, apns_team_id, "                                               \
-    "(extract(epoch FROM updated_at) * 1000)::int8 AS updated_ms"
+    "apns_topic, apns_team_id"
 #define LEASE_FOR(p) "now() + " p "::int4 * interval '1 millisecond'"
 
 /* One lookup's matches, one row per installation: one GIN probe per 8
@@ -704,11 +704,10 @@ static const struct {
          "WHERE i.id = l.id AND i.valid RETURNING i.id, "
          "i.installation_id, i.device_type, i.device_token, i.channels, "
          "i.badge - cardinality(l.ks) AS base, l.ks, i.apns_topic, "
-         "i.apns_team_id, (extract(epoch FROM i.updated_at) * 1000)::int8 "
-         "AS updated_ms) "
+         "i.apns_team_id) "
          "SELECT x.k, u.id, u.installation_id, u.device_type, "
          "u.device_token, u.channels, (u.base + x.ord)::int4, u.apns_topic, "
-         "u.apns_team_id, u.updated_ms FROM u CROSS JOIN LATERAL "
+         "u.apns_team_id FROM u CROSS JOIN LATERAL "
          "unnest(u.ks) WITH ORDINALITY AS x(k, ord) "
          "UNION ALL "
          "SELECT m.k, a.* FROM m JOIN (SELECT " INST_COLS " FROM "
@@ -735,8 +734,7 @@ static const struct {
                          "FROM m WHERE device_type = 'ios' ORDER BY id) l "
                          "WHERE i.id = l.id AND i.valid RETURNING i.id, "
                          "i.installation_id, i.device_type, i.device_token, "
-                         "i.channels, i.badge, i.apns_topic, i.apns_team_id, "
-                         "(extract(epoch FROM i.updated_at) * 1000)::int8), "
+                         "i.channels, i.badge, i.apns_topic, i.apns_team_id), "
                          "a AS (SELECT " INST_COLS " FROM installations "
                          "WHERE id IN (SELECT id FROM m WHERE device_type <> "
                          "'ios') AND valid) "
@@ -2077,7 +2075,6 @@ static void deliver_find(const PGresult *r, int first, size_t n,
         inst[i].badge = (int)get_i64(r, row, 6);
         inst[i].apns_topic = get_str(r, row, 7);
         inst[i].apns_team_id = get_str(r, row, 8);
-        inst[i].updated_at_ms = get_i64(r, row, 9);
         items += (size_t)k;
         cur += len + 1;
     }

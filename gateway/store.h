@@ -170,7 +170,6 @@ struct pgw_store_installation {
     int badge;                /* after the increment when one was made */
     const char *apns_topic;   /* NULL: the app's */
     const char *apns_team_id; /* NULL: any team */
-    int64_t updated_at_ms;
 };
 
 typedef void (*pgw_store_installations_cb)(
