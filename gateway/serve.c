@@ -373,12 +373,6 @@ int pgw_serve_run(struct pgw_config *cfg, const char *cfg_path)
     s.cfg = pgw_config_ref(cfg);
     s.cfg_path = cfg_path ? cfg_path : cfg->path;
     signal(SIGPIPE, SIG_IGN);
-    /* One malloc arena for both threads: the intake thread allocates the
-     * events the loop thread frees, and with an arena each the memory
-     * freed in one was not reused by the other (fan-out VmHWM 57-58 MiB
-     * with one thread, 61-65 with two arenas, 55-58 with one; the
-     * per-thread caches keep small allocations lock-free). */
-    mallopt(M_ARENA_MAX, 1);
     pgw_log_set_level(cfg->server.log_level);
     rc = setup(&s);
     if (rc < 0) {
