@@ -974,9 +974,31 @@ static void test_reload(void **state)
     assert_int_equal(pgw_config_load(path, no_env, &diag, &cfg), 0);
     pgw_diag_release(&diag);
     free(path);
+    /* 100 KB: over the old config's body limit with libevent's slack
+     * (4096 + 64 KiB), refused by libevent before it is read; under the
+     * new one (1 MiB), read and answered by us. The intake thread takes
+     * the new limits from the reload. */
+    char *big = malloc(100 * 1024 + 1);
+    assert_non_null(big);
+    big[0] = '{';
+    memset(big + 1, ' ', 100 * 1024 - 1);
+    big[100 * 1024] = '\0';
+    post(fx, SINGLE, big, &r);
+    assert_int_equal(r.status, 413);
+    assert_null(strstr(r.content_type, "application/json"));
     with_loop_stopped(fx, swap_config, cfg);
     /* The api holds its own reference. */
     pgw_config_free(cfg);
+    const char *rotated_big[] = {"Content-Type: application/json",
+                                 "X-LC-Hook-Key: rotated-key", NULL};
+    for (int tries = 0;; tries++) {
+        http(fx->port, "POST", SINGLE, rotated_big, big, strlen(big), &r);
+        if (r.status != 413 || tries == 50)
+            break;
+        usleep(20000); /* the limits reach the intake thread by message */
+    }
+    expect_error(&r, 400, "", "invalid JSON");
+    free(big);
 
     post(fx, SINGLE, EV_OK "}", &r);
     expect_error(&r, 401, "X-LC-Hook-Key", NULL);
