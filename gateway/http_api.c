@@ -87,25 +87,32 @@ struct intake {
 };
 
 /* A message between the loop thread and the intake thread (see the
- * "intake thread" section). */
+ * "intake thread" section). Requests without content (apply the limits,
+ * stop, quit) are bits of pgw_http_api.ctl instead. */
 enum xkind {
-    X_REQUEST,     /* to the loop: events parsed, to admit and insert */
-    X_COUNT,       /* to the loop: a pushgw_events_total result */
-    X_REPLY,       /* to the intake thread: the answer to a request */
-    X_LIMITS,      /* to the intake thread: apply the config's limits */
-    X_STOP_INTAKE, /* to the intake thread: close the listener */
-    X_QUIT,        /* to the intake thread: leave its loop */
+    X_REQUEST, /* to the loop: events parsed, to admit and insert */
+    X_COUNT,   /* to the loop: a pushgw_events_total result */
+    X_REPLY,   /* to the intake thread: the answer to a request */
+};
+
+/* pgw_http_api.ctl: what the loop thread asks of the intake thread. */
+enum {
+    CTL_LIMITS = 1, /* apply the config's limits */
+    CTL_STOP = 2,   /* close the listener, then set stop_acked */
+    CTL_QUIT = 4,   /* leave the loop */
 };
 
 struct xmsg {
     struct xmsg *next;
     enum xkind kind;
     struct evhttp_request *req;
-    /* X_REQUEST: the events and the text stored for each (a batch: its
-     * own texts, owned here; one event: the request's body). */
+    /* X_REQUEST: the events and the text stored for each (a batch:
+     * |n_texts| texts of its own, owned here; one event: the request's
+     * body). */
     struct intake *in;
     char **texts;
     size_t *lens;
+    size_t n_texts;
     const char *body;
     size_t body_len;
     /* X_COUNT */
@@ -153,12 +160,13 @@ struct pgw_http_api {
     struct event_base *ibase;
     pthread_t thread;
     bool threaded;          /* the intake thread runs */
-    pthread_mutex_t mu;     /* the queues, stop_acked */
+    pthread_mutex_t mu;     /* the queues, ctl, stop_acked */
     pthread_cond_t cond;    /* stop_acked set */
     pthread_mutex_t cfg_mu; /* cfg, key digests, mac: held by the
                                intake thread per request */
     bool sync_init;         /* mu, cond and cfg_mu initialised */
     struct xqueue to_main, to_intake;
+    unsigned ctl; /* CTL_* bits for the intake thread */
     bool stop_acked;
     bool i_stopped; /* the intake thread's view of intake_stopped */
 
@@ -265,11 +273,20 @@ static void send_error(struct evhttp_request *req, int code, const char *reason,
         evbuffer_free(body);
 }
 
+/* The reader of |q| reads its eventfd before taking the queue, so what is
+ * posted meanwhile is either taken or wakes it again. */
+static void wake(struct xqueue *q)
+{
+    uint64_t one = 1;
+
+    if (write(q->efd, &one, sizeof(one)) < 0)
+        pgw_log_error("could not wake a thread: %s", strerror(errno));
+}
+
 /* Appends |m| to |q| and wakes its thread if |q| was empty. */
 static void post(struct pgw_http_api *api, struct xqueue *q, struct xmsg *m)
 {
-    bool wake;
-    uint64_t one = 1;
+    bool was_empty;
 
     m->next = NULL;
     pthread_mutex_lock(&api->mu);
@@ -278,16 +295,25 @@ static void post(struct pgw_http_api *api, struct xqueue *q, struct xmsg *m)
     else
         q->head = m;
     q->tail = m;
-    wake = q->head == m;
+    was_empty = q->head == m;
     pthread_mutex_unlock(&api->mu);
-    /* The reader reads the eventfd before taking the queue, so a message
-     * posted meanwhile is either taken or wakes it again. */
-    if (wake && write(q->efd, &one, sizeof(one)) < 0)
-        pgw_log_error("could not wake a thread: %s", strerror(errno));
+    if (was_empty)
+        wake(q);
 }
 
-/* Takes every message of |q|, oldest first. */
-static struct xmsg *take_all(struct pgw_http_api *api, struct xqueue *q)
+/* Asks the intake thread for |bit| (CTL_*). */
+static void post_ctl(struct pgw_http_api *api, unsigned bit)
+{
+    pthread_mutex_lock(&api->mu);
+    api->ctl |= bit;
+    pthread_mutex_unlock(&api->mu);
+    wake(&api->to_intake);
+}
+
+/* Takes every message of |q|, oldest first, and (|ret_ctl| not NULL) the
+ * CTL_* bits asked for. */
+static struct xmsg *take_all(struct pgw_http_api *api, struct xqueue *q,
+                             unsigned *ret_ctl)
 {
     struct xmsg *m;
     uint64_t v;
@@ -297,6 +323,10 @@ static struct xmsg *take_all(struct pgw_http_api *api, struct xqueue *q)
     pthread_mutex_lock(&api->mu);
     m = q->head;
     q->head = q->tail = NULL;
+    if (ret_ctl) {
+        *ret_ctl = api->ctl;
+        api->ctl = 0;
+    }
     pthread_mutex_unlock(&api->mu);
     return m;
 }
@@ -305,9 +335,8 @@ static void intake_free(struct intake *in);
 
 static void xmsg_free(struct xmsg *m)
 {
-    if (m->texts != NULL) /* a batch's: body_len of them */
-        for (size_t i = 0; i < m->body_len; i++)
-            cJSON_free(m->texts[i]);
+    for (size_t i = 0; i < m->n_texts; i++)
+        cJSON_free(m->texts[i]);
     if (m->in != NULL)
         intake_free(m->in);
     free(m->texts);
@@ -333,29 +362,16 @@ static void do_reply(struct xmsg *m)
                    m->field ? m->field : "", m->retry_after);
 }
 
-/* The loop thread's answers: through the intake thread when it runs (it
- * owns the request), else at once. |json| (owned from here) is the body,
- * or NULL for an error body from |error| and |field|. */
+/* The loop thread's answers, sent by the intake thread (it owns the
+ * request). |json| (owned from here) is the body, or NULL for an error
+ * body from |error| and |field|. */
 static void reply(struct pgw_http_api *api, struct evhttp_request *req,
                   int code, const char *reason, struct evbuffer *json,
                   const char *error, const char *field, const char *retry_after,
                   bool close)
 {
-    struct xmsg *m;
+    struct xmsg *m = calloc(1, sizeof(*m));
 
-    if (!api->threaded) {
-        if (close)
-            evhttp_add_header(evhttp_request_get_output_headers(req),
-                              "Connection", "close");
-        if (json != NULL) {
-            send_json(req, code, reason, json);
-            evbuffer_free(json);
-        } else {
-            send_error(req, code, reason, error, field, retry_after);
-        }
-        return;
-    }
-    m = calloc(1, sizeof(*m));
     if (m != NULL && json == NULL) {
         m->why = strdup(error != NULL ? error : "");
         m->field = strdup(field != NULL ? field : "");
@@ -396,10 +412,6 @@ static void icount(struct pgw_http_api *api, const char *app, enum result r,
 
     if (api->metrics == NULL)
         return;
-    if (!api->threaded) {
-        count_result(api, app, r, n);
-        return;
-    }
     m = calloc(1, sizeof(*m));
     if (m == NULL || (m->app = strdup(app)) == NULL) {
         free(m);
@@ -800,7 +812,7 @@ static void admit_request(struct pgw_http_api *api, struct xmsg *m)
 
 /* On the intake thread: hands the parsed events of |in| (|texts| and
  * |lens|, owned from here, or the request's |body|) to the loop thread,
- * which admits them. */
+ * which admits them (admit_request). */
 static void hand_over(struct pgw_http_api *api, struct evhttp_request *req,
                       struct intake *in, char **texts, size_t *lens,
                       const char *body, size_t body_len)
@@ -824,15 +836,10 @@ static void hand_over(struct pgw_http_api *api, struct evhttp_request *req,
     m->in = in;
     m->texts = texts;
     m->lens = lens;
-    /* a batch: the number of texts */
+    m->n_texts = texts != NULL ? in->n : 0;
     m->body = body;
-    m->body_len = texts != NULL ? in->n : body_len;
-    if (api->threaded) {
-        post(api, &api->to_main, m);
-    } else {
-        admit_request(api, m);
-        xmsg_free(m);
-    }
+    m->body_len = body_len;
+    post(api, &api->to_main, m);
 }
 
 static void handle_single(struct pgw_http_api *api, struct evhttp_request *req,
@@ -1214,7 +1221,7 @@ static void apply_limits(struct pgw_http_api *api);
 static void on_main_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_http_api *api = arg;
-    struct xmsg *m = take_all(api, &api->to_main);
+    struct xmsg *m = take_all(api, &api->to_main, NULL);
     (void)fd;
     (void)what;
 
@@ -1230,7 +1237,7 @@ static void on_main_wake(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Closes the listener (on the intake thread, or once it is gone). */
+/* Closes the listener (on the intake thread). */
 static void close_listener(struct pgw_http_api *api)
 {
     api->i_stopped = true;
@@ -1240,42 +1247,37 @@ static void close_listener(struct pgw_http_api *api)
     }
 }
 
-/* The intake thread's queue: answers, limits, stop. */
+/* The intake thread's queue: answers, then what the loop thread asked
+ * (limits, stop, quit: after the answers queued before it). */
 static void on_intake_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_http_api *api = arg;
-    struct xmsg *m = take_all(api, &api->to_intake);
+    unsigned ctl;
+    struct xmsg *m = take_all(api, &api->to_intake, &ctl);
     (void)fd;
     (void)what;
 
     while (m != NULL) {
         struct xmsg *next = m->next;
 
-        switch (m->kind) {
-        case X_REPLY:
-            do_reply(m);
-            break;
-        case X_LIMITS:
-            pthread_mutex_lock(&api->cfg_mu);
-            apply_limits(api);
-            pthread_mutex_unlock(&api->cfg_mu);
-            break;
-        case X_STOP_INTAKE:
-            close_listener(api);
-            pthread_mutex_lock(&api->mu);
-            api->stop_acked = true;
-            pthread_cond_broadcast(&api->cond);
-            pthread_mutex_unlock(&api->mu);
-            break;
-        case X_QUIT:
-            event_base_loopbreak(api->ibase);
-            break;
-        default:
-            break;
-        }
+        do_reply(m); /* only X_REPLY comes this way */
         xmsg_free(m);
         m = next;
     }
+    if (ctl & CTL_LIMITS) {
+        pthread_mutex_lock(&api->cfg_mu);
+        apply_limits(api);
+        pthread_mutex_unlock(&api->cfg_mu);
+    }
+    if (ctl & CTL_STOP) {
+        close_listener(api);
+        pthread_mutex_lock(&api->mu);
+        api->stop_acked = true;
+        pthread_cond_broadcast(&api->cond);
+        pthread_mutex_unlock(&api->mu);
+    }
+    if (ctl & CTL_QUIT)
+        event_base_loopbreak(api->ibase);
 }
 
 static void *intake_main(void *arg)
@@ -1284,19 +1286,6 @@ static void *intake_main(void *arg)
 
     event_base_dispatch(api->ibase);
     return NULL;
-}
-
-/* Posts a message of |kind| with no content to the intake thread; false
- * without memory. */
-static bool post_kind(struct pgw_http_api *api, enum xkind kind)
-{
-    struct xmsg *m = calloc(1, sizeof(*m));
-
-    if (m == NULL)
-        return false;
-    m->kind = kind;
-    post(api, &api->to_intake, m);
-    return true;
 }
 
 static int queue_init(struct pgw_http_api *api, struct xqueue *q,
@@ -1359,11 +1348,10 @@ static void stop_intake_thread(struct pgw_http_api *api)
 
     if (!api->threaded)
         return;
-    while (!post_kind(api, X_QUIT))
-        usleep(1000); /* no memory for the message: wait for some */
+    post_ctl(api, CTL_QUIT);
     pthread_join(api->thread, NULL);
     api->threaded = false;
-    m = take_all(api, &api->to_main);
+    m = take_all(api, &api->to_main, NULL);
     while (m != NULL) {
         struct xmsg *next = m->next;
 
@@ -1378,12 +1366,11 @@ static void stop_intake_thread(struct pgw_http_api *api)
         xmsg_free(m);
         m = next;
     }
-    m = take_all(api, &api->to_intake);
+    m = take_all(api, &api->to_intake, NULL);
     while (m != NULL) {
         struct xmsg *next = m->next;
 
-        if (m->kind == X_REPLY)
-            do_reply(m);
+        do_reply(m);
         xmsg_free(m);
         m = next;
     }
@@ -1927,13 +1914,10 @@ void pgw_http_api_set_config(struct pgw_http_api *self, struct pgw_config *cfg)
         return;
     }
     pthread_mutex_unlock(&self->cfg_mu);
-    /* The intake thread sees the new config from its next request on. */
+    /* The intake thread sees the new config from its next request on, and
+     * applies its limits to evhttp, which it owns. */
     pgw_config_free(old);
-    if (!self->threaded)
-        apply_limits(self);
-    else if (!post_kind(self, X_LIMITS))
-        pgw_log_error("out of memory: the new config's body and header "
-                      "limits apply from the next reload");
+    post_ctl(self, CTL_LIMITS);
 }
 
 void pgw_http_api_stop_intake(struct pgw_http_api *self)
@@ -1941,12 +1925,7 @@ void pgw_http_api_stop_intake(struct pgw_http_api *self)
     if (self->intake_stopped)
         return;
     self->intake_stopped = true;
-    if (self->threaded && !post_kind(self, X_STOP_INTAKE))
-        stop_intake_thread(self); /* no memory: the thread goes instead */
-    if (!self->threaded) {
-        close_listener(self);
-        return;
-    }
+    post_ctl(self, CTL_STOP);
     /* Synchronous: the listener is closed when this returns. */
     pthread_mutex_lock(&self->mu);
     while (!self->stop_acked)
