@@ -554,8 +554,7 @@ enum stmt_id {
     ST_CLAIM_RT,
     ST_RETRY_FIN,
     ST_RETRY_DONE,
-    ST_ASYNC_COMMIT,
-    ST_FIND_PLAN,
+    ST_BADGE_TXN,
     ST_UNDO_BADGES,
     ST__COUNT,
 };
@@ -684,14 +683,9 @@ static const struct {
      *   values. No join between the CTEs' results: the planner, which
      *   cannot estimate their sizes, joined them in nested loops
      *   (100 ms for 1000 rows).
-     * - Rows are locked in id order first (l): concurrent lookups fanning
-     *   out to the same devices would otherwise lock them in the order of
-     *   the update's plan, and deadlock. On a large table that plan is a
-     *   nested loop over the sorted ids, but on a small one (a few dozen
-     *   devices: a small app, a test) it is a hash join over a sequential
-     *   scan, in physical order, which every update changes. The pass
-     *   costs about 1 ms per 700 rows; the order must not depend on the
-     *   plan. "valid" is checked again on the locked row version. */
+     * - The update's row source is sorted by id and ST_BADGE_TXN runs
+     *   first, so the rows are locked in id order whatever the table's
+     *   size. "valid" is checked again on the locked row version. */
     [ST_FIND] =
         {"pgw_find",
          "WITH m AS MATERIALIZED (SELECT DISTINCT r.k, r.inc, i.id, "
@@ -834,44 +828,36 @@ static const struct {
                        "WHERE id = $1::int8 AND state = 'retrying' AND NOT "
                        "EXISTS (SELECT 1 FROM push_retries WHERE event_id = "
                        "$1::int8)"},
-    /* Sent after the badge increment, in its transaction: its commit does
-     * not wait for the WAL flush. Nothing is lost by that: the event's
-     * first pass ends later in a durable commit, whose flush covers this
-     * earlier WAL; a crash before it works the event again (a new
-     * increment) anyway. One fsync per event was the chat limit. */
-    [ST_ASYNC_COMMIT] = {"pgw_async_commit",
-                         "SELECT set_config('synchronous_commit', 'off', "
-                         "true)"},
-    /* Sent before the lookups that update (ST_FIND, ST_FIND_ONE_INC), in
-     * their transaction. The update takes its row locks in the order its
-     * plan visits the rows, and that order must be the ids': two lookups
-     * of the same devices locking them in different orders deadlock (one
-     * fails after a second). Its row source is sorted by id, so every
-     * plan visits the rows in id order but the ones the settings below
-     * rule out: on a small table the planner's own choice is a hash join
-     * over a sequential scan, in physical order. With them, a nested
-     * loop over the sorted ids; before, an explicit FOR UPDATE pass in id
-     * order cost 13 % of a fan-out lookup (test_badge_lock_order_plan
-     * sees the order). The commit does not wait for the WAL flush: see
-     * ST_ASYNC_COMMIT. Transaction-local, and set before every execution
-     * of the two statements, so their cached plans are always made under
-     * them. */
-    [ST_FIND_PLAN] = {"pgw_find_plan",
+    /* Sent first in the transactions that change badges (ST_FIND,
+     * ST_FIND_ONE_INC, ST_UNDO_BADGES).
+     * - Lock order: an update takes its row locks in the order its plan
+     *   visits the rows, and that order must be the ids': two of them
+     *   locking the same devices in different orders deadlock (one fails
+     *   after a second). Their row sources are sorted by id, so every plan
+     *   visits the rows in id order but the ones the settings below rule
+     *   out: on a small table the planner's own choice is a hash join over
+     *   a sequential scan, in physical order. With them, a nested loop
+     *   over the sorted ids; before, an explicit FOR UPDATE pass in id
+     *   order cost 13 % of a fan-out lookup (test_badge_lock_order_plan
+     *   sees the order). Set before every execution of those statements,
+     *   so their cached plans are always made under them.
+     * - The commit does not wait for the WAL flush. Nothing is lost by
+     *   that: the event's first pass ends later in a durable commit, whose
+     *   flush covers this earlier WAL; a crash before it works the event
+     *   again anyway. One fsync per event was the chat limit.
+     * Transaction-local, like every set_config(…, true). */
+    [ST_BADGE_TXN] = {"pgw_badge_txn",
                       "SELECT set_config('enable_seqscan', 'off', true), "
                       "set_config('enable_hashjoin', 'off', true), "
                       "set_config('synchronous_commit', 'off', true)"},
     /* $1: installation ids, an id once per increment to take back (the
      * parts of one lookup matched it more than once). Locked in id
-     * order, as the lookups lock them. */
+     * order, as the lookups lock them (ST_BADGE_TXN). */
     [ST_UNDO_BADGES] = {"pgw_undo_badges",
-                        "WITH u AS (SELECT id, count(*)::int4 AS n FROM "
-                        "unnest($1::int8[]) AS t(id) GROUP BY id), "
-                        "l AS (SELECT i.id FROM installations i JOIN u ON "
-                        "u.id = i.id ORDER BY i.id FOR UPDATE OF i) "
                         "UPDATE installations i SET badge = greatest(i.badge "
-                        "- u.n, 0), badge_event_id = NULL FROM u WHERE i.id "
-                        "= u.id AND i.id IN "
-                        "(SELECT id FROM l)"},
+                        "- u.n, 0), badge_event_id = NULL FROM (SELECT id, "
+                        "count(*)::int4 AS n FROM unnest($1::int8[]) AS t(id) "
+                        "GROUP BY id ORDER BY id) u WHERE i.id = u.id"},
 };
 
 /* -- small buffers and array literals -- */
@@ -1726,7 +1712,7 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
         break;
     case OP_BATCH_FIND:
         if (op->n_members > 1 || op->flag)
-            rc = send_stmt(c, ST_FIND_PLAN, 0, NULL);
+            rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
             rc = op->n_members == 1 ? send_find_one(self, c, op)
                                     : send_find_batch(self, c, op);
@@ -1740,9 +1726,9 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
             rc = send_stmt(c, ST_RETRY_DONE, 1, &op->param[9]);
         break;
     case OP_UNDO_BADGES:
-        rc = send_stmt(c, ST_UNDO_BADGES, 1, op->param);
+        rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
-            rc = send_stmt(c, ST_ASYNC_COMMIT, 0, NULL);
+            rc = send_stmt(c, ST_UNDO_BADGES, 1, op->param);
         break;
     default:
         rc = PGW_ERR_INVAL;
@@ -2091,7 +2077,7 @@ out:
 }
 
 /* Each merged lookup gets its own rows: those of its caller number (the
- * rows are ordered by it). The rows are the last result (ST_FIND_PLAN's
+ * rows are ordered by it). The rows are the last result (ST_BADGE_TXN's
  * may come first). */
 static void complete_finds(struct op *op)
 {

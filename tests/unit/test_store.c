@@ -639,15 +639,31 @@ static void test_badge_concurrent(void **state)
 #define ORDER_N 60
 #define ORDER_DEVICES 50
 
+/* A small table of |n| iOS devices, ids 1 to |n|, each with the channel
+ * |prefix| followed by its id and the badge |badge|. */
+static void seed_small(struct fx *f, const char *prefix, int n, int badge)
+{
+    char sql[320];
+
+    exec_sql(f->db, "DELETE FROM installations");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO installations (id, app_id, device_type, "
+             "device_token, channels, badge) SELECT i, 'demo', 'ios', "
+             "'tok-%s' || i, ARRAY['%s' || i], %d FROM generate_series(1, "
+             "%d) i",
+             prefix, prefix, badge, n);
+    exec_sql(f->db, sql);
+}
+
 /* Concurrent lookups that increment the same devices, on a small table
- * (where the update's plan is a hash join over a sequential scan, in
- * physical order), each its own transaction: none fails, and every device
- * ends up incremented exactly once per lookup. The rows are updated first
- * so their versions are scattered over the page, and the names go in a
- * different order for every lookup. Without the lookups' id-ordered lock
- * pass two of them could deadlock; that race is not reproducible on
- * demand, so this checks the outcome, and the lock pass is what makes
- * the order independent of the plan. */
+ * (where the planner's own choice for the update is a hash join over a
+ * sequential scan, in physical order), each its own transaction: none
+ * fails, and every device ends up incremented exactly once per lookup.
+ * The rows are updated first so their versions are scattered over the
+ * page, and the names go in a different order for every lookup. Locking
+ * in any order but the ids', two of them could deadlock; that race is not
+ * reproducible on demand, so this checks the outcome, and
+ * test_badge_lock_order_plan the order itself. */
 static void test_badge_lock_order(void **state)
 {
     struct fx *f = *state;
@@ -657,10 +673,7 @@ static void test_badge_lock_order(void **state)
     char want[32];
     int done = 0;
 
-    exec_sql(f->db,
-             "INSERT INTO installations (id, app_id, device_type, "
-             "device_token, channels) SELECT i, 'demo', 'ios', "
-             "'ord' || i, ARRAY['d' || i] FROM generate_series(1, 50) i");
+    seed_small(f, "d", ORDER_DEVICES, 0);
     exec_sql(f->db, "UPDATE installations SET badge = 0 WHERE id % 3 = 0");
     exec_sql(f->db, "UPDATE installations SET badge = 0 WHERE id % 2 = 0");
     exec_sql(f->db, "ANALYZE installations");
@@ -728,26 +741,25 @@ static void pq_ok(PGconn *c, const char *sql)
     PQclear(r);
 }
 
-/* The order in which a lookup locks the rows it increments, seen directly:
- * on a table of 30 rows the planner's own choice for the update is a hash
- * join over a sequential scan, in physical order, and row 1 is rewritten
- * so that its live version lies after row 2's. Another session holds row
- * 1. A lookup of both rows locking in id order then waits for row 1
- * holding nothing, and row 2 can still be taken (NOWAIT); one locking in
- * physical order would hold row 2 while it waits. Both statements: a
- * lookup alone (ST_FIND_ONE_INC) and two merged (ST_FIND). */
+/* The order in which the statements that change badges lock their rows,
+ * seen directly: on a table of 30 rows the planner's own choice for an
+ * update is a hash join over a sequential scan, in physical order, and row
+ * 1 is rewritten so that its live version lies after row 2's. Another
+ * session holds row 1. A statement on both rows locking in id order then
+ * waits for row 1 holding nothing, and row 2 can still be taken (NOWAIT);
+ * one locking in physical order would hold row 2 while it waits. Each of
+ * them: a lookup alone (ST_FIND_ONE_INC, |callers| 1), two merged
+ * (ST_FIND, |callers| 2) and a take-back (ST_UNDO_BADGES, |callers| 0). */
 static void check_lock_order(struct fx *f, int callers, unsigned flags)
 {
     static const char *names[] = {"l1", "l2"};
+    static const int64_t both[] = {1, 2};
     struct find_res r[2];
+    struct done_res dr = {0};
     int done = 0;
     PGconn *holder;
 
-    exec_sql(f->db, "DELETE FROM installations");
-    exec_sql(f->db,
-             "INSERT INTO installations (id, app_id, device_type, "
-             "device_token, channels) SELECT i, 'demo', 'ios', 'lo' || i, "
-             "ARRAY['l' || i] FROM generate_series(1, 30) i");
+    seed_small(f, "l", 30, 5);
     exec_sql(f->db, "UPDATE installations SET time_zone = 'UTC' WHERE id = 1");
     exec_sql(f->db, "ANALYZE installations");
     expect_sql(f->db,
@@ -765,6 +777,11 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
                              PGW_STORE_FIND_INCREMENT | flags, on_find, &r[i]),
                          0);
     }
+    if (callers == 0) {
+        dr.done = &done;
+        assert_int_equal(pgw_store_undo_badges(f->store, both, 2, on_done, &dr),
+                         0);
+    }
     run_until_sql(f,
                   "SELECT count(*) FROM pg_stat_activity WHERE datname = "
                   "current_database() AND wait_event_type = 'Lock'",
@@ -774,7 +791,8 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
                "2");
     pq_ok(holder, "COMMIT");
     PQfinish(holder);
-    run_until(f->base, &done, callers, 10000);
+    run_until(f->base, &done, callers ? callers : 1, 10000);
+    assert_int_equal(dr.err, 0);
     for (int i = 0; i < callers; i++) {
         assert_int_equal(r[i].err, 0);
         assert_int_equal(r[i].n, 2);
@@ -782,7 +800,9 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
     expect_sql(f->db,
                "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
                "installations WHERE id <= 3",
-               callers == 1 ? "1:1,2:1,3:0" : "1:2,2:2,3:0");
+               callers == 0   ? "1:4,2:4,3:5"
+               : callers == 1 ? "1:6,2:6,3:5"
+                              : "1:7,2:7,3:5");
 }
 
 static void test_badge_lock_order_plan(void **state)
@@ -791,6 +811,7 @@ static void test_badge_lock_order_plan(void **state)
 
     check_lock_order(f, 1, PGW_STORE_FIND_ALONE);
     check_lock_order(f, 2, 0);
+    check_lock_order(f, 0, 0);
 }
 
 /* Asserts that |r| has the installations |ids| (|n|, in order). */
