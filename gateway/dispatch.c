@@ -155,7 +155,6 @@ struct job {
     const char *apns_err[4];
     struct pgw_fcm_payload *fcm_p[4];
     const char *fcm_err[4];
-    bool variants_built;
     bool fcm_built; /* FCM variants: built with the first Android push */
     /* Pushes to send, in blocks; next_send of n_pushes sent so far, the
      * next one at send_block->p[send_idx]. */
@@ -170,8 +169,10 @@ struct job {
     bool lookup_failed;
     /* Installations already given a push (several parts only), and the
      * increments to take back for the ones a later part matched again. */
-    int64_t *seen;
-    int *seen_badge; /* the badge of the row kept for seen[i] */
+    struct seen {
+        int64_t id; /* 0: a free slot */
+        int badge;  /* of the row kept */
+    } * seen;
     size_t seen_cap, seen_n;
     unsigned seen_shift; /* 64 - log2(seen_cap) */
     struct id_list undo; /* increments of devices matched twice */
@@ -523,7 +524,6 @@ static void job_free(struct job *job)
     }
     free(job->parts);
     free(job->seen);
-    free(job->seen_badge);
     free(job->undo.v);
     free(job->inc.v);
     free(job->failures);
@@ -1063,9 +1063,7 @@ static void build_variants(struct job *job, enum pgw_platform platform)
             job->fcm_p[v] = NULL;
         }
     }
-    if (platform == PGW_PLATFORM_IOS)
-        job->variants_built = true;
-    else
+    if (platform == PGW_PLATFORM_ANDROID)
         job->fcm_built = true;
 }
 
@@ -1198,7 +1196,6 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
     return 0;
 }
 
-/* Fires with the installations of the event's recipients. */
 /* Fibonacci hashing: the top bits of the product, which depend on every
  * bit of the id (the low bits depend only on the id's low bits). */
 #define ID_HASH(id, shift)                                                     \
@@ -1214,39 +1211,31 @@ static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge)
     if ((job->seen_n + 1) * 2 > job->seen_cap) {
         size_t cap = job->seen_cap ? job->seen_cap * 2 : 1024;
         unsigned shift = job->seen_cap ? job->seen_shift - 1 : 64 - 10;
-        int64_t *n = calloc(cap, sizeof(*n));
-        int *nb = calloc(cap, sizeof(*nb));
+        struct seen *n = calloc(cap, sizeof(*n));
 
-        if (!n || !nb) {
-            free(n);
-            free(nb);
+        if (!n)
             return true; /* at worst a device gets the push twice */
-        }
         for (i = 0; i < job->seen_cap; i++) {
             size_t j;
-            if (!job->seen[i])
+            if (!job->seen[i].id)
                 continue;
-            for (j = ID_HASH(job->seen[i], shift); n[j];
+            for (j = ID_HASH(job->seen[i].id, shift); n[j].id;
                  j = (j + 1) & (cap - 1))
                 ;
             n[j] = job->seen[i];
-            nb[j] = job->seen_badge[i];
         }
         free(job->seen);
-        free(job->seen_badge);
         job->seen = n;
-        job->seen_badge = nb;
         job->seen_cap = cap;
         job->seen_shift = shift;
     }
     mask = job->seen_cap - 1;
-    for (i = ID_HASH(id, job->seen_shift); job->seen[i]; i = (i + 1) & mask)
-        if (job->seen[i] == id) {
-            *ret_badge = job->seen_badge[i];
+    for (i = ID_HASH(id, job->seen_shift); job->seen[i].id; i = (i + 1) & mask)
+        if (job->seen[i].id == id) {
+            *ret_badge = job->seen[i].badge;
             return false;
         }
-    job->seen[i] = id;
-    job->seen_badge[i] = badge;
+    job->seen[i] = (struct seen){id, badge};
     job->seen_n++;
     return true;
 }
