@@ -62,7 +62,7 @@ export PUSHGW_TEST_REQUIRE_DB=1
 
 # --- 3. build and test ------------------------------------------------------
 failed=()
-run_build() { # name, cmake args...
+run_build() { # name, cmake args... (ctest_filter: a ctest -R for only some)
     local name=$1; shift
     local dir="$root/build-ci/$name"
     log "configuring and building '$name'"
@@ -74,7 +74,6 @@ run_build() { # name, cmake args...
     (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 \
         ${ctest_filter:+-R "$ctest_filter"}) || failed+=("$name: tests")
 }
-ctest_filter=
 mkdir -p "$root/build-ci"
 
 # --- 3a. formatting (STYLE.md: .clang-format, checked in CI) --------------
@@ -100,9 +99,8 @@ fi
 # the process at once.
 if [ "${PUSHGW_SKIP_TSAN:-0}" != 1 ]; then
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-    ctest_filter='test_http_api|test_hostile|test_service'
-    run_build tsan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=thread
-    ctest_filter=
+    ctest_filter='test_http_api|test_hostile|test_service' \
+        run_build tsan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=thread
 fi
 
 # --- 4. fuzz targets, briefly -------------------------------------------------
