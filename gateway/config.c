@@ -84,6 +84,10 @@ static const struct keydef database_keys[] = {
     KD_STR("url", "postgresql:///pushgw", C, database.url),
     KD_INT("pool_size", "4", 1, 256, C, database.pool_size),
     KD_PATH("migrations_dir", "migrations", C, database.migrations_dir),
+    KD_INT("installation_cache_mb", "16", 0, 65536, C,
+           database.installation_cache_mb),
+    KD_INT("installation_cache_ttl_s", "60", 1, 86400, C,
+           database.installation_cache_ttl_s),
 };
 
 static const struct keydef templates_keys[] = {

@@ -58,6 +58,9 @@ struct pgw_config {
         char *url; /* secret-bearing: may hold a password */
         int pool_size;
         char *migrations_dir;
+        /* the store's installation cache; 0 MiB: none */
+        int installation_cache_mb;
+        int installation_cache_ttl_s;
     } database;
 
     struct {

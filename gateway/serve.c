@@ -266,6 +266,9 @@ static int setup(struct serve *s)
     so.conninfo = s->cfg->database.url;
     so.pool_size = (unsigned)s->cfg->database.pool_size;
     so.owner = owner;
+    so.cache_bytes = (size_t)s->cfg->database.installation_cache_mb << 20;
+    so.cache_ttl_ms =
+        (unsigned)s->cfg->database.installation_cache_ttl_s * 1000;
     rc = pgw_store_new(s->base, &so, &s->store);
     if (rc < 0)
         goto out;

@@ -1,17 +1,21 @@
 /* All SQL of pushgw: the schema migrator and the asynchronous store. */
 #include "store.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "icache.h"
 #include "log.h"
 
 struct mfile {
@@ -394,6 +398,7 @@ out:
 /* Lookups: at most this many recipient names per merged statement (one
  * lookup alone may have more). */
 #define STORE_MAX_FIND_NAMES 1000
+#define STORE_MAX_INC_IDS 4096
 /*
  * Durable batches of one kind in flight at once. Each one is a commit that
  * waits for a WAL flush; while it waits, the next operations gather into
@@ -427,6 +432,8 @@ enum op_kind {
     OP_RENEW,
     OP_RELEASE,
     OP_FIND,
+    OP_CACHED, /* a lookup answered by the cache (OP_BATCH_INC: its badges) */
+    OP_BATCH_INC,
     OP_CLAIM_RETRIES,
     OP_FINISH_RETRY,
     OP_UNDO_BADGES,
@@ -471,10 +478,25 @@ struct op {
     uint32_t frag[2 * STORE_MAX_FRAGS];
     /* finish: elements in the failure, invalidation and retry arrays */
     unsigned n_fail, n_inv, n_retry;
-    /* find: recipient names (in a batch: of all members) */
+    /* find: recipient names (in a batch: of all members); cached: the
+     * iOS rows to increment */
     size_t n_names;
+    /* find: fill the cache with the rows unless it changed since
+     * |fill_gen|; the app and the names, NUL-terminated, at |names_off| */
+    bool fill;
+    uint64_t fill_gen;
+    size_t names_off;
+    /* cached: the rows, in |data| */
+    struct pgw_store_installation *inst;
+    size_t n_inst;
     char data[];
 };
+
+/* A cached lookup's rows live in |data|. */
+_Static_assert(offsetof(struct op, data) %
+                       _Alignof(struct pgw_store_installation) ==
+                   0,
+               "op data alignment");
 
 struct op_list {
     struct op *head, *tail;
@@ -498,6 +520,7 @@ struct conn {
     struct event *timer; /* reconnect backoff */
     unsigned backoff_ms;
     struct op_list inflight; /* sent, in pipeline order */
+    bool listener; /* the cache's LISTEN connection, not in the pool */
 };
 
 struct sbuf {
@@ -523,6 +546,8 @@ struct pgw_store {
     struct op_list inserts; /* merged per loop iteration */
     struct op_list finishes;
     struct op_list finds;
+    struct op_list ready; /* cached lookups: answered next iteration */
+    struct op_list incs;  /* cached lookups waiting for their increments */
     size_t n_queued;
     unsigned insert_batches; /* in flight (STORE_MAX_INSERT_BATCHES) */
     unsigned finish_batches;
@@ -531,6 +556,14 @@ struct pgw_store {
     struct sbuf arr[STORE_MAX_FRAGS];   /* scratch: a batch's arrays */
     struct pgw_store_event *ev_scratch; /* scratch for claim results */
     size_t ev_scratch_cap;
+    /* the installation cache: used while |cache_live| (|listen| up);
+     * |cache_gen| counts its invalidations */
+    struct pgw_icache *cache;
+    struct conn *listen;
+    bool cache_live;
+    bool cache_warned;
+    uint64_t cache_gen;
+    uint64_t notifications;
 };
 
 /* -- statements -- */
@@ -547,6 +580,7 @@ enum stmt_id {
     ST_FIND,
     ST_FIND_ONE,
     ST_FIND_ONE_INC,
+    ST_INC_IDS,
     ST_FAIL_INS,
     ST_INVALIDATE,
     ST_RETRY_INS,
@@ -736,6 +770,29 @@ static const struct {
                          "SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "
                          "SELECT " INST_COLS " FROM m WHERE device_type <> "
                          "'ios') x ORDER BY 2"},
+    /* The increments of lookups the cache answered: one element per
+     * (caller k $1, iOS installation id $2, event $3 (NULL: none)); rows
+     * (k, id, badge) ordered by caller, then id. A device of one caller
+     * is incremented as ST_FIND_ONE_INC does (once per event), of several
+     * callers as ST_FIND does (once per caller, distinct values). A row
+     * that is no longer a valid iOS installation is not updated and not
+     * returned: the cache had not heard of that change yet. Row source
+     * sorted by id after ST_BADGE_TXN: the lookups' lock order. */
+    [ST_INC_IDS] =
+        {"pgw_inc_ids",
+         "WITH n AS (SELECT id, array_agg(k ORDER BY k) AS ks, min(ev) AS ev "
+         "FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS t(k, id, ev) "
+         "GROUP BY id), "
+         "u AS (UPDATE installations i SET badge = i.badge + CASE WHEN "
+         "cardinality(l.ks) = 1 AND i.badge_event_id = l.ev THEN 0 ELSE "
+         "cardinality(l.ks) END, badge_event_id = CASE WHEN "
+         "cardinality(l.ks) = 1 THEN l.ev END FROM (SELECT id, ks, ev FROM n "
+         "ORDER BY id) l WHERE i.id = l.id AND i.valid AND i.device_type = "
+         "'ios' RETURNING i.id, i.badge, l.ks) "
+         "SELECT x.k, u.id, (CASE WHEN cardinality(u.ks) = 1 THEN u.badge "
+         "ELSE u.badge - cardinality(u.ks) + x.ord END)::int4 FROM u CROSS "
+         "JOIN LATERAL unnest(u.ks) WITH ORDINALITY AS x(k, ord) "
+         "ORDER BY 1, 2"},
     [ST_FAIL_INS] = {"pgw_fail_ins",
                      "INSERT INTO push_failures (event_id, installation_id, "
                      "app_id, provider, outcome, status, reason) "
@@ -1103,6 +1160,7 @@ static void op_fail(struct op *op, int err)
     case OP_BATCH_DUPS:
     case OP_BATCH_FINISH:
     case OP_BATCH_FIND:
+    case OP_BATCH_INC:
         while ((m = op->members)) {
             op->members = m->next;
             op_fail(m, err);
@@ -1115,6 +1173,7 @@ static void op_fail(struct op *op, int err)
         op->cb.events(op->arg, err, NULL, 0);
         break;
     case OP_FIND:
+    case OP_CACHED:
         op->cb.inst(op->arg, err, NULL, 0);
         break;
     case OP_CLAIM_RETRIES:
@@ -1193,6 +1252,8 @@ static struct op *op_with_params(enum op_kind kind, const char *const *params,
 /* -- connections -- */
 
 static void conn_start(struct conn *c);
+static void cache_off(struct pgw_store *self, const char *what,
+                      const char *msg);
 static void conn_on_io(evutil_socket_t fd, short what, void *arg);
 static void schedule_kick(struct pgw_store *self);
 
@@ -1225,13 +1286,17 @@ static void conn_fail(struct conn *c, const char *what, const char *msg)
     struct pgw_store *self = c->store;
     struct op_list inflight = c->inflight;
 
-    if (c->state == CONN_UP)
-        self->n_up--;
-    set_last_error(self, what, msg);
+    if (c->listener) {
+        cache_off(self, what, msg);
+    } else {
+        if (c->state == CONN_UP)
+            self->n_up--;
+        set_last_error(self, what, msg);
+    }
     conn_close(c);
     c->state = CONN_DOWN;
     c->inflight = (struct op_list){0};
-    if (self->n_up == 0 && !self->failing) {
+    if (!c->listener && self->n_up == 0 && !self->failing) {
         self->failing = true;
         pgw_log_warn("database unavailable: %s", self->last_error);
         schedule_kick(self); /* queued operations fail fast now */
@@ -1245,6 +1310,23 @@ static void conn_fail(struct conn *c, const char *what, const char *msg)
                         ? STORE_BACKOFF_MAX_MS
                         : c->backoff_ms * 2;
     fail_list(&inflight, PGW_ERR_DB);
+}
+
+/* The cache's connection is down: notifications may be missed from now
+ * on, so the cache is emptied and left unused until it is back. */
+static void cache_off(struct pgw_store *self, const char *what, const char *msg)
+{
+    char line[200];
+
+    self->cache_live = false;
+    self->cache_gen++;
+    pgw_icache_clear(self->cache);
+    if (!self->cache_warned && !self->closing) {
+        self->cache_warned = true;
+        pgw_log_warn("installation cache off until its connection is back: "
+                     "%s%s",
+                     what, one_line(line, sizeof(line), msg));
+    }
 }
 
 /* Fires when the reconnect backoff of a connection has passed. */
@@ -1305,6 +1387,14 @@ static void conn_prepare(struct conn *c)
         return;
     }
     event_add(c->rev, NULL);
+    if (c->listener) {
+        if (!PQsendQueryParams(c->pg, "LISTEN pushgw_installations", 0, NULL,
+                               NULL, NULL, NULL, 0)) {
+            conn_fail(c, "could not listen: ", PQerrorMessage(c->pg));
+            return;
+        }
+        goto sync;
+    }
     /* Random reads cost what sequential ones do when the queue's pages
      * are cached, which they are: at the default 4.0 the planner chose a
      * sequential scan of events over a thousand primary-key probes (a
@@ -1327,6 +1417,7 @@ static void conn_prepare(struct conn *c)
             return;
         }
     }
+sync:
     if (!PQpipelineSync(c->pg)) {
         conn_fail(c, "", PQerrorMessage(c->pg));
         return;
@@ -1348,6 +1439,18 @@ static void conn_up(struct conn *c)
 
     c->state = CONN_UP;
     c->backoff_ms = STORE_BACKOFF_MIN_MS;
+    if (c->listener) {
+        /* Changes made while nobody listened were not heard of: what
+         * was cached before is forgotten, lookups in flight do not fill. */
+        pgw_icache_clear(self->cache);
+        self->cache_gen++;
+        self->cache_live = true;
+        if (self->cache_warned) {
+            self->cache_warned = false;
+            pgw_log_info("installation cache on again");
+        }
+        return;
+    }
     self->n_up++;
     if (self->failing) {
         self->failing = false;
@@ -1428,6 +1531,37 @@ static void op_take_result(struct op *op, PGresult *r)
     op->n_results++;
 }
 
+/*
+ * One notification of migration 0007's trigger: {"app": A, "channels":
+ * [...]} evicts those names of A, {"app": A} every name of A, anything
+ * else (TRUNCATE's {}) everything. Lookups in flight do not fill the
+ * cache with what they read (|cache_gen|): they may have read before the
+ * change.
+ */
+static void on_notify(struct pgw_store *self, const char *payload)
+{
+    cJSON *j = cJSON_Parse(payload);
+    const cJSON *app = cJSON_GetObjectItemCaseSensitive(j, "app");
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "channels");
+    const cJSON *name;
+
+    self->notifications++;
+    self->cache_gen++;
+    if (!cJSON_IsString(app)) {
+        pgw_icache_clear(self->cache);
+    } else if (!cJSON_IsArray(ch)) {
+        pgw_icache_evict(self->cache, app->valuestring, NULL);
+    } else {
+        cJSON_ArrayForEach(name, ch)
+        {
+            if (cJSON_IsString(name))
+                pgw_icache_evict(self->cache, app->valuestring,
+                                 name->valuestring);
+        }
+    }
+    cJSON_Delete(j);
+}
+
 /* Reads every result that arrived; an operation ends at its sync. */
 static void conn_read(struct conn *c)
 {
@@ -1464,7 +1598,10 @@ static void conn_read(struct conn *c)
             int err = op->err;
             op_free(op);
             if (err) {
-                conn_fail(c, "could not prepare statements: ",
+                conn_fail(c,
+                          c->listener ? "could not listen for installation "
+                                        "changes: "
+                                      : "could not prepare statements: ",
                           "schema missing or not migrated (run 'pushgw "
                           "migrate')");
                 return;
@@ -1473,12 +1610,23 @@ static void conn_read(struct conn *c)
             continue;
         }
         op_complete(self, op);
-        if (self->queue.n + self->inserts.n + self->finishes.n + self->finds.n >
+        if (self->queue.n + self->inserts.n + self->finishes.n + self->finds.n +
+                self->incs.n >
             0)
             schedule_kick(self);
     }
-    if (PQstatus(c->pg) == CONNECTION_BAD)
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_fail(c, "", PQerrorMessage(c->pg));
+        return;
+    }
+    if (c->listener) {
+        PGnotify *nf;
+
+        while ((nf = PQnotifies(c->pg))) {
+            on_notify(self, nf->extra);
+            PQfreemem(nf);
+        }
+    }
 }
 
 /* Fires on socket readiness (or the connect timeout) of |arg|; may fail
@@ -1668,6 +1816,48 @@ static int send_find_batch(struct pgw_store *self, struct conn *c,
     return send_stmt(c, ST_FIND, 5, params) < 0 ? PGW_ERR_DB : 0;
 }
 
+/* The cached lookups merged in |op| as ST_INC_IDS's parameters: one
+ * element per iOS row of each member. */
+static int send_inc_batch(struct pgw_store *self, struct conn *c,
+                          const struct op *op)
+{
+    struct sbuf *k = &self->arr[0], *id = &self->arr[1], *ev = &self->arr[2];
+    const char *params[3];
+    long long idx = 0;
+
+    sb_reset(k);
+    sb_reset(id);
+    sb_reset(ev);
+    sb_put(k, "{", 1);
+    sb_put(id, "{", 1);
+    sb_put(ev, "{", 1);
+    for (const struct op *m = op->members; m; m = m->next) {
+        idx++;
+        for (size_t i = 0; i < m->n_inst; i++) {
+            if (strcmp(m->inst[i].device_type, "ios") != 0)
+                continue;
+            sb_sep(k, 1);
+            sb_int_elem(k, idx);
+            sb_sep(id, 1);
+            sb_int_elem(id, m->inst[i].id);
+            sb_sep(ev, 1);
+            if (m->event_id > 0)
+                sb_int_elem(ev, m->event_id);
+            else
+                sb_put(ev, "NULL", 4);
+        }
+    }
+    sb_put(k, "}", 1);
+    sb_put(id, "}", 1);
+    sb_put(ev, "}", 1);
+    if (k->oom || id->oom || ev->oom)
+        return PGW_ERR_NOMEM;
+    params[0] = k->p;
+    params[1] = id->p;
+    params[2] = ev->p;
+    return send_stmt(c, ST_INC_IDS, 3, params) < 0 ? PGW_ERR_DB : 0;
+}
+
 /* Queues |op|'s statements and one sync on |c|. Returns 0, PGW_ERR_NOMEM
  * (|op| not sent: the caller fails it), PGW_ERR_DB (the connection broke:
  * the caller fails it and the connection). */
@@ -1716,6 +1906,11 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
         if (rc == 0)
             rc = op->n_members == 1 ? send_find_one(self, c, op)
                                     : send_find_batch(self, c, op);
+        break;
+    case OP_BATCH_INC:
+        rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
+        if (rc == 0)
+            rc = send_inc_batch(self, c, op);
         break;
     case OP_CLAIM_RETRIES:
         rc = send_stmt(c, ST_CLAIM_RT, 3, op->param);
@@ -1789,7 +1984,10 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
     while (l->head && b->n_members < STORE_MAX_BATCH) {
         struct op *m;
 
-        if (b->n_members &&
+        if (b->n_members && kind == OP_BATCH_INC &&
+            b->n_names + l->head->n_names > STORE_MAX_INC_IDS)
+            break;
+        if (b->n_members && kind != OP_BATCH_INC &&
             (b->n_names + l->head->n_names > STORE_MAX_FIND_NAMES || b->solo ||
              l->head->solo ||
              b->data_len + l->head->data_len > STORE_MAX_BATCH_BYTES))
@@ -1838,22 +2036,30 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_store *self = arg;
     bool sent[64] = {false};
+    struct op *op;
 
     (void)fd;
     (void)what;
+    /* the callbacks may queue more: those wait for the next iteration */
+    for (size_t n = self->ready.n; n > 0; n--) {
+        op = list_pop(&self->ready);
+        self->n_queued--;
+        op->cb.inst(op->arg, 0, op->inst, op->n_inst);
+        op_free(op);
+    }
     if (self->n_up == 0) {
         if (self->failing) {
-            self->n_queued = 0;
+            self->n_queued = self->ready.n;
             fail_list(&self->inserts, PGW_ERR_DB);
             fail_list(&self->finishes, PGW_ERR_DB);
             fail_list(&self->finds, PGW_ERR_DB);
+            fail_list(&self->incs, PGW_ERR_DB);
             fail_list(&self->queue, PGW_ERR_DB);
         }
         return;
     }
     for (;;) {
         struct conn *c;
-        struct op *op;
         bool ins = self->inserts.head &&
                    self->insert_batches < STORE_MAX_INSERT_BATCHES;
         bool fin = self->finishes.head &&
@@ -1861,7 +2067,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
         /* Inserts and finishes held back here go once the batch in
          * flight completes (conn_read kicks again). */
-        if (!ins && !fin && !self->finds.head && !self->queue.head)
+        if (!ins && !fin && !self->finds.head && !self->incs.head &&
+            !self->queue.head)
             break;
         c = pick_conn(self);
         if (!c)
@@ -1872,6 +2079,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
             op = make_batch(self, &self->finishes, OP_BATCH_FINISH);
         } else if (self->finds.head) {
             op = make_batch(self, &self->finds, OP_BATCH_FIND);
+        } else if (self->incs.head) {
+            op = make_batch(self, &self->incs, OP_BATCH_INC);
         } else {
             op = list_pop(&self->queue);
             self->n_queued--;
@@ -2017,10 +2226,85 @@ static void complete_claim_events(struct pgw_store *self, struct op *op)
     op->cb.events(op->arg, 0, n ? ev : NULL, n);
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct chan_ref {
+    const char *name;
+    size_t row;
+};
+
+static int cmp_chan_ref(const void *a, const void *b)
+{
+    const struct chan_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+
+    if (c)
+        return c;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/*
+ * Caches the rows of lookup |m| (|inst|, |n|, in id order: every valid
+ * installation of its app whose channels hold one of its names) as one
+ * entry per name: the rows whose channels hold that name. Runs only when
+ * no notification came since the lookup was queued; one that comes later
+ * evicts what this wrote, if the change was one it missed. Out of memory:
+ * nothing more is cached.
+ */
+static void cache_fill(struct pgw_store *self, const struct op *m,
+                       const struct pgw_store_installation *inst, size_t n)
+{
+    const char *app = m->data + m->names_off, *name;
+    struct chan_ref *refs = NULL;
+    const struct pgw_store_installation **devs = NULL;
+    size_t n_refs = 0;
+    int64_t now = mono_ms();
+
+    for (size_t i = 0; i < n; i++)
+        n_refs += inst[i].n_channels;
+    refs = malloc((n_refs ? n_refs : 1) * sizeof(*refs));
+    devs = malloc((n ? n : 1) * sizeof(*devs));
+    if (!refs || !devs)
+        goto out;
+    n_refs = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < inst[i].n_channels; k++)
+            refs[n_refs++] = (struct chan_ref){inst[i].channels[k], i};
+    qsort(refs, n_refs, sizeof(*refs), cmp_chan_ref);
+    name = app + strlen(app) + 1;
+    for (size_t j = 0; j < m->n_names; j++, name += strlen(name) + 1) {
+        size_t lo = 0, hi = n_refs, k = 0;
+
+        while (lo < hi) { /* the first reference >= name */
+            size_t mid = lo + (hi - lo) / 2;
+
+            if (strcmp(refs[mid].name, name) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < n_refs && strcmp(refs[lo].name, name) == 0; lo++)
+            if (k == 0 || devs[k - 1] != &inst[refs[lo].row])
+                devs[k++] = &inst[refs[lo].row];
+        if (pgw_icache_put(self->cache, app, name, devs, k, now) < 0)
+            break;
+    }
+out:
+    free(refs);
+    free(devs);
+}
+
 /* Rows |first| .. |first| + |n| - 1 of |r| (columns from 1: column 0
- * is the caller) as |m|'s installations, through its callback. */
-static void deliver_find(const PGresult *r, int first, size_t n,
-                         const struct op *m)
+ * is the caller) as |m|'s installations, through its callback; they fill
+ * the cache first when |m| may. */
+static void deliver_find(struct pgw_store *self, const PGresult *r, int first,
+                         size_t n, const struct op *m)
 {
     size_t text = 0, items = 0;
     struct pgw_store_installation *inst = NULL;
@@ -2066,6 +2350,8 @@ static void deliver_find(const PGresult *r, int first, size_t n,
         items += (size_t)k;
         cur += len + 1;
     }
+    if (m->fill && self->cache_live && m->fill_gen == self->cache_gen)
+        cache_fill(self, m, inst, n);
 out:
     if (err)
         m->cb.inst(m->arg, err, NULL, 0);
@@ -2079,7 +2365,7 @@ out:
 /* Each merged lookup gets its own rows: those of its caller number (the
  * rows are ordered by it). The rows are the last result (ST_BADGE_TXN's
  * may come first). */
-static void complete_finds(struct op *op)
+static void complete_finds(struct pgw_store *self, struct op *op)
 {
     const PGresult *r = op->n_results ? op->res[op->n_results - 1] : NULL;
     int n = r ? PQntuples(r) : 0, row = 0;
@@ -2096,7 +2382,45 @@ static void complete_finds(struct op *op)
         first = row;
         while (row < n && get_i64(r, row, 0) == k)
             row++;
-        deliver_find(r, first, (size_t)(row - first), m);
+        deliver_find(self, r, first, (size_t)(row - first), m);
+        op_free(m);
+    }
+}
+
+/*
+ * The increments of cached lookups: rows (k, id, badge) by caller, then
+ * id. Each member's iOS rows take their new badges; one without a row
+ * (not a valid iOS installation any more) is left out.
+ */
+static void complete_incs(struct op *op)
+{
+    const PGresult *r = op->n_results ? op->res[op->n_results - 1] : NULL;
+    int n = r ? PQntuples(r) : 0, row = 0;
+    int64_t k = 0;
+    struct op *m;
+
+    while ((m = op->members)) {
+        size_t kept = 0;
+
+        op->members = m->next;
+        k++;
+        while (row < n && get_i64(r, row, 0) < k)
+            row++;
+        for (size_t i = 0; i < m->n_inst; i++) {
+            struct pgw_store_installation *d = &m->inst[i];
+
+            if (strcmp(d->device_type, "ios") == 0) {
+                while (row < n && get_i64(r, row, 0) == k &&
+                       get_i64(r, row, 1) < d->id)
+                    row++;
+                if (row >= n || get_i64(r, row, 0) != k ||
+                    get_i64(r, row, 1) != d->id)
+                    continue;
+                d->badge = (int)get_i64(r, row, 2);
+            }
+            m->inst[kept++] = *d;
+        }
+        m->cb.inst(m->arg, 0, m->inst, kept);
         op_free(m);
     }
 }
@@ -2158,7 +2482,10 @@ static void op_complete(struct pgw_store *self, struct op *op)
         complete_claim_events(self, op);
         break;
     case OP_BATCH_FIND:
-        complete_finds(op);
+        complete_finds(self, op);
+        break;
+    case OP_BATCH_INC:
+        complete_incs(op);
         break;
     case OP_CLAIM_RETRIES:
         complete_claim_retries(op);
@@ -2197,9 +2524,19 @@ int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
     if (!self->conninfo || !self->owner || !self->conns || !self->kick)
         goto out;
     self->n_conns = pool;
-    for (unsigned i = 0; i < pool; i++) {
-        struct conn *c = &self->conns[i];
+    if (opts->cache_bytes) {
+        self->cache = pgw_icache_new(
+            opts->cache_bytes, opts->cache_ttl_ms ? opts->cache_ttl_ms : 60000);
+        self->listen = calloc(1, sizeof(*self->listen));
+        if (!self->cache || !self->listen)
+            goto out;
+        self->listen->listener = true;
+    }
+    for (unsigned i = 0; i <= pool; i++) {
+        struct conn *c = i < pool ? &self->conns[i] : self->listen;
 
+        if (!c)
+            break;
         c->store = self;
         c->fd = -1;
         c->backoff_ms = STORE_BACKOFF_MIN_MS;
@@ -2211,6 +2548,8 @@ int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
     }
     for (unsigned i = 0; i < pool; i++)
         conn_start(&self->conns[i]);
+    if (self->listen)
+        conn_start(self->listen);
     *ret_store = self;
     return 0;
 out:
@@ -2227,11 +2566,15 @@ void pgw_store_free(struct pgw_store *self)
     fail_list(&self->inserts, PGW_ERR_CLOSED);
     fail_list(&self->finishes, PGW_ERR_CLOSED);
     fail_list(&self->finds, PGW_ERR_CLOSED);
+    fail_list(&self->incs, PGW_ERR_CLOSED);
+    fail_list(&self->ready, PGW_ERR_CLOSED);
     fail_list(&self->queue, PGW_ERR_CLOSED);
-    for (unsigned i = 0; self->conns && i < self->n_conns; i++) {
-        struct conn *c = &self->conns[i];
+    for (unsigned i = 0; i <= self->n_conns; i++) {
+        struct conn *c = i < self->n_conns ? &self->conns[i] : self->listen;
         struct op *op;
 
+        if (!c || !c->store)
+            continue;
         conn_close(c);
         while ((op = list_pop(&c->inflight)))
             op_fail(op, PGW_ERR_CLOSED);
@@ -2248,10 +2591,29 @@ void pgw_store_free(struct pgw_store *self)
     for (unsigned i = 0; i < STORE_MAX_FRAGS; i++)
         free(self->arr[i].p);
     free(self->ev_scratch);
+    free(self->listen);
+    pgw_icache_free(self->cache);
     free(self->conns);
     free(self->conninfo);
     free(self->owner);
     free(self);
+}
+
+void pgw_store_get_cache_stats(const struct pgw_store *self,
+                               struct pgw_store_cache_stats *ret_stats)
+{
+    struct pgw_icache_stats st;
+
+    *ret_stats = (struct pgw_store_cache_stats){0};
+    if (!self || !self->cache)
+        return;
+    pgw_icache_get_stats(self->cache, &st);
+    ret_stats->live = self->cache_live;
+    ret_stats->hits = st.hits;
+    ret_stats->misses = st.misses;
+    ret_stats->notifications = self->notifications;
+    ret_stats->entries = st.entries;
+    ret_stats->bytes = st.bytes;
 }
 
 bool pgw_store_is_up(const struct pgw_store *self)
@@ -2462,6 +2824,135 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
     return 0;
 }
 
+static int cmp_dev_ptr(const void *a, const void *b)
+{
+    const struct pgw_store_installation *x =
+        *(const struct pgw_store_installation *const *)a;
+    const struct pgw_store_installation *y =
+        *(const struct pgw_store_installation *const *)b;
+
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The size of |d|'s strings, NULs included, and its channels' pointers. */
+static size_t dev_size(const struct pgw_store_installation *d)
+{
+    size_t size = d->n_channels * sizeof(char *);
+
+    size += strlen(d->device_type) + strlen(d->device_token) + 2;
+    if (d->installation_id)
+        size += strlen(d->installation_id) + 1;
+    if (d->apns_topic)
+        size += strlen(d->apns_topic) + 1;
+    if (d->apns_team_id)
+        size += strlen(d->apns_team_id) + 1;
+    for (size_t k = 0; k < d->n_channels; k++)
+        size += strlen(d->channels[k]) + 1;
+    return size;
+}
+
+static const char *copy_str(char **cur, const char *s)
+{
+    size_t len;
+    char *d = *cur;
+
+    if (!s)
+        return NULL;
+    len = strlen(s) + 1;
+    memcpy(d, s, len);
+    *cur += len;
+    return d;
+}
+
+/*
+ * A lookup from the cache: 1 when a name is not cached (Postgres it is);
+ * else queued as an OP_CACHED operation holding a copy of its rows, on
+ * |incs| when iOS rows need their increments, else on |ready|; or an
+ * error.
+ */
+static int find_cached(struct pgw_store *self, const char *app_id,
+                       const char *const *recipients, size_t n,
+                       int64_t event_id, unsigned flags,
+                       pgw_store_installations_cb cb, void *arg)
+{
+    const struct pgw_store_installation **all = NULL, *dev;
+    size_t n_all = 0, cap = 0, n_u = 0, size, n_ios = 0, n_dev;
+    int64_t now = mono_ms();
+    struct op *op;
+    const char **chan;
+    char *cur;
+
+    for (size_t i = 0; i < n; i++) {
+        if (pgw_icache_get(self->cache, app_id, recipients[i], now, &dev,
+                           &n_dev) < 0) {
+            free(all);
+            return 1;
+        }
+        if (n_all + n_dev > cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            const struct pgw_store_installation **na;
+
+            while (nc < n_all + n_dev)
+                nc *= 2;
+            na = realloc(all, nc * sizeof(*all));
+            if (!na) {
+                free(all);
+                return PGW_ERR_NOMEM;
+            }
+            all = na;
+            cap = nc;
+        }
+        for (size_t k = 0; k < n_dev; k++)
+            all[n_all++] = &dev[k];
+    }
+    /* one row per installation, in id order, as from Postgres */
+    qsort(all, n_all, sizeof(*all), cmp_dev_ptr);
+    size = 0;
+    for (size_t i = 0; i < n_all; i++) {
+        if (n_u && all[n_u - 1]->id == all[i]->id)
+            continue;
+        all[n_u++] = all[i];
+        size += sizeof(struct pgw_store_installation) + dev_size(all[i]);
+        n_ios += strcmp(all[i]->device_type, "ios") == 0;
+    }
+    op = calloc(1, sizeof(*op) + size);
+    if (!op) {
+        free(all);
+        return PGW_ERR_NOMEM;
+    }
+    op->kind = OP_CACHED;
+    op->inst = (struct pgw_store_installation *)(void *)op->data;
+    op->n_inst = n_u;
+    chan = (const char **)(void *)(op->inst + n_u);
+    for (size_t i = 0; i < n_u; i++)
+        chan += all[i]->n_channels;
+    cur = (char *)chan;
+    chan = (const char **)(void *)(op->inst + n_u);
+    for (size_t i = 0; i < n_u; i++) {
+        struct pgw_store_installation *d = &op->inst[i];
+
+        d->id = all[i]->id;
+        d->installation_id = copy_str(&cur, all[i]->installation_id);
+        d->device_type = copy_str(&cur, all[i]->device_type);
+        d->device_token = copy_str(&cur, all[i]->device_token);
+        d->apns_topic = copy_str(&cur, all[i]->apns_topic);
+        d->apns_team_id = copy_str(&cur, all[i]->apns_team_id);
+        d->channels = chan;
+        d->n_channels = all[i]->n_channels;
+        for (size_t k = 0; k < d->n_channels; k++)
+            *chan++ = copy_str(&cur, all[i]->channels[k]);
+    }
+    free(all);
+    op->flag = (flags & PGW_STORE_FIND_INCREMENT) && n_ios > 0;
+    op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;
+    op->event_id = event_id;
+    op->n_names = op->flag ? n_ios : 0;
+    op->cb.inst = cb;
+    op->arg = arg;
+    enqueue(self, op->flag ? &self->incs : &self->ready, op);
+    return 0;
+}
+
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
                                  const char *apns_team_id, int64_t event_id,
@@ -2471,6 +2962,8 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     struct sbuf *b;
     uint32_t frag[6];
     struct op *op;
+    bool fill;
+    size_t names_off = 0;
     int rc;
 
     if (!self || !cb || !app_id || (n && !recipients) || !str_ok(app_id) ||
@@ -2482,6 +2975,13 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     rc = may_queue(self);
     if (rc < 0)
         return rc;
+    /* With a team filter the rows are not all of the names' devices. */
+    fill = self->cache_live && !apns_team_id && n > 0;
+    if (fill) {
+        rc = find_cached(self, app_id, recipients, n, event_id, flags, cb, arg);
+        if (rc <= 0)
+            return rc;
+    }
     /* fragments: the names (array elements), the app, the team */
     b = &self->enc;
     sb_reset(b);
@@ -2497,9 +2997,19 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     frag[4] = (uint32_t)b->len;
     put_str(b, apns_team_id);
     frag[5] = (uint32_t)(b->len - frag[4]);
+    if (fill) {
+        /* after the fragments: the app and the names as they are */
+        names_off = b->len;
+        sb_put(b, app_id, strlen(app_id) + 1);
+        for (size_t i = 0; i < n; i++)
+            sb_put(b, recipients[i], strlen(recipients[i]) + 1);
+    }
     op = op_from_enc(self, OP_FIND, frag, 3);
     if (!op)
         return PGW_ERR_NOMEM;
+    op->fill = fill;
+    op->fill_gen = self->cache_gen;
+    op->names_off = names_off;
     op->n_names = n;
     op->flag = (flags & PGW_STORE_FIND_INCREMENT) != 0;
     op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;

@@ -63,6 +63,11 @@ struct pgw_store_options {
     const char *owner;
     size_t max_queued; /* operations waiting for a connection; 0: 100000 */
     /* Reconnect backoff after a failure: 100 ms doubling to 5 s. */
+    /* The installation cache (see pgw_store_find_installations): at most
+     * this many bytes; 0: no cache. Its entries live |cache_ttl_ms| (0:
+     * 60 s). */
+    size_t cache_bytes;
+    unsigned cache_ttl_ms;
 };
 
 /*
@@ -209,6 +214,27 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *apns_team_id, int64_t event_id,
                                  unsigned flags, pgw_store_installations_cb cb,
                                  void *arg);
+
+/*
+ * With a cache (pgw_store_options.cache_bytes), a lookup without a team
+ * filter whose every name is cached is answered from memory, and only
+ * its iOS rows' increments go to Postgres (one UPDATE of those ids,
+ * locked in id order; a row no longer valid there is left out). Other
+ * lookups go to Postgres and their rows fill the cache, one entry per
+ * name. The cache holds only while a connection of its own LISTENs to
+ * migration 0007's notifications, which evict the names of every
+ * installation an INSERT, UPDATE (of more than badge columns), DELETE or
+ * TRUNCATE changed; when that connection is down, every lookup goes to
+ * Postgres and the cache starts empty when it is back.
+ */
+struct pgw_store_cache_stats {
+    bool live;             /* listening: the cache is used */
+    uint64_t hits, misses; /* names looked up */
+    uint64_t notifications;
+    size_t entries, bytes;
+};
+void pgw_store_get_cache_stats(const struct pgw_store *self,
+                               struct pgw_store_cache_stats *ret_stats);
 
 /*
  * Takes back one badge increment per element of |ids| (an id may repeat),

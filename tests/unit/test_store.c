@@ -105,6 +105,32 @@ static struct pgw_store *open_store(struct event_base *base, const char *db,
     return s;
 }
 
+/* A store with an installation cache, once its LISTEN connection is up. */
+static struct pgw_store *open_cached_store(struct event_base *base,
+                                           const char *db)
+{
+    struct pgw_store_options o = {.conninfo = db,
+                                  .pool_size = 2,
+                                  .owner = "test-owner-c",
+                                  .cache_bytes = 1 << 20};
+    struct pgw_store *s = NULL;
+    struct pgw_store_cache_stats st = {0};
+    struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 20000};
+    int64_t deadline = now_ms() + 10000;
+
+    assert_int_equal(pgw_store_new(base, &o, &s), 0);
+    event_add(tick, &tv);
+    while (!(st.live && pgw_store_is_up(s)) && now_ms() < deadline) {
+        event_base_loop(base, EVLOOP_ONCE);
+        pgw_store_get_cache_stats(s, &st);
+    }
+    event_free(tick);
+    assert_true(st.live);
+    assert_true(pgw_store_is_up(s));
+    return s;
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
@@ -504,6 +530,20 @@ static void on_find(void *arg, int err, const struct pgw_store_installation *in,
     (*r->done)++;
 }
 
+/* Two incrementing lookups of |names| (one name) queued in one loop
+ * iteration: merged into one statement. */
+static int find_cached_pair(struct fx *f, const char *const *names,
+                            struct find_res *a, struct find_res *b)
+{
+    int rc = pgw_store_find_installations(f->store, "demo", names, 1, NULL, 0,
+                                          PGW_STORE_FIND_INCREMENT, on_find, a);
+
+    if (rc == 0)
+        rc = pgw_store_find_installations(f->store, "demo", names, 1, NULL, 0,
+                                          PGW_STORE_FIND_INCREMENT, on_find, b);
+    return rc;
+}
+
 static void find(struct fx *f, struct find_res *r, const char *const *names,
                  size_t n, const char *team, bool inc)
 {
@@ -637,6 +677,276 @@ static void test_badge_concurrent(void **state)
 }
 
 #define ORDER_N 60
+static struct pgw_store_cache_stats cache_stats(struct fx *f)
+{
+    struct pgw_store_cache_stats st;
+
+    pgw_store_get_cache_stats(f->store, &st);
+    return st;
+}
+
+/* Runs the loop until the cache has heard of every change committed so
+ * far: no notification for 300 ms. */
+static void cache_settle(struct fx *f)
+{
+    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 20000};
+    uint64_t seen = cache_stats(f).notifications;
+    int64_t quiet_since = now_ms(), deadline = now_ms() + 10000;
+
+    assert_non_null(tick);
+    event_add(tick, &tv);
+    while (now_ms() - quiet_since < 300 && now_ms() < deadline) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        if (cache_stats(f).notifications != seen) {
+            seen = cache_stats(f).notifications;
+            quiet_since = now_ms();
+        }
+    }
+    event_free(tick);
+}
+
+/* Runs the loop until |n| more notifications than |before| came. */
+static void wait_notified(struct fx *f, uint64_t before, uint64_t n)
+{
+    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 20000};
+    int64_t deadline = now_ms() + 10000;
+
+    assert_non_null(tick);
+    event_add(tick, &tv);
+    while (cache_stats(f).notifications < before + n && now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(tick);
+    assert_true(cache_stats(f).notifications >= before + n);
+}
+
+/* Asserts the ids of |r|, as text: "1,2,4". */
+static void expect_id_list(const struct find_res *r, const char *want)
+{
+    char got[256] = "";
+    size_t len = 0;
+
+    assert_int_equal(r->err, 0);
+    for (size_t i = 0; i < r->n && len < sizeof(got) - 24; i++)
+        len += (size_t)snprintf(got + len, sizeof(got) - len, "%s%lld",
+                                i ? "," : "", (long long)r->rows[i].id);
+    if (strcmp(got, want) != 0)
+        print_error("rows '%s', want '%s'\n", got, want);
+    assert_string_equal(got, want);
+}
+
+/* Runs |sql| and waits for the notification of its change. */
+static void change(struct fx *f, const char *sql)
+{
+    uint64_t before = cache_stats(f).notifications;
+
+    exec_sql(f->db, sql);
+    wait_notified(f, before, 1);
+}
+
+/*
+ * The cache answers what Postgres would, as operators change the table:
+ * a lookup fills it, the next one is answered from it (its increments
+ * still made in Postgres), and every kind of change is heard of before
+ * the next lookup. A change the cache did not hear of (no trigger fired)
+ * still never increments a row that is no longer a valid iOS device.
+ */
+static void test_installation_cache(void **state)
+{
+    struct fx *f = *state;
+    const char *jt[] = {"Jerry", "Tom"}, *jerry[] = {"Jerry"},
+               *spike[] = {"Spike"};
+    struct find_res r, r2;
+    struct pgw_store_cache_stats st;
+    int done = 0;
+
+    seed_installations(f->db);
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    cache_settle(f);
+
+    find(f, &r, jt, 2, NULL, false);
+    expect_id_list(&r, "1,2,3,4");
+    st = cache_stats(f);
+    assert_int_equal(st.misses, 1); /* the first name missing is enough */
+    assert_int_equal(st.entries, 2);
+    find(f, &r, jt, 2, NULL, false);
+    expect_id_list(&r, "1,2,3,4");
+    assert_int_equal(r.rows[0].n_channels, 2);
+    assert_string_equal(r.rows[0].channels[1], "Jerry");
+    assert_string_equal(r.rows[1].type, "android");
+    assert_string_equal(r.rows[3].team, "TEAMB");
+    assert_string_equal(r.rows[2].token, "tok3");
+    assert_int_equal(cache_stats(f).hits, 2);
+    /* a team filter goes to Postgres */
+    find(f, &r, jt, 2, "TEAMA", false);
+    expect_id_list(&r, "1,2,3");
+    assert_int_equal(cache_stats(f).hits, 2);
+
+    /* increments from the cache: iOS rows only, in Postgres */
+    find(f, &r, jt, 2, NULL, true);
+    expect_id_list(&r, "1,2,3,4");
+    assert_int_equal(cache_stats(f).hits, 4);
+    assert_int_equal(r.rows[0].badge, 1);
+    assert_int_equal(r.rows[2].badge, 1);
+    assert_int_equal(r.rows[3].badge, 1);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 7",
+               "1:1,2:0,3:1,4:1,5:0,6:0,7:0");
+    /* no notification for badges: the increments evicted nothing */
+    cache_settle(f);
+    assert_int_equal(cache_stats(f).notifications, 0);
+    assert_int_equal(cache_stats(f).entries, 2);
+
+    /* two lookups merged into one statement: distinct badges */
+    r = (struct find_res){.done = &done};
+    r2 = (struct find_res){.done = &done};
+    assert_int_equal(find_cached_pair(f, spike, &r, &r2), 0);
+    run_until(f->base, &done, 2, 10000);
+    /* both went to Postgres (ST_FIND) and filled the cache */
+    assert_int_equal(cache_stats(f).hits, 4);
+    assert_int_equal(cache_stats(f).entries, 3);
+    r = (struct find_res){.done = &done};
+    r2 = (struct find_res){.done = &done};
+    done = 0;
+    assert_int_equal(find_cached_pair(f, spike, &r, &r2), 0);
+    run_until(f->base, &done, 2, 10000);
+    assert_int_equal(cache_stats(f).hits, 6);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r2.n, 1);
+    assert_true(r.rows[0].badge != r2.rows[0].badge);
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "4");
+    /* the same event twice: one increment, both see its badge */
+    for (int i = 0; i < 2; i++) {
+        done = 0;
+        r = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", spike, 1, NULL, 99,
+                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
+                             on_find, &r),
+                         0);
+        run_until(f->base, &done, 1, 10000);
+        assert_int_equal(r.rows[0].badge, 5);
+    }
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "5");
+
+    /* every change an operator makes is heard of */
+    change(f, "UPDATE installations SET channels = '{Tom}' WHERE id = 3");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,4");
+    change(f, "INSERT INTO installations (id, app_id, device_type, "
+              "device_token, channels) VALUES (20, 'demo', 'ios', 'tok20', "
+              "'{Jerry}')");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,4,20");
+    change(f, "DELETE FROM installations WHERE id = 2");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,4,20");
+    change(f, "UPDATE installations SET valid = false WHERE id = 4");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,20");
+    change(f, "UPDATE installations SET device_token = 'new1' WHERE id = 1");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,20");
+    assert_string_equal(r.rows[0].token, "new1");
+    find(f, &r, jerry, 1, NULL, false); /* from the cache again */
+    assert_string_equal(r.rows[0].token, "new1");
+
+    /* a change not heard of (replica mode: no trigger fires): the
+     * increment leaves out the device Postgres no longer has valid */
+    exec_sql(f->db, "SET session_replication_role = replica; UPDATE "
+                    "installations SET valid = false WHERE id = 20; "
+                    "RESET session_replication_role");
+    st = cache_stats(f);
+    find(f, &r, jerry, 1, NULL, true);
+    assert_int_equal(cache_stats(f).hits, st.hits + 1);
+    expect_id_list(&r, "1");
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 20", "0");
+
+    change(f, "TRUNCATE installations");
+    assert_int_equal(cache_stats(f).entries, 0);
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "");
+}
+
+/* Runs the loop until the cache is |live| or not. */
+static void wait_cache_live(struct fx *f, bool live)
+{
+    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 20000};
+    int64_t deadline = now_ms() + 10000;
+
+    assert_non_null(tick);
+    event_add(tick, &tv);
+    while (cache_stats(f).live != live && now_ms() < deadline)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(tick);
+    assert_int_equal(cache_stats(f).live, live);
+}
+
+/* The LISTEN connection lost: changes made meanwhile are not heard of, so
+ * the cache is not used until it is back, and starts empty then. */
+static void test_cache_listener_lost(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"};
+    struct find_res r;
+    uint64_t hits;
+
+    seed_installations(f->db);
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    cache_settle(f);
+    find(f, &r, jerry, 1, NULL, false);
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,3,4");
+    hits = cache_stats(f).hits;
+    assert_int_equal(hits, 1);
+
+    expect_sql(f->db,
+               "SELECT count(pg_terminate_backend(pid)) FROM "
+               "pg_stat_activity WHERE datname = current_database() AND "
+               "query = 'LISTEN pushgw_installations'",
+               "1");
+    wait_cache_live(f, false);
+    assert_int_equal(cache_stats(f).entries, 0);
+    exec_sql(f->db, "UPDATE installations SET channels = '{Tom}' WHERE id = 3");
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,4");
+    assert_int_equal(cache_stats(f).hits, hits);
+    assert_true(pgw_store_is_up(f->store));
+
+    wait_cache_live(f, true);
+    find(f, &r, jerry, 1, NULL, false);
+    find(f, &r, jerry, 1, NULL, true);
+    expect_id_list(&r, "1,2,4");
+    assert_int_equal(cache_stats(f).hits, hits + 1);
+}
+
+/* updated_at (migration 0007): set by a registration change, not by a
+ * badge change, and seen once the statement ends. */
+static void test_updated_at(void **state)
+{
+    struct fx *f = *state;
+
+    exec_sql(f->db, "INSERT INTO installations (id, app_id, device_type, "
+                    "device_token, channels, updated_at) VALUES (1, 'demo', "
+                    "'ios', 'tok1', '{Jerry}', now() - interval '1 hour')");
+    exec_sql(f->db, "UPDATE installations SET badge = badge + 1, "
+                    "badge_event_id = 5");
+    expect_sql(f->db,
+               "SELECT badge || ',' || (updated_at < now() - interval "
+               "'30 min') FROM installations",
+               "1,true");
+    exec_sql(f->db, "UPDATE installations SET time_zone = 'UTC'");
+    expect_sql(f->db,
+               "SELECT updated_at > now() - interval '1 min' FROM "
+               "installations",
+               "t");
+}
+
 #define ORDER_DEVICES 50
 
 /* A small table of |n| iOS devices, ids 1 to |n|, each with the channel
@@ -750,13 +1060,15 @@ static void pq_ok(PGconn *c, const char *sql)
  * one locking in physical order would hold row 2 while it waits. Each of
  * them: a lookup alone (ST_FIND_ONE_INC, |callers| 1), two merged
  * (ST_FIND, |callers| 2) and a take-back (ST_UNDO_BADGES, |callers| 0). */
-static void check_lock_order(struct fx *f, int callers, unsigned flags)
+static void check_lock_order(struct fx *f, int callers, unsigned flags,
+                             bool cached)
 {
     static const char *names[] = {"l1", "l2"};
     static const int64_t both[] = {1, 2};
     struct find_res r[2];
     struct done_res dr = {0};
     int done = 0;
+    uint64_t hits = 0;
     PGconn *holder;
 
     seed_small(f, "l", 30, 5);
@@ -766,6 +1078,15 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
                "SELECT string_agg(id::text, ',' ORDER BY ctid) FROM "
                "installations WHERE id <= 2",
                "2,1");
+    if (cached) {
+        /* the increments below then go as ST_INC_IDS */
+        struct find_res fill;
+
+        cache_settle(f);
+        find(f, &fill, names, 2, NULL, false);
+        assert_int_equal(fill.n, 2);
+        hits = cache_stats(f).hits;
+    }
     holder = PQconnectdb(f->db);
     assert_int_equal(PQstatus(holder), CONNECTION_OK);
     pq_ok(holder, "BEGIN");
@@ -793,6 +1114,8 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags)
     PQfinish(holder);
     run_until(f->base, &done, callers ? callers : 1, 10000);
     assert_int_equal(dr.err, 0);
+    if (cached)
+        assert_int_equal(cache_stats(f).hits, hits + 2 * (uint64_t)callers);
     for (int i = 0; i < callers; i++) {
         assert_int_equal(r[i].err, 0);
         assert_int_equal(r[i].n, 2);
@@ -809,9 +1132,14 @@ static void test_badge_lock_order_plan(void **state)
 {
     struct fx *f = *state;
 
-    check_lock_order(f, 1, PGW_STORE_FIND_ALONE);
-    check_lock_order(f, 2, 0);
-    check_lock_order(f, 0, 0);
+    check_lock_order(f, 1, PGW_STORE_FIND_ALONE, false);
+    check_lock_order(f, 2, 0, false);
+    check_lock_order(f, 0, 0, false);
+    /* the increments of lookups answered by the cache (ST_INC_IDS) */
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    check_lock_order(f, 1, PGW_STORE_FIND_ALONE, true);
+    check_lock_order(f, 2, 0, true);
 }
 
 /* Asserts that |r| has the installations |ids| (|n|, in order). */
@@ -1609,6 +1937,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_installation_cache, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_listener_lost, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_updated_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_lock_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_lock_order_plan, setup,

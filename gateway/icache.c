@@ -1,0 +1,323 @@
+/*
+ * The installation cache: a chained hash table of (app, name) entries, each
+ * one allocation holding its devices and their strings, on a doubly linked
+ * least-recently-used list. The hash is seeded per process: the names are
+ * the broker's client ids, which a client could choose to collide.
+ */
+#include "icache.h"
+
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushgw.h"
+
+#define ICACHE_MIN_BUCKETS 1024
+
+struct entry {
+    struct entry *hnext;       /* bucket chain */
+    struct entry *prev, *next; /* LRU list: head the most recent */
+    uint64_t hash;
+    int64_t born_ms;
+    size_t bytes;
+    size_t n;
+    struct pgw_store_installation *dev;
+    const char *app, *name;
+    alignas(max_align_t) char mem[];
+};
+
+struct pgw_icache {
+    struct entry **buckets;
+    size_t n_buckets; /* a power of two */
+    struct entry *head, *tail;
+    size_t max_bytes;
+    int64_t ttl_ms;
+    uint64_t seed;
+    struct pgw_icache_stats st;
+};
+
+static uint64_t hash_key(uint64_t seed, const char *app, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+
+    for (const unsigned char *p = (const unsigned char *)app; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL; /* no byte of UTF-8 text */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    /* murmur3's finaliser: every input bit reaches the bucket bits */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+struct pgw_icache *pgw_icache_new(size_t max_bytes, int64_t ttl_ms)
+{
+    struct pgw_icache *self;
+
+    if (max_bytes == 0 || ttl_ms <= 0)
+        return NULL;
+    self = calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    self->buckets = calloc(ICACHE_MIN_BUCKETS, sizeof(*self->buckets));
+    if (!self->buckets) {
+        free(self);
+        return NULL;
+    }
+    self->n_buckets = ICACHE_MIN_BUCKETS;
+    self->max_bytes = max_bytes;
+    self->ttl_ms = ttl_ms;
+    self->seed = ((uint64_t)arc4random() << 32) | arc4random();
+    return self;
+}
+
+static void lru_unlink(struct pgw_icache *self, struct entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        self->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        self->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(struct pgw_icache *self, struct entry *e)
+{
+    e->prev = NULL;
+    e->next = self->head;
+    if (self->head)
+        self->head->prev = e;
+    else
+        self->tail = e;
+    self->head = e;
+}
+
+static struct entry **find_slot(struct pgw_icache *self, uint64_t hash,
+                                const char *app, const char *name)
+{
+    struct entry **slot = &self->buckets[hash & (self->n_buckets - 1)];
+
+    for (; *slot; slot = &(*slot)->hnext) {
+        const struct entry *e = *slot;
+
+        if (e->hash == hash && strcmp(e->app, app) == 0 &&
+            strcmp(e->name, name) == 0)
+            break;
+    }
+    return slot;
+}
+
+/* Unlinks |e| (found at |*slot|) and frees it. */
+static void drop(struct pgw_icache *self, struct entry **slot)
+{
+    struct entry *e = *slot;
+
+    *slot = e->hnext;
+    lru_unlink(self, e);
+    self->st.entries--;
+    self->st.bytes -= e->bytes;
+    free(e);
+}
+
+static void drop_entry(struct pgw_icache *self, struct entry *e)
+{
+    drop(self, find_slot(self, e->hash, e->app, e->name));
+}
+
+void pgw_icache_clear(struct pgw_icache *self)
+{
+    if (!self)
+        return;
+    while (self->head)
+        drop_entry(self, self->head);
+}
+
+void pgw_icache_free(struct pgw_icache *self)
+{
+    if (!self)
+        return;
+    pgw_icache_clear(self);
+    free(self->buckets);
+    free(self);
+}
+
+int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
+                   int64_t now_ms,
+                   const struct pgw_store_installation **ret_dev, size_t *ret_n)
+{
+    struct entry **slot =
+        find_slot(self, hash_key(self->seed, app, name), app, name);
+    struct entry *e = *slot;
+
+    if (e && now_ms - e->born_ms >= self->ttl_ms) {
+        drop(self, slot);
+        e = NULL;
+    }
+    if (!e) {
+        self->st.misses++;
+        return -1;
+    }
+    self->st.hits++;
+    if (self->head != e) {
+        lru_unlink(self, e);
+        lru_push_front(self, e);
+    }
+    *ret_dev = e->dev;
+    *ret_n = e->n;
+    return 0;
+}
+
+static size_t str_size(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies |s| (NULL stays NULL) to |*cur|, advancing it. */
+static const char *put_str(char **cur, const char *s)
+{
+    size_t len;
+    char *d = *cur;
+
+    if (!s)
+        return NULL;
+    len = strlen(s) + 1;
+    memcpy(d, s, len);
+    *cur += len;
+    return d;
+}
+
+/* Doubles the table when it holds more entries than buckets; a failed
+ * allocation only leaves the chains longer. */
+static void maybe_grow(struct pgw_icache *self)
+{
+    size_t nb = self->n_buckets * 2;
+    struct entry **b;
+
+    if (self->st.entries <= self->n_buckets || nb > SIZE_MAX / sizeof(*b))
+        return;
+    b = calloc(nb, sizeof(*b));
+    if (!b)
+        return;
+    for (size_t i = 0; i < self->n_buckets; i++) {
+        struct entry *e = self->buckets[i], *next;
+
+        for (; e; e = next) {
+            next = e->hnext;
+            e->hnext = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+        }
+    }
+    free(self->buckets);
+    self->buckets = b;
+    self->n_buckets = nb;
+}
+
+int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
+                   const struct pgw_store_installation *const *devs, size_t n,
+                   int64_t now_ms)
+{
+    uint64_t hash;
+    struct entry **slot, *e;
+    size_t size, n_chan = 0, text;
+    char *cur;
+    const char **chan;
+
+    if (!self || !app || !name || (n && !devs))
+        return PGW_ERR_INVAL;
+    hash = hash_key(self->seed, app, name);
+    slot = find_slot(self, hash, app, name);
+    if (*slot)
+        drop(self, slot);
+
+    text = str_size(app) + str_size(name);
+    for (size_t i = 0; i < n; i++) {
+        const struct pgw_store_installation *d = devs[i];
+
+        n_chan += d->n_channels;
+        text += str_size(d->installation_id) + str_size(d->device_type) +
+                str_size(d->device_token) + str_size(d->apns_topic) +
+                str_size(d->apns_team_id);
+        for (size_t k = 0; k < d->n_channels; k++)
+            text += str_size(d->channels[k]);
+    }
+    size = sizeof(*e) + n * sizeof(*e->dev) + n_chan * sizeof(*chan) + text;
+    if (size > self->max_bytes)
+        return 0;
+    while (self->tail && self->st.bytes + size > self->max_bytes) {
+        drop_entry(self, self->tail);
+        self->st.evicted++;
+    }
+    e = calloc(1, size);
+    if (!e)
+        return PGW_ERR_NOMEM;
+    e->hash = hash;
+    e->born_ms = now_ms;
+    e->bytes = size;
+    e->n = n;
+    e->dev = (struct pgw_store_installation *)(void *)e->mem;
+    chan = (const char **)(void *)(e->dev + n);
+    cur = (char *)(chan + n_chan);
+    e->app = put_str(&cur, app);
+    e->name = put_str(&cur, name);
+    for (size_t i = 0; i < n; i++) {
+        const struct pgw_store_installation *d = devs[i];
+        struct pgw_store_installation *c = &e->dev[i];
+
+        c->id = d->id;
+        c->installation_id = put_str(&cur, d->installation_id);
+        c->device_type = put_str(&cur, d->device_type);
+        c->device_token = put_str(&cur, d->device_token);
+        c->apns_topic = put_str(&cur, d->apns_topic);
+        c->apns_team_id = put_str(&cur, d->apns_team_id);
+        c->channels = chan;
+        c->n_channels = d->n_channels;
+        for (size_t k = 0; k < d->n_channels; k++)
+            *chan++ = put_str(&cur, d->channels[k]);
+    }
+    e->hnext = self->buckets[hash & (self->n_buckets - 1)];
+    self->buckets[hash & (self->n_buckets - 1)] = e;
+    lru_push_front(self, e);
+    self->st.entries++;
+    self->st.bytes += size;
+    maybe_grow(self);
+    return 0;
+}
+
+void pgw_icache_evict(struct pgw_icache *self, const char *app,
+                      const char *name)
+{
+    struct entry *e, *next;
+
+    if (!self || !app)
+        return;
+    if (name) {
+        struct entry **slot =
+            find_slot(self, hash_key(self->seed, app, name), app, name);
+
+        if (*slot)
+            drop(self, slot);
+        return;
+    }
+    for (e = self->head; e; e = next) {
+        next = e->next;
+        if (strcmp(e->app, app) == 0)
+            drop_entry(self, e);
+    }
+}
+
+void pgw_icache_get_stats(const struct pgw_icache *self,
+                          struct pgw_icache_stats *ret_stats)
+{
+    if (self)
+        *ret_stats = self->st;
+    else
+        *ret_stats = (struct pgw_icache_stats){0};
+}
