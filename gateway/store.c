@@ -411,6 +411,12 @@ out:
  */
 #define STORE_MAX_INSERT_BATCHES 2
 #define STORE_MAX_FINISH_BATCHES 1
+/* Increment batches of cached lookups: one at a time, so the lookups
+ * queued meanwhile are merged into the next one, and a device many of
+ * them match is updated once, by their number, instead of once each
+ * (rows of one fan-out group: each event's parts waiting on the last
+ * one's row locks). */
+#define STORE_MAX_INC_BATCHES 1
 #define STORE_BACKOFF_MIN_MS 100
 #define STORE_BACKOFF_MAX_MS 5000
 #define STORE_CONNECT_TIMEOUT_S 10
@@ -489,7 +495,16 @@ struct op {
     /* cached: the rows, in |data| */
     struct pgw_store_installation *inst;
     size_t n_inst;
+    /* a batch of increments: its members' iOS rows by id (allocated) */
+    struct inc_ent *ents;
+    size_t n_ents;
     char data[];
+};
+
+/* The |i|-th row of the |k|-th member of an increment batch. */
+struct inc_ent {
+    int64_t id;
+    uint32_t k, i;
 };
 
 /* A cached lookup's rows live in |data|. */
@@ -551,6 +566,7 @@ struct pgw_store {
     size_t n_queued;
     unsigned insert_batches; /* in flight (STORE_MAX_INSERT_BATCHES) */
     unsigned finish_batches;
+    unsigned inc_batches;
     char last_error[256];
     struct sbuf enc;                    /* scratch: one op's fragments */
     struct sbuf arr[STORE_MAX_FRAGS];   /* scratch: a batch's arrays */
@@ -770,29 +786,24 @@ static const struct {
                          "SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "
                          "SELECT " INST_COLS " FROM m WHERE device_type <> "
                          "'ios') x ORDER BY 2"},
-    /* The increments of lookups the cache answered: one element per
-     * (caller k $1, iOS installation id $2, event $3 (NULL: none)); rows
-     * (k, id, badge) ordered by caller, then id. A device of one caller
-     * is incremented as ST_FIND_ONE_INC does (once per event), of several
-     * callers as ST_FIND does (once per caller, distinct values). A row
-     * that is no longer a valid iOS installation is not updated and not
-     * returned: the cache had not heard of that change yet. Row source
-     * sorted by id after ST_BADGE_TXN: the lookups' lock order. */
-    [ST_INC_IDS] =
-        {"pgw_inc_ids",
-         "WITH n AS (SELECT id, array_agg(k ORDER BY k) AS ks, min(ev) AS ev "
-         "FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS t(k, id, ev) "
-         "GROUP BY id), "
-         "u AS (UPDATE installations i SET badge = i.badge + CASE WHEN "
-         "cardinality(l.ks) = 1 AND i.badge_event_id = l.ev THEN 0 ELSE "
-         "cardinality(l.ks) END, badge_event_id = CASE WHEN "
-         "cardinality(l.ks) = 1 THEN l.ev END FROM (SELECT id, ks, ev FROM n "
-         "ORDER BY id) l WHERE i.id = l.id AND i.valid AND i.device_type = "
-         "'ios' RETURNING i.id, i.badge, l.ks) "
-         "SELECT x.k, u.id, (CASE WHEN cardinality(u.ks) = 1 THEN u.badge "
-         "ELSE u.badge - cardinality(u.ks) + x.ord END)::int4 FROM u CROSS "
-         "JOIN LATERAL unnest(u.ks) WITH ORDINALITY AS x(k, ord) "
-         "ORDER BY 1, 2"},
+    /* The increments of lookups the cache answered: each iOS installation
+     * $1 once, with its number of increments $2 (one per caller that
+     * matched it) and, for one, the caller's event $3 (NULL: none); rows
+     * (id, new badge). The callers are told apart by pushgw (the new
+     * badge minus n, plus 1 to n in caller order); no grouping here. One
+     * increment is made as ST_FIND_ONE_INC does (once per event), several
+     * as ST_FIND does (badge_event_id cleared). A row that is no longer a
+     * valid iOS installation is not updated and not returned: the cache
+     * had not heard of that change yet. Row source sorted by id after
+     * ST_BADGE_TXN: the lookups' lock order. */
+    [ST_INC_IDS] = {"pgw_inc_ids",
+                    "UPDATE installations i SET badge = i.badge + CASE WHEN "
+                    "l.n = 1 AND i.badge_event_id = l.ev THEN 0 ELSE l.n END, "
+                    "badge_event_id = CASE WHEN l.n = 1 THEN l.ev END FROM "
+                    "(SELECT * FROM unnest($1::int8[], $2::int4[], "
+                    "$3::int8[]) AS t(id, n, ev) ORDER BY id) l WHERE i.id = "
+                    "l.id AND i.valid AND i.device_type = 'ios' RETURNING "
+                    "i.id, i.badge"},
     [ST_FAIL_INS] = {"pgw_fail_ins",
                      "INSERT INTO push_failures (event_id, installation_id, "
                      "app_id, provider, outcome, status, reason) "
@@ -1139,6 +1150,7 @@ static void op_free(struct op *op)
 {
     if (op->batches)
         (*op->batches)--;
+    free(op->ents);
     for (unsigned i = 0; i < STORE_MAX_RESULTS; i++)
         PQclear(op->res[i]);
     free(op);
@@ -1816,44 +1828,64 @@ static int send_find_batch(struct pgw_store *self, struct conn *c,
     return send_stmt(c, ST_FIND, 5, params) < 0 ? PGW_ERR_DB : 0;
 }
 
-/* The cached lookups merged in |op| as ST_INC_IDS's parameters: one
- * element per iOS row of each member. */
-static int send_inc_batch(struct pgw_store *self, struct conn *c,
-                          const struct op *op)
+static int cmp_inc_ent(const void *a, const void *b)
 {
-    struct sbuf *k = &self->arr[0], *id = &self->arr[1], *ev = &self->arr[2];
-    const char *params[3];
-    long long idx = 0;
+    const struct inc_ent *x = a, *y = b;
 
-    sb_reset(k);
-    sb_reset(id);
-    sb_reset(ev);
-    sb_put(k, "{", 1);
-    sb_put(id, "{", 1);
-    sb_put(ev, "{", 1);
-    for (const struct op *m = op->members; m; m = m->next) {
-        idx++;
-        for (size_t i = 0; i < m->n_inst; i++) {
-            if (strcmp(m->inst[i].device_type, "ios") != 0)
-                continue;
-            sb_sep(k, 1);
-            sb_int_elem(k, idx);
-            sb_sep(id, 1);
-            sb_int_elem(id, m->inst[i].id);
-            sb_sep(ev, 1);
-            if (m->event_id > 0)
-                sb_int_elem(ev, m->event_id);
-            else
-                sb_put(ev, "NULL", 4);
-        }
-    }
-    sb_put(k, "}", 1);
-    sb_put(id, "}", 1);
-    sb_put(ev, "}", 1);
-    if (k->oom || id->oom || ev->oom)
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* The cached lookups merged in |op| as ST_INC_IDS's parameters: their iOS
+ * rows sorted by id, then caller (kept in |op->ents| for the results),
+ * each id once with its number of callers. */
+static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
+{
+    struct sbuf *id = &self->arr[0], *cnt = &self->arr[1], *ev = &self->arr[2];
+    const char *params[3];
+    const struct op *m;
+    size_t n = 0, j;
+    uint32_t k = 0;
+
+    op->ents = malloc((op->n_names ? op->n_names : 1) * sizeof(*op->ents));
+    if (!op->ents)
         return PGW_ERR_NOMEM;
-    params[0] = k->p;
-    params[1] = id->p;
+    for (m = op->members; m; m = m->next, k++)
+        for (size_t i = 0; i < m->n_inst && n < op->n_names; i++)
+            if (strcmp(m->inst[i].device_type, "ios") == 0)
+                op->ents[n++] = (struct inc_ent){m->inst[i].id, k, (uint32_t)i};
+    op->n_ents = n;
+    qsort(op->ents, n, sizeof(*op->ents), cmp_inc_ent);
+    sb_reset(id);
+    sb_reset(cnt);
+    sb_reset(ev);
+    sb_put(id, "{", 1);
+    sb_put(cnt, "{", 1);
+    sb_put(ev, "{", 1);
+    for (size_t i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && op->ents[j].id == op->ents[i].id; j++)
+            ;
+        sb_sep(id, 1);
+        sb_int_elem(id, op->ents[i].id);
+        sb_sep(cnt, 1);
+        sb_int_elem(cnt, (long long)(j - i));
+        sb_sep(ev, 1);
+        m = op->members;
+        for (k = 0; k < op->ents[i].k; k++)
+            m = m->next;
+        if (j - i == 1 && m->event_id > 0)
+            sb_int_elem(ev, m->event_id);
+        else
+            sb_put(ev, "NULL", 4);
+    }
+    sb_put(id, "}", 1);
+    sb_put(cnt, "}", 1);
+    sb_put(ev, "}", 1);
+    if (id->oom || cnt->oom || ev->oom)
+        return PGW_ERR_NOMEM;
+    params[0] = id->p;
+    params[1] = cnt->p;
     params[2] = ev->p;
     return send_stmt(c, ST_INC_IDS, 3, params) < 0 ? PGW_ERR_DB : 0;
 }
@@ -1979,6 +2011,8 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
         b->batches = &self->insert_batches;
     else if (kind == OP_BATCH_FINISH)
         b->batches = &self->finish_batches;
+    else if (kind == OP_BATCH_INC)
+        b->batches = &self->inc_batches;
     if (b->batches)
         (*b->batches)++;
     while (l->head && b->n_members < STORE_MAX_BATCH) {
@@ -2064,11 +2098,11 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
                    self->insert_batches < STORE_MAX_INSERT_BATCHES;
         bool fin = self->finishes.head &&
                    self->finish_batches < STORE_MAX_FINISH_BATCHES;
+        bool inc = self->incs.head && self->inc_batches < STORE_MAX_INC_BATCHES;
 
         /* Inserts and finishes held back here go once the batch in
          * flight completes (conn_read kicks again). */
-        if (!ins && !fin && !self->finds.head && !self->incs.head &&
-            !self->queue.head)
+        if (!ins && !fin && !self->finds.head && !inc && !self->queue.head)
             break;
         c = pick_conn(self);
         if (!c)
@@ -2079,7 +2113,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
             op = make_batch(self, &self->finishes, OP_BATCH_FINISH);
         } else if (self->finds.head) {
             op = make_batch(self, &self->finds, OP_BATCH_FIND);
-        } else if (self->incs.head) {
+        } else if (inc) {
             op = make_batch(self, &self->incs, OP_BATCH_INC);
         } else {
             op = list_pop(&self->queue);
@@ -2387,42 +2421,82 @@ static void complete_finds(struct pgw_store *self, struct op *op)
     }
 }
 
+struct inc_res {
+    int64_t id;
+    int badge;
+};
+
+static int cmp_inc_res(const void *a, const void *b)
+{
+    const struct inc_res *x = a, *y = b;
+
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /*
- * The increments of cached lookups: rows (k, id, badge) by caller, then
- * id. Each member's iOS rows take their new badges; one without a row
- * (not a valid iOS installation any more) is left out.
+ * The increments of cached lookups: rows (id, new badge). The callers of
+ * one id (|op->ents|, in caller order) get the new badge minus their
+ * number, plus 1, 2, ...; a row not returned (not a valid iOS
+ * installation any more) is left out of every caller's rows.
  */
 static void complete_incs(struct op *op)
 {
     const PGresult *r = op->n_results ? op->res[op->n_results - 1] : NULL;
-    int n = r ? PQntuples(r) : 0, row = 0;
-    int64_t k = 0;
+    size_t nr = r ? (size_t)PQntuples(r) : 0, row = 0, j;
+    struct inc_res *res = malloc((nr ? nr : 1) * sizeof(*res));
+    struct op **mem = calloc(op->n_members ? op->n_members : 1, sizeof(*mem));
     struct op *m;
+    size_t k = 0;
+    bool sorted = true;
 
+    if (!res || !mem) {
+        free(res);
+        free(mem);
+        while ((m = op->members)) {
+            op->members = m->next;
+            op_fail(m, PGW_ERR_NOMEM);
+        }
+        return;
+    }
+    for (m = op->members; m && k < op->n_members; m = m->next)
+        mem[k++] = m;
+    for (size_t i = 0; i < nr; i++) {
+        res[i].id = get_i64(r, (int)i, 0);
+        res[i].badge = (int)get_i64(r, (int)i, 1);
+        if (i > 0 && res[i].id < res[i - 1].id)
+            sorted = false;
+    }
+    if (!sorted)
+        qsort(res, nr, sizeof(*res), cmp_inc_res);
+    for (size_t i = 0; i < op->n_ents; i = j) {
+        const struct inc_ent *e = &op->ents[i];
+
+        for (j = i + 1; j < op->n_ents && op->ents[j].id == e->id; j++)
+            ;
+        while (row < nr && res[row].id < e->id)
+            row++;
+        for (size_t x = i; x < j; x++) {
+            struct pgw_store_installation *d =
+                &mem[op->ents[x].k]->inst[op->ents[x].i];
+
+            if (row < nr && res[row].id == e->id)
+                d->badge = res[row].badge - (int)(j - i) + (int)(x - i) + 1;
+            else
+                d->id = 0; /* left out below */
+        }
+    }
     while ((m = op->members)) {
         size_t kept = 0;
 
         op->members = m->next;
-        k++;
-        while (row < n && get_i64(r, row, 0) < k)
-            row++;
-        for (size_t i = 0; i < m->n_inst; i++) {
-            struct pgw_store_installation *d = &m->inst[i];
-
-            if (strcmp(d->device_type, "ios") == 0) {
-                while (row < n && get_i64(r, row, 0) == k &&
-                       get_i64(r, row, 1) < d->id)
-                    row++;
-                if (row >= n || get_i64(r, row, 0) != k ||
-                    get_i64(r, row, 1) != d->id)
-                    continue;
-                d->badge = (int)get_i64(r, row, 2);
-            }
-            m->inst[kept++] = *d;
-        }
+        for (size_t i = 0; i < m->n_inst; i++)
+            if (m->inst[i].id != 0)
+                m->inst[kept++] = m->inst[i];
         m->cb.inst(m->arg, 0, m->inst, kept);
         op_free(m);
     }
+    free(res);
+    free(mem);
 }
 
 static void complete_claim_retries(struct op *op)
