@@ -37,7 +37,7 @@ struct pgw_dispatch_options {
     unsigned lease_ms;           /* 0: 30000 */
     unsigned claim_interval_ms;  /* 0: 1000 */
     size_t max_events;           /* events in memory; 0: 2000 */
-    size_t max_inflight;         /* pushes awaiting an answer; 0: 20000 */
+    size_t max_inflight;         /* pushes awaiting an answer; 0: 10000 */
     /* Tests shorten the provider reconnect backoff (0: defaults). */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;

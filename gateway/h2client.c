@@ -83,8 +83,11 @@ struct h2req {
     pgw_h2_cb cb;
     void *arg;
 
-    /* Request copy: strings and body in |buf|, nva points into it. */
-    nghttp2_nv nva[MAX_REQ_HEADERS + 4];
+    /* Request copy in |buf|: the header array |nva|, then the strings it
+     * points to, then the body. Sized to the request, not to
+     * MAX_REQ_HEADERS: a request lives in memory for every push in
+     * flight (10,000 by default), and a free list keeps more. */
+    nghttp2_nv *nva;
     size_t nva_len;
     uint64_t index_once; /* bit i: nva[4 + i] is indexed once per conn */
     char *buf;
@@ -93,8 +96,9 @@ struct h2req {
 
     /* Response. Headers are kept as offsets into |hbuf| (it may grow). */
     int status;
-    size_t hdr_off[PGW_H2_MAX_RESPONSE_HEADERS][2];
-    size_t hdr_len[PGW_H2_MAX_RESPONSE_HEADERS][2];
+    /* below PGW_H2_MAX_HEADER_BYTES */
+    uint32_t hdr_off[PGW_H2_MAX_RESPONSE_HEADERS][2];
+    uint32_t hdr_len[PGW_H2_MAX_RESPONSE_HEADERS][2];
     size_t n_hdr;
     char *hbuf;
     size_t hbuf_len, hbuf_cap;
@@ -608,13 +612,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         r->hbuf = p;
         r->hbuf_cap = cap;
     }
-    r->hdr_off[r->n_hdr][0] = r->hbuf_len;
-    r->hdr_len[r->n_hdr][0] = namelen;
+    r->hdr_off[r->n_hdr][0] = (uint32_t)r->hbuf_len;
+    r->hdr_len[r->n_hdr][0] = (uint32_t)namelen;
     memcpy(r->hbuf + r->hbuf_len, name, namelen);
     r->hbuf_len += namelen;
     r->hbuf[r->hbuf_len++] = '\0';
-    r->hdr_off[r->n_hdr][1] = r->hbuf_len;
-    r->hdr_len[r->n_hdr][1] = valuelen;
+    r->hdr_off[r->n_hdr][1] = (uint32_t)r->hbuf_len;
+    r->hdr_len[r->n_hdr][1] = (uint32_t)valuelen;
     memcpy(r->hbuf + r->hbuf_len, value, valuelen);
     r->hbuf_len += valuelen;
     r->hbuf[r->hbuf_len++] = '\0';
@@ -1559,7 +1563,7 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
 {
     struct h2req *r;
     size_t need, i, off, nlen[MAX_REQ_HEADERS], vlen[MAX_REQ_HEADERS];
-    size_t mlen, plen, alen, hdr_total = 0;
+    size_t mlen, plen, alen, hdr_total = 0, nv_bytes;
     nghttp2_nv *nv;
 
     if (!self || !req || !req->method || !req->path || !cb)
@@ -1571,7 +1575,8 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
     mlen = strlen(req->method);
     plen = strlen(req->path);
     alen = strlen(self->authority);
-    need = mlen + plen + alen + 2;
+    nv_bytes = (4 + req->n_headers) * sizeof(*nv);
+    need = nv_bytes + mlen + plen + alen + 2;
     for (i = 0; i < req->n_headers; i++) {
         const struct pgw_h2_header *h = &req->headers[i];
 
@@ -1609,8 +1614,9 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
         r->buf = p;
         r->buf_cap = need;
     }
-    off = 0;
-    nv = r->nva;
+    /* malloc's alignment suits the array at the start */
+    r->nva = nv = (nghttp2_nv *)(void *)r->buf;
+    off = nv_bytes;
     r->index_once = 0;
 #define PUT(dst, src, n)                                                       \
     do {                                                                       \
