@@ -5,7 +5,7 @@
 PGW_BUILD_PACKAGES=(
     build-essential cmake pkg-config ca-certificates openssl
     libevent-dev libnghttp2-dev libssl-dev libcurl4-openssl-dev
-    libcjson-dev libpq-dev libinih-dev
+    libcjson-dev libpq-dev libinih-dev libjemalloc-dev
 )
 PGW_TEST_PACKAGES=(
     libcmocka-dev postgresql nghttp2-client clang libclang-rt-14-dev

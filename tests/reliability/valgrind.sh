@@ -5,6 +5,9 @@
 # Processes ended with SIGKILL by a test (crash tests) leave no summary
 # and are listed as such.
 #
+# The daemon links jemalloc (PUSHGW_JEMALLOC): memcheck is told to take
+# over its malloc as it does glibc's.
+#
 # Usage: tests/reliability/valgrind.sh BUILD_DIR [TEST_BINARY...]
 #   default tests: tests/service/test_service tests/reliability/test_hostile
 # Needs PUSHGW_TEST_DATABASE_URL (see tests/lib/testutil.h).
@@ -18,7 +21,8 @@ logs=$(mktemp -d /tmp/pushgw-valgrind.XXXXXX)
 wrapper=$logs/pushgw
 cat >"$wrapper" <<W
 #!/bin/sh
-exec valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
+exec valgrind --quiet --soname-synonyms=somalloc=libjemalloc.so.2 \
+  --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
   --track-origins=yes --log-file=$logs/vg.%p.log "$build/pushgw" "\$@"
 W
