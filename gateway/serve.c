@@ -46,7 +46,63 @@ struct serve {
     struct timespec stop_started;
     bool stopping;
     bool drained;
+    /* the store's installation cache, as metrics (NULL: no cache) */
+    struct pgw_metric_family *m_cache_lookups, *m_cache_entries, *m_cache_bytes,
+        *m_cache_live;
+    struct pgw_store_cache_stats cache_seen; /* counted so far */
 };
+
+/* Sets the installation cache's metrics from the store's counters. */
+static void collect_cache(void *arg, struct pgw_metrics *metrics)
+{
+    struct serve *s = arg;
+    struct pgw_store_cache_stats st;
+
+    (void)metrics;
+    pgw_store_get_cache_stats(s->store, &st);
+    pgw_metric_add(pgw_metrics_series1(s->m_cache_lookups, "hit"),
+                   (double)(st.hits - s->cache_seen.hits));
+    pgw_metric_add(pgw_metrics_series1(s->m_cache_lookups, "miss"),
+                   (double)(st.misses - s->cache_seen.misses));
+    pgw_metric_set(pgw_metrics_series(s->m_cache_entries, NULL),
+                   (double)st.entries);
+    pgw_metric_set(pgw_metrics_series(s->m_cache_bytes, NULL),
+                   (double)st.bytes);
+    pgw_metric_set(pgw_metrics_series(s->m_cache_live, NULL), st.live ? 1 : 0);
+    s->cache_seen = st;
+}
+
+/* The installation cache's metric families, when it is on. */
+static int register_cache_metrics(struct serve *s)
+{
+    static const char *const result[] = {"result"};
+    int rc;
+
+    rc = pgw_metrics_register(
+        s->metrics, PGW_METRIC_COUNTER,
+        "pushgw_installation_cache_lookups_total",
+        "Recipient names looked up in the installation cache.", result, 1, 0,
+        NULL, 0, &s->m_cache_lookups);
+    if (rc == 0)
+        rc = pgw_metrics_register(s->metrics, PGW_METRIC_GAUGE,
+                                  "pushgw_installation_cache_entries",
+                                  "Recipient names in the installation cache.",
+                                  NULL, 0, 0, NULL, 0, &s->m_cache_entries);
+    if (rc == 0)
+        rc = pgw_metrics_register(s->metrics, PGW_METRIC_GAUGE,
+                                  "pushgw_installation_cache_bytes",
+                                  "Memory the installation cache holds.", NULL,
+                                  0, 0, NULL, 0, &s->m_cache_bytes);
+    if (rc == 0)
+        rc = pgw_metrics_register(
+            s->metrics, PGW_METRIC_GAUGE, "pushgw_installation_cache_live",
+            "1 while the installation cache is used (its LISTEN connection "
+            "is up), else 0.",
+            NULL, 0, 0, NULL, 0, &s->m_cache_live);
+    if (rc < 0)
+        return rc;
+    return pgw_metrics_add_collector(s->metrics, collect_cache, s);
+}
 
 static bool on_reserve(void *arg, size_t recipients)
 {
@@ -272,6 +328,11 @@ static int setup(struct serve *s)
     rc = pgw_store_new(s->base, &so, &s->store);
     if (rc < 0)
         goto out;
+    if (so.cache_bytes) {
+        rc = register_cache_metrics(s);
+        if (rc < 0)
+            goto out;
+    }
 
     memset(&dopt, 0, sizeof(dopt));
     dopt.base = s->base;

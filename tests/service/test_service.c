@@ -242,6 +242,25 @@ static void test_template_and_badge(void **state)
     assert_non_null(strstr(m, "pushgw_events_total{app=\"demo\","
                               "result=\"accepted\"} 2"));
     assert_non_null(strstr(m, "pushgw_push_latency_seconds_count 5"));
+    /* The installation cache: on, and asked once per lookup (the first
+     * stops at its first name, not cached yet; the second finds Jerry
+     * unless a notification of the seed's inserts overtook the first). */
+    {
+        const char *hit = strstr(
+            m, "pushgw_installation_cache_lookups_total{result=\"hit\"} ");
+        const char *miss = strstr(
+            m, "pushgw_installation_cache_lookups_total{result=\"miss\"} ");
+        int h = -1, mi = -1;
+
+        assert_non_null(hit);
+        assert_non_null(miss);
+        assert_int_equal(sscanf(strchr(hit, '}') + 2, "%d", &h), 1);
+        assert_int_equal(sscanf(strchr(miss, '}') + 2, "%d", &mi), 1);
+        assert_int_equal(h + mi, 2);
+        assert_true(mi >= 1);
+        assert_non_null(strstr(m, "pushgw_installation_cache_live 1"));
+        assert_non_null(strstr(m, "pushgw_installation_cache_entries "));
+    }
     assert_non_null(strstr(m, "pushgw_provider_connections{provider=\"fcm\","
                               "state=\"ready\"} "));
     assert_null(strstr(m, "pushgw_provider_connections{provider=\"fcm\","
