@@ -501,10 +501,13 @@ struct op {
     char data[];
 };
 
-/* The |i|-th row of the |k|-th member of an increment batch. */
+/* The |i|-th row of the |k|-th member of an increment batch; the rows of
+ * one id make |n| increments, and this one's is the |r|-th (0-based):
+ * members for the same event share one. */
 struct inc_ent {
     int64_t id;
     uint32_t k, i;
+    uint32_t n, r;
 };
 
 /* A cached lookup's rows live in |data|. */
@@ -535,7 +538,8 @@ struct conn {
     struct event *timer; /* reconnect backoff */
     unsigned backoff_ms;
     struct op_list inflight; /* sent, in pipeline order */
-    bool listener; /* the cache's LISTEN connection, not in the pool */
+    bool listener;       /* the cache's LISTEN connection, not in the pool */
+    unsigned sent_in_op; /* statements op_send() queued for the op */
 };
 
 struct sbuf {
@@ -897,7 +901,7 @@ static const struct {
                        "EXISTS (SELECT 1 FROM push_retries WHERE event_id = "
                        "$1::int8)"},
     /* Sent first in the transactions that change badges (ST_FIND,
-     * ST_FIND_ONE_INC, ST_UNDO_BADGES).
+     * ST_FIND_ONE_INC, ST_INC_IDS, ST_UNDO_BADGES).
      * - Lock order: an update takes its row locks in the order its plan
      *   visits the rows, and that order must be the ids': two of them
      *   locking the same devices in different orders deadlock (one fails
@@ -913,11 +917,16 @@ static const struct {
      *   that: the event's first pass ends later in a durable commit, whose
      *   flush covers this earlier WAL; a crash before it works the event
      *   again anyway. One fsync per event was the chat limit.
+     * - A row lock held elsewhere (an operator's open transaction) fails
+     *   the statement after 5 s instead of holding its connection, and
+     *   with ST_INC_IDS every cached lookup queued behind it: the lookups
+     *   fail, and their events are worked again after their leases.
      * Transaction-local, like every set_config(…, true). */
     [ST_BADGE_TXN] = {"pgw_badge_txn",
                       "SELECT set_config('enable_seqscan', 'off', true), "
                       "set_config('enable_hashjoin', 'off', true), "
-                      "set_config('synchronous_commit', 'off', true)"},
+                      "set_config('synchronous_commit', 'off', true), "
+                      "set_config('lock_timeout', '5s', true)"},
     /* $1: installation ids, an id once per increment to take back (the
      * parts of one lookup matched it more than once). Locked in id
      * order, as the lookups lock them (ST_BADGE_TXN). */
@@ -1308,6 +1317,11 @@ static void conn_fail(struct conn *c, const char *what, const char *msg)
     conn_close(c);
     c->state = CONN_DOWN;
     c->inflight = (struct op_list){0};
+    /* The server is gone for the pool: the listener may not have noticed
+     * yet, and notifications may be lost in between. */
+    if (!c->listener && self->n_up == 0 && self->listen &&
+        self->listen->state != CONN_DOWN)
+        conn_fail(self->listen, "", "the database connections are down");
     if (!c->listener && self->n_up == 0 && !self->failing) {
         self->failing = true;
         pgw_log_warn("database unavailable: %s", self->last_error);
@@ -1400,8 +1414,19 @@ static void conn_prepare(struct conn *c)
     }
     event_add(c->rev, NULL);
     if (c->listener) {
+        /* Listening is not enough: the triggers must be there (and on) to
+         * announce anything, else the cache would never be told of a
+         * change. Division by zero when they are not. */
         if (!PQsendQueryParams(c->pg, "LISTEN pushgw_installations", 0, NULL,
-                               NULL, NULL, NULL, 0)) {
+                               NULL, NULL, NULL, 0) ||
+            !PQsendQueryParams(
+                c->pg,
+                "SELECT 1 / (count(*) = 3)::int FROM pg_trigger WHERE "
+                "tgrelid = 'installations'::regclass AND tgenabled <> 'D' "
+                "AND tgname IN ('installations_changed_update', "
+                "'installations_changed_insert_delete', "
+                "'installations_changed_truncate')",
+                0, NULL, NULL, NULL, NULL, 0)) {
             conn_fail(c, "could not listen: ", PQerrorMessage(c->pg));
             return;
         }
@@ -1498,7 +1523,18 @@ static void conn_poll(struct conn *c)
 
 static void conn_start(struct conn *c)
 {
-    c->pg = PQconnectStart(c->store->conninfo);
+    /* The listener only ever reads: TCP keepalives are how it learns
+     * that the server went away without a word (a failover, a cut
+     * network), after about a minute instead of two hours. Later values
+     * override what the connection string says. */
+    static const char *const keys[] = {
+        "dbname",           "keepalives",
+        "keepalives_idle",  "keepalives_interval",
+        "keepalives_count", NULL};
+    const char *values[] = {c->store->conninfo, "1", "30", "10", "3", NULL};
+
+    c->pg = c->listener ? PQconnectStartParams(keys, values, 1)
+                        : PQconnectStart(c->store->conninfo);
     if (!c->pg) {
         conn_fail(c, "could not connect: ", "out of memory");
         return;
@@ -1614,8 +1650,10 @@ static void conn_read(struct conn *c)
                           c->listener ? "could not listen for installation "
                                         "changes: "
                                       : "could not prepare statements: ",
-                          "schema missing or not migrated (run 'pushgw "
-                          "migrate')");
+                          c->listener ? "migration 0007's triggers missing "
+                                        "or disabled (run 'pushgw migrate')"
+                                      : "schema missing or not migrated (run "
+                                        "'pushgw migrate')");
                 return;
             }
             conn_up(c);
@@ -1688,6 +1726,7 @@ static const bool stmt_replan[ST__COUNT] = {
 static int send_stmt(struct conn *c, enum stmt_id id, unsigned n,
                      const char *const *params)
 {
+    c->sent_in_op++;
     if (stmt_replan[id])
         return PQsendQueryParams(c->pg, stmts[id].sql, (int)n, NULL, params,
                                  NULL, NULL, 0)
@@ -1837,24 +1876,35 @@ static int cmp_inc_ent(const void *a, const void *b)
     return x->k < y->k ? -1 : x->k > y->k;
 }
 
-/* The cached lookups merged in |op| as ST_INC_IDS's parameters: their iOS
+/*
+ * The cached lookups merged in |op| as ST_INC_IDS's parameters: their iOS
  * rows sorted by id, then caller (kept in |op->ents| for the results),
- * each id once with its number of callers. */
+ * each id once with its number of increments: one per event among its
+ * callers, one per caller without an event. Parts of one event, queued
+ * together, thus increment a device they share once and get one badge
+ * (store.h); that one increment keeps the once-per-event rule.
+ */
 static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
 {
     struct sbuf *id = &self->arr[0], *cnt = &self->arr[1], *ev = &self->arr[2];
     const char *params[3];
-    const struct op *m;
+    const struct op **mem, *m;
     size_t n = 0, j;
     uint32_t k = 0;
 
+    mem = calloc(op->n_members ? op->n_members : 1, sizeof(*mem));
     op->ents = malloc((op->n_names ? op->n_names : 1) * sizeof(*op->ents));
-    if (!op->ents)
+    if (!mem || !op->ents) {
+        free(mem);
         return PGW_ERR_NOMEM;
-    for (m = op->members; m; m = m->next, k++)
+    }
+    for (m = op->members; m && k < op->n_members; m = m->next, k++) {
+        mem[k] = m;
         for (size_t i = 0; i < m->n_inst && n < op->n_names; i++)
             if (strcmp(m->inst[i].device_type, "ios") == 0)
-                op->ents[n++] = (struct inc_ent){m->inst[i].id, k, (uint32_t)i};
+                op->ents[n++] =
+                    (struct inc_ent){m->inst[i].id, k, (uint32_t)i, 0, 0};
+    }
     op->n_ents = n;
     qsort(op->ents, n, sizeof(*op->ents), cmp_inc_ent);
     sb_reset(id);
@@ -1864,21 +1914,35 @@ static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
     sb_put(cnt, "{", 1);
     sb_put(ev, "{", 1);
     for (size_t i = 0; i < n; i = j) {
+        uint32_t keys = 0;
+        int64_t first_ev;
+
         for (j = i + 1; j < n && op->ents[j].id == op->ents[i].id; j++)
             ;
+        /* a caller's increment is the one of the first caller before it
+         * with the same event, else a new one */
+        for (size_t x = i; x < j; x++) {
+            int64_t e = mem[op->ents[x].k]->event_id;
+            size_t y = i;
+
+            while (e > 0 && y < x && mem[op->ents[y].k]->event_id != e)
+                y++;
+            op->ents[x].r = e > 0 && y < x ? op->ents[y].r : keys++;
+        }
+        for (size_t x = i; x < j; x++)
+            op->ents[x].n = keys;
+        first_ev = mem[op->ents[i].k]->event_id;
         sb_sep(id, 1);
         sb_int_elem(id, op->ents[i].id);
         sb_sep(cnt, 1);
-        sb_int_elem(cnt, (long long)(j - i));
+        sb_int_elem(cnt, keys);
         sb_sep(ev, 1);
-        m = op->members;
-        for (k = 0; k < op->ents[i].k; k++)
-            m = m->next;
-        if (j - i == 1 && m->event_id > 0)
-            sb_int_elem(ev, m->event_id);
+        if (keys == 1 && first_ev > 0)
+            sb_int_elem(ev, first_ev);
         else
             sb_put(ev, "NULL", 4);
     }
+    free(mem);
     sb_put(id, "}", 1);
     sb_put(cnt, "}", 1);
     sb_put(ev, "}", 1);
@@ -1897,6 +1961,7 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
 {
     int rc = 0;
 
+    c->sent_in_op = 0;
     switch (op->kind) {
     case OP_BATCH_INSERT:
         rc = send_batch(self, c, op, 0, 6, ST_INSERT);
@@ -1961,7 +2026,11 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
         rc = PGW_ERR_INVAL;
         break;
     }
-    if (rc == PGW_ERR_NOMEM || rc == PGW_ERR_INVAL)
+    /* Out of memory after a statement went into the pipeline: without
+     * its sync it would join the next operation's transaction (its
+     * results counted as that one's, ST_BADGE_TXN's settings applied to
+     * it), so the connection goes as if it had broken. */
+    if ((rc == PGW_ERR_NOMEM || rc == PGW_ERR_INVAL) && c->sent_in_op == 0)
         return rc;
     if (rc < 0 || !PQpipelineSync(c->pg))
         return PGW_ERR_DB;
@@ -2435,9 +2504,10 @@ static int cmp_inc_res(const void *a, const void *b)
 
 /*
  * The increments of cached lookups: rows (id, new badge). The callers of
- * one id (|op->ents|, in caller order) get the new badge minus their
- * number, plus 1, 2, ...; a row not returned (not a valid iOS
- * installation any more) is left out of every caller's rows.
+ * one id (|op->ents|, in caller order) get the new badge minus its number
+ * of increments, plus the rank of theirs (1, 2, ...; callers of one event
+ * share one); a row not returned (not a valid iOS installation any more)
+ * is left out of every caller's rows.
  */
 static void complete_incs(struct op *op)
 {
@@ -2476,11 +2546,11 @@ static void complete_incs(struct op *op)
         while (row < nr && res[row].id < e->id)
             row++;
         for (size_t x = i; x < j; x++) {
-            struct pgw_store_installation *d =
-                &mem[op->ents[x].k]->inst[op->ents[x].i];
+            const struct inc_ent *ex = &op->ents[x];
+            struct pgw_store_installation *d = &mem[ex->k]->inst[ex->i];
 
             if (row < nr && res[row].id == e->id)
-                d->badge = res[row].badge - (int)(j - i) + (int)(x - i) + 1;
+                d->badge = res[row].badge - (int)ex->n + (int)ex->r + 1;
             else
                 d->id = 0; /* left out below */
         }

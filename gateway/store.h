@@ -172,7 +172,9 @@ struct pgw_store_installation {
     const char *device_token;
     const char *const *channels;
     size_t n_channels;
-    int badge;                /* after the increment when one was made */
+    /* after the increment when one was made; without one, the stored
+     * value, or 0 when the cache answered */
+    int badge;
     const char *apns_topic;   /* NULL: the app's */
     const char *apns_team_id; /* NULL: any team */
 };

@@ -831,6 +831,23 @@ static void test_installation_cache(void **state)
         assert_int_equal(r.rows[0].badge, 5);
     }
     expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "5");
+    /* two parts of one event in one statement: one increment, one badge */
+    done = 0;
+    r = (struct find_res){.done = &done};
+    r2 = (struct find_res){.done = &done};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", spike, 1, NULL, 100,
+                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
+                             on_find, i ? &r2 : &r),
+                         0);
+    run_until(f->base, &done, 2, 10000);
+    assert_int_equal(r.rows[0].badge, 6);
+    assert_int_equal(r2.rows[0].badge, 6);
+    expect_sql(f->db,
+               "SELECT badge || ':' || badge_event_id FROM installations "
+               "WHERE id = 7",
+               "6:100");
 
     /* every change an operator makes is heard of */
     change(f, "UPDATE installations SET channels = '{Tom}' WHERE id = 3");
@@ -908,7 +925,8 @@ static void test_cache_listener_lost(void **state)
     expect_sql(f->db,
                "SELECT count(pg_terminate_backend(pid)) FROM "
                "pg_stat_activity WHERE datname = current_database() AND "
-               "query = 'LISTEN pushgw_installations'",
+               "pid <> pg_backend_pid() AND query LIKE "
+               "'SELECT 1 / (count(*) = 3)::int FROM pg_trigger%'",
                "1");
     wait_cache_live(f, false);
     assert_int_equal(cache_stats(f).entries, 0);
@@ -923,6 +941,94 @@ static void test_cache_listener_lost(void **state)
     find(f, &r, jerry, 1, NULL, true);
     expect_id_list(&r, "1,2,4");
     assert_int_equal(cache_stats(f).hits, hits + 1);
+}
+
+static void run_until_sql(struct fx *f, const char *sql, const char *want,
+                          int ms);
+static void pq_ok(PGconn *c, const char *sql);
+
+/* A row lock held elsewhere fails the increments waiting for it after
+ * the lock timeout (5 s), and the lookups queued behind them go on. */
+static void test_cache_lock_timeout(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"}, *spike[] = {"Spike"};
+    struct find_res r, r2;
+    PGconn *holder;
+    int done = 0;
+    int64_t t0;
+
+    seed_installations(f->db);
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    cache_settle(f);
+    find(f, &r, spike, 1, NULL, false);
+    find(f, &r, jerry, 1, NULL, false);
+    holder = PQconnectdb(f->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    pq_ok(holder, "BEGIN");
+    pq_ok(holder, "SELECT 1 FROM installations WHERE id = 7 FOR UPDATE");
+
+    t0 = now_ms();
+    r = (struct find_res){.done = &done};
+    assert_int_equal(
+        pgw_store_find_installations(f->store, "demo", spike, 1, NULL, 0,
+                                     PGW_STORE_FIND_INCREMENT, on_find, &r),
+        0);
+    run_until_sql(f,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                  "current_database() AND wait_event_type = 'Lock'",
+                  "1", 10000);
+    r2 = (struct find_res){.done = &done};
+    assert_int_equal(
+        pgw_store_find_installations(f->store, "demo", jerry, 1, NULL, 0,
+                                     PGW_STORE_FIND_INCREMENT, on_find, &r2),
+        0);
+    run_until(f->base, &done, 2, 15000);
+    assert_int_equal(r.err, PGW_ERR_DB);
+    assert_true(now_ms() - t0 >= 4500);
+    assert_int_equal(r2.err, 0);
+    expect_id_list(&r2, "1,2,3,4");
+    pq_ok(holder, "ROLLBACK");
+    PQfinish(holder);
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "0");
+}
+
+/* Without migration 0007's triggers (or with one disabled) nothing would
+ * tell the cache of a change: it is not used until they are back. */
+static void test_cache_needs_triggers(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"};
+    struct pgw_store_options o = {.conninfo = f->db,
+                                  .pool_size = 2,
+                                  .owner = "test-owner-c",
+                                  .cache_bytes = 1 << 20};
+    struct find_res r;
+    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 20000};
+    int64_t until;
+
+    seed_installations(f->db);
+    exec_sql(f->db, "ALTER TABLE installations DISABLE TRIGGER "
+                    "installations_changed_update");
+    pgw_store_free(f->store);
+    assert_int_equal(pgw_store_new(f->base, &o, &f->store), 0);
+    wait_up(f->base, f->store, 10000);
+    event_add(tick, &tv);
+    until = now_ms() + 1000;
+    while (now_ms() < until)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(tick);
+    assert_false(cache_stats(f).live);
+    find(f, &r, jerry, 1, NULL, false);
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,3,4");
+    assert_int_equal(cache_stats(f).hits + cache_stats(f).misses, 0);
+
+    exec_sql(f->db, "ALTER TABLE installations ENABLE TRIGGER "
+                    "installations_changed_update");
+    wait_cache_live(f, true);
 }
 
 /* updated_at (migration 0007): set by a registration change, not by a
@@ -1940,6 +2046,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_installation_cache, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_listener_lost, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_lock_timeout, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_needs_triggers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_updated_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
