@@ -194,6 +194,35 @@ static const char *put_str(char **cur, const char *s)
     return d;
 }
 
+size_t pgw_icache_dev_size(const struct pgw_store_installation *d)
+{
+    size_t size = d->n_channels * sizeof(char *);
+
+    size += str_size(d->installation_id) + str_size(d->device_type) +
+            str_size(d->device_token) + str_size(d->apns_topic) +
+            str_size(d->apns_team_id);
+    for (size_t k = 0; k < d->n_channels; k++)
+        size += str_size(d->channels[k]);
+    return size;
+}
+
+void pgw_icache_dev_copy(struct pgw_store_installation *dst,
+                         const struct pgw_store_installation *src,
+                         const char ***chan, char **text)
+{
+    dst->id = src->id;
+    dst->badge = 0;
+    dst->installation_id = put_str(text, src->installation_id);
+    dst->device_type = put_str(text, src->device_type);
+    dst->device_token = put_str(text, src->device_token);
+    dst->apns_topic = put_str(text, src->apns_topic);
+    dst->apns_team_id = put_str(text, src->apns_team_id);
+    dst->channels = *chan;
+    dst->n_channels = src->n_channels;
+    for (size_t k = 0; k < src->n_channels; k++)
+        *(*chan)++ = put_str(text, src->channels[k]);
+}
+
 /* Doubles the table when it holds more entries than buckets; a failed
  * allocation only leaves the chains longer. */
 static void maybe_grow(struct pgw_icache *self)
@@ -239,16 +268,10 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
 
     text = str_size(app) + str_size(name);
     for (size_t i = 0; i < n; i++) {
-        const struct pgw_store_installation *d = devs[i];
-
-        n_chan += d->n_channels;
-        text += str_size(d->installation_id) + str_size(d->device_type) +
-                str_size(d->device_token) + str_size(d->apns_topic) +
-                str_size(d->apns_team_id);
-        for (size_t k = 0; k < d->n_channels; k++)
-            text += str_size(d->channels[k]);
+        n_chan += devs[i]->n_channels;
+        text += pgw_icache_dev_size(devs[i]);
     }
-    size = sizeof(*e) + n * sizeof(*e->dev) + n_chan * sizeof(*chan) + text;
+    size = sizeof(*e) + n * sizeof(*e->dev) + text;
     if (size > self->max_bytes)
         return 0;
     while (self->tail && self->st.bytes + size > self->max_bytes) {
@@ -267,21 +290,8 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
     cur = (char *)(chan + n_chan);
     e->app = put_str(&cur, app);
     e->name = put_str(&cur, name);
-    for (size_t i = 0; i < n; i++) {
-        const struct pgw_store_installation *d = devs[i];
-        struct pgw_store_installation *c = &e->dev[i];
-
-        c->id = d->id;
-        c->installation_id = put_str(&cur, d->installation_id);
-        c->device_type = put_str(&cur, d->device_type);
-        c->device_token = put_str(&cur, d->device_token);
-        c->apns_topic = put_str(&cur, d->apns_topic);
-        c->apns_team_id = put_str(&cur, d->apns_team_id);
-        c->channels = chan;
-        c->n_channels = d->n_channels;
-        for (size_t k = 0; k < d->n_channels; k++)
-            *chan++ = put_str(&cur, d->channels[k]);
-    }
+    for (size_t i = 0; i < n; i++)
+        pgw_icache_dev_copy(&e->dev[i], devs[i], &chan, &cur);
     e->hnext = self->buckets[hash & (self->n_buckets - 1)];
     self->buckets[hash & (self->n_buckets - 1)] = e;
     lru_push_front(self, e);

@@ -59,4 +59,17 @@ void pgw_icache_clear(struct pgw_icache *self);
 void pgw_icache_get_stats(const struct pgw_icache *self,
                           struct pgw_icache_stats *ret_stats);
 
+/*
+ * Deep copies of devices, into one allocation: pgw_icache_dev_size() is
+ * what |d|'s channel pointers and strings take; pgw_icache_dev_copy()
+ * copies |src| to |dst| with its channel pointers at *|chan| and its
+ * strings at *|text| (both advanced past what it wrote; the pointers
+ * first in the allocation, as they need its alignment). The badge is
+ * not copied (0).
+ */
+size_t pgw_icache_dev_size(const struct pgw_store_installation *d);
+void pgw_icache_dev_copy(struct pgw_store_installation *dst,
+                         const struct pgw_store_installation *src,
+                         const char ***chan, char **text);
+
 #endif

@@ -2978,36 +2978,6 @@ static int cmp_dev_ptr(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* The size of |d|'s strings, NULs included, and its channels' pointers. */
-static size_t dev_size(const struct pgw_store_installation *d)
-{
-    size_t size = d->n_channels * sizeof(char *);
-
-    size += strlen(d->device_type) + strlen(d->device_token) + 2;
-    if (d->installation_id)
-        size += strlen(d->installation_id) + 1;
-    if (d->apns_topic)
-        size += strlen(d->apns_topic) + 1;
-    if (d->apns_team_id)
-        size += strlen(d->apns_team_id) + 1;
-    for (size_t k = 0; k < d->n_channels; k++)
-        size += strlen(d->channels[k]) + 1;
-    return size;
-}
-
-static const char *copy_str(char **cur, const char *s)
-{
-    size_t len;
-    char *d = *cur;
-
-    if (!s)
-        return NULL;
-    len = strlen(s) + 1;
-    memcpy(d, s, len);
-    *cur += len;
-    return d;
-}
-
 /*
  * A lookup from the cache: 1 when a name is not cached (Postgres it is);
  * else queued as an OP_CACHED operation holding a copy of its rows, on
@@ -3056,7 +3026,8 @@ static int find_cached(struct pgw_store *self, const char *app_id,
         if (n_u && all[n_u - 1]->id == all[i]->id)
             continue;
         all[n_u++] = all[i];
-        size += sizeof(struct pgw_store_installation) + dev_size(all[i]);
+        size +=
+            sizeof(struct pgw_store_installation) + pgw_icache_dev_size(all[i]);
         n_ios += strcmp(all[i]->device_type, "ios") == 0;
     }
     op = calloc(1, sizeof(*op) + size);
@@ -3072,20 +3043,8 @@ static int find_cached(struct pgw_store *self, const char *app_id,
         chan += all[i]->n_channels;
     cur = (char *)chan;
     chan = (const char **)(void *)(op->inst + n_u);
-    for (size_t i = 0; i < n_u; i++) {
-        struct pgw_store_installation *d = &op->inst[i];
-
-        d->id = all[i]->id;
-        d->installation_id = copy_str(&cur, all[i]->installation_id);
-        d->device_type = copy_str(&cur, all[i]->device_type);
-        d->device_token = copy_str(&cur, all[i]->device_token);
-        d->apns_topic = copy_str(&cur, all[i]->apns_topic);
-        d->apns_team_id = copy_str(&cur, all[i]->apns_team_id);
-        d->channels = chan;
-        d->n_channels = all[i]->n_channels;
-        for (size_t k = 0; k < d->n_channels; k++)
-            *chan++ = copy_str(&cur, all[i]->channels[k]);
-    }
+    for (size_t i = 0; i < n_u; i++)
+        pgw_icache_dev_copy(&op->inst[i], all[i], &chan, &cur);
     free(all);
     op->flag = (flags & PGW_STORE_FIND_INCREMENT) && n_ios > 0;
     op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;

@@ -21,42 +21,43 @@
 -- badge-only update costs the AFTER trigger's WHEN test alone; a change of
 -- the registration costs a second update of the row (of updated_at only,
 -- which fires no trigger). That update runs with the rights of the
--- function's owner (who ran the migration), as the BEFORE trigger's
--- assignment needed none: a role allowed to update only some columns of
--- installations can still change a registration.
-CREATE FUNCTION pushgw_installation_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+-- function's owner (who ran the migration) and the migration's
+-- search_path, as the BEFORE trigger's assignment needed none: a role
+-- allowed to update only some columns of installations can still change
+-- a registration.
+CREATE FUNCTION pushgw_installation_payload(app text, channels text[])
+RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    p text;
+    p text := json_build_object('app', app, 'channels', channels);
+BEGIN
+    IF octet_length(p) > 7000 THEN
+        p := json_build_object('app', app);
+    END IF;
+    IF octet_length(p) > 7000 THEN
+        p := '{}';
+    END IF;
+    RETURN p;
+END
+$$;
+
+CREATE FUNCTION pushgw_installation_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         PERFORM pg_notify('pushgw_installations', '{}');
         RETURN NULL;
     END IF;
     IF TG_OP = 'UPDATE' THEN
-        EXECUTE format('UPDATE %I.%I SET updated_at = now() WHERE id = $1',
-                       TG_TABLE_SCHEMA, TG_TABLE_NAME) USING NEW.id;
+        UPDATE installations SET updated_at = now() WHERE id = NEW.id;
     END IF;
+    -- the same payload twice in one transaction is sent once
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        p := json_build_object('app', OLD.app_id, 'channels', OLD.channels);
-        IF octet_length(p) > 7000 THEN
-            p := json_build_object('app', OLD.app_id);
-        END IF;
-        IF octet_length(p) > 7000 THEN
-            p := '{}';
-        END IF;
-        PERFORM pg_notify('pushgw_installations', p);
+        PERFORM pg_notify('pushgw_installations',
+            pushgw_installation_payload(OLD.app_id, OLD.channels));
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        p := json_build_object('app', NEW.app_id, 'channels', NEW.channels);
-        IF octet_length(p) > 7000 THEN
-            p := json_build_object('app', NEW.app_id);
-        END IF;
-        IF octet_length(p) > 7000 THEN
-            p := '{}';
-        END IF;
-        -- the same payload twice in one transaction is sent once
-        PERFORM pg_notify('pushgw_installations', p);
+        PERFORM pg_notify('pushgw_installations',
+            pushgw_installation_payload(NEW.app_id, NEW.channels));
     END IF;
     RETURN NULL;
 END

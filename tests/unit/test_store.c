@@ -870,6 +870,14 @@ static void test_installation_cache(void **state)
     assert_string_equal(r.rows[0].token, "new1");
     find(f, &r, jerry, 1, NULL, false); /* from the cache again */
     assert_string_equal(r.rows[0].token, "new1");
+    /* channels too long for a notification: the whole app is forgotten */
+    assert_true(cache_stats(f).entries >= 2);
+    change(f, "UPDATE installations SET channels = channels || ARRAY(SELECT "
+              "repeat('c', 100) || g FROM generate_series(1, 80) g) WHERE "
+              "id = 7");
+    assert_int_equal(cache_stats(f).entries, 0);
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,20");
 
     /* a change not heard of (replica mode: no trigger fires): the
      * increment leaves out the device Postgres no longer has valid */
