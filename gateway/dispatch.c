@@ -236,6 +236,10 @@ struct pgw_dispatch {
      * database, claims wait), so a backlog stays in the database. */
     size_t wait_recipients;
     bool claiming;
+    /* pgw_dispatch_backlog_stored() calls, and their count when the claim
+     * in flight was sent: one that came after may have committed after
+     * the claim's snapshot, so the backlog is claimed again */
+    uint64_t stored_gen, claim_stored_gen;
     bool claiming_retries;
     /* Unleased events may be waiting in the database: an intake found no
      * room (pgw_dispatch_reserve failed) or the last claim came back
@@ -1646,6 +1650,14 @@ bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
                self->max_pending;
 }
 
+void pgw_dispatch_backlog_stored(struct pgw_dispatch *self)
+{
+    self->stored_gen++;
+    self->backlog_hint = true;
+    if (!self->closing && self->pump_ev)
+        event_active(self->pump_ev, EV_TIMEOUT, 0);
+}
+
 bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients)
 {
     if (!pgw_dispatch_can_accept(self)) {
@@ -1692,8 +1704,10 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
     d->claiming = false;
     if (err < 0 || !d->rt)
         return;
-    /* A full batch: more may be waiting (see claim_events). */
-    d->backlog_hint = n >= d->claim_asked;
+    /* A full batch: more may be waiting (see claim_events); so may events
+     * stored while the claim was on its way. */
+    d->backlog_hint =
+        n >= d->claim_asked || d->stored_gen != d->claim_stored_gen;
     for (size_t i = 0; i < n; i++) {
         struct pgw_event *ev = NULL;
         struct pgw_event_error perr;
@@ -1968,6 +1982,7 @@ static void claim_events(struct pgw_dispatch *d, size_t min_room)
                                on_claimed, d) == 0) {
         d->claiming = true;
         d->claim_asked = room;
+        d->claim_stored_gen = d->stored_gen;
     }
 }
 

@@ -572,7 +572,7 @@ static void intake_free(struct intake *in)
 static void intake_finish(struct intake *in)
 {
     struct pgw_http_api *api = in->api;
-    size_t n_failed = 0, n_new = 0, n_dup = 0;
+    size_t n_failed = 0, n_new = 0, n_dup = 0, n_unleased = 0;
     struct evbuffer *body = NULL;
 
     intake_unlink(in);
@@ -585,6 +585,8 @@ static void intake_finish(struct intake *in)
             n_dup++;
         else
             n_new++;
+        if (fresh && !it->reserved)
+            n_unleased++;
         if (api != NULL && it->reserved && api->dispatch.accepted != NULL) {
             /* the count the reservation was made with */
             size_t recipients = it->ev->n_offline_peers;
@@ -600,6 +602,8 @@ static void intake_finish(struct intake *in)
             }
         }
     }
+    if (api != NULL && n_unleased > 0 && api->dispatch.stored != NULL)
+        api->dispatch.stored(api->dispatch.arg);
     if (api != NULL) {
         api->accepted_total += (int64_t)n_new;
         count_result(api, in->app_id, R_ACCEPTED, (double)n_new);

@@ -109,6 +109,9 @@ struct pgw_http_api_dispatch {
     bool (*reserve)(void *arg, size_t recipients);
     void (*accepted)(void *arg, int64_t event_id, const char *app_id,
                      struct pgw_event *ev, size_t recipients);
+    /* once per request whose new events include one stored without a
+     * reservation (may be NULL) */
+    void (*stored)(void *arg);
     void *arg;
 };
 

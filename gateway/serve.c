@@ -110,6 +110,12 @@ static bool on_reserve(void *arg, size_t recipients)
     return pgw_dispatch_reserve(s->dispatch, recipients);
 }
 
+static void on_stored(void *arg)
+{
+    struct serve *s = arg;
+    pgw_dispatch_backlog_stored(s->dispatch);
+}
+
 static void on_accepted(void *arg, int64_t event_id, const char *app_id,
                         struct pgw_event *ev, size_t recipients)
 {
@@ -361,6 +367,7 @@ static int setup(struct serve *s)
     ho.metrics = s->metrics;
     ho.dispatch.reserve = on_reserve;
     ho.dispatch.accepted = on_accepted;
+    ho.dispatch.stored = on_stored;
     ho.dispatch.arg = s;
     ho.ready = on_ready;
     ho.ready_arg = s;

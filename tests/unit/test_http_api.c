@@ -53,6 +53,7 @@ struct fx {
     atomic_int reserved;
     atomic_int accepted; /* events handed over */
     atomic_int released; /* reservations given back */
+    atomic_int stored;   /* requests with events stored unleased */
     atomic_llong last_id;
 };
 
@@ -81,6 +82,12 @@ static void fx_accepted(void *arg, int64_t event_id, const char *app_id,
     atomic_store(&fx->last_id, event_id);
     atomic_fetch_add(&fx->accepted, 1);
     pgw_event_free(ev);
+}
+
+static void fx_stored(void *arg)
+{
+    struct fx *fx = arg;
+    atomic_fetch_add(&fx->stored, 1);
 }
 
 static bool fx_ready(void *arg, const char **ret_reason)
@@ -325,7 +332,7 @@ static struct fx *fx_start(const struct fx_opts *o)
         .cfg = fx->cfg,
         .store = fx->store,
         .metrics = fx->metrics,
-        .dispatch = {fx_reserve, fx_accepted, fx},
+        .dispatch = {fx_reserve, fx_accepted, fx_stored, fx},
         .ready = fx_ready,
         .ready_arg = fx,
         .lease_ms = 30000,
@@ -1035,6 +1042,12 @@ static void test_dispatcher_full(void **state)
         1);
     assert_int_equal(atomic_load(&fx->accepted), 0);
     assert_int_equal(atomic_load(&fx->reserved), 0);
+    /* the dispatcher is told once it is stored, to claim it */
+    assert_int_equal(atomic_load(&fx->stored), 1);
+    /* a duplicate of it stores nothing */
+    post(fx, SINGLE, EV_OK ",\"msgId\":\"nolease\"}", &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(atomic_load(&fx->stored), 1);
 }
 
 static void test_inflight_cap(void **state)
