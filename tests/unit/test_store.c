@@ -706,8 +706,9 @@ static void cache_settle(struct fx *f)
     event_free(tick);
 }
 
-/* Runs the loop until |n| more notifications than |before| came. */
-static void wait_notified(struct fx *f, uint64_t before, uint64_t n)
+/* Runs the loop until |done|(|f|, |arg|) holds; fails after 10 s. */
+static void loop_until(struct fx *f, bool (*done)(struct fx *, uint64_t),
+                       uint64_t arg)
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
@@ -715,10 +716,21 @@ static void wait_notified(struct fx *f, uint64_t before, uint64_t n)
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (cache_stats(f).notifications < before + n && now_ms() < deadline)
+    while (!done(f, arg) && now_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     event_free(tick);
-    assert_true(cache_stats(f).notifications >= before + n);
+    assert_true(done(f, arg));
+}
+
+static bool notified_at_least(struct fx *f, uint64_t n)
+{
+    return cache_stats(f).notifications >= n;
+}
+
+/* Runs the loop until |n| more notifications than |before| came. */
+static void wait_notified(struct fx *f, uint64_t before, uint64_t n)
+{
+    loop_until(f, notified_at_least, before + n);
 }
 
 /* Asserts the ids of |r|, as text: "1,2,4". */
@@ -745,6 +757,16 @@ static void change(struct fx *f, const char *sql)
     wait_notified(f, before, 1);
 }
 
+/* seed_installations() and a store with a cache in place of the
+ * fixture's, once it has heard of the seed's notifications. */
+static void use_cached_store(struct fx *f)
+{
+    seed_installations(f->db);
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    cache_settle(f);
+}
+
 /*
  * The cache answers what Postgres would, as operators change the table:
  * a lookup fills it, the next one is answered from it (its increments
@@ -761,10 +783,7 @@ static void test_installation_cache(void **state)
     struct pgw_store_cache_stats st;
     int done = 0;
 
-    seed_installations(f->db);
-    pgw_store_free(f->store);
-    f->store = open_cached_store(f->base, f->db);
-    cache_settle(f);
+    use_cached_store(f);
 
     find(f, &r, jt, 2, NULL, false);
     expect_id_list(&r, "1,2,3,4");
@@ -896,19 +915,15 @@ static void test_installation_cache(void **state)
     expect_id_list(&r, "");
 }
 
+static bool live_is(struct fx *f, uint64_t live)
+{
+    return cache_stats(f).live == (live != 0);
+}
+
 /* Runs the loop until the cache is |live| or not. */
 static void wait_cache_live(struct fx *f, bool live)
 {
-    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
-    struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + 10000;
-
-    assert_non_null(tick);
-    event_add(tick, &tv);
-    while (cache_stats(f).live != live && now_ms() < deadline)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    event_free(tick);
-    assert_int_equal(cache_stats(f).live, live);
+    loop_until(f, live_is, live);
 }
 
 /* The LISTEN connection lost: changes made meanwhile are not heard of, so
@@ -920,10 +935,7 @@ static void test_cache_listener_lost(void **state)
     struct find_res r;
     uint64_t hits;
 
-    seed_installations(f->db);
-    pgw_store_free(f->store);
-    f->store = open_cached_store(f->base, f->db);
-    cache_settle(f);
+    use_cached_store(f);
     find(f, &r, jerry, 1, NULL, false);
     find(f, &r, jerry, 1, NULL, false);
     expect_id_list(&r, "1,2,3,4");
@@ -966,10 +978,7 @@ static void test_cache_lock_timeout(void **state)
     int done = 0;
     int64_t t0;
 
-    seed_installations(f->db);
-    pgw_store_free(f->store);
-    f->store = open_cached_store(f->base, f->db);
-    cache_settle(f);
+    use_cached_store(f);
     find(f, &r, spike, 1, NULL, false);
     find(f, &r, jerry, 1, NULL, false);
     holder = PQconnectdb(f->db);
