@@ -778,7 +778,7 @@ static void test_installation_cache(void **state)
 {
     struct fx *f = *state;
     const char *jt[] = {"Jerry", "Tom"}, *jerry[] = {"Jerry"},
-               *spike[] = {"Spike"};
+               *spike[] = {"Spike"}, *tyke[] = {"Tyke"};
     struct find_res r, r2;
     struct pgw_store_cache_stats st;
     int done = 0;
@@ -824,15 +824,19 @@ static void test_installation_cache(void **state)
     r2 = (struct find_res){.done = &done};
     assert_int_equal(find_cached_pair(f, spike, &r, &r2), 0);
     run_until(f->base, &done, 2, 10000);
-    /* both went to Postgres (ST_FIND) and filled the cache */
-    assert_int_equal(cache_stats(f).hits, 4);
+    /* the first went to Postgres and filled the cache; the second, the
+     * same name, waited for that and was answered from it */
+    assert_int_equal(cache_stats(f).hits, 5);
     assert_int_equal(cache_stats(f).entries, 3);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r2.n, 1);
+    assert_true(r.rows[0].badge != r2.rows[0].badge);
     r = (struct find_res){.done = &done};
     r2 = (struct find_res){.done = &done};
     done = 0;
     assert_int_equal(find_cached_pair(f, spike, &r, &r2), 0);
     run_until(f->base, &done, 2, 10000);
-    assert_int_equal(cache_stats(f).hits, 6);
+    assert_int_equal(cache_stats(f).hits, 7);
     assert_int_equal(r.n, 1);
     assert_int_equal(r2.n, 1);
     assert_true(r.rows[0].badge != r2.rows[0].badge);
@@ -913,6 +917,26 @@ static void test_installation_cache(void **state)
     assert_int_equal(cache_stats(f).entries, 0);
     find(f, &r, jerry, 1, NULL, false);
     expect_id_list(&r, "");
+
+    /* a lookup waiting for another's fill gets its rows whether that
+     * fill happened or a notification overtook it */
+    change(f, "INSERT INTO installations (id, app_id, device_type, "
+              "device_token, channels) VALUES (30, 'demo', 'android', "
+              "'tok30', '{Tyke}'), (31, 'demo', 'ios', 'tok31', '{Spike}')");
+    done = 0;
+    r = (struct find_res){.done = &done};
+    r2 = (struct find_res){.done = &done};
+    assert_int_equal(pgw_store_find_installations(f->store, "demo", tyke, 1,
+                                                  NULL, 0, 0, on_find, &r),
+                     0);
+    assert_int_equal(pgw_store_find_installations(f->store, "demo", tyke, 1,
+                                                  NULL, 0, 0, on_find, &r2),
+                     0);
+    exec_sql(f->db, "UPDATE installations SET channels = '{Spike,Tom}' "
+                    "WHERE id = 31");
+    run_until(f->base, &done, 2, 10000);
+    expect_id_list(&r, "30");
+    expect_id_list(&r2, "30");
 }
 
 static bool live_is(struct fx *f, uint64_t live)
