@@ -241,8 +241,8 @@ struct pgw_dispatch {
      * the claim's snapshot, so the backlog is claimed again */
     uint64_t stored_gen, claim_stored_gen;
     bool claiming_retries;
-    /* Unleased events may be waiting in the database: an intake found no
-     * room (pgw_dispatch_reserve failed) or the last claim came back
+    /* Unleased events may be waiting in the database: the intake stored
+     * some (pgw_dispatch_backlog_stored) or the last claim came back
      * full. Claimed again as soon as there is room, not at the next tick
      * of claim_timer, which alone took 200 events a second. */
     bool backlog_hint;
@@ -1660,11 +1660,11 @@ void pgw_dispatch_backlog_stored(struct pgw_dispatch *self)
 
 bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients)
 {
-    if (!pgw_dispatch_can_accept(self)) {
-        /* The intake stores it unleased: claim it when there is room. */
-        self->backlog_hint = true;
+    /* Refused, the event is stored unleased; the intake says so once its
+     * insert committed (pgw_dispatch_backlog_stored): a claim sent now
+     * would not see it. */
+    if (!pgw_dispatch_can_accept(self))
         return false;
-    }
     self->reserved++;
     self->reserved_recipients += recipients;
     return true;
