@@ -502,6 +502,7 @@ void pgw_apns_stats(const struct pgw_apns *self,
             sum.requests_retried += s.requests_retried;
             sum.responses += s.responses;
             sum.timeouts += s.timeouts;
+            sum.timeouts_unsent += s.timeouts_unsent;
         }
     }
     *ret_stats = sum;

@@ -46,6 +46,13 @@
 
 #define OUT_HIGH_WATER (1024 * 1024)
 #define OUT_LOW_WATER (256 * 1024)
+/* nghttp2 keeps pointers to a request's header strings (in its |buf|)
+ * instead of copying them; see h2conn.orphans for the one case where the
+ * request ends before nghttp2 is done with them. */
+#define NV_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+/* A connection whose requests keep timing out before they are even sent
+ * is stuck: past this many such requests it is closed. */
+#define MAX_ORPHANS 1024
 #define LOCAL_WINDOW (16 * 1024 * 1024)
 #define STREAM_WINDOW (1024 * 1024)
 #define MAX_REQ_HEADERS 64
@@ -135,6 +142,11 @@ struct h2conn {
     bool want_flush;
     bool was_ready;
     bool once_sent; /* a request with index-once headers went on it */
+    /* Buffers of requests that timed out before their HEADERS went out:
+     * nghttp2 was given their header strings without a copy, so they are
+     * freed with the session (linked through their first bytes). */
+    void *orphans;
+    size_t n_orphans;
 };
 
 struct pgw_h2_pool {
@@ -471,6 +483,13 @@ static void conn_free(struct h2conn *c)
         bufferevent_free(c->bev);
     if (c->session)
         nghttp2_session_del(c->session);
+    while (c->orphans) {
+        void *next;
+
+        memcpy(&next, c->orphans, sizeof(next));
+        free(c->orphans);
+        c->orphans = next;
+    }
     if (c->addrs)
         evutil_freeaddrinfo(c->addrs);
     free(c);
@@ -1175,7 +1194,8 @@ static void apply_index_once(struct h2conn *c, struct h2req *r)
     for (size_t i = 0; i < r->nva_len - 4; i++)
         if (r->index_once & ((uint64_t)1 << i))
             r->nva[4 + i].flags =
-                c->once_sent ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE;
+                NV_NO_COPY |
+                (c->once_sent ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
     c->once_sent = true;
 }
 
@@ -1310,6 +1330,18 @@ static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
         (void)nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE,
                                         r->stream_id, NGHTTP2_CANCEL);
         c->want_flush = true;
+        if (!r->headers_sent && r->buf) {
+            /* The session may still hold its HEADERS, pointing into buf.
+             * Nothing reads r->nva (nghttp2 copied the array) any more. */
+            memcpy(r->buf, &c->orphans, sizeof(c->orphans));
+            c->orphans = r->buf;
+            r->buf = NULL;
+            r->buf_cap = 0;
+            r->nva = NULL;
+            pool->st.timeouts_unsent++;
+            if (++c->n_orphans > MAX_ORPHANS)
+                conn_lost(c, "requests time out before they are sent");
+        }
     } else {
         return; /* already decided */
     }
@@ -1628,22 +1660,22 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
     nv[0].namelen = 7;
     PUT(nv[0].value, req->method, mlen);
     nv[0].valuelen = mlen;
-    nv[0].flags = NGHTTP2_NV_FLAG_NONE;
+    nv[0].flags = NV_NO_COPY;
     nv[1].name = (uint8_t *)":scheme";
     nv[1].namelen = 7;
     nv[1].value = (uint8_t *)"https";
     nv[1].valuelen = 5;
-    nv[1].flags = NGHTTP2_NV_FLAG_NONE;
+    nv[1].flags = NV_NO_COPY;
     nv[2].name = (uint8_t *)":authority";
     nv[2].namelen = 10;
     PUT(nv[2].value, self->authority, alen);
     nv[2].valuelen = alen;
-    nv[2].flags = NGHTTP2_NV_FLAG_NONE;
+    nv[2].flags = NV_NO_COPY;
     nv[3].name = (uint8_t *)":path";
     nv[3].namelen = 5;
     PUT(nv[3].value, req->path, plen);
     nv[3].valuelen = plen;
-    nv[3].flags = NGHTTP2_NV_FLAG_NO_INDEX;
+    nv[3].flags = NV_NO_COPY | NGHTTP2_NV_FLAG_NO_INDEX;
     for (i = 0; i < req->n_headers; i++) {
         const struct pgw_h2_header *h = &req->headers[i];
         nghttp2_nv *x = &nv[4 + i];
@@ -1654,12 +1686,12 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
         x->valuelen = vlen[i];
         if (h->no_index ||
             (nlen[i] == 13 && strncasecmp(h->name, "authorization", 13) == 0)) {
-            x->flags = NGHTTP2_NV_FLAG_NO_INDEX;
+            x->flags = NV_NO_COPY | NGHTTP2_NV_FLAG_NO_INDEX;
         } else if (h->index_once) {
-            x->flags = NGHTTP2_NV_FLAG_NO_INDEX; /* apply_index_once */
+            x->flags = NV_NO_COPY | NGHTTP2_NV_FLAG_NO_INDEX; /* see below */
             r->index_once |= (uint64_t)1 << i;
         } else {
-            x->flags = NGHTTP2_NV_FLAG_NONE;
+            x->flags = NV_NO_COPY;
         }
     }
 #undef PUT

@@ -201,6 +201,7 @@ struct pgw_h2_pool_stats {
     uint64_t requests_retried; /* requeued after refused/unsent */
     uint64_t responses;
     uint64_t timeouts;
+    uint64_t timeouts_unsent; /* of those, before their HEADERS went out */
 };
 
 /* Fills |ret_stats| (never fails). */

@@ -265,6 +265,7 @@ struct run {
     struct item *items;
     size_t n, done;
     bool resend_retry; /* the test's own retry loop */
+    size_t body_pad;   /* bytes of padding in each body */
     unsigned max_attempts;
     unsigned retries_seen;
 };
@@ -320,12 +321,14 @@ static void on_outcome(void *arg, const struct pgw_outcome *o)
 static int send_item(struct item *it)
 {
     struct pgw_apns_push p;
-    char body[128];
+    static char body[4096];
+    size_t pad = it->run->body_pad < 4000 ? it->run->body_pad : 4000;
     int len;
 
     memset(&p, 0, sizeof(p));
-    len = snprintf(body, sizeof(body), "{\"aps\":{\"alert\":\"push %zu\"}}",
-                   it->idx);
+    len = snprintf(body, sizeof(body),
+                   "{\"aps\":{\"alert\":\"push %zu\"},\"pad\":\"%*s\"}",
+                   it->idx, (int)pad, "");
     p.env = PGW_APNS_PRODUCTION;
     p.team_id = TEAM;
     p.device_token = it->token;
@@ -348,9 +351,10 @@ static void item_setup(struct run *r, size_t i, const char *token)
     if (token)
         snprintf(it->token, sizeof(it->token), "%s", token);
     else
-        snprintf(it->token, sizeof(it->token), "%056d%08zx", 0, i + 1);
-    snprintf(it->apns_id, sizeof(it->apns_id), "00000000-0000-4000-8000-%012zx",
-             i + 1);
+        snprintf(it->token, sizeof(it->token), "%056d%08x", 0,
+                 (unsigned)(i + 1));
+    snprintf(it->apns_id, sizeof(it->apns_id), "00000000-0000-4000-8000-%012x",
+             (unsigned)(i + 1));
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -638,6 +642,64 @@ static void test_delay_beyond_timeout(void **state)
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.pending, 0);
     assert_int_equal(st.timeouts, 50);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
+/* Requests that time out while their HEADERS are still queued in nghttp2
+ * (the peer stopped reading and the output backed up): nghttp2 holds
+ * pointers into their buffers, which must outlive them. Past MAX_ORPHANS
+ * such requests the connection is given up and the rest go on a new one;
+ * once the peer reads again, the pool delivers. */
+static void test_timeout_before_sent(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1, .request_timeout_ms = 600};
+    const char *extra[] = {"--stall-read-ms", "1500", "--max-streams", "5000",
+                           NULL};
+    struct pgw_h2_pool_stats st;
+    size_t i, first = 1, wave = 800, waves = 5, n, timeouts = 0;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    r.body_pad = 4000;
+    send_range(&r, 0, first, 5000); /* the mock stops reading after it */
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_DELIVERED);
+    /* Waves of 3.2 MB, each its own loop turn, until the output backs up
+     * past what the kernel takes: later HEADERS stay in nghttp2. */
+    for (i = first; i < first + waves * wave; i++)
+        item_setup(&r, i, NULL);
+    for (size_t w = 0; w < waves; w++) {
+        for (i = first + w * wave; i < first + (w + 1) * wave; i++)
+            assert_int_equal(send_item(&r.items[i]), 0);
+        r.n = first + (w + 1) * wave;
+        idle_for(&r, 50);
+    }
+    run_loop(&r, 5000);
+    assert_int_equal(r.done, r.n);
+    for (i = first; i < r.n; i++) {
+        if (r.items[i].last.kind == PGW_OUTCOME_DELIVERED)
+            continue;
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_RETRY);
+        assert_string_equal(r.items[i].last.reason, "timeout");
+        timeouts++;
+    }
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.timeouts, timeouts);
+    assert_true(st.timeouts_unsent > 0);
+    assert_true(st.timeouts_unsent <= st.timeouts);
+    n = r.n;
+    /* The stall ends; the pool delivers again. */
+    idle_for(&r, 1600);
+    r.body_pad = 0;
+    send_range(&r, n, n + 50, 5000);
+    for (i = n; i < n + 50; i++)
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_DELIVERED);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.pending, 0);
     run_free(&r);
     mock_cleanup(&m);
 }
@@ -1082,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_lower_streams_to_1),
         cmocka_unit_test(test_max_streams_1),
         cmocka_unit_test(test_delay_beyond_timeout),
+        cmocka_unit_test(test_timeout_before_sent),
         cmocka_unit_test(test_close_after),
         cmocka_unit_test(test_no_ping_ack),
         cmocka_unit_test(test_tls_delay),

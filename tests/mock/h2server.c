@@ -75,6 +75,7 @@ struct conn {
     evutil_socket_t fd;
     struct bufferevent *bev;
     struct event *tls_timer;
+    struct event *stall_timer; /* --stall-read-ms */
     nghttp2_session *session;
     struct conn *prev, *next;
     struct stream *streams;
@@ -120,6 +121,9 @@ const char mock_opts_usage[] =
     "  --fail-every N:STATUS:REASON  every N-th request fails\n"
     "  --retry-after S             Retry-After on 429/503 answers\n"
     "  --delay-ms N                delay every answer\n"
+    "  --stall-read-ms N           read nothing for N ms after a "
+    "connection's\n"
+    "                              first request\n"
     "  --close-after N             drop the TCP connection at its N-th "
     "request\n"
     "  --no-ping-ack               never answer PING\n"
@@ -227,6 +231,9 @@ int mock_opts_parse(struct mock_opts *o, const char *name, const char *value)
             return -1;
     } else if (!strcmp(name, "--delay-ms")) {
         if (parse_long(value, &o->delay_ms) < 0)
+            return -1;
+    } else if (!strcmp(name, "--stall-read-ms")) {
+        if (parse_long(value, &o->stall_read_ms) < 0)
             return -1;
     } else if (!strcmp(name, "--close-after")) {
         if (parse_u64(value, &o->close_after) < 0 || o->close_after == 0)
@@ -523,6 +530,8 @@ static void conn_free(struct conn *c)
         nghttp2_session_del(c->session);
     if (c->tls_timer)
         event_free(c->tls_timer);
+    if (c->stall_timer)
+        event_free(c->stall_timer);
     if (c->bev) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         evutil_socket_t keep = -1;
@@ -684,6 +693,15 @@ static void answer_stats(struct mock_server *srv, struct conn *c,
     }
 }
 
+static void stall_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    bufferevent_enable(c->bev, EV_READ);
+}
+
 static void request_complete(struct conn *c, struct stream *st)
 {
     struct mock_server *srv = c->srv;
@@ -693,6 +711,16 @@ static void request_complete(struct conn *c, struct stream *st)
         return;
     st->complete = true;
     c->requests++;
+    if (o->stall_read_ms > 0 && c->requests == 1 && !c->stall_timer) {
+        struct timeval tv = {o->stall_read_ms / 1000,
+                             (o->stall_read_ms % 1000) * 1000};
+
+        c->stall_timer = evtimer_new(srv->base, stall_end_cb, c);
+        if (c->stall_timer) {
+            bufferevent_disable(c->bev, EV_READ);
+            evtimer_add(c->stall_timer, &tv);
+        }
+    }
     if (o->close_after && c->requests >= o->close_after) {
         c->aborting = true;
         return;

@@ -40,6 +40,7 @@ struct mock_opts {
     long retry_after; /* -1: none */
     long delay_ms;
     uint64_t close_after;
+    long stall_read_ms; /* after a connection's first request, stop reading */
     bool no_ping_ack;
     long tls_delay_ms;
     bool quiet;
