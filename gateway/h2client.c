@@ -49,7 +49,8 @@
 /* nghttp2 keeps pointers to a request's header strings (in its |buf|)
  * instead of copying them; see h2conn.orphans for the one case where the
  * request ends before nghttp2 is done with them. */
-#define NV_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+#define NV_NO_COPY                                                             \
+    (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 /* A connection whose requests keep timing out before they are even sent
  * is stuck: past this many such requests it is closed. */
 #define MAX_ORPHANS 1024
@@ -1194,8 +1195,8 @@ static void apply_index_once(struct h2conn *c, struct h2req *r)
     for (size_t i = 0; i < r->nva_len - 4; i++)
         if (r->index_once & ((uint64_t)1 << i))
             r->nva[4 + i].flags =
-                NV_NO_COPY |
-                (c->once_sent ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
+                NV_NO_COPY | (c->once_sent ? NGHTTP2_NV_FLAG_NO_INDEX
+                                           : NGHTTP2_NV_FLAG_NONE);
     c->once_sent = true;
 }
 
