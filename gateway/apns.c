@@ -417,6 +417,8 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     if (c) {
         self->free_ctx = c->next;
         self->n_free--;
+        if (self->free_ctx)
+            __builtin_prefetch(self->free_ctx, 1);
     } else {
         c = calloc(1, sizeof(*c));
         if (!c)

@@ -330,6 +330,9 @@ static struct h2req *req_alloc(struct pgw_h2_pool *pool)
     if (r) {
         pool->free_reqs = r->next;
         pool->n_free--;
+        /* The next one is likely cold by the time it is taken. */
+        if (pool->free_reqs)
+            __builtin_prefetch(pool->free_reqs, 1);
     } else {
         r = calloc(1, sizeof(*r));
         if (!r)
@@ -1302,7 +1305,16 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* Results decided inside callbacks are delivered here, outside. */
     while ((r = pool->done_head) != NULL) {
-        pool->done_head = r->next;
+        struct h2req *n = r->next;
+
+        /* Each result touches memory last used many pushes ago: the next
+         * one's callback argument, and the one after. */
+        if (n) {
+            __builtin_prefetch(n->arg);
+            if (n->next)
+                __builtin_prefetch(n->next);
+        }
+        pool->done_head = n;
         if (!pool->done_head)
             pool->done_tail = NULL;
         r->next = r->prev = NULL;
