@@ -264,7 +264,7 @@ void pgw_apns_classify(int status, const char *body, size_t body_len,
     memset(&o, 0, sizeof(o));
     o.status = status;
     if (apns_id)
-        snprintf(o.provider_id, sizeof(o.provider_id), "%s", apns_id);
+        pgw_copy_str(o.provider_id, sizeof(o.provider_id), apns_id);
     if (status == 200) {
         o.kind = PGW_OUTCOME_DELIVERED;
         *ret_outcome = o;
@@ -382,7 +382,7 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
 {
     struct apns_ctx *c;
     struct team *t;
-    char prio[16], exp[24];
+    char prio[24], exp[24];
     size_t need, off = 0, l_tok, l_topic, l_type = 0, l_col = 0, l_id = 0;
     size_t l_prio = 0, l_exp = 0;
     int ret;
@@ -406,10 +406,9 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     if (push->apns_id && push->apns_id[0])
         l_id = strlen(push->apns_id);
     if (push->priority)
-        l_prio = (size_t)snprintf(prio, sizeof(prio), "%d", push->priority);
+        l_prio = pgw_fmt_i64(prio, push->priority);
     if (push->expiration >= 0)
-        l_exp = (size_t)snprintf(exp, sizeof(exp), "%lld",
-                                 (long long)push->expiration);
+        l_exp = pgw_fmt_i64(exp, push->expiration);
     need = 10 + l_tok + 1 + l_topic + 1 + l_type + 1 + l_prio + 1 + l_exp + 1 +
            l_col + 1 + l_id + 1 + push->body_len + 1;
 

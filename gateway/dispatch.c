@@ -24,6 +24,7 @@
 #include "outcome.h"
 #include "payload_apns.h"
 #include "payload_fcm.h"
+#include "pushgw.h"
 #include "resolve.h"
 #include "store.h"
 #include "template.h"
@@ -265,6 +266,7 @@ struct pgw_dispatch {
     struct event *reaper;
     /* metrics */
     struct pgw_metric_family *m_pushes;
+    struct pgw_metric_series *s_delivered[2]; /* of m_pushes, per provider */
     struct pgw_metric_family *m_events;
     struct pgw_metric_family *m_hook;
     struct pgw_metric_family *m_invalidated;
@@ -475,10 +477,22 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
 static void count_push(struct pgw_dispatch *d, enum provider p,
                        const char *outcome, const char *reason)
 {
+    bool delivered = strcmp(outcome, "delivered") == 0 && !(reason && *reason);
+    struct pgw_metric_series *s;
+
     if (!d->m_pushes)
         return;
-    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
-                                       reason ? reason : ""));
+    /* The common case, once per push, looks its series up once (a series
+     * lives as long as its registry). */
+    if (delivered && d->s_delivered[p]) {
+        pgw_metric_inc(d->s_delivered[p]);
+        return;
+    }
+    s = pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
+                            reason ? reason : "");
+    if (delivered)
+        d->s_delivered[p] = s;
+    pgw_metric_inc(s);
 }
 
 static void count_event(struct pgw_dispatch *d, const char *app,
@@ -1157,7 +1171,7 @@ static int make_push(struct job *job, const struct pgw_store_installation *row,
         }
         p->env = job->res->profile == PGW_PROFILE_DEV ? PGW_APNS_DEVELOPMENT
                                                       : PGW_APNS_PRODUCTION;
-        snprintf(p->push_type, sizeof(p->push_type), "%s", pl->push_type);
+        pgw_copy_str(p->push_type, sizeof(p->push_type), pl->push_type);
         p->priority = pl->priority;
         p->expiration = pl->expiration;
         if (!job->apns_id_key_set) {

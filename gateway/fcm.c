@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pushgw.h"
 
 #define FCM_ERROR_TYPE "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
@@ -111,13 +112,6 @@ struct gerror {
     char status[PGW_OUTCOME_REASON_MAX]; /* error.status */
 };
 
-static void copy_str(char *dst, size_t size, const char *src)
-{
-    if (size == 0)
-        return;
-    snprintf(dst, size, "%s", src ? src : "");
-}
-
 /* Reasons go into logs and metrics labels: keep [A-Za-z0-9_] only. */
 static void copy_reason(char *dst, size_t size, const char *src)
 {
@@ -152,7 +146,7 @@ static void parse_error(const char *body, size_t len, struct gerror *g,
         copy_reason(g->status, sizeof(g->status), it->valuestring);
     it = cJSON_GetObjectItemCaseSensitive(err, "message");
     if (cJSON_IsString(it) && msg)
-        copy_str(msg, msg_size, it->valuestring);
+        pgw_copy_str(msg, msg_size, it->valuestring);
     it = cJSON_GetObjectItemCaseSensitive(err, "details");
     if (!cJSON_IsArray(it))
         goto out;
@@ -202,7 +196,8 @@ void pgw_fcm_classify(int status, const char *body, size_t body_len,
 
         o.kind = PGW_OUTCOME_DELIVERED;
         if (cJSON_IsString(name))
-            copy_str(o.provider_id, sizeof(o.provider_id), name->valuestring);
+            pgw_copy_str(o.provider_id, sizeof(o.provider_id),
+                         name->valuestring);
         cJSON_Delete(root);
         if (ret_message && message_size)
             ret_message[0] = '\0';
@@ -211,9 +206,9 @@ void pgw_fcm_classify(int status, const char *body, size_t body_len,
     }
     parse_error(body, body_len, &g, ret_message, message_size);
     if (g.code[0])
-        copy_str(o.reason, sizeof(o.reason), g.code);
+        pgw_copy_str(o.reason, sizeof(o.reason), g.code);
     else if (g.status[0])
-        copy_str(o.reason, sizeof(o.reason), g.status);
+        pgw_copy_str(o.reason, sizeof(o.reason), g.status);
     else
         snprintf(o.reason, sizeof(o.reason), "HTTP_%d", status);
 
@@ -270,7 +265,7 @@ void pgw_fcm_classify_transport(enum pgw_h2_result_kind kind,
         reason = "connection_lost";
         break;
     }
-    copy_str(o.reason, sizeof(o.reason), reason);
+    pgw_copy_str(o.reason, sizeof(o.reason), reason);
     *ret_outcome = o;
 }
 
@@ -349,7 +344,7 @@ static void finish_reason(struct send *s, const char *reason)
 
     memset(&o, 0, sizeof(o));
     o.kind = PGW_OUTCOME_RETRY;
-    copy_str(o.reason, sizeof(o.reason), reason);
+    pgw_copy_str(o.reason, sizeof(o.reason), reason);
     finish(s, &o);
 }
 
@@ -524,8 +519,8 @@ int pgw_fcm_send(struct pgw_fcm *self, const struct pgw_fcm_request *req,
         if (!s->defer || evtimer_add(s->defer, &tv) != 0)
             goto out;
         s->deferred.kind = PGW_OUTCOME_RETRY;
-        copy_str(s->deferred.reason, sizeof(s->deferred.reason),
-                 "auth_unavailable");
+        pgw_copy_str(s->deferred.reason, sizeof(s->deferred.reason),
+                     "auth_unavailable");
     }
     s->prev = NULL;
     s->next = self->sends;

@@ -10,6 +10,7 @@
 #include <openssl/sha.h>
 
 #include "event.h"
+#include "pushgw.h"
 
 /* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
  * case-insensitive test with a case-sensitive delete looped forever). */
@@ -347,7 +348,7 @@ int pgw_payload_apns_body(const struct pgw_apns_payload *p, int32_t badge,
     int nl = 0;
 
     if (p->badge_increment)
-        nl = snprintf(num, sizeof(num), "%" PRId32, badge);
+        nl = (int)pgw_fmt_i64(num, badge);
     if (p->body_len + (size_t)nl > cap)
         return PGW_ERR_TOO_LARGE;
     if (!p->badge_increment) {

@@ -91,3 +91,33 @@ char *pgw_strdup0(const char *s)
 {
     return s ? strdup(s) : NULL;
 }
+
+void pgw_copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n;
+
+    if (size == 0)
+        return;
+    n = src ? strnlen(src, size - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+size_t pgw_fmt_i64(char *buf, int64_t v)
+{
+    char tmp[20];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
