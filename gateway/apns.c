@@ -504,6 +504,7 @@ void pgw_apns_stats(const struct pgw_apns *self,
             sum.responses += s.responses;
             sum.timeouts += s.timeouts;
             sum.timeouts_unsent += s.timeouts_unsent;
+            sum.capacity += s.capacity;
         }
     }
     *ret_stats = sum;

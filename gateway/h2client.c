@@ -438,7 +438,7 @@ static void conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
 static void conn_flush(struct h2conn *c);
 static void conn_try_next_addr(struct h2conn *c);
 
-static unsigned stream_limit(struct h2conn *c)
+static unsigned stream_limit(const struct h2conn *c)
 {
     uint32_t peer = nghttp2_session_get_remote_settings(
         c->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
@@ -1730,13 +1730,16 @@ void pgw_h2_pool_stats(const struct pgw_h2_pool *self,
     ret_stats->conns_ready = 0;
     ret_stats->conns_draining = 0;
     ret_stats->slots_backoff = 0;
+    ret_stats->capacity = 0;
     for (c = self->conns; c; c = c->next) {
-        if (c->state == C_RESOLVING || c->state == C_CONNECTING)
+        if (c->state == C_RESOLVING || c->state == C_CONNECTING) {
             ret_stats->conns_connecting++;
-        else if (c->state == C_READY)
+        } else if (c->state == C_READY) {
             ret_stats->conns_ready++;
-        else if (c->state == C_DRAINING)
+            ret_stats->capacity += stream_limit(c);
+        } else if (c->state == C_DRAINING) {
             ret_stats->conns_draining++;
+        }
     }
     now = now_ms((struct pgw_h2_pool *)self);
     for (i = 0; i < self->o.connections; i++)

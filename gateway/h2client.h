@@ -202,6 +202,9 @@ struct pgw_h2_pool_stats {
     uint64_t responses;
     uint64_t timeouts;
     uint64_t timeouts_unsent; /* of those, before their HEADERS went out */
+    /* Streams the ready connections take at once: what can be in flight
+     * without waiting in the queue. */
+    size_t capacity;
 };
 
 /* Fills |ret_stats| (never fails). */

@@ -840,6 +840,85 @@ static void test_fanout_in_parts(void **state)
     free(peers);
 }
 
+static int setup_streams(void **state)
+{
+    /* 300 streams a connection, answers after 500 ms: pushes pile up. */
+    static const char *const apns_args[] = {"--max-streams", "300",
+                                            "--delay-ms", "500", NULL};
+    struct svc_options o = {.apns_args = apns_args};
+    struct svc *s = calloc(1, sizeof(*s));
+
+    setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
+    setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
+    svc_start(s, &o);
+    unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
+    unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
+    *state = s;
+    return 0;
+}
+
+static long metric_value(struct svc *s, const char *series)
+{
+    char *m = NULL;
+    const char *at;
+    long v = -1;
+
+    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    at = strstr(m, series);
+    if (at)
+        v = strtol(at + strlen(series), NULL, 10);
+    free(m);
+    return v;
+}
+
+/* Pushes in flight follow the streams the provider takes (2 connections
+ * of 300 here) with an eighth more, not the cap of 10,000: the rest wait
+ * as rows until streams free up, and all arrive. */
+static void test_inflight_follows_streams(void **state)
+{
+    struct svc *s = *state;
+    enum { N = 1000 };
+    const char *series = "pushgw_inflight_requests{provider=\"apns\"} ";
+    char *peers = malloc(N * 12 + 8);
+    size_t len = 0;
+    long most = 0, v;
+    long long until;
+
+    assert_non_null(peers);
+    expect_query(s,
+                 "WITH d AS (INSERT INTO installations (app_id, device_type, "
+                 "device_token, channels) SELECT 'demo', 'ios', "
+                 "lpad(to_hex(i), 64, '0'), ARRAY['p' || i] FROM "
+                 "generate_series(0, 999) i RETURNING 1) SELECT count(*) "
+                 "FROM d",
+                 "1000");
+    /* A first push: the connections are up and the share of APNs known. */
+    post_event(s, "c-warm", "[\"p0\"]", NULL);
+    wait_events_done(s, 1);
+    peers[len++] = '[';
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(peers + len, "%s\"p%d\"", i ? "," : "", i);
+    peers[len++] = ']';
+    peers[len] = '\0';
+    post_event(s, "c-many", peers, NULL);
+    until = now_ms() + 3000;
+    while (now_ms() < until) {
+        v = metric_value(s, series);
+        if (v > most)
+            most = v;
+        usleep(20 * 1000);
+    }
+    assert_true(most >= 600);      /* every stream busy */
+    assert_true(most <= 600 + 75); /* and little more */
+    wait_events_done(s, 2);
+    assert_int_equal(svc_wait_lines(s->apns.record, N + 1, WAIT_MS), N + 1);
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered FROM "
+                 "events WHERE conv_id = 'c-many'",
+                 "1000/1000");
+    free(peers);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -862,6 +941,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retries, setup_flaky, teardown),
         cmocka_unit_test_setup_teardown(test_fanout_in_parts, setup_large,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_inflight_follows_streams,
+                                        setup_streams, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
