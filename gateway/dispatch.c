@@ -206,7 +206,8 @@ struct job {
     struct job *lookup_next;
     bool lookup_waiting;
     /* What this job counts in d->pushes_pending: its recipients while its
-     * lookup is out, then its pushes not answered yet. */
+     * lookup is out, then its pushes not answered yet or answered with a
+     * retry row (held until the job is freed). */
     size_t pending;
     struct event *retry_finish_timer;
 };
@@ -739,6 +740,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
     const struct pgw_config *cfg = job->rt->cfg;
     enum pgw_store_failure_kind kind;
     int64_t at;
+    bool retry_row = false;
 
     d->inflight[p->provider]--;
     if (d->m_latency)
@@ -805,6 +807,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
             r->expires_at_ms = p->expires_at_ms;
             snprintf(r->reason, sizeof(r->reason), "%s", o->reason);
             job->n_retries++;
+            retry_row = true;
         }
         break;
     }
@@ -812,8 +815,14 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
     free(p->buf);
     p->buf = NULL;
     job->answered++;
-    job->pending--;
-    d->pushes_pending--;
+    /* A retry row stays in memory until the job's end is written: it
+     * stays counted until then (job_free), or a provider failing fast
+     * turns the whole backlog into rows in memory (240 MB for 1,000
+     * fan-out events when the connections failed). */
+    if (!retry_row) {
+        job->pending--;
+        d->pushes_pending--;
+    }
     if (job->answered == job->n_pushes && job->parts_out == 0 && !job->undoing)
         job_lookup_done(job);
     else if (!d->closing)
