@@ -45,7 +45,7 @@
  * 3,000: 183,000). */
 #define PENDING_PUSHES_FACTOR 4
 /* The in-flight cap follows the providers' streams (update_cap): worked
- * out again after this many sends and by every pump, with this much room
+ * out again after this many sends and by the pump, with this much room
  * over what fills them, and never under this. */
 #define CAP_EVERY 1024
 #define CAP_SLACK_DIV 8
@@ -491,22 +491,22 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
 static void count_push(struct pgw_dispatch *d, enum provider p,
                        const char *outcome, const char *reason)
 {
-    bool delivered = strcmp(outcome, "delivered") == 0 && !(reason && *reason);
-    struct pgw_metric_series *s;
-
     if (!d->m_pushes)
         return;
-    /* The common case, once per push, looks its series up once (a series
-     * lives as long as its registry). */
-    if (delivered && d->s_delivered[p]) {
-        pgw_metric_inc(d->s_delivered[p]);
+    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
+                                       reason ? reason : ""));
+}
+
+/* The common outcome, once per push: its series looked up once (a series
+ * lives as long as its registry). */
+static void count_delivered(struct pgw_dispatch *d, enum provider p)
+{
+    if (!d->m_pushes)
         return;
-    }
-    s = pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
-                            reason ? reason : "");
-    if (delivered)
-        d->s_delivered[p] = s;
-    pgw_metric_inc(s);
+    if (!d->s_delivered[p])
+        d->s_delivered[p] = pgw_metrics_series3(d->m_pushes, provider_names[p],
+                                                "delivered", "");
+    pgw_metric_inc(d->s_delivered[p]);
 }
 
 static void count_event(struct pgw_dispatch *d, const char *app,
@@ -748,7 +748,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
     switch (o->kind) {
     case PGW_OUTCOME_DELIVERED:
         job->delivered++;
-        count_push(d, p->provider, "delivered", "");
+        count_delivered(d, p->provider);
         break;
     case PGW_OUTCOME_INVALIDATE:
         count_push(d, p->provider, "invalidated", o->reason);
@@ -919,8 +919,9 @@ static size_t provider_capacity(const struct runtime *rt, enum provider p)
  * past the smallest such total, pushes only wait in a pool's queue,
  * built, their memory going cold (fan-out at 10,000 in flight spent a
  * tenth more CPU per push than at the streams' 3,000). Until a provider's
- * streams are known, o.max_inflight, which bounds it always. Run by the
- * pump and every CAP_EVERY sends, so checks stay a compare.
+ * streams are known, o.max_inflight, which bounds it always. Run every
+ * CAP_EVERY sends and by the pump (after sends, or while the cap is
+ * reached), so checks stay a compare.
  */
 static void update_cap(struct pgw_dispatch *d)
 {
@@ -997,7 +998,11 @@ static void job_send_some(struct job *job)
 /* Gives the room freed by answers to jobs with pushes left, oldest first. */
 static void dispatch_pump(struct pgw_dispatch *d)
 {
-    update_cap(d);
+    /* After sends (fewer than CAP_EVERY since the last update: the first
+     * pushes after start-up), and while the cap holds sends back (no
+     * sends, no update from count_send). */
+    if (d->sends_since_cap || !inflight_room(d))
+        update_cap(d);
     /* Lookups waiting for room, oldest first. */
     while (d->lookup_wait && !d->closing) {
         struct job *j = d->lookup_wait;
@@ -1881,7 +1886,7 @@ static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
     switch (o->kind) {
     case PGW_OUTCOME_DELIVERED:
         res.delivered = true;
-        count_push(d, rc->push.provider, "delivered", "");
+        count_delivered(d, rc->push.provider);
         break;
     case PGW_OUTCOME_INVALIDATE:
         rc->failure.kind = PGW_STORE_FAIL_INVALIDATED;
