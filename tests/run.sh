@@ -110,7 +110,7 @@ if [ "$fuzz_seconds" != 0 ] && command -v clang >/dev/null 2>&1 \
     log "building the fuzz targets (clang, warnings as errors)"
     if CC=clang cmake -S "$root" -B "$dir" -DPUSHGW_FUZZ=ON -DPUSHGW_WERROR=ON \
             -DCMAKE_BUILD_TYPE=Debug >"$dir.configure.log" 2>&1 \
-       && cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
+       && cmake --build "$dir" -j "$jobs" --target fuzz >"$dir.build.log" 2>&1; then
         for f in "$dir"/tests/fuzz/fuzz_*; do
             [ -x "$f" ] || continue
             name=$(basename "$f"); name=${name#fuzz_}
