@@ -572,12 +572,21 @@ static void conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
     kick(pool);
 }
 
-/* A live connection ended for |why|; logged once. */
+/*
+ * A connection ended for |why|; logged once. One that never became ready
+ * (the server's SETTINGS never came) is a failed connection attempt, with
+ * its backoff: a server that completes TLS and then speaks something else
+ * must not be reconnected to at once, again and again.
+ */
 static void conn_lost(struct h2conn *c, const char *why)
 {
     struct pgw_h2_pool *pool = c->pool;
     char buf[ERR_MAX];
 
+    if (!c->was_ready) {
+        conn_fail(c, why);
+        return;
+    }
     snprintf(buf, sizeof(buf), "connection to '%s' lost: %s", pool->authority,
              why);
     if (c->n_streams > 0 || c->state == C_READY)

@@ -798,6 +798,39 @@ static void test_tls_delay(void **state)
     mock_cleanup(&m);
 }
 
+/* A server that completes TLS and then answers with something that is not
+ * HTTP/2: each attempt is a connect failure, logged, and the slot backs
+ * off (200, 400, 800 ms here) instead of reconnecting again and again. */
+static void test_garbage_server_backs_off(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1,
+                                 .request_timeout_ms = 1500,
+                                 .backoff_initial_ms = 200};
+    const char *extra[] = {"--garbage", NULL};
+    struct pgw_h2_pool_stats st;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 1, 5000);
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_RETRY);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.connects_ok, 0);
+    assert_int_equal(st.conns_lost, 0);
+    assert_string_equal(r.items[0].last.reason, "connect_failed");
+    /* before the fix: 376 reconnections in those 1.5 s, none counted */
+    if (st.connect_failures < 1 || st.connect_failures > 4)
+        fail_msg("%llu connect failures in 1.5 s; backoff allows 1 to 4",
+                 (unsigned long long)st.connect_failures);
+    idle_for(&r, 500);
+    pgw_apns_stats(r.apns, &st);
+    assert_true(st.connect_failures <= 4);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 static int64_t fake_now;
 
 static int64_t fake_clock(void *arg)
@@ -1148,6 +1181,7 @@ int main(void)
         cmocka_unit_test(test_close_after),
         cmocka_unit_test(test_no_ping_ack),
         cmocka_unit_test(test_tls_delay),
+        cmocka_unit_test(test_garbage_server_backs_off),
         cmocka_unit_test(test_jwt_refreshed_at_50_min),
         cmocka_unit_test(test_expired_provider_token),
         cmocka_unit_test(test_within_20_min_no_new_token),

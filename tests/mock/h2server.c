@@ -127,6 +127,8 @@ const char mock_opts_usage[] =
     "  --close-after N             drop the TCP connection at its N-th "
     "request\n"
     "  --no-ping-ack               never answer PING\n"
+    "  --garbage                   after the TLS handshake, send bytes that\n"
+    "                              are not HTTP/2 instead of SETTINGS\n"
     "  --tls-delay-ms N            wait before the TLS handshake\n"
     "  --quiet                     no start-up line\n"
     "  --verbose                   one stderr line per request\n";
@@ -172,6 +174,10 @@ int mock_opts_parse(struct mock_opts *o, const char *name, const char *value)
 
     if (!strcmp(name, "--no-ping-ack")) {
         o->no_ping_ack = true;
+        return 1;
+    }
+    if (!strcmp(name, "--garbage")) {
+        o->garbage = true;
         return 1;
     }
     if (!strcmp(name, "--quiet")) {
@@ -942,6 +948,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
 
+    if (!c->session) { /* --garbage: what the client says is ignored */
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     while (evbuffer_get_length(in) > 0 && !c->aborting) {
         struct evbuffer_iovec v;
         ssize_t n;
@@ -979,6 +989,13 @@ static void tls_up(struct conn *c)
                            &alpnlen);
     if (alpnlen != 2 || memcmp(alpn, "h2", 2)) {
         conn_free(c);
+        return;
+    }
+    if (srv->o->garbage) {
+        static const char junk[] = "HTTP/1.1 400 Bad Request\r\n"
+                                   "Content-Length: 0\r\n\r\n";
+
+        bufferevent_write(c->bev, junk, sizeof(junk) - 1);
         return;
     }
     if (nghttp2_session_server_new2(&c->session, srv->cbs, c, srv->ngopt)) {

@@ -42,6 +42,7 @@ struct mock_opts {
     uint64_t close_after;
     long stall_read_ms; /* after a connection's first request, stop reading */
     bool no_ping_ack;
+    bool garbage; /* answer TLS with bytes that are not HTTP/2 */
     long tls_delay_ms;
     bool quiet;
     bool verbose;
