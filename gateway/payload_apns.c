@@ -180,6 +180,24 @@ static size_t body_size(const char *text, bool increment)
     return increment ? n - 1 + PGW_APNS_BADGE_RESERVE : n;
 }
 
+/*
+ * A value that goes into an HTTP/2 header: visible ASCII and inner spaces,
+ * at most |max| bytes. Content comes from end users' pushData: CR, LF or
+ * control bytes would be rejected by the provider stream after stream (or,
+ * worse, read as a header boundary by something on the way).
+ */
+static bool header_value_ok(const char *v, size_t max)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > max || v[0] == ' ' || v[n - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+            return false;
+    return true;
+}
+
 int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
                            int64_t now_s, struct pgw_apns_payload **ret_p,
                            const char **ret_reason)
@@ -275,7 +293,8 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
     if (!p->priority)
         p->priority = strcmp(p->push_type, "background") == 0 ? 5 : 10;
     if (cJSON_IsString(collapse_key) && collapse_key->valuestring[0]) {
-        if (strlen(collapse_key->valuestring) > PGW_APNS_MAX_COLLAPSE_ID) {
+        if (!header_value_ok(collapse_key->valuestring,
+                             PGW_APNS_MAX_COLLAPSE_ID)) {
             reason = PGW_PAYLOAD_REASON_COLLAPSE_ID;
             rc = PGW_ERR_INVAL;
             goto out;

@@ -65,7 +65,8 @@ struct pgw_apns_payload {
  * pgw_payload_apns_free()). Errors, with |*ret_reason| (if not NULL) set
  * to an outcome reason: PGW_PAYLOAD_ERR_EXPIRED ("expired": now_s >=
  * expires_at_s), PGW_ERR_TOO_LARGE ("payload_too_large"), PGW_ERR_INVAL
- * ("bad_collapse_id": over 64 bytes), PGW_ERR_NOMEM.
+ * ("bad_collapse_id": over 64 bytes, or bytes other than visible ASCII
+ * and inner spaces: a final failure, never retried), PGW_ERR_NOMEM.
  */
 int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
                            int64_t now_s, struct pgw_apns_payload **ret_p,

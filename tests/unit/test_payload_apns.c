@@ -196,6 +196,36 @@ static void test_collapse_id_too_long(void **state)
     cJSON_Delete(content);
 }
 
+/* collapse-id becomes a header: CR LF, control bytes, non-ASCII and
+ * surrounding spaces are refused before anything is sent. */
+static void test_collapse_id_not_a_header_value(void **state)
+{
+    static const char *const bad[] = {
+        "{\"alert\":\"a\",\"collapse-id\":\"a\\r\\nx-evil: 1\"}",
+        "{\"alert\":\"a\",\"collapse-id\":\"a\\u0001b\"}",
+        "{\"alert\":\"a\",\"collapse-id\":\"tab\\there\"}",
+        "{\"alert\":\"a\",\"collapse-id\":\"caf\u00e9\"}",
+        "{\"alert\":\"a\",\"collapse-id\":\" lead\"}",
+        "{\"alert\":\"a\",\"collapse-id\":\"trail \"}",
+        "{\"alert\":\"a\",\"collapse-id\":\"del\\u007f\"}",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cJSON *content = cJSON_Parse(bad[i]);
+        struct pgw_apns_payload *p = NULL;
+        const char *reason = NULL;
+
+        assert_non_null(content);
+        if (pgw_payload_apns_build(content, EXP, TS, &p, &reason) !=
+            PGW_ERR_INVAL)
+            fail_msg("accepted as a collapse-id: %s", bad[i]);
+        assert_string_equal(reason, "bad_collapse_id");
+        assert_null(p);
+        cJSON_Delete(content);
+    }
+}
+
 static void test_expiration(void **state)
 {
     cJSON *content = cJSON_Parse("{\"alert\":\"a\"}");
@@ -373,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_apns_table),
         cmocka_unit_test(test_badge_per_device),
         cmocka_unit_test(test_collapse_id_too_long),
+        cmocka_unit_test(test_collapse_id_not_a_header_value),
         cmocka_unit_test(test_expiration),
         cmocka_unit_test(test_long_multibyte_alert),
         cmocka_unit_test(test_long_escaped_alert),
