@@ -1196,7 +1196,7 @@ static bool ios_increments(const struct job *job)
 
 /* Fills a push for one installation; returns 0, or -1 with the push
  * recorded as failed (reason in |*ret_reason|). */
-static int make_push(struct job *job, const struct pgw_store_installation *row,
+static int make_push(struct job *job, const struct pgw_installation *row,
                      enum pgw_platform platform, int variant, struct push *p,
                      const char **ret_reason,
                      enum pgw_store_failure_kind *ret_kind)
@@ -1412,8 +1412,8 @@ static void job_lookup_done(struct job *job)
 }
 
 /* Builds the pushes of one lookup part's rows into a new block. */
-static void add_pushes(struct job *job,
-                       const struct pgw_store_installation *rows, size_t n)
+static void add_pushes(struct job *job, const struct pgw_installation *rows,
+                       size_t n)
 {
     struct pgw_dispatch *d = job->d;
     struct push_block *blk =
@@ -1429,8 +1429,7 @@ static void add_pushes(struct job *job,
     blk->n = 0;
     job->rows_seen += n;
     for (size_t i = 0; i < n; i++) {
-        const struct pgw_store_installation *row = &rows[i];
-        struct pgw_installation inst;
+        const struct pgw_installation *row = &rows[i];
         enum pgw_resolve_verdict verdict;
         int variant = 0;
         const char *reason = NULL;
@@ -1438,26 +1437,16 @@ static void add_pushes(struct job *job,
         struct push *p;
         int kept = 0;
 
-        memset(&inst, 0, sizeof(inst));
-        inst.id = row->id;
-        if (pgw_platform_parse(row->device_type, &inst.platform) < 0)
-            continue;
         /* Matched again by another part: one push. The parts of one
          * event increment a device once and return the same badge; a
          * different one means another increment came in between and this
          * part made its own too, which is taken back (store.h). */
         if (job->n_parts > 1 && !seen_add(job, row->id, row->badge, &kept)) {
-            if (inc && inst.platform == PGW_PLATFORM_IOS && row->badge != kept)
+            if (inc && row->platform == PGW_PLATFORM_IOS && row->badge != kept)
                 id_list_add(job, &job->undo, row->id);
             continue;
         }
-        inst.device_token = row->device_token;
-        inst.channels = row->channels;
-        inst.n_channels = row->n_channels;
-        inst.badge = row->badge;
-        inst.apns_topic = row->apns_topic;
-        inst.apns_team_id = row->apns_team_id;
-        verdict = pgw_resolve_for_installation(job->res, &inst, &variant, NULL);
+        verdict = pgw_resolve_for_installation(job->res, row, &variant, NULL);
         switch (verdict) {
         case PGW_RESOLVE_SEND:
             break;
@@ -1473,11 +1462,11 @@ static void add_pushes(struct job *job,
         if ((variant & 1) && !job->res->has_mentioned)
             variant &= ~1;
         p = &blk->p[blk->n];
-        if (make_push(job, row, inst.platform, variant, p, &reason, &kind) <
+        if (make_push(job, row, row->platform, variant, p, &reason, &kind) <
             0) {
             free(p->buf);
             fail_unsent(job, row->id,
-                        inst.platform == PGW_PLATFORM_IOS ? PROV_APNS
+                        row->platform == PGW_PLATFORM_IOS ? PROV_APNS
                                                           : PROV_FCM,
                         kind, reason);
             continue;
@@ -1518,8 +1507,7 @@ static void job_drop_unsent(struct job *job)
 
 /* One part of a job's lookup is back. */
 static void on_installations(void *arg, int err,
-                             const struct pgw_store_installation *rows,
-                             size_t n)
+                             const struct pgw_installation *rows, size_t n)
 {
     struct lookup_part *part = arg;
     struct job *job = part->job;
@@ -1539,7 +1527,7 @@ static void on_installations(void *arg, int err,
     if (err >= 0 && job->n_parts > 1 && ios_increments(job)) {
         /* Committed by this part whatever happens to the others. */
         for (size_t i = 0; i < n; i++)
-            if (strcmp(rows[i].device_type, "ios") == 0)
+            if (rows[i].platform == PGW_PLATFORM_IOS)
                 id_list_add(job, &job->inc, rows[i].id);
     }
     if (err < 0) {

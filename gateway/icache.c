@@ -22,7 +22,7 @@ struct entry {
     int64_t born_ms;
     size_t bytes;
     size_t n;
-    struct pgw_store_installation *dev;
+    struct pgw_installation *dev;
     const char *app, *name;
     alignas(max_align_t) char mem[];
 };
@@ -150,8 +150,8 @@ void pgw_icache_free(struct pgw_icache *self)
 }
 
 int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
-                   int64_t now_ms,
-                   const struct pgw_store_installation **ret_dev, size_t *ret_n)
+                   int64_t now_ms, const struct pgw_installation **ret_dev,
+                   size_t *ret_n)
 {
     struct entry **slot =
         find_slot(self, hash_key(self->seed, app, name), app, name);
@@ -194,26 +194,25 @@ static const char *put_str(char **cur, const char *s)
     return d;
 }
 
-size_t pgw_icache_dev_size(const struct pgw_store_installation *d)
+size_t pgw_icache_dev_size(const struct pgw_installation *d)
 {
     size_t size = d->n_channels * sizeof(char *);
 
-    size += str_size(d->installation_id) + str_size(d->device_type) +
-            str_size(d->device_token) + str_size(d->apns_topic) +
-            str_size(d->apns_team_id);
+    size += str_size(d->installation_id) + str_size(d->device_token) +
+            +str_size(d->apns_topic) + str_size(d->apns_team_id);
     for (size_t k = 0; k < d->n_channels; k++)
         size += str_size(d->channels[k]);
     return size;
 }
 
-void pgw_icache_dev_copy(struct pgw_store_installation *dst,
-                         const struct pgw_store_installation *src,
-                         const char ***chan, char **text)
+void pgw_icache_dev_copy(struct pgw_installation *dst,
+                         const struct pgw_installation *src, const char ***chan,
+                         char **text)
 {
     dst->id = src->id;
     dst->badge = 0;
     dst->installation_id = put_str(text, src->installation_id);
-    dst->device_type = put_str(text, src->device_type);
+    dst->platform = src->platform;
     dst->device_token = put_str(text, src->device_token);
     dst->apns_topic = put_str(text, src->apns_topic);
     dst->apns_team_id = put_str(text, src->apns_team_id);
@@ -250,7 +249,7 @@ static void maybe_grow(struct pgw_icache *self)
 }
 
 int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
-                   const struct pgw_store_installation *const *devs, size_t n,
+                   const struct pgw_installation *const *devs, size_t n,
                    int64_t now_ms)
 {
     uint64_t hash;
@@ -285,7 +284,7 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
     e->born_ms = now_ms;
     e->bytes = size;
     e->n = n;
-    e->dev = (struct pgw_store_installation *)(void *)e->mem;
+    e->dev = (struct pgw_installation *)(void *)e->mem;
     chan = (const char **)(void *)(e->dev + n);
     cur = (char *)(chan + n_chan);
     e->app = put_str(&cur, app);

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "installation.h"
 
 struct pgw_icache;
 
@@ -36,8 +36,7 @@ void pgw_icache_free(struct pgw_icache *self);
  * cache (put, evict, clear).
  */
 int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
-                   int64_t now_ms,
-                   const struct pgw_store_installation **ret_dev,
+                   int64_t now_ms, const struct pgw_installation **ret_dev,
                    size_t *ret_n);
 
 /*
@@ -48,7 +47,7 @@ int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
  * old entry is dropped then).
  */
 int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
-                   const struct pgw_store_installation *const *devs, size_t n,
+                   const struct pgw_installation *const *devs, size_t n,
                    int64_t now_ms);
 
 /* Drops |name| of |app|; NULL |name|: every name of |app|. */
@@ -67,9 +66,9 @@ void pgw_icache_get_stats(const struct pgw_icache *self,
  * first in the allocation, as they need its alignment). The badge is
  * not copied (0).
  */
-size_t pgw_icache_dev_size(const struct pgw_store_installation *d);
-void pgw_icache_dev_copy(struct pgw_store_installation *dst,
-                         const struct pgw_store_installation *src,
-                         const char ***chan, char **text);
+size_t pgw_icache_dev_size(const struct pgw_installation *d);
+void pgw_icache_dev_copy(struct pgw_installation *dst,
+                         const struct pgw_installation *src, const char ***chan,
+                         char **text);
 
 #endif

@@ -207,8 +207,8 @@ struct db_lookup {
 
 /* Fires with the rows serve would target; copies them as the JSON shape
  * of an event file's "installations". */
-static void on_db_rows(void *arg, int err,
-                       const struct pgw_store_installation *rows, size_t n)
+static void on_db_rows(void *arg, int err, const struct pgw_installation *rows,
+                       size_t n)
 {
     struct db_lookup *st = arg;
     cJSON *arr = cJSON_CreateArray();
@@ -232,7 +232,8 @@ static void on_db_rows(void *arg, int err,
             return;
         }
         cJSON_AddNumberToObject(o, "id", (double)rows[i].id);
-        cJSON_AddStringToObject(o, "device_type", rows[i].device_type);
+        cJSON_AddStringToObject(o, "device_type",
+                                pgw_platform_name(rows[i].platform));
         cJSON_AddStringToObject(o, "device_token", rows[i].device_token);
         cJSON_AddItemToObject(o, "channels", ch);
         cJSON_AddNumberToObject(o, "badge", rows[i].badge);

@@ -13,24 +13,6 @@ static bool has_key(const cJSON *obj, const char *key)
     return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
 }
 
-const char *pgw_platform_name(enum pgw_platform p)
-{
-    return p == PGW_PLATFORM_IOS ? "ios" : "android";
-}
-
-int pgw_platform_parse(const char *s, enum pgw_platform *ret_p)
-{
-    if (s && strcmp(s, "ios") == 0) {
-        *ret_p = PGW_PLATFORM_IOS;
-        return 0;
-    }
-    if (s && strcmp(s, "android") == 0) {
-        *ret_p = PGW_PLATFORM_ANDROID;
-        return 0;
-    }
-    return PGW_ERR_INVAL;
-}
-
 static int fail(struct pgw_event_error *err, const char *field,
                 const char *reason, int rc)
 {

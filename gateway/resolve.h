@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "event.h"
+#include "installation.h"
 #include "pushgw.h"
 
 /* An expanded string longer than this is cut (on a UTF-8 boundary): it
@@ -25,16 +26,6 @@
 #define PGW_RESOLVE_MAX_STRING_BYTES (64 * 1024)
 /* Total bytes of expanded strings per content; over it: PGW_ERR_TOO_LARGE. */
 #define PGW_RESOLVE_MAX_EXPANDED_BYTES (1024 * 1024)
-
-enum pgw_platform {
-    PGW_PLATFORM_IOS = 0,
-    PGW_PLATFORM_ANDROID = 1,
-};
-#define PGW_PLATFORM_COUNT 2
-
-/* "ios" / "android"; pgw_platform_parse() returns 0 or PGW_ERR_INVAL. */
-const char *pgw_platform_name(enum pgw_platform p);
-int pgw_platform_parse(const char *s, enum pgw_platform *ret_p);
 
 enum pgw_profile {
     PGW_PROFILE_PROD = 0, /* _profile absent or "prod" */
@@ -112,18 +103,6 @@ int pgw_resolve_event(const struct pgw_event *ev,
                       struct pgw_event_error *ret_err);
 
 void pgw_resolve_free(struct pgw_resolved *res);
-
-/* One device: a row of `installations` (DESIGN §10). Borrowed strings. */
-struct pgw_installation {
-    int64_t id;
-    enum pgw_platform platform;
-    const char *device_token;
-    const char *const *channels;
-    size_t n_channels;
-    int32_t badge;            /* the value stored before any increment */
-    const char *apns_topic;   /* NULL: the app's */
-    const char *apns_team_id; /* NULL: any team */
-};
 
 enum pgw_resolve_verdict {
     PGW_RESOLVE_SEND = 0,      /* build and send content |*ret_variant| */

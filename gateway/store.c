@@ -493,7 +493,7 @@ struct op {
     uint64_t fill_gen;
     size_t names_off;
     /* cached: the rows, in |data| */
-    struct pgw_store_installation *inst;
+    struct pgw_installation *inst;
     size_t n_inst;
     /* a batch of increments: its members' iOS rows by id (allocated) */
     struct inc_ent *ents;
@@ -514,8 +514,7 @@ struct inc_ent {
 };
 
 /* A cached lookup's rows live in |data|. */
-_Static_assert(offsetof(struct op, data) %
-                       _Alignof(struct pgw_store_installation) ==
+_Static_assert(offsetof(struct op, data) % _Alignof(struct pgw_installation) ==
                    0,
                "op data alignment");
 
@@ -1946,7 +1945,7 @@ static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
     for (m = op->members; m && k < op->n_members; m = m->next, k++) {
         mem[k] = m;
         for (size_t i = 0; i < m->n_inst && n < op->n_names; i++)
-            if (strcmp(m->inst[i].device_type, "ios") == 0)
+            if (m->inst[i].platform == PGW_PLATFORM_IOS)
                 op->ents[n++] =
                     (struct inc_ent){m->inst[i].id, k, (uint32_t)i, 0, 0};
     }
@@ -2411,11 +2410,11 @@ static int cmp_chan_ref(const void *a, const void *b)
  * nothing more is cached.
  */
 static void cache_fill(struct pgw_store *self, const struct op *m,
-                       const struct pgw_store_installation *inst, size_t n)
+                       const struct pgw_installation *inst, size_t n)
 {
     const char *app = m->data + m->names_off, *name;
     struct chan_ref *refs = NULL;
-    const struct pgw_store_installation **devs = NULL;
+    const struct pgw_installation **devs = NULL;
     size_t n_refs = 0;
     int64_t now = mono_ms();
 
@@ -2460,7 +2459,7 @@ static void deliver_find(struct pgw_store *self, const PGresult *r, int first,
                          size_t n, const struct op *m)
 {
     size_t text = 0, items = 0;
-    struct pgw_store_installation *inst = NULL;
+    struct pgw_installation *inst = NULL;
     const char **chan = NULL;
     char *buf = NULL, *cur;
     int err = 0;
@@ -2487,17 +2486,18 @@ static void deliver_find(struct pgw_store *self, const PGresult *r, int first,
         size_t len = strlen(arr);
         long k = parse_text_array(arr, cur, chan + items, len / 2 + 1);
 
-        if (k < 0) {
+        /* device_type: the schema's CHECK allows nothing else */
+        if (k < 0 ||
+            pgw_platform_parse(get_str(r, row, 3), &inst[i].platform) < 0) {
             err = PGW_ERR_DB;
             goto out;
         }
         inst[i].id = get_i64(r, row, 1);
         inst[i].installation_id = get_str(r, row, 2);
-        inst[i].device_type = get_str(r, row, 3);
         inst[i].device_token = get_str(r, row, 4);
         inst[i].channels = chan + items;
         inst[i].n_channels = (size_t)k;
-        inst[i].badge = (int)get_i64(r, row, 6);
+        inst[i].badge = (int32_t)get_i64(r, row, 6);
         inst[i].apns_topic = get_str(r, row, 7);
         inst[i].apns_team_id = get_str(r, row, 8);
         items += (size_t)k;
@@ -2597,7 +2597,7 @@ static void complete_incs(struct op *op)
             row++;
         for (size_t x = i; x < j; x++) {
             const struct inc_ent *ex = &op->ents[x];
-            struct pgw_store_installation *d = &mem[ex->k]->inst[ex->i];
+            struct pgw_installation *d = &mem[ex->k]->inst[ex->i];
 
             if (row < nr && res[row].id == e->id)
                 d->badge = res[row].badge - (int)ex->n + (int)ex->r + 1;
@@ -3021,10 +3021,10 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
 
 static int cmp_dev_ptr(const void *a, const void *b)
 {
-    const struct pgw_store_installation *x =
-        *(const struct pgw_store_installation *const *)a;
-    const struct pgw_store_installation *y =
-        *(const struct pgw_store_installation *const *)b;
+    const struct pgw_installation *x =
+        *(const struct pgw_installation *const *)a;
+    const struct pgw_installation *y =
+        *(const struct pgw_installation *const *)b;
 
     return x->id < y->id ? -1 : x->id > y->id;
 }
@@ -3040,7 +3040,7 @@ static int find_cached(struct pgw_store *self, const char *app_id,
                        int64_t event_id, unsigned flags,
                        pgw_store_installations_cb cb, void *arg)
 {
-    const struct pgw_store_installation **all = NULL, *dev;
+    const struct pgw_installation **all = NULL, *dev;
     size_t n_all = 0, cap = 0, n_u = 0, size, n_ios = 0, n_dev;
     int64_t now = mono_ms();
     struct op *op;
@@ -3055,7 +3055,7 @@ static int find_cached(struct pgw_store *self, const char *app_id,
         }
         if (n_all + n_dev > cap) {
             size_t nc = cap ? cap * 2 : 64;
-            const struct pgw_store_installation **na;
+            const struct pgw_installation **na;
 
             while (nc < n_all + n_dev)
                 nc *= 2;
@@ -3077,9 +3077,8 @@ static int find_cached(struct pgw_store *self, const char *app_id,
         if (n_u && all[n_u - 1]->id == all[i]->id)
             continue;
         all[n_u++] = all[i];
-        size +=
-            sizeof(struct pgw_store_installation) + pgw_icache_dev_size(all[i]);
-        n_ios += strcmp(all[i]->device_type, "ios") == 0;
+        size += sizeof(struct pgw_installation) + pgw_icache_dev_size(all[i]);
+        n_ios += all[i]->platform == PGW_PLATFORM_IOS;
     }
     op = calloc(1, sizeof(*op) + size);
     if (!op) {
@@ -3087,7 +3086,7 @@ static int find_cached(struct pgw_store *self, const char *app_id,
         return PGW_ERR_NOMEM;
     }
     op->kind = OP_CACHED;
-    op->inst = (struct pgw_store_installation *)(void *)op->data;
+    op->inst = (struct pgw_installation *)(void *)op->data;
     op->n_inst = n_u;
     chan = (const char **)(void *)(op->inst + n_u);
     for (size_t i = 0; i < n_u; i++)

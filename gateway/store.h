@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "installation.h"
 #include "pushgw.h"
 
 struct event_base;
@@ -165,22 +166,10 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
 
 /* -- installations -- */
 
-struct pgw_store_installation {
-    int64_t id;
-    const char *installation_id; /* may be NULL */
-    const char *device_type;     /* "ios" or "android" */
-    const char *device_token;
-    const char *const *channels;
-    size_t n_channels;
-    /* after the increment when one was made; without one, the stored
-     * value, or 0 when the cache answered */
-    int badge;
-    const char *apns_topic;   /* NULL: the app's */
-    const char *apns_team_id; /* NULL: any team */
-};
-
-typedef void (*pgw_store_installations_cb)(
-    void *arg, int err, const struct pgw_store_installation *inst, size_t n);
+/* |inst|: |n| rows, valid during the call (badge: see installation.h). */
+typedef void (*pgw_store_installations_cb)(void *arg, int err,
+                                           const struct pgw_installation *inst,
+                                           size_t n);
 
 /* pgw_store_find_installations() flags. */
 enum {

@@ -95,9 +95,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     for (size_t i = 0; i < 4; i++) {
-        struct pgw_installation in = {
-            (int64_t)i, (enum pgw_platform)(i % 2), "t", &chans[i], 1, 0, NULL,
-            "TEAM"};
+        struct pgw_installation in = {.id = (int64_t)i,
+                                      .platform = (enum pgw_platform)(i % 2),
+                                      .device_token = "t",
+                                      .channels = &chans[i],
+                                      .n_channels = 1,
+                                      .apns_team_id = "TEAM"};
         pgw_resolve_for_installation(res, &in, NULL, NULL);
     }
 out:

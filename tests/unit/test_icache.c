@@ -10,7 +10,7 @@
 
 /* A device of |id| with channels |a| (and |b| unless NULL). */
 struct dev {
-    struct pgw_store_installation d;
+    struct pgw_installation d;
     char token[32], type[16];
     const char *chan[2];
 };
@@ -24,7 +24,7 @@ static void make_dev(struct dev *x, int64_t id, const char *type, const char *a,
     x->chan[0] = a;
     x->chan[1] = b;
     x->d.id = id;
-    x->d.device_type = x->type;
+    assert_int_equal(pgw_platform_parse(x->type, &x->d.platform), 0);
     x->d.device_token = x->token;
     x->d.channels = x->chan;
     x->d.n_channels = b ? 2 : 1;
@@ -34,8 +34,7 @@ static void make_dev(struct dev *x, int64_t id, const char *type, const char *a,
 }
 
 static int get(struct pgw_icache *c, const char *app, const char *name,
-               int64_t now, const struct pgw_store_installation **dev,
-               size_t *n)
+               int64_t now, const struct pgw_installation **dev, size_t *n)
 {
     return pgw_icache_get(c, app, name, now, dev, n);
 }
@@ -44,7 +43,7 @@ static void test_put_get_copies(void **state)
 {
     struct pgw_icache *c = pgw_icache_new(1 << 20, 1000);
     struct dev a, b;
-    const struct pgw_store_installation *p[2] = {&a.d, &b.d}, *dev;
+    const struct pgw_installation *p[2] = {&a.d, &b.d}, *dev;
     size_t n = 99;
     struct pgw_icache_stats st;
     (void)state;
@@ -61,7 +60,7 @@ static void test_put_get_copies(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(dev[0].id, 1);
     assert_string_equal(dev[0].device_token, "token-1");
-    assert_string_equal(dev[0].device_type, "ios");
+    assert_int_equal(dev[0].platform, PGW_PLATFORM_IOS);
     assert_int_equal(dev[0].n_channels, 2);
     assert_string_equal(dev[0].channels[1], "Tom");
     assert_string_equal(dev[0].apns_topic, "com.example.topic");
@@ -94,7 +93,7 @@ static void test_put_get_copies(void **state)
 static void test_expiry(void **state)
 {
     struct pgw_icache *c = pgw_icache_new(1 << 20, 1000);
-    const struct pgw_store_installation *dev;
+    const struct pgw_installation *dev;
     size_t n;
     struct pgw_icache_stats st;
     (void)state;
@@ -112,7 +111,7 @@ static void test_bound_and_lru(void **state)
 {
     struct pgw_icache *c;
     struct dev a;
-    const struct pgw_store_installation *p[1] = {&a.d}, *dev;
+    const struct pgw_installation *p[1] = {&a.d}, *dev;
     size_t n, one;
     struct pgw_icache_stats st;
     char name[32];
@@ -153,7 +152,7 @@ static void test_bound_and_lru(void **state)
 static void test_evict(void **state)
 {
     struct pgw_icache *c = pgw_icache_new(1 << 20, 1000);
-    const struct pgw_store_installation *dev;
+    const struct pgw_installation *dev;
     size_t n;
     struct pgw_icache_stats st;
     (void)state;
@@ -186,7 +185,7 @@ static void test_many(void **state)
 {
     struct pgw_icache *c = pgw_icache_new(64 << 20, 1000);
     struct dev a;
-    const struct pgw_store_installation *p[1] = {&a.d}, *dev;
+    const struct pgw_installation *p[1] = {&a.d}, *dev;
     size_t n;
     char name[32];
     (void)state;

@@ -335,11 +335,11 @@ static void test_mentioned(void **state)
                        "\"${fromClientId} mentioned you\",\"_profile\":\"x\","
                        "\"ios\":{\"alert\":\"@ios\"}}}";
     struct pgw_installation jerry = {
-        1, PGW_PLATFORM_IOS, "t1", ch_jerry, 1, 0, NULL, NULL};
+        1, PGW_PLATFORM_IOS, "t1", ch_jerry, 1, 0, NULL, NULL, NULL};
     struct pgw_installation bob = {
-        2, PGW_PLATFORM_ANDROID, "t2", ch_bob, 1, 0, NULL, NULL};
+        2, PGW_PLATFORM_ANDROID, "t2", ch_bob, 1, 0, NULL, NULL, NULL};
     struct pgw_installation both = {
-        3, PGW_PLATFORM_ANDROID, "t3", ch_both, 3, 0, NULL, NULL};
+        3, PGW_PLATFORM_ANDROID, "t3", ch_both, 3, 0, NULL, NULL, NULL};
     struct pgw_resolved *res;
     const cJSON *c = NULL;
     int v = -1;
@@ -404,15 +404,15 @@ static void test_team_and_profile(void **state)
 {
     const char *tmpl = "{\"alert\":\"a\",\"_apns_team_id\":\"TEAM2\"}";
     struct pgw_installation any = {
-        1, PGW_PLATFORM_IOS, "t", ch_jerry, 1, 0, NULL, NULL};
+        1, PGW_PLATFORM_IOS, "t", ch_jerry, 1, 0, NULL, NULL, NULL};
     struct pgw_installation same = {2,    PGW_PLATFORM_IOS, "t", ch_jerry, 1, 0,
-                                    NULL, "TEAM2"};
+                                    NULL, "TEAM2",          NULL};
     struct pgw_installation other = {
-        3, PGW_PLATFORM_IOS, "t", ch_jerry, 1, 0, NULL, "TEAM1"};
+        3, PGW_PLATFORM_IOS, "t", ch_jerry, 1, 0, NULL, "TEAM1", NULL};
     struct pgw_installation andr = {
-        4, PGW_PLATFORM_ANDROID, "t", ch_jerry, 1, 0, NULL, "TEAM1"};
+        4, PGW_PLATFORM_ANDROID, "t", ch_jerry, 1, 0, NULL, "TEAM1", NULL};
     struct pgw_installation stranger = {
-        5, PGW_PLATFORM_IOS, "t", ch_none, 1, 0, NULL, NULL};
+        5, PGW_PLATFORM_IOS, "t", ch_none, 1, 0, NULL, NULL, NULL};
     struct pgw_resolved *res;
 
     (void)state;

@@ -505,7 +505,7 @@ struct find_res {
     struct inst_row rows[64];
 };
 
-static void on_find(void *arg, int err, const struct pgw_store_installation *in,
+static void on_find(void *arg, int err, const struct pgw_installation *in,
                     size_t n)
 {
     struct find_res *r = arg;
@@ -515,7 +515,8 @@ static void on_find(void *arg, int err, const struct pgw_store_installation *in,
     for (size_t i = 0; i < n && i < 64; i++) {
         struct inst_row *row = &r->rows[i];
         row->id = in[i].id;
-        snprintf(row->type, sizeof(row->type), "%s", in[i].device_type);
+        snprintf(row->type, sizeof(row->type), "%s",
+                 pgw_platform_name(in[i].platform));
         snprintf(row->token, sizeof(row->token), "%s", in[i].device_token);
         snprintf(row->team, sizeof(row->team), "%s",
                  in[i].apns_team_id ? in[i].apns_team_id : "-");
