@@ -1,13 +1,6 @@
 /*
- * The receiversOffline event of DESIGN §6: parsing and validation, plus the
- * checked JSON reader shared by the pure modules (event, template, resolve,
- * render). Pure: no I/O, no logging.
- *
- * cJSON accepts invalid UTF-8, raw control characters in strings and any
- * nesting up to its own limit; pgw_event_json_parse() checks the raw text
- * first (strict UTF-8: no overlong forms, no surrogates, nothing above
- * U+10FFFF; no "\u0000"; nesting depth, string length and array size caps)
- * and only then hands it to cJSON.
+ * The receiversOffline event of DESIGN §6: parsing and validation, read
+ * with the checked JSON reader of util/json.h. Pure: no I/O, no logging.
  */
 #ifndef PUSHGW_EVENT_H
 #define PUSHGW_EVENT_H
@@ -19,56 +12,25 @@
 #include <cjson/cJSON.h>
 
 #include "pushgw.h"
+#include "util/json.h"
+#include "util/utf8.h"
 
 struct pgw_config;
 
-/* Caps of the checked JSON reader. */
-#define PGW_JSON_MAX_DEPTH 32                     /* nested objects/arrays */
-#define PGW_JSON_MAX_ARRAY_ITEMS 100000           /* items in one array */
-#define PGW_JSON_MAX_STRING_BYTES (1 << 20)       /* raw bytes of one string */
 #define PGW_EVENT_MAX_ID_BYTES 256                /* fromPeer, convId, peers */
 #define PGW_EVENT_MAX_MSGID_BYTES 128             /* msgId */
 #define PGW_EVENT_MAX_TIMESTAMP 253402300799999LL /* 9999-12-31, ms */
 
 /*
- * Why an input was refused, in the form the HTTP API answers
- * {"error": reason, "field": field}. |field| is "" when the problem is the
- * body as a whole ("invalid JSON at byte 12").
+ * Transitional names of what moved to util/json.h and util/utf8.h, for the
+ * files being split right now (store, dispatch, http_api, render); removed
+ * once they call util/ directly. New code uses the util names.
  */
-struct pgw_event_error {
-    char field[64];
-    char reason[160];
-};
-
-struct pgw_json_limits {
-    int max_depth;           /* <= PGW_JSON_MAX_DEPTH */
-    size_t max_array_items;  /* per array */
-    size_t max_string_bytes; /* raw (escaped) bytes per string */
-};
-
-/* The default limits above. */
-void pgw_event_json_limits_default(struct pgw_json_limits *ret_lim);
-
-/*
- * Checks then parses the |len| bytes at |buf| (no NUL needed) as exactly one
- * JSON value (whitespace around it allowed) within |lim| (NULL: defaults).
- * On success stores the tree in |*ret_json| (free with cJSON_Delete()).
- * Errors: PGW_ERR_INVAL (not JSON, bad UTF-8, over a cap), PGW_ERR_NOMEM;
- * then |*ret_offset| (if not NULL) is the byte offset of the problem and
- * |*ret_why| (if not NULL) a static lowercase reason.
- */
-int pgw_event_json_parse(const char *buf, size_t len,
-                         const struct pgw_json_limits *lim, cJSON **ret_json,
-                         size_t *ret_offset, const char **ret_why);
-
-/* True when the |len| bytes at |s| are valid UTF-8 (strict, see above). */
-bool pgw_event_utf8_valid(const char *s, size_t len);
-
-/*
- * The number of bytes cJSON prints for the string |s| of |len| bytes,
- * without the surrounding quotes (escapes counted).
- */
-size_t pgw_event_json_escaped_len(const char *s, size_t len);
+#define pgw_event_error pgw_json_error
+#define pgw_event_json_limits_default pgw_json_limits_default
+#define pgw_event_json_parse pgw_json_parse
+#define pgw_event_json_escaped_len pgw_json_escaped_len
+#define pgw_event_utf8_valid pgw_utf8_valid
 
 /* Limits of an event, from [server] of the config. */
 struct pgw_event_limits {
@@ -109,7 +71,7 @@ struct pgw_event {
  */
 int pgw_event_parse(const char *buf, size_t len,
                     const struct pgw_event_limits *lim,
-                    struct pgw_event **ret_ev, struct pgw_event_error *ret_err);
+                    struct pgw_event **ret_ev, struct pgw_json_error *ret_err);
 
 /*
  * As pgw_event_parse() for an already parsed object |obj| (an element of a
@@ -117,7 +79,7 @@ int pgw_event_parse(const char *buf, size_t len,
  */
 int pgw_event_from_json(const cJSON *obj, const struct pgw_event_limits *lim,
                         struct pgw_event **ret_ev,
-                        struct pgw_event_error *ret_err);
+                        struct pgw_json_error *ret_err);
 
 void pgw_event_free(struct pgw_event *ev);
 

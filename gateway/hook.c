@@ -35,7 +35,7 @@ static void on_done(const struct pgw_curl_response *resp, void *arg)
 {
     struct hook_call *call = arg;
     struct pgw_hook_answer *answer = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     char detail[256] = "";
     enum pgw_hook_result result;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "util/utf8.h"
 
 const double pgw_metrics_latency_buckets[] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
@@ -237,7 +237,7 @@ struct pgw_metric_series *pgw_metrics_series(struct pgw_metric_family *f,
     for (size_t i = 0; i < f->n_labels; i++) {
         const char *v = values != NULL && values[i] != NULL ? values[i] : "";
         size_t l = strlen(v);
-        if (l > PGW_METRICS_MAX_VALUE_BYTES || !pgw_event_utf8_valid(v, l)) {
+        if (l > PGW_METRICS_MAX_VALUE_BYTES || !pgw_utf8_valid(v, l)) {
             /* Unrepresentable: this label becomes "other". */
             if (i + 1 == f->n_labels)
                 overflow = true;

@@ -9,21 +9,11 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "event.h"
 #include "pushgw.h"
+#include "util/json.h"
 
-/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
- * case-insensitive test with a case-sensitive delete looped forever). */
-static bool has_key(const cJSON *obj, const char *key)
-{
-    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
-}
-
-#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
-#define ELLIPSIS_LEN 3
-/* Printed in place of an Increment badge; cJSON escapes 0x01 everywhere
- * else, so the marker cannot appear in any string. */
-#define BADGE_MARK "\x01"
+/* Printed in place of an Increment badge (payload.h). */
+#define BADGE_MARK PGW_PAYLOAD_MARK
 
 static const char *const aps_keys[] = {
     "alert",           "badge",
@@ -55,44 +45,6 @@ void pgw_payload_apns_free(struct pgw_apns_payload *p)
     free(p);
 }
 
-int pgw_payload_apns_shorten(cJSON *str, size_t excess)
-{
-    const char *s = str->valuestring;
-    size_t len = strlen(s);
-    size_t esc = pgw_event_json_escaped_len(s, len);
-    size_t want, acc = 0, cut = 0;
-    char *n;
-
-    if (esc < excess + ELLIPSIS_LEN)
-        return PGW_ERR_TOO_LARGE;
-    want = esc - excess - ELLIPSIS_LEN;
-    while (cut < len) {
-        size_t cl = 1;
-        unsigned char c = (unsigned char)s[cut];
-        if (c >= 0xF0)
-            cl = 4;
-        else if (c >= 0xE0)
-            cl = 3;
-        else if (c >= 0xC0)
-            cl = 2;
-        if (cut + cl > len)
-            break;
-        size_t ce = pgw_event_json_escaped_len(s + cut, cl);
-        if (acc + ce > want)
-            break;
-        acc += ce;
-        cut += cl;
-    }
-    n = malloc(cut + ELLIPSIS_LEN + 1);
-    if (!n)
-        return PGW_ERR_NOMEM;
-    memcpy(n, s, cut);
-    memcpy(n + cut, ELLIPSIS, ELLIPSIS_LEN + 1);
-    free(str->valuestring);
-    str->valuestring = n;
-    return 0;
-}
-
 /* Moves (a copy of) |val| into |obj| under |key|, replacing any. */
 static int put(cJSON *obj, const char *key, const cJSON *val)
 {
@@ -100,8 +52,7 @@ static int put(cJSON *obj, const char *key, const cJSON *val)
 
     if (!dup)
         return PGW_ERR_NOMEM;
-    while (has_key(obj, key))
-        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+    pgw_json_delete_key(obj, key);
     if (!cJSON_AddItemToObject(obj, key, dup)) {
         cJSON_Delete(dup);
         return PGW_ERR_NOMEM;
@@ -144,8 +95,7 @@ static int merge_title(cJSON *aps, const cJSON *title, const cJSON *subtitle)
             cJSON_Delete(dict);
             return PGW_ERR_NOMEM;
         }
-        while (has_key(aps, "alert"))
-            cJSON_DeleteItemFromObjectCaseSensitive(aps, "alert");
+        pgw_json_delete_key(aps, "alert");
         if (!cJSON_AddItemToObject(aps, "alert", dict)) {
             cJSON_Delete(dict);
             return PGW_ERR_NOMEM;
@@ -247,7 +197,7 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
             prio_key = it;
         } else if (strcmp(k, "collapse-id") == 0) {
             collapse_key = it;
-        } else if (!has_key(root, k)) {
+        } else if (!pgw_json_has_key(root, k)) {
             if (put(root, k, it) < 0)
                 goto out;
         }
@@ -280,8 +230,10 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
         cJSON_DeleteItemFromObjectCaseSensitive(aps, "badge");
     }
 
-    background = has_key(aps, "content-available") && !has_key(aps, "alert") &&
-                 !has_key(aps, "badge") && !has_key(aps, "sound");
+    background = pgw_json_has_key(aps, "content-available") &&
+                 !pgw_json_has_key(aps, "alert") &&
+                 !pgw_json_has_key(aps, "badge") &&
+                 !pgw_json_has_key(aps, "sound");
     if (cJSON_IsString(type_key) &&
         in_list(type_key->valuestring, push_types, PGW_ARRAY_SIZE(push_types)))
         snprintf(p->push_type, sizeof(p->push_type), "%s",
@@ -313,7 +265,7 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
     if (body_size(text, p->badge_increment) > limit) {
         cJSON *b = alert_body(aps);
         size_t excess = body_size(text, p->badge_increment) - limit;
-        rc = b ? pgw_payload_apns_shorten(b, excess) : PGW_ERR_TOO_LARGE;
+        rc = b ? pgw_json_shorten(b, excess) : PGW_ERR_TOO_LARGE;
         if (rc == PGW_ERR_TOO_LARGE)
             reason = PGW_PAYLOAD_REASON_TOO_LARGE;
         if (rc < 0)

@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "payload.h"
 #include "pushgw.h"
 
 #define PGW_APNS_MAX_BODY 4096      /* bytes */
@@ -22,14 +23,6 @@
 /* Room kept for the badge number: "-2147483648". */
 #define PGW_APNS_BADGE_RESERVE 11
 #define PGW_APNS_UUID_LEN 36
-
-/* A push whose validity has passed: the caller counts it as "expired". */
-#define PGW_PAYLOAD_ERR_EXPIRED PGW_ERR_TIMEOUT
-
-/* Outcome reasons (outcome.h) for the errors of the builders. */
-#define PGW_PAYLOAD_REASON_EXPIRED "expired"
-#define PGW_PAYLOAD_REASON_TOO_LARGE "payload_too_large"
-#define PGW_PAYLOAD_REASON_COLLAPSE_ID "bad_collapse_id"
 
 struct pgw_apns_payload {
     /*
@@ -102,14 +95,5 @@ void pgw_payload_apns_id_key(const char *event_id,
 void pgw_payload_apns_id_from_key(const unsigned char key[PGW_APNS_ID_KEY_LEN],
                                   int64_t installation_id,
                                   char ret_uuid[PGW_APNS_UUID_LEN + 1]);
-
-/*
- * Shortens the string item |str| (valid UTF-8) so that its printed
- * (escaped) length drops by at least |excess| bytes, cutting on a code
- * point boundary and appending "…". Shared with payload_fcm.
- * Errors: PGW_ERR_TOO_LARGE when even an empty prefix is not short
- * enough, PGW_ERR_NOMEM.
- */
-int pgw_payload_apns_shorten(cJSON *str, size_t excess);
 
 #endif

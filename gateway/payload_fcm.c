@@ -6,17 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "util/json.h"
 
-/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
- * case-insensitive test with a case-sensitive delete looped forever). */
-static bool has_key(const cJSON *obj, const char *key)
-{
-    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
-}
-
-/* Printed where the token goes (see payload_apns.c for why 0x01). */
-#define TOKEN_MARK "\x01"
+/* Printed where the token goes (payload.h). */
+#define TOKEN_MARK PGW_PAYLOAD_MARK
 
 void pgw_payload_fcm_free(struct pgw_fcm_payload *p)
 {
@@ -44,7 +37,7 @@ static int add_data(cJSON *data, const char *key, const cJSON *val)
 {
     cJSON *s;
 
-    if (has_key(data, key))
+    if (pgw_json_has_key(data, key))
         return 0;
     if (cJSON_IsString(val)) {
         s = cJSON_CreateString(val->valuestring);
@@ -199,8 +192,8 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
     /* strlen - 1: the marker is not part of the budget, the token neither */
     if (strlen(text) - 1 > PGW_PAYLOAD_FCM_MAX_BODY) {
         size_t excess = strlen(text) - 1 - PGW_PAYLOAD_FCM_MAX_BODY;
-        rc = body_item ? pgw_payload_apns_shorten(body_item, excess)
-                       : PGW_ERR_TOO_LARGE;
+        rc =
+            body_item ? pgw_json_shorten(body_item, excess) : PGW_ERR_TOO_LARGE;
         if (rc == PGW_ERR_TOO_LARGE)
             reason = PGW_PAYLOAD_REASON_TOO_LARGE;
         if (rc < 0)
@@ -247,7 +240,7 @@ out:
 size_t pgw_payload_fcm_body_len(const struct pgw_fcm_payload *p,
                                 const char *token)
 {
-    return p->head_len + pgw_event_json_escaped_len(token, strlen(token)) +
+    return p->head_len + pgw_json_escaped_len(token, strlen(token)) +
            p->tail_len;
 }
 

@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "payload_apns.h"
+#include "payload.h"
 #include "pushgw.h"
 
 #define PGW_PAYLOAD_FCM_MAX_BODY 4096 /* bytes, the body without the token */

@@ -6,22 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* cJSON_HasObjectItem() ignores case; keys here are case-sensitive (a
- * case-insensitive test with a case-sensitive delete looped forever). */
-static bool has_key(const cJSON *obj, const char *key)
-{
-    return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
-}
-
-static int fail(struct pgw_event_error *err, const char *field,
-                const char *reason, int rc)
-{
-    if (err) {
-        snprintf(err->field, sizeof(err->field), "%s", field);
-        snprintf(err->reason, sizeof(err->reason), "%s", reason);
-    }
-    return rc;
-}
+#include "util/json.h"
 
 /* ---- hook answer ---- */
 
@@ -48,7 +33,7 @@ void pgw_resolve_hook_answer_free(struct pgw_hook_answer *a)
 }
 
 static int hook_peers(struct pgw_hook_answer *a, const cJSON *arr, size_t max,
-                      struct pgw_event_error *err)
+                      struct pgw_json_error *err)
 {
     struct pgw_event_peerset set;
     size_t total = (size_t)cJSON_GetArraySize(arr);
@@ -56,7 +41,8 @@ static int hook_peers(struct pgw_hook_answer *a, const cJSON *arr, size_t max,
     int rc = 0;
 
     if (total > max)
-        return fail(err, "offlinePeers", "too many peers", PGW_ERR_INVAL);
+        return pgw_json_fail(err, PGW_ERR_INVAL, "offlinePeers",
+                             "too many peers");
     a->offline_peers = calloc(total ? total : 1, sizeof(char *));
     if (!a->offline_peers)
         return PGW_ERR_NOMEM;
@@ -84,7 +70,7 @@ static int hook_peers(struct pgw_hook_answer *a, const cJSON *arr, size_t max,
 }
 
 static int hook_push_message(struct pgw_hook_answer *a, const cJSON *pm,
-                             struct pgw_event_error *err)
+                             struct pgw_json_error *err)
 {
     cJSON *obj = NULL;
 
@@ -93,10 +79,10 @@ static int hook_push_message(struct pgw_hook_answer *a, const cJSON *pm,
         return a->push_message ? 0 : PGW_ERR_NOMEM;
     }
     if (!cJSON_IsString(pm) || !pm->valuestring)
-        return fail(err, "pushMessage", "must be a string or an object",
-                    PGW_ERR_INVAL);
-    int rc = pgw_event_json_parse(pm->valuestring, strlen(pm->valuestring),
-                                  NULL, &obj, NULL, NULL);
+        return pgw_json_fail(err, PGW_ERR_INVAL, "pushMessage",
+                             "must be a string or an object");
+    int rc = pgw_json_parse(pm->valuestring, strlen(pm->valuestring), NULL,
+                            &obj, NULL, NULL);
     if (rc == PGW_ERR_NOMEM)
         return rc;
     if (rc == 0 && cJSON_IsObject(obj)) {
@@ -116,7 +102,7 @@ static int hook_push_message(struct pgw_hook_answer *a, const cJSON *pm,
 int pgw_resolve_parse_hook_answer(const char *buf, size_t len,
                                   const struct pgw_event_limits *lim,
                                   struct pgw_hook_answer **ret_answer,
-                                  struct pgw_event_error *ret_err)
+                                  struct pgw_json_error *ret_err)
 {
     struct pgw_event_limits dlim;
     struct pgw_hook_answer *a = NULL;
@@ -131,25 +117,20 @@ int pgw_resolve_parse_hook_answer(const char *buf, size_t len,
         lim = &dlim;
     }
     if (len > lim->max_body_bytes)
-        return fail(ret_err, "", "answer too large", PGW_ERR_INVAL);
-    rc = pgw_event_json_parse(buf, len, NULL, &json, &off, &why);
+        return pgw_json_fail(ret_err, PGW_ERR_INVAL, "", "answer too large");
+    rc = pgw_json_parse(buf, len, NULL, &json, &off, &why);
     if (rc == PGW_ERR_NOMEM)
         return rc;
-    if (rc < 0) {
-        if (ret_err) {
-            ret_err->field[0] = '\0';
-            snprintf(ret_err->reason, sizeof(ret_err->reason), "%s at byte %zu",
-                     why ? why : "invalid JSON", off);
-        }
-        return PGW_ERR_INVAL;
-    }
+    if (rc < 0)
+        return pgw_json_fail(ret_err, PGW_ERR_INVAL, "", "%s at byte %zu",
+                             why ? why : "invalid JSON", off);
     obj = json;
-    it = cJSON_GetObjectItemCaseSensitive(json, "result");
-    if (cJSON_IsObject(json) && cJSON_IsObject(it))
+    it = pgw_json_member(json, "result");
+    if (cJSON_IsObject(it))
         obj = it;
     if (!cJSON_IsObject(obj)) {
-        rc = fail(ret_err, "", "the answer must be a JSON object",
-                  PGW_ERR_INVAL);
+        rc = pgw_json_fail(ret_err, PGW_ERR_INVAL, "",
+                           "the answer must be a JSON object");
         goto out;
     }
     a = calloc(1, sizeof(*a));
@@ -157,21 +138,16 @@ int pgw_resolve_parse_hook_answer(const char *buf, size_t len,
         rc = PGW_ERR_NOMEM;
         goto out;
     }
-    a->skip = truthy(cJSON_GetObjectItemCaseSensitive(obj, "skip"));
-    a->force = truthy(cJSON_GetObjectItemCaseSensitive(obj, "force"));
-    it = cJSON_GetObjectItemCaseSensitive(obj, "offlinePeers");
-    if (it && !cJSON_IsNull(it)) {
-        if (!cJSON_IsArray(it)) {
-            rc = fail(ret_err, "offlinePeers", "must be an array",
-                      PGW_ERR_INVAL);
-            goto out;
-        }
+    a->skip = truthy(pgw_json_member(obj, "skip"));
+    a->force = truthy(pgw_json_member(obj, "force"));
+    it = NULL;
+    rc = pgw_json_get_array(obj, "offlinePeers", 0, SIZE_MAX, &it, ret_err);
+    if (rc > 0)
         rc = hook_peers(a, it, lim->max_peers, ret_err);
-        if (rc < 0)
-            goto out;
-    }
-    it = cJSON_GetObjectItemCaseSensitive(obj, "pushMessage");
-    if (it && !cJSON_IsNull(it)) {
+    if (rc < 0)
+        goto out;
+    it = pgw_json_member(obj, "pushMessage");
+    if (it) {
         rc = hook_push_message(a, it, ret_err);
         if (rc < 0)
             goto out;
@@ -203,9 +179,10 @@ static char *message_text(const struct pgw_event *ev)
     const char *c = ev->content ? ev->content : "";
 
     if (c[0] == '{' &&
-        pgw_event_json_parse(c, strlen(c), NULL, &json, NULL, NULL) == 0 &&
+        pgw_json_parse(c, strlen(c), NULL, &json, NULL, NULL) == 0 &&
         cJSON_IsObject(json) &&
-        (has_key(json, "_lctype") || has_key(json, "_lctext"))) {
+        (pgw_json_has_key(json, "_lctype") ||
+         pgw_json_has_key(json, "_lctext"))) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(json, "_lctext");
         text =
             strdup(cJSON_IsString(t) && t->valuestring ? t->valuestring : "");
@@ -390,8 +367,7 @@ static const char *const internal_keys[] = {"_profile", "_apns_team_id",
 static void strip_internal(cJSON *obj)
 {
     for (size_t i = 0; i < PGW_ARRAY_SIZE(internal_keys); i++)
-        while (has_key(obj, internal_keys[i]))
-            cJSON_DeleteItemFromObjectCaseSensitive(obj, internal_keys[i]);
+        pgw_json_delete_key(obj, internal_keys[i]);
 }
 
 /*
@@ -410,10 +386,8 @@ static int platform_content(const cJSON *base, enum pgw_platform platform,
     } else {
         c = cJSON_Duplicate(base, true);
         if (c) {
-            while (has_key(c, "ios"))
-                cJSON_DeleteItemFromObjectCaseSensitive(c, "ios");
-            while (has_key(c, "android"))
-                cJSON_DeleteItemFromObjectCaseSensitive(c, "android");
+            pgw_json_delete_key(c, "ios");
+            pgw_json_delete_key(c, "android");
         }
     }
     if (!c)
@@ -482,7 +456,7 @@ out:
 int pgw_resolve_event(const struct pgw_event *ev,
                       const struct pgw_hook_answer *hook, const cJSON *tmpl,
                       int64_t validity_s, struct pgw_resolved **ret_res,
-                      struct pgw_event_error *ret_err)
+                      struct pgw_json_error *ret_err)
 {
     struct pgw_resolved *res = NULL;
     const cJSON *src = NULL;
@@ -531,8 +505,8 @@ int pgw_resolve_event(const struct pgw_event *ev,
         goto out;
     rc = expand_with(content, ev, text);
     if (rc == PGW_ERR_TOO_LARGE) {
-        fail(ret_err, "", "push content too large after variable expansion",
-             rc);
+        pgw_json_fail(ret_err, rc, "",
+                      "push content too large after variable expansion");
         goto out;
     }
     if (rc < 0)

@@ -63,7 +63,7 @@ struct pgw_hook_answer {
 int pgw_resolve_parse_hook_answer(const char *buf, size_t len,
                                   const struct pgw_event_limits *lim,
                                   struct pgw_hook_answer **ret_answer,
-                                  struct pgw_event_error *ret_err);
+                                  struct pgw_json_error *ret_err);
 
 void pgw_resolve_hook_answer_free(struct pgw_hook_answer *a);
 
@@ -100,7 +100,7 @@ struct pgw_resolved {
 int pgw_resolve_event(const struct pgw_event *ev,
                       const struct pgw_hook_answer *hook, const cJSON *tmpl,
                       int64_t validity_s, struct pgw_resolved **ret_res,
-                      struct pgw_event_error *ret_err);
+                      struct pgw_json_error *ret_err);
 
 void pgw_resolve_free(struct pgw_resolved *res);
 

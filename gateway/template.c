@@ -140,7 +140,7 @@ static int load_one(const char *path, struct pgw_diag *diag, cJSON **ret)
     }
     if (rc < 0)
         goto out;
-    rc = pgw_event_json_parse(buf, len, NULL, &json, &off, &why);
+    rc = pgw_json_parse(buf, len, NULL, &json, &off, &why);
     if (rc == PGW_ERR_NOMEM)
         goto out;
     if (rc < 0) {

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct pgw_event_limits lim = {16, 65536};
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     char *body = NULL;
 
     if (pgw_event_parse((const char *)data, size, &lim, &ev, &err) != 0)
@@ -20,10 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ev->n_offline_peers == 0 || ev->n_offline_peers > lim.max_peers)
         abort();
     for (size_t i = 0; i < ev->n_offline_peers; i++)
-        if (!pgw_event_utf8_valid(ev->offline_peers[i],
-                                  strlen(ev->offline_peers[i])))
+        if (!pgw_utf8_valid(ev->offline_peers[i], strlen(ev->offline_peers[i])))
             abort();
-    if (ev->content && !pgw_event_utf8_valid(ev->content, strlen(ev->content)))
+    if (ev->content && !pgw_utf8_valid(ev->content, strlen(ev->content)))
         abort();
     if (pgw_event_hook_request(ev, &body) == 0)
         free(body);

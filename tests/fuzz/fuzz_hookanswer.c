@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct pgw_event_limits lim = {16, 65536};
     struct pgw_hook_answer *a = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     if (pgw_resolve_parse_hook_answer((const char *)data, size, &lim, &a,
                                       &err) != 0) {
@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (size_t i = 0; i < a->n_offline_peers; i++) {
         const char *p = a->offline_peers[i];
-        if (!p || !pgw_event_utf8_valid(p, strlen(p)))
+        if (!p || !pgw_utf8_valid(p, strlen(p)))
             abort();
         for (size_t k = 0; k < i; k++)
             if (strcmp(a->offline_peers[k], p) == 0)

@@ -37,7 +37,7 @@ static void check_body(const char *buf, size_t len, size_t max)
 {
     cJSON *j;
 
-    if (len > max || !pgw_event_utf8_valid(buf, len))
+    if (len > max || !pgw_utf8_valid(buf, len))
         abort();
     j = cJSON_ParseWithLength(buf, len);
     if (!j)
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct pgw_event *ev = NULL;
     struct pgw_hook_answer *hook = NULL;
     struct pgw_resolved *res = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     cJSON *tmpl = NULL;
     const char *part[3];
     size_t len[3];
@@ -64,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (part[1])
         pgw_resolve_parse_hook_answer(part[1], len[1], &lim, &hook, &err);
     if (part[2])
-        pgw_event_json_parse(part[2], len[2], NULL, &tmpl, NULL, NULL);
+        pgw_json_parse(part[2], len[2], NULL, &tmpl, NULL, NULL);
     if (pgw_resolve_event(ev, hook, tmpl, 604800, &res, &err) != 0)
         goto out;
     for (int v = 0; v < 4; v++) {

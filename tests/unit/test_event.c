@@ -1,4 +1,4 @@
-/* Tests of event parsing/validation and the checked JSON reader. */
+/* Tests of event parsing and validation (the reader: test_util_json). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,7 +117,7 @@ static void test_bad_events(void **state)
     for (size_t i = 0; i < PGW_ARRAY_SIZE(bad_cases); i++) {
         const struct bad_case *c = &bad_cases[i];
         struct pgw_event *ev = NULL;
-        struct pgw_event_error err;
+        struct pgw_json_error err;
         int rc;
 
         memset(&err, 0, sizeof(err));
@@ -135,7 +135,7 @@ static void test_body_too_large(void **state)
     struct pgw_event_limits lim = {10, 20};
     const char *json = "{" BASE ",\"offlinePeers\":[\"a\"]}";
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     (void)state;
     assert_int_equal(pgw_event_parse(json, strlen(json), &lim, &ev, &err),
@@ -152,7 +152,7 @@ static void test_full_event(void **state)
         "\"pushData\":\"{\\\"alert\\\":\\\"x\\\"}\",\"msgId\":\"m1\","
         "\"mutedPeers\":[\"Ann\"],\"unknown\":{\"x\":1}}";
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     (void)state;
     assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
@@ -181,7 +181,7 @@ static void test_minimal_and_nulls(void **state)
                        "\"pushData\":null,\"mentionAll\":null,"
                        "\"pushData\":{\"alert\":\"obj\"}}";
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     (void)state;
     assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
@@ -199,7 +199,7 @@ static void test_pushdata_object_and_unicode(void **state)
                        "\",\"\\u00e9\\ud83d\\ude00\"],"
                        "\"pushData\":{\"alert\":\"\xf0\x9f\x98\x80\"}}";
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     (void)state;
     assert_int_equal(pgw_event_parse(json, strlen(json), NULL, &ev, &err), 0);
@@ -215,7 +215,7 @@ static void test_many_peers_dedup(void **state)
     size_t cap = 200000, len = 0;
     char *buf = malloc(cap);
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     (void)state;
     assert_non_null(buf);
@@ -230,96 +230,6 @@ static void test_many_peers_dedup(void **state)
     assert_string_equal(ev->offline_peers[4999], "p4999");
     pgw_event_free(ev);
     free(buf);
-}
-
-struct utf8_case {
-    const char *s;
-    size_t len;
-    bool ok;
-};
-
-static void test_utf8(void **state)
-{
-    static const struct utf8_case cases[] = {
-        {"abc", 3, true},
-        {"\xc3\xa9", 2, true},
-        {"\xe4\xb8\xad", 3, true},
-        {"\xf0\x9f\x98\x80", 4, true},
-        {"\xf4\x8f\xbf\xbf", 4, true},  /* U+10FFFF */
-        {"\xef\xbf\xbf", 3, true},      /* U+FFFF */
-        {"\xc0\x80", 2, false},         /* overlong NUL */
-        {"\xc1\xbf", 2, false},         /* overlong */
-        {"\xe0\x9f\xbf", 3, false},     /* overlong */
-        {"\xf0\x8f\xbf\xbf", 4, false}, /* overlong */
-        {"\xed\xa0\x80", 3, false},     /* U+D800 */
-        {"\xed\xbf\xbf", 3, false},     /* U+DFFF */
-        {"\xf4\x90\x80\x80", 4, false}, /* U+110000 */
-        {"\xf5\x80\x80\x80", 4, false},
-        {"\x80", 1, false},
-        {"\xe4\xb8", 2, false}, /* truncated */
-        {"\xff", 1, false},
-    };
-
-    (void)state;
-    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++)
-        if (pgw_event_utf8_valid(cases[i].s, cases[i].len) != cases[i].ok)
-            fail_msg("utf8 case %zu", i);
-}
-
-static void test_json_limits(void **state)
-{
-    struct pgw_json_limits lim = {4, 3, 5};
-    cJSON *j = NULL;
-    size_t off = 0;
-    const char *why = NULL;
-
-    (void)state;
-    assert_int_equal(pgw_event_json_parse("[1,2,3]", 7, &lim, &j, NULL, NULL),
-                     0);
-    cJSON_Delete(j);
-    j = NULL;
-    assert_int_equal(pgw_event_json_parse("[1,2,3,4]", 9, &lim, &j, &off, &why),
-                     PGW_ERR_INVAL);
-    assert_string_equal(why, "array too large");
-    assert_int_equal(off, 6);
-    assert_int_equal(
-        pgw_event_json_parse("[[],[],[]]", 10, &lim, &j, NULL, NULL), 0);
-    cJSON_Delete(j);
-    j = NULL;
-    assert_int_equal(
-        pgw_event_json_parse("[\"abcdef\"]", 10, &lim, &j, &off, &why),
-        PGW_ERR_INVAL);
-    assert_string_equal(why, "string too long");
-    assert_int_equal(
-        pgw_event_json_parse("[[[[[1]]]]]", 11, &lim, &j, &off, &why),
-        PGW_ERR_INVAL);
-    assert_string_equal(why, "nested too deeply");
-    assert_int_equal(off, 4);
-    /* Brackets inside strings are not nesting. */
-    assert_int_equal(
-        pgw_event_json_parse("[\"[[[[[\"]", 9, &lim, &j, NULL, NULL), 0);
-    cJSON_Delete(j);
-    j = NULL;
-    /* Not NUL-terminated input is read only to |len|. */
-    assert_int_equal(pgw_event_json_parse("[1]]]]", 3, &lim, &j, NULL, NULL),
-                     0);
-    cJSON_Delete(j);
-    j = NULL;
-    assert_int_equal(pgw_event_json_parse("", 0, &lim, &j, NULL, NULL),
-                     PGW_ERR_INVAL);
-    assert_int_equal(
-        pgw_event_json_parse("{\"a\":1} {}", 10, &lim, &j, &off, &why),
-        PGW_ERR_INVAL);
-    assert_int_equal(off, 8);
-}
-
-static void test_escaped_len(void **state)
-{
-    (void)state;
-    assert_int_equal(pgw_event_json_escaped_len("ab", 2), 2);
-    assert_int_equal(pgw_event_json_escaped_len("\"\\\n\t", 4), 8);
-    assert_int_equal(pgw_event_json_escaped_len("\x01", 1), 6);
-    assert_int_equal(pgw_event_json_escaped_len("\xe4\xb8\xad", 3), 3);
 }
 
 static void test_peerset(void **state)
@@ -347,7 +257,7 @@ static void test_hook_request(void **state)
                        "\"content\":\"q\\\"\",\"mentionAll\":true,"
                        "\"mutedPeers\":[\"a\"],\"msgId\":\"m\"}";
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     char *body = NULL;
 
     (void)state;
@@ -370,9 +280,6 @@ int main(void)
         cmocka_unit_test(test_minimal_and_nulls),
         cmocka_unit_test(test_pushdata_object_and_unicode),
         cmocka_unit_test(test_many_peers_dedup),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_json_limits),
-        cmocka_unit_test(test_escaped_len),
         cmocka_unit_test(test_peerset),
         cmocka_unit_test(test_hook_request),
     };

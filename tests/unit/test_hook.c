@@ -98,7 +98,7 @@ static struct pgw_event *make_event(const char *conv)
     char text[512];
     struct pgw_event *ev = NULL;
     struct pgw_event_limits lim;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     snprintf(text, sizeof(text),
              "{\"fromPeer\":\"Tom\",\"convId\":\"%s\","

@@ -274,7 +274,7 @@ static void test_long_multibyte_alert(void **state)
     assert_int_equal(
         pgw_payload_apns_body(p, 2147483647, buf, sizeof(buf), &len), 0);
     assert_true(len <= PGW_APNS_MAX_BODY);
-    assert_true(pgw_event_utf8_valid(buf, len));
+    assert_true(pgw_utf8_valid(buf, len));
     parsed = cJSON_ParseWithLength(buf, len);
     assert_non_null(parsed);
     body = cJSON_GetObjectItem(

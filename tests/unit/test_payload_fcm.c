@@ -221,7 +221,7 @@ static void test_long_alert_shortened(void **state)
     assert_true(p->shortened);
     assert_true(p->head_len + p->tail_len <= PGW_PAYLOAD_FCM_MAX_BODY);
     assert_int_equal(pgw_payload_fcm_body(p, "tok", buf, sizeof(buf), &len), 0);
-    assert_true(pgw_event_utf8_valid(buf, len));
+    assert_true(pgw_utf8_valid(buf, len));
     parsed = cJSON_ParseWithLength(buf, len);
     assert_non_null(parsed);
     body = cJSON_GetObjectItem(

@@ -17,7 +17,7 @@
 static struct pgw_event *parse_event(const char *json)
 {
     struct pgw_event *ev = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     if (pgw_event_parse(json, strlen(json), NULL, &ev, &err) != 0)
         fail_msg("event does not parse: %s: %s", err.field, err.reason);
@@ -27,7 +27,7 @@ static struct pgw_event *parse_event(const char *json)
 static struct pgw_hook_answer *parse_hook(const char *json)
 {
     struct pgw_hook_answer *a = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     if (!json)
         return NULL;
@@ -229,7 +229,7 @@ static void test_resolve_table(void **state)
         struct pgw_hook_answer *hook = parse_hook(c->hook);
         cJSON *tmpl = c->tmpl ? cJSON_Parse(c->tmpl) : NULL;
         struct pgw_resolved *res = NULL;
-        struct pgw_event_error err;
+        struct pgw_json_error err;
         char *ios = NULL, *android = NULL;
 
         if (pgw_resolve_event(ev, hook, tmpl, 604800, &res, &err) != 0)
@@ -269,7 +269,7 @@ static struct pgw_resolved *resolve(const char *event, const char *hook,
     struct pgw_hook_answer *h = parse_hook(hook);
     cJSON *t = cJSON_Parse(tmpl ? tmpl : GUIDE_TEMPLATE);
     struct pgw_resolved *res = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
 
     assert_int_equal(pgw_resolve_event(ev, h, t, 604800, &res, &err), 0);
     cJSON_Delete(t);
@@ -462,7 +462,7 @@ static void test_expansion_caps(void **state)
     char *text = malloc(4001);
     struct pgw_event *e;
     struct pgw_resolved *res = NULL;
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     cJSON *t;
     char *p;
 
@@ -493,7 +493,7 @@ static void test_expansion_caps(void **state)
         size_t len = strlen(a->valuestring);
         assert_true(len <= PGW_RESOLVE_MAX_STRING_BYTES);
         assert_true(len > PGW_RESOLVE_MAX_STRING_BYTES - 4);
-        assert_true(pgw_event_utf8_valid(a->valuestring, len));
+        assert_true(pgw_utf8_valid(a->valuestring, len));
     }
     pgw_resolve_free(res);
     cJSON_Delete(t);
@@ -554,7 +554,7 @@ static void test_hook_answers(void **state)
     for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
         const struct hcase *c = &cases[i];
         struct pgw_hook_answer *a = NULL;
-        struct pgw_event_error err;
+        struct pgw_json_error err;
         int rc = pgw_resolve_parse_hook_answer(c->json, strlen(c->json), NULL,
                                                &a, &err);
         if (rc != c->rc)
