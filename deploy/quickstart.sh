@@ -85,6 +85,9 @@ step_log=
 on_err() {
     local rc=$?
     [ -s "$fail_marker" ] && exit 1
+    # While serving, bash reports a `wait` a signal interrupted here too,
+    # before the signal's trap, which stops.
+    [ "$step" = serving ] && return
     die "step '$step': command '$1' exited with status $rc (line $2)" "$step_log"
 }
 trap 'on_err "$BASH_COMMAND" "$LINENO"' ERR
@@ -130,10 +133,13 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-# Ctrl-C while serving is the normal way to stop: exit 0. During the demo
-# it interrupts it: 130.
+# Ctrl-C or SIGTERM while serving is the normal way to stop: exit 0, and
+# the cleanup prints one line. pushgw gets the Ctrl-C too and may exit
+# before this trap runs: the end of the script takes that as a stop as
+# well. During the demo it interrupts it: 130 or 143.
 on_stop() {
-    if [ "$step" = serving ]; then exit 0; fi
+    [ "$step" = serving ] && exit 0
+    printf 'quickstart: interrupted while %s\n' "$step" >&2
     exit "$1"
 }
 trap 'on_stop 130' INT
@@ -565,8 +571,8 @@ EOF
 say "press Ctrl-C to stop everything"
 step="serving"
 step_log=$var/log/pushgw.log
-set +e
-wait "$gw_pid"
-rc=$?
-set -e
+rc=0
+wait "$gw_pid" || rc=$?
+# pushgw stopped by a signal: a stop (the cleanup prints the one line).
+[ $rc = 0 ] && exit 0
 die "pushgw serve exited with status $rc" "$step_log"

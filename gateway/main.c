@@ -28,6 +28,10 @@ static void usage(FILE *out)
           "templates\n"
           "  version                  print the version\n"
           "\n"
+          "Exit status: 0 ok; 1 a runtime failure (check-config: problems\n"
+          "found); 2 usage, or a config that cannot be read or used\n"
+          "(check-config: cannot be read).\n"
+          "\n"
           "The config is FILE, else ./pushgw.ini, else "
           "/etc/pushgw/pushgw.ini;\n"
           "PUSHGW_<SECTION>_<KEY> environment variables override it.\n",
@@ -118,12 +122,17 @@ static int cmd_check_config(int argc, char **argv)
     struct pgw_config *cfg = NULL;
     struct pgw_diag diag;
     const char *path;
-    int problems;
+    int problems, rc;
 
     if (parse_common(argc, argv, &path) < 0)
         return EXIT_USAGE;
-    if (load_config(path, &cfg) < 0)
+    /* A checker: a file with problems is its finding (1); a file it
+     * cannot read is a usage error like a wrong -c (2). */
+    rc = load_config(path, &cfg);
+    if (rc == PGW_ERR_CONFIG)
         return EXIT_RUNTIME;
+    if (rc < 0)
+        return EXIT_USAGE;
     pgw_diag_init(&diag);
     problems = pgw_config_check_files(cfg, &diag);
     problems += pgw_serve_check(cfg, &diag);
@@ -203,6 +212,7 @@ static int cmd_render(int argc, char **argv)
 
 static int cmd_serve(int argc, char **argv)
 {
+    struct pgw_serve_options so;
     struct pgw_config *cfg = NULL;
     const char *path;
     int rc;
@@ -211,7 +221,12 @@ static int cmd_serve(int argc, char **argv)
         return EXIT_USAGE;
     if (load_config(path, &cfg) < 0)
         return EXIT_USAGE;
-    rc = pgw_serve_run(cfg, cfg->path);
+    memset(&so, 0, sizeof(so));
+    so.cfg_path = cfg->path;
+#ifndef PUSHGW_JEMALLOC
+    so.trim_heap = true;
+#endif
+    rc = pgw_serve_run(cfg, &so);
     pgw_config_free(cfg);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ struct serve {
     struct evdns_base *dns;
     struct pgw_config *cfg;
     const char *cfg_path;
+    struct pgw_serve_options opts;
     struct pgw_template_set *templates;
     struct pgw_metrics *metrics;
     struct pgw_curlmulti *cm;
@@ -262,11 +264,12 @@ static char *owner_id(void)
     return out;
 }
 
-/* Every TRIM_INTERVAL_S: the heap's free pages go back to the system. A
- * burst of large requests (256 fan-out events of 12 KB at once) left
- * 15-17 MB freed but resident: 63-65 MiB with 1,000,000 pushes pending,
- * 48 MiB after a trim. It walks the free chunks, well under a
- * millisecond at these sizes. */
+/* Every TRIM_INTERVAL_S, with glibc's malloc: the heap's free pages go
+ * back to the system, which glibc does not do by itself for pages below
+ * the top of the heap (a burst of large requests leaves them resident).
+ * It walks the free chunks, well under a millisecond at these sizes.
+ * jemalloc gives pages back from its own thread (main.c's malloc_conf),
+ * and glibc's malloc_trim() has nothing to trim there. */
 #define TRIM_INTERVAL_S 2
 
 static void on_trim(evutil_socket_t fd, short what, void *arg)
@@ -382,14 +385,18 @@ static int setup(struct serve *s)
     s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
     s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
     s->stop_timer = event_new(s->base, -1, EV_PERSIST, on_stop_poll, s);
-    s->trim_timer = event_new(s->base, -1, EV_PERSIST, on_trim, s);
-    if (!s->sig_hup || !s->sig_term || !s->sig_int || !s->stop_timer ||
-        !s->trim_timer) {
+    if (!s->sig_hup || !s->sig_term || !s->sig_int || !s->stop_timer) {
         rc = PGW_ERR_NOMEM;
         goto out;
     }
-    {
+    if (s->opts.trim_heap) {
         struct timeval tv = {TRIM_INTERVAL_S, 0};
+
+        s->trim_timer = event_new(s->base, -1, EV_PERSIST, on_trim, s);
+        if (!s->trim_timer) {
+            rc = PGW_ERR_NOMEM;
+            goto out;
+        }
         event_add(s->trim_timer, &tv);
     }
     evsignal_add(s->sig_hup, NULL);
@@ -435,14 +442,15 @@ static void teardown(struct serve *s)
     pgw_config_free(s->cfg);
 }
 
-int pgw_serve_run(struct pgw_config *cfg, const char *cfg_path)
+int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts)
 {
     struct serve s;
     int rc;
 
     memset(&s, 0, sizeof(s));
+    s.opts = *opts;
     s.cfg = pgw_config_ref(cfg);
-    s.cfg_path = cfg_path ? cfg_path : cfg->path;
+    s.cfg_path = opts->cfg_path ? opts->cfg_path : cfg->path;
     signal(SIGPIPE, SIG_IGN);
     pgw_log_set_level(cfg->server.log_level);
     rc = setup(&s);
@@ -463,8 +471,11 @@ int pgw_serve_check(const struct pgw_config *cfg, struct pgw_diag *diag)
     struct pgw_template_set *tmpl = NULL;
     size_t before = diag->n;
     int problems = 0;
+    struct stat st;
 
-    if (pgw_template_set_load(cfg->templates.dir, diag, &tmpl) < 0 &&
+    /* A folder that is not there is reported by the file checks. */
+    if (stat(cfg->templates.dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+        pgw_template_set_load(cfg->templates.dir, diag, &tmpl) < 0 &&
         diag->n == before) {
         pgw_diag_add(diag, "templates dir '%s': cannot be loaded",
                      cfg->templates.dir);

@@ -10,26 +10,27 @@ for f in pushgw tests/mock/mock_apns tests/mock/mock_fcm tests/service/hook_serv
     [ -x "$bin/$f" ] || fail "'$bin/$f' is not built"
 done
 
-# 1. The example config: every problem is a missing file, none is a key.
+# 1. The example config is valid where it stands (the repository's
+# migrations and templates, an app without keys), each problem is reported
+# once, and it stays valid with keys given by the environment, as the
+# systemd unit does with its credentials.
+out=$("$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1) ||
+    fail "check-config of the example where it stands: $out"
+ok "pushgw.ini.example as it stands: $out"
 set +e
-out=$("$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1)
+out=$(PUSHGW_TEMPLATES_DIR=/nonexistent/templates \
+    "$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1)
 rc=$?
 set -e
-[ $rc = 1 ] || fail "check-config of the example exited $rc, expected 1 (missing files): $out"
-bad=$(grep -v "No such file or directory" <<<"$out" || true)
-[ -z "$bad" ] || fail "check-config of the example reports more than missing files: $bad"
-grep -q "AuthKey_KEY0000001.p8" <<<"$out" || fail "the example's APNs key was not checked: $out"
-ok "pushgw.ini.example: only missing files ($(grep -c . <<<"$out") of them)"
-
-# ... and valid once the files exist (environment overrides, as the systemd
-# unit does with its credentials).
-out=$(PUSHGW_APP_DEMO_APNS_KEY_FILE=$certs/AuthKey_KEY0000001.p8 \
+[ $rc = 1 ] || fail "check-config with a missing templates folder exited $rc, expected 1: $out"
+[ "$(grep -c . <<<"$out")" = 1 ] || fail "a missing templates folder is not reported once: $out"
+ok "a missing templates folder: exit 1, one line"
+out=$(PUSHGW_APP_DEMO_APNS_TEAM_ID=TEAM000001 PUSHGW_APP_DEMO_APNS_KEY_ID=KEY0000001 \
+    PUSHGW_APP_DEMO_APNS_KEY_FILE=$certs/AuthKey_KEY0000001.p8 \
     PUSHGW_APP_DEMO_FCM_SERVICE_ACCOUNT_FILE=$certs/fcm-sa.json \
-    PUSHGW_DATABASE_MIGRATIONS_DIR=$src/migrations \
-    PUSHGW_TEMPLATES_DIR=$src/templates \
     "$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1) ||
-    fail "the example with its files present is not valid: $out"
-ok "pushgw.ini.example with its files present: $out"
+    fail "the example with keys from the environment is not valid: $out"
+ok "pushgw.ini.example with keys from the environment: $out"
 
 # Every key of gateway/config.c is in the example.
 keys=$(grep -oE 'KD_[A-Z]+\("[a-z_]+"|\{"[a-z_]+", K_' "$src/gateway/config.c" | grep -oE '"[a-z_]+"' | tr -d '"')
@@ -85,6 +86,48 @@ for run in 1 2; do
         fail "quickstart run $run left processes: $(pgrep -af "$work/")"
     fi
     ok "quickstart --once run $run"
+done
+
+# The README's render example speaks of the quickstart's devices: their
+# ids, tokens and recipients.
+out=$(jq '.timestamp = (now*1000|floor)' "$src/deploy/demo/render-event.json" |
+    "$pushgw" render -c "$work/var/pushgw.ini" --app demo --event - 2>&1) ||
+    fail "render of deploy/demo/render-event.json: $out"
+[ "$(grep -c . <<<"$out")" = 3 ] || fail "render example: expected 3 lines: $out"
+grep -q '"error"' <<<"$out" && fail "render example: an error line: $out"
+want=$(grep -oE "'[^']{20,}'" "$src/deploy/demo/installations.sql" | tr -d "'")
+got=$(jq -r '.installations[].device_token' "$src/deploy/demo/render-event.json")
+[ "$got" = "$want" ] ||
+    fail "render example: tokens differ from deploy/demo/installations.sql: $got"
+ok "render example: the demo's three devices"
+
+# Serving until stopped: Ctrl-C (SIGINT to the whole process group, as a
+# terminal sends it) and SIGTERM (to the script alone) stop everything and
+# exit 0 with one line.
+for sig in INT TERM; do
+    log=$work/quickstart-$sig.out
+    PUSHGW_QUICKSTART_PREBUILT=$bin setsid "$work/deploy/quickstart.sh" >"$log" 2>&1 &
+    qs=$!
+    for _ in $(seq 1200); do
+        grep -q 'press Ctrl-C' "$log" && break
+        kill -0 $qs 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q 'press Ctrl-C' "$log" || fail "quickstart did not reach serving: $(cat "$log")"
+    before=$(wc -l <"$log")
+    if [ $sig = INT ]; then kill -INT -- -$qs; else kill -TERM $qs; fi
+    set +e
+    wait $qs
+    rc=$?
+    set -e
+    [ $rc = 0 ] || fail "quickstart stopped with SIG$sig exited $rc: $(cat "$log")"
+    after=$(tail -n +$((before + 1)) "$log")
+    [ "$(grep -c . <<<"$after")" = 1 ] && grep -q 'stopped everything' <<<"$after" ||
+        fail "quickstart stopped with SIG$sig: not one line: $after"
+    if pgrep -f "$work/" >/dev/null; then
+        fail "quickstart stopped with SIG$sig left processes: $(pgrep -af "$work/")"
+    fi
+    ok "quickstart stopped with SIG$sig: exit 0, '$after'"
 done
 
 # A failure is reported with its reason and a non-zero exit.

@@ -567,6 +567,70 @@ static void test_check_config_loads_keys(void **state)
     free(dir);
 }
 
+/* How often |needle| occurs in |hay|. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Exit codes as the README says: check-config 1 = problems found, 2 =
+ * the file cannot be read or usage; serve and migrate 2 for a config
+ * they cannot use. Each problem is printed once. */
+static void test_cli_exit_codes(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *bad = tu_write_file(dir, "bad.ini",
+                              "[app:demo]\nhook_key = k\nbogus = 1\n", 0644);
+    char *missing = NULL;
+    char *out = NULL, *err = NULL;
+    const char *check_bad[] = {"check-config", "-c", bad, NULL};
+    const char *check_missing[] = {"check-config", "-c", NULL, NULL};
+    const char *check_usage[] = {"check-config", "extra", NULL};
+    const char *serve_bad[] = {"serve", "-c", bad, NULL};
+    const char *migrate_bad[] = {"migrate", "-c", bad, NULL};
+    char *ok = tu_write_file(dir, "ok.ini", "[app:demo]\nhook_key = k\n", 0644);
+    const char *check_ok[] = {"check-config", "-c", ok, NULL};
+    (void)state;
+
+    assert_true(asprintf(&missing, "%s/nope.ini", dir) > 0);
+    check_missing[2] = missing;
+
+    assert_int_equal(tu_run_pushgw(check_bad, NULL, &out, &err), 1);
+    assert_int_equal(count_of(err, "unknown key 'bogus'"), 1);
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(check_missing, NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "cannot read config"));
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(check_usage, NULL, &out, &err), 2);
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(serve_bad, NULL, &out, &err), 2);
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(migrate_bad, NULL, &out, &err), 2);
+    free(out);
+    free(err);
+
+    /* No templates folder: one line about it, not two. */
+    assert_int_equal(tu_run_pushgw(check_ok, NULL, &out, &err), 1);
+    assert_int_equal(count_of(err, "templates dir"), 1);
+    assert_int_equal(count_of(err, "migrations dir"), 1);
+    free(out);
+    free(err);
+
+    tu_rm_rf(dir);
+    free(bad);
+    free(ok);
+    free(missing);
+    free(dir);
+}
+
 static void test_cli_usage(void **state)
 {
     char *out = NULL, *err = NULL;
@@ -597,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_check_files),
         cmocka_unit_test(test_check_config_command),
         cmocka_unit_test(test_check_config_loads_keys),
+        cmocka_unit_test(test_cli_exit_codes),
         cmocka_unit_test(test_cli_usage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
