@@ -1,5 +1,6 @@
 /* APNs sender over h2client pools; see apns.h. */
 #include "apns.h"
+#include "tls_identity.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,9 +18,13 @@
 #define CTX_KEEP_BUF 16384
 #define RETRY_AFTER_MAX_S 86400
 
+/* A signing identity: a token key (|jwt|) or certificates (|identity|,
+ * one per environment; the development one may be NULL: the production
+ * certificate then serves both, as Apple's universal certificates do). */
 struct team {
-    char id[PGW_JWT_ID_MAX + 1];
+    char id[PGW_APNS_ID_MAX + 1];
     struct pgw_jwt *jwt;
+    struct pgw_tls_identity *identity[2];
     struct pgw_h2_pool *pool[2];
 };
 
@@ -119,6 +124,32 @@ int pgw_apns_add_team_jwt(struct pgw_apns *self, struct pgw_jwt *jwt)
     return 0;
 }
 
+int pgw_apns_add_cert(struct pgw_apns *self, const char *id,
+                      struct pgw_tls_identity *production,
+                      struct pgw_tls_identity *development)
+{
+    struct team *t;
+    int ret = 0;
+
+    if (!id || !id[0] || strlen(id) > PGW_APNS_ID_MAX || !production)
+        ret = PGW_ERR_INVAL;
+    else if (find_team(self, id))
+        ret = PGW_ERR_CONFLICT;
+    else if (self->n_teams >= PGW_APNS_MAX_TEAMS)
+        ret = PGW_ERR_BUSY;
+    if (ret < 0) {
+        pgw_tls_identity_free(production);
+        pgw_tls_identity_free(development);
+        return ret;
+    }
+    t = &self->teams[self->n_teams++];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    t->identity[PGW_APNS_PRODUCTION] = production;
+    t->identity[PGW_APNS_DEVELOPMENT] = development;
+    return 0;
+}
+
 int pgw_apns_add_team(struct pgw_apns *self, const char *team_id,
                       const char *key_id, const char *key_file)
 {
@@ -166,6 +197,8 @@ static int team_pool(struct pgw_apns *self, struct team *t,
     po.max_streams_per_conn = self->o.max_streams_per_conn;
     po.backoff_initial_ms = self->o.backoff_initial_ms;
     po.backoff_max_ms = self->o.backoff_max_ms;
+    po.identity =
+        t->identity[env] ? t->identity[env] : t->identity[PGW_APNS_PRODUCTION];
     ret = pgw_h2_pool_new(self->base, self->dns, &po, &t->pool[env]);
     if (ret != 0)
         return ret;
@@ -207,11 +240,17 @@ static int ctx_submit(struct apns_ctx *c)
     ret = team_pool(c->apns, c->team, c->env, &pool);
     if (ret != 0)
         return ret;
-    ret = pgw_jwt_authorization(c->team->jwt, &auth);
-    if (ret != 0)
-        return ret;
-    c->signed_count = pgw_jwt_signed_count(c->team->jwt);
     memset(h, 0, sizeof(h));
+    if (c->team->jwt) { /* certificate identities send no token */
+        ret = pgw_jwt_authorization(c->team->jwt, &auth);
+        if (ret != 0)
+            return ret;
+        c->signed_count = pgw_jwt_signed_count(c->team->jwt);
+        h[n].name = "authorization";
+        h[n].value = auth;
+        h[n].no_index = 1;
+        n++;
+    }
 #define HDR(nm, off, once)                                                     \
     do {                                                                       \
         h[n].name = (nm);                                                      \
@@ -219,10 +258,6 @@ static int ctx_submit(struct apns_ctx *c)
         h[n].index_once = (once);                                              \
         n++;                                                                   \
     } while (0)
-    h[n].name = "authorization";
-    h[n].value = auth;
-    h[n].no_index = 1;
-    n++;
     /* HPACK as Apple asks: :path and authorization never indexed (h2client),
      * apns-id, apns-expiration and apns-collapse-id indexed once per
      * connection (their values change from push to push), the rest
@@ -328,7 +363,7 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
                           pgw_h2_result_header(res, "retry-after"), &o);
         if (res->status == 403 &&
             strcmp(o.reason, "ExpiredProviderToken") == 0 && !c->retried &&
-            !self->freeing) {
+            !self->freeing && c->team->jwt) {
             struct pgw_jwt *jwt = c->team->jwt;
             const char *auth;
             int changed = 0;
@@ -522,6 +557,8 @@ void pgw_apns_free(struct pgw_apns *self)
         pgw_h2_pool_free(self->teams[i].pool[0]);
         pgw_h2_pool_free(self->teams[i].pool[1]);
         pgw_jwt_free(self->teams[i].jwt);
+        pgw_tls_identity_free(self->teams[i].identity[0]);
+        pgw_tls_identity_free(self->teams[i].identity[1]);
     }
     while ((c = self->free_ctx) != NULL) {
         self->free_ctx = c->next;

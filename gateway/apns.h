@@ -27,10 +27,12 @@ struct event_base;
 struct evdns_base;
 struct pgw_jwt;
 struct pgw_apns;
+struct pgw_tls_identity;
 
 #define PGW_APNS_PRODUCTION_URL "https://api.push.apple.com"
 #define PGW_APNS_DEVELOPMENT_URL "https://api.sandbox.push.apple.com"
-#define PGW_APNS_MAX_TEAMS 64
+#define PGW_APNS_MAX_TEAMS 64 /* signing identities: teams and certificates */
+#define PGW_APNS_ID_MAX 64
 
 enum pgw_apns_env {
     PGW_APNS_PRODUCTION = 0,
@@ -59,7 +61,7 @@ struct pgw_apns_options {
  */
 struct pgw_apns_push {
     enum pgw_apns_env env;
-    const char *team_id;      /* a team added with pgw_apns_add_team() */
+    const char *team_id;      /* pgw_apns_add_team() or _add_cert() */
     const char *device_token; /* hex; goes into :path /3/device/<token> */
     const char *topic;        /* apns-topic, required */
     const char *push_type;    /* apns-push-type; NULL: omitted */
@@ -94,6 +96,19 @@ int pgw_apns_new(struct event_base *base, struct evdns_base *dns,
  */
 int pgw_apns_add_team(struct pgw_apns *self, const char *team_id,
                       const char *key_id, const char *key_file);
+
+/*
+ * Registers a certificate identity named |id| (a push selects it through
+ * pgw_apns_push.team_id): its pools authenticate with TLS client
+ * certificates and send no authorization header. |production| (required)
+ * is presented to the production endpoint, |development| (NULL: the
+ * production one) to the development endpoint. Both are owned by |self|
+ * from then on, also on failure. Errors: PGW_ERR_INVAL, PGW_ERR_CONFLICT
+ * (|id| taken), PGW_ERR_BUSY (more than PGW_APNS_MAX_TEAMS identities).
+ */
+int pgw_apns_add_cert(struct pgw_apns *self, const char *id,
+                      struct pgw_tls_identity *production,
+                      struct pgw_tls_identity *development);
 
 /* Same with a ready token cache; |jwt| is owned by |self| from then on,
  * also on failure. */

@@ -43,6 +43,7 @@
 
 #include "log.h"
 #include "pushgw.h"
+#include "tls_identity.h"
 
 #define OUT_HIGH_WATER (1024 * 1024)
 #define OUT_LOW_WATER (256 * 1024)
@@ -1493,7 +1494,8 @@ static int parse_origin(struct pgw_h2_pool *pool, const char *origin)
     return 0;
 }
 
-static SSL_CTX *make_ssl_ctx(const char *ca_file)
+static SSL_CTX *make_ssl_ctx(const char *ca_file,
+                             const struct pgw_tls_identity *identity)
 {
     static const unsigned char alpn[] = {2, 'h', '2'};
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -1511,6 +1513,8 @@ static SSL_CTX *make_ssl_ctx(const char *ca_file)
         goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0)
+        goto fail;
+    if (identity && pgw_tls_identity_apply(identity, ctx) < 0)
         goto fail;
     ERR_clear_error();
     return ctx;
@@ -1570,7 +1574,7 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
     ret = parse_origin(pool, opts->origin);
     if (ret != 0)
         goto fail;
-    pool->ssl_ctx = make_ssl_ctx(pool->ca_file);
+    pool->ssl_ctx = make_ssl_ctx(pool->ca_file, opts->identity);
     if (!pool->ssl_ctx) {
         ret = PGW_ERR_TLS;
         goto fail;

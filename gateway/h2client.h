@@ -44,6 +44,7 @@
 struct event_base;
 struct evdns_base;
 struct pgw_h2_pool;
+struct pgw_tls_identity;
 
 /* Defaults used when an option is 0 / NULL. */
 #define PGW_H2_DEFAULT_CONNECTIONS 2
@@ -83,6 +84,10 @@ struct pgw_h2_pool_options {
     /* Reconnect backoff; 0: 1000 and 60000 (tests shorten them). */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;
+    /* A client certificate every connection presents (TLS client
+     * authentication, e.g. APNs certificates); NULL: none. Used only while
+     * pgw_h2_pool_new() runs: the pool keeps OpenSSL's own references. */
+    const struct pgw_tls_identity *identity;
 };
 
 struct pgw_h2_header {

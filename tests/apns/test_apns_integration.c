@@ -31,6 +31,7 @@
 #include "log.h"
 #include "pushgw.h"
 #include "testutil.h"
+#include "tls_identity.h"
 
 #define CERTS PUSHGW_TEST_CERTS_DIR
 #define TEAM "TEAM000001"
@@ -152,6 +153,7 @@ struct rec {
     char reason[64];
     long conn;
     long stream;
+    char team[16]; /* the token's team, "" when no token was sent */
     /* headers that arrived as HPACK literals never to be indexed */
     bool ni_auth, ni_topic, ni_id, ni_exp;
 };
@@ -194,6 +196,9 @@ static struct rec *read_records(struct mock *m, size_t *ret_n)
                      r->valuestring);
         if (cJSON_IsNumber(c))
             recs[n].conn = (long)c->valuedouble;
+        if (cJSON_IsString(cJSON_GetObjectItem(j, "team")))
+            snprintf(recs[n].team, sizeof(recs[n].team), "%s",
+                     cJSON_GetObjectItem(j, "team")->valuestring);
         st = cJSON_GetObjectItem(j, "stream");
         if (cJSON_IsNumber(st))
             recs[n].stream = (long)st->valuedouble;
@@ -268,6 +273,9 @@ struct run {
     size_t body_pad;   /* bytes of padding in each body */
     unsigned max_attempts;
     unsigned retries_seen;
+    const char *team;  /* NULL: TEAM */
+    const char *topic; /* NULL: TOPIC */
+    enum pgw_apns_env env;
 };
 
 static void run_init(struct run *r, const struct mock *m,
@@ -329,10 +337,10 @@ static int send_item(struct item *it)
     len = snprintf(body, sizeof(body),
                    "{\"aps\":{\"alert\":\"push %zu\"},\"pad\":\"%*s\"}",
                    it->idx, (int)pad, "");
-    p.env = PGW_APNS_PRODUCTION;
-    p.team_id = TEAM;
+    p.env = it->run->env;
+    p.team_id = it->run->team ? it->run->team : TEAM;
     p.device_token = it->token;
-    p.topic = TOPIC;
+    p.topic = it->run->topic ? it->run->topic : TOPIC;
     p.push_type = "alert";
     p.priority = 10;
     p.expiration = (int64_t)time(NULL) + 3600;
@@ -831,6 +839,113 @@ static void test_garbage_server_backs_off(void **state)
     mock_cleanup(&m);
 }
 
+static struct pgw_tls_identity *load_identity(const char *name,
+                                              const char *password)
+{
+    struct pgw_tls_identity *id = NULL;
+    char path[512], err[PGW_TLS_IDENTITY_ERR_MAX];
+
+    snprintf(path, sizeof(path), "%s/%s", CERTS, name);
+    if (pgw_tls_identity_load(path, password, &id, err, sizeof(err)) != 0)
+        fail_msg("loading '%s': %s", name, err);
+    return id;
+}
+
+static void expect_identity_error(const char *name, const char *password,
+                                  int code, const char *words)
+{
+    struct pgw_tls_identity *id = NULL;
+    char path[512], err[PGW_TLS_IDENTITY_ERR_MAX] = "";
+
+    snprintf(path, sizeof(path), "%s/%s", CERTS, name);
+    assert_int_equal(
+        pgw_tls_identity_load(path, password, &id, err, sizeof(err)), code);
+    assert_null(id);
+    if (!strstr(err, words))
+        fail_msg("'%s': '%s' does not say '%s'", name, err, words);
+}
+
+/* APNs certificates in the forms Apple and Keychain hand them out. */
+static void test_certificate_files(void **state)
+{
+    static const char *const ok[][2] = {
+        {"apns-cert.pem", NULL},
+        {"apns-cert.p12", "p12-secret"},
+        {"apns-cert-legacy.p12", "p12-secret"}, /* RC2, Keychain's export */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(ok); i++) {
+        struct pgw_tls_identity *id = load_identity(ok[i][0], ok[i][1]);
+
+        assert_string_equal(pgw_tls_identity_uid(id), TOPIC);
+        assert_true(pgw_tls_identity_not_after(id) >
+                    (int64_t)time(NULL) + 365 * 86400);
+        assert_non_null(
+            strstr(pgw_tls_identity_subject(id), "Apple Push Services"));
+        pgw_tls_identity_free(id);
+    }
+    expect_identity_error("apns-cert.p12", "wrong", PGW_ERR_CRYPTO,
+                          "wrong password");
+    expect_identity_error("apns-mismatch.pem", NULL, PGW_ERR_CRYPTO,
+                          "does not belong");
+    expect_identity_error("ca.pem", NULL, PGW_ERR_CRYPTO, "no private key");
+    expect_identity_error("AuthKey_KEY0000001.p8", NULL, PGW_ERR_CRYPTO,
+                          "no certificate");
+    expect_identity_error("no-such-file.p12", NULL, PGW_ERR_IO, "cannot open");
+}
+
+/* Certificate authentication: TLS client certificates, no token; the
+ * topic must be the certificate's bundle id; a separate development
+ * certificate is presented to the development endpoint. */
+static void test_certificate_auth(void **state)
+{
+    struct mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    const char *extra[] = {"--client-ca", CERTS "/ca.pem", NULL};
+    struct rec *recs;
+    size_t n, i;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    assert_int_equal(
+        pgw_apns_add_cert(r.apns, "cert:app",
+                          load_identity("apns-cert.pem", NULL),
+                          load_identity("apns-cert-legacy.p12", "p12-secret")),
+        0);
+    assert_int_equal(pgw_apns_add_cert(r.apns, "cert:app",
+                                       load_identity("apns-cert.pem", NULL),
+                                       NULL),
+                     PGW_ERR_CONFLICT);
+    r.team = "cert:app";
+    send_range(&r, 0, 4, 10000);
+    r.env = PGW_APNS_DEVELOPMENT;
+    send_range(&r, 4, 8, 10000);
+    for (i = 0; i < 8; i++)
+        assert_int_equal(r.items[i].last.kind, PGW_OUTCOME_DELIVERED);
+    /* another app's topic through this certificate */
+    r.topic = "com.example.other";
+    send_range(&r, 8, 9, 10000);
+    assert_int_equal(r.items[8].last.kind, PGW_OUTCOME_FINAL);
+    assert_string_equal(r.items[8].last.reason, "TopicDisallowed");
+    /* the token identity still works on the same server */
+    r.team = NULL;
+    r.topic = NULL;
+    send_range(&r, 9, 10, 10000);
+    assert_int_equal(r.items[9].last.kind, PGW_OUTCOME_DELIVERED);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 10);
+    for (i = 0; i < 9; i++)
+        assert_string_equal(recs[i].team, ""); /* no authorization sent */
+    assert_string_equal(recs[9].team, TEAM);
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 static int64_t fake_now;
 
 static int64_t fake_clock(void *arg)
@@ -1182,6 +1297,8 @@ int main(void)
         cmocka_unit_test(test_no_ping_ack),
         cmocka_unit_test(test_tls_delay),
         cmocka_unit_test(test_garbage_server_backs_off),
+        cmocka_unit_test(test_certificate_files),
+        cmocka_unit_test(test_certificate_auth),
         cmocka_unit_test(test_jwt_refreshed_at_50_min),
         cmocka_unit_test(test_expired_provider_token),
         cmocka_unit_test(test_within_20_min_no_new_token),

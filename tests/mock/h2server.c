@@ -86,6 +86,7 @@ struct conn {
     bool aborting;    /* --close-after: close without GOAWAY */
     bool drain_close; /* close once the output is written */
     char tag[MOCK_CONN_TAG];
+    char client_uid[128];
 };
 
 struct mock_server {
@@ -127,6 +128,8 @@ const char mock_opts_usage[] =
     "  --close-after N             drop the TCP connection at its N-th "
     "request\n"
     "  --no-ping-ack               never answer PING\n"
+    "  --client-ca FILE            ask clients for a certificate issued by\n"
+    "                              FILE (optional, as Apple's servers do)\n"
     "  --garbage                   after the TLS handshake, send bytes that\n"
     "                              are not HTTP/2 instead of SETTINGS\n"
     "  --tls-delay-ms N            wait before the TLS handshake\n"
@@ -198,6 +201,8 @@ int mock_opts_parse(struct mock_opts *o, const char *name, const char *value)
         o->cert = value;
     else if (!strcmp(name, "--key"))
         o->key = value;
+    else if (!strcmp(name, "--client-ca"))
+        o->client_ca = value;
     else if (!strcmp(name, "--record"))
         o->record = value;
     else if (!strcmp(name, "--max-streams")) {
@@ -424,6 +429,7 @@ static struct stream *stream_new(struct conn *c, int32_t id)
     st->req.stream_id = id;
     st->req.method = st->req.path = st->req.authority = "";
     st->req.conn_tag = c->tag;
+    st->req.client_uid = c->client_uid;
     st->body = st->body_inline;
     st->body_cap = BODY_INLINE;
     st->body_inline[0] = '\0';
@@ -991,6 +997,15 @@ static void tls_up(struct conn *c)
         conn_free(c);
         return;
     }
+    {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        X509 *peer = SSL_get1_peer_certificate(ssl);
+
+        if (peer && SSL_get_verify_result(ssl) == X509_V_OK)
+            X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_userId,
+                                      c->client_uid, sizeof(c->client_uid));
+        X509_free(peer);
+    }
     if (srv->o->garbage) {
         static const char junk[] = "HTTP/1.1 400 Bad Request\r\n"
                                    "Content-Length: 0\r\n\r\n";
@@ -1170,6 +1185,13 @@ static SSL_CTX *make_ssl(const struct mock_opts *o)
         SSL_CTX_check_private_key(ctx) != 1) {
         SSL_CTX_free(ctx);
         return NULL;
+    }
+    if (o->client_ca) {
+        if (SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL) != 1) {
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return ctx;

@@ -42,7 +42,8 @@ struct mock_opts {
     uint64_t close_after;
     long stall_read_ms; /* after a connection's first request, stop reading */
     bool no_ping_ack;
-    bool garbage; /* answer TLS with bytes that are not HTTP/2 */
+    bool garbage;          /* answer TLS with bytes that are not HTTP/2 */
+    const char *client_ca; /* ask for client certificates issued by it */
     long tls_delay_ms;
     bool quiet;
     bool verbose;
@@ -72,7 +73,10 @@ struct mock_req {
     size_t body_len;    /* total bytes received */
     bool body_overflow; /* body_len > MOCK_BODY_CAP: body is truncated */
     char *conn_tag;     /* MOCK_CONN_TAG bytes, "" on a new connection */
-    int status;         /* the answer: set by mock_req_respond() */
+    /* The subject UID of the client certificate the connection verified
+     * (--client-ca), "" when it presented none. */
+    const char *client_uid;
+    int status; /* the answer: set by mock_req_respond() */
 };
 
 struct mock_app {

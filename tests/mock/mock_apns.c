@@ -381,6 +381,17 @@ static void handle(void *ctx, struct mock_req *req)
         }
     }
     auth = mock_req_header(req, "authorization", NULL);
+    if (!auth && req->client_uid[0]) {
+        /* Certificate authentication: the certificate's bundle id is the
+         * topic (its default when the header is absent), or the bundle
+         * id with the suffix of a push type (…voip, …complication). */
+        h = mock_req_header(req, "apns-topic", NULL);
+        if (h && *h && strcmp(h, req->client_uid) &&
+            !(strncmp(h, req->client_uid, strlen(req->client_uid)) == 0 &&
+              h[strlen(req->client_uid)] == '.'))
+            FAIL(400, "TopicDisallowed");
+        goto authenticated;
+    }
     if (!auth || strncasecmp(auth, "bearer ", 7) || !auth[7])
         FAIL(403, "MissingProviderToken");
     h = check_jwt(a, req, auth + 7, strlen(auth + 7), &team, &iat);
@@ -396,10 +407,13 @@ static void handle(void *ctx, struct mock_req *req)
             FAIL(429, "TooManyProviderTokenUpdates");
         cs.last_iat = iat;
     }
+authenticated:
     h = mock_req_header(req, "apns-id", NULL);
     if (h && !is_uuid(h))
         FAIL(400, "BadMessageId");
     h = mock_req_header(req, "apns-topic", NULL);
+    if ((!h || !*h) && req->client_uid[0] && !auth)
+        h = req->client_uid;
     if (!h || !*h)
         FAIL(400, "MissingTopic");
     if (a->ntopics && !listed(a->topics, a->ntopics, h))
