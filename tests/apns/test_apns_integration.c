@@ -42,108 +42,38 @@
 
 /* ---------------------------------------------------------------- mock */
 
-struct mock {
-    pid_t pid;
-    int port;
-    char *dir;
-    char record[512];
-    char origin[64];
-};
-
-static void mock_start_cert(struct mock *m, const char *certname,
+/* The mock with this test's team and topic, and |extra| arguments. */
+static void mock_start_cert(struct tu_mock *m, const char *certname,
                             const char *const *extra)
 {
-    const char *bin = getenv("MOCK_APNS_BIN");
-    char portfile[512], cert[512], key[512], team[512];
-    const char *argv[64];
-    size_t n = 0, i;
-    int waited;
+    const char *args[64] = {"--team",
+                            TEAM ":" KID ":" CERTS "/AuthKey_" KID ".pub.pem",
+                            "--topic", TOPIC};
+    size_t n = 4;
+    struct tu_mock_options o = {.cert = certname, .args = args};
 
-    assert_non_null(bin);
-    memset(m, 0, sizeof(*m));
-    m->dir = tu_mkdtemp();
-    assert_non_null(m->dir);
-    snprintf(portfile, sizeof(portfile), "%s/port", m->dir);
-    snprintf(m->record, sizeof(m->record), "%s/record.jsonl", m->dir);
-    snprintf(cert, sizeof(cert), "%s/%s.pem", CERTS, certname);
-    snprintf(key, sizeof(key), "%s/%s.key", CERTS, certname);
-    snprintf(team, sizeof(team), "%s:%s:%s/AuthKey_%s.pub.pem", TEAM, KID,
-             CERTS, KID);
-    argv[n++] = bin;
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--port-file";
-    argv[n++] = portfile;
-    argv[n++] = "--cert";
-    argv[n++] = cert;
-    argv[n++] = "--key";
-    argv[n++] = key;
-    argv[n++] = "--record";
-    argv[n++] = m->record;
-    argv[n++] = "--quiet";
-    argv[n++] = "--team";
-    argv[n++] = team;
-    argv[n++] = "--topic";
-    argv[n++] = TOPIC;
-    for (i = 0; extra && extra[i] && n < 62; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    m->pid = fork();
-    assert_true(m->pid >= 0);
-    if (m->pid == 0) {
-        char errpath[600];
-        int fd = open("/dev/null", O_WRONLY);
-
-        /* the mock dies with the test, even after a failed assertion */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        snprintf(errpath, sizeof(errpath), "%s/mock.err", m->dir);
-        if (fd >= 0)
-            dup2(fd, 1);
-        fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0)
-            dup2(fd, 2);
-        execv(bin, (char *const *)argv);
-        _exit(127);
+    for (size_t i = 0; extra && extra[i]; i++) {
+        assert_true(n + 1 < PGW_ARRAY_SIZE(args));
+        args[n++] = extra[i];
     }
-    for (waited = 0; waited < 10000; waited += 10) {
-        char *s = tu_read_file(portfile);
-
-        if (s && strchr(s, '\n')) {
-            m->port = atoi(s);
-            free(s);
-            break;
-        }
-        free(s);
-        usleep(10000);
-    }
-    assert_true(m->port > 0);
-    snprintf(m->origin, sizeof(m->origin), "https://127.0.0.1:%d", m->port);
+    args[n] = NULL;
+    tu_mock_start(m, TU_MOCK_APNS, &o);
 }
 
-static void mock_start(struct mock *m, const char *const *extra)
+static void mock_start(struct tu_mock *m, const char *const *extra)
 {
     mock_start_cert(m, "server", extra);
 }
 
-static void mock_stop(struct mock *m)
+/* Stops the mock, keeping its record file. */
+static void mock_stop(struct tu_mock *m)
 {
-    int status;
-
-    if (m->pid > 0) {
-        kill(m->pid, SIGTERM);
-        waitpid(m->pid, &status, 0);
-        m->pid = 0;
-    }
+    tu_mock_signal(m, SIGTERM);
 }
 
-static void mock_cleanup(struct mock *m)
+static void mock_cleanup(struct tu_mock *m)
 {
-    mock_stop(m);
-    if (m->dir) {
-        tu_rm_rf(m->dir);
-        free(m->dir);
-        m->dir = NULL;
-    }
+    tu_mock_stop(m);
 }
 
 /* One recorded request. */
@@ -159,7 +89,7 @@ struct rec {
 };
 
 /* Reads the mock's record file (after mock_stop); caller frees. */
-static struct rec *read_records(struct mock *m, size_t *ret_n)
+static struct rec *read_records(struct tu_mock *m, size_t *ret_n)
 {
     char *data = tu_read_file(m->record);
     char *line, *save = NULL;
@@ -278,7 +208,7 @@ struct run {
     enum pgw_apns_env env;
 };
 
-static void run_init(struct run *r, const struct mock *m,
+static void run_init(struct run *r, const struct tu_mock *m,
                      struct pgw_apns_options *o)
 {
     char key[512];
@@ -288,8 +218,8 @@ static void run_init(struct run *r, const struct mock *m,
     assert_non_null(r->base);
     r->dns = evdns_base_new(r->base, 0);
     assert_non_null(r->dns);
-    o->production_url = m->origin;
-    o->development_url = m->origin;
+    o->production_url = m->url;
+    o->development_url = m->url;
     o->ca_file = CERTS "/ca.pem";
     assert_int_equal(pgw_apns_new(r->base, r->dns, o, &r->apns), 0);
     snprintf(key, sizeof(key), "%s/AuthKey_%s.p8", CERTS, KID);
@@ -409,7 +339,7 @@ static void idle_for(struct run *r, unsigned ms)
     event_base_dispatch(r->base);
 }
 
-static void assert_all_delivered_once(struct run *r, struct mock *m,
+static void assert_all_delivered_once(struct run *r, struct tu_mock *m,
                                       size_t *ret_conns)
 {
     struct rec *recs;
@@ -435,7 +365,7 @@ static void assert_all_delivered_once(struct run *r, struct mock *m,
 
 static void test_many_across_connections(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 4, .max_streams_per_conn = 100};
     struct pgw_h2_pool_stats st;
@@ -463,7 +393,7 @@ static void test_many_across_connections(void **state)
  * apns-topic always indexed. */
 static void test_hpack_index_once(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2, .max_streams_per_conn = 50};
     struct rec *recs;
@@ -497,7 +427,7 @@ static void test_hpack_index_once(void **state)
 
 static void test_goaway(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
     struct pgw_h2_pool_stats st;
@@ -525,7 +455,7 @@ static void test_goaway(void **state)
 
 static void fail_every(const char *spec, int status, const char *reason)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
     const char *extra[] = {"--fail-every", spec, "--retry-after", "7", NULL};
@@ -572,7 +502,7 @@ static void test_fail_every_429(void **state)
 
 static void test_retry_after_reported(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1};
     const char *extra[] = {"--fail-every", "1:503:Shutdown", "--retry-after",
@@ -594,7 +524,7 @@ static void test_retry_after_reported(void **state)
  * one delivered exactly once. */
 static void expect_all_delivered(const char *const *extra, size_t n)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
 
@@ -624,7 +554,7 @@ static void test_max_streams_1(void **state)
 
 static void test_delay_beyond_timeout(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2, .request_timeout_ms = 400};
     const char *extra[] = {"--delay-ms", "1500", NULL};
@@ -661,7 +591,7 @@ static void test_delay_beyond_timeout(void **state)
  * once the peer reads again, the pool delivers. */
 static void test_timeout_before_sent(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1, .request_timeout_ms = 600};
     const char *extra[] = {"--stall-read-ms", "1500", "--max-streams", "5000",
@@ -714,7 +644,7 @@ static void test_timeout_before_sent(void **state)
 
 static void test_close_after(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
     const char *extra[] = {"--close-after", "30", NULL};
@@ -749,7 +679,7 @@ static void test_close_after(void **state)
 
 static void test_no_ping_ack(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {
         .connections = 1, .ping_idle_ms = 200, .ping_timeout_ms = 300};
@@ -784,7 +714,7 @@ static void test_no_ping_ack(void **state)
 
 static void test_tls_delay(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r, r2;
     struct pgw_apns_options o = {.connections = 2, .connect_timeout_ms = 3000};
     struct pgw_apns_options o2 = {
@@ -956,7 +886,7 @@ static int64_t fake_clock(void *arg)
 
 static void test_jwt_refreshed_at_50_min(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 2};
     struct pgw_jwt *jwt;
@@ -984,7 +914,7 @@ static void test_jwt_refreshed_at_50_min(void **state)
 
 static void test_expired_provider_token(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1};
     const char *extra[] = {"--token-max-age-s", "120", NULL};
@@ -1026,7 +956,7 @@ static void test_expired_provider_token(void **state)
 
 static void test_within_20_min_no_new_token(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1};
     const char *extra[] = {"--token-max-age-s", "120", NULL};
@@ -1051,7 +981,7 @@ static void test_within_20_min_no_new_token(void **state)
 
 static void test_invalidations(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1};
     char unreg[128], bad[128];
@@ -1144,7 +1074,7 @@ struct one_result {
 
 /* One request straight through an h2client pool to https://|host|:port of
  * mock |m|, with the resolver serve uses; stops |m| after. */
-static void one_request(struct mock *m, const char *host,
+static void one_request(struct tu_mock *m, const char *host,
                         struct one_result *res)
 {
     struct event_base *base = event_base_new();
@@ -1189,7 +1119,7 @@ static void one_request(struct mock *m, const char *host,
 static void expect_cert_failure(const char *certname, const char *host,
                                 const char *want)
 {
-    struct mock m;
+    struct tu_mock m;
     struct one_result r;
 
     mock_start_cert(&m, certname, NULL);
@@ -1213,7 +1143,7 @@ static void expect_cert_failure(const char *certname, const char *host,
  * and the next one tried. */
 static void test_host_name(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct one_result r;
 
     (void)state;
@@ -1245,7 +1175,7 @@ static void test_wrong_hostname(void **state)
 
 static void test_busy_and_free_cancels(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {
         .connections = 1, .max_pending = 10, .max_streams_per_conn = 5};

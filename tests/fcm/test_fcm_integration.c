@@ -24,11 +24,7 @@
 #define MAX_MSGS 400
 
 struct mock {
-    pid_t pid;
-    char *dir;
-    char record[512];
-    int port;
-    char url[64];
+    struct tu_mock t;
     char token_url[96];
 };
 
@@ -50,75 +46,18 @@ static void track(struct mock *m, int on)
 
 static void mock_start(struct mock *m, const char *const *extra)
 {
-    const char *argv[64];
-    char port_file[512];
-    size_t n = 0;
+    struct tu_mock_options o = {.accounts = true, .args = extra};
 
     memset(m, 0, sizeof(*m));
-    m->dir = tu_mkdtemp();
-    assert_non_null(m->dir);
-    snprintf(port_file, sizeof(port_file), "%s/port", m->dir);
-    snprintf(m->record, sizeof(m->record), "%s/record.jsonl", m->dir);
-    argv[n++] = MOCK_FCM_BIN;
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--port-file";
-    argv[n++] = port_file;
-    argv[n++] = "--cert";
-    argv[n++] = CERTS "/server.pem";
-    argv[n++] = "--key";
-    argv[n++] = CERTS "/server.key";
-    argv[n++] = "--record";
-    argv[n++] = m->record;
-    argv[n++] = "--quiet";
-    argv[n++] = "--service-account-pub";
-    argv[n++] = CERTS "/fcm-sa.pub.pem";
-    argv[n++] = "--client-email";
-    argv[n++] = "pushgw@pushgw-test.iam.gserviceaccount.com";
-    argv[n++] = "--project";
-    argv[n++] = "pushgw-test";
-    for (size_t i = 0; extra && extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    assert_true(n < PGW_ARRAY_SIZE(argv));
-    m->pid = fork();
-    assert_true(m->pid >= 0);
-    if (m->pid == 0) {
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    tu_mock_start(&m->t, TU_MOCK_FCM, &o);
     track(m, 1);
-    for (int i = 0; i < 500; i++) {
-        char *s = tu_read_file(port_file);
-        if (s && strchr(s, '\n')) {
-            m->port = atoi(s);
-            free(s);
-            break;
-        }
-        free(s);
-        usleep(10000);
-    }
-    assert_true(m->port > 0);
-    snprintf(m->url, sizeof(m->url), "https://127.0.0.1:%d", m->port);
-    snprintf(m->token_url, sizeof(m->token_url), "https://127.0.0.1:%d/token",
-             m->port);
+    snprintf(m->token_url, sizeof(m->token_url), "%s/token", m->t.url);
 }
 
 static void mock_stop(struct mock *m)
 {
-    int st;
-
     track(m, 0);
-    if (m->pid > 0) {
-        kill(m->pid, SIGTERM);
-        waitpid(m->pid, &st, 0);
-        m->pid = 0;
-    }
-    if (m->dir) {
-        tu_rm_rf(m->dir);
-        free(m->dir);
-        m->dir = NULL;
-    }
+    tu_mock_stop(&m->t);
 }
 
 /* ---- the client under test ------------------------------------------- */
@@ -144,7 +83,7 @@ static void client_start(struct client *c, const struct mock *m,
     assert_non_null(c->dns);
     assert_int_equal(pgw_curlmulti_new(c->base, 0, &c->cm), 0);
     memset(&o, 0, sizeof(o));
-    o.url = m->url;
+    o.url = m->t.url;
     o.token_url = token_url ? token_url : m->token_url;
     o.ca_file = CERTS "/ca.pem";
     o.connections = 2;
@@ -306,7 +245,7 @@ static long stat_of(struct client *c, const struct mock *m, const char *key)
     const cJSON *it;
     long v;
 
-    snprintf(u, sizeof(u), "%s/_mock/stats", m->url);
+    snprintf(u, sizeof(u), "%s/_mock/stats", m->t.url);
     r.url = u;
     r.ca_file = CERTS "/ca.pem";
     r.timeout_ms = 5000;
@@ -325,7 +264,7 @@ static long stat_of(struct client *c, const struct mock *m, const char *key)
 static int record_delivered(const struct mock *m, const char *token,
                             int status_count_of, int *ret_status_count)
 {
-    char *all = tu_read_file(m->record);
+    char *all = tu_read_file(m->t.record);
     char *line, *save = NULL;
     int n = 0, sc = 0;
 
@@ -643,7 +582,7 @@ static void test_token_endpoint_down(void **state)
     (void)state;
     mock_start(&m, NULL);
     /* A token URL on the mock's port + path that does not exist. */
-    snprintf(dead, sizeof(dead), "%s/nope", m.url);
+    snprintf(dead, sizeof(dead), "%s/nope", m.t.url);
     client_start(&c, &m, 0, dead);
     send_all(&c, msgs, 5, &done, "x");
     for (int i = 0; i < 5; i++) {

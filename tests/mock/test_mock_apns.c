@@ -16,14 +16,14 @@
 #include <unistd.h>
 
 #include "mockjwt.h"
-#include "tclient.h"
+#include "testutil.h"
 
-#define CERTS MOCK_CERTS_DIR
+#define CERTS PUSHGW_TEST_CERTS_DIR
 #define TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DEV(t) "/3/device/" t
 #define BODY "{\"aps\":{\"alert\":\"hello\"},\"k\":1}"
 
-static char team1[600], team2[600], ca[512];
+static char ca[512];
 
 static char *make_jwt(const char *keyname, const char *team, const char *kid,
                       long long iat)
@@ -52,32 +52,24 @@ static char *bearer(const char *jwt)
     return s;
 }
 
-static void start(struct tc_mock *m, const char *const *extra)
+static void start(struct tu_mock *m, const char *const *extra)
 {
-    const char *args[48];
-    int n = 0;
+    struct tu_mock_options o = {.accounts = true, .args = extra};
 
-    args[n++] = "--team";
-    args[n++] = team1;
-    args[n++] = "--team";
-    args[n++] = team2;
-    for (int i = 0; extra && extra[i]; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    assert_int_equal(tc_mock_start(m, MOCK_APNS_BIN, CERTS, args), 0);
+    tu_mock_start(m, TU_MOCK_APNS, &o);
 }
 
-static struct tc_conn *conn(struct tc_mock *m)
+static struct tu_h2_conn *conn(struct tu_mock *m)
 {
-    struct tc_conn *c = tc_connect(m->port, ca, NULL);
+    struct tu_h2_conn *c = tu_h2_connect(m->port, ca, NULL);
     assert_non_null(c);
     return c;
 }
 
 /* One request with the default valid headers, |over| replacing/adding. */
-static struct tc_resp *push(struct tc_conn *c, const char *auth,
-                            const char *path, const char *const *over,
-                            const char *body)
+static struct tu_h2_resp *push(struct tu_h2_conn *c, const char *auth,
+                               const char *path, const char *const *over,
+                               const char *body)
 {
     const char *h[40];
     int n = 0, idx;
@@ -97,12 +89,12 @@ static struct tc_resp *push(struct tc_conn *c, const char *auth,
         h[n++] = over[i + 1];
     }
     h[n] = NULL;
-    idx = tc_request(c, "POST", path, h, body, body ? strlen(body) : 0);
+    idx = tu_h2_request(c, "POST", path, h, body, body ? strlen(body) : 0);
     assert_true(idx >= 0);
     return &c->resp[idx];
 }
 
-static void expect(struct tc_resp *r, int status, const char *reason)
+static void expect(struct tu_h2_resp *r, int status, const char *reason)
 {
     char want[128];
 
@@ -121,9 +113,9 @@ static void expect(struct tc_resp *r, int status, const char *reason)
 
 static void test_valid_push(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r1, *r2;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r1, *r2;
     char *jwt = make_jwt("KEY0000001", "TEAM000001", "KEY0000001", time(NULL));
     char *auth = bearer(jwt), *rec;
     const char *const ov[] = {"apns-id",
@@ -142,14 +134,14 @@ static void test_valid_push(void **state)
     c = conn(&m);
     r1 = push(c, auth, DEV(TOKEN), ov, BODY);
     r2 = push(c, auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r1, 200, NULL);
     assert_string_equal(r1->apns_id, "1b4e28ba-2fa1-11d2-883f-0016d3cca427");
     expect(r2, 200, NULL);
     assert_string_not_equal(r2->apns_id, r1->apns_id);
-    tc_close(c);
-    assert_int_equal(tc_mock_signal_wait(&m, SIGTERM), 0);
-    rec = tc_read_file(m.record);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_signal(&m, SIGTERM), 0);
+    rec = tu_read_file(m.record);
     assert_non_null(rec);
     assert_non_null(strstr(rec, "\"token\":\"" TOKEN "\""));
     assert_non_null(strstr(rec, "\"topic\":\"com.example.app\""));
@@ -166,7 +158,7 @@ static void test_valid_push(void **state)
     assert_non_null(strchr(strchr(rec, '\n') + 1, '\n'));
     assert_null(strchr(strchr(strchr(rec, '\n') + 1, '\n') + 1, '\n'));
     free(rec);
-    tc_mock_stop(&m);
+    tu_mock_stop(&m);
     free(auth);
     free(jwt);
 }
@@ -439,7 +431,7 @@ static void test_validation(void **state)
                            NULL};
     char *jwts[9] = {0}, *auths[9] = {0};
     long long now = time(NULL);
-    struct tc_mock m;
+    struct tu_mock m;
 
     (void)state;
     /* A JSON object padded with spaces to the wanted size. */
@@ -466,7 +458,7 @@ static void test_validation(void **state)
     start(&m, extra);
     for (size_t i = 0; i < ncases; i++) {
         const struct vcase *v = &cases[i];
-        struct tc_conn *c = conn(&m);
+        struct tu_h2_conn *c = conn(&m);
         const char *h[24];
         int n = 0, idx;
         if (v->auth) {
@@ -484,10 +476,10 @@ static void test_validation(void **state)
             h[n++] = v->over[k + 1];
         }
         h[n] = NULL;
-        idx = tc_request(c, v->method, v->path, h, v->body,
-                         v->body ? strlen(v->body) : 0);
+        idx = tu_h2_request(c, v->method, v->path, h, v->body,
+                            v->body ? strlen(v->body) : 0);
         assert_true(idx >= 0);
-        assert_int_equal(tc_run(c, 5000), 0);
+        assert_int_equal(tu_h2_run(c, 5000), 0);
         if (c->resp[idx].status != v->status)
             fail_msg("case '%s': status %d, want %d (%s)", v->name,
                      c->resp[idx].status, v->status, c->resp[idx].body);
@@ -495,9 +487,9 @@ static void test_validation(void **state)
         if (v->status == 410)
             assert_non_null(
                 strstr(c->resp[idx].body, "\"timestamp\":1700000000123"));
-        tc_close(c);
+        tu_h2_close(c);
     }
-    assert_int_equal(tc_mock_stop(&m), 0);
+    assert_int_equal(tu_mock_stop(&m), 0);
     for (int i = 0; i < 9; i++) {
         free(jwts[i]);
         free(auths[i]);
@@ -506,9 +498,9 @@ static void test_validation(void **state)
 
 static void test_team_binding_and_410_now(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     long long now = time(NULL);
     char *j1 = make_jwt("KEY0000001", "TEAM000001", "KEY0000001", now);
     char *j2 = make_jwt("KEY0000002", "TEAM000002", "KEY0000002", now);
@@ -521,25 +513,25 @@ static void test_team_binding_and_410_now(void **state)
     start(&m, extra);
     c = conn(&m);
     r = push(c, a1, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r, 200, NULL);
     r = push(c, a2, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r, 403, "InvalidProviderToken");
     /* The first team still works on that connection. */
     r = push(c, a1, DEV("00000000000000000000000000000410"), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r, 410, "Unregistered");
     ts = atoll(strstr(r->body, "\"timestamp\":") + 12);
     assert_true(ts / 1000 >= now - 5 && ts / 1000 <= now + 5);
-    tc_close(c);
+    tu_h2_close(c);
     /* A new connection may carry the other team. */
     c = conn(&m);
     r = push(c, a2, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r, 200, NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
     free(j1);
     free(j2);
     free(a1);
@@ -550,9 +542,9 @@ static char *g_auth;
 
 static void test_goaway_after(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r[5];
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r[5];
     const char *extra[] = {"--goaway-after", "3", NULL};
 
     (void)state;
@@ -560,7 +552,7 @@ static void test_goaway_after(void **state)
     c = conn(&m);
     for (int i = 0; i < 5; i++)
         r[i] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    tc_run(c, 5000);
+    tu_h2_run(c, 5000);
     for (int i = 0; i < 3; i++)
         expect(r[i], 200, NULL);
     for (int i = 3; i < 5; i++) {
@@ -572,22 +564,22 @@ static void test_goaway_after(void **state)
     assert_int_equal(c->goaway_last, r[2]->stream_id);
     assert_int_equal(c->goaway_code, 0);
     /* The server closes once the acknowledged streams are answered. */
-    assert_int_equal(tc_wait_eof(c, 5000), 1);
-    tc_close(c);
+    assert_int_equal(tu_h2_wait_eof(c, 5000), 1);
+    tu_h2_close(c);
     /* The next connection works again, up to its own GOAWAY. */
     c = conn(&m);
     r[0] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r[0], 200, NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_fail_every(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     const char *extra[] = {"--fail-every", "3:503:ServiceUnavailable",
                            "--retry-after", "7", NULL};
 
@@ -596,7 +588,7 @@ static void test_fail_every(void **state)
     c = conn(&m);
     for (int i = 1; i <= 7; i++) {
         r = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-        assert_int_equal(tc_run(c, 5000), 0);
+        assert_int_equal(tu_h2_run(c, 5000), 0);
         if (i % 3 == 0) {
             expect(r, 503, "ServiceUnavailable");
             assert_string_equal(r->retry_after, "7");
@@ -605,15 +597,15 @@ static void test_fail_every(void **state)
             assert_string_equal(r->retry_after, "");
         }
     }
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_lower_streams(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r[4];
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r[4];
     const char *extra[] = {"--max-streams", "50", "--lower-streams-after",
                            "2:1", NULL};
 
@@ -621,40 +613,40 @@ static void test_lower_streams(void **state)
     start(&m, extra);
     c = conn(&m);
     r[0] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
-    assert_int_equal(tc_remote_max_streams(c), 50);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
+    assert_int_equal(tu_h2_remote_max_streams(c), 50);
     r[1] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
-    assert_int_equal(tc_remote_max_streams(c), 1);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
+    assert_int_equal(tu_h2_remote_max_streams(c), 1);
     /* With a limit of 1, queued requests still all complete. */
     r[2] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
     r[3] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     for (int i = 0; i < 4; i++)
         expect(r[i], 200, NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_close_after(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r1, *r2;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r1, *r2;
     const char *extra[] = {"--close-after", "2", NULL};
 
     (void)state;
     start(&m, extra);
     c = conn(&m);
     r1 = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r1, 200, NULL);
     r2 = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 1);
+    assert_int_equal(tu_h2_run(c, 5000), 1);
     assert_int_equal(r2->status, 0);
     assert_false(c->goaway);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static double mono_ms(void)
@@ -666,59 +658,59 @@ static double mono_ms(void)
 
 static void test_delays(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r[3];
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r[3];
     double t0, hs;
     const char *extra[] = {"--delay-ms", "300", "--tls-delay-ms", "250", NULL};
 
     (void)state;
     start(&m, extra);
-    c = tc_connect(m.port, ca, &hs);
+    c = tu_h2_connect(m.port, ca, &hs);
     assert_non_null(c);
     assert_true(hs >= 240);
     t0 = mono_ms();
     for (int i = 0; i < 3; i++)
         r[i] = push(c, g_auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     /* Timers per stream: three answers in one delay, not three. */
     assert_true(mono_ms() - t0 >= 290);
     assert_true(mono_ms() - t0 < 850);
     for (int i = 0; i < 3; i++)
         expect(r[i], 200, NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_ping(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
     const char *extra[] = {"--no-ping-ack", NULL};
 
     (void)state;
     start(&m, NULL);
     c = conn(&m);
-    tc_ping(c);
-    tc_run(c, 300);
+    tu_h2_ping(c);
+    tu_h2_run(c, 300);
     assert_int_equal(c->ping_acks, 1);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 
     start(&m, extra);
     c = conn(&m);
-    tc_ping(c);
-    tc_run(c, 500);
+    tu_h2_ping(c);
+    tu_h2_run(c, 500);
     assert_int_equal(c->ping_acks, 0);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_stats_and_usr1(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char *out;
     int idx;
 
@@ -728,34 +720,34 @@ static void test_stats_and_usr1(void **state)
     push(c, g_auth, DEV(TOKEN), NULL, BODY);
     push(c, g_auth, DEV(TOKEN), NULL, BODY);
     push(c, NULL, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
-    idx = tc_request(c, "GET", "/_mock/stats", NULL, NULL, 0);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
+    idx = tu_h2_request(c, "GET", "/_mock/stats", NULL, NULL, 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     r = &c->resp[idx];
     assert_int_equal(r->status, 200);
     assert_non_null(strstr(r->body, "\"requests\":3,\"ok\":2,\"errors\":1,"
                                     "\"connections\":1"));
     assert_non_null(strstr(r->body, "\"streams_open\":1"));
-    tc_close(c);
+    tu_h2_close(c);
     /* SIGUSR1 prints the same JSON on stdout and keeps running. */
     kill(m.pid, SIGUSR1);
     out = NULL;
-    for (int i = 0; i < 200 && !(out && strchr(out, '\n')); i++) {
+    TU_POLL_UNTIL(out && strchr(out, '\n'), 2000)
+    {
         free(out);
-        usleep(10000);
-        out = tc_read_file(m.out);
+        out = tu_read_file(m.log);
     }
     assert_non_null(out);
     assert_non_null(strstr(out, "{\"requests\":3,\"ok\":2,\"errors\":1,"));
     free(out);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_mkjwt(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char cmd[1024], jwt[1024], *auth;
     FILE *p;
 
@@ -763,7 +755,7 @@ static void test_mkjwt(void **state)
     snprintf(cmd, sizeof(cmd),
              "%s --key %s/AuthKey_KEY0000002.p8 --team TEAM000002 --kid "
              "KEY0000002",
-             MKJWT_BIN, CERTS);
+             tu_mkjwt_bin, CERTS);
     p = popen(cmd, "r");
     assert_non_null(p);
     assert_non_null(fgets(jwt, sizeof(jwt), p));
@@ -773,10 +765,10 @@ static void test_mkjwt(void **state)
     start(&m, NULL);
     c = conn(&m);
     r = push(c, auth, DEV(TOKEN), NULL, BODY);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     expect(r, 200, NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
     free(auth);
 }
 
@@ -799,10 +791,6 @@ int main(void)
     int rc;
 
     snprintf(ca, sizeof(ca), "%s/ca.pem", CERTS);
-    snprintf(team1, sizeof(team1),
-             "TEAM000001:KEY0000001:%s/AuthKey_KEY0000001.pub.pem", CERTS);
-    snprintf(team2, sizeof(team2),
-             "TEAM000002:KEY0000002:%s/AuthKey_KEY0000002.pub.pem", CERTS);
     jwt = make_jwt("KEY0000001", "TEAM000001", "KEY0000001", time(NULL));
     g_auth = bearer(jwt);
     rc = cmocka_run_group_tests(tests, NULL, NULL);

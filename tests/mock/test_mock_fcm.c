@@ -17,9 +17,9 @@
 #include <openssl/rsa.h>
 
 #include "mockjwt.h"
-#include "tclient.h"
+#include "testutil.h"
 
-#define CERTS MOCK_CERTS_DIR
+#define CERTS PUSHGW_TEST_CERTS_DIR
 #define EMAIL "pushgw@pushgw-test.iam.gserviceaccount.com"
 #define SCOPE "https://www.googleapis.com/auth/firebase.messaging"
 #define SEND "/v1/projects/pushgw-test/messages:send"
@@ -28,21 +28,11 @@
 static char ca[512], sapub[512];
 static EVP_PKEY *sa_key, *other_key;
 
-static void start(struct tc_mock *m, const char *const *extra)
+static void start(struct tu_mock *m, const char *const *extra)
 {
-    const char *args[32];
-    int n = 0;
+    struct tu_mock_options o = {.accounts = true, .args = extra};
 
-    args[n++] = "--service-account-pub";
-    args[n++] = sapub;
-    args[n++] = "--client-email";
-    args[n++] = EMAIL;
-    args[n++] = "--project";
-    args[n++] = "pushgw-test";
-    for (int i = 0; extra && extra[i]; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    assert_int_equal(tc_mock_start(m, MOCK_FCM_BIN, CERTS, args), 0);
+    tu_mock_start(m, TU_MOCK_FCM, &o);
 }
 
 static char *assertion(EVP_PKEY *key, const char *alg, const char *iss,
@@ -62,8 +52,8 @@ static char *assertion(EVP_PKEY *key, const char *alg, const char *iss,
     return jwt;
 }
 
-static struct tc_resp *token_req(struct tc_conn *c, const char *grant,
-                                 const char *jwt)
+static struct tu_h2_resp *token_req(struct tu_h2_conn *c, const char *grant,
+                                    const char *jwt)
 {
     static char form[8192];
     const char *h[] = {"content-type", "application/x-www-form-urlencoded",
@@ -71,19 +61,19 @@ static struct tc_resp *token_req(struct tc_conn *c, const char *grant,
     int idx;
 
     snprintf(form, sizeof(form), "grant_type=%s&assertion=%s", grant, jwt);
-    idx = tc_request(c, "POST", "/token", h, form, strlen(form));
+    idx = tu_h2_request(c, "POST", "/token", h, form, strlen(form));
     assert_true(idx >= 0);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     return &c->resp[idx];
 }
 
 /* Gets an access token into |out| (64 bytes). */
-static void get_token(struct tc_conn *c, int port, char *out)
+static void get_token(struct tu_h2_conn *c, int port, char *out)
 {
     char aud[128];
     long long now = time(NULL);
     char *jwt;
-    struct tc_resp *r;
+    struct tu_h2_resp *r;
     const char *p;
 
     snprintf(aud, sizeof(aud), "https://127.0.0.1:%d/token", port);
@@ -99,8 +89,8 @@ static void get_token(struct tc_conn *c, int port, char *out)
     snprintf(out, 64, "%.*s", (int)(strchr(p, '"') - p), p);
 }
 
-static struct tc_resp *send_msg(struct tc_conn *c, const char *path,
-                                const char *token, const char *body)
+static struct tu_h2_resp *send_msg(struct tu_h2_conn *c, const char *path,
+                                   const char *token, const char *body)
 {
     char auth[128];
     const char *h[5] = {"content-type", "application/json", NULL, NULL, NULL};
@@ -111,13 +101,13 @@ static struct tc_resp *send_msg(struct tc_conn *c, const char *path,
         h[2] = "authorization";
         h[3] = auth;
     }
-    idx = tc_request(c, "POST", path, h, body, strlen(body));
+    idx = tu_h2_request(c, "POST", path, h, body, strlen(body));
     assert_true(idx >= 0);
-    assert_int_equal(tc_run(c, 5000), 0);
+    assert_int_equal(tu_h2_run(c, 5000), 0);
     return &c->resp[idx];
 }
 
-static void expect_err(struct tc_resp *r, int status, const char *gstatus,
+static void expect_err(struct tu_h2_resp *r, int status, const char *gstatus,
                        const char *code)
 {
     char want[256];
@@ -142,14 +132,14 @@ static void expect_err(struct tc_resp *r, int status, const char *gstatus,
 
 static void test_grant_and_send(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char tok[64], *rec;
 
     (void)state;
     start(&m, NULL);
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
     r = send_msg(c, SEND, tok,
@@ -162,21 +152,21 @@ static void test_grant_and_send(void **state)
                                     "messages/"));
     /* Stats count both kinds. */
     {
-        int idx = tc_request(c, "GET", "/_mock/stats", NULL, NULL, 0);
-        assert_int_equal(tc_run(c, 5000), 0);
+        int idx = tu_h2_request(c, "GET", "/_mock/stats", NULL, NULL, 0);
+        assert_int_equal(tu_h2_run(c, 5000), 0);
         assert_non_null(strstr(c->resp[idx].body, "\"token_requests\":1"));
         assert_non_null(strstr(c->resp[idx].body, "\"requests\":2,\"ok\":2"));
     }
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
     (void)rec;
 }
 
 static void test_grant_rejections(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char aud[128], bad_aud[128];
     long long now = time(NULL);
     struct {
@@ -208,7 +198,7 @@ static void test_grant_rejections(void **state)
     start(&m, NULL);
     snprintf(aud, sizeof(aud), "https://localhost:%d/token", m.port);
     snprintf(bad_aud, sizeof(bad_aud), "https://oauth2.googleapis.com/token");
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *jwt =
@@ -224,16 +214,16 @@ static void test_grant_rejections(void **state)
     }
     r = token_req(c, GRANT, "not.a.jwt");
     assert_int_equal(r->status, 400);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 static void test_send_errors(void **state)
 {
     static char big[5000];
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char tok[64], *rec;
     const char *extra[] = {"--unregistered", "gone", "--sender-mismatch",
                            "other", NULL};
@@ -270,7 +260,7 @@ static void test_send_errors(void **state)
     memset(big + strlen(big), 'x', 4200);
     strcpy(big + strlen(big) - 0, "\"}}}");
     start(&m, extra);
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
     r = send_msg(c, SEND, NULL, "{\"message\":{\"token\":\"a\"}}");
@@ -288,8 +278,8 @@ static void test_send_errors(void **state)
     r = send_msg(c, SEND, tok, "{\"message\":{\"token\":\"other\"}}");
     expect_err(r, 403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH");
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        tc_close(c);
-        c = tc_connect(m.port, ca, NULL);
+        tu_h2_close(c);
+        c = tu_h2_connect(m.port, ca, NULL);
         assert_non_null(c);
         r = send_msg(c, SEND, tok, bad[i]);
         if (r->status != 400)
@@ -303,23 +293,23 @@ static void test_send_errors(void **state)
         if (r->status != 200)
             fail_msg("good case %zu: status %d %s", i, r->status, r->body);
     }
-    tc_close(c);
-    assert_int_equal(tc_mock_signal_wait(&m, SIGTERM), 0);
-    rec = tc_read_file(m.record);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_signal(&m, SIGTERM), 0);
+    rec = tu_read_file(m.record);
     assert_non_null(rec);
     assert_non_null(strstr(rec, "\"path\":\"/token\""));
     assert_non_null(strstr(rec, "\"token\":\"gone\",\"status\":404,"
                                 "\"error\":\"UNREGISTERED\",\"body\":{"
                                 "\"message\":{\"token\":\"gone\"}}"));
     free(rec);
-    tc_mock_stop(&m);
+    tu_mock_stop(&m);
 }
 
 static void test_faults(void **state)
 {
-    struct tc_mock m;
-    struct tc_conn *c;
-    struct tc_resp *r;
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    struct tu_h2_resp *r;
     char tok[64], tok2[64];
     const char *msg = "{\"message\":{\"token\":\"a\"}}";
     const char *extra[] = {"--fail-every", "2:429:QUOTA_EXCEEDED",
@@ -330,7 +320,7 @@ static void test_faults(void **state)
 
     (void)state;
     start(&m, extra);
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok); /* token requests do not count */
     r = send_msg(c, SEND, tok, msg);
@@ -340,11 +330,11 @@ static void test_faults(void **state)
     assert_string_equal(r->retry_after, "60");
     r = send_msg(c, SEND, tok, msg);
     assert_int_equal(r->status, 200);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 
     start(&m, extra2);
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
     assert_int_equal(send_msg(c, SEND, tok, msg)->status, 200);
@@ -353,11 +343,11 @@ static void test_faults(void **state)
     get_token(c, m.port, tok2);
     assert_string_not_equal(tok, tok2);
     assert_int_equal(send_msg(c, SEND, tok2, msg)->status, 200);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 
     start(&m, extra3);
-    c = tc_connect(m.port, ca, NULL);
+    c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
     assert_int_equal(send_msg(c, SEND, tok, msg)->status, 200);
@@ -365,8 +355,8 @@ static void test_faults(void **state)
     expect_err(send_msg(c, SEND, tok, msg), 503, "UNAVAILABLE", "UNAVAILABLE");
     usleep(1100 * 1000);
     expect_err(send_msg(c, SEND, tok, msg), 401, "UNAUTHENTICATED", NULL);
-    tc_close(c);
-    assert_int_equal(tc_mock_stop(&m), 0);
+    tu_h2_close(c);
+    assert_int_equal(tu_mock_stop(&m), 0);
 }
 
 int main(void)

@@ -9,7 +9,6 @@
  * Long form (PUSHGW_RELIABILITY_LONG=1): 50,000 events x 4 devices,
  * 8 kills. PUSHGW_RELIABILITY_EVENTS / _KILLS override the numbers.
  */
-#include "rel.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -25,7 +24,7 @@ static const char *const tokens[] = {
     "fcm-token-crash-0001", "fcm-token-crash-0002"};
 
 struct run {
-    struct svc s;
+    struct tu_svc s;
     int n_events;
     int n_kills;
     int n_posters;
@@ -48,7 +47,7 @@ static void *poster_main(void *arg)
 {
     struct poster *p = arg;
     struct run *r = p->r;
-    struct rel_http *h = rel_http_new();
+    struct tu_http *h = tu_http_new();
     char body[512];
 
     for (int i = p->first; i < r->n_events; i += r->n_posters) {
@@ -57,13 +56,13 @@ static void *poster_main(void *arg)
                            "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
                            "\"msgId\":\"m%d\",\"pushData\":{\"alert\":"
                            "\"message %d\"}}",
-                           i, rel_wall_ms(), i, i);
+                           i, tu_wall_ms(), i, i);
         /* Like a broker: retry until acknowledged (the msgId makes a
          * repeat of a stored event a duplicate, not a second event). */
         for (;;) {
-            int st = rel_http_post(
-                h, r->s.gw.port, "/v1/apps/demo/receivers-offline", "demo-key",
-                NULL, body, (size_t)len, 20000, NULL, NULL);
+            int st = tu_http_post(h, r->s.gw.port,
+                                  "/v1/apps/demo/receivers-offline", "demo-key",
+                                  NULL, body, (size_t)len, 20000, NULL, NULL);
             pthread_mutex_lock(&r->mu);
             r->status_count[st >= 0 && st < 600 ? st : 0]++;
             if (st == 202) {
@@ -77,14 +76,14 @@ static void *poster_main(void *arg)
             usleep(20000);
         }
     }
-    rel_http_free(h);
+    tu_http_free(h);
     return NULL;
 }
 
 static void mark_inflight(struct run *r)
 {
-    char *ids = svc_query(&r->s, "SELECT coalesce(string_agg(msg_id, ','), "
-                                 "'') FROM events WHERE state <> 'done'");
+    char *ids = tu_svc_query(&r->s, "SELECT coalesce(string_agg(msg_id, ','), "
+                                    "'') FROM events WHERE state <> 'done'");
     char *save = NULL;
     int n = 0;
 
@@ -114,7 +113,7 @@ static long acked_now(struct run *r)
 static void *killer_main(void *arg)
 {
     struct run *r = arg;
-    unsigned seed = rel_seed();
+    unsigned seed = tu_seed();
     long at = 0;
 
     /* Kill k happens once a random number of events of the k-th slice of
@@ -126,10 +125,10 @@ static void *killer_main(void *arg)
         while (acked_now(r) < at && acked_now(r) < r->n_events)
             usleep(1000);
         usleep((useconds_t)(rand_r(&seed) % 50) * 1000);
-        assert_int_equal(svc_kill_gateway(&r->s, SIGKILL), 128 + SIGKILL);
+        assert_int_equal(tu_svc_kill_gateway(&r->s, SIGKILL), 128 + SIGKILL);
         r->kills_done++;
         mark_inflight(r);
-        svc_start_gateway(&r->s);
+        tu_svc_start_gateway(&r->s);
     }
     return NULL;
 }
@@ -145,12 +144,12 @@ static void test_crash(void **state)
     struct run *r = calloc(1, sizeof(*r));
     /* A little provider latency so that pushes are in flight at a kill. */
     static const char *const slow[] = {"--delay-ms", "10", NULL};
-    struct svc_options o = {.apns_args = slow,
-                            .fcm_args = slow,
-                            .delivery_ini = "lease_ms = 1000\n"};
-    size_t n_tokens = rel_long() ? 4 : 3;
+    struct tu_svc_options o = {.apns_args = slow,
+                               .fcm_args = slow,
+                               .delivery_ini = "lease_ms = 1000\n"};
+    size_t n_tokens = tu_long() ? 4 : 3;
     const char *files[3];
-    struct rel_tally t;
+    struct tu_tally t;
     pthread_t killer, posters[8];
     struct poster pa[8];
     long long t0, t_posted, t_done;
@@ -161,20 +160,20 @@ static void test_crash(void **state)
     assert_non_null(r);
     pthread_mutex_init(&r->mu, NULL);
     r->n_events =
-        env_int("PUSHGW_RELIABILITY_EVENTS", rel_long() ? 50000 : 2000);
-    r->n_kills = env_int("PUSHGW_RELIABILITY_KILLS", rel_long() ? 8 : 4);
+        env_int("PUSHGW_RELIABILITY_EVENTS", tu_long() ? 50000 : 2000);
+    r->n_kills = env_int("PUSHGW_RELIABILITY_KILLS", tu_long() ? 8 : 4);
     r->n_posters = 4;
     r->acked = calloc((size_t)r->n_events, 1);
     r->inflight = calloc((size_t)r->n_events, 1);
     assert_non_null(r->acked);
     assert_non_null(r->inflight);
 
-    svc_start(&r->s, &o);
+    tu_svc_start(&r->s, &o);
     for (size_t d = 0; d < n_tokens; d++)
-        svc_add_device(&r->s, "demo", d < 2 ? "ios" : "android", tokens[d],
-                       "{Jerry}", NULL);
+        tu_svc_add_device(&r->s, "demo", d < 2 ? "ios" : "android", tokens[d],
+                          "{Jerry}", NULL);
 
-    t0 = rel_mono_ms();
+    t0 = tu_mono_ms();
     assert_int_equal(pthread_create(&killer, NULL, killer_main, r), 0);
     for (int p = 0; p < r->n_posters; p++) {
         pa[p].r = r;
@@ -184,29 +183,30 @@ static void test_crash(void **state)
     }
     for (int p = 0; p < r->n_posters; p++)
         pthread_join(posters[p], NULL);
-    t_posted = rel_mono_ms();
+    t_posted = tu_mono_ms();
     pthread_join(killer, NULL);
 
     /* Every event stored ends done, with no lease and no retry row. */
-    if (!svc_wait_query(&r->s,
-                        "SELECT count(*) FILTER (WHERE state <> 'done' OR "
-                        "lease_owner IS NOT NULL) + (SELECT count(*) FROM "
-                        "push_retries) FROM events",
-                        "0", rel_long() ? 600000 : 120000)) {
-        v = svc_query(&r->s, "SELECT string_agg(state || ':' || count, ' ') "
-                             "FROM (SELECT state, count(*) FROM events GROUP "
-                             "BY state) x");
+    if (!tu_svc_wait_query(&r->s,
+                           "SELECT count(*) FILTER (WHERE state <> 'done' OR "
+                           "lease_owner IS NOT NULL) + (SELECT count(*) FROM "
+                           "push_retries) FROM events",
+                           "0", tu_long() ? 600000 : 120000)) {
+        v = tu_svc_query(&r->s,
+                         "SELECT string_agg(state || ':' || count, ' ') "
+                         "FROM (SELECT state, count(*) FROM events GROUP "
+                         "BY state) x");
         fail_msg("events stuck: %s", v ? v : "?");
     }
-    t_done = rel_mono_ms();
-    v = svc_query(&r->s, "SELECT count(*) FROM events");
+    t_done = tu_mono_ms();
+    v = tu_svc_query(&r->s, "SELECT count(*) FROM events");
     assert_int_equal(atoi(v), r->n_events);
     free(v);
 
     files[0] = r->s.apns.record;
     files[1] = r->s.fcm.record;
     files[2] = NULL;
-    rel_tally(&t, files, (size_t)r->n_events, tokens, n_tokens);
+    tu_tally(&t, files, (size_t)r->n_events, tokens, n_tokens);
     for (int i = 0; i < r->n_events; i++) {
         int dup_here = 0;
         assert_true(r->acked[i]);
@@ -248,8 +248,8 @@ static void test_crash(void **state)
     assert_int_equal(lost, 0);
     assert_int_equal(unexplained, 0);
     assert_int_equal(t.non_200, 0);
-    rel_tally_free(&t);
-    svc_stop(&r->s);
+    tu_tally_free(&t);
+    tu_svc_stop(&r->s);
     free(r->acked);
     free(r->inflight);
     pthread_mutex_destroy(&r->mu);

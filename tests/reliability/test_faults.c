@@ -22,7 +22,6 @@
  * form, where the phase is longer than that.
  */
 #include "pushgw.h"
-#include "rel.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -39,7 +38,7 @@
 #define MAX_EVENTS 100000
 
 struct run {
-    struct svc s;
+    struct tu_svc s;
     volatile int stop;
     int n;
     long long *posted_ms; /* wall clock when the request was sent */
@@ -50,22 +49,22 @@ struct run {
 static void *poster_main(void *arg)
 {
     struct run *r = arg;
-    struct rel_http *h = rel_http_new();
-    long long start = rel_mono_ms();
+    struct tu_http *h = tu_http_new();
+    long long start = tu_mono_ms();
 
     while (!r->stop && r->n < MAX_EVENTS) {
         char body[512];
         int i = r->n;
-        long long sent = rel_wall_ms();
+        long long sent = tu_wall_ms();
         int len = snprintf(body, sizeof(body),
                            "{\"fromPeer\":\"Spike\",\"convId\":\"f%d\","
                            "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
                            "\"msgId\":\"f%d\",\"pushData\":{\"alert\":"
                            "\"message %d\"}}",
-                           i, rel_wall_ms(), i, i);
-        int st = rel_http_post(h, r->s.gw.port,
-                               "/v1/apps/demo/receivers-offline", "demo-key",
-                               NULL, body, (size_t)len, 20000, NULL, NULL);
+                           i, tu_wall_ms(), i, i);
+        int st = tu_http_post(h, r->s.gw.port,
+                              "/v1/apps/demo/receivers-offline", "demo-key",
+                              NULL, body, (size_t)len, 20000, NULL, NULL);
         if (st == 202) {
             r->posted_ms[i] = sent;
             r->n++;
@@ -74,14 +73,14 @@ static void *poster_main(void *arg)
         }
         /* Steady rate. */
         long long due = start + (long long)r->n * 1000 / r->rate;
-        long long now = rel_mono_ms();
+        long long now = tu_mono_ms();
         if (due > now)
             usleep((useconds_t)(due - now) * 1000);
-        long rss = rel_rss_kib(r->s.gw.pid);
+        long rss = tu_rss_kib(r->s.gw.pid);
         if (rss > r->rss_max)
             r->rss_max = rss;
     }
-    rel_http_free(h);
+    tu_http_free(h);
     return NULL;
 }
 
@@ -99,8 +98,8 @@ static void test_faults(void **state)
     static const char *const fcm0[] = {"--unregistered", T_FCM_GONE, NULL};
     const char *pe = getenv("PUSHGW_RELIABILITY_PHASE_MS");
     const char *oe = getenv("PUSHGW_RELIABILITY_OUTAGE_MS");
-    int phase_ms = pe && *pe ? atoi(pe) : rel_long() ? 60000 : 1500;
-    int outage_ms = oe && *oe ? atoi(oe) : rel_long() ? 600000 : 3000;
+    int phase_ms = pe && *pe ? atoi(pe) : tu_long() ? 60000 : 1500;
+    int outage_ms = oe && *oe ? atoi(oe) : tu_long() ? 600000 : 3000;
     struct {
         const char *name;
         const char *args[12];
@@ -116,7 +115,7 @@ static void test_faults(void **state)
     };
     const char *toks[] = {T_IOS, T_FCM};
     const char *files[3];
-    struct rel_tally t;
+    struct tu_tally t;
     long long *lat;
     size_t n_lat = 0;
     pthread_t th;
@@ -128,25 +127,26 @@ static void test_faults(void **state)
     assert_non_null(r);
     r->posted_ms = calloc(MAX_EVENTS, sizeof(long long));
     assert_non_null(r->posted_ms);
-    r->rate = rel_long() ? 100 : 150;
-    struct svc_options o = {
+    r->rate = tu_long() ? 100 : 150;
+    struct tu_svc_options o = {
         .apns_args = apns0,
         .fcm_args = fcm0,
-        .delivery_ini = rel_long() ? "max_attempts = 1000\nretry_max_ms = "
-                                     "5000\nlease_ms = 5000\n"
-                                   : "max_attempts = 60\nlease_ms = 5000\n"};
+        .delivery_ini = tu_long() ? "max_attempts = 1000\nretry_max_ms = "
+                                    "5000\nlease_ms = 5000\n"
+                                  : "max_attempts = 60\nlease_ms = 5000\n"};
     setenv("PUSHGW_APNS_REQUEST_TIMEOUT_MS", "500", 1);
-    svc_start(&r->s, &o);
+    tu_svc_start(&r->s, &o);
     unsetenv("PUSHGW_APNS_REQUEST_TIMEOUT_MS");
     /* The production APNs is restarted on the port it got (the gateway's
      * config names it); the development one is not used here. */
     port = r->s.apns.port;
-    svc_add_device(&r->s, "demo", "ios", T_IOS, "{Jerry}", NULL);
-    inst_bad = svc_add_device(&r->s, "demo", "ios", T_IOS_BAD, "{Jerry}", NULL);
-    svc_add_device(&r->s, "demo", "android", T_FCM, "{Jerry}", NULL);
-    inst_gone =
-        svc_add_device(&r->s, "demo", "android", T_FCM_GONE, "{Jerry}", NULL);
-    rss0 = rel_rss_kib(r->s.gw.pid);
+    tu_svc_add_device(&r->s, "demo", "ios", T_IOS, "{Jerry}", NULL);
+    inst_bad =
+        tu_svc_add_device(&r->s, "demo", "ios", T_IOS_BAD, "{Jerry}", NULL);
+    tu_svc_add_device(&r->s, "demo", "android", T_FCM, "{Jerry}", NULL);
+    inst_gone = tu_svc_add_device(&r->s, "demo", "android", T_FCM_GONE,
+                                  "{Jerry}", NULL);
+    rss0 = tu_rss_kib(r->s.gw.pid);
 
     assert_int_equal(pthread_create(&th, NULL, poster_main, r), 0);
     usleep((useconds_t)phase_ms * 1000);
@@ -158,38 +158,38 @@ static void test_faults(void **state)
         args[n++] = "--bad-token";
         args[n++] = T_IOS_BAD;
         args[n] = NULL;
-        rel_mock_start(&r->s, &r->s.apns, 0, port, args);
+        tu_mock_restart(&r->s.apns, port, args);
         printf("# phase %s from event %d\n", phases[p].name, r->n);
         usleep((useconds_t)phase_ms * 1000);
     }
-    rel_mock_stop(&r->s.apns);
+    tu_mock_kill(&r->s.apns);
     printf("# APNs down from event %d\n", r->n);
     usleep((useconds_t)outage_ms * 1000);
     {
         const char *healthy[] = {"--bad-token", T_IOS_BAD, NULL};
-        rel_mock_start(&r->s, &r->s.apns, 0, port, healthy);
+        tu_mock_restart(&r->s.apns, port, healthy);
     }
     printf("# APNs healthy again from event %d\n", r->n);
     usleep((useconds_t)phase_ms * 1000);
     r->stop = 1;
     pthread_join(th, NULL);
 
-    if (!svc_wait_query(&r->s,
-                        "SELECT count(*) FILTER (WHERE state <> 'done') + "
-                        "(SELECT count(*) FROM push_retries) FROM events",
-                        "0", rel_long() ? 900000 : 120000)) {
-        v = svc_query(&r->s,
-                      "SELECT (SELECT string_agg(state || ':' || c, ' ') FROM "
-                      "(SELECT state, count(*) c FROM events GROUP BY state) "
-                      "x) || ' retries ' || (SELECT count(*) FROM "
-                      "push_retries)");
+    if (!tu_svc_wait_query(&r->s,
+                           "SELECT count(*) FILTER (WHERE state <> 'done') + "
+                           "(SELECT count(*) FROM push_retries) FROM events",
+                           "0", tu_long() ? 900000 : 120000)) {
+        v = tu_svc_query(
+            &r->s, "SELECT (SELECT string_agg(state || ':' || c, ' ') FROM "
+                   "(SELECT state, count(*) c FROM events GROUP BY state) "
+                   "x) || ' retries ' || (SELECT count(*) FROM "
+                   "push_retries)");
         fail_msg("not finished: %s", v ? v : "?");
     }
-    hwm = rel_hwm_kib(r->s.gw.pid);
+    hwm = tu_hwm_kib(r->s.gw.pid);
     {
         /* What the gateway saw, from its own metrics. */
         char *m = NULL, *save = NULL;
-        assert_int_equal(svc_admin_get(&r->s, "/metrics", &m), 200);
+        assert_int_equal(tu_svc_admin_get(&r->s, "/metrics", &m), 200);
         for (char *l = strtok_r(m, "\n", &save); l;
              l = strtok_r(NULL, "\n", &save))
             if (strncmp(l, "pushgw_pushes_total{", 20) == 0 ||
@@ -201,7 +201,7 @@ static void test_faults(void **state)
     files[0] = r->s.apns.record;
     files[1] = r->s.fcm.record;
     files[2] = NULL;
-    rel_tally(&t, files, (size_t)r->n, toks, 2);
+    tu_tally(&t, files, (size_t)r->n, toks, 2);
     lat = calloc((size_t)r->n + 1, sizeof(long long));
     assert_non_null(lat);
     for (int i = 0; i < r->n; i++) {
@@ -218,11 +218,11 @@ static void test_faults(void **state)
     }
     qsort(lat, n_lat, sizeof(long long), cmp_ll);
 
-    v = svc_query(&r->s, "SELECT coalesce(string_agg(provider || '/' || "
-                         "outcome || '/' || coalesce(reason, '-') || '=' || "
-                         "c, ' '), 'none') FROM (SELECT provider, outcome, "
-                         "reason, count(*) c FROM push_failures GROUP BY 1, "
-                         "2, 3) x");
+    v = tu_svc_query(&r->s, "SELECT coalesce(string_agg(provider || '/' || "
+                            "outcome || '/' || coalesce(reason, '-') || '=' || "
+                            "c, ' '), 'none') FROM (SELECT provider, outcome, "
+                            "reason, count(*) c FROM push_failures GROUP BY 1, "
+                            "2, 3) x");
     printf("# faults: events=%d pushes_to_good_tokens=%d lost=%ld "
            "duplicates=%ld records=%zu non_200_records=%zu; "
            "push_failures: %s\n",
@@ -244,7 +244,7 @@ static void test_faults(void **state)
                  "SELECT count(*) FROM installations WHERE valid = false "
                  "AND id IN (%lld, %lld)",
                  inst_bad, inst_gone);
-        v = svc_query(&r->s, sql);
+        v = tu_svc_query(&r->s, sql);
         assert_string_equal(v, "2");
         free(v);
         snprintf(sql, sizeof(sql),
@@ -252,11 +252,11 @@ static void test_faults(void **state)
                  "WHERE outcome = 'invalidated' AND installation_id IN "
                  "(%lld, %lld)",
                  inst_bad, inst_gone);
-        v = svc_query(&r->s, sql);
+        v = tu_svc_query(&r->s, sql);
         assert_string_equal(v, "2");
         free(v);
-        v = svc_query(&r->s, "SELECT count(*) FROM push_failures WHERE "
-                             "outcome <> 'invalidated'");
+        v = tu_svc_query(&r->s, "SELECT count(*) FROM push_failures WHERE "
+                                "outcome <> 'invalidated'");
         assert_string_equal(v, "0");
         free(v);
     }
@@ -267,10 +267,10 @@ static void test_faults(void **state)
         fail_msg("FCM p99 latency %lld ms while APNs failed",
                  lat[n_lat * 99 / 100]);
     /* Memory bounded: retries are rows, not memory. */
-    rel_check_memory(r->s.gw.pid, rss0, 64 * 1024, "faults memory");
+    tu_check_memory(r->s.gw.pid, rss0, 64 * 1024, "faults memory");
     free(lat);
-    rel_tally_free(&t);
-    svc_stop(&r->s);
+    tu_tally_free(&t);
+    tu_svc_stop(&r->s);
     free(r->posted_ms);
     free(r);
 }

@@ -11,7 +11,6 @@
  * refused by validation, not by size. PUSHGW_RELIABILITY_LONG=1 raises the
  * number of timing samples and slowloris connections.
  */
-#include "rel.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -32,31 +31,31 @@
 #define TOK_IOS                                                                \
     "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee01"
 
-static struct svc S;
-static struct rel_http *H;
+static struct tu_svc S;
+static struct tu_http *H;
 
 static int setup(void **state)
 {
     (void)state;
     setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "4194304", 1);
-    svc_start(&S, NULL);
+    tu_svc_start(&S, NULL);
     unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
-    svc_add_device(&S, "demo", "ios", TOK_IOS, "{Jerry}", NULL);
-    H = rel_http_new();
+    tu_svc_add_device(&S, "demo", "ios", TOK_IOS, "{Jerry}", NULL);
+    H = tu_http_new();
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    rel_http_free(H);
-    svc_stop(&S);
+    tu_http_free(H);
+    tu_svc_stop(&S);
     return 0;
 }
 
 static long events_stored(void)
 {
-    char *v = svc_query(&S, "SELECT count(*) FROM events");
+    char *v = tu_svc_query(&S, "SELECT count(*) FROM events");
     long n;
 
     assert_non_null(v);
@@ -74,19 +73,19 @@ static char *valid_event(int i)
                  "{\"fromPeer\":\"Spike\",\"convId\":\"h%d\",\"offlinePeers\":"
                  "[\"Jerry\"],\"timestamp\":%lld,\"pushData\":{\"alert\":"
                  "\"hostile %d\"}}",
-                 i, rel_wall_ms(), i) > 0,
+                 i, tu_wall_ms(), i) > 0,
         1);
     return b;
 }
 
 /* A valid event is accepted promptly (while something hostile runs). */
-static void expect_served(struct rel_http *h, int i, int max_ms)
+static void expect_served(struct tu_http *h, int i, int max_ms)
 {
     char *b = valid_event(i);
-    long long t0 = rel_mono_ms();
-    int st = rel_http_post(h, S.gw.port, PATH, "demo-key", NULL, b, strlen(b),
-                           10000, NULL, NULL);
-    long long dt = rel_mono_ms() - t0;
+    long long t0 = tu_mono_ms();
+    int st = tu_http_post(h, S.gw.port, PATH, "demo-key", NULL, b, strlen(b),
+                          10000, NULL, NULL);
+    long long dt = tu_mono_ms() - t0;
 
     free(b);
     if (st != 202 || dt > max_ms)
@@ -102,10 +101,10 @@ static void refuse(const char *what, const char *path, const char *key,
     long before = events_stored();
     char *resp = NULL;
     int ra = -1;
-    long long t0 = rel_mono_ms();
-    int st = rel_http_post(H, S.gw.port, path, key, ctype, body, len, 30000,
-                           &resp, &ra);
-    long long dt = rel_mono_ms() - t0;
+    long long t0 = tu_mono_ms();
+    int st = tu_http_post(H, S.gw.port, path, key, ctype, body, len, 30000,
+                          &resp, &ra);
+    long long dt = tu_mono_ms() - t0;
     cJSON *j = resp ? cJSON_Parse(resp) : NULL;
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "field");
@@ -328,7 +327,7 @@ static void test_headers_and_declared_length(void **state)
     /* A declared 1 GiB body: refused before it is read. */
     {
         char r2[512];
-        long long t0 = rel_mono_ms();
+        long long t0 = tu_mono_ms();
         int l = snprintf(r2, sizeof(r2),
                          "POST %s HTTP/1.1\r\nHost: x\r\nX-LC-Hook-Key: "
                          "demo-key\r\nContent-Type: application/json\r\n"
@@ -336,7 +335,7 @@ static void test_headers_and_declared_length(void **state)
                          PATH);
         st = raw_status(r2, (size_t)l, 10000);
         printf("# Content-Length 1 GiB -> %d in %lld ms\n", st,
-               rel_mono_ms() - t0);
+               tu_mono_ms() - t0);
         assert_int_equal(st, 413);
     }
     expect_served(H, 2, 5000);
@@ -380,12 +379,12 @@ static void test_slowloris(void **state)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)S.gw.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct rel_http *h = rel_http_new();
+    struct tu_http *h = tu_http_new();
     long long t0;
     int served = 0;
     (void)state;
 
-    l.n = rel_long() ? 900 : 200;
+    l.n = tu_long() ? 900 : 200;
     l.fds = calloc((size_t)l.n, sizeof(int));
     assert_non_null(l.fds);
     for (int i = 0; i < l.n; i++) {
@@ -396,8 +395,8 @@ static void test_slowloris(void **state)
     }
     assert_int_equal(pthread_create(&th, NULL, loris_main, &l), 0);
     /* Other clients are served promptly meanwhile. */
-    t0 = rel_mono_ms();
-    while (rel_mono_ms() - t0 < (rel_long() ? 30000 : 3000)) {
+    t0 = tu_mono_ms();
+    while (tu_mono_ms() - t0 < (tu_long() ? 30000 : 3000)) {
         expect_served(h, 100 + served, 3000);
         served++;
         usleep(50000);
@@ -407,12 +406,12 @@ static void test_slowloris(void **state)
     printf("# slowloris: %d connections trickling for %lld ms, %d valid "
            "events served meanwhile, %d slow connections closed by the "
            "server\n",
-           l.n, rel_mono_ms() - t0, served, l.closed_by_server);
+           l.n, tu_mono_ms() - t0, served, l.closed_by_server);
     for (int i = 0; i < l.n; i++)
         if (l.fds[i] >= 0)
             close(l.fds[i]);
     free(l.fds);
-    rel_http_free(h);
+    tu_http_free(h);
 }
 
 /* SQL metacharacters in every string field: accepted, stored verbatim,
@@ -428,10 +427,11 @@ static void test_sql_metacharacters(void **state)
     cJSON *j;
     (void)state;
 
-    rel_add_device(&S, "demo", "ios",
-                   "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
-                   "eeeee02",
-                   plain);
+    tu_svc_add_device_on(
+        &S, "demo", "ios",
+        "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+        "eeeee02",
+        plain);
     assert_int_equal(
         asprintf(&body,
                  "{\"fromPeer\":\"%s\",\"convId\":\"%s\",\"offlinePeers\":"
@@ -439,13 +439,13 @@ static void test_sql_metacharacters(void **state)
                  "\"mentionOfflinePeers\":[\"%s\"],\"mutedPeers\":[\"%s "
                  "muted\"],\"msgId\":\"%s\",\"pushData\":{\"alert\":\"%s\","
                  "\"%s\":\"%s\"}}",
-                 meta, meta, meta, rel_wall_ms(), meta, meta, meta, meta, meta,
+                 meta, meta, meta, tu_wall_ms(), meta, meta, meta, meta, meta,
                  meta, meta) > 0,
         1);
-    long long t0 = rel_mono_ms();
-    int st = rel_http_post(H, S.gw.port, PATH, "demo-key", NULL, body,
-                           strlen(body), 10000, &resp, NULL);
-    printf("# SQL metacharacters -> %d in %lld ms %s\n", st, rel_mono_ms() - t0,
+    long long t0 = tu_mono_ms();
+    int st = tu_http_post(H, S.gw.port, PATH, "demo-key", NULL, body,
+                          strlen(body), 10000, &resp, NULL);
+    printf("# SQL metacharacters -> %d in %lld ms %s\n", st, tu_mono_ms() - t0,
            resp);
     assert_int_equal(st, 202);
     j = cJSON_Parse(resp);
@@ -457,7 +457,7 @@ static void test_sql_metacharacters(void **state)
              "FROM events WHERE id = %s",
              cJSON_GetObjectItem(j, "eventId")->valuestring);
     cJSON_Delete(j);
-    v = svc_query(&S, sql);
+    v = tu_svc_query(&S, sql);
     assert_non_null(v);
     {
         char *want = NULL;
@@ -469,13 +469,13 @@ static void test_sql_metacharacters(void **state)
     }
     free(v);
     /* The tables are still there and the push went out verbatim. */
-    v = svc_query(&S, "SELECT count(*) > 0 FROM events");
+    v = tu_svc_query(&S, "SELECT count(*) > 0 FROM events");
     assert_string_equal(v, "t");
     free(v);
     {
         int found = 0;
         for (int w = 0; w < 500 && !found; w++) {
-            cJSON *recs = svc_read_records(S.apns.record), *r;
+            cJSON *recs = tu_records_read(S.apns.record), *r;
             cJSON_ArrayForEach(r, recs)
             {
                 cJSON *a = cJSON_GetObjectItem(
@@ -512,7 +512,7 @@ static void test_key_timing(void **state)
     static const char *const names[] = {"all bytes wrong", "first byte wrong",
                                         "last byte wrong", "longer"};
     enum { K = 4 };
-    int m = rel_long() ? 5000 : 400;
+    int m = tu_long() ? 5000 : 400;
     double *t[K], med[K];
     char *b = valid_event(9);
     (void)state;
@@ -523,15 +523,15 @@ static void test_key_timing(void **state)
     }
     /* Warm up, then interleave the variants so drift hits all alike. */
     for (int i = 0; i < 50; i++)
-        rel_http_post(H, S.gw.port, PATH, keys[0], NULL, b, strlen(b), 10000,
-                      NULL, NULL);
+        tu_http_post(H, S.gw.port, PATH, keys[0], NULL, b, strlen(b), 10000,
+                     NULL, NULL);
     for (int i = 0; i < m; i++)
         for (int k = 0; k < K; k++) {
             int kk = (i + k) % K;
-            int st = rel_http_post(H, S.gw.port, PATH, keys[kk], NULL, b,
-                                   strlen(b), 10000, NULL, NULL);
+            int st = tu_http_post(H, S.gw.port, PATH, keys[kk], NULL, b,
+                                  strlen(b), 10000, NULL, NULL);
             assert_int_equal(st, 401);
-            t[kk][i] = rel_http_last_us(H);
+            t[kk][i] = tu_http_last_us(H);
         }
     for (int k = 0; k < K; k++) {
         qsort(t[k], (size_t)m, sizeof(double), cmp_double);

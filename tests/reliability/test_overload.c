@@ -10,7 +10,6 @@
  * Short form: 16 clients for 4 s. Long form (PUSHGW_RELIABILITY_LONG=1):
  * 32 clients for 60 s.
  */
-#include "rel.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -25,7 +24,7 @@
 #define TOK "abababababababababababababababababababababababababababababab01"
 
 struct load {
-    struct svc *s;
+    struct tu_svc *s;
     volatile int stop;
     pthread_mutex_t mu;
     int next;
@@ -37,7 +36,7 @@ struct load {
 static void *client_main(void *arg)
 {
     struct load *l = arg;
-    struct rel_http *h = rel_http_new();
+    struct tu_http *h = tu_http_new();
     char body[512];
 
     while (!l->stop) {
@@ -53,10 +52,10 @@ static void *client_main(void *arg)
                        "{\"fromPeer\":\"Spike\",\"convId\":\"o%d\","
                        "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
                        "\"pushData\":{\"alert\":\"message %d\"}}",
-                       i, rel_wall_ms(), i);
-        st = rel_http_post(h, l->s->gw.port, "/v1/apps/demo/receivers-offline",
-                           "demo-key", NULL, body, (size_t)len, 20000, &resp,
-                           &ra);
+                       i, tu_wall_ms(), i);
+        st = tu_http_post(h, l->s->gw.port, "/v1/apps/demo/receivers-offline",
+                          "demo-key", NULL, body, (size_t)len, 20000, &resp,
+                          &ra);
         pthread_mutex_lock(&l->mu);
         if (st == 202) {
             l->st_202++;
@@ -74,7 +73,7 @@ static void *client_main(void *arg)
         pthread_mutex_unlock(&l->mu);
         free(resp);
     }
-    rel_http_free(h);
+    tu_http_free(h);
     return NULL;
 }
 
@@ -82,16 +81,16 @@ static void test_overload(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "200", "--max-streams",
                                        "2", NULL};
-    struct svc_options o = {.apns_args = slow};
-    struct svc s;
+    struct tu_svc_options o = {.apns_args = slow};
+    struct tu_svc s;
     struct load l;
-    int n_clients = rel_long() ? 32 : 16;
-    int secs = rel_long() ? 60 : 4;
+    int n_clients = tu_long() ? 32 : 16;
+    int secs = tu_long() ? 60 : 4;
     pthread_t th[32];
     long rss0, rss_max = 0, hwm;
     long long t0, t_stop, t_ok = 0;
     int probe = MAX_EVENTS;
-    struct rel_http *h;
+    struct tu_http *h;
     (void)state;
 
     memset(&l, 0, sizeof(l));
@@ -99,17 +98,17 @@ static void test_overload(void **state)
     l.acked = calloc(MAX_EVENTS + 1000, 1);
     assert_non_null(l.acked);
     setenv("PUSHGW_SERVER_MAX_BACKLOG_EVENTS", "20", 1);
-    svc_start(&s, &o);
+    tu_svc_start(&s, &o);
     unsetenv("PUSHGW_SERVER_MAX_BACKLOG_EVENTS");
     l.s = &s;
-    svc_add_device(&s, "demo", "ios", TOK, "{Jerry}", NULL);
-    rss0 = rel_rss_kib(s.gw.pid);
+    tu_svc_add_device(&s, "demo", "ios", TOK, "{Jerry}", NULL);
+    rss0 = tu_rss_kib(s.gw.pid);
 
-    t0 = rel_mono_ms();
+    t0 = tu_mono_ms();
     for (int c = 0; c < n_clients; c++)
         assert_int_equal(pthread_create(&th[c], NULL, client_main, &l), 0);
-    while (rel_mono_ms() - t0 < secs * 1000LL) {
-        long r = rel_rss_kib(s.gw.pid);
+    while (tu_mono_ms() - t0 < secs * 1000LL) {
+        long r = tu_rss_kib(s.gw.pid);
         if (r > rss_max)
             rss_max = r;
         usleep(100000);
@@ -117,31 +116,31 @@ static void test_overload(void **state)
     l.stop = 1;
     for (int c = 0; c < n_clients; c++)
         pthread_join(th[c], NULL);
-    t_stop = rel_mono_ms();
-    hwm = rel_hwm_kib(s.gw.pid);
+    t_stop = tu_mono_ms();
+    hwm = tu_hwm_kib(s.gw.pid);
 
     /* Load gone: one client, one event every 50 ms, until accepted. */
-    h = rel_http_new();
-    while (rel_mono_ms() - t_stop < 60000) {
+    h = tu_http_new();
+    while (tu_mono_ms() - t_stop < 60000) {
         char body[512];
         int len = snprintf(body, sizeof(body),
                            "{\"fromPeer\":\"Spike\",\"convId\":\"p%d\","
                            "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
                            "\"pushData\":{\"alert\":\"message %d\"}}",
-                           probe, rel_wall_ms(), probe);
-        int st = rel_http_post(h, s.gw.port, "/v1/apps/demo/receivers-offline",
-                               "demo-key", NULL, body, (size_t)len, 20000, NULL,
-                               NULL);
+                           probe, tu_wall_ms(), probe);
+        int st = tu_http_post(h, s.gw.port, "/v1/apps/demo/receivers-offline",
+                              "demo-key", NULL, body, (size_t)len, 20000, NULL,
+                              NULL);
         if (st == 202) {
             l.acked[probe] = 1;
-            t_ok = rel_mono_ms();
+            t_ok = tu_mono_ms();
             break;
         }
         assert_int_equal(st, 429);
         probe++;
         usleep(50000);
     }
-    rel_http_free(h);
+    tu_http_free(h);
     printf(
         "# overload: %d clients for %d s: %ld requests/s offered, "
         "202=%ld 429=%ld (bad 429 %ld) other=%ld; gateway RSS %ld KiB "
@@ -159,21 +158,21 @@ static void test_overload(void **state)
                  l.last_other);
     /* Bounded: what is accepted is capped by the backlog bound, so the
      * gateway must not grow with the offered load. */
-    rel_check_memory(s.gw.pid, rss0, 64 * 1024, "overload memory");
+    tu_check_memory(s.gw.pid, rss0, 64 * 1024, "overload memory");
 
     /* Every accepted event is pushed. */
     {
         char want[32];
         const char *files[] = {s.apns.record, NULL};
         const char *toks[] = {TOK};
-        struct rel_tally t;
+        struct tu_tally t;
         long missing = 0, n_acked = 0;
 
         snprintf(want, sizeof(want), "%ld", l.st_202 + 1);
-        assert_true(svc_wait_query(
+        assert_true(tu_svc_wait_query(
             &s, "SELECT count(*) FROM events WHERE state = 'done'", want,
             120000));
-        rel_tally(&t, files, MAX_EVENTS + 1000, toks, 1);
+        tu_tally(&t, files, MAX_EVENTS + 1000, toks, 1);
         for (int i = 0; i < MAX_EVENTS + 1000; i++)
             if (l.acked[i]) {
                 n_acked++;
@@ -182,9 +181,9 @@ static void test_overload(void **state)
         printf("# overload: %ld accepted events, %ld not pushed\n", n_acked,
                missing);
         assert_int_equal(missing, 0);
-        rel_tally_free(&t);
+        tu_tally_free(&t);
     }
-    svc_stop(&s);
+    tu_svc_stop(&s);
     free(l.acked);
     pthread_mutex_destroy(&l.mu);
 }

@@ -5,7 +5,6 @@
  * SIGTERM draining.
  */
 #include "pushgw.h"
-#include "svc.h"
 #include "testutil.h"
 
 #include <signal.h>
@@ -26,7 +25,7 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int post(struct svc *s, int i)
+static int post(struct tu_svc *s, int i)
 {
     char body[512];
     char *resp = NULL;
@@ -37,8 +36,8 @@ static int post(struct svc *s, int i)
              "[\"Jerry\"],\"timestamp\":%lld,\"msgId\":\"m%d\","
              "\"pushData\":{\"alert\":\"message %d\"}}",
              i, now_ms(), i, i);
-    st = svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL, body,
-                  &resp);
+    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+                     body, &resp);
     free(resp);
     return st;
 }
@@ -46,7 +45,7 @@ static int post(struct svc *s, int i)
 /* How many pushes of |file| carry "message |i|" for |token|. */
 static int count_msg(const char *file, const char *token, int i)
 {
-    cJSON *recs = svc_read_records(file);
+    cJSON *recs = tu_records_read(file);
     cJSON *r;
     char want[64];
     int n = 0;
@@ -68,16 +67,18 @@ static int count_msg(const char *file, const char *token, int i)
     return n;
 }
 
-static void wait_done(struct svc *s, int n)
+static void wait_done(struct tu_svc *s, int n)
 {
     char want[32];
 
     snprintf(want, sizeof(want), "%d", n);
-    if (!svc_wait_query(s, "SELECT count(*) FROM events WHERE state = 'done'",
-                        want, WAIT_MS)) {
-        char *got = svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
-                                 "|| coalesce(lease_owner, '-'), ' ') FROM "
-                                 "events");
+    if (!tu_svc_wait_query(s,
+                           "SELECT count(*) FROM events WHERE state = 'done'",
+                           want, WAIT_MS)) {
+        char *got =
+            tu_svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
+                            "|| coalesce(lease_owner, '-'), ' ') FROM "
+                            "events");
         fail_msg("want %d events done, have: %s", n, got ? got : "?");
     }
 }
@@ -87,19 +88,19 @@ static void wait_done(struct svc *s, int n)
 static void test_sigkill_after_ack(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "1500", NULL};
-    struct svc_options o = {.apns_args = slow,
-                            .delivery_ini = "lease_ms = 1000\n"};
-    struct svc s;
+    struct tu_svc_options o = {.apns_args = slow,
+                               .delivery_ini = "lease_ms = 1000\n"};
+    struct tu_svc s;
     enum { N = 20 };
     (void)state;
 
-    svc_start(&s, &o);
-    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
-    svc_add_device(&s, "demo", "ios", TOK_2, "{Jerry}", NULL);
+    tu_svc_start(&s, &o);
+    tu_svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    tu_svc_add_device(&s, "demo", "ios", TOK_2, "{Jerry}", NULL);
     for (int i = 0; i < N; i++)
         assert_int_equal(post(&s, i), 202);
-    assert_int_equal(svc_kill_gateway(&s, SIGKILL), 128 + SIGKILL);
-    svc_start_gateway(&s);
+    assert_int_equal(tu_svc_kill_gateway(&s, SIGKILL), 128 + SIGKILL);
+    tu_svc_start_gateway(&s);
     wait_done(&s, N);
     for (int i = 0; i < N; i++) {
         /* At least once; twice only for what was in flight at the kill. */
@@ -107,11 +108,11 @@ static void test_sigkill_after_ack(void **state)
             count_msg(s.apns.record, TOK_2, i) < 1)
             fail_msg("event %d was acknowledged but not delivered", i);
     }
-    char *v = svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
-                            "'done' OR lease_owner IS NOT NULL");
+    char *v = tu_svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
+                               "'done' OR lease_owner IS NOT NULL");
     assert_string_equal(v, "0");
     free(v);
-    svc_stop(&s);
+    tu_svc_stop(&s);
 }
 
 /* Two gateways on one database: each event is worked by one of them;
@@ -119,17 +120,17 @@ static void test_sigkill_after_ack(void **state)
 static void test_two_gateways(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "2000", NULL};
-    struct svc_options oa = {.apns_args = slow,
-                             .delivery_ini = "lease_ms = 1000\n"};
-    struct svc a, b;
+    struct tu_svc_options oa = {.apns_args = slow,
+                                .delivery_ini = "lease_ms = 1000\n"};
+    struct tu_svc a, b;
     enum { N = 10 };
     (void)state;
 
-    svc_start(&a, &oa);
-    struct svc_options ob = {.reuse_db = a.db,
-                             .delivery_ini = "lease_ms = 1000\n"};
-    svc_start(&b, &ob);
-    svc_add_device(&a, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    tu_svc_start(&a, &oa);
+    struct tu_svc_options ob = {.reuse_db = a.db,
+                                .delivery_ini = "lease_ms = 1000\n"};
+    tu_svc_start(&b, &ob);
+    tu_svc_add_device(&a, "demo", "ios", TOK_1, "{Jerry}", NULL);
 
     /* Alternate between the two: every event pushed exactly once. */
     for (int i = 0; i < N; i++)
@@ -145,14 +146,14 @@ static void test_two_gateways(void **state)
     /* A takes events, then dies with them in flight: B finishes them. */
     for (int i = N; i < N + 4; i++)
         assert_int_equal(post(&a, i), 202);
-    assert_true(svc_wait_lines(a.apns.record, 1, WAIT_MS) >= 1);
-    assert_int_equal(svc_kill_gateway(&a, SIGKILL), 128 + SIGKILL);
+    assert_true(tu_records_wait(a.apns.record, 1, WAIT_MS) >= 1);
+    assert_int_equal(tu_svc_kill_gateway(&a, SIGKILL), 128 + SIGKILL);
     wait_done(&b, N + 4);
     for (int i = N; i < N + 4; i++)
         if (count_msg(b.apns.record, TOK_1, i) != 1)
             fail_msg("event %d was not taken over by the other gateway", i);
-    svc_stop(&b);
-    svc_stop(&a);
+    tu_svc_stop(&b);
+    tu_svc_stop(&a);
 }
 
 /* More events than the gateway works on at once: the rest wait in the
@@ -160,9 +161,9 @@ static void test_two_gateways(void **state)
  * tick (10 minutes here): before, a backlog drained at 200 events a tick. */
 static void test_backlog_taken_as_room_frees(void **state)
 {
-    struct svc_options o = {.delivery_ini = "events_in_memory = 2\n"
-                                            "claim_interval_ms = 600000\n"};
-    struct svc s;
+    struct tu_svc_options o = {.delivery_ini = "events_in_memory = 2\n"
+                                               "claim_interval_ms = 600000\n"};
+    struct tu_svc s;
     enum { N = 40 };
     (void)state;
 
@@ -170,8 +171,8 @@ static void test_backlog_taken_as_room_frees(void **state)
     size_t len;
     char *resp = NULL;
 
-    svc_start(&s, &o);
-    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    tu_svc_start(&s, &o);
+    tu_svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
     /* One batch: two events are taken at intake, the others are not. */
     len = (size_t)snprintf(body, sizeof(body), "{\"events\":[");
     for (int i = 0; i < N; i++)
@@ -182,8 +183,8 @@ static void test_backlog_taken_as_room_frees(void **state)
             "\"msgId\":\"m%d\",\"pushData\":{\"alert\":\"message %d\"}}",
             i ? "," : "", i, now_ms(), i, i);
     snprintf(body + len, sizeof(body) - len, "]}");
-    assert_int_equal(svc_post(&s, "/v1/apps/demo/receivers-offline/batch",
-                              "demo-key", NULL, body, &resp),
+    assert_int_equal(tu_svc_post(&s, "/v1/apps/demo/receivers-offline/batch",
+                                 "demo-key", NULL, body, &resp),
                      202);
     free(resp);
     wait_done(&s, N);
@@ -191,7 +192,7 @@ static void test_backlog_taken_as_room_frees(void **state)
         if (count_msg(s.apns.record, TOK_1, i) != 1)
             fail_msg("event %d pushed %d times", i,
                      count_msg(s.apns.record, TOK_1, i));
-    svc_stop(&s);
+    tu_svc_stop(&s);
 }
 
 /* Postgres stopped during a run: 503 while down, no acknowledged event
@@ -199,19 +200,19 @@ static void test_backlog_taken_as_room_frees(void **state)
 static void test_database_outage(void **state)
 {
     char *pgdir = tu_mkdtemp();
-    char *conninfo = svc_pg_create(pgdir);
-    struct svc_options o = {.db = conninfo};
-    struct svc s;
+    char *conninfo = tu_pg_create(pgdir);
+    struct tu_svc_options o = {.db = conninfo};
+    struct tu_svc s;
     int acked[64] = {0};
     int n_acked = 0, saw_503 = 0;
     (void)state;
 
-    svc_start(&s, &o);
-    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    tu_svc_start(&s, &o);
+    tu_svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
     for (int i = 0; i < 5; i++)
         if (post(&s, i) == 202)
             acked[n_acked++] = i;
-    svc_pg_ctl(pgdir, "stop");
+    tu_pg_ctl(pgdir, "stop");
     for (int i = 5; i < 10; i++) {
         int st = post(&s, i);
         if (st == 202)
@@ -222,7 +223,7 @@ static void test_database_outage(void **state)
             fail_msg("status %d while the database is down", st);
     }
     assert_true(saw_503 > 0);
-    svc_pg_ctl(pgdir, "start");
+    tu_pg_ctl(pgdir, "start");
     /* Recovery: accepted again within a few seconds. */
     int ok = 0;
     for (int i = 10; i < 400 && !ok; i++) {
@@ -241,8 +242,8 @@ static void test_database_outage(void **state)
         if (count_msg(s.apns.record, TOK_1, i) < 1)
             fail_msg("acknowledged event %d lost after the outage", i);
     }
-    svc_stop(&s);
-    svc_pg_ctl(pgdir, "stop");
+    tu_svc_stop(&s);
+    tu_pg_ctl(pgdir, "stop");
     tu_rm_rf(pgdir);
     free(pgdir);
     free(conninfo);
@@ -250,7 +251,7 @@ static void test_database_outage(void **state)
 
 static char *alert_of_last(const char *file)
 {
-    cJSON *recs = svc_read_records(file);
+    cJSON *recs = tu_records_read(file);
     cJSON *last = cJSON_GetArrayItem(recs, cJSON_GetArraySize(recs) - 1);
     cJSON *alert = cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(last, "body"), "aps"), "alert");
@@ -259,7 +260,7 @@ static char *alert_of_last(const char *file)
     return out;
 }
 
-static void post_template_event(struct svc *s, int i, size_t want_lines)
+static void post_template_event(struct tu_svc *s, int i, size_t want_lines)
 {
     char body[512];
     char *resp = NULL;
@@ -268,11 +269,11 @@ static void post_template_event(struct svc *s, int i, size_t want_lines)
              "{\"fromPeer\":\"Spike\",\"convId\":\"t%d\",\"offlinePeers\":"
              "[\"Jerry\"],\"timestamp\":%lld}",
              i, now_ms());
-    assert_int_equal(svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key",
-                              NULL, body, &resp),
+    assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline",
+                                 "demo-key", NULL, body, &resp),
                      202);
     free(resp);
-    assert_int_equal(svc_wait_lines(s->apns.record, want_lines, WAIT_MS),
+    assert_int_equal(tu_records_wait(s->apns.record, want_lines, WAIT_MS),
                      want_lines);
 }
 
@@ -281,14 +282,14 @@ static void post_template_event(struct svc *s, int i, size_t want_lines)
 static void test_reload_and_drain(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "700", NULL};
-    struct svc_options o = {.apns_args = slow};
-    struct svc s;
+    struct tu_svc_options o = {.apns_args = slow};
+    struct tu_svc s;
     char *tdir = NULL;
     char *a;
     (void)state;
 
-    svc_start(&s, &o);
-    svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    tu_svc_start(&s, &o);
+    tu_svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
     assert_int_equal(asprintf(&tdir, "%s/templates", s.dir) > 0, 1);
     free(
         tu_write_file(tdir, "demo.json", "{\"alert\":\"v1 ${convId}\"}", 0644));
@@ -322,14 +323,14 @@ static void test_reload_and_drain(void **state)
     /* SIGTERM right after acknowledging: the slow pushes still finish. */
     for (int i = 100; i < 105; i++)
         assert_int_equal(post(&s, i), 202);
-    assert_int_equal(svc_kill_gateway(&s, SIGTERM), 0);
+    assert_int_equal(tu_svc_kill_gateway(&s, SIGTERM), 0);
     for (int i = 100; i < 105; i++)
         assert_int_equal(count_msg(s.apns.record, TOK_1, i), 1);
-    char *v = svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
-                            "'done' OR lease_owner IS NOT NULL");
+    char *v = tu_svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
+                               "'done' OR lease_owner IS NOT NULL");
     assert_string_equal(v, "0");
     free(v);
-    svc_stop(&s);
+    tu_svc_stop(&s);
     free(tdir);
 }
 

@@ -4,7 +4,6 @@
  * what the database holds afterwards.
  */
 #include "pushgw.h"
-#include "svc.h"
 #include "testutil.h"
 
 #include <signal.h>
@@ -51,7 +50,7 @@ static char *event_json(const char *conv, const char *peers, const char *extra)
     return s;
 }
 
-static void post_ok(struct svc *s, const char *app, const char *key,
+static void post_ok(struct tu_svc *s, const char *app, const char *key,
                     const char *body, int want_dup)
 {
     char path[256];
@@ -59,7 +58,7 @@ static void post_ok(struct svc *s, const char *app, const char *key,
     int st;
 
     snprintf(path, sizeof(path), "/v1/apps/%s/receivers-offline", app);
-    st = svc_post(s, path, key, NULL, body, &resp);
+    st = tu_svc_post(s, path, key, NULL, body, &resp);
     if (st != 202)
         fail_msg("POST %s: %d %s", path, st, resp ? resp : "");
     assert_non_null(strstr(resp, "\"eventId\":\""));
@@ -68,7 +67,7 @@ static void post_ok(struct svc *s, const char *app, const char *key,
     free(resp);
 }
 
-static void post_event(struct svc *s, const char *conv, const char *peers,
+static void post_event(struct tu_svc *s, const char *conv, const char *peers,
                        const char *extra)
 {
     char *ev = event_json(conv, peers, extra);
@@ -79,7 +78,7 @@ static void post_event(struct svc *s, const char *conv, const char *peers,
 /* The records of |file| whose "token" is |token|. */
 static int count_token(const char *file, const char *token)
 {
-    cJSON *recs = svc_read_records(file);
+    cJSON *recs = tu_records_read(file);
     cJSON *r;
     int n = 0;
 
@@ -96,7 +95,7 @@ static int count_token(const char *file, const char *token)
 /* The last record of |file| for |token| (cJSON_Delete the result). */
 static cJSON *last_for(const char *file, const char *token)
 {
-    cJSON *recs = svc_read_records(file);
+    cJSON *recs = tu_records_read(file);
     cJSON *r, *found = NULL;
 
     cJSON_ArrayForEach(r, recs)
@@ -133,9 +132,9 @@ static const char *jstr(const cJSON *o, const char *path)
 }
 
 /* Asserts that the first value of |sql| on the test database is |want|. */
-static void expect_query(struct svc *s, const char *sql, const char *want)
+static void expect_query(struct tu_svc *s, const char *sql, const char *want)
 {
-    char *v = svc_query(s, sql);
+    char *v = tu_svc_query(s, sql);
 
     assert_non_null(v);
     assert_string_equal(v, want);
@@ -143,7 +142,7 @@ static void expect_query(struct svc *s, const char *sql, const char *want)
 }
 
 /* Asserts that the last APNs push to |token| carried badge |want|. */
-static void expect_last_badge(struct svc *s, const char *token,
+static void expect_last_badge(struct tu_svc *s, const char *token,
                               const char *want)
 {
     cJSON *r = last_for(s->apns.record, token);
@@ -152,38 +151,40 @@ static void expect_last_badge(struct svc *s, const char *token,
     cJSON_Delete(r);
 }
 
-static void wait_events_done(struct svc *s, int n)
+static void wait_events_done(struct tu_svc *s, int n)
 {
     char want[32];
 
     snprintf(want, sizeof(want), "%d", n);
-    if (!svc_wait_query(s, "SELECT count(*) FROM events WHERE state = 'done'",
-                        want, WAIT_MS)) {
-        char *got = svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
-                                 "|| coalesce(result, '-'), ' ') FROM events");
+    if (!tu_svc_wait_query(s,
+                           "SELECT count(*) FROM events WHERE state = 'done'",
+                           want, WAIT_MS)) {
+        char *got =
+            tu_svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
+                            "|| coalesce(result, '-'), ' ') FROM events");
         fail_msg("want %d events done, have: %s", n, got ? got : "?");
     }
 }
 
-static void seed_demo(struct svc *s)
+static void seed_demo(struct tu_svc *s)
 {
-    svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", NULL);
-    svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
-    svc_add_device(s, "demo", "android", TOK_A1, "{Tom}", NULL);
+    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "android", TOK_A1, "{Tom}", NULL);
 }
 
 static int setup(void **state)
 {
-    struct svc *s = calloc(1, sizeof(*s));
-    svc_start(s, NULL);
+    struct tu_svc *s = calloc(1, sizeof(*s));
+    tu_svc_start(s, NULL);
     *state = s;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct svc *s = *state;
-    svc_stop(s);
+    struct tu_svc *s = *state;
+    tu_svc_stop(s);
     free(s);
     return 0;
 }
@@ -192,13 +193,13 @@ static int teardown(void **state)
  * recipients; badge "Increment" twice gives 1 then 2. */
 static void test_template_and_badge(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *r;
 
     seed_demo(s);
     post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
-    assert_int_equal(svc_wait_lines(s->apns.record, 2, WAIT_MS), 2);
-    assert_true(svc_wait_lines(s->fcm.record, 2, WAIT_MS) >= 2);
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    assert_true(tu_records_wait(s->fcm.record, 2, WAIT_MS) >= 2);
     wait_events_done(s, 1);
 
     r = last_for(s->apns.record, TOK_J1);
@@ -224,7 +225,7 @@ static void test_template_and_badge(void **state)
 
     /* Second message: the badge goes to 2, atomically in Postgres. */
     post_event(s, "c1", "[\"Jerry\"]", NULL);
-    assert_int_equal(svc_wait_lines(s->apns.record, 4, WAIT_MS), 4);
+    assert_int_equal(tu_records_wait(s->apns.record, 4, WAIT_MS), 4);
     wait_events_done(s, 2);
     expect_last_badge(s, TOK_J2, "2");
     expect_query(s,
@@ -234,7 +235,7 @@ static void test_template_and_badge(void **state)
 
     /* The metrics of DESIGN §12 saw it all. */
     char *m = NULL;
-    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    assert_int_equal(tu_svc_admin_get(s, "/metrics", &m), 200);
     assert_non_null(strstr(m, "pushgw_pushes_total{provider=\"apns\","
                               "outcome=\"delivered\",reason=\"\"} 4"));
     assert_non_null(strstr(m, "pushgw_pushes_total{provider=\"fcm\","
@@ -277,7 +278,7 @@ static void test_template_and_badge(void **state)
  * _profile "dev" goes to the development endpoint. */
 static void test_push_data_and_profile(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *r;
 
     seed_demo(s);
@@ -286,8 +287,8 @@ static void test_push_data_and_profile(void **state)
                "${text}\",\"category\":\"MSG\",\"badge\":7,"
                "\"sound\":\"default\",\"custom-key\":\"v\","
                "\"_profile\":\"dev\"}");
-    assert_int_equal(svc_wait_lines(s->apns_dev.record, 2, WAIT_MS), 2);
-    assert_true(svc_wait_lines(s->fcm.record, 2, WAIT_MS) >= 2);
+    assert_int_equal(tu_records_wait(s->apns_dev.record, 2, WAIT_MS), 2);
+    assert_true(tu_records_wait(s->fcm.record, 2, WAIT_MS) >= 2);
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
     r = last_for(s->apns_dev.record, TOK_J1);
@@ -310,16 +311,16 @@ static void test_push_data_and_profile(void **state)
 /* _apns_team_id: that team's key signs, only its (or team-less) devices. */
 static void test_team_filter(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *r;
 
-    svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
-    svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
-    svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
+    tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
+    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
     post_event(s, "c1", "[\"Jerry\"]",
                "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
                "\"TEAM000002\"}");
-    assert_int_equal(svc_wait_lines(s->apns.record, 2, WAIT_MS), 2);
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
     r = last_for(s->apns.record, TOK_T2);
@@ -335,7 +336,7 @@ static void test_team_filter(void **state)
 /* The same msgId twice: one set of pushes. The batch endpoint. */
 static void test_idempotency_and_batch(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     char *ev = event_json("c1", "[\"Jerry\"]", "\"msgId\":\"m-1\"");
     char *batch = NULL;
     char *e1 = event_json("c2", "[\"Jerry\"]", "\"msgId\":\"b-1\"");
@@ -346,14 +347,14 @@ static void test_idempotency_and_batch(void **state)
     post_ok(s, "demo", "demo-key", ev, 0);
     post_ok(s, "demo", "demo-key", ev, 1);
     assert_int_equal(asprintf(&batch, "{\"events\":[%s,%s]}", e1, e2) > 0, 1);
-    assert_int_equal(svc_post(s, "/v1/apps/demo/receivers-offline/batch",
-                              "demo-key", NULL, batch, &resp),
+    assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline/batch",
+                                 "demo-key", NULL, batch, &resp),
                      202);
     assert_non_null(strstr(resp, "\"events\":["));
     free(resp);
     wait_events_done(s, 3);
     /* 2 devices × (m-1 once + b-1) = 4 APNs pushes, 1 FCM. */
-    assert_int_equal(svc_wait_lines(s->apns.record, 4, WAIT_MS), 4);
+    assert_int_equal(tu_records_wait(s->apns.record, 4, WAIT_MS), 4);
     usleep(300000);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 2);
     assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
@@ -375,10 +376,10 @@ static int setup_invalid(void **state)
                                             TOK_S1,
                                             NULL};
     static const char *const fcm_args[] = {"--unregistered", TOK_A1, NULL};
-    struct svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
-    struct svc *s = calloc(1, sizeof(*s));
+    struct tu_svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
+    struct tu_svc *s = calloc(1, sizeof(*s));
 
-    svc_start(s, &o);
+    tu_svc_start(s, &o);
     *state = s;
     return 0;
 }
@@ -388,10 +389,10 @@ static int setup_invalid(void **state)
  * FCM UNREGISTERED invalidate too. */
 static void test_invalidation(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
 
     seed_demo(s);
-    svc_add_device(s, "demo", "ios", TOK_S1, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "ios", TOK_S1, "{Jerry}", NULL);
     post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
     wait_events_done(s, 1);
     expect_query(s,
@@ -424,7 +425,7 @@ static void test_invalidation(void **state)
 /* An event whose 7 days have passed sends nothing and says so. */
 static void test_expired_event(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     char body[512];
 
     seed_demo(s);
@@ -439,18 +440,18 @@ static void test_expired_event(void **state)
                  "push_failures",
                  "3:expired");
     usleep(200000);
-    assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
+    assert_int_equal(tu_records_wait(s->apns.record, 1, 0), 0);
     assert_int_equal(count_token(s->fcm.record, TOK_A1), 0);
 }
 
 /* Muted peers get nothing; _mentioned content for the mentioned. */
 static void test_muted_and_mentioned(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *r;
 
     seed_demo(s);
-    svc_add_device(s, "demo", "android", TOK_A2, "{Spike2}", NULL);
+    tu_svc_add_device(s, "demo", "android", TOK_A2, "{Spike2}", NULL);
     post_event(s, "c1", "[\"Jerry\",\"Tom\",\"Spike2\"]",
                "\"mutedPeers\":[\"Spike2\"],\"mentionOfflinePeers\":"
                "[\"Jerry\"],\"pushData\":{\"alert\":\"normal\","
@@ -478,15 +479,15 @@ static const char *hook_answers =
 
 static int setup_hook(void **state)
 {
-    struct svc_options o = {.hook_answers = hook_answers};
-    struct svc *s = calloc(1, sizeof(*s));
+    struct tu_svc_options o = {.hook_answers = hook_answers};
+    struct tu_svc *s = calloc(1, sizeof(*s));
 
-    svc_start(s, &o);
+    tu_svc_start(s, &o);
     *state = s;
     return 0;
 }
 
-static void post_hooked(struct svc *s, const char *conv, const char *peers,
+static void post_hooked(struct tu_svc *s, const char *conv, const char *peers,
                         const char *extra)
 {
     char *ev = event_json(conv, peers, extra);
@@ -499,12 +500,12 @@ static void post_hooked(struct svc *s, const char *conv, const char *peers,
  * 500 fail open. */
 static void test_hook(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *r, *recs;
 
-    svc_add_device(s, "hooked", "ios", TOK_J1, "{Jerry}", NULL);
-    svc_add_device(s, "hooked", "android", TOK_A1, "{Tom}", NULL);
-    svc_add_device(s, "hooked", "android", TOK_A2, "{Mallory}", NULL);
+    tu_svc_add_device(s, "hooked", "ios", TOK_J1, "{Jerry}", NULL);
+    tu_svc_add_device(s, "hooked", "android", TOK_A1, "{Tom}", NULL);
+    tu_svc_add_device(s, "hooked", "android", TOK_A2, "{Mallory}", NULL);
 
     post_hooked(s, "h-msg", "[\"Jerry\"]",
                 "\"pushData\":{\"alert\":\"from client\"}");
@@ -541,14 +542,14 @@ static void test_hook(void **state)
     cJSON_Delete(r);
 
     /* The hook got the LeanCloud parameters and its key every time. */
-    recs = svc_read_records(s->hook.record);
+    recs = tu_records_read(s->hook.record);
     assert_int_equal(cJSON_GetArraySize(recs), 6);
     r = cJSON_GetArrayItem(recs, 0);
     assert_string_equal(jstr(r, "key"), "server-hook-secret");
     assert_string_equal(jstr(r, "body.fromPeer"), "Spike");
     cJSON_Delete(recs);
     char *m = NULL;
-    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    assert_int_equal(tu_svc_admin_get(s, "/metrics", &m), 200);
     assert_non_null(strstr(m, "pushgw_hook_requests_total{app=\"hooked\","
                               "result=\"timeout\"} 1"));
     assert_non_null(strstr(m, "pushgw_hook_requests_total{app=\"hooked\","
@@ -560,7 +561,7 @@ static void test_hook(void **state)
  * as serve would, sends nothing and changes no badge. */
 static void test_render_from_database(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     char *ev = event_json("c-r", "[\"Jerry\",\"Tom\"]", NULL);
     char *file = tu_write_file(s->dir, "event.json", ev, 0644);
     const char *argv[] = {"render", "-c",      s->ini, "--app",
@@ -572,7 +573,7 @@ static void test_render_from_database(void **state)
 
     seed_demo(s);
     long long nobody =
-        svc_add_device(s, "demo", "ios", TOK_S1, "{Nobody}", NULL);
+        tu_svc_add_device(s, "demo", "ios", TOK_S1, "{Nobody}", NULL);
     char not_there[64];
     snprintf(not_there, sizeof(not_there), "\"installation\":%lld,", nobody);
     assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
@@ -594,7 +595,7 @@ static void test_render_from_database(void **state)
                  "SELECT sum(badge) || '/' || (SELECT count(*) "
                  "FROM events) FROM installations",
                  "0/0");
-    assert_int_equal(svc_wait_lines(s->apns.record, 1, 0), 0);
+    assert_int_equal(tu_records_wait(s->apns.record, 1, 0), 0);
 
     /* An unreachable database is a runtime failure, in one line. */
     const char *env[] = {"PUSHGW_DATABASE_URL=host=127.0.0.1 port=1", NULL};
@@ -613,10 +614,10 @@ static int setup_flaky(void **state)
         "--fail-every", "2:503:ServiceUnavailable", "--retry-after", "1", NULL};
     static const char *const fcm_args[] = {"--fail-every", "2:500:INTERNAL",
                                            NULL};
-    struct svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
-    struct svc *s = calloc(1, sizeof(*s));
+    struct tu_svc_options o = {.apns_args = apns_args, .fcm_args = fcm_args};
+    struct tu_svc *s = calloc(1, sizeof(*s));
 
-    svc_start(s, &o);
+    tu_svc_start(s, &o);
     *state = s;
     return 0;
 }
@@ -625,7 +626,7 @@ static int setup_flaky(void **state)
  * until delivered; the same apns-id and badge go out again. */
 static void test_retries(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     cJSON *recs, *r;
     int failed_apns = 0, ok_apns = 0;
 
@@ -641,7 +642,7 @@ static void test_retries(void **state)
                  "9/9/0/0");
     /* Every 2nd APNs answer was 503: each refused push was sent again
      * with the same apns-id and delivered exactly once. */
-    recs = svc_read_records(s->apns.record);
+    recs = tu_records_read(s->apns.record);
     cJSON_ArrayForEach(r, recs)
     {
         cJSON *r2;
@@ -665,7 +666,7 @@ static void test_retries(void **state)
     assert_true(failed_apns > 0);
     /* FCM: every 2nd send got 500 INTERNAL; each message delivered once. */
     int fcm_ok = 0, fcm_500 = 0;
-    recs = svc_read_records(s->fcm.record);
+    recs = tu_records_read(s->fcm.record);
     cJSON_ArrayForEach(r, recs)
     {
         if (strcmp(jstr(r, "token"), TOK_A1) != 0)
@@ -691,7 +692,7 @@ struct bad_case {
 /* Bad input gets the documented error; nothing is stored. */
 static void test_bad_input(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     char big[70000];
     char many[4096];
     size_t n = 0;
@@ -738,7 +739,7 @@ static void test_bad_input(void **state)
     for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
         const struct bad_case *c = &cases[i];
         char *resp = NULL;
-        int st = svc_post(s, c->path, c->key, c->ctype, c->body, &resp);
+        int st = tu_svc_post(s, c->path, c->key, c->ctype, c->body, &resp);
         if (st != c->status)
             fail_msg("case '%s': status %d, want %d: %s", c->name, st,
                      c->status, resp ? resp : "");
@@ -763,10 +764,10 @@ static void test_bad_input(void **state)
 
 static int setup_large(void **state)
 {
-    struct svc *s = calloc(1, sizeof(*s));
+    struct tu_svc *s = calloc(1, sizeof(*s));
     setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
     setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
-    svc_start(s, NULL);
+    tu_svc_start(s, NULL);
     unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
     unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
     *state = s;
@@ -779,7 +780,7 @@ static int setup_large(void **state)
  * gets its push. */
 static void test_fanout_in_parts(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     enum { N = 600 };
     char *peers = malloc(N * 12 + 8);
     const char *extra;
@@ -797,7 +798,7 @@ static void test_fanout_in_parts(void **state)
                  "600");
     memset(shared, 'd', 64);
     shared[64] = '\0';
-    svc_add_device(s, "demo", "ios", shared, "{p1,p598}", NULL);
+    tu_svc_add_device(s, "demo", "ios", shared, "{p1,p598}", NULL);
     peers[len++] = '[';
     for (int i = 0; i < N; i++)
         len += (size_t)sprintf(peers + len, "%s\"p%d\"", i ? "," : "", i);
@@ -812,10 +813,10 @@ static void test_fanout_in_parts(void **state)
                  "SELECT pushes_total || '/' || pushes_delivered FROM "
                  "events",
                  "601/601");
-    assert_int_equal(svc_wait_lines(s->apns.record, 401, WAIT_MS), 401);
+    assert_int_equal(tu_records_wait(s->apns.record, 401, WAIT_MS), 401);
     {
         /* The FCM record also holds the OAuth token request. */
-        cJSON *recs = svc_read_records(s->fcm.record), *x;
+        cJSON *recs = tu_records_read(s->fcm.record), *x;
         int n = 0;
 
         cJSON_ArrayForEach(x, recs)
@@ -832,11 +833,11 @@ static void test_fanout_in_parts(void **state)
     wait_events_done(s, 2);
     assert_int_equal(count_token(s->apns.record, shared), 2);
     expect_last_badge(s, shared, "2");
-    assert_true(svc_wait_query(s,
-                               "SELECT count(*) FILTER (WHERE badge = 2) || "
-                               "'/' || count(*) FROM installations WHERE "
-                               "device_type = 'ios'",
-                               "401/401", WAIT_MS));
+    assert_true(tu_svc_wait_query(s,
+                                  "SELECT count(*) FILTER (WHERE badge = 2) || "
+                                  "'/' || count(*) FROM installations WHERE "
+                                  "device_type = 'ios'",
+                                  "401/401", WAIT_MS));
     free(peers);
 }
 
@@ -845,25 +846,25 @@ static int setup_streams(void **state)
     /* 300 streams a connection, answers after 500 ms: pushes pile up. */
     static const char *const apns_args[] = {"--max-streams", "300",
                                             "--delay-ms", "500", NULL};
-    struct svc_options o = {.apns_args = apns_args};
-    struct svc *s = calloc(1, sizeof(*s));
+    struct tu_svc_options o = {.apns_args = apns_args};
+    struct tu_svc *s = calloc(1, sizeof(*s));
 
     setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
     setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
-    svc_start(s, &o);
+    tu_svc_start(s, &o);
     unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
     unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
     *state = s;
     return 0;
 }
 
-static long metric_value(struct svc *s, const char *series)
+static long metric_value(struct tu_svc *s, const char *series)
 {
     char *m = NULL;
     const char *at;
     long v = -1;
 
-    assert_int_equal(svc_admin_get(s, "/metrics", &m), 200);
+    assert_int_equal(tu_svc_admin_get(s, "/metrics", &m), 200);
     at = strstr(m, series);
     if (at)
         v = strtol(at + strlen(series), NULL, 10);
@@ -876,7 +877,7 @@ static long metric_value(struct svc *s, const char *series)
  * as rows until streams free up, and all arrive. */
 static void test_inflight_follows_streams(void **state)
 {
-    struct svc *s = *state;
+    struct tu_svc *s = *state;
     enum { N = 1000 };
     const char *series = "pushgw_inflight_requests{provider=\"apns\"} ";
     char *peers = malloc(N * 12 + 8);
@@ -911,7 +912,7 @@ static void test_inflight_follows_streams(void **state)
     assert_true(most >= 600);      /* every stream busy */
     assert_true(most <= 600 + 75); /* and little more */
     wait_events_done(s, 2);
-    assert_int_equal(svc_wait_lines(s->apns.record, N + 1, WAIT_MS), N + 1);
+    assert_int_equal(tu_records_wait(s->apns.record, N + 1, WAIT_MS), N + 1);
     expect_query(s,
                  "SELECT pushes_total || '/' || pushes_delivered FROM "
                  "events WHERE conv_id = 'c-many'",

@@ -11,8 +11,6 @@
 
 #include "hook.h"
 
-#define HOOK_SERVER PUSHGW_BINARY_DIR "/tests/service/hook_server"
-
 static const char *answers =
     "{\"c-ok\": {\"status\": 200, \"body\": {\"result\": {\"skip\": false,"
     " \"offlinePeers\": [\"Jerry\", \"Mallory\"], \"force\": true,"
@@ -25,8 +23,8 @@ static const char *answers =
 
 struct fx {
     char *dir;
-    char *record;
-    int pid;
+    struct tu_mock hook;
+    const char *record; /* the hook's */
     int port;
     struct event_base *base;
     struct pgw_curlmulti *cm;
@@ -42,28 +40,20 @@ struct got {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    char *ans, *pf = NULL;
-    const char *argv[8];
+    char *ans;
 
     f->dir = tu_mkdtemp();
     ans = tu_write_file(f->dir, "answers.json", answers, 0644);
-    assert_int_equal(asprintf(&pf, "%s/port", f->dir) > 0, 1);
-    assert_int_equal(asprintf(&f->record, "%s/record.jsonl", f->dir) > 0, 1);
-    argv[0] = HOOK_SERVER;
-    argv[1] = "--port-file";
-    argv[2] = pf;
-    argv[3] = "--answers";
-    argv[4] = ans;
-    argv[5] = "--record";
-    argv[6] = f->record;
-    argv[7] = NULL;
-    f->pid = tu_spawn(argv, NULL);
-    f->port = tu_wait_port_file(pf, 5000);
-    assert_true(f->port > 0);
+    {
+        const char *args[] = {"--answers", ans, NULL};
+        struct tu_mock_options o = {.dir = f->dir, .args = args};
+        tu_mock_start(&f->hook, TU_MOCK_HOOK, &o);
+    }
+    f->port = f->hook.port;
+    f->record = f->hook.record;
     f->base = event_base_new();
     assert_int_equal(pgw_curlmulti_new(f->base, 0, &f->cm), 0);
     free(ans);
-    free(pf);
     *state = f;
     return 0;
 }
@@ -74,10 +64,9 @@ static int teardown(void **state)
 
     pgw_curlmulti_free(f->cm);
     event_base_free(f->base);
-    assert_int_equal(tu_stop(f->pid, SIGTERM), 0);
+    assert_int_equal(tu_mock_stop(&f->hook), 0);
     tu_rm_rf(f->dir);
     free(f->dir);
-    free(f->record);
     free(f);
     return 0;
 }

@@ -1,5 +1,5 @@
-/* Test HTTP/2 client; see tclient.h. */
-#include "tclient.h"
+/* A blocking HTTP/2-over-TLS client (see tu_h2.h). */
+#include "testutil.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -24,7 +24,7 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static struct tc_resp *find(struct tc_conn *c, int32_t id)
+static struct tu_h2_resp *find(struct tu_h2_conn *c, int32_t id)
 {
     for (int i = 0; i < c->nresp; i++)
         if (c->resp[i].stream_id == id)
@@ -35,7 +35,7 @@ static struct tc_resp *find(struct tc_conn *c, int32_t id)
 static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len,
                        int flags, void *ud)
 {
-    struct tc_conn *c = ud;
+    struct tu_h2_conn *c = ud;
     int n;
 
     (void)s;
@@ -51,7 +51,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
                      const uint8_t *name, size_t nlen, const uint8_t *value,
                      size_t vlen, uint8_t flags, void *ud)
 {
-    struct tc_resp *r = find(ud, f->hd.stream_id);
+    struct tu_h2_resp *r = find(ud, f->hd.stream_id);
     char v[64];
 
     (void)s;
@@ -74,7 +74,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f,
 static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
                    const uint8_t *data, size_t len, void *ud)
 {
-    struct tc_resp *r = find(ud, id);
+    struct tu_h2_resp *r = find(ud, id);
 
     (void)s;
     (void)flags;
@@ -88,7 +88,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id,
 
 static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
-    struct tc_resp *r = find(ud, id);
+    struct tu_h2_resp *r = find(ud, id);
 
     (void)s;
     if (r) {
@@ -100,7 +100,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 
 static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    struct tc_conn *c = ud;
+    struct tu_h2_conn *c = ud;
 
     (void)s;
     if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK))
@@ -116,7 +116,7 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 static ssize_t body_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                        uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-    struct tc_resp *r = src->ptr;
+    struct tu_h2_resp *r = src->ptr;
     size_t n = r->req_len - r->req_off;
 
     (void)s;
@@ -131,9 +131,9 @@ static ssize_t body_cb(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
     return (ssize_t)n;
 }
 
-struct tc_conn *tc_connect(int port, const char *ca_file, double *ret_ms)
+struct tu_h2_conn *tu_h2_connect(int port, const char *ca_file, double *ret_ms)
 {
-    struct tc_conn *c = calloc(1, sizeof(*c));
+    struct tu_h2_conn *c = calloc(1, sizeof(*c));
     struct sockaddr_in sa = {0};
     nghttp2_session_callbacks *cbs = NULL;
     const unsigned char *alpn = NULL;
@@ -166,7 +166,7 @@ struct tc_conn *tc_connect(int port, const char *ca_file, double *ret_ms)
     SSL_set1_host(c->ssl, "localhost");
     SSL_set_fd(c->ssl, c->fd);
     if (SSL_connect(c->ssl) != 1) {
-        fprintf(stderr, "tc_connect: TLS handshake failed: %s\n",
+        fprintf(stderr, "tu_h2_connect: TLS handshake failed: %s\n",
                 ERR_reason_error_string(ERR_get_error()));
         goto fail;
     }
@@ -190,11 +190,11 @@ struct tc_conn *tc_connect(int port, const char *ca_file, double *ret_ms)
     return c;
 fail:
     nghttp2_session_callbacks_del(cbs);
-    tc_close(c);
+    tu_h2_close(c);
     return NULL;
 }
 
-void tc_close(struct tc_conn *c)
+void tu_h2_close(struct tu_h2_conn *c)
 {
     if (!c)
         return;
@@ -209,16 +209,16 @@ void tc_close(struct tc_conn *c)
     free(c);
 }
 
-int tc_request(struct tc_conn *c, const char *method, const char *path,
-               const char *const *hdrs, const char *body, size_t len)
+int tu_h2_request(struct tu_h2_conn *c, const char *method, const char *path,
+                  const char *const *hdrs, const char *body, size_t len)
 {
     nghttp2_nv nv[40];
     size_t n = 0;
     nghttp2_data_provider prd;
-    struct tc_resp *r;
+    struct tu_h2_resp *r;
     int32_t id;
 
-    if (c->nresp >= TC_MAX_STREAMS || len > sizeof(c->reqbodies[0]))
+    if (c->nresp >= TU_H2_MAX_STREAMS || len > sizeof(c->reqbodies[0]))
         return -1;
 #define NV(N, V)                                                               \
     do {                                                                       \
@@ -253,18 +253,18 @@ int tc_request(struct tc_conn *c, const char *method, const char *path,
     return c->nresp++;
 }
 
-int tc_ping(struct tc_conn *c)
+int tu_h2_ping(struct tu_h2_conn *c)
 {
     return nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL) ? -1 : 0;
 }
 
-uint32_t tc_remote_max_streams(struct tc_conn *c)
+uint32_t tu_h2_remote_max_streams(struct tu_h2_conn *c)
 {
     return nghttp2_session_get_remote_settings(
         c->session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
-static bool all_closed(struct tc_conn *c)
+static bool all_closed(struct tu_h2_conn *c)
 {
     for (int i = 0; i < c->nresp; i++)
         if (!c->resp[i].closed)
@@ -272,7 +272,7 @@ static bool all_closed(struct tc_conn *c)
     return true;
 }
 
-int tc_run(struct tc_conn *c, int timeout_ms)
+int tu_h2_run(struct tu_h2_conn *c, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
     uint8_t buf[16384];
@@ -305,132 +305,12 @@ int tc_run(struct tc_conn *c, int timeout_ms)
     }
 }
 
-/* ---- mock processes --------------------------------------------------- */
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-
-char *tc_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    long n;
-
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-        size_t got = fread(buf, 1, (size_t)n, f);
-        buf[got] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
-int tc_mock_start(struct tc_mock *m, const char *bin, const char *certs_dir,
-                  const char *const *args)
-{
-    char portf[300], cert[512], key[512];
-    const char *argv[64];
-    int n = 0;
-
-    memset(m, 0, sizeof(*m));
-    snprintf(m->dir, sizeof(m->dir), "/tmp/pgw-mocktest-XXXXXX");
-    if (!mkdtemp(m->dir))
-        return -1;
-    snprintf(portf, sizeof(portf), "%s/port", m->dir);
-    snprintf(m->record, sizeof(m->record), "%s/record.jsonl", m->dir);
-    snprintf(m->out, sizeof(m->out), "%s/stdout", m->dir);
-    snprintf(cert, sizeof(cert), "%s/server.pem", certs_dir);
-    snprintf(key, sizeof(key), "%s/server.key", certs_dir);
-    argv[n++] = bin;
-    argv[n++] = "--cert";
-    argv[n++] = cert;
-    argv[n++] = "--key";
-    argv[n++] = key;
-    argv[n++] = "--port-file";
-    argv[n++] = portf;
-    argv[n++] = "--record";
-    argv[n++] = m->record;
-    argv[n++] = "--quiet";
-    for (int i = 0; args && args[i] && n < 63; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    m->pid = fork();
-    if (m->pid < 0)
-        return -1;
-    if (m->pid == 0) {
-        int fd;
-        /* A failed test must not leave its server running. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        fd = open(m->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0)
-            dup2(fd, 1);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++) {
-        char *p = tc_read_file(portf);
-        int status;
-        if (p) {
-            m->port = atoi(p);
-            free(p);
-            if (m->port > 0)
-                return 0;
-        }
-        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
-            m->pid = 0;
-            return -1;
-        }
-        usleep(10000);
-    }
-    return -1;
-}
-
-int tc_mock_signal_wait(struct tc_mock *m, int sig)
-{
-    int status;
-
-    if (m->pid <= 0)
-        return -1;
-    kill(m->pid, sig);
-    for (int i = 0; i < 1000; i++) {
-        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
-            m->pid = 0;
-            if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-            return 128 + WTERMSIG(status);
-        }
-        usleep(10000);
-    }
-    kill(m->pid, SIGKILL);
-    waitpid(m->pid, &status, 0);
-    m->pid = 0;
-    return -1;
-}
-
-int tc_mock_stop(struct tc_mock *m)
-{
-    int rc = m->pid > 0 ? tc_mock_signal_wait(m, SIGTERM) : -1;
-    char cmd[300];
-
-    if (m->dir[0]) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", m->dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", m->dir);
-    }
-    return rc;
-}
-
-int tc_wait_eof(struct tc_conn *c, int timeout_ms)
+int tu_h2_wait_eof(struct tu_h2_conn *c, int timeout_ms)
 {
     int rc;
 
     c->wait_eof = true;
-    rc = tc_run(c, timeout_ms);
+    rc = tu_h2_run(c, timeout_ms);
     c->wait_eof = false;
     return rc;
 }
