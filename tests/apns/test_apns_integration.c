@@ -741,7 +741,7 @@ static void test_tls_delay(void **state)
  * off (200, 400, 800 ms here) instead of reconnecting again and again. */
 static void test_garbage_server_backs_off(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1,
                                  .request_timeout_ms = 1500,
