@@ -830,7 +830,7 @@ static void test_certificate_files(void **state)
  * certificate is presented to the development endpoint. */
 static void test_certificate_auth(void **state)
 {
-    struct mock m;
+    struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {.connections = 1};
     const char *extra[] = {"--client-ca", CERTS "/ca.pem", NULL};
