@@ -26,6 +26,7 @@
 #include "payload_fcm.h"
 #include "pushgw.h"
 #include "resolve.h"
+#include "runtime.h"
 #include "store.h"
 #include "template.h"
 
@@ -64,26 +65,6 @@
 
 enum provider { PROV_APNS = 0, PROV_FCM = 1 };
 static const char *const provider_names[] = {"apns", "fcm"};
-
-/* What an app needs at send time, resolved once per runtime. */
-struct rt_app {
-    const struct pgw_app *app;
-    struct pgw_fcm_account *fcm_account; /* NULL: no FCM for this app */
-};
-
-/* Config, templates and senders, replaced as a whole on reload. */
-struct runtime {
-    int refs;
-    struct pgw_dispatch *d;
-    struct runtime *prev, *next; /* in d->runtimes */
-    struct pgw_config *cfg;
-    struct pgw_template_set *templates;
-    struct pgw_apns *apns;
-    struct pgw_fcm *fcm;
-    struct rt_app *apps;
-    size_t n_apps;
-    struct pgw_event_limits limits;
-};
 
 struct job;
 
@@ -152,7 +133,7 @@ struct retry_row {
 
 struct job {
     struct pgw_dispatch *d;
-    struct runtime *rt;
+    struct pgw_runtime *rt;
     struct job *prev, *next;
     int64_t event_id;
     char event_id_str[24];
@@ -160,7 +141,7 @@ struct job {
     unsigned char apns_id_key[PGW_APNS_ID_KEY_LEN];
     bool apns_id_key_set;
     char *app_id;
-    const struct rt_app *app;
+    const struct pgw_runtime_app *app;
     struct pgw_event *ev;
     struct pgw_resolved *res;
     struct timespec accepted;
@@ -215,7 +196,7 @@ struct job {
 /* A retry claimed from the store, with its single push. */
 struct retry_ctx {
     struct pgw_dispatch *d;
-    struct runtime *rt;
+    struct pgw_runtime *rt;
     int64_t retry_id;
     int64_t event_id;
     char *app_id;
@@ -226,14 +207,14 @@ struct retry_ctx {
 
 struct pgw_dispatch {
     struct pgw_dispatch_options o;
-    struct runtime *rt;
+    struct pgw_runtime *rt;
     struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
     size_t n_jobs;
-    size_t reserved;            /* pgw_dispatch_reserve() not yet accepted */
-    size_t reserved_recipients; /* and their offline peers */
-    struct runtime *runtimes;   /* every live runtime */
-    struct event *pump_ev;      /* deferred dispatch_pump() */
-    bool closing;               /* pgw_dispatch_stop() ran */
+    size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
+    size_t reserved_recipients;   /* and their offline peers */
+    struct pgw_runtime *runtimes; /* every live runtime */
+    struct event *pump_ev;        /* deferred dispatch_pump() */
+    bool closing;                 /* pgw_dispatch_stop() ran */
     size_t inflight[2];
     /* Recent sends per provider (halved as they grow) and the in-flight
      * cap they give (update_cap), with the sends since. */
@@ -275,7 +256,7 @@ struct pgw_dispatch {
     void *drain_arg;
     /* Runtimes whose last reference went inside a callback: freed from
      * the loop, never from inside an apns/fcm callback. */
-    struct runtime **dead;
+    struct pgw_runtime **dead;
     size_t n_dead, cap_dead;
     struct event *reaper;
     /* metrics */
@@ -315,34 +296,26 @@ static double since_s(const struct timespec *t0)
 
 /* ---- runtime ------------------------------------------------------------ */
 
-static void runtime_destroy(struct runtime *rt)
+static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt)
 {
     if (rt->prev)
         rt->prev->next = rt->next;
-    else if (rt->d->runtimes == rt)
-        rt->d->runtimes = rt->next;
+    else if (d->runtimes == rt)
+        d->runtimes = rt->next;
     if (rt->next)
         rt->next->prev = rt->prev;
-    pgw_apns_free(rt->apns);
-    pgw_fcm_free(rt->fcm);
-    free(rt->apps);
-    pgw_template_set_unref(rt->templates);
-    pgw_config_free(rt->cfg);
-    free(rt);
+    pgw_runtime_free(rt);
 }
 
-static void runtime_unref(struct runtime *rt)
+static void runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt)
 {
-    struct pgw_dispatch *d;
-
     if (!rt || --rt->refs > 0)
         return;
     /* The senders may be inside one of their own callbacks now: free
      * them from the loop. */
-    d = rt->d;
     if (d->n_dead == d->cap_dead) {
         size_t cap = d->cap_dead ? d->cap_dead * 2 : 4;
-        struct runtime **n = realloc(d->dead, cap * sizeof(*n));
+        struct pgw_runtime **n = realloc(d->dead, cap * sizeof(*n));
         if (!n) {
             /* Leaking a runtime beats freeing it under a callback. */
             pgw_log_error("out of memory: a replaced runtime is leaked");
@@ -363,116 +336,22 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     while (d->n_dead > 0)
-        runtime_destroy(d->dead[--d->n_dead]);
-}
-
-static const struct rt_app *rt_find_app(const struct runtime *rt,
-                                        const char *id)
-{
-    for (size_t i = 0; i < rt->n_apps; i++) {
-        if (strcmp(rt->apps[i].app->id, id) == 0)
-            return &rt->apps[i];
-    }
-    return NULL;
-}
-
-static int runtime_new(struct pgw_dispatch *d, struct pgw_config *cfg,
-                       struct pgw_template_set *templates,
-                       struct pgw_diag *diag, struct runtime **ret)
-{
-    struct runtime *rt = calloc(1, sizeof(*rt));
-    struct pgw_apns_options ao;
-    struct pgw_fcm_options fo;
-    int rc;
-
-    if (!rt)
-        return PGW_ERR_NOMEM;
-    rt->refs = 1;
-    rt->d = d;
-    rt->cfg = pgw_config_ref(cfg);
-    rt->templates = pgw_template_set_ref(templates);
-    pgw_event_limits_from_config(cfg, &rt->limits);
-
-    memset(&ao, 0, sizeof(ao));
-    ao.production_url = cfg->apns.production_url;
-    ao.development_url = cfg->apns.development_url;
-    ao.ca_file = cfg->apns.ca_file;
-    ao.connections = (unsigned)cfg->apns.connections;
-    ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
-    ao.backoff_initial_ms = d->o.backoff_initial_ms;
-    ao.backoff_max_ms = d->o.backoff_max_ms;
-    rc = pgw_apns_new(d->o.base, d->o.dns, &ao, &rt->apns);
-    if (rc < 0) {
-        pgw_diag_add(diag, "cannot set up APNs: %s", pgw_strerror(rc));
-        goto fail;
-    }
-    memset(&fo, 0, sizeof(fo));
-    fo.url = cfg->fcm.url;
-    fo.token_url = cfg->fcm.token_url;
-    fo.ca_file = cfg->fcm.ca_file;
-    fo.connections = (unsigned)cfg->fcm.connections;
-    fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
-    fo.backoff_initial_ms = d->o.backoff_initial_ms;
-    fo.backoff_max_ms = d->o.backoff_max_ms;
-    rc = pgw_fcm_new(d->o.base, d->o.dns, d->o.cm, &fo, &rt->fcm);
-    if (rc < 0) {
-        pgw_diag_add(diag, "cannot set up FCM: %s", pgw_strerror(rc));
-        goto fail;
-    }
-
-    rt->apps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*rt->apps));
-    if (!rt->apps) {
-        rc = PGW_ERR_NOMEM;
-        goto fail;
-    }
-    for (size_t i = 0; i < cfg->n_apps; i++) {
-        const struct pgw_app *app = &cfg->apps[i];
-        struct rt_app *ra = &rt->apps[rt->n_apps++];
-
-        ra->app = app;
-        for (size_t t = 0; t < app->n_apns_teams; t++) {
-            const struct pgw_apns_team *team = &app->apns_teams[t];
-            rc = pgw_apns_add_team(rt->apns, team->team_id, team->key_id,
-                                   team->key_file);
-            /* Two apps of one team share its key. */
-            if (rc == PGW_ERR_CONFLICT)
-                continue;
-            if (rc < 0) {
-                pgw_diag_add(diag,
-                             "[app:%s] cannot load the APNs key '%s' of "
-                             "team '%s': %s",
-                             app->id, team->key_file, team->team_id,
-                             pgw_strerror(rc));
-                goto fail;
-            }
-        }
-        if (app->fcm_service_account_file) {
-            rc = pgw_fcm_account(rt->fcm, app->fcm_service_account_file, diag,
-                                 &ra->fcm_account);
-            if (rc < 0) {
-                pgw_diag_add(diag,
-                             "[app:%s] cannot load the FCM service "
-                             "account '%s': %s",
-                             app->id, app->fcm_service_account_file,
-                             pgw_strerror(rc));
-                goto fail;
-            }
-        }
-    }
-    *ret = rt;
-    return 0;
-fail:
-    runtime_destroy(rt);
-    return rc < 0 ? (rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG)
-                  : PGW_ERR_CONFIG;
+        runtime_destroy(d, d->dead[--d->n_dead]);
 }
 
 int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
                              struct pgw_template_set *templates,
                              struct pgw_diag *diag)
 {
-    struct runtime *rt = NULL;
-    int rc = runtime_new(self, cfg, templates, diag, &rt);
+    struct pgw_runtime_options ro = {
+        .base = self->o.base,
+        .dns = self->o.dns,
+        .cm = self->o.cm,
+        .backoff_initial_ms = self->o.backoff_initial_ms,
+        .backoff_max_ms = self->o.backoff_max_ms,
+    };
+    struct pgw_runtime *rt = NULL;
+    int rc = pgw_runtime_new(&ro, cfg, templates, diag, &rt);
 
     if (rc < 0)
         return rc;
@@ -481,7 +360,7 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
         self->runtimes->prev = rt;
     self->runtimes = rt;
     if (self->rt)
-        runtime_unref(self->rt);
+        runtime_unref(self, self->rt);
     self->rt = rt;
     return 0;
 }
@@ -572,7 +451,7 @@ static void job_free(struct job *job)
     pgw_resolve_free(job->res);
     pgw_event_free(job->ev);
     free(job->app_id);
-    runtime_unref(job->rt);
+    runtime_unref(d, job->rt);
     free(job);
     /* Room for a claim or for waiting pushes. */
     if (!d->closing)
@@ -840,7 +719,7 @@ static void on_fcm(void *arg, const struct pgw_outcome *o)
 }
 
 /* Sends |p| with the senders of |rt|; on a local error fills |err_o|. */
-static int send_push(struct runtime *rt, const struct rt_app *app,
+static int send_push(struct pgw_runtime *rt, const struct pgw_runtime_app *app,
                      struct push *p, pgw_apns_cb acb, pgw_fcm_cb fcb, void *arg,
                      struct pgw_outcome *err_o)
 {
@@ -896,7 +775,7 @@ static size_t inflight_total(const struct pgw_dispatch *d)
     return d->inflight[0] + d->inflight[1];
 }
 
-static size_t provider_capacity(const struct runtime *rt, enum provider p)
+static size_t provider_capacity(const struct pgw_runtime *rt, enum provider p)
 {
     struct pgw_h2_pool_stats st;
 
@@ -1705,7 +1584,7 @@ static void job_start(struct job *job)
     struct pgw_dispatch *d = job->d;
     int rc;
 
-    job->app = rt_find_app(job->rt, job->app_id);
+    job->app = pgw_runtime_find_app(job->rt, job->app_id);
     if (!job->app) {
         pgw_log_warn("event '%s' is for app '%s', which is no longer "
                      "configured",
@@ -1841,7 +1720,7 @@ static void retry_ctx_free(struct retry_ctx *rc)
     rc->d->retries_inflight--;
     free(rc->push.buf);
     free(rc->app_id);
-    runtime_unref(rc->rt);
+    runtime_unref(rc->d, rc->rt);
     free(rc);
 }
 
@@ -2043,8 +1922,8 @@ static void on_retries_claimed(void *arg, int err,
             continue;
         }
         count_send(d, rc->push.provider);
-        if (send_push(rc->rt, rt_find_app(rc->rt, rc->app_id), &rc->push,
-                      on_retry_apns, on_retry_fcm, rc, &o) < 0) {
+        if (send_push(rc->rt, pgw_runtime_find_app(rc->rt, rc->app_id),
+                      &rc->push, on_retry_apns, on_retry_fcm, rc, &o) < 0) {
             d->inflight[rc->push.provider]--;
             retry_done(rc, &o);
         }
@@ -2202,7 +2081,7 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
     struct pgw_h2_pool_stats st[2];
 
     memset(st, 0, sizeof(st));
-    for (struct runtime *rt = d->runtimes; rt; rt = rt->next) {
+    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next) {
         struct pgw_h2_pool_stats s[2];
         memset(s, 0, sizeof(s));
         if (rt->apns)
@@ -2314,12 +2193,8 @@ void pgw_dispatch_stop(struct pgw_dispatch *self)
     event_del(self->lease_timer);
     /* Cancelling the senders answers their pushes (RETRY "cancelled");
      * jobs whose pushes are all answered are freed by job_finish(). */
-    for (struct runtime *rt = self->runtimes; rt; rt = rt->next) {
-        pgw_apns_free(rt->apns);
-        rt->apns = NULL;
-        pgw_fcm_free(rt->fcm);
-        rt->fcm = NULL;
-    }
+    for (struct pgw_runtime *rt = self->runtimes; rt; rt = rt->next)
+        pgw_runtime_cancel_senders(rt);
     /* The rest, unless a store or hook callback is still due: those are
      * freed when it comes (the caller frees the store and curlmulti). */
     for (j = self->jobs; j; j = next) {
@@ -2337,7 +2212,7 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
     while (self->jobs)
         job_free(self->jobs);
     if (self->rt) {
-        runtime_unref(self->rt);
+        runtime_unref(self, self->rt);
         self->rt = NULL;
     }
     on_reap(-1, 0, self);

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "pushgw.h"
 #include "render.h"
+#include "runtime.h"
 #include "serve.h"
 #include "store.h"
 
@@ -135,7 +136,7 @@ static int cmd_check_config(int argc, char **argv)
         return EXIT_USAGE;
     pgw_diag_init(&diag);
     problems = pgw_config_check_files(cfg, &diag);
-    problems += pgw_serve_check(cfg, &diag);
+    problems += pgw_runtime_check(cfg, &diag);
     print_diag(&diag);
     pgw_diag_release(&diag);
     if (problems == 0)

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,10 +20,8 @@
 #include "dispatch.h"
 #include "h2client.h"
 #include "http_api.h"
-#include "jwt.h"
 #include "log.h"
 #include "metrics.h"
-#include "oauth.h"
 #include "store.h"
 #include "template.h"
 
@@ -464,53 +461,4 @@ int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts)
     pgw_log_info("stopped%s", s.drained ? "" : " (without draining)");
     teardown(&s);
     return 0;
-}
-
-int pgw_serve_check(const struct pgw_config *cfg, struct pgw_diag *diag)
-{
-    struct pgw_template_set *tmpl = NULL;
-    size_t before = diag->n;
-    int problems = 0;
-    struct stat st;
-
-    /* A folder that is not there is reported by the file checks. */
-    if (stat(cfg->templates.dir, &st) == 0 && S_ISDIR(st.st_mode) &&
-        pgw_template_set_load(cfg->templates.dir, diag, &tmpl) < 0 &&
-        diag->n == before) {
-        pgw_diag_add(diag, "templates dir '%s': cannot be loaded",
-                     cfg->templates.dir);
-    }
-    pgw_template_set_unref(tmpl);
-    for (size_t a = 0; a < cfg->n_apps; a++) {
-        const struct pgw_app *app = &cfg->apps[a];
-
-        for (size_t t = 0; t < app->n_apns_teams; t++) {
-            const struct pgw_apns_team *team = &app->apns_teams[t];
-            struct pgw_jwt *jwt = NULL;
-            int rc;
-            if (access(team->key_file, R_OK) != 0)
-                continue; /* reported by the file checks */
-            rc = pgw_jwt_new_from_file(team->team_id, team->key_id,
-                                       team->key_file, &jwt);
-            if (rc < 0)
-                pgw_diag_add(diag,
-                             "[app:%s] APNs key '%s' of team '%s' cannot be "
-                             "used: %s",
-                             app->id, team->key_file, team->team_id,
-                             pgw_strerror(rc));
-            pgw_jwt_free(jwt);
-        }
-        if (app->fcm_service_account_file &&
-            access(app->fcm_service_account_file, R_OK) == 0) {
-            struct pgw_oauth_sa *sa = NULL;
-            if (pgw_oauth_sa_load(app->fcm_service_account_file, diag, &sa) < 0)
-                pgw_diag_add(diag,
-                             "[app:%s] FCM service account '%s' cannot be "
-                             "used",
-                             app->id, app->fcm_service_account_file);
-            pgw_oauth_sa_free(sa);
-        }
-    }
-    problems = (int)(diag->n - before);
-    return problems;
 }

@@ -23,11 +23,4 @@ struct pgw_serve_options {
  */
 int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts);
 
-/*
- * What `check-config` adds to the file checks: loads the templates, every
- * APNs key (.p8, ES256) and every FCM service account as serve would,
- * adding one line per problem to |diag|. Returns the number of problems.
- */
-int pgw_serve_check(const struct pgw_config *cfg, struct pgw_diag *diag);
-
 #endif

@@ -1,0 +1,214 @@
+/*
+ * The runtime (see runtime.h): built in one pass over the config's apps,
+ * loading each team's key into the APNs sender and each app's service
+ * account into the FCM sender. A problem does not stop the pass, so one
+ * run of check-config or one failed reload names every broken file.
+ */
+#include "runtime.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "apns.h"
+#include "curlmulti.h"
+#include "fcm.h"
+#include "h2client.h"
+#include "template.h"
+
+static int make_senders(struct pgw_runtime *rt,
+                        const struct pgw_runtime_options *o,
+                        struct pgw_diag *diag)
+{
+    const struct pgw_config *cfg = rt->cfg;
+    struct pgw_apns_options ao;
+    struct pgw_fcm_options fo;
+    int rc;
+
+    memset(&ao, 0, sizeof(ao));
+    ao.production_url = cfg->apns.production_url;
+    ao.development_url = cfg->apns.development_url;
+    ao.ca_file = cfg->apns.ca_file;
+    ao.connections = (unsigned)cfg->apns.connections;
+    ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
+    ao.backoff_initial_ms = o->backoff_initial_ms;
+    ao.backoff_max_ms = o->backoff_max_ms;
+    rc = pgw_apns_new(o->base, o->dns, &ao, &rt->apns);
+    if (rc < 0) {
+        pgw_diag_add(diag, "cannot set up APNs: %s", pgw_strerror(rc));
+        return rc;
+    }
+    memset(&fo, 0, sizeof(fo));
+    fo.url = cfg->fcm.url;
+    fo.token_url = cfg->fcm.token_url;
+    fo.ca_file = cfg->fcm.ca_file;
+    fo.connections = (unsigned)cfg->fcm.connections;
+    fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
+    fo.backoff_initial_ms = o->backoff_initial_ms;
+    fo.backoff_max_ms = o->backoff_max_ms;
+    rc = pgw_fcm_new(o->base, o->dns, o->cm, &fo, &rt->fcm);
+    if (rc < 0) {
+        pgw_diag_add(diag, "cannot set up FCM: %s", pgw_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+static bool unreadable(const struct pgw_runtime_options *o, const char *path)
+{
+    return o->skip_unreadable && access(path, R_OK) != 0;
+}
+
+/* Loads the keys and the account of |ra|'s app; 0 or the last error. */
+static int load_app(struct pgw_runtime *rt, struct pgw_runtime_app *ra,
+                    const struct pgw_runtime_options *o, struct pgw_diag *diag)
+{
+    const struct pgw_app *app = ra->app;
+    int ret = 0, rc;
+
+    for (size_t t = 0; t < app->n_apns_teams; t++) {
+        const struct pgw_apns_team *team = &app->apns_teams[t];
+
+        if (unreadable(o, team->key_file))
+            continue;
+        rc = pgw_apns_add_team(rt->apns, team->team_id, team->key_id,
+                               team->key_file);
+        /* Two apps of one team share its key. */
+        if (rc == PGW_ERR_CONFLICT)
+            continue;
+        if (rc < 0) {
+            pgw_diag_add(diag,
+                         "[app:%s] cannot load the APNs key '%s' of team "
+                         "'%s': %s",
+                         app->id, team->key_file, team->team_id,
+                         pgw_strerror(rc));
+            ret = rc;
+        }
+    }
+    if (app->fcm_service_account_file &&
+        !unreadable(o, app->fcm_service_account_file)) {
+        rc = pgw_fcm_account(rt->fcm, app->fcm_service_account_file, diag,
+                             &ra->fcm_account);
+        if (rc < 0) {
+            pgw_diag_add(diag,
+                         "[app:%s] cannot load the FCM service account "
+                         "'%s': %s",
+                         app->id, app->fcm_service_account_file,
+                         pgw_strerror(rc));
+            ret = rc;
+        }
+    }
+    return ret;
+}
+
+int pgw_runtime_new(const struct pgw_runtime_options *opts,
+                    struct pgw_config *cfg, struct pgw_template_set *templates,
+                    struct pgw_diag *diag, struct pgw_runtime **ret_rt)
+{
+    struct pgw_runtime *rt = calloc(1, sizeof(*rt));
+    int failed = 0, rc;
+
+    if (!rt)
+        return PGW_ERR_NOMEM;
+    rt->refs = 1;
+    rt->cfg = pgw_config_ref(cfg);
+    rt->templates = templates ? pgw_template_set_ref(templates) : NULL;
+    pgw_event_limits_from_config(cfg, &rt->limits);
+    rc = make_senders(rt, opts, diag);
+    if (rc < 0)
+        goto fail;
+    rt->apps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*rt->apps));
+    if (!rt->apps) {
+        rc = PGW_ERR_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        struct pgw_runtime_app *ra = &rt->apps[rt->n_apps++];
+
+        ra->app = &cfg->apps[i];
+        rc = load_app(rt, ra, opts, diag);
+        if (rc == PGW_ERR_NOMEM)
+            goto fail;
+        if (rc < 0)
+            failed = 1;
+    }
+    if (failed) {
+        rc = PGW_ERR_CONFIG;
+        goto fail;
+    }
+    *ret_rt = rt;
+    return 0;
+fail:
+    pgw_runtime_free(rt);
+    return rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG;
+}
+
+const struct pgw_runtime_app *pgw_runtime_find_app(const struct pgw_runtime *rt,
+                                                   const char *id)
+{
+    for (size_t i = 0; i < rt->n_apps; i++) {
+        if (strcmp(rt->apps[i].app->id, id) == 0)
+            return &rt->apps[i];
+    }
+    return NULL;
+}
+
+void pgw_runtime_cancel_senders(struct pgw_runtime *rt)
+{
+    pgw_apns_free(rt->apns);
+    rt->apns = NULL;
+    pgw_fcm_free(rt->fcm);
+    rt->fcm = NULL;
+}
+
+void pgw_runtime_free(struct pgw_runtime *rt)
+{
+    if (!rt)
+        return;
+    pgw_runtime_cancel_senders(rt);
+    free(rt->apps);
+    pgw_template_set_unref(rt->templates);
+    pgw_config_free(rt->cfg);
+    free(rt);
+}
+
+int pgw_runtime_check(struct pgw_config *cfg, struct pgw_diag *diag)
+{
+    struct pgw_runtime_options o;
+    struct pgw_template_set *tmpl = NULL;
+    struct pgw_runtime *rt = NULL;
+    size_t before = diag->n;
+    struct stat st;
+    int rc = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.skip_unreadable = true;
+    /* A folder that is not there is reported by the file checks. */
+    if (stat(cfg->templates.dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+        pgw_template_set_load(cfg->templates.dir, diag, &tmpl) < 0 &&
+        diag->n == before)
+        pgw_diag_add(diag, "templates dir '%s': cannot be loaded",
+                     cfg->templates.dir);
+    o.base = event_base_new();
+    o.dns = o.base ? pgw_h2_dns_new(o.base) : NULL;
+    if (o.dns)
+        rc = pgw_curlmulti_new(o.base, 0, &o.cm);
+    if (!o.base || !o.dns || rc < 0) {
+        pgw_diag_add(diag, "cannot check the keys and accounts: %s",
+                     pgw_strerror(o.dns ? rc : PGW_ERR_NOMEM));
+        goto out;
+    }
+    pgw_runtime_new(&o, cfg, tmpl, diag, &rt);
+out:
+    pgw_runtime_free(rt);
+    pgw_template_set_unref(tmpl);
+    pgw_curlmulti_free(o.cm);
+    if (o.dns)
+        evdns_base_free(o.dns, 0);
+    if (o.base)
+        event_base_free(o.base);
+    return (int)(diag->n - before);
+}

@@ -1,0 +1,98 @@
+/*
+ * The runtime the dispatcher is built from (DESIGN §10): the config, the
+ * templates, and what they give at send time — an APNs sender holding
+ * every team's signing key, an FCM sender holding every service account,
+ * each app with its FCM account. It is made as a whole from one config
+ * and replaced as a whole on reload; events already being worked finish
+ * with the runtime they started with (the dispatcher counts references).
+ *
+ * `check-config` builds the same runtime, on a private loop, to report
+ * every problem serve would meet at start-up (pgw_runtime_check()). The
+ * senders open no connection before their first push, so building one
+ * sends nothing.
+ */
+#ifndef PUSHGW_RUNTIME_H
+#define PUSHGW_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "event.h"
+#include "pushgw.h"
+
+struct event_base;
+struct evdns_base;
+struct pgw_curlmulti;
+struct pgw_template_set;
+struct pgw_apns;
+struct pgw_fcm;
+struct pgw_fcm_account;
+
+/* What an app needs at send time, resolved once per runtime. */
+struct pgw_runtime_app {
+    const struct pgw_app *app;           /* in the runtime's cfg */
+    struct pgw_fcm_account *fcm_account; /* NULL: no FCM for this app */
+};
+
+struct pgw_runtime {
+    /* References held by the owner and its jobs; the owner frees the
+     * runtime when the last one goes (see pgw_runtime_free()). */
+    int refs;
+    /* The owner's list of live runtimes (for stats and stopping). */
+    struct pgw_runtime *prev, *next;
+    struct pgw_config *cfg;             /* a reference */
+    struct pgw_template_set *templates; /* a reference */
+    struct pgw_apns *apns;        /* NULL after pgw_runtime_cancel_senders() */
+    struct pgw_fcm *fcm;          /* NULL after pgw_runtime_cancel_senders() */
+    struct pgw_runtime_app *apps; /* one per configured app, in order */
+    size_t n_apps;
+    struct pgw_event_limits limits; /* from cfg */
+};
+
+struct pgw_runtime_options {
+    struct event_base *base;  /* the senders' loop; must outlive them */
+    struct evdns_base *dns;   /* their resolver; must outlive them */
+    struct pgw_curlmulti *cm; /* FCM's token requests; must outlive them */
+    /* The providers' reconnect backoff (0: defaults; tests shorten it). */
+    unsigned backoff_initial_ms;
+    unsigned backoff_max_ms;
+    /* Key and account files that cannot be read are skipped, not
+     * reported: check-config reports them once with the file checks. */
+    bool skip_unreadable;
+};
+
+/*
+ * Builds a runtime from |cfg| and |templates| (a reference is taken on
+ * each) with refs = 1. Every problem (a key or a service account that
+ * cannot be loaded, a sender that cannot be set up) is added to |diag|;
+ * any problem fails the whole runtime. Errors: PGW_ERR_CONFIG,
+ * PGW_ERR_NOMEM.
+ */
+int pgw_runtime_new(const struct pgw_runtime_options *opts,
+                    struct pgw_config *cfg, struct pgw_template_set *templates,
+                    struct pgw_diag *diag, struct pgw_runtime **ret_rt);
+
+/* The app |id| of |rt|, or NULL when it is not configured. */
+const struct pgw_runtime_app *pgw_runtime_find_app(const struct pgw_runtime *rt,
+                                                   const char *id);
+
+/*
+ * Frees the senders now: every push in flight is answered (RETRY
+ * "cancelled") from inside this call. The runtime stays usable for
+ * reading its config; no push may be sent with it afterwards.
+ */
+void pgw_runtime_cancel_senders(struct pgw_runtime *rt);
+
+/* Frees |rt| whatever its references; never from inside a callback of
+ * its senders (the owner defers it to the loop). NULL is a no-op. */
+void pgw_runtime_free(struct pgw_runtime *rt);
+
+/*
+ * check-config: loads |cfg|'s templates and builds the runtime serve
+ * would build, on a private loop, adding every problem to |diag|.
+ * Returns the number of problems added (0: serve would start).
+ */
+int pgw_runtime_check(struct pgw_config *cfg, struct pgw_diag *diag);
+
+#endif
