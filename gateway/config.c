@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ enum ktype {
     K_LEVEL, /* log level */
     K_ADDR,  /* host:port */
     K_URL,   /* http:// or https:// URL */
+    K_BOOL,  /* true/false, yes/no, on/off, 1/0 into a bool */
 };
 
 struct keydef {
@@ -58,6 +60,10 @@ struct keydef {
     {                                                                          \
         k, K_ADDR, d, 0, 0, offsetof(s, f), 0                                  \
     }
+#define KD_BOOL(k, d, s, f)                                                    \
+    {                                                                          \
+        k, K_BOOL, d, 0, 0, offsetof(s, f), 0                                  \
+    }
 #define KD_INT(k, d, lo, hi, s, f)                                             \
     {                                                                          \
         k, K_INT, d, lo, hi, offsetof(s, f), sizeof(((s *)0)->f)               \
@@ -78,6 +84,7 @@ static const struct keydef server_keys[] = {
            server.max_backlog_events),
     KD_PATH("tls_cert_file", NULL, C, server.tls_cert_file),
     KD_PATH("tls_key_file", NULL, C, server.tls_key_file),
+    KD_ADDR("client_listen", NULL, C, server.client_listen),
 };
 
 static const struct keydef database_keys[] = {
@@ -141,6 +148,12 @@ static const struct keydef app_keys[] = {
     KD_STR("apns_key_id", NULL, A, apns_key_id),
     KD_PATH("apns_key_file", NULL, A, apns_key_file),
     KD_PATH("fcm_service_account_file", NULL, A, fcm_service_account_file),
+    KD_STR("leancloud_app_id", NULL, A, leancloud_app_id),
+    KD_STR("app_key", NULL, A, app_key),
+    KD_PATH("app_key_file", NULL, A, app_key_file),
+    KD_STR("master_key", NULL, A, master_key),
+    KD_PATH("master_key_file", NULL, A, master_key_file),
+    KD_BOOL("allow_client_push", "false", A, allow_client_push),
 };
 #undef A
 
@@ -163,7 +176,8 @@ static const struct section_def sections[] = {
 static int is_secret_key(const char *key)
 {
     return strcmp(key, "hook_key") == 0 ||
-           strcmp(key, "server_hook_key") == 0 || strcmp(key, "url") == 0;
+           strcmp(key, "server_hook_key") == 0 || strcmp(key, "url") == 0 ||
+           strcmp(key, "app_key") == 0 || strcmp(key, "master_key") == 0;
 }
 
 /* One value from the file or the environment. */
@@ -452,6 +466,17 @@ static void apply_key(struct loader *l, const char *dir, void *base,
         *(enum pgw_log_level *)field_p = lvl;
         return;
     }
+    case K_BOOL:
+        if (strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0 ||
+            strcasecmp(v, "on") == 0 || strcmp(v, "1") == 0) {
+            *(bool *)field_p = true;
+        } else if (strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0 ||
+                   strcasecmp(v, "off") == 0 || strcmp(v, "0") == 0) {
+            *(bool *)field_p = false;
+        } else {
+            lerr(l, e, "invalid value '%s': expected true or false", v);
+        }
+        return;
     case K_ADDR:
         if (!valid_addr(v)) {
             lerr(l, e, "invalid value '%s': expected host:port", v);
@@ -596,6 +621,26 @@ static void apply_team_key(struct loader *l, const char *dir,
     }
 }
 
+/* |key| of |section| inline or from |file| (key_file), not both. */
+static void load_secret(struct loader *l, const char *section, const char *key,
+                        char **value, const char *file)
+{
+    char fkey[64], why[256];
+    struct entry *kfe;
+
+    if (!file)
+        return;
+    snprintf(fkey, sizeof(fkey), "%s_file", key);
+    kfe = find_entry(l, section, fkey);
+    if (*value) {
+        lerr(l, kfe, "set either %s or %s, not both", key, fkey);
+        return;
+    }
+    *value = read_secret_file(file, why, sizeof(why));
+    if (!*value)
+        lerr(l, kfe, "cannot read '%s': %s", file, why);
+}
+
 static void finish_app(struct loader *l, struct pgw_app *app,
                        const char *section)
 {
@@ -614,6 +659,15 @@ static void finish_app(struct loader *l, struct pgw_app *app,
                      "(or 'hook_key_file')",
                      l->path, section);
         l->errors++;
+    }
+
+    load_secret(l, section, "app_key", &app->app_key, app->app_key_file);
+    load_secret(l, section, "master_key", &app->master_key,
+                app->master_key_file);
+    if (!app->leancloud_app_id) {
+        app->leancloud_app_id = strdup(app->id);
+        if (!app->leancloud_app_id)
+            l->oom = 1;
     }
 
     /* The default team: all of team, key id and key file, or none. */
@@ -680,7 +734,7 @@ static void app_release(struct pgw_app *app)
 {
     free(app->id);
     for (size_t i = 0; i < PGW_ARRAY_SIZE(app_keys); i++) {
-        if (app_keys[i].type != K_INT)
+        if (app_keys[i].type != K_INT && app_keys[i].type != K_BOOL)
             free(*(char **)((char *)app + app_keys[i].off));
     }
     for (size_t i = 0; i < app->n_apns_teams; i++) {
@@ -704,7 +758,7 @@ void pgw_config_free(struct pgw_config *cfg)
     for (size_t s = 0; s < PGW_ARRAY_SIZE(sections); s++) {
         for (size_t i = 0; i < sections[s].n_keys; i++) {
             const struct keydef *kd = &sections[s].keys[i];
-            if (kd->type != K_INT && kd->type != K_LEVEL)
+            if (kd->type != K_INT && kd->type != K_LEVEL && kd->type != K_BOOL)
                 free(*(char **)((char *)cfg + kd->off));
         }
     }
@@ -906,6 +960,22 @@ int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
         }
         finish_app(&l, app, sec);
     }
+    /* /1.1/ requests find their app by X-LC-Id */
+    for (size_t a = 0; a < cfg->n_apps; a++) {
+        for (size_t b = 0; b < a; b++) {
+            if (cfg->apps[a].leancloud_app_id &&
+                cfg->apps[b].leancloud_app_id &&
+                strcmp(cfg->apps[a].leancloud_app_id,
+                       cfg->apps[b].leancloud_app_id) == 0) {
+                pgw_diag_add(l.diag,
+                             "'%s': [app:%s] and [app:%s] have the same "
+                             "leancloud_app_id '%s'",
+                             l.path, cfg->apps[b].id, cfg->apps[a].id,
+                             cfg->apps[a].leancloud_app_id);
+                l.errors++;
+            }
+        }
+    }
 
     /* Whatever was not consumed is unknown. */
     for (size_t i = 0; i < l.n_entries; i++) {
@@ -964,6 +1034,17 @@ const struct pgw_app *pgw_config_find_app(const struct pgw_config *cfg,
 {
     for (size_t i = 0; i < cfg->n_apps; i++) {
         if (strcmp(cfg->apps[i].id, id) == 0)
+            return &cfg->apps[i];
+    }
+    return NULL;
+}
+
+const struct pgw_app *
+pgw_config_find_leancloud_app(const struct pgw_config *cfg, const char *lc_id)
+{
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        if (cfg->apps[i].leancloud_app_id &&
+            strcmp(cfg->apps[i].leancloud_app_id, lc_id) == 0)
             return &cfg->apps[i];
     }
     return NULL;
@@ -1038,6 +1119,10 @@ int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag)
                      app->id, app->apns_teams[t].team_id);
             n += check_secret_file(diag, what, app->apns_teams[t].key_file);
         }
+        snprintf(what, sizeof(what), "[app:%s] app_key_file", app->id);
+        n += check_secret_file(diag, what, app->app_key_file);
+        snprintf(what, sizeof(what), "[app:%s] master_key_file", app->id);
+        n += check_secret_file(diag, what, app->master_key_file);
         snprintf(what, sizeof(what), "[app:%s] fcm_service_account_file",
                  app->id);
         n += check_secret_file(diag, what, app->fcm_service_account_file);

@@ -6,6 +6,7 @@
 #ifndef PUSHGW_CONFIG_H
 #define PUSHGW_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "log.h"
@@ -35,6 +36,14 @@ struct pgw_app {
     struct pgw_apns_team *apns_teams;
     size_t n_apns_teams;
     char *fcm_service_account_file;
+    /* LeanCloud identity (DESIGN §15): the X-LC-Id of this app (default:
+     * |id|), its keys (secrets; NULL when not set) */
+    char *leancloud_app_id;
+    char *app_key;
+    char *app_key_file;
+    char *master_key;
+    char *master_key_file;
+    bool allow_client_push; /* POST /1.1/push with the app key */
 };
 
 struct pgw_config {
@@ -52,6 +61,7 @@ struct pgw_config {
         long long max_backlog_events;
         char *tls_cert_file;
         char *tls_key_file;
+        char *client_listen; /* the /1.1/ API; NULL: not served */
     } server;
 
     struct {
@@ -124,6 +134,10 @@ int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag);
 /* The app named |id|, or NULL. */
 const struct pgw_app *pgw_config_find_app(const struct pgw_config *cfg,
                                           const char *id);
+
+/* The app whose leancloud_app_id is |lc_id| (an X-LC-Id), or NULL. */
+const struct pgw_app *
+pgw_config_find_leancloud_app(const struct pgw_config *cfg, const char *lc_id);
 
 /* The default config path: ./pushgw.ini if it exists, else /etc/…. */
 const char *pgw_config_default_path(void);

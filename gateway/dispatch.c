@@ -1571,7 +1571,13 @@ static void on_hook(void *arg, enum pgw_hook_result result,
     if (d->m_hook)
         pgw_metric_inc(pgw_metrics_series2(d->m_hook, job->app_id,
                                            pgw_hook_result_name(result)));
-    if (result != PGW_HOOK_OK)
+    /* a 401 is a configuration error (§15.1), not a passing failure */
+    if (result == PGW_HOOK_UNAUTHORIZED)
+        pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                  PGW_LF_INT("event", job->event_id)),
+                       "server hook refused pushgw, going on without it: %s",
+                       detail);
+    else if (result != PGW_HOOK_OK)
         pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
                                  PGW_LF_INT("event", job->event_id)),
                       "server hook failed, going on without it: %s: %s",

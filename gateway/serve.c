@@ -19,6 +19,7 @@
 #include "curlmulti.h"
 #include "dispatch.h"
 #include "h2client.h"
+#include "hook.h"
 #include "http_api.h"
 #include "log.h"
 #include "metrics.h"
@@ -134,6 +135,8 @@ static bool on_ready(void *arg, const char **ret_reason)
         *ret_reason = "shutting down";
         return false;
     }
+    if (!pgw_hook_authorized(ret_reason))
+        return false;
     return true;
 }
 

@@ -122,7 +122,63 @@ static void check_hook_key_file(const struct pgw_config *c, const char *d)
     assert_string_equal(c->apps[0].hook_key, "from-file");
 }
 
+static void check_leancloud_defaults(const struct pgw_config *c, const char *d)
+{
+    (void)d;
+    assert_string_equal(c->apps[0].leancloud_app_id, "demo");
+    assert_null(c->apps[0].app_key);
+    assert_null(c->apps[0].master_key);
+    assert_false(c->apps[0].allow_client_push);
+    assert_null(c->server.client_listen);
+}
+
+static void check_leancloud(const struct pgw_config *c, const char *d)
+{
+    (void)d;
+    assert_string_equal(c->server.client_listen, "127.0.0.1:8081");
+    assert_string_equal(c->apps[0].leancloud_app_id, "lcid-1");
+    assert_string_equal(c->apps[0].app_key, "from-file");
+    assert_string_equal(c->apps[0].master_key, "m4ster");
+    assert_true(c->apps[0].allow_client_push);
+    assert_ptr_equal(pgw_config_find_leancloud_app(c, "lcid-1"), &c->apps[0]);
+    assert_null(pgw_config_find_leancloud_app(c, "demo"));
+}
+
 static const struct tcase cases[] = {
+    {"leancloud defaults", APP_OK, {NULL}, 0, {NULL}, check_leancloud_defaults},
+    {"leancloud keys",
+     "[server]\nclient_listen = 127.0.0.1:8081\n" APP_OK
+     "leancloud_app_id = lcid-1\napp_key_file = hook.key\n"
+     "master_key = m4ster\nallow_client_push = yes\n",
+     {NULL},
+     0,
+     {NULL},
+     check_leancloud},
+    {"both app keys",
+     APP_OK "app_key = s3cr3t\napp_key_file = hook.key\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"set either app_key or app_key_file, not both"},
+     NULL},
+    {"master key file missing",
+     APP_OK "master_key_file = nothere.key\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"master_key_file: cannot read"},
+     NULL},
+    {"bad bool",
+     APP_OK "allow_client_push = maybe\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"allow_client_push: invalid value 'maybe': expected true or false"},
+     NULL},
+    {"same leancloud id",
+     APP_OK "leancloud_app_id = x\nmaster_key = s3cr3t\n"
+            "[app:two]\nhook_key = k\nleancloud_app_id = x\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[app:demo] and [app:two] have the same leancloud_app_id 'x'"},
+     NULL},
     {"defaults", APP_OK, {NULL}, 0, {NULL}, check_defaults},
     {"full",
      "; a comment\n"

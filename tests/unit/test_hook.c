@@ -19,7 +19,9 @@ static const char *answers =
     " \"c-500\": {\"status\": 500, \"body\": {\"error\": \"boom\"}},"
     " \"c-slow\": {\"status\": 200, \"body\": {}, \"delay_ms\": 1500},"
     " \"c-bad\": {\"status\": 200, \"raw\": \"not json\"},"
-    " \"c-badtype\": {\"status\": 200, \"body\": [1, 2]}}";
+    " \"c-badtype\": {\"status\": 200, \"body\": [1, 2]},"
+    " \"c-401\": {\"status\": 401, \"body\": {\"code\": 401,"
+    " \"error\": \"Unauthorized.\"}}}";
 
 struct fx {
     char *dir;
@@ -221,11 +223,41 @@ static void test_fail_open_results(void **state)
                         "unreachable");
 }
 
+/* A hook that refuses pushgw's LeanCloud identity: its own result, and
+ * /readyz's reason after a few in a row, until it answers otherwise. */
+static void test_unauthorized(void **state)
+{
+    struct fx *f = *state;
+    struct got g;
+    const char *why = NULL;
+
+    call(f, "c-ok", f->port, 3000, &g);
+    pgw_resolve_hook_answer_free(g.answer);
+    assert_true(pgw_hook_authorized(&why));
+    for (int i = 0; i < PGW_HOOK_UNAUTHORIZED_NOT_READY; i++) {
+        assert_true(pgw_hook_authorized(&why));
+        call(f, "c-401", f->port, 3000, &g);
+        assert_int_equal(g.result, PGW_HOOK_UNAUTHORIZED);
+        assert_null(g.answer);
+        assert_non_null(strstr(g.detail, "401"));
+    }
+    assert_false(pgw_hook_authorized(&why));
+    assert_non_null(strstr(why, "'demo'"));
+    assert_string_equal(pgw_hook_result_name(PGW_HOOK_UNAUTHORIZED),
+                        "unauthorized");
+    /* unreachable says nothing about the keys */
+    call(f, "c-ok", 1, 3000, &g);
+    assert_false(pgw_hook_authorized(&why));
+    call(f, "c-500", f->port, 3000, &g);
+    assert_true(pgw_hook_authorized(&why));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ok_answer_and_request, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unauthorized, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_string_push_message, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fail_open_results, setup,
