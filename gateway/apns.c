@@ -6,17 +6,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "jwt.h"
 #include "pushgw.h"
+#include "util/clock.h"
+#include "util/retry_after.h"
 
 #define TOKEN_MAX 200
 #define CTX_FREELIST_MAX 65536
 #define CTX_KEEP_BUF 16384
-#define RETRY_AFTER_MAX_S 86400
 
 /* A signing identity: a token key (|jwt|) or certificates (|identity|,
  * one per environment; the development one may be NULL: the production
@@ -290,7 +290,7 @@ static void set_reason(struct pgw_outcome *o, const char *r)
 }
 
 void pgw_apns_classify(int status, const char *body, size_t body_len,
-                       const char *apns_id, const char *retry_after,
+                       const char *apns_id, int64_t retry_after_ms,
                        struct pgw_outcome *ret_outcome)
 {
     struct pgw_outcome o;
@@ -319,16 +319,8 @@ void pgw_apns_classify(int status, const char *body, size_t body_len,
     }
     if (o.reason[0] == '\0')
         snprintf(o.reason, sizeof(o.reason), "http_%d", status);
-    if (retry_after) {
-        char *end;
-        long s = strtol(retry_after, &end, 10);
-
-        if (end != retry_after && *end == '\0' && s >= 0) {
-            if (s > RETRY_AFTER_MAX_S)
-                s = RETRY_AFTER_MAX_S;
-            o.retry_after_ms = (int64_t)s * 1000;
-        }
-    }
+    if (retry_after_ms > 0)
+        o.retry_after_ms = retry_after_ms;
     if (status == 410) {
         o.kind = PGW_OUTCOME_INVALIDATE;
     } else if (status == 400 &&
@@ -356,11 +348,13 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
 
     if (res->kind == PGW_H2_RESPONSE) {
         const char *id = pgw_h2_result_header(res, "apns-id");
+        const char *ra = pgw_h2_result_header(res, "retry-after");
 
         if (!id && c->o_id != NONE)
             id = c->buf + c->o_id;
-        pgw_apns_classify(res->status, res->body, res->body_len, id,
-                          pgw_h2_result_header(res, "retry-after"), &o);
+        pgw_apns_classify(
+            res->status, res->body, res->body_len, id,
+            ra ? pgw_retry_after_parse(ra, pgw_clock_wall_ms()) : -1, &o);
         if (res->status == 403 &&
             strcmp(o.reason, "ExpiredProviderToken") == 0 && !c->retried &&
             !self->freeing && c->team->jwt) {
@@ -377,7 +371,7 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
             } else {
                 /* the key's token is under 20 minutes old: wait */
                 int64_t wait = pgw_jwt_issued_at(jwt) + PGW_JWT_MIN_REFRESH_S -
-                               (int64_t)time(NULL);
+                               pgw_clock_wall_ms() / 1000;
 
                 if (wait > 0 && wait <= PGW_JWT_MIN_REFRESH_S)
                     o.retry_after_ms = wait * 1000;

@@ -138,10 +138,11 @@ void pgw_apns_free(struct pgw_apns *self);
 /*
  * Pure mapping of an APNs answer to an outcome (no token refresh here:
  * 403 ExpiredProviderToken maps to RETRY). |body| may be NULL; |apns_id|
- * and |retry_after| are header values or NULL.
+ * is the header value or NULL; |retry_after_ms| the Retry-After header
+ * read by pgw_retry_after_parse() (util/retry_after.h; -1: none).
  */
 void pgw_apns_classify(int status, const char *body, size_t body_len,
-                       const char *apns_id, const char *retry_after,
+                       const char *apns_id, int64_t retry_after_ms,
                        struct pgw_outcome *ret_outcome);
 
 #endif

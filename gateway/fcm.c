@@ -14,10 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "log.h"
 #include "pushgw.h"
+#include "util/clock.h"
+#include "util/retry_after.h"
 
 #define FCM_ERROR_TYPE "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
@@ -64,47 +65,6 @@ struct pgw_fcm {
 };
 
 /* ---- pure mapping ------------------------------------------------------ */
-
-int64_t pgw_fcm_parse_retry_after(const char *value, int64_t now_ms)
-{
-    const char *p;
-    struct tm tm;
-    int64_t ms;
-
-    if (!value)
-        return -1;
-    while (*value == ' ' || *value == '\t')
-        value++;
-    if (isdigit((unsigned char)*value)) {
-        long long s = 0;
-        for (p = value; isdigit((unsigned char)*p); p++) {
-            if (s > PGW_FCM_MAX_RETRY_AFTER_MS / 1000)
-                break;
-            s = s * 10 + (*p - '0');
-        }
-        while (isdigit((unsigned char)*p))
-            p++;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p)
-            return -1;
-        ms = (int64_t)s * 1000;
-        return ms > PGW_FCM_MAX_RETRY_AFTER_MS ? PGW_FCM_MAX_RETRY_AFTER_MS
-                                               : ms;
-    }
-    memset(&tm, 0, sizeof(tm));
-    p = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (!p)
-        return -1;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p)
-        return -1;
-    ms = (int64_t)timegm(&tm) * 1000 - now_ms;
-    if (ms < 0)
-        return 0;
-    return ms > PGW_FCM_MAX_RETRY_AFTER_MS ? PGW_FCM_MAX_RETRY_AFTER_MS : ms;
-}
 
 /* Google's error object: status, message, and the FcmError errorCode. */
 struct gerror {
@@ -273,12 +233,7 @@ void pgw_fcm_classify_transport(enum pgw_h2_result_kind kind,
 
 static int64_t now_ms(const struct pgw_fcm *self)
 {
-    struct timespec ts;
-
-    if (self->clock)
-        return self->clock(self->clock_arg);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return self->clock ? self->clock(self->clock_arg) : pgw_clock_wall_ms();
 }
 
 static void send_free(struct send *s)
@@ -443,7 +398,7 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
     struct send *s = arg;
     struct pgw_outcome o;
     char message[256];
-    int64_t ra;
+    const char *ra;
 
     if (res->kind != PGW_H2_RESPONSE) {
         pgw_fcm_classify_transport(res->kind, &o);
@@ -466,10 +421,10 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
         proceed(s);
         return;
     }
-    ra = pgw_fcm_parse_retry_after(pgw_h2_result_header(res, "retry-after"),
-                                   now_ms(s->fcm));
-    pgw_fcm_classify(res->status, res->body, res->body_len, ra, &o, message,
-                     sizeof(message));
+    ra = pgw_h2_result_header(res, "retry-after");
+    pgw_fcm_classify(res->status, res->body, res->body_len,
+                     ra ? pgw_retry_after_parse(ra, now_ms(s->fcm)) : -1, &o,
+                     message, sizeof(message));
     log_outcome(s, &o, message);
     finish(s, &o);
 }

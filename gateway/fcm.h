@@ -36,8 +36,6 @@ struct evdns_base;
 #define PGW_FCM_MAX_ACCOUNTS 1024
 /* QUOTA_EXCEEDED / 429: never retry sooner (PROTOCOLS B4). */
 #define PGW_FCM_QUOTA_MIN_RETRY_MS 60000
-/* Largest Retry-After honoured. */
-#define PGW_FCM_MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
 
 struct pgw_fcm_options {
     const char *url;             /* [fcm] url: "https://host[:port][/prefix]" */
@@ -133,16 +131,9 @@ void pgw_fcm_stats(const struct pgw_fcm *self,
 /* ---- pure mapping (no I/O, no logging) -------------------------------- */
 
 /*
- * Parses a Retry-After value: delta-seconds or an HTTP-date, relative to
- * |now_ms|. Returns the delay in ms (0 for a date in the past, capped at
- * PGW_FCM_MAX_RETRY_AFTER_MS), or -1 when |value| is NULL or malformed.
- */
-int64_t pgw_fcm_parse_retry_after(const char *value, int64_t now_ms);
-
-/*
  * Maps an FCM answer to |ret_outcome| (DESIGN §9): |status|, the body
- * (may be NULL), and the Retry-After delay from
- * pgw_fcm_parse_retry_after() (-1: none).
+ * (may be NULL), and the Retry-After delay from pgw_retry_after_parse()
+ * (util/retry_after.h; -1: none).
  * - 200 → DELIVERED, provider_id = "name" of the body.
  * - errorCode UNREGISTERED or SENDER_ID_MISMATCH (details[] entries of
  *   type google.firebase.fcm.v1.FcmError) → INVALIDATE.

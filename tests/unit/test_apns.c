@@ -9,6 +9,10 @@
 #include "apns.h"
 #include "outcome.h"
 #include "pushgw.h"
+#include "util/retry_after.h"
+
+/* 2023-11-14T22:13:20Z */
+#define NOW 1700000000000LL
 
 static void test_classify_table(void **state)
 {
@@ -45,6 +49,9 @@ static void test_classify_table(void **state)
         {500, NULL, "junk", PGW_OUTCOME_RETRY, "http_500", 0, 0},
         {502, "not json", NULL, PGW_OUTCOME_RETRY, "http_502", 0, 0},
         {503, "{}", "999999999", PGW_OUTCOME_RETRY, "http_503", 0, 86400000},
+        /* the date form, as FCM reads it */
+        {503, "{}", "Tue, 14 Nov 2023 22:14:20 GMT", PGW_OUTCOME_RETRY,
+         "http_503", 0, 60000},
         /* a timestamp on a non-410 answer is not an invalidation time */
         {400, "{\"reason\":\"BadPriority\",\"timestamp\":5}", NULL,
          PGW_OUTCOME_FINAL, "BadPriority", 0, 0},
@@ -57,7 +64,7 @@ static void test_classify_table(void **state)
         pgw_apns_classify(cases[i].status, cases[i].body,
                           cases[i].body ? strlen(cases[i].body) : 0,
                           "11111111-2222-3333-4444-555555555555",
-                          cases[i].retry_after, &o);
+                          pgw_retry_after_parse(cases[i].retry_after, NOW), &o);
         assert_int_equal(o.kind, cases[i].kind);
         assert_int_equal(o.status, cases[i].status);
         assert_string_equal(o.reason, cases[i].reason);

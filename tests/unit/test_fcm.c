@@ -156,36 +156,13 @@ static void test_transport(void **state)
     }
 }
 
-static void test_retry_after(void **state)
-{
-    /* 2023-11-14T22:13:20Z */
-    const int64_t now = 1700000000000LL;
-
-    (void)state;
-    assert_int_equal(pgw_fcm_parse_retry_after(NULL, now), -1);
-    assert_int_equal(pgw_fcm_parse_retry_after("", now), -1);
-    assert_int_equal(pgw_fcm_parse_retry_after("120", now), 120000);
-    assert_int_equal(pgw_fcm_parse_retry_after(" 0 ", now), 0);
-    assert_int_equal(pgw_fcm_parse_retry_after("12a", now), -1);
-    assert_int_equal(pgw_fcm_parse_retry_after("-5", now), -1);
-    assert_int_equal(pgw_fcm_parse_retry_after("99999999999999999999", now),
-                     PGW_FCM_MAX_RETRY_AFTER_MS);
-    assert_int_equal(
-        pgw_fcm_parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now), 60000);
-    assert_int_equal(
-        pgw_fcm_parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), 0);
-    assert_int_equal(
-        pgw_fcm_parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT junk", now),
-        -1);
-    assert_int_equal(pgw_fcm_parse_retry_after("tomorrow", now), -1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify),       cmocka_unit_test(test_message),
-        cmocka_unit_test(test_token_rejected), cmocka_unit_test(test_transport),
-        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_message),
+        cmocka_unit_test(test_token_rejected),
+        cmocka_unit_test(test_transport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
