@@ -335,7 +335,7 @@ void pgw_curlmulti_free(struct pgw_curlmulti *self)
     free(self);
 }
 
-/* Common tail of both submits: |r->easy| is configured by the caller. */
+/* The tail of a submit: |r->easy| is configured by the caller. */
 static int start(struct pgw_curlmulti *self, struct pgw_curl_req *r,
                  size_t max_response_bytes)
 {
@@ -464,36 +464,6 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
 out:
     req_destroy(r);
     return ret;
-}
-
-int pgw_curlmulti_submit_easy(struct pgw_curlmulti *self, CURL *easy,
-                              size_t max_response_bytes,
-                              pgw_curlmulti_done_cb cb, void *arg,
-                              struct pgw_curl_req **ret_req)
-{
-    struct pgw_curl_req *r;
-    int ret;
-
-    ret = check_submit(self, cb);
-    if (ret)
-        return ret;
-    if (!easy)
-        return PGW_ERR_INVAL;
-    r = calloc(1, sizeof(*r));
-    if (!r)
-        return PGW_ERR_NOMEM;
-    r->cb = cb;
-    r->arg = arg;
-    r->easy = easy;
-    ret = start(self, r, max_response_bytes);
-    if (ret) {
-        r->easy = NULL; /* the caller keeps it */
-        req_destroy(r);
-        return ret;
-    }
-    if (ret_req)
-        *ret_req = r;
-    return 0;
 }
 
 void pgw_curlmulti_cancel(struct pgw_curlmulti *self, struct pgw_curl_req *req)

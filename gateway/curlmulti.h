@@ -97,20 +97,6 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
                          pgw_curlmulti_done_cb cb, void *arg,
                          struct pgw_curl_req **ret_req);
 
-/*
- * Starts a transfer the caller configured itself. On success the multi
- * owns |easy| (it is cleaned up after |cb| returns or on cancel); on
- * failure the caller keeps it. The multi sets CURLOPT_PRIVATE,
- * CURLOPT_WRITEFUNCTION/WRITEDATA (the body is collected and capped at
- * |max_response_bytes|, 0: default), CURLOPT_ERRORBUFFER and CURLOPT_NOSIGNAL;
- * everything else (verification included) is the caller's business.
- * Errors as pgw_curlmulti_submit().
- */
-int pgw_curlmulti_submit_easy(struct pgw_curlmulti *self, CURL *easy,
-                              size_t max_response_bytes,
-                              pgw_curlmulti_done_cb cb, void *arg,
-                              struct pgw_curl_req **ret_req);
-
 /* Aborts |req| (a handle from submit whose callback has not run yet); its
  * callback is never called. */
 void pgw_curlmulti_cancel(struct pgw_curlmulti *self, struct pgw_curl_req *req);

@@ -329,18 +329,6 @@ static int expand_with(cJSON *json, const struct pgw_event *ev, char *text)
     return expand_tree(json, &v);
 }
 
-int pgw_resolve_expand(cJSON *json, const struct pgw_event *ev)
-{
-    char *text = message_text(ev);
-    int rc;
-
-    if (!text)
-        return PGW_ERR_NOMEM;
-    rc = expand_with(json, ev, text);
-    free(text);
-    return rc;
-}
-
 /* ---- the event ---- */
 
 void pgw_resolve_free(struct pgw_resolved *res)

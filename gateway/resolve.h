@@ -128,11 +128,4 @@ pgw_resolve_for_installation(const struct pgw_resolved *res,
 /* Content of variant |variant| (0..3) of |res|; NULL when skipped. */
 const cJSON *pgw_resolve_variant(const struct pgw_resolved *res, int variant);
 
-/*
- * Expands ${convId} ${fromClientId} ${timestamp} ${text} of |ev| in every
- * string value of |json| (in place, nested objects and arrays included).
- * Exposed for tests and for tools. Errors: PGW_ERR_TOO_LARGE, NOMEM.
- */
-int pgw_resolve_expand(cJSON *json, const struct pgw_event *ev);
-
 #endif
