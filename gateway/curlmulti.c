@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/list.h"
+
 struct sock_ctx {
     curl_socket_t fd;
     struct event *ev;
@@ -29,15 +31,14 @@ struct pgw_curl_req {
     pgw_curlmulti_done_cb cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
-    struct pgw_curl_req *prev;
-    struct pgw_curl_req *next;
+    struct pgw_list node; /* on pgw_curlmulti.reqs */
 };
 
 struct pgw_curlmulti {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
-    struct pgw_curl_req *reqs;
+    struct pgw_list reqs; /* submitted, callback not run yet */
     size_t n_reqs;
     size_t max_reqs;
     int closing;
@@ -48,23 +49,13 @@ static void check_done(struct pgw_curlmulti *cm);
 
 static void link_req(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
 {
-    r->prev = NULL;
-    r->next = cm->reqs;
-    if (cm->reqs)
-        cm->reqs->prev = r;
-    cm->reqs = r;
+    pgw_list_push_front(&cm->reqs, &r->node);
     cm->n_reqs++;
 }
 
 static void unlink_req(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        cm->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    pgw_list_remove(&r->node);
     cm->n_reqs--;
 }
 
@@ -276,6 +267,7 @@ int pgw_curlmulti_new(struct event_base *base, size_t max_pending,
     cm = calloc(1, sizeof(*cm));
     if (!cm)
         goto out;
+    pgw_list_init(&cm->reqs);
     cm->base = base;
     cm->max_reqs =
         max_pending ? max_pending : PGW_CURLMULTI_DEFAULT_MAX_PENDING;
@@ -308,12 +300,14 @@ out:
 
 void pgw_curlmulti_free(struct pgw_curlmulti *self)
 {
-    struct pgw_curl_req *r;
+    struct pgw_list *node;
 
     if (!self)
         return;
     self->closing = 1;
-    while ((r = self->reqs)) {
+    while ((node = pgw_list_first(&self->reqs))) {
+        struct pgw_curl_req *r =
+            pgw_list_entry(node, struct pgw_curl_req, node);
         struct pgw_curl_response resp;
 
         curl_multi_remove_handle(self->multi, r->easy);
@@ -409,6 +403,7 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
     r = calloc(1, sizeof(*r));
     if (!r)
         goto out;
+    pgw_list_init(&r->node);
     r->cb = cb;
     r->arg = arg;
     r->easy = curl_easy_init();

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "pushgw.h"
 #include "util/clock.h"
+#include "util/list.h"
 #include "util/retry_after.h"
 
 #define FCM_ERROR_TYPE "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -42,8 +43,7 @@ struct send {
     struct pgw_outcome deferred;
     pgw_fcm_cb cb;
     void *arg;
-    struct send *prev;
-    struct send *next;
+    struct pgw_list node; /* on pgw_fcm.sends */
 };
 
 struct pgw_fcm {
@@ -58,7 +58,7 @@ struct pgw_fcm {
     void *clock_arg;
     struct pgw_fcm_account **accounts;
     size_t n_accounts;
-    struct send *sends;
+    struct pgw_list sends; /* every send whose callback has not run */
     size_t n_sends;
     size_t max_sends;
     int closing;
@@ -252,13 +252,7 @@ static void send_free(struct send *s)
 
 static void unlink_send(struct pgw_fcm *self, struct send *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        self->sends = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    pgw_list_remove(&s->node);
     self->n_sends--;
 }
 
@@ -448,6 +442,7 @@ int pgw_fcm_send(struct pgw_fcm *self, const struct pgw_fcm_request *req,
     s = calloc(1, sizeof(*s));
     if (!s)
         goto out;
+    pgw_list_init(&s->node);
     s->fcm = self;
     s->acc = req->account;
     s->cb = cb;
@@ -477,11 +472,7 @@ int pgw_fcm_send(struct pgw_fcm *self, const struct pgw_fcm_request *req,
         pgw_copy_str(s->deferred.reason, sizeof(s->deferred.reason),
                      "auth_unavailable");
     }
-    s->prev = NULL;
-    s->next = self->sends;
-    if (self->sends)
-        self->sends->prev = s;
-    self->sends = s;
+    pgw_list_push_front(&self->sends, &s->node);
     self->n_sends++;
     s = NULL;
     ret = 0;
@@ -549,6 +540,7 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
     f = calloc(1, sizeof(*f));
     if (!f)
         goto out;
+    pgw_list_init(&f->sends);
     f->base = base;
     f->cm = cm;
     f->clock = opts->clock;
@@ -601,7 +593,7 @@ static void account_free(struct pgw_fcm_account *a)
 
 void pgw_fcm_free(struct pgw_fcm *self)
 {
-    struct send *s;
+    struct pgw_list *node;
 
     if (!self)
         return;
@@ -615,7 +607,8 @@ void pgw_fcm_free(struct pgw_fcm *self)
     pgw_h2_pool_free(self->pool);
     self->pool = NULL;
     /* What is left holds a deferred outcome. */
-    while ((s = self->sends)) {
+    while ((node = pgw_list_first(&self->sends))) {
+        struct send *s = pgw_list_entry(node, struct send, node);
         struct pgw_outcome o = s->deferred;
         if (!s->defer)
             pgw_fcm_classify_transport(PGW_H2_CANCELLED, &o);

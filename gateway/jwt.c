@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -16,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "pushgw.h"
+#include "util/clock.h"
 
 #define KEY_FILE_MAX (64 * 1024)
 
@@ -82,7 +82,7 @@ static int valid_id(const char *s)
 static int64_t default_clock(void *arg)
 {
     (void)arg;
-    return (int64_t)time(NULL);
+    return pgw_clock_wall_ms() / 1000;
 }
 
 int pgw_jwt_new(const char *team_id, const char *key_id, const char *pem,

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 enum pgw_log_level pgw_log_current_level = PGW_LOG_INFO;
 static FILE *log_stream;
 
@@ -159,7 +161,6 @@ void pgw_log_emit(enum pgw_log_level level, const struct pgw_log_field *fields,
 {
     char line[4096];
     char *big = NULL;
-    struct timespec now;
     long long ts_ms;
     va_list ap;
     size_t len;
@@ -167,8 +168,7 @@ void pgw_log_emit(enum pgw_log_level level, const struct pgw_log_field *fields,
 
     if (level > pgw_log_current_level)
         return;
-    clock_gettime(CLOCK_REALTIME, &now);
-    ts_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    ts_ms = pgw_clock_wall_ms();
     va_start(ap, fmt);
     len = pgw_log_format(line, sizeof(line), ts_ms, level, fields, n_fields,
                          fmt, ap);

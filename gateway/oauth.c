@@ -15,9 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "log.h"
+#include "util/clock.h"
+#include "util/list.h"
 
 #define MAX_TOKEN_LIFETIME_S 86400
 #define FAIL_BACKOFF_INITIAL_MS 1000
@@ -420,7 +421,7 @@ out:
 struct waiter {
     pgw_oauth_token_cb cb;
     void *arg;
-    struct waiter *next;
+    struct pgw_list node; /* on pgw_oauth.waiters */
 };
 
 struct pgw_oauth {
@@ -437,8 +438,7 @@ struct pgw_oauth {
     int64_t renew_at_ms; /* start a background renewal from here */
     int64_t usable_ms;   /* hand it out until here */
     struct pgw_curl_req *inflight;
-    struct waiter *waiters; /* FIFO */
-    struct waiter *waiters_tail;
+    struct pgw_list waiters; /* FIFO */
     size_t n_waiters;
     int last_err;
     int64_t fail_until_ms;
@@ -448,11 +448,8 @@ struct pgw_oauth {
 
 static int64_t real_clock(void *arg)
 {
-    struct timespec ts;
-
     (void)arg;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return pgw_clock_wall_ms();
 }
 
 static int64_t now_ms(const struct pgw_oauth *self)
@@ -473,6 +470,7 @@ int pgw_oauth_new(struct pgw_curlmulti *cm, const struct pgw_oauth_sa *sa,
     o = calloc(1, sizeof(*o));
     if (!o)
         goto out;
+    pgw_list_init(&o->waiters);
     o->cm = cm;
     o->sa = sa;
     o->token_url = strdup(opts->token_url);
@@ -499,18 +497,18 @@ out:
  * the callbacks go to a fresh queue. */
 static void wake_waiters(struct pgw_oauth *self, int err, const char *token)
 {
-    struct waiter *w = self->waiters;
+    struct pgw_list queue = PGW_LIST_HEAD_INIT(queue);
+    struct pgw_list *node;
 
-    self->waiters = self->waiters_tail = NULL;
+    pgw_list_append_all(&queue, &self->waiters);
     self->n_waiters = 0;
-    while (w) {
-        struct waiter *next = w->next;
+    while ((node = pgw_list_pop_front(&queue))) {
+        struct waiter *w = pgw_list_entry(node, struct waiter, node);
         pgw_oauth_token_cb cb = w->cb;
         void *arg = w->arg;
 
         free(w);
         cb(err, token, arg);
-        w = next;
     }
 }
 
@@ -701,11 +699,7 @@ int pgw_oauth_wait(struct pgw_oauth *self, pgw_oauth_token_cb cb, void *arg)
         return PGW_ERR_NOMEM; /* the fetch, if started, still runs */
     w->cb = cb;
     w->arg = arg;
-    if (self->waiters_tail)
-        self->waiters_tail->next = w;
-    else
-        self->waiters = w;
-    self->waiters_tail = w;
+    pgw_list_push_back(&self->waiters, &w->node);
     self->n_waiters++;
     return 0;
 }
