@@ -12,6 +12,7 @@
 
 #include "icache.h"
 #include "log.h"
+#include "pgarray.h"
 #include "pgconn.h"
 
 /* ---- the asynchronous store of `serve` ---------------------------------- */
@@ -177,12 +178,6 @@ struct conn {
     unsigned sent_in_op; /* statements op_send() queued for the op */
 };
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
 struct pgw_store {
     struct event_base *base;
     char *conninfo;
@@ -212,9 +207,9 @@ struct pgw_store {
     unsigned finish_batches;
     unsigned inc_batches;
     char last_error[256];
-    struct sbuf enc;                    /* scratch: one op's fragments */
-    struct sbuf arr[STORE_MAX_FRAGS];   /* scratch: a batch's arrays */
-    struct pgw_store_event *ev_scratch; /* scratch for claim results */
+    struct pgw_pgarray_buf enc; /* scratch: one op's fragments */
+    struct pgw_pgarray_buf arr[STORE_MAX_FRAGS]; /* scratch: a batch's arrays */
+    struct pgw_store_event *ev_scratch;          /* scratch for claim results */
     size_t ev_scratch_cap;
     /* the installation cache: used while |cache_live| (|listen| up);
      * |cache_gen| counts its invalidations */
@@ -577,83 +572,7 @@ static const struct {
                         "GROUP BY id ORDER BY id) u WHERE i.id = u.id"},
 };
 
-/* -- small buffers and array literals -- */
-
-static void sb_reserve(struct sbuf *b, size_t extra)
-{
-    size_t cap;
-    char *p;
-
-    if (b->oom || b->len + extra + 1 <= b->cap)
-        return;
-    cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_reset(struct sbuf *b)
-{
-    b->len = 0;
-    b->oom = false;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-/* One element of an array literal: NULL, or |s| double-quoted with its
- * quotes and backslashes escaped, so no content (commas, braces, spaces,
- * the word NULL) can change the array's shape. */
-static void sb_text_elem(struct sbuf *b, const char *s, size_t n)
-{
-    size_t start = 0;
-
-    if (!s) {
-        sb_put(b, "NULL", 4);
-        return;
-    }
-    sb_reserve(b, n + 2);
-    sb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"' || s[i] == '\\') {
-            sb_put(b, s + start, i - start);
-            sb_put(b, "\\", 1);
-            start = i;
-        }
-    }
-    sb_put(b, s + start, n - start);
-    sb_put(b, "\"", 1);
-}
-
-static void sb_int_elem(struct sbuf *b, long long v)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
-
-    sb_put(b, tmp, (size_t)n);
-}
-
-/* A separator before every element but the first of a fragment. */
-static void sb_sep(struct sbuf *b, size_t frag_start)
-{
-    if (b->len > frag_start)
-        sb_put(b, ",", 1);
-}
+/* -- checks -- */
 
 /* Valid UTF-8 without NUL: anything else would fail a whole batch. */
 static bool text_ok(const char *s, size_t n)
@@ -702,70 +621,6 @@ static bool text_ok(const char *s, size_t n)
 static bool str_ok(const char *s)
 {
     return !s || text_ok(s, strlen(s));
-}
-
-/*
- * Parses a Postgres text[] output value |in| into NUL-separated strings in
- * |out| (at least strlen(in) + 1 bytes) and pointers in |ret_items| (at
- * least as many as the value has elements; NULL elements are skipped).
- * Returns the count, or -1 when |in| is not an array literal.
- */
-static long parse_text_array(const char *in, char *out, const char **ret_items,
-                             size_t max_items)
-{
-    const char *p = in;
-    size_t n = 0;
-
-    if (*p == '[') { /* dimension decoration: [0:1]={…} */
-        p = strchr(p, '=');
-        if (!p)
-            return -1;
-        p++;
-    }
-    if (*p++ != '{')
-        return -1;
-    if (*p == '}')
-        return 0;
-    for (;;) {
-        char *start = out;
-        bool quoted = false;
-
-        if (*p == '"') {
-            quoted = true;
-            p++;
-            while (*p && *p != '"') {
-                if (*p == '\\' && p[1])
-                    p++;
-                *out++ = *p++;
-            }
-            if (*p != '"')
-                return -1;
-            p++;
-        } else {
-            while (*p && *p != ',' && *p != '}')
-                *out++ = *p++;
-        }
-        *out++ = '\0';
-        if (!quoted && strcasecmp(start, "NULL") == 0) {
-            out = start;
-        } else {
-            if (n >= max_items)
-                return -1;
-            ret_items[n++] = start;
-        }
-        if (*p == ',') {
-            p++;
-            continue;
-        }
-        if (*p == '}')
-            return (long)n;
-        return -1;
-    }
-}
-
-static void put_str(struct sbuf *b, const char *s)
-{
-    sb_text_elem(b, s, s ? strlen(s) : 0);
 }
 
 /* -- operations -- */
@@ -1413,20 +1268,20 @@ static int send_stmt(struct conn *c, enum stmt_id id, unsigned n,
 static const char *batch_array(struct pgw_store *self, const struct op *batch,
                                unsigned f)
 {
-    struct sbuf *b = &self->arr[f];
+    struct pgw_pgarray_buf *b = &self->arr[f];
 
-    sb_reset(b);
-    sb_put(b, "{", 1);
+    pgw_pgarray_reset(b);
+    pgw_pgarray_put_raw(b, "{", 1);
     for (const struct op *m = batch->members; m; m = m->next) {
         uint32_t off = m->frag[2 * f], len = m->frag[2 * f + 1];
 
         if (len == 0)
             continue;
         if (b->len > 1)
-            sb_put(b, ",", 1);
-        sb_put(b, m->data + off, len);
+            pgw_pgarray_put_raw(b, ",", 1);
+        pgw_pgarray_put_raw(b, m->data + off, len);
     }
-    sb_put(b, "}", 1);
+    pgw_pgarray_put_raw(b, "}", 1);
     return b->oom ? NULL : b->p;
 }
 
@@ -1451,12 +1306,12 @@ static int send_batch(struct pgw_store *self, struct conn *c, struct op *op,
 }
 
 /* Appends fragment |f| of |m| |n| times as elements of |b|. */
-static void sb_repeat_frag(struct sbuf *b, const struct op *m, unsigned f,
-                           size_t n)
+static void sb_repeat_frag(struct pgw_pgarray_buf *b, const struct op *m,
+                           unsigned f, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        sb_sep(b, 1);
-        sb_put(b, m->data + m->frag[2 * f], m->frag[2 * f + 1]);
+        pgw_pgarray_put_sep(b, 1);
+        pgw_pgarray_put_raw(b, m->data + m->frag[2 * f], m->frag[2 * f + 1]);
     }
 }
 
@@ -1467,18 +1322,18 @@ static int send_find_one(struct pgw_store *self, struct conn *c,
                          const struct op *op)
 {
     const struct op *m = op->members;
-    struct sbuf *app = &self->arr[2], *team = &self->arr[3];
+    struct pgw_pgarray_buf *app = &self->arr[2], *team = &self->arr[3];
     const char *params[4];
     char event[24];
 
-    sb_reset(app);
-    sb_reset(team);
-    sb_put(app, "{", 1);
-    sb_put(app, m->data + m->frag[2], m->frag[3]);
-    sb_put(app, "}", 1);
-    sb_put(team, "{", 1);
-    sb_put(team, m->data + m->frag[4], m->frag[5]);
-    sb_put(team, "}", 1);
+    pgw_pgarray_reset(app);
+    pgw_pgarray_reset(team);
+    pgw_pgarray_put_raw(app, "{", 1);
+    pgw_pgarray_put_raw(app, m->data + m->frag[2], m->frag[3]);
+    pgw_pgarray_put_raw(app, "}", 1);
+    pgw_pgarray_put_raw(team, "{", 1);
+    pgw_pgarray_put_raw(team, m->data + m->frag[4], m->frag[5]);
+    pgw_pgarray_put_raw(team, "}", 1);
     params[0] = app->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = team->p;
@@ -1500,34 +1355,34 @@ static int send_find_one(struct pgw_store *self, struct conn *c,
 static int send_find_batch(struct pgw_store *self, struct conn *c,
                            const struct op *op)
 {
-    struct sbuf *k = &self->arr[1], *app = &self->arr[2], *team = &self->arr[3],
-                *inc = &self->arr[4];
+    struct pgw_pgarray_buf *k = &self->arr[1], *app = &self->arr[2],
+                           *team = &self->arr[3], *inc = &self->arr[4];
     const char *params[5];
     long long idx = 0;
 
-    sb_reset(k);
-    sb_reset(app);
-    sb_reset(team);
-    sb_reset(inc);
-    sb_put(k, "{", 1);
-    sb_put(app, "{", 1);
-    sb_put(team, "{", 1);
-    sb_put(inc, "{", 1);
+    pgw_pgarray_reset(k);
+    pgw_pgarray_reset(app);
+    pgw_pgarray_reset(team);
+    pgw_pgarray_reset(inc);
+    pgw_pgarray_put_raw(k, "{", 1);
+    pgw_pgarray_put_raw(app, "{", 1);
+    pgw_pgarray_put_raw(team, "{", 1);
+    pgw_pgarray_put_raw(inc, "{", 1);
     for (const struct op *m = op->members; m; m = m->next) {
         idx++;
         for (size_t i = 0; i < m->n_names; i++) {
-            sb_sep(k, 1);
-            sb_int_elem(k, idx);
-            sb_sep(inc, 1);
-            sb_put(inc, m->flag ? "t" : "f", 1);
+            pgw_pgarray_put_sep(k, 1);
+            pgw_pgarray_put_int(k, idx);
+            pgw_pgarray_put_sep(inc, 1);
+            pgw_pgarray_put_raw(inc, m->flag ? "t" : "f", 1);
         }
         sb_repeat_frag(app, m, 1, m->n_names);
         sb_repeat_frag(team, m, 2, m->n_names);
     }
-    sb_put(k, "}", 1);
-    sb_put(app, "}", 1);
-    sb_put(team, "}", 1);
-    sb_put(inc, "}", 1);
+    pgw_pgarray_put_raw(k, "}", 1);
+    pgw_pgarray_put_raw(app, "}", 1);
+    pgw_pgarray_put_raw(team, "}", 1);
+    pgw_pgarray_put_raw(inc, "}", 1);
     params[0] = k->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = app->p;
@@ -1557,7 +1412,8 @@ static int cmp_inc_ent(const void *a, const void *b)
  */
 static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
 {
-    struct sbuf *id = &self->arr[0], *cnt = &self->arr[1], *ev = &self->arr[2];
+    struct pgw_pgarray_buf *id = &self->arr[0], *cnt = &self->arr[1],
+                           *ev = &self->arr[2];
     const char *params[3];
     const struct op **mem, *m;
     size_t n = 0, j;
@@ -1578,12 +1434,12 @@ static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
     }
     op->n_ents = n;
     qsort(op->ents, n, sizeof(*op->ents), cmp_inc_ent);
-    sb_reset(id);
-    sb_reset(cnt);
-    sb_reset(ev);
-    sb_put(id, "{", 1);
-    sb_put(cnt, "{", 1);
-    sb_put(ev, "{", 1);
+    pgw_pgarray_reset(id);
+    pgw_pgarray_reset(cnt);
+    pgw_pgarray_reset(ev);
+    pgw_pgarray_put_raw(id, "{", 1);
+    pgw_pgarray_put_raw(cnt, "{", 1);
+    pgw_pgarray_put_raw(ev, "{", 1);
     for (size_t i = 0; i < n; i = j) {
         uint32_t keys = 0;
         int64_t first_ev;
@@ -1603,20 +1459,20 @@ static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
         for (size_t x = i; x < j; x++)
             op->ents[x].n = keys;
         first_ev = mem[op->ents[i].k]->event_id;
-        sb_sep(id, 1);
-        sb_int_elem(id, op->ents[i].id);
-        sb_sep(cnt, 1);
-        sb_int_elem(cnt, keys);
-        sb_sep(ev, 1);
+        pgw_pgarray_put_sep(id, 1);
+        pgw_pgarray_put_int(id, op->ents[i].id);
+        pgw_pgarray_put_sep(cnt, 1);
+        pgw_pgarray_put_int(cnt, keys);
+        pgw_pgarray_put_sep(ev, 1);
         if (keys == 1 && first_ev > 0)
-            sb_int_elem(ev, first_ev);
+            pgw_pgarray_put_int(ev, first_ev);
         else
-            sb_put(ev, "NULL", 4);
+            pgw_pgarray_put_raw(ev, "NULL", 4);
     }
     free(mem);
-    sb_put(id, "}", 1);
-    sb_put(cnt, "}", 1);
-    sb_put(ev, "}", 1);
+    pgw_pgarray_put_raw(id, "}", 1);
+    pgw_pgarray_put_raw(cnt, "}", 1);
+    pgw_pgarray_put_raw(ev, "}", 1);
     if (id->oom || cnt->oom || ev->oom)
         return PGW_ERR_NOMEM;
     params[0] = id->p;
@@ -2111,10 +1967,10 @@ static void deliver_find(struct pgw_store *self, const PGresult *r, int first,
         int row = first + (int)i;
         const char *arr = PQgetvalue(r, row, 5);
         size_t len = strlen(arr);
-        long k = parse_text_array(arr, cur, chan + items, len / 2 + 1);
+        size_t k = 0;
 
         /* device_type: the schema's CHECK allows nothing else */
-        if (k < 0 ||
+        if (pgw_pgarray_parse(arr, cur, chan + items, len / 2 + 1, &k) < 0 ||
             pgw_platform_parse(get_str(r, row, 3), &inst[i].platform) < 0) {
             err = PGW_ERR_DB;
             goto out;
@@ -2123,11 +1979,11 @@ static void deliver_find(struct pgw_store *self, const PGresult *r, int first,
         inst[i].installation_id = get_str(r, row, 2);
         inst[i].device_token = get_str(r, row, 4);
         inst[i].channels = chan + items;
-        inst[i].n_channels = (size_t)k;
+        inst[i].n_channels = k;
         inst[i].badge = (int32_t)get_i64(r, row, 6);
         inst[i].apns_topic = get_str(r, row, 7);
         inst[i].apns_team_id = get_str(r, row, 8);
-        items += (size_t)k;
+        items += k;
         cur += len + 1;
     }
     if (m->fill && self->cache_live && m->fill_gen == self->cache_gen)
@@ -2409,9 +2265,9 @@ void pgw_store_free(struct pgw_store *self)
     }
     if (self->kick)
         event_free(self->kick);
-    free(self->enc.p);
+    pgw_pgarray_buf_release(&self->enc);
     for (unsigned i = 0; i < STORE_MAX_FRAGS; i++)
-        free(self->arr[i].p);
+        pgw_pgarray_buf_release(&self->arr[i]);
     free(self->ev_scratch);
     free(self->listen);
     pgw_icache_free(self->cache);
@@ -2468,7 +2324,7 @@ int pgw_store_insert_event(struct pgw_store *self,
                            const struct pgw_store_new_event *ev,
                            pgw_store_insert_cb cb, void *arg)
 {
-    struct sbuf *b;
+    struct pgw_pgarray_buf *b;
     uint32_t frag[12];
     struct op *op;
     int rc;
@@ -2481,22 +2337,24 @@ int pgw_store_insert_event(struct pgw_store *self,
     if (rc < 0)
         return rc;
     b = &self->enc;
-    sb_reset(b);
+    pgw_pgarray_reset(b);
 #define FRAG(i, code)                                                          \
     do {                                                                       \
         frag[2 * (i)] = (uint32_t)b->len;                                      \
         code;                                                                  \
         frag[2 * (i) + 1] = (uint32_t)(b->len - frag[2 * (i)]);                \
     } while (0)
-    FRAG(0, sb_text_elem(b, ev->app_id, strlen(ev->app_id)));
-    FRAG(1, sb_text_elem(b, ev->conv_id, strlen(ev->conv_id)));
-    FRAG(2, sb_text_elem(b, ev->msg_id, ev->msg_id ? strlen(ev->msg_id) : 0));
-    FRAG(3, sb_text_elem(b, ev->body, ev->body_len));
-    FRAG(4, sb_int_elem(b, ev->event_ts_ms));
-    FRAG(5, sb_int_elem(b, ev->lease ? (long long)(ev->lease_ms > INT32_MAX
-                                                       ? INT32_MAX
-                                                       : ev->lease_ms)
-                                     : -1));
+    FRAG(0, pgw_pgarray_put_text(b, ev->app_id, strlen(ev->app_id)));
+    FRAG(1, pgw_pgarray_put_text(b, ev->conv_id, strlen(ev->conv_id)));
+    FRAG(2, pgw_pgarray_put_text(b, ev->msg_id,
+                                 ev->msg_id ? strlen(ev->msg_id) : 0));
+    FRAG(3, pgw_pgarray_put_text(b, ev->body, ev->body_len));
+    FRAG(4, pgw_pgarray_put_int(b, ev->event_ts_ms));
+    FRAG(5,
+         pgw_pgarray_put_int(b, ev->lease ? (long long)(ev->lease_ms > INT32_MAX
+                                                            ? INT32_MAX
+                                                            : ev->lease_ms)
+                                          : -1));
     op = op_from_enc(self, OP_INSERT, frag, 6);
     if (!op)
         return PGW_ERR_NOMEM;
@@ -2594,15 +2452,15 @@ int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
 /* |ids| as an int8[] literal in self->enc ("{1,2}"). */
 static int enc_int8_array(struct pgw_store *self, const int64_t *ids, size_t n)
 {
-    struct sbuf *b = &self->enc;
+    struct pgw_pgarray_buf *b = &self->enc;
 
-    sb_reset(b);
-    sb_put(b, "{", 1);
+    pgw_pgarray_reset(b);
+    pgw_pgarray_put_raw(b, "{", 1);
     for (size_t i = 0; i < n; i++) {
-        sb_sep(b, 1);
-        sb_int_elem(b, ids[i]);
+        pgw_pgarray_put_sep(b, 1);
+        pgw_pgarray_put_int(b, ids[i]);
     }
-    sb_put(b, "}", 1);
+    pgw_pgarray_put_raw(b, "}", 1);
     return b->oom ? PGW_ERR_NOMEM : 0;
 }
 
@@ -2818,7 +2676,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  unsigned flags, pgw_store_installations_cb cb,
                                  void *arg)
 {
-    struct sbuf *b;
+    struct pgw_pgarray_buf *b;
     uint32_t frag[6];
     struct op *op;
     bool fill;
@@ -2843,25 +2701,25 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     }
     /* fragments: the names (array elements), the app, the team */
     b = &self->enc;
-    sb_reset(b);
+    pgw_pgarray_reset(b);
     frag[0] = 0;
     for (size_t i = 0; i < n; i++) {
-        sb_sep(b, 0);
-        sb_text_elem(b, recipients[i], strlen(recipients[i]));
+        pgw_pgarray_put_sep(b, 0);
+        pgw_pgarray_put_text(b, recipients[i], strlen(recipients[i]));
     }
     frag[1] = (uint32_t)b->len;
     frag[2] = (uint32_t)b->len;
-    sb_text_elem(b, app_id, strlen(app_id));
+    pgw_pgarray_put_text(b, app_id, strlen(app_id));
     frag[3] = (uint32_t)(b->len - frag[2]);
     frag[4] = (uint32_t)b->len;
-    put_str(b, apns_team_id);
+    pgw_pgarray_put_str(b, apns_team_id);
     frag[5] = (uint32_t)(b->len - frag[4]);
     if (fill) {
         /* after the fragments: the app and the names as they are */
         names_off = b->len;
-        sb_put(b, app_id, strlen(app_id) + 1);
+        pgw_pgarray_put_raw(b, app_id, strlen(app_id) + 1);
         for (size_t i = 0; i < n; i++)
-            sb_put(b, recipients[i], strlen(recipients[i]) + 1);
+            pgw_pgarray_put_raw(b, recipients[i], strlen(recipients[i]) + 1);
     }
     op = op_from_enc(self, OP_FIND, frag, 3);
     if (!op)
@@ -2930,7 +2788,7 @@ int pgw_store_finish_event(struct pgw_store *self,
     uint32_t frag[2 * STORE_MAX_FRAGS];
     unsigned counts[3] = {0, 0, 0}; /* invalidated, failed, expired */
     unsigned n_inv = 0, f = 0;
-    struct sbuf *b;
+    struct pgw_pgarray_buf *b;
     struct op *op;
     int rc;
 
@@ -2955,14 +2813,14 @@ int pgw_store_finish_event(struct pgw_store *self,
     if (rc < 0)
         return rc;
     b = &self->enc;
-    sb_reset(b);
+    pgw_pgarray_reset(b);
     /* Column by column: fragment |f| holds this event's elements of the
      * batch's array parameter |f|. */
 #define COLUMN(n, elem)                                                        \
     do {                                                                       \
         size_t start_ = b->len;                                                \
         for (size_t i = 0; i < (n); i++) {                                     \
-            sb_sep(b, start_);                                                 \
+            pgw_pgarray_put_sep(b, start_);                                    \
             elem;                                                              \
         }                                                                      \
         frag[2 * f] = (uint32_t)start_;                                        \
@@ -2970,34 +2828,34 @@ int pgw_store_finish_event(struct pgw_store *self,
         f++;                                                                   \
     } while (0)
     fl = res->failures;
-    COLUMN(res->n_failures, sb_int_elem(b, res->event_id));
-    COLUMN(res->n_failures, sb_int_elem(b, fl[i].installation_id));
-    COLUMN(res->n_failures, put_str(b, fl[i].provider));
-    COLUMN(res->n_failures, put_str(b, outcome_name(fl[i].kind)));
-    COLUMN(res->n_failures, sb_int_elem(b, fl[i].status));
-    COLUMN(res->n_failures, put_str(b, fl[i].reason));
+    COLUMN(res->n_failures, pgw_pgarray_put_int(b, res->event_id));
+    COLUMN(res->n_failures, pgw_pgarray_put_int(b, fl[i].installation_id));
+    COLUMN(res->n_failures, pgw_pgarray_put_str(b, fl[i].provider));
+    COLUMN(res->n_failures, pgw_pgarray_put_str(b, outcome_name(fl[i].kind)));
+    COLUMN(res->n_failures, pgw_pgarray_put_int(b, fl[i].status));
+    COLUMN(res->n_failures, pgw_pgarray_put_str(b, fl[i].reason));
     /* invalidations: only the INVALIDATED failures */
     {
         size_t s0 = b->len, s1, s2;
         for (size_t i = 0; i < res->n_failures; i++)
             if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
-                sb_sep(b, s0);
-                sb_int_elem(b, fl[i].installation_id);
+                pgw_pgarray_put_sep(b, s0);
+                pgw_pgarray_put_int(b, fl[i].installation_id);
             }
         s1 = b->len;
         for (size_t i = 0; i < res->n_failures; i++)
             if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
-                sb_sep(b, s1);
-                put_str(b, fl[i].reason);
+                pgw_pgarray_put_sep(b, s1);
+                pgw_pgarray_put_str(b, fl[i].reason);
             }
         s2 = b->len;
         for (size_t i = 0; i < res->n_failures; i++)
             if (fl[i].kind == PGW_STORE_FAIL_INVALIDATED) {
-                sb_sep(b, s2);
+                pgw_pgarray_put_sep(b, s2);
                 if (fl[i].invalid_since_ms)
-                    sb_int_elem(b, fl[i].invalid_since_ms);
+                    pgw_pgarray_put_int(b, fl[i].invalid_since_ms);
                 else
-                    sb_put(b, "NULL", 4);
+                    pgw_pgarray_put_raw(b, "NULL", 4);
             }
         frag[2 * f] = (uint32_t)s0;
         frag[2 * f + 1] = (uint32_t)(s1 - s0);
@@ -3008,22 +2866,22 @@ int pgw_store_finish_event(struct pgw_store *self,
         f += 3;
     }
     rt = res->retries;
-    COLUMN(res->n_retries, sb_int_elem(b, res->event_id));
-    COLUMN(res->n_retries, sb_int_elem(b, rt[i].installation_id));
-    COLUMN(res->n_retries, put_str(b, rt[i].provider));
-    COLUMN(res->n_retries, put_str(b, rt[i].request));
-    COLUMN(res->n_retries, sb_int_elem(b, rt[i].attempts));
-    COLUMN(res->n_retries, sb_int_elem(b, rt[i].not_before_ms));
-    COLUMN(res->n_retries, sb_int_elem(b, rt[i].expires_at_ms));
-    COLUMN(res->n_retries, put_str(b, rt[i].last_reason));
-    COLUMN(1, sb_int_elem(b, res->event_id));
-    COLUMN(1, put_str(b, res->result));
-    COLUMN(1, sb_int_elem(b, res->pushes_total));
-    COLUMN(1, sb_int_elem(b, res->pushes_delivered));
-    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_INVALIDATED]));
-    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_FAILED]));
-    COLUMN(1, sb_int_elem(b, counts[PGW_STORE_FAIL_EXPIRED]));
-    COLUMN(1, sb_int_elem(b, (long long)res->n_retries));
+    COLUMN(res->n_retries, pgw_pgarray_put_int(b, res->event_id));
+    COLUMN(res->n_retries, pgw_pgarray_put_int(b, rt[i].installation_id));
+    COLUMN(res->n_retries, pgw_pgarray_put_str(b, rt[i].provider));
+    COLUMN(res->n_retries, pgw_pgarray_put_str(b, rt[i].request));
+    COLUMN(res->n_retries, pgw_pgarray_put_int(b, rt[i].attempts));
+    COLUMN(res->n_retries, pgw_pgarray_put_int(b, rt[i].not_before_ms));
+    COLUMN(res->n_retries, pgw_pgarray_put_int(b, rt[i].expires_at_ms));
+    COLUMN(res->n_retries, pgw_pgarray_put_str(b, rt[i].last_reason));
+    COLUMN(1, pgw_pgarray_put_int(b, res->event_id));
+    COLUMN(1, pgw_pgarray_put_str(b, res->result));
+    COLUMN(1, pgw_pgarray_put_int(b, res->pushes_total));
+    COLUMN(1, pgw_pgarray_put_int(b, res->pushes_delivered));
+    COLUMN(1, pgw_pgarray_put_int(b, counts[PGW_STORE_FAIL_INVALIDATED]));
+    COLUMN(1, pgw_pgarray_put_int(b, counts[PGW_STORE_FAIL_FAILED]));
+    COLUMN(1, pgw_pgarray_put_int(b, counts[PGW_STORE_FAIL_EXPIRED]));
+    COLUMN(1, pgw_pgarray_put_int(b, (long long)res->n_retries));
 #undef COLUMN
     op = op_from_enc(self, OP_FINISH, frag, f);
     if (!op)
