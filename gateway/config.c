@@ -154,6 +154,13 @@ static const struct keydef app_keys[] = {
     KD_STR("master_key", NULL, A, master_key),
     KD_PATH("master_key_file", NULL, A, master_key_file),
     KD_BOOL("allow_client_push", "false", A, allow_client_push),
+    KD_PATH("apns_cert_file", NULL, A, apns_cert_file),
+    KD_STR("apns_cert_password", NULL, A, apns_cert_password),
+    KD_PATH("apns_cert_password_file", NULL, A, apns_cert_password_file),
+    KD_PATH("apns_dev_cert_file", NULL, A, apns_dev_cert_file),
+    KD_STR("apns_dev_cert_password", NULL, A, apns_dev_cert_password),
+    KD_PATH("apns_dev_cert_password_file", NULL, A,
+            apns_dev_cert_password_file),
 };
 #undef A
 
@@ -641,19 +648,35 @@ static void load_secret(struct loader *l, const char *section, const char *key,
         lerr(l, kfe, "cannot read '%s': %s", file, why);
 }
 
+static void finish_app_certs(struct loader *l, struct pgw_app *app,
+                             const char *section)
+{
+    load_secret(l, section, "apns_cert_password", &app->apns_cert_password,
+                app->apns_cert_password_file);
+    load_secret(l, section, "apns_dev_cert_password",
+                &app->apns_dev_cert_password, app->apns_dev_cert_password_file);
+    if (app->apns_dev_cert_file && !app->apns_cert_file) {
+        pgw_diag_add(l->diag,
+                     "'%s': [%s]: apns_dev_cert_file needs apns_cert_file "
+                     "(the production certificate)",
+                     l->path, section);
+        l->errors++;
+    }
+    if ((app->apns_cert_password && !app->apns_cert_file) ||
+        (app->apns_dev_cert_password && !app->apns_dev_cert_file)) {
+        pgw_diag_add(l->diag,
+                     "'%s': [%s]: a certificate password is set without "
+                     "its certificate file",
+                     l->path, section);
+        l->errors++;
+    }
+}
+
 static void finish_app(struct loader *l, struct pgw_app *app,
                        const char *section)
 {
-    struct entry *kfe = find_entry(l, section, "hook_key_file");
-    char why[256];
-
-    if (app->hook_key && app->hook_key_file) {
-        lerr(l, kfe, "set either hook_key or hook_key_file, not both");
-    } else if (app->hook_key_file) {
-        app->hook_key = read_secret_file(app->hook_key_file, why, sizeof(why));
-        if (!app->hook_key)
-            lerr(l, kfe, "cannot read '%s': %s", app->hook_key_file, why);
-    } else if (!app->hook_key) {
+    load_secret(l, section, "hook_key", &app->hook_key, app->hook_key_file);
+    if (!app->hook_key && !app->hook_key_file) {
         pgw_diag_add(l->diag,
                      "'%s': [%s]: missing required key 'hook_key' "
                      "(or 'hook_key_file')",
@@ -714,6 +737,8 @@ static void finish_app(struct loader *l, struct pgw_app *app,
             l->errors++;
         }
     }
+    finish_app_certs(l, app, section);
+    /* A certificate names its bundle id: the topic can default to it. */
     if (app->n_apns_teams > 0 && !app->apns_topic) {
         pgw_diag_add(l->diag,
                      "'%s': [%s]: missing required key "
@@ -1126,6 +1151,16 @@ int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag)
         snprintf(what, sizeof(what), "[app:%s] fcm_service_account_file",
                  app->id);
         n += check_secret_file(diag, what, app->fcm_service_account_file);
+        snprintf(what, sizeof(what), "[app:%s] apns_cert_file", app->id);
+        n += check_secret_file(diag, what, app->apns_cert_file);
+        snprintf(what, sizeof(what), "[app:%s] apns_dev_cert_file", app->id);
+        n += check_secret_file(diag, what, app->apns_dev_cert_file);
+        snprintf(what, sizeof(what), "[app:%s] apns_cert_password_file",
+                 app->id);
+        n += check_secret_file(diag, what, app->apns_cert_password_file);
+        snprintf(what, sizeof(what), "[app:%s] apns_dev_cert_password_file",
+                 app->id);
+        n += check_secret_file(diag, what, app->apns_dev_cert_password_file);
     }
     return n;
 }

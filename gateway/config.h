@@ -44,6 +44,17 @@ struct pgw_app {
     char *master_key;
     char *master_key_file;
     bool allow_client_push; /* POST /1.1/push with the app key */
+    /* APNs certificates (PEM with the key, or PKCS#12), used when the app
+     * has no token key: token authentication wins where both are set. The
+     * development certificate is optional (the production one serves both
+     * endpoints then, as Apple's universal certificates do). Passwords are
+     * secrets, read from the _file forms when given so. */
+    char *apns_cert_file;
+    char *apns_cert_password;
+    char *apns_cert_password_file;
+    char *apns_dev_cert_file;
+    char *apns_dev_cert_password;
+    char *apns_dev_cert_password_file;
 };
 
 struct pgw_config {

@@ -1080,7 +1080,6 @@ static int make_push(struct job *job, const struct pgw_installation *row,
                      const char **ret_reason,
                      enum pgw_store_failure_kind *ret_kind)
 {
-    const struct pgw_app *app = job->app->app;
     size_t tok_len = strlen(row->device_token);
     size_t cap;
     char *w;
@@ -1094,8 +1093,9 @@ static int make_push(struct job *job, const struct pgw_installation *row,
         const struct pgw_apns_payload *pl = job->apns_p[variant];
         const char *team = job->res->apns_team_id ? job->res->apns_team_id
                            : row->apns_team_id    ? row->apns_team_id
-                                                  : app->apns_team_id;
-        const char *topic = row->apns_topic ? row->apns_topic : app->apns_topic;
+                                                  : job->app->apns_identity;
+        const char *topic =
+            row->apns_topic ? row->apns_topic : job->app->apns_topic;
         size_t body_max;
         size_t team_len, topic_len, cid_len;
         int rc;

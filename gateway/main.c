@@ -139,8 +139,10 @@ static int cmd_check_config(int argc, char **argv)
     problems += pgw_runtime_check(cfg, &diag);
     print_diag(&diag);
     pgw_diag_release(&diag);
-    if (problems == 0)
+    if (problems == 0) {
         printf("config '%s' is valid: %zu app(s)\n", cfg->path, cfg->n_apps);
+        pgw_runtime_describe_certs(cfg, stdout);
+    }
     pgw_config_free(cfg);
     return problems ? EXIT_RUNTIME : EXIT_OK;
 }

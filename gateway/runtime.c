@@ -9,8 +9,10 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apns.h"
@@ -18,6 +20,7 @@
 #include "fcm.h"
 #include "h2client.h"
 #include "template.h"
+#include "tls_identity.h"
 
 static int make_senders(struct pgw_runtime *rt,
                         const struct pgw_runtime_options *o,
@@ -62,6 +65,85 @@ static bool unreadable(const struct pgw_runtime_options *o, const char *path)
     return o->skip_unreadable && access(path, R_OK) != 0;
 }
 
+/* Loads one certificate of |ra|'s app into |*ret_id|; 0 or an error,
+ * reported to |diag|. An expired certificate is a problem too. */
+static int load_cert(struct pgw_runtime_app *ra, const char *file,
+                     const char *password, const char *what, int env,
+                     struct pgw_diag *diag, struct pgw_tls_identity **ret_id)
+{
+    const struct pgw_app *app = ra->app;
+    char err[PGW_TLS_IDENTITY_ERR_MAX];
+    int rc;
+
+    rc = pgw_tls_identity_load(file, password, ret_id, err, sizeof(err));
+    if (rc < 0) {
+        pgw_diag_add(diag, "[app:%s] %s cannot be used: %s", app->id, what,
+                     err);
+        return rc;
+    }
+    ra->apns_cert_not_after[env] = pgw_tls_identity_not_after(*ret_id);
+    if (ra->apns_cert_not_after[env] <= (int64_t)time(NULL)) {
+        pgw_diag_add(diag, "[app:%s] %s '%s' has expired", app->id, what, file);
+        return PGW_ERR_CRYPTO;
+    }
+    return 0;
+}
+
+/*
+ * The app's APNs certificates: loaded (and checked) whenever configured;
+ * registered with the sender only when the app has no token key.
+ */
+static int load_certs(struct pgw_runtime *rt, struct pgw_runtime_app *ra,
+                      const struct pgw_runtime_options *o,
+                      struct pgw_diag *diag)
+{
+    const struct pgw_app *app = ra->app;
+    struct pgw_tls_identity *prod = NULL, *dev = NULL;
+    const char *uid;
+    int rc = 0;
+
+    if (!app->apns_cert_file || unreadable(o, app->apns_cert_file))
+        return 0;
+    if (app->apns_dev_cert_file && !unreadable(o, app->apns_dev_cert_file))
+        rc = load_cert(ra, app->apns_dev_cert_file, app->apns_dev_cert_password,
+                       "APNs development certificate", 1, diag, &dev);
+    if (load_cert(ra, app->apns_cert_file, app->apns_cert_password,
+                  "APNs certificate", 0, diag, &prod) < 0 ||
+        rc < 0) {
+        rc = PGW_ERR_CRYPTO;
+        goto out;
+    }
+    uid = pgw_tls_identity_uid(prod);
+    if (!app->apns_topic && !uid) {
+        pgw_diag_add(diag,
+                     "[app:%s] APNs certificate '%s' names no bundle id "
+                     "(UID): set apns_topic",
+                     app->id, app->apns_cert_file);
+        rc = PGW_ERR_CONFIG;
+        goto out;
+    }
+    if (app->n_apns_teams > 0)
+        goto out; /* the token key wins */
+    snprintf(ra->cert_identity, sizeof(ra->cert_identity), "%s%s",
+             PGW_RUNTIME_CERT_ID_PREFIX, app->id);
+    if (!app->apns_topic) {
+        snprintf(ra->cert_topic, sizeof(ra->cert_topic), "%s", uid);
+        ra->apns_topic = ra->cert_topic;
+    }
+    rc = pgw_apns_add_cert(rt->apns, ra->cert_identity, prod, dev);
+    prod = dev = NULL; /* owned by the sender, also on failure */
+    if (rc < 0) {
+        pgw_diag_add(diag, "[app:%s] cannot use its APNs certificates: %s",
+                     app->id, pgw_strerror(rc));
+        goto out;
+    }
+    ra->apns_identity = ra->cert_identity;
+out:
+    pgw_tls_identity_free(prod);
+    pgw_tls_identity_free(dev);
+    return rc;
+}
+
 /* Loads the keys and the account of |ra|'s app; 0 or the last error. */
 static int load_app(struct pgw_runtime *rt, struct pgw_runtime_app *ra,
                     const struct pgw_runtime_options *o, struct pgw_diag *diag)
@@ -69,6 +151,11 @@ static int load_app(struct pgw_runtime *rt, struct pgw_runtime_app *ra,
     const struct pgw_app *app = ra->app;
     int ret = 0, rc;
 
+    ra->apns_identity = app->apns_team_id;
+    ra->apns_topic = app->apns_topic;
+    rc = load_certs(rt, ra, o, diag);
+    if (rc < 0)
+        ret = rc;
     for (size_t t = 0; t < app->n_apns_teams; t++) {
         const struct pgw_apns_team *team = &app->apns_teams[t];
 
@@ -211,4 +298,43 @@ out:
     if (o.base)
         event_base_free(o.base);
     return (int)(diag->n - before);
+}
+
+void pgw_runtime_describe_certs(const struct pgw_config *cfg, FILE *out)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    for (size_t a = 0; a < cfg->n_apps; a++) {
+        const struct pgw_app *app = &cfg->apps[a];
+        const char *const files[2] = {app->apns_cert_file,
+                                      app->apns_dev_cert_file};
+        const char *const passwords[2] = {app->apns_cert_password,
+                                          app->apns_dev_cert_password};
+
+        for (int i = 0; i < 2; i++) {
+            struct pgw_tls_identity *id = NULL;
+            const char *uid;
+            char day[32] = "?";
+            time_t t;
+            struct tm tm;
+
+            if (!files[i] ||
+                pgw_tls_identity_load(files[i], passwords[i], &id, NULL, 0) < 0)
+                continue;
+            t = (time_t)pgw_tls_identity_not_after(id);
+            if (gmtime_r(&t, &tm))
+                strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+            uid = pgw_tls_identity_uid(id);
+            fprintf(out,
+                    "[app:%s] %s '%s' (topic '%s'): expires %s, in %lld "
+                    "days%s\n",
+                    app->id,
+                    i ? "APNs development certificate" : "APNs certificate",
+                    files[i], uid ? uid : "?", day,
+                    (long long)((pgw_tls_identity_not_after(id) - now) / 86400),
+                    app->n_apns_teams > 0 ? " (not used: the token key wins)"
+                                          : "");
+            pgw_tls_identity_free(id);
+        }
+    }
 }

@@ -16,6 +16,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "event.h"
@@ -29,10 +31,24 @@ struct pgw_apns;
 struct pgw_fcm;
 struct pgw_fcm_account;
 
+#define PGW_RUNTIME_CERT_ID_PREFIX "cert:"
+
 /* What an app needs at send time, resolved once per runtime. */
 struct pgw_runtime_app {
     const struct pgw_app *app;           /* in the runtime's cfg */
     struct pgw_fcm_account *fcm_account; /* NULL: no FCM for this app */
+    /* The APNs identity of the app's pushes when neither the content nor
+     * the installation names a team: the default team's key, else its
+     * certificates ("cert:<app id>"); NULL: the app cannot send to APNs.
+     * Token authentication wins where both are configured. */
+    const char *apns_identity;
+    /* apns_topic, else the bundle id of the app's certificate; NULL: none. */
+    const char *apns_topic;
+    /* When the app's certificates expire (Unix s; 0: no such certificate):
+     * [0] production, [1] development. */
+    int64_t apns_cert_not_after[2];
+    char cert_identity[80];
+    char cert_topic[256];
 };
 
 struct pgw_runtime {
@@ -94,5 +110,13 @@ void pgw_runtime_free(struct pgw_runtime *rt);
  * Returns the number of problems added (0: serve would start).
  */
 int pgw_runtime_check(struct pgw_config *cfg, struct pgw_diag *diag);
+
+/*
+ * check-config: one line per APNs certificate of |cfg| on |out|, with its
+ * topic and when it expires (in days), and whether the app's token key
+ * makes it unused. Certificates that cannot be loaded are left out
+ * (pgw_runtime_check() reports them).
+ */
+void pgw_runtime_describe_certs(const struct pgw_config *cfg, FILE *out);
 
 #endif

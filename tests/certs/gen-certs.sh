@@ -58,7 +58,7 @@ openssl pkcs12 -export -legacy -in apns-cert.crt -inkey apns-cert.key \
     -out apns-cert-legacy.p12 -passout pass:p12-secret 2>/dev/null \
     || cp apns-cert.p12 apns-cert-legacy.p12
 cat apns-cert.crt apns-dev-cert.key > apns-mismatch.pem
-chmod 600 apns-cert.pem apns-dev-cert.pem apns-mismatch.pem ./*.p12
+chmod 600 ./*.p12
 
 # APNs token keys (.p8 = PKCS#8 P-256) and their public halves.
 for k in KEY0000001 KEY0000002 KEY0000003; do
@@ -85,4 +85,5 @@ cat > fcm-sa.json <<JSON
 JSON
 chmod 600 ./*.key ./*.p8 fcm-sa.json
 chmod 644 ./*.pem
+chmod 600 apns-cert.pem apns-dev-cert.pem apns-mismatch.pem
 echo "$stamp" > .done

@@ -559,6 +559,63 @@ static void test_hook(void **state)
 
 /* `pushgw render` without installations in the event file looks them up
  * as serve would, sends nothing and changes no badge. */
+/* An app with APNs certificates and no token key (how most LeanCloud
+ * users hold their credentials): its pushes go over connections that
+ * present the certificate, without a token, to the topic the certificate
+ * names; _profile dev presents the development certificate. */
+static int setup_cert(void **state)
+{
+    static const char *const apns_args[] = {
+        "--client-ca", PUSHGW_TEST_CERTS_DIR "/ca.pem", NULL};
+    struct tu_svc_options o = {.apns_args = apns_args,
+                               .extra_ini =
+                                   "[app:certapp]\nhook_key = certapp-key\n"
+                                   "apns_cert_file = " PUSHGW_TEST_CERTS_DIR
+                                   "/apns-cert.p12\n"
+                                   "apns_cert_password = p12-secret\n"
+                                   "apns_dev_cert_file = " PUSHGW_TEST_CERTS_DIR
+                                   "/apns-dev-cert.pem\n"};
+    struct tu_svc *s = calloc(1, sizeof(*s));
+
+    tu_svc_start(s, &o);
+    *state = s;
+    return 0;
+}
+
+static void test_certificate_app(void **state)
+{
+    struct tu_svc *s = *state;
+    char *ev;
+    cJSON *r;
+
+    tu_svc_add_device(s, "certapp", "ios", TOK_J1, "{Jerry}", NULL);
+    tu_svc_add_device(s, "certapp", "ios", TOK_J2, "{Spike}", NULL);
+    ev = event_json("c1", "[\"Jerry\"]", "\"pushData\":{\"alert\":\"p\"}");
+    post_ok(s, "certapp", "certapp-key", ev, 0);
+    free(ev);
+    ev = event_json("c2", "[\"Spike\"]",
+                    "\"pushData\":{\"alert\":\"d\",\"_profile\":\"dev\"}");
+    post_ok(s, "certapp", "certapp-key", ev, 0);
+    free(ev);
+    assert_int_equal(tu_records_wait(s->apns.record, 1, WAIT_MS), 1);
+    assert_int_equal(tu_records_wait(s->apns_dev.record, 1, WAIT_MS), 1);
+    wait_events_done(s, 2);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(jstr(r, "status"), "200");
+    assert_string_equal(jstr(r, "topic"), "com.example.app");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r, "team"))); /* no JWT */
+    assert_string_equal(jstr(r, "body.aps.alert"), "p");
+    cJSON_Delete(r);
+    r = last_for(s->apns_dev.record, TOK_J2);
+    assert_string_equal(jstr(r, "status"), "200");
+    assert_string_equal(jstr(r, "topic"), "com.example.app");
+    cJSON_Delete(r);
+    expect_query(s,
+                 "SELECT sum(pushes_delivered) FROM events "
+                 "WHERE app_id = 'certapp'",
+                 "2");
+}
+
 static void test_render_from_database(void **state)
 {
     struct tu_svc *s = *state;
@@ -937,6 +994,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_muted_and_mentioned, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_hook, setup_hook, teardown),
+        cmocka_unit_test_setup_teardown(test_certificate_app, setup_cert,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_render_from_database, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retries, setup_flaky, teardown),

@@ -144,6 +144,16 @@ static void check_leancloud(const struct pgw_config *c, const char *d)
     assert_null(pgw_config_find_leancloud_app(c, "demo"));
 }
 
+static void check_cert_password_file(const struct pgw_config *c, const char *d)
+{
+    char want[1024];
+
+    snprintf(want, sizeof(want), "%s/apns.p12", d);
+    assert_string_equal(c->apps[0].apns_cert_file, want);
+    assert_string_equal(c->apps[0].apns_cert_password, "from-file");
+    assert_null(c->apps[0].apns_dev_cert_file);
+}
+
 static const struct tcase cases[] = {
     {"leancloud defaults", APP_OK, {NULL}, 0, {NULL}, check_leancloud_defaults},
     {"leancloud keys",
@@ -309,6 +319,31 @@ static const struct tcase cases[] = {
      0,
      {NULL},
      check_hook_key_file},
+    {"certificate password from a file",
+     APP_OK "apns_cert_file = apns.p12\napns_cert_password_file = hook.key\n",
+     {NULL},
+     0,
+     {NULL},
+     check_cert_password_file},
+    {"certificate password twice",
+     APP_OK "apns_cert_file = a.p12\napns_cert_password = s3cr3t\n"
+            "apns_cert_password_file = hook.key\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"set either apns_cert_password or apns_cert_password_file"},
+     NULL},
+    {"development certificate alone",
+     APP_OK "apns_dev_cert_file = dev.pem\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"apns_dev_cert_file needs apns_cert_file"},
+     NULL},
+    {"certificate password without certificate",
+     APP_OK "apns_cert_password = s3cr3t\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"a certificate password is set without its certificate file"},
+     NULL},
     {"partial apns team",
      APP_OK "apns_topic = t\napns_team_id = T\n",
      {NULL},
@@ -623,6 +658,67 @@ static void test_check_config_loads_keys(void **state)
     free(dir);
 }
 
+/* An app that holds APNs certificates (PKCS#12 with a password from a
+ * file, and a PEM development certificate): check-config loads them and
+ * says when each expires; a wrong password is a problem that names the
+ * file, never the password. */
+static void test_check_config_certificates(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char sub[1024];
+    char *ini = NULL;
+    char *path, *out = NULL, *err = NULL;
+    const char *argv[] = {"check-config", "-c", NULL, NULL};
+    (void)state;
+
+    snprintf(sub, sizeof(sub), "%s/templates", dir);
+    mkdir(sub, 0755);
+    free(tu_write_file(sub, "default.json", "{\"alert\": \"hi\"}", 0644));
+    snprintf(sub, sizeof(sub), "%s/migrations", dir);
+    mkdir(sub, 0755);
+    free(tu_write_file(dir, "p12.pass", "p12-secret\n", 0600));
+    free(tu_write_file(dir, "wrong.pass", "not-it\n", 0600));
+    assert_int_equal(asprintf(&ini,
+                              "[app:demo]\nhook_key = k\n"
+                              "apns_cert_file = %s/apns-cert.p12\n"
+                              "apns_cert_password_file = p12.pass\n"
+                              "apns_dev_cert_file = %s/apns-dev-cert.pem\n",
+                              PUSHGW_TEST_CERTS_DIR, PUSHGW_TEST_CERTS_DIR) > 0,
+                     1);
+    path = tu_write_file(dir, "pushgw.ini", ini, 0600);
+    argv[2] = path;
+    if (tu_run_pushgw(argv, NULL, &out, &err) != 0)
+        fail_msg("check-config: %s", err);
+    assert_non_null(strstr(out, "is valid"));
+    assert_non_null(strstr(out, "APNs certificate"));
+    assert_non_null(strstr(out, "(topic 'com.example.app'): expires"));
+    assert_non_null(strstr(out, "APNs development certificate"));
+    free(out);
+    free(err);
+    free(path);
+    free(ini);
+    ini = NULL;
+    assert_int_equal(asprintf(&ini,
+                              "[app:demo]\nhook_key = k\n"
+                              "apns_cert_file = %s/apns-cert.p12\n"
+                              "apns_cert_password_file = wrong.pass\n",
+                              PUSHGW_TEST_CERTS_DIR) > 0,
+                     1);
+    path = tu_write_file(dir, "pushgw.ini", ini, 0600);
+    argv[2] = path;
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "APNs certificate cannot be used"));
+    assert_non_null(strstr(err, "apns-cert.p12"));
+    assert_null(strstr(err, "not-it"));
+    assert_null(strstr(out, "is valid"));
+    free(out);
+    free(err);
+    tu_rm_rf(dir);
+    free(ini);
+    free(path);
+    free(dir);
+}
+
 /* How often |needle| occurs in |hay|. */
 static int count_of(const char *hay, const char *needle)
 {
@@ -717,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_check_files),
         cmocka_unit_test(test_check_config_command),
         cmocka_unit_test(test_check_config_loads_keys),
+        cmocka_unit_test(test_check_config_certificates),
         cmocka_unit_test(test_cli_exit_codes),
         cmocka_unit_test(test_cli_usage),
     };
