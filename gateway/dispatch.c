@@ -1712,6 +1712,11 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
         }
         if (!job)
             continue;
+        if (ev->push_data_ignored)
+            pgw_log_warn("event '%" PRId64 "': pushData ignored: it is %s "
+                         "(an object or a string is expected); the template "
+                         "applies",
+                         evs[i].id, ev->push_data_ignored);
         job_start(job);
     }
     if (d->backlog_hint)

@@ -212,11 +212,14 @@ static int copy_peers(const cJSON *obj, const char *field, size_t max,
     return it ? get_peers(it, field, max, ret_v, ret_n, err) : 0;
 }
 
-#define PUSH_DATA_TYPE "must be an object or a string holding a JSON object"
-
-/* pushData: an object, or a string holding a JSON object. */
-static int get_push_data(const cJSON *it, cJSON **ret,
-                         struct pgw_json_error *err)
+/*
+ * pushData (DESIGN §6): an object is the content; a string holding a JSON
+ * object is that object; any other string is {"alert": string} (the
+ * guide's Java example sends plain text). Any other type is no content:
+ * |ev->push_data_ignored| names it for the caller's warning, and the
+ * template applies. pushData never makes the event fail.
+ */
+static int get_push_data(const cJSON *it, struct pgw_event *ev)
 {
     cJSON *obj = NULL;
     int rc;
@@ -225,20 +228,31 @@ static int get_push_data(const cJSON *it, cJSON **ret,
         obj = cJSON_Duplicate(it, true);
         if (!obj)
             return PGW_ERR_NOMEM;
-        *ret = obj;
+        ev->push_data = obj;
         return 0;
     }
-    if (!cJSON_IsString(it) || !it->valuestring)
-        return pgw_json_fail(err, PGW_ERR_INVAL, "pushData", PUSH_DATA_TYPE);
+    if (!cJSON_IsString(it) || !it->valuestring) {
+        ev->push_data_ignored = cJSON_IsNumber(it)  ? "a number"
+                                : cJSON_IsArray(it) ? "an array"
+                                : cJSON_IsBool(it)  ? "a boolean"
+                                                    : "not an object";
+        return 0;
+    }
     rc = pgw_json_parse(it->valuestring, strlen(it->valuestring), NULL, &obj,
                         NULL, NULL);
     if (rc == PGW_ERR_NOMEM)
         return rc;
-    if (rc < 0 || !cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return pgw_json_fail(err, PGW_ERR_INVAL, "pushData", PUSH_DATA_TYPE);
+    if (rc == 0 && cJSON_IsObject(obj)) {
+        ev->push_data = obj;
+        return 0;
     }
-    *ret = obj;
+    cJSON_Delete(obj);
+    obj = cJSON_CreateObject();
+    if (!obj || !cJSON_AddStringToObject(obj, "alert", it->valuestring)) {
+        cJSON_Delete(obj);
+        return PGW_ERR_NOMEM;
+    }
+    ev->push_data = obj;
     return 0;
 }
 
@@ -289,7 +303,7 @@ static int read_fields(const cJSON *obj, const struct pgw_event_limits *lim,
         return rc;
     it = pgw_json_member(obj, "pushData");
     if (it) {
-        rc = get_push_data(it, &ev->push_data, err);
+        rc = get_push_data(it, ev);
         if (rc < 0)
             return rc;
     }

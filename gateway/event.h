@@ -56,8 +56,13 @@ struct pgw_event {
     bool mention_all;
     char **mention_offline_peers;
     size_t n_mention_offline_peers;
-    cJSON *push_data; /* an object (a JSON string is parsed); NULL: absent */
-    char *msg_id;     /* NULL when absent */
+    /* An object: the object given, the one a JSON string holds, or
+     * {"alert": string} for any other string. NULL: absent or ignored. */
+    cJSON *push_data;
+    /* Why a pushData of another type was ignored ("a number", "an array",
+     * ...), for the caller to warn about; NULL when it was not. */
+    const char *push_data_ignored;
+    char *msg_id; /* NULL when absent */
     char **muted_peers;
     size_t n_muted_peers;
 };

@@ -308,6 +308,31 @@ static void test_push_data_and_profile(void **state)
     expect_query(s, "SELECT sum(badge) FROM installations", "0");
 }
 
+/* The guide's Java example sends plain text as pushData: it is the alert.
+ * A pushData of another type is ignored and the template applies; neither
+ * is a reason to refuse the event. */
+static void test_push_data_plain_text(void **state)
+{
+    struct tu_svc *s = *state;
+    cJSON *r;
+
+    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Spike}", NULL);
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":\"Custom message for push notification.\"");
+    post_event(s, "c2", "[\"Spike\"]", "\"pushData\":[1,2]");
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    wait_events_done(s, 2);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(jstr(r, "body.aps.alert"),
+                        "Custom message for push notification.");
+    cJSON_Delete(r);
+    r = last_for(s->apns.record, TOK_J2);
+    /* templates/default.json */
+    assert_string_equal(jstr(r, "body.aps.alert"), "New message received");
+    cJSON_Delete(r);
+}
+
 /* _apns_team_id: that team's key signs, only its (or team-less) devices. */
 static void test_team_filter(void **state)
 {
@@ -985,6 +1010,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_data_and_profile, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_team_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_data_plain_text, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_and_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),

@@ -76,14 +76,6 @@ static const struct bad_case bad_cases[] = {
     {"mentionOfflinePeers not array",
      "{" BASE ",\"offlinePeers\":[\"a\"],\"mentionOfflinePeers\":{}}",
      "mentionOfflinePeers", "array"},
-    {"pushData number", "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":3}",
-     "pushData", "object"},
-    {"pushData string not json",
-     "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":\"hello\"}", "pushData",
-     "object"},
-    {"pushData string array",
-     "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":\"[1]\"}", "pushData",
-     "object"},
     {"msgId number", "{" BASE ",\"offlinePeers\":[\"a\"],\"msgId\":5}", "msgId",
      "string"},
     {"mutedPeers item",
@@ -209,6 +201,57 @@ static void test_pushdata_object_and_unicode(void **state)
     pgw_event_free(ev);
 }
 
+/* pushData of every type: never a reason to refuse the event (DESIGN §6). */
+static void test_pushdata_forms(void **state)
+{
+    static const struct {
+        const char *push_data; /* JSON text of the member */
+        const char *want;      /* the content, printed; NULL: none */
+        const char *ignored;   /* push_data_ignored */
+    } cases[] = {
+        {"{\"alert\":\"o\"}", "{\"alert\":\"o\"}", NULL},
+        {"\"{\\\"alert\\\":\\\"s\\\"}\"", "{\"alert\":\"s\"}", NULL},
+        /* the guide's Java example: plain text */
+        {"\"Custom message for push notification.\"",
+         "{\"alert\":\"Custom message for push notification.\"}", NULL},
+        {"\"[1]\"", "{\"alert\":\"[1]\"}", NULL},
+        {"\"\"", "{\"alert\":\"\"}", NULL},
+        {"3", NULL, "a number"},
+        {"[1,2]", NULL, "an array"},
+        {"true", NULL, "a boolean"},
+        {"null", NULL, NULL},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
+        char json[512];
+        struct pgw_event *ev = NULL;
+        struct pgw_json_error err;
+        char *got;
+
+        snprintf(json, sizeof(json),
+                 "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":%s}",
+                 cases[i].push_data);
+        if (pgw_event_parse(json, strlen(json), NULL, &ev, &err) != 0)
+            fail_msg("pushData %s refused: %s %s", cases[i].push_data,
+                     err.field, err.reason);
+        if (!cases[i].want) {
+            assert_null(ev->push_data);
+        } else {
+            got = cJSON_PrintUnformatted(ev->push_data);
+            assert_non_null(got);
+            if (strcmp(got, cases[i].want) != 0)
+                fail_msg("pushData %s: got %s", cases[i].push_data, got);
+            free(got);
+        }
+        if (cases[i].ignored)
+            assert_string_equal(ev->push_data_ignored, cases[i].ignored);
+        else
+            assert_null(ev->push_data_ignored);
+        pgw_event_free(ev);
+    }
+}
+
 static void test_many_peers_dedup(void **state)
 {
     struct pgw_event_limits lim = {10000, 1 << 20};
@@ -279,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_full_event),
         cmocka_unit_test(test_minimal_and_nulls),
         cmocka_unit_test(test_pushdata_object_and_unicode),
+        cmocka_unit_test(test_pushdata_forms),
         cmocka_unit_test(test_many_peers_dedup),
         cmocka_unit_test(test_peerset),
         cmocka_unit_test(test_hook_request),
