@@ -77,6 +77,7 @@ enum op_kind {
     OP_CLAIM_RETRIES,
     OP_FINISH_RETRY,
     OP_UNDO_BADGES,
+    OP_EXEC, /* one statement of another store_*.c file */
 };
 
 /*
@@ -96,7 +97,9 @@ struct op {
         pgw_store_done_cb done;
         pgw_store_installations_cb inst;
         pgw_store_retries_cb retries;
+        pgw_store_result_cb exec;
     } cb;
+    const char *sql; /* exec: the statement (static) */
     void *arg;
     int err;
     unsigned n_results;
@@ -729,6 +732,9 @@ static void op_fail(struct op *op, int err)
     case OP_CLAIM_RETRIES:
         op->cb.retries(op->arg, err, NULL, 0);
         break;
+    case OP_EXEC:
+        op->cb.exec(op->arg, err, NULL);
+        break;
     case OP_FINISH:
     case OP_RENEW:
     case OP_RELEASE:
@@ -1112,14 +1118,13 @@ static void op_take_result(struct op *op, PGresult *r)
  * cache with what they read (|cache_gen|): they may have read before the
  * change.
  */
-static void on_notify(struct pgw_store *self, const char *payload)
+static void forget(struct pgw_store *self, const char *payload)
 {
     cJSON *j = cJSON_Parse(payload);
     const cJSON *app = cJSON_GetObjectItemCaseSensitive(j, "app");
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "channels");
     const cJSON *name;
 
-    self->notifications++;
     self->cache_gen++;
     if (!cJSON_IsString(app)) {
         pgw_icache_clear(self->cache);
@@ -1134,6 +1139,18 @@ static void on_notify(struct pgw_store *self, const char *payload)
         }
     }
     cJSON_Delete(j);
+}
+
+static void on_notify(struct pgw_store *self, const char *payload)
+{
+    self->notifications++;
+    forget(self, payload);
+}
+
+void pgw_store_forget_installations(struct pgw_store *self, const char *payload)
+{
+    if (self && self->cache && payload)
+        forget(self, payload);
 }
 
 /* Reads every result that arrived; an operation ends at its sync. */
@@ -1548,6 +1565,13 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
         rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
             rc = send_stmt(c, ST_UNDO_BADGES, 1, op->param);
+        break;
+    case OP_EXEC:
+        c->sent_in_op++;
+        rc = PQsendQueryParams(c->pg, op->sql, (int)op->n_params, NULL,
+                               op->param, NULL, NULL, 0)
+                 ? 0
+                 : -1;
         break;
     default:
         rc = PGW_ERR_INVAL;
@@ -2166,6 +2190,9 @@ static void op_complete(struct pgw_store *self, struct op *op)
         break;
     case OP_CLAIM_RETRIES:
         complete_claim_retries(op);
+        break;
+    case OP_EXEC:
+        op->cb.exec(op->arg, 0, op->res[0]);
         break;
     default:
         op->cb.done(op->arg, 0);
@@ -2936,6 +2963,31 @@ int pgw_store_finish_retry(struct pgw_store *self,
     if (!op)
         return PGW_ERR_NOMEM;
     op->cb.done = cb;
+    op->arg = arg;
+    enqueue(self, &self->queue, op);
+    return 0;
+}
+
+int pgw_store_exec(struct pgw_store *self, const char *sql,
+                   const char *const *params, unsigned n,
+                   pgw_store_result_cb cb, void *arg)
+{
+    struct op *op;
+    int rc;
+
+    if (!self || !sql || !cb || n > STORE_MAX_PARAMS)
+        return PGW_ERR_INVAL;
+    for (unsigned i = 0; i < n; i++)
+        if (params[i] && !str_ok(params[i]))
+            return PGW_ERR_INVAL;
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    op = op_with_params(OP_EXEC, params, n);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->sql = sql;
+    op->cb.exec = cb;
     op->arg = arg;
     enqueue(self, &self->queue, op);
     return 0;

@@ -335,4 +335,30 @@ int pgw_store_finish_retry(struct pgw_store *self,
                            const struct pgw_store_retry_result *res,
                            pgw_store_done_cb cb, void *arg);
 
+/* -- for the other store_*.c files ------------------------------------- */
+
+#include <libpq-fe.h>
+
+/* |r| is the statement's result (NULL when |err|), valid during the call. */
+typedef void (*pgw_store_result_cb)(void *arg, int err, const PGresult *r);
+
+/*
+ * Runs the statement |sql| (a static string: kept by pointer) with the
+ * |n| (<= 10) text parameters |params| (copied; NULL: SQL NULL) on a
+ * pooled connection, in a transaction of its own. |cb| as for every
+ * call (see the top). PGW_ERR_INVAL also for a parameter that is not
+ * valid UTF-8 or holds a NUL.
+ */
+int pgw_store_exec(struct pgw_store *self, const char *sql,
+                   const char *const *params, unsigned n,
+                   pgw_store_result_cb cb, void *arg);
+
+/*
+ * Forgets the cached names of |payload| (a JSON text of migration 0007's
+ * form: {"app":A,"channels":[…]}, {"app":A} or {}) now, for a write this
+ * process just committed, ahead of the notification it will also get.
+ */
+void pgw_store_forget_installations(struct pgw_store *self,
+                                    const char *payload);
+
 #endif
