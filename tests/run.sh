@@ -1,22 +1,35 @@
 #!/usr/bin/env bash
-# Installs what the tests need (apt-get, only what is missing), builds the
-# plain and the sanitizer builds, starts a private Postgres, runs every test
-# of the plain and the ASan+UBSan builds with ctest and the threaded ones
-# under TSan, runs each fuzz target briefly (when clang is there), and
-# cleans up even when a test fails. Exit status: 0 only when everything
-# passed.
+# Installs what the tests need (apt-get, only what is missing), starts a
+# private Postgres, checks the formatting, then runs four pipelines side
+# by side, each building only what it runs:
+#   plain  the RelWithDebInfo build, every test
+#   asan   the ASan+UBSan build, every test
+#   tsan   the TSan build of the tests that run the webhook listener's
+#          intake thread (in process, and in the pushgw they start)
+#   fuzz   the libFuzzer targets (tests/fuzz/fuzz_*.c), all at once for
+#          PUSHGW_FUZZ_SECONDS each, at the lowest CPU priority
+# Most of a test's time is spent waiting (for Postgres, for mocks, for
+# timeouts), so one pipeline's builds and fuzzers fill the others' idle
+# CPU; builds and fuzzers run niced so the tests keep theirs. Prints each
+# stage's time and the total, and cleans up even when a test fails.
+# Exit status: 0 only when everything passed.
 #
 # Environment:
 #   PUSHGW_FUZZ_SECONDS  seconds per fuzz target (default 15; 0 skips fuzzing)
-#   PUSHGW_SKIP_ASAN=1   skip the ASan+UBSan build (faster local runs)
-#   PUSHGW_SKIP_TSAN=1   skip the TSan build
-#   PUSHGW_JOBS          parallel build jobs (default: nproc)
+#   PUSHGW_SKIP_ASAN=1   skip the ASan+UBSan pipeline (faster local runs)
+#   PUSHGW_SKIP_TSAN=1   skip the TSan pipeline
+#   PUSHGW_JOBS          parallel build jobs and tests per pipeline
+#                        (default: nproc)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=${PUSHGW_JOBS:-$(nproc)}
 fuzz_seconds=${PUSHGW_FUZZ_SECONDS:-15}
+# The tests of the TSan pipeline; their targets bring the pushgw binary
+# and the programs they start (pgw_add_test, tests/support).
+tsan_tests=(test_http_api test_hostile test_service)
+t_start=$SECONDS
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
@@ -28,19 +41,21 @@ pgw_install_packages "${PGW_BUILD_PACKAGES[@]}" "${PGW_TEST_PACKAGES[@]}"
 # --- 2. private Postgres --------------------------------------------------
 pgbin=$(pgw_pg_bindir) || die "no PostgreSQL server binaries found"
 pgdir=$(mktemp -d /tmp/pushgw-pg.XXXXXX)
-pg_user=$(id -un)
 as_pg() { "$@"; }
 if [ "$(id -u)" = 0 ]; then
     # initdb refuses to run as root: the cluster belongs to 'postgres'.
     id postgres >/dev/null 2>&1 || die "user 'postgres' is missing (package postgresql not installed?)"
     chown postgres: "$pgdir"
-    pg_user=postgres
     as_pg() { runuser -u postgres -- "$@"; }
 fi
 pgport=${PUSHGW_TEST_PGPORT:-$(( 20000 + RANDOM % 20000 ))}
+pids=()
 
 cleanup() {
-    local rc=$?
+    local rc=$? pid
+    for pid in "${pids[@]}"; do
+        kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    done
     if [ -f "$pgdir/data/postmaster.pid" ]; then
         as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -53,86 +68,167 @@ log "starting a private PostgreSQL in $pgdir (port $pgport, unix socket)"
 as_pg "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust \
     --no-instructions -E UTF8 --locale=C >"$pgdir/initdb.log" 2>&1 \
     || { cat "$pgdir/initdb.log"; die "initdb failed"; }
+# Three pipelines' tests at once, each with its gateways' pools.
 as_pg "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/postgres.log" -w \
-    -o "-k $pgdir -c listen_addresses=127.0.0.1 -p $pgport -c fsync=off -c synchronous_commit=off -c max_connections=200" \
+    -o "-k $pgdir -c listen_addresses=127.0.0.1 -p $pgport -c fsync=off -c synchronous_commit=off -c max_connections=600" \
     start >/dev/null || { cat "$pgdir/postgres.log"; die "postgres did not start"; }
 export PUSHGW_TEST_DATABASE_URL="host=$pgdir port=$pgport user=postgres dbname=postgres"
 export PUSHGW_TEST_PGBIN="$pgbin"
 export PUSHGW_TEST_REQUIRE_DB=1
 
-# --- 3. build and test ------------------------------------------------------
+out="$root/build-ci"
+mkdir -p "$out"
+rm -f "$out"/*.result
 failed=()
-run_build() { # name, cmake args... (ctest_filter: a ctest -R for only some)
-    local name=$1; shift
-    local dir="$root/build-ci/$name"
-    log "configuring and building '$name'"
-    cmake -S "$root" -B "$dir" -DPUSHGW_WERROR=ON "$@" >"$dir.configure.log" 2>&1 \
-        || { cat "$dir.configure.log"; failed+=("$name: configure"); return; }
-    cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1 \
-        || { tail -50 "$dir.build.log"; failed+=("$name: build"); return; }
-    log "running the tests of '$name'${ctest_filter:+ (${ctest_filter})}"
-    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 \
-        ${ctest_filter:+-R "$ctest_filter"}) || failed+=("$name: tests")
-}
-mkdir -p "$root/build-ci"
 
-# --- 3a. formatting (STYLE.md: .clang-format, checked in CI) --------------
+# --- 3. formatting (STYLE.md: .clang-format, checked in CI) ---------------
 if command -v clang-format >/dev/null 2>&1; then
     log "checking formatting with $(clang-format --version | head -n 1)"
     mapfile -t csrc < <(cd "$root" && { git ls-files '*.c' '*.h' 2>/dev/null \
         || find gateway tests -name '*.[ch]'; })
     if [ ${#csrc[@]} -gt 0 ] && ! clang-format --dry-run --Werror "${csrc[@]}" \
-            >"$root/build-ci/format.log" 2>&1; then
-        grep -E '^[^ ].*(warning|error):' "$root/build-ci/format.log" | head -20
+            >"$out/format.log" 2>&1; then
+        grep -E '^[^ ].*(warning|error):' "$out/format.log" | head -20
         failed+=("format: run clang-format -i on the files above")
     fi
 fi
 
-run_build plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
-if [ "${PUSHGW_SKIP_ASAN:-0}" != 1 ]; then
+# --- 4. the pipelines -------------------------------------------------------
+# step PIPELINE STEP CMD...: runs CMD with its output in the pipeline's
+# log, and records "STEP <seconds>s" (or "STEP FAILED") in its result.
+step() {
+    local p=$1 s=$2 t0=$SECONDS rc=0
+    shift 2
+    printf '\n==> %s: %s\n' "$p" "$*" >>"$out/$p.log"
+    "$@" >>"$out/$p.log" 2>&1 || rc=$?
+    if [ $rc = 0 ]; then
+        printf '%s %ds  ' "$s" $((SECONDS - t0)) >>"$out/$p.result"
+    else
+        printf '%s FAILED after %ds' "$s" $((SECONDS - t0)) >>"$out/$p.result"
+    fi
+    return $rc
+}
+
+configure() { # dir, cmake args...
+    local dir=$1
+    shift
+    cmake -S "$root" -B "$dir" -DPUSHGW_WERROR=ON "$@"
+}
+
+ctest_in() { # dir, ctest args...
+    local dir=$1
+    shift
+    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 "$@")
+}
+
+pipeline_plain() {
+    local d="$out/plain"
+    step plain configure configure "$d" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+        step plain build cmake --build "$d" -j "$jobs" &&
+        step plain tests ctest_in "$d"
+}
+
+pipeline_asan() {
+    local d="$out/asan"
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    run_build asan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=address,undefined
-fi
-# The tests that run the webhook listener's intake thread (in process, and
-# in the pushgw processes they start), under ThreadSanitizer: a race stops
-# the process at once.
-if [ "${PUSHGW_SKIP_TSAN:-0}" != 1 ]; then
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
-    ctest_filter='test_http_api|test_hostile|test_service' \
-        run_build tsan -DCMAKE_BUILD_TYPE=Debug -DPUSHGW_SANITIZE=thread
-fi
+    step asan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
+            -DPUSHGW_SANITIZE=address,undefined &&
+        step asan build nice -n 5 cmake --build "$d" -j "$jobs" &&
+        step asan tests ctest_in "$d"
+}
 
-# --- 4. fuzz targets, briefly -------------------------------------------------
+# A race stops the process at once.
+pipeline_tsan() {
+    local d="$out/tsan" re
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    re="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
+    step tsan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
+            -DPUSHGW_SANITIZE=thread &&
+        step tsan build nice -n 5 cmake --build "$d" -j "$jobs" \
+            --target "${tsan_tests[@]}" &&
+        step tsan tests ctest_in "$d" -R "$re"
+}
+
+# Every fuzz target at once, each on a copy of its seed corpus.
+fuzz_all() {
+    local d=$1 f name work rc=0 fpids=() names=()
+    for f in "$d"/tests/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        name=$(basename "$f")
+        name=${name#fuzz_}
+        work="$d/corpus-$name"
+        rm -rf "$work"
+        mkdir -p "$work"
+        [ -d "$root/tests/fuzz/corpus/$name" ] &&
+            cp -r "$root/tests/fuzz/corpus/$name"/. "$work"/
+        nice -n 19 "$f" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+            "$work" >"$d/fuzz_$name.log" 2>&1 &
+        fpids+=($!)
+        names+=("$name")
+    done
+    [ ${#names[@]} -gt 0 ] || { echo "no fuzz targets built"; return 1; }
+    for i in "${!fpids[@]}"; do
+        if wait "${fpids[$i]}"; then
+            printf '%s: ' "${names[$i]}"
+            grep -E 'stat::number_of_executed_units' \
+                "$d/fuzz_${names[$i]}.log" || echo
+        else
+            echo "fuzz target '${names[$i]}' FAILED:"
+            tail -40 "$d/fuzz_${names[$i]}.log"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+pipeline_fuzz() {
+    local d="$out/fuzz"
+    CC=clang step fuzz configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
+            -DPUSHGW_FUZZ=ON &&
+        step fuzz build nice -n 10 cmake --build "$d" -j "$jobs" \
+            --target fuzz &&
+        step fuzz run fuzz_all "$d"
+}
+
+run_pipeline() { # name
+    : >"$out/$1.log"
+    : >"$out/$1.result"
+    local t0=$SECONDS
+    "pipeline_$1"
+    local rc=$?
+    printf '| total %ds\n' $((SECONDS - t0)) >>"$out/$1.result"
+    return $rc
+}
+
+names=(plain)
+[ "${PUSHGW_SKIP_ASAN:-0}" = 1 ] || names+=(asan)
+[ "${PUSHGW_SKIP_TSAN:-0}" = 1 ] || names+=(tsan)
 if [ "$fuzz_seconds" != 0 ] && command -v clang >/dev/null 2>&1 \
    && [ -f "$root/tests/fuzz/CMakeLists.txt" ]; then
-    dir="$root/build-ci/fuzz"
-    log "building the fuzz targets (clang, warnings as errors)"
-    if CC=clang cmake -S "$root" -B "$dir" -DPUSHGW_FUZZ=ON -DPUSHGW_WERROR=ON \
-            -DCMAKE_BUILD_TYPE=Debug >"$dir.configure.log" 2>&1 \
-       && cmake --build "$dir" -j "$jobs" --target fuzz >"$dir.build.log" 2>&1; then
-        for f in "$dir"/tests/fuzz/fuzz_*; do
-            [ -x "$f" ] || continue
-            name=$(basename "$f"); name=${name#fuzz_}
-            corpus="$root/tests/fuzz/corpus/$name"
-            work=$(mktemp -d)
-            [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
-            log "fuzzing '$name' for ${fuzz_seconds}s"
-            if ! "$f" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-                    "$work" >"$dir/fuzz_$name.log" 2>&1; then
-                tail -40 "$dir/fuzz_$name.log"
-                failed+=("fuzz: $name")
-            else
-                grep -E 'stat::number_of_executed_units' "$dir/fuzz_$name.log" || true
-            fi
-            rm -rf "$work"
-        done
-    else
-        tail -50 "$dir.build.log" 2>/dev/null || cat "$dir.configure.log"
-        failed+=("fuzz: build")
-    fi
+    names+=(fuzz)
 fi
+log "running the pipelines side by side: ${names[*]} (logs in build-ci/<name>.log)"
+for n in "${names[@]}"; do
+    # set -m: each pipeline leads its own process group, killed as one.
+    set -m
+    (set +e; run_pipeline "$n") &
+    set +m
+    pids+=($!)
+done
+for i in "${!names[@]}"; do
+    n=${names[$i]}
+    if wait "${pids[$i]}"; then
+        log "$n: $(cat "$out/$n.result")"
+    else
+        log "$n: $(cat "$out/$n.result")"
+        tail -80 "$out/$n.log"
+        failed+=("$n (build-ci/$n.log)")
+    fi
+done
+pids=()
 
+log "total: $((SECONDS - t_start))s"
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'tests/run.sh: FAILED: %s\n' "${failed[@]}" >&2
     exit 1
