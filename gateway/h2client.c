@@ -44,6 +44,8 @@
 #include "log.h"
 #include "pushgw.h"
 #include "tls_identity.h"
+#include "util/clock.h"
+#include "util/list.h"
 
 #define OUT_HIGH_WATER (1024 * 1024)
 #define OUT_LOW_WATER (256 * 1024)
@@ -81,14 +83,14 @@ enum req_where {
 struct h2conn;
 
 struct h2req {
-    struct h2req *all_prev, *all_next; /* submit order */
-    struct h2req *prev, *next;         /* pending, stream or done list */
+    struct pgw_list all;  /* on the pool's |all|, in submit order */
+    struct pgw_list node; /* on the pending, a stream, done or free list */
     struct h2conn *conn;
     enum req_where where;
     int32_t stream_id;
     bool headers_sent;
     unsigned retries;
-    uint64_t deadline_ms;
+    int64_t deadline_ms;
     pgw_h2_cb cb;
     void *arg;
 
@@ -123,13 +125,13 @@ struct h2req {
 struct h2slot {
     struct h2conn *conn; /* the connection taking new streams, or NULL */
     unsigned failures;
-    uint64_t next_attempt_ms;
+    int64_t next_attempt_ms;
 };
 
 struct h2conn {
     struct pgw_h2_pool *pool;
-    struct h2conn *prev, *next; /* pool's live or dead list */
-    int slot;                   /* index, -1 once detached */
+    struct pgw_list node; /* on the pool's |conns| or |dead| */
+    int slot;             /* index, -1 once detached */
     unsigned id;
     enum conn_state state;
     struct evdns_getaddrinfo_request *dns_req;
@@ -137,9 +139,9 @@ struct h2conn {
     struct evutil_addrinfo *addrs, *cur_addr;
     struct bufferevent *bev;
     nghttp2_session *session;
-    struct h2req *streams; /* requests on a stream (doubly linked) */
-    size_t n_streams;      /* requests linked on |streams| */
-    uint64_t started_ms, last_read_ms, ping_sent_ms;
+    struct pgw_list streams; /* requests on a stream */
+    size_t n_streams;        /* requests linked on |streams| */
+    int64_t started_ms, last_read_ms, ping_sent_ms;
     bool ping_outstanding;
     bool want_flush;
     bool was_ready;
@@ -163,15 +165,15 @@ struct pgw_h2_pool {
     bool host_is_ip;
 
     struct h2slot *slots;
-    struct h2conn *conns; /* live (slot or draining) */
-    struct h2conn *dead;  /* closed, to free */
+    struct pgw_list conns; /* live (slot or draining) */
+    struct pgw_list dead;  /* closed, to free */
     unsigned next_conn_id;
 
-    struct h2req *all_head, *all_tail;
-    struct h2req *pend_head, *pend_tail;
+    struct pgw_list all;  /* every request not yet finished, submit order */
+    struct pgw_list pend; /* waiting for a stream */
     size_t n_pending, n_in_flight;
-    struct h2req *done_head, *done_tail;
-    struct h2req *free_reqs;
+    struct pgw_list done;      /* result decided, callback not yet run */
+    struct pgw_list free_reqs; /* for reuse */
     size_t n_free;
 
     struct event *ev_work;
@@ -184,15 +186,6 @@ struct pgw_h2_pool {
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
-
-static uint64_t now_ms(struct pgw_h2_pool *pool)
-{
-    struct timeval tv;
-
-    if (event_base_gettimeofday_cached(pool->base, &tv) != 0)
-        evutil_gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
 
 static uint64_t rng_next(struct pgw_h2_pool *pool)
 {
@@ -219,41 +212,25 @@ static const char *conn_label(const struct pgw_h2_pool *pool)
 /* ------------------------------------------------------------------ */
 /* request lists */
 
-static void all_unlink(struct pgw_h2_pool *pool, struct h2req *r)
+static struct h2req *req_of(struct pgw_list *node)
 {
-    if (r->all_prev)
-        r->all_prev->all_next = r->all_next;
-    else
-        pool->all_head = r->all_next;
-    if (r->all_next)
-        r->all_next->all_prev = r->all_prev;
-    else
-        pool->all_tail = r->all_prev;
-    r->all_prev = r->all_next = NULL;
+    return node ? pgw_list_entry(node, struct h2req, node) : NULL;
 }
 
-static void all_append(struct pgw_h2_pool *pool, struct h2req *r)
+static struct h2conn *conn_of(struct pgw_list *node)
 {
-    r->all_next = NULL;
-    r->all_prev = pool->all_tail;
-    if (pool->all_tail)
-        pool->all_tail->all_next = r;
-    else
-        pool->all_head = r;
-    pool->all_tail = r;
+    return node ? pgw_list_entry(node, struct h2conn, node) : NULL;
+}
+
+static void conn_init_lists(struct h2conn *c)
+{
+    pgw_list_init(&c->node);
+    pgw_list_init(&c->streams);
 }
 
 static void pend_unlink(struct pgw_h2_pool *pool, struct h2req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        pool->pend_head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        pool->pend_tail = r->prev;
-    r->prev = r->next = NULL;
+    pgw_list_remove(&r->node);
     pool->n_pending--;
 }
 
@@ -262,35 +239,16 @@ static void pend_push(struct pgw_h2_pool *pool, struct h2req *r, bool front)
     r->where = R_PENDING;
     r->conn = NULL;
     r->stream_id = 0;
-    if (front) {
-        r->prev = NULL;
-        r->next = pool->pend_head;
-        if (pool->pend_head)
-            pool->pend_head->prev = r;
-        else
-            pool->pend_tail = r;
-        pool->pend_head = r;
-    } else {
-        r->next = NULL;
-        r->prev = pool->pend_tail;
-        if (pool->pend_tail)
-            pool->pend_tail->next = r;
-        else
-            pool->pend_head = r;
-        pool->pend_tail = r;
-    }
+    if (front)
+        pgw_list_push_front(&pool->pend, &r->node);
+    else
+        pgw_list_push_back(&pool->pend, &r->node);
     pool->n_pending++;
 }
 
 static void stream_unlink(struct h2conn *c, struct h2req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->streams = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
+    pgw_list_remove(&r->node);
     r->conn = NULL;
     c->n_streams--;
     c->pool->n_in_flight--;
@@ -300,11 +258,7 @@ static void stream_link(struct h2conn *c, struct h2req *r)
 {
     r->where = R_STREAM;
     r->conn = c;
-    r->prev = NULL;
-    r->next = c->streams;
-    if (c->streams)
-        c->streams->prev = r;
-    c->streams = r;
+    pgw_list_push_front(&c->streams, &r->node);
     c->n_streams++;
     c->pool->n_in_flight++;
 }
@@ -315,31 +269,25 @@ static void done_push(struct pgw_h2_pool *pool, struct h2req *r,
     r->where = R_DONE;
     r->done_kind = kind;
     snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
-    r->next = NULL;
-    r->prev = pool->done_tail;
-    if (pool->done_tail)
-        pool->done_tail->next = r;
-    else
-        pool->done_head = r;
-    pool->done_tail = r;
+    pgw_list_push_back(&pool->done, &r->node);
 }
 
 static struct h2req *req_alloc(struct pgw_h2_pool *pool)
 {
-    struct h2req *r = pool->free_reqs;
+    struct h2req *r = req_of(pgw_list_pop_front(&pool->free_reqs));
 
     if (r) {
-        pool->free_reqs = r->next;
         pool->n_free--;
         /* The next one is likely cold by the time it is taken. */
-        if (pool->free_reqs)
-            __builtin_prefetch(pool->free_reqs, 1);
+        if (!pgw_list_empty(&pool->free_reqs))
+            __builtin_prefetch(req_of(pool->free_reqs.next), 1);
     } else {
         r = calloc(1, sizeof(*r));
         if (!r)
             return NULL;
+        pgw_list_init(&r->all);
+        pgw_list_init(&r->node);
     }
-    r->all_prev = r->all_next = r->prev = r->next = NULL;
     r->conn = NULL;
     r->where = R_FREE;
     r->stream_id = 0;
@@ -382,8 +330,7 @@ static void req_release(struct pgw_h2_pool *pool, struct h2req *r)
         r->rbody = NULL;
         r->rbody_cap = 0;
     }
-    r->next = pool->free_reqs;
-    pool->free_reqs = r;
+    pgw_list_push_front(&pool->free_reqs, &r->node);
     pool->n_free++;
 }
 
@@ -400,7 +347,7 @@ static void req_finish(struct pgw_h2_pool *pool, struct h2req *r,
     void *arg = r->arg;
     size_t i;
 
-    all_unlink(pool, r);
+    pgw_list_remove(&r->all);
     memset(&res, 0, sizeof(res));
     res.kind = kind;
     res.error = "";
@@ -462,17 +409,8 @@ static void conn_detach_slot(struct h2conn *c)
 /* Moves |c| from the live list to the dead list (freed later). */
 static void conn_to_dead(struct h2conn *c)
 {
-    struct pgw_h2_pool *pool = c->pool;
-
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        pool->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = pool->dead;
-    pool->dead = c;
+    pgw_list_remove(&c->node);
+    pgw_list_push_front(&c->pool->dead, &c->node);
 }
 
 static void conn_free(struct h2conn *c)
@@ -529,7 +467,7 @@ static void conn_fail(struct h2conn *c, const char *msg)
         if (jitter > 0)
             d = d - jitter + rng_next(pool) % (2 * jitter + 1);
         s->failures++;
-        s->next_attempt_ms = now_ms(pool) + d;
+        s->next_attempt_ms = pgw_clock_mono_ms() + (int64_t)d;
     }
     conn_close(c, PGW_H2_CONNECT_FAILED, buf);
 }
@@ -554,7 +492,7 @@ static void conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     }
     conn_to_dead(c);
-    while ((r = c->streams) != NULL) {
+    while ((r = req_of(pgw_list_first(&c->streams))) != NULL) {
         stream_unlink(c, r);
         if (c->session)
             nghttp2_session_set_stream_user_data(c->session, r->stream_id,
@@ -848,7 +786,7 @@ static void conn_flush(struct h2conn *c)
                                              : nghttp2_strerror(rc));
         return;
     }
-    if (c->state == C_DRAINING && !c->streams &&
+    if (c->state == C_DRAINING && pgw_list_empty(&c->streams) &&
         evbuffer_get_length(out) == 0) {
         /* GOAWAY and nothing left: a quiet close, not a loss. */
         conn_close(c, PGW_H2_CONN_LOST, "connection closed after GOAWAY");
@@ -869,7 +807,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     int nv, i;
     size_t total;
 
-    c->last_read_ms = now_ms(c->pool);
+    c->last_read_ms = pgw_clock_mono_ms();
     while (evbuffer_get_length(in) > 0) {
         nv = evbuffer_peek(in, -1, NULL, v, 16);
         if (nv > 16)
@@ -944,6 +882,7 @@ static void conn_retry_next_addr(struct h2conn *c)
         conn_fail(c, "out of memory");
         return;
     }
+    conn_init_lists(n);
     n->pool = pool;
     n->slot = slot;
     n->id = c->id;
@@ -955,10 +894,7 @@ static void conn_retry_next_addr(struct h2conn *c)
     c->cur_addr = NULL;
     c->slot = -1;
     conn_close(c, PGW_H2_CONN_LOST, "next address");
-    n->next = pool->conns;
-    if (pool->conns)
-        pool->conns->prev = n;
-    pool->conns = n;
+    pgw_list_push_front(&pool->conns, &n->node);
     if (slot >= 0)
         pool->slots[slot].conn = n;
     conn_try_next_addr(n);
@@ -1060,7 +996,7 @@ static int conn_start_h2(struct h2conn *c)
     if (nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
                                               LOCAL_WINDOW) != 0)
         goto out;
-    c->last_read_ms = now_ms(c->pool);
+    c->last_read_ms = pgw_clock_mono_ms();
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
@@ -1173,15 +1109,13 @@ static void slot_connect(struct pgw_h2_pool *pool, unsigned i)
                  "could not connect to '%s': out of memory", pool->authority);
         return;
     }
+    conn_init_lists(c);
     c->pool = pool;
     c->slot = (int)i;
     c->id = ++pool->next_conn_id;
     c->state = C_RESOLVING;
-    c->started_ms = now_ms(pool);
-    c->next = pool->conns;
-    if (pool->conns)
-        pool->conns->prev = c;
-    pool->conns = c;
+    c->started_ms = pgw_clock_mono_ms();
+    pgw_list_push_front(&pool->conns, &c->node);
     pool->slots[i].conn = c;
 
     memset(&hints, 0, sizeof(hints));
@@ -1215,9 +1149,13 @@ static void apply_index_once(struct h2conn *c, struct h2req *r)
 
 static struct h2conn *pick_conn(struct pgw_h2_pool *pool)
 {
-    struct h2conn *c, *best = NULL;
+    struct h2conn *best = NULL;
+    struct pgw_list *pos;
 
-    for (c = pool->conns; c; c = c->next) {
+    pgw_list_for_each(pos, &pool->conns)
+    {
+        struct h2conn *c = conn_of(pos);
+
         if (c->state != C_READY)
             continue;
         if (c->n_streams >= stream_limit(c))
@@ -1233,7 +1171,7 @@ static void assign_pending(struct pgw_h2_pool *pool)
     struct h2req *r;
     struct h2conn *c;
 
-    while ((r = pool->pend_head) != NULL) {
+    while ((r = req_of(pgw_list_first(&pool->pend))) != NULL) {
         nghttp2_data_provider prd;
         int32_t id;
 
@@ -1272,7 +1210,7 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
 {
     struct h2req *r;
 
-    while ((r = pool->pend_head) != NULL) {
+    while ((r = req_of(pgw_list_first(&pool->pend))) != NULL) {
         pend_unlink(pool, r);
         done_push(pool, r, kind, why);
     }
@@ -1282,15 +1220,16 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
 static void work_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_h2_pool *pool = arg;
-    struct h2conn *c, *next;
+    struct pgw_list *pos, *next;
+    struct h2conn *c;
     struct h2req *r;
     unsigned i, live = 0;
-    uint64_t now = now_ms(pool);
+    int64_t now = pgw_clock_mono_ms();
 
     (void)fd;
     (void)what;
     assign_pending(pool);
-    if (pool->pend_head) {
+    if (!pgw_list_empty(&pool->pend)) {
         for (i = 0; i < pool->o.connections; i++) {
             if (pool->slots[i].conn)
                 continue;
@@ -1299,42 +1238,40 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
             slot_connect(pool, i);
         }
     }
-    for (c = pool->conns; c; c = c->next)
+    pgw_list_for_each(pos, &pool->conns)
+    {
+        c = conn_of(pos);
         if (c->state == C_RESOLVING || c->state == C_CONNECTING ||
             c->state == C_READY)
             live++;
-    if (pool->pend_head && live == 0)
+    }
+    if (!pgw_list_empty(&pool->pend) && live == 0)
         fail_all_pending(pool, PGW_H2_CONNECT_FAILED,
                          pool->last_error[0]
                              ? pool->last_error
                              : "no connection could be established");
-    for (c = pool->conns; c; c = next) {
-        next = c->next;
+    pgw_list_for_each_safe(pos, next, &pool->conns)
+    {
+        c = conn_of(pos);
         if (c->want_flush)
             conn_flush(c);
     }
     /* Results decided inside callbacks are delivered here, outside. */
-    while ((r = pool->done_head) != NULL) {
-        struct h2req *n = r->next;
+    while ((r = req_of(pgw_list_pop_front(&pool->done))) != NULL) {
+        struct pgw_list *n = r->node.next;
 
         /* Each result touches memory last used many pushes ago: the next
          * one's callback argument, and the one after. */
-        if (n) {
-            __builtin_prefetch(n->arg);
-            if (n->next)
-                __builtin_prefetch(n->next);
+        if (n != &pool->done) {
+            __builtin_prefetch(req_of(n)->arg);
+            if (n->next != &pool->done)
+                __builtin_prefetch(req_of(n->next));
         }
-        pool->done_head = n;
-        if (!pool->done_head)
-            pool->done_tail = NULL;
-        r->next = r->prev = NULL;
         req_finish(pool, r, r->done_kind, r->error);
     }
     /* Callbacks may have submitted more: those kicked the event again. */
-    while ((c = pool->dead) != NULL) {
-        pool->dead = c->next;
+    while ((c = conn_of(pgw_list_pop_front(&pool->dead))) != NULL)
         conn_free(c);
-    }
 }
 
 static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
@@ -1375,22 +1312,29 @@ static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_h2_pool *pool = arg;
-    struct h2conn *c, *next;
-    struct h2req *r, *rn;
-    uint64_t now = now_ms(pool);
+    struct pgw_list *pos, *next;
+    int64_t now = pgw_clock_mono_ms();
     bool any = false;
 
     (void)fd;
     (void)what;
-    for (r = pool->all_head; r && r->deadline_ms <= now; r = rn) {
-        rn = r->all_next;
+    /* Deadlines grow in submit order: stop at the first in the future.
+     * A timed-out request stays on |all| until its callback runs. */
+    pgw_list_for_each_safe(pos, next, &pool->all)
+    {
+        struct h2req *r = pgw_list_entry(pos, struct h2req, all);
+
+        if (r->deadline_ms > now)
+            break;
         if (r->where == R_PENDING || r->where == R_STREAM) {
             timeout_request(pool, r);
             any = true;
         }
     }
-    for (c = pool->conns; c; c = next) {
-        next = c->next;
+    pgw_list_for_each_safe(pos, next, &pool->conns)
+    {
+        struct h2conn *c = conn_of(pos);
+
         switch (c->state) {
         case C_RESOLVING:
         case C_CONNECTING:
@@ -1432,7 +1376,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
     }
-    if (any || pool->pend_head || pool->done_head)
+    if (any || !pgw_list_empty(&pool->pend) || !pgw_list_empty(&pool->done))
         kick(pool);
 }
 
@@ -1538,6 +1482,12 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
     pool = calloc(1, sizeof(*pool));
     if (!pool)
         return PGW_ERR_NOMEM;
+    pgw_list_init(&pool->conns);
+    pgw_list_init(&pool->dead);
+    pgw_list_init(&pool->all);
+    pgw_list_init(&pool->pend);
+    pgw_list_init(&pool->done);
+    pgw_list_init(&pool->free_reqs);
     pool->base = base;
     pool->dns = dns;
     pool->o = *opts;
@@ -1604,8 +1554,8 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
         ret = PGW_ERR_NOMEM;
         goto fail;
     }
-    pool->rng = ((uint64_t)(uintptr_t)pool << 16) ^ now_ms(pool) ^
-                0x9e3779b97f4a7c15ULL;
+    pool->rng = ((uint64_t)(uintptr_t)pool << 16) ^
+                (uint64_t)pgw_clock_mono_ms() ^ 0x9e3779b97f4a7c15ULL;
     if (pool->rng == 0)
         pool->rng = 1;
     *ret_pool = pool;
@@ -1654,8 +1604,8 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
         return PGW_ERR_NOMEM;
     r->cb = cb;
     r->arg = arg;
-    r->deadline_ms = now_ms(self) + self->o.request_timeout_ms;
-    all_append(self, r);
+    r->deadline_ms = pgw_clock_mono_ms() + self->o.request_timeout_ms;
+    pgw_list_push_back(&self->all, &r->all);
     if (self->n_pending >= self->o.max_pending) {
         done_push(self, r, PGW_H2_BUSY, "pending queue full");
         kick(self);
@@ -1665,7 +1615,7 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
         char *p = realloc(r->buf, need);
 
         if (!p) {
-            all_unlink(self, r);
+            pgw_list_remove(&r->all);
             req_release(self, r);
             return PGW_ERR_NOMEM;
         }
@@ -1734,9 +1684,9 @@ int pgw_h2_pool_submit(struct pgw_h2_pool *self,
 void pgw_h2_pool_stats(const struct pgw_h2_pool *self,
                        struct pgw_h2_pool_stats *ret_stats)
 {
-    const struct h2conn *c;
+    const struct pgw_list *pos;
     unsigned i;
-    uint64_t now;
+    int64_t now;
 
     *ret_stats = self->st;
     ret_stats->conns_connecting = 0;
@@ -1744,7 +1694,10 @@ void pgw_h2_pool_stats(const struct pgw_h2_pool *self,
     ret_stats->conns_draining = 0;
     ret_stats->slots_backoff = 0;
     ret_stats->capacity = 0;
-    for (c = self->conns; c; c = c->next) {
+    pgw_list_for_each(pos, &self->conns)
+    {
+        const struct h2conn *c = pgw_list_entry(pos, const struct h2conn, node);
+
         if (c->state == C_RESOLVING || c->state == C_CONNECTING) {
             ret_stats->conns_connecting++;
         } else if (c->state == C_READY) {
@@ -1754,7 +1707,7 @@ void pgw_h2_pool_stats(const struct pgw_h2_pool *self,
             ret_stats->conns_draining++;
         }
     }
-    now = now_ms((struct pgw_h2_pool *)self);
+    now = pgw_clock_mono_ms();
     for (i = 0; i < self->o.connections; i++)
         if (!self->slots[i].conn && self->slots[i].next_attempt_ms > now)
             ret_stats->slots_backoff++;
@@ -1775,19 +1728,15 @@ void pgw_h2_pool_free(struct pgw_h2_pool *self)
     if (!self)
         return;
     self->freeing = true;
-    while ((c = self->conns) != NULL) {
+    while ((c = conn_of(pgw_list_first(&self->conns))) != NULL) {
         /* requeues unsent ones, decides the rest */
         conn_close(c, PGW_H2_CANCELLED, "pool freed");
     }
-    while ((r = self->pend_head) != NULL) {
+    while ((r = req_of(pgw_list_first(&self->pend))) != NULL) {
         pend_unlink(self, r);
         done_push(self, r, PGW_H2_CANCELLED, "pool freed");
     }
-    while ((r = self->done_head) != NULL) {
-        self->done_head = r->next;
-        if (!self->done_head)
-            self->done_tail = NULL;
-        r->next = r->prev = NULL;
+    while ((r = req_of(pgw_list_pop_front(&self->done))) != NULL) {
         /* Everything outstanding ends cancelled, whatever was decided,
          * except results that were already complete answers. */
         req_finish(self, r,
@@ -1795,12 +1744,9 @@ void pgw_h2_pool_free(struct pgw_h2_pool *self)
                                                    : PGW_H2_CANCELLED,
                    "pool freed");
     }
-    while ((c = self->dead) != NULL) {
-        self->dead = c->next;
+    while ((c = conn_of(pgw_list_pop_front(&self->dead))) != NULL)
         conn_free(c);
-    }
-    while ((r = self->free_reqs) != NULL) {
-        self->free_reqs = r->next;
+    while ((r = req_of(pgw_list_pop_front(&self->free_reqs))) != NULL) {
         free(r->buf);
         free(r->hbuf);
         free(r->rbody);
