@@ -12,6 +12,7 @@
 #include "jwt.h"
 #include "pushgw.h"
 #include "util/clock.h"
+#include "util/list.h"
 #include "util/retry_after.h"
 
 #define TOKEN_MAX 200
@@ -30,7 +31,7 @@ struct team {
 
 /* One push in flight; pooled. */
 struct apns_ctx {
-    struct apns_ctx *next; /* free list */
+    struct pgw_list node; /* on pgw_apns.free_ctx while free */
     struct pgw_apns *apns;
     struct team *team;
     enum pgw_apns_env env;
@@ -53,7 +54,7 @@ struct pgw_apns {
     char *ca_file;
     struct team teams[PGW_APNS_MAX_TEAMS];
     size_t n_teams;
-    struct apns_ctx *free_ctx;
+    struct pgw_list free_ctx;
     size_t n_free;
     bool freeing;
 };
@@ -71,6 +72,7 @@ int pgw_apns_new(struct event_base *base, struct evdns_base *dns,
     self = calloc(1, sizeof(*self));
     if (!self)
         return PGW_ERR_NOMEM;
+    pgw_list_init(&self->free_ctx);
     self->base = base;
     self->dns = dns;
     self->o = *opts;
@@ -206,6 +208,11 @@ static int team_pool(struct pgw_apns *self, struct team *t,
     return 0;
 }
 
+static struct apns_ctx *ctx_of(struct pgw_list *node)
+{
+    return node ? pgw_list_entry(node, struct apns_ctx, node) : NULL;
+}
+
 static void ctx_release(struct pgw_apns *self, struct apns_ctx *c)
 {
     if (self->freeing || self->n_free >= CTX_FREELIST_MAX) {
@@ -220,8 +227,7 @@ static void ctx_release(struct pgw_apns *self, struct apns_ctx *c)
     }
     c->cb = NULL;
     c->arg = NULL;
-    c->next = self->free_ctx;
-    self->free_ctx = c;
+    pgw_list_push_front(&self->free_ctx, &c->node);
     self->n_free++;
 }
 
@@ -441,16 +447,16 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     need = 10 + l_tok + 1 + l_topic + 1 + l_type + 1 + l_prio + 1 + l_exp + 1 +
            l_col + 1 + l_id + 1 + push->body_len + 1;
 
-    c = self->free_ctx;
+    c = ctx_of(pgw_list_pop_front(&self->free_ctx));
     if (c) {
-        self->free_ctx = c->next;
         self->n_free--;
-        if (self->free_ctx)
-            __builtin_prefetch(self->free_ctx, 1);
+        if (!pgw_list_empty(&self->free_ctx))
+            __builtin_prefetch(ctx_of(self->free_ctx.next), 1);
     } else {
         c = calloc(1, sizeof(*c));
         if (!c)
             return PGW_ERR_NOMEM;
+        pgw_list_init(&c->node);
     }
     if (need > c->cap) {
         char *p = realloc(c->buf, need);
@@ -554,8 +560,7 @@ void pgw_apns_free(struct pgw_apns *self)
         pgw_tls_identity_free(self->teams[i].identity[0]);
         pgw_tls_identity_free(self->teams[i].identity[1]);
     }
-    while ((c = self->free_ctx) != NULL) {
-        self->free_ctx = c->next;
+    while ((c = ctx_of(pgw_list_pop_front(&self->free_ctx))) != NULL) {
         free(c->buf);
         free(c);
     }
