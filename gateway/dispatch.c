@@ -25,10 +25,12 @@
 #include "payload_apns.h"
 #include "payload_fcm.h"
 #include "pushgw.h"
+#include "push.h"
 #include "resolve.h"
 #include "runtime.h"
 #include "store.h"
 #include "template.h"
+#include "util/clock.h"
 
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_CLAIM_INTERVAL_MS 1000
@@ -63,33 +65,12 @@
 #define EVENT_CLAIM_MAX 200
 #define FINISH_RETRY_MS 1000
 
-enum provider { PROV_APNS = 0, PROV_FCM = 1 };
-static const char *const provider_names[] = {"apns", "fcm"};
-
 struct job;
 
-/* One push to one installation. Strings live in |buf|. */
-struct push {
-    struct job *job;         /* NULL for a claimed retry */
-    struct retry_ctx *retry; /* set for a claimed retry */
-    enum provider provider;
-    int64_t installation_id;
-    int attempts;
-    int64_t expires_at_ms;
-    /* APNs */
-    enum pgw_apns_env env;
-    int priority;
-    int64_t expiration;
-    char push_type[16];
-    char apns_id[PGW_APNS_UUID_LEN + 1];
-    char *team;
-    char *topic;
-    char *collapse_id;
-    /* both */
-    char *token;
-    char *body;
-    size_t body_len;
-    char *buf;
+/* One push of a job: its address is the senders' callback argument. */
+struct job_push {
+    struct job *job;
+    struct pgw_push p;
 };
 
 /* A job's pushes come in blocks, one per lookup part; a push's address
@@ -97,7 +78,7 @@ struct push {
 struct push_block {
     struct push_block *next;
     size_t n;
-    struct push p[];
+    struct job_push p[];
 };
 
 /* A growable list of installation ids. */
@@ -114,7 +95,7 @@ struct lookup_part {
 
 struct failure {
     int64_t installation_id;
-    enum provider provider;
+    enum pgw_provider provider;
     enum pgw_store_failure_kind kind;
     int status;
     char reason[PGW_OUTCOME_REASON_MAX];
@@ -123,7 +104,7 @@ struct failure {
 
 struct retry_row {
     int64_t installation_id;
-    enum provider provider;
+    enum pgw_provider provider;
     char *request;
     int attempts;
     int64_t not_before_ms;
@@ -137,20 +118,14 @@ struct job {
     struct job *prev, *next;
     int64_t event_id;
     char event_id_str[24];
-    /* pgw_payload_apns_id_key() of the event, made at its first push */
-    unsigned char apns_id_key[PGW_APNS_ID_KEY_LEN];
-    bool apns_id_key_set;
     char *app_id;
     const struct pgw_runtime_app *app;
     struct pgw_event *ev;
     struct pgw_resolved *res;
     struct timespec accepted;
-    /* Payload variants (index = platform * 2 + mentioned). */
-    struct pgw_apns_payload *apns_p[4];
-    const char *apns_err[4];
-    struct pgw_fcm_payload *fcm_p[4];
-    const char *fcm_err[4];
-    bool fcm_built; /* FCM variants: built with the first Android push */
+    /* The event's payloads, from the start of its lookup. */
+    struct pgw_push_event pe;
+    struct pgw_push_app papp;
     /* Pushes to send, in blocks; next_send of n_pushes sent so far, the
      * next one at send_block->p[send_idx]. */
     struct push_block *blocks, *blocks_tail, *send_block;
@@ -200,7 +175,7 @@ struct retry_ctx {
     int64_t retry_id;
     int64_t event_id;
     char *app_id;
-    struct push push;
+    struct pgw_push push;
     struct pgw_store_failure failure;
     char reason[PGW_OUTCOME_REASON_MAX];
 };
@@ -271,7 +246,6 @@ struct pgw_dispatch {
 static void job_finish(struct job *job);
 static void dispatch_pump(struct pgw_dispatch *d);
 static void job_lookup_done(struct job *job);
-static bool ios_increments(const struct job *job);
 static void claim_events(struct pgw_dispatch *d, size_t min_room);
 static void job_lookup_start(struct job *job);
 static void on_apns(void *arg, const struct pgw_outcome *o);
@@ -279,10 +253,13 @@ static void on_fcm(void *arg, const struct pgw_outcome *o);
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
+    return pgw_clock_wall_ms();
+}
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+/* Where a retry falls in its backoff window (push.h). */
+static double jitter(void)
+{
+    return (double)random() / ((double)RAND_MAX + 1.0);
 }
 
 static double since_s(const struct timespec *t0)
@@ -367,24 +344,24 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
 
 /* ---- metrics ------------------------------------------------------------- */
 
-static void count_push(struct pgw_dispatch *d, enum provider p,
+static void count_push(struct pgw_dispatch *d, enum pgw_provider p,
                        const char *outcome, const char *reason)
 {
     if (!d->m_pushes)
         return;
-    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, provider_names[p], outcome,
-                                       reason ? reason : ""));
+    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, pgw_provider_names[p],
+                                       outcome, reason ? reason : ""));
 }
 
 /* The common outcome, once per push: its series looked up once (a series
  * lives as long as its registry). */
-static void count_delivered(struct pgw_dispatch *d, enum provider p)
+static void count_delivered(struct pgw_dispatch *d, enum pgw_provider p)
 {
     if (!d->m_pushes)
         return;
     if (!d->s_delivered[p])
-        d->s_delivered[p] = pgw_metrics_series3(d->m_pushes, provider_names[p],
-                                                "delivered", "");
+        d->s_delivered[p] = pgw_metrics_series3(
+            d->m_pushes, pgw_provider_names[p], "delivered", "");
     pgw_metric_inc(d->s_delivered[p]);
 }
 
@@ -427,15 +404,12 @@ static void job_free(struct job *job)
             break;
         }
     }
-    for (int v = 0; v < 4; v++) {
-        pgw_payload_apns_free(job->apns_p[v]);
-        pgw_payload_fcm_free(job->fcm_p[v]);
-    }
+    pgw_push_event_release(&job->pe);
     while (job->blocks) {
         struct push_block *b = job->blocks;
         job->blocks = b->next;
         for (size_t i = 0; i < b->n; i++)
-            free(b->p[i].buf);
+            pgw_push_release(&b->p[i].p);
         free(b);
     }
     free(job->parts);
@@ -486,7 +460,7 @@ static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
     return job;
 }
 
-static int add_failure(struct job *job, int64_t inst, enum provider p,
+static int add_failure(struct job *job, int64_t inst, enum pgw_provider p,
                        enum pgw_store_failure_kind kind, int status,
                        const char *reason, int64_t since)
 {
@@ -512,7 +486,7 @@ static int add_failure(struct job *job, int64_t inst, enum provider p,
 
 /* The pushes of an event counted before they are sent: failures found
  * while building (bad profile, expired, too large). */
-static void fail_unsent(struct job *job, int64_t inst, enum provider p,
+static void fail_unsent(struct job *job, int64_t inst, enum pgw_provider p,
                         enum pgw_store_failure_kind kind, const char *reason)
 {
     job->n_unsent++;
@@ -523,79 +497,26 @@ static void fail_unsent(struct job *job, int64_t inst, enum provider p,
                       job->event_id_str);
 }
 
-/* Serialises the request of |p| so a retry sends exactly the same. */
-static char *serialize_push(const struct job *job, const struct push *p)
+/* What to do with a RETRY outcome of |p| (its attempts counted):
+ * PGW_RETRY_AT with the time in |*ret_at|, or the failure kind. */
+static enum pgw_retry_plan plan_retry(const struct pgw_runtime *rt,
+                                      const struct pgw_push *p,
+                                      const struct pgw_outcome *o,
+                                      int64_t *ret_at,
+                                      enum pgw_store_failure_kind *ret_kind)
 {
-    cJSON *o = cJSON_CreateObject();
-    char *out = NULL;
+    struct pgw_retry_policy pol;
+    enum pgw_retry_plan plan;
 
-    if (!o)
-        return NULL;
-    cJSON_AddStringToObject(o, "p", provider_names[p->provider]);
-    cJSON_AddStringToObject(o, "token", p->token);
-    cJSON_AddStringToObject(o, "app", job->app_id);
-    if (p->provider == PROV_APNS) {
-        cJSON_AddNumberToObject(o, "env", p->env);
-        cJSON_AddStringToObject(o, "team", p->team);
-        cJSON_AddStringToObject(o, "topic", p->topic);
-        cJSON_AddStringToObject(o, "type", p->push_type);
-        cJSON_AddNumberToObject(o, "prio", p->priority);
-        cJSON_AddNumberToObject(o, "exp", (double)p->expiration);
-        if (p->collapse_id)
-            cJSON_AddStringToObject(o, "cid", p->collapse_id);
-        cJSON_AddStringToObject(o, "id", p->apns_id);
-    }
-    /* Bodies are UTF-8 JSON text: kept as a string. */
-    {
-        char *body = strndup(p->body, p->body_len);
-        if (body) {
-            cJSON_AddStringToObject(o, "body", body);
-            free(body);
-        }
-    }
-    out = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return out;
+    pgw_retry_policy_from_config(rt->cfg, &pol);
+    plan = pgw_retry_plan(&pol, p->attempts, o, p->expires_at_ms, now_ms(),
+                          jitter(), ret_at);
+    *ret_kind = plan == PGW_RETRY_EXPIRED ? PGW_STORE_FAIL_EXPIRED
+                                          : PGW_STORE_FAIL_FAILED;
+    return plan;
 }
 
-static int64_t backoff_ms(const struct pgw_config *cfg, int attempts)
-{
-    int64_t base = cfg->delivery.retry_base_ms;
-    int64_t max = cfg->delivery.retry_max_ms;
-    int64_t delay = base;
-
-    for (int i = 1; i < attempts && delay < max; i++)
-        delay *= 2;
-    if (delay > max)
-        delay = max;
-    /* Full jitter in [delay/2, delay]. */
-    return delay / 2 +
-           (int64_t)((double)(delay / 2 + 1) * ((double)random() / RAND_MAX));
-}
-
-/* What to do with a RETRY outcome of a push made |attempts| times:
- * 0 → retry at |*ret_at|; else a final failure kind. */
-static int plan_retry(const struct pgw_config *cfg, int attempts,
-                      const struct pgw_outcome *o, int64_t expires_at_ms,
-                      int64_t *ret_at, enum pgw_store_failure_kind *ret_kind)
-{
-    int64_t at = now_ms() + backoff_ms(cfg, attempts);
-
-    if (o->retry_after_ms > 0 && now_ms() + o->retry_after_ms > at)
-        at = now_ms() + o->retry_after_ms;
-    if (attempts >= cfg->delivery.max_attempts) {
-        *ret_kind = PGW_STORE_FAIL_FAILED;
-        return -1;
-    }
-    if (at >= expires_at_ms) {
-        *ret_kind = PGW_STORE_FAIL_EXPIRED;
-        return -1;
-    }
-    *ret_at = at;
-    return 0;
-}
-
-static void log_final(const char *app, const struct push *p,
+static void log_final(const char *app, const struct pgw_push *p,
                       const struct pgw_outcome *o, const char *what)
 {
     char masked[32];
@@ -603,7 +524,7 @@ static void log_final(const char *app, const struct push *p,
     pgw_log_warnf(
         PGW_FIELDS(
             PGW_LF_STR("app", app),
-            PGW_LF_STR("provider", provider_names[p->provider]),
+            PGW_LF_STR("provider", pgw_provider_names[p->provider]),
             PGW_LF_INT("installation", p->installation_id),
             PGW_LF_STR("token",
                        pgw_log_mask_token(masked, sizeof(masked), p->token)),
@@ -612,11 +533,11 @@ static void log_final(const char *app, const struct push *p,
 }
 
 /* An answer for a push of a job. */
-static void job_outcome(struct push *p, const struct pgw_outcome *o)
+static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
 {
-    struct job *job = p->job;
+    struct job *job = jp->job;
+    struct pgw_push *p = &jp->p;
     struct pgw_dispatch *d = job->d;
-    const struct pgw_config *cfg = job->rt->cfg;
     enum pgw_store_failure_kind kind;
     int64_t at;
     bool retry_row = false;
@@ -633,7 +554,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
         count_push(d, p->provider, "invalidated", o->reason);
         if (d->m_invalidated)
             pgw_metric_inc(pgw_metrics_series2(
-                d->m_invalidated, provider_names[p->provider], o->reason));
+                d->m_invalidated, pgw_provider_names[p->provider], o->reason));
         add_failure(job, p->installation_id, p->provider,
                     PGW_STORE_FAIL_INVALIDATED, o->status, o->reason,
                     o->invalid_since_ms);
@@ -647,7 +568,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
         break;
     case PGW_OUTCOME_RETRY:
         p->attempts++;
-        if (plan_retry(cfg, p->attempts, o, p->expires_at_ms, &at, &kind) < 0) {
+        if (plan_retry(job->rt, p, o, &at, &kind) != PGW_RETRY_AT) {
             count_push(d, p->provider,
                        kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
                        o->reason);
@@ -673,7 +594,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
         }
         {
             struct retry_row *r = &job->retries[job->n_retries];
-            r->request = serialize_push(job, p);
+            r->request = pgw_push_encode(p, job->app_id);
             if (!r->request) {
                 add_failure(job, p->installation_id, p->provider,
                             PGW_STORE_FAIL_FAILED, 0, "out_of_memory", 0);
@@ -691,8 +612,7 @@ static void job_outcome(struct push *p, const struct pgw_outcome *o)
         break;
     }
     /* The body is not needed any more. */
-    free(p->buf);
-    p->buf = NULL;
+    pgw_push_release(p);
     job->answered++;
     /* A retry row stays in memory until the job's end is written: it
      * stays counted until then (job_free), or a provider failing fast
@@ -720,13 +640,13 @@ static void on_fcm(void *arg, const struct pgw_outcome *o)
 
 /* Sends |p| with the senders of |rt|; on a local error fills |err_o|. */
 static int send_push(struct pgw_runtime *rt, const struct pgw_runtime_app *app,
-                     struct push *p, pgw_apns_cb acb, pgw_fcm_cb fcb, void *arg,
-                     struct pgw_outcome *err_o)
+                     struct pgw_push *p, pgw_apns_cb acb, pgw_fcm_cb fcb,
+                     void *arg, struct pgw_outcome *err_o)
 {
     int rc;
 
     memset(err_o, 0, sizeof(*err_o));
-    if (p->provider == PROV_APNS) {
+    if (p->provider == PGW_PROVIDER_APNS) {
         struct pgw_apns_push ap = {
             .env = p->env,
             .team_id = p->team,
@@ -775,11 +695,12 @@ static size_t inflight_total(const struct pgw_dispatch *d)
     return d->inflight[0] + d->inflight[1];
 }
 
-static size_t provider_capacity(const struct pgw_runtime *rt, enum provider p)
+static size_t provider_capacity(const struct pgw_runtime *rt,
+                                enum pgw_provider p)
 {
     struct pgw_h2_pool_stats st;
 
-    if (p == PROV_APNS) {
+    if (p == PGW_PROVIDER_APNS) {
         if (!rt->apns)
             return 0;
         pgw_apns_stats(rt->apns, &st);
@@ -791,40 +712,34 @@ static size_t provider_capacity(const struct pgw_runtime *rt, enum provider p)
     return st.capacity;
 }
 
-/*
- * Works out how many pushes may be in flight: enough to keep every stream
- * of the busiest provider full, and no more. A provider holds its share
- * of what is in flight, so a total of capacity / share fills its streams;
- * past the smallest such total, pushes only wait in a pool's queue,
- * built, their memory going cold (fan-out at 10,000 in flight spent a
- * tenth more CPU per push than at the streams' 3,000). Until a provider's
- * streams are known, o.max_inflight, which bounds it always. Run every
- * CAP_EVERY sends and by the pump (after sends, or while the cap is
- * reached), so checks stay a compare.
- */
-static void update_cap(struct pgw_dispatch *d)
+size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
+                               const size_t capacity[2], size_t max_inflight)
 {
-    uint64_t sent = (uint64_t)d->recent[0] + d->recent[1];
+    uint64_t sent = (uint64_t)recent[0] + recent[1];
     size_t best = SIZE_MAX;
 
-    d->sends_since_cap = 0;
-    for (int p = 0; p < 2 && d->rt; p++) {
-        size_t capacity;
-
-        if (!d->recent[p])
-            continue;
-        capacity = provider_capacity(d->rt, (enum provider)p);
-        if (capacity && capacity * sent / d->recent[p] < best)
-            best = (size_t)(capacity * sent / d->recent[p]);
+    for (int p = 0; p < 2; p++) {
+        if (recent[p] && capacity[p] && capacity[p] * sent / recent[p] < best)
+            best = (size_t)(capacity[p] * sent / recent[p]);
     }
-    if (best == SIZE_MAX || best >= d->o.max_inflight) {
-        d->cap = d->o.max_inflight;
-        return;
-    }
+    if (best == SIZE_MAX || best >= max_inflight)
+        return max_inflight;
     best += best / CAP_SLACK_DIV;
-    d->cap = best < CAP_MIN             ? CAP_MIN
-             : best > d->o.max_inflight ? d->o.max_inflight
-                                        : best;
+    return best < CAP_MIN ? CAP_MIN : best > max_inflight ? max_inflight : best;
+}
+
+/* Works out the in-flight cap again (pgw_dispatch_pacing_cap()): every
+ * CAP_EVERY sends and by the pump (after sends, or while the cap is
+ * reached), so the check before each send stays a compare. */
+static void update_cap(struct pgw_dispatch *d)
+{
+    size_t capacity[2] = {0, 0};
+
+    d->sends_since_cap = 0;
+    for (int p = 0; p < 2 && d->rt; p++)
+        if (d->recent[p])
+            capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
+    d->cap = pgw_dispatch_pacing_cap(d->recent, capacity, d->o.max_inflight);
 }
 
 static bool inflight_room(const struct pgw_dispatch *d)
@@ -832,7 +747,7 @@ static bool inflight_room(const struct pgw_dispatch *d)
     return inflight_total(d) < d->cap;
 }
 
-static void count_send(struct pgw_dispatch *d, enum provider p)
+static void count_send(struct pgw_dispatch *d, enum pgw_provider p)
 {
     d->inflight[p]++;
     if (++d->recent[p] >= 4096) {
@@ -852,22 +767,23 @@ static void job_send_some(struct job *job)
 
     while (!d->closing && !job->lookup_failed &&
            job->next_send < job->n_pushes && inflight_room(d)) {
-        struct push *p;
+        struct job_push *jp;
         struct pgw_outcome err_o;
 
         while (job->send_idx == job->send_block->n) {
             job->send_block = job->send_block->next;
             job->send_idx = 0;
         }
-        p = &job->send_block->p[job->send_idx++];
+        jp = &job->send_block->p[job->send_idx++];
         job->next_send++;
 
-        count_send(d, p->provider);
-        if (send_push(job->rt, job->app, p, on_apns, on_fcm, p, &err_o) < 0) {
+        count_send(d, jp->p.provider);
+        if (send_push(job->rt, job->app, &jp->p, on_apns, on_fcm, jp, &err_o) <
+            0) {
             /* The last push's outcome may end (and free) the job. */
             bool last = job->next_send == job->n_pushes;
 
-            job_outcome(p, &err_o);
+            job_outcome(jp, &err_o);
             if (last)
                 return;
         }
@@ -968,7 +884,7 @@ static void job_finish(struct job *job)
     }
     for (size_t i = 0; i < job->n_failures; i++) {
         fs[i].installation_id = job->failures[i].installation_id;
-        fs[i].provider = provider_names[job->failures[i].provider];
+        fs[i].provider = pgw_provider_names[job->failures[i].provider];
         fs[i].kind = job->failures[i].kind;
         fs[i].status = job->failures[i].status;
         fs[i].reason = job->failures[i].reason;
@@ -976,7 +892,7 @@ static void job_finish(struct job *job)
     }
     for (size_t i = 0; i < job->n_retries; i++) {
         rs[i].installation_id = job->retries[i].installation_id;
-        rs[i].provider = provider_names[job->retries[i].provider];
+        rs[i].provider = pgw_provider_names[job->retries[i].provider];
         rs[i].request = job->retries[i].request;
         rs[i].attempts = job->retries[i].attempts;
         rs[i].not_before_ms = job->retries[i].not_before_ms;
@@ -1031,166 +947,6 @@ static void job_end(struct job *job, const char *result)
 
 /* ---- building pushes ------------------------------------------------------
  */
-
-/* The payloads of |platform|'s variants. The APNs ones are built before
- * the lookup: whether one increments the badge decides how the lookup
- * runs. The FCM ones wait for the first Android device (make_push): most
- * events of a chat reach one device, and building both cost 2-3 % of the
- * loop's CPU. */
-static void build_variants(struct job *job, enum pgw_platform platform)
-{
-    const struct pgw_resolved *res = job->res;
-    int64_t now_s = now_ms() / 1000;
-    int64_t validity = job->rt->cfg->delivery.validity_s;
-
-    for (int v = 2 * (int)platform; v < 2 * (int)platform + 2; v++) {
-        const cJSON *content = pgw_resolve_variant(res, v);
-
-        /* Variants folded onto the unmentioned one share its payload. */
-        if (!content || ((v & 1) && !res->has_mentioned))
-            continue;
-        if (platform == PGW_PLATFORM_IOS) {
-            if (pgw_payload_apns_build(content, res->expires_at_s, now_s,
-                                       &job->apns_p[v], &job->apns_err[v]) < 0)
-                job->apns_p[v] = NULL;
-        } else if (pgw_payload_fcm_build(content, res->expires_at_s, now_s,
-                                         validity, &job->fcm_p[v],
-                                         &job->fcm_err[v]) < 0) {
-            job->fcm_p[v] = NULL;
-        }
-    }
-    if (platform == PGW_PLATFORM_ANDROID)
-        job->fcm_built = true;
-}
-
-static bool ios_increments(const struct job *job)
-{
-    if (job->res->profile == PGW_PROFILE_BAD)
-        return false;
-    for (int v = 0; v < 2; v++)
-        if (job->apns_p[v] && job->apns_p[v]->badge_increment)
-            return true;
-    return false;
-}
-
-/* Fills a push for one installation; returns 0, or -1 with the push
- * recorded as failed (reason in |*ret_reason|). */
-static int make_push(struct job *job, const struct pgw_installation *row,
-                     enum pgw_platform platform, int variant, struct push *p,
-                     const char **ret_reason,
-                     enum pgw_store_failure_kind *ret_kind)
-{
-    size_t tok_len = strlen(row->device_token);
-    size_t cap;
-    char *w;
-
-    memset(p, 0, sizeof(*p));
-    p->job = job;
-    p->installation_id = row->id;
-    p->expires_at_ms = job->res->expires_at_s * 1000;
-    *ret_kind = PGW_STORE_FAIL_FAILED;
-    if (platform == PGW_PLATFORM_IOS) {
-        const struct pgw_apns_payload *pl = job->apns_p[variant];
-        const char *team = job->res->apns_team_id ? job->res->apns_team_id
-                           : row->apns_team_id    ? row->apns_team_id
-                                                  : job->app->apns_identity;
-        const char *topic =
-            row->apns_topic ? row->apns_topic : job->app->apns_topic;
-        size_t body_max;
-        size_t team_len, topic_len, cid_len;
-        int rc;
-
-        p->provider = PROV_APNS;
-        if (!pl) {
-            *ret_reason = job->apns_err[variant] ? job->apns_err[variant]
-                                                 : "payload_error";
-            if (job->apns_err[variant] &&
-                strcmp(job->apns_err[variant], PGW_PAYLOAD_REASON_EXPIRED) == 0)
-                *ret_kind = PGW_STORE_FAIL_EXPIRED;
-            return -1;
-        }
-        if (!team || !topic) {
-            *ret_reason = !team ? "no_apns_team" : "no_apns_topic";
-            return -1;
-        }
-        body_max = pgw_payload_apns_body_max(pl);
-        team_len = strlen(team);
-        topic_len = strlen(topic);
-        cid_len = pl->collapse_id ? strlen(pl->collapse_id) : 0;
-        cap =
-            tok_len + 1 + body_max + team_len + 1 + topic_len + 1 + cid_len + 1;
-        p->buf = malloc(cap);
-        if (!p->buf) {
-            *ret_reason = "out_of_memory";
-            return -1;
-        }
-        w = p->buf;
-        p->token = memcpy(w, row->device_token, tok_len + 1);
-        w += tok_len + 1;
-        p->team = memcpy(w, team, team_len + 1);
-        w += team_len + 1;
-        p->topic = memcpy(w, topic, topic_len + 1);
-        w += topic_len + 1;
-        if (pl->collapse_id) {
-            p->collapse_id = memcpy(w, pl->collapse_id, cid_len + 1);
-            w += cid_len + 1;
-        }
-        p->body = w;
-        rc = pgw_payload_apns_body(pl, row->badge, p->body, body_max,
-                                   &p->body_len);
-        if (rc < 0) {
-            *ret_reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-            return -1;
-        }
-        p->env = job->res->profile == PGW_PROFILE_DEV ? PGW_APNS_DEVELOPMENT
-                                                      : PGW_APNS_PRODUCTION;
-        pgw_copy_str(p->push_type, sizeof(p->push_type), pl->push_type);
-        p->priority = pl->priority;
-        p->expiration = pl->expiration;
-        if (!job->apns_id_key_set) {
-            pgw_payload_apns_id_key(job->event_id_str, job->apns_id_key);
-            job->apns_id_key_set = true;
-        }
-        pgw_payload_apns_id_from_key(job->apns_id_key, row->id, p->apns_id);
-        return 0;
-    }
-
-    const struct pgw_fcm_payload *pl;
-    int rc;
-
-    if (!job->fcm_built)
-        build_variants(job, PGW_PLATFORM_ANDROID);
-    pl = job->fcm_p[variant];
-
-    p->provider = PROV_FCM;
-    if (!pl) {
-        *ret_reason =
-            job->fcm_err[variant] ? job->fcm_err[variant] : "payload_error";
-        if (job->fcm_err[variant] &&
-            strcmp(job->fcm_err[variant], PGW_PAYLOAD_REASON_EXPIRED) == 0)
-            *ret_kind = PGW_STORE_FAIL_EXPIRED;
-        return -1;
-    }
-    if (!job->app->fcm_account) {
-        *ret_reason = "no_fcm_account";
-        return -1;
-    }
-    cap = tok_len + 1 + pgw_payload_fcm_body_len(pl, row->device_token);
-    p->buf = malloc(cap);
-    if (!p->buf) {
-        *ret_reason = "out_of_memory";
-        return -1;
-    }
-    p->token = memcpy(p->buf, row->device_token, tok_len + 1);
-    p->body = p->buf + tok_len + 1;
-    rc = pgw_payload_fcm_body(pl, row->device_token, p->body, cap - tok_len - 1,
-                              &p->body_len);
-    if (rc < 0) {
-        *ret_reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-        return -1;
-    }
-    return 0;
-}
 
 /* Fibonacci hashing: the top bits of the product, which depend on every
  * bit of the id (the low bits depend only on the id's low bits). */
@@ -1297,7 +1053,7 @@ static void add_pushes(struct job *job, const struct pgw_installation *rows,
     struct pgw_dispatch *d = job->d;
     struct push_block *blk =
         malloc(sizeof(*blk) + (n ? n : 1) * sizeof(*blk->p));
-    bool inc = job->n_parts > 1 && ios_increments(job);
+    bool inc = job->n_parts > 1 && pgw_push_event_increments(&job->pe);
 
     if (!blk) {
         pgw_log_error("out of memory working event '%s'", job->event_id_str);
@@ -1309,11 +1065,8 @@ static void add_pushes(struct job *job, const struct pgw_installation *rows,
     job->rows_seen += n;
     for (size_t i = 0; i < n; i++) {
         const struct pgw_installation *row = &rows[i];
-        enum pgw_resolve_verdict verdict;
-        int variant = 0;
-        const char *reason = NULL;
-        enum pgw_store_failure_kind kind;
-        struct push *p;
+        struct job_push *jp = &blk->p[blk->n];
+        struct pgw_push_failure f;
         int kept = 0;
 
         /* Matched again by another part: one push. The parts of one
@@ -1325,32 +1078,21 @@ static void add_pushes(struct job *job, const struct pgw_installation *rows,
                 id_list_add(job, &job->undo, row->id);
             continue;
         }
-        verdict = pgw_resolve_for_installation(job->res, row, &variant, NULL);
-        switch (verdict) {
-        case PGW_RESOLVE_SEND:
+        switch (
+            pgw_push_make(&job->pe, &job->papp, row, row->badge, &jp->p, &f)) {
+        case PGW_PUSH_SEND:
+            jp->job = job;
+            blk->n++;
             break;
-        case PGW_RESOLVE_BAD_PROFILE:
-            fail_unsent(job, row->id, PROV_APNS, PGW_STORE_FAIL_FAILED,
-                        "bad_profile");
-            continue;
-        case PGW_RESOLVE_NOT_RECIPIENT:
-        case PGW_RESOLVE_OTHER_TEAM:
-        case PGW_RESOLVE_SKIPPED:
-            continue;
+        case PGW_PUSH_FAIL:
+            fail_unsent(job, row->id, f.provider,
+                        f.expired ? PGW_STORE_FAIL_EXPIRED
+                                  : PGW_STORE_FAIL_FAILED,
+                        f.reason);
+            break;
+        case PGW_PUSH_NONE:
+            break;
         }
-        if ((variant & 1) && !job->res->has_mentioned)
-            variant &= ~1;
-        p = &blk->p[blk->n];
-        if (make_push(job, row, row->platform, variant, p, &reason, &kind) <
-            0) {
-            free(p->buf);
-            fail_unsent(job, row->id,
-                        row->platform == PGW_PLATFORM_IOS ? PROV_APNS
-                                                          : PROV_FCM,
-                        kind, reason);
-            continue;
-        }
-        blk->n++;
     }
     if (blk->n == 0) {
         free(blk);
@@ -1403,7 +1145,7 @@ static void on_installations(void *arg, int err,
     /* Its recipients leave pushes_pending; its pushes enter it. */
     job->pending -= part->n_names;
     d->pushes_pending -= part->n_names;
-    if (err >= 0 && job->n_parts > 1 && ios_increments(job)) {
+    if (err >= 0 && job->n_parts > 1 && pgw_push_event_increments(&job->pe)) {
         /* Committed by this part whatever happens to the others. */
         for (size_t i = 0; i < n; i++)
             if (rows[i].platform == PGW_PLATFORM_IOS)
@@ -1498,9 +1240,12 @@ static void job_lookup_start(struct job *job)
                             : (double)n;
     job->pending = n;
     d->pushes_pending += job->pending;
-    build_variants(job, PGW_PLATFORM_IOS);
-    flags = (ios_increments(job) ? PGW_STORE_FIND_INCREMENT : 0) |
-            (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
+    pgw_push_event_init(&job->pe, job->res, job->event_id_str, now_ms() / 1000,
+                        job->rt->cfg->delivery.validity_s);
+    pgw_push_event_build(&job->pe, PGW_PLATFORM_IOS);
+    flags =
+        (pgw_push_event_increments(&job->pe) ? PGW_STORE_FIND_INCREMENT : 0) |
+        (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
     for (size_t i = 0; i < parts; i++) {
         struct lookup_part *part = &job->parts[i];
         const char *const *names = (const char *const *)res->recipients;
@@ -1598,6 +1343,11 @@ static void job_start(struct job *job)
         job_end(job, "unknown_app");
         return;
     }
+    job->papp.cfg = job->rt->cfg;
+    job->papp.app = job->app->app;
+    job->papp.apns_identity = job->app->apns_identity;
+    job->papp.apns_topic = job->app->apns_topic;
+    job->papp.has_fcm_account = job->app->fcm_account != NULL;
     if (!job->app->app->server_hook_url) {
         job_resolve(job, NULL);
         return;
@@ -1729,7 +1479,7 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
 static void retry_ctx_free(struct retry_ctx *rc)
 {
     rc->d->retries_inflight--;
-    free(rc->push.buf);
+    pgw_push_release(&rc->push);
     free(rc->app_id);
     runtime_unref(rc->d, rc->rt);
     free(rc);
@@ -1757,7 +1507,7 @@ static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
     res.retry_id = rc->retry_id;
     res.event_id = rc->event_id;
     rc->failure.installation_id = rc->push.installation_id;
-    rc->failure.provider = provider_names[rc->push.provider];
+    rc->failure.provider = pgw_provider_names[rc->push.provider];
     rc->failure.status = o->status;
     snprintf(rc->reason, sizeof(rc->reason), "%s", o->reason);
     rc->failure.reason = rc->reason;
@@ -1781,8 +1531,7 @@ static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
         break;
     case PGW_OUTCOME_RETRY:
         rc->push.attempts++;
-        if (plan_retry(rc->rt->cfg, rc->push.attempts, o,
-                       rc->push.expires_at_ms, &at, &kind) < 0) {
+        if (plan_retry(rc->rt, &rc->push, o, &at, &kind) != PGW_RETRY_AT) {
             rc->failure.kind = kind;
             res.failure = &rc->failure;
             count_push(d, rc->push.provider,
@@ -1813,7 +1562,7 @@ static void retry_expired(struct retry_ctx *rc)
     res.retry_id = rc->retry_id;
     res.event_id = rc->event_id;
     rc->failure.installation_id = rc->push.installation_id;
-    rc->failure.provider = provider_names[rc->push.provider];
+    rc->failure.provider = pgw_provider_names[rc->push.provider];
     rc->failure.kind = PGW_STORE_FAIL_EXPIRED;
     rc->failure.reason = PGW_PAYLOAD_REASON_EXPIRED;
     res.failure = &rc->failure;
@@ -1827,75 +1576,30 @@ static void retry_expired(struct retry_ctx *rc)
 static void on_retry_apns(void *arg, const struct pgw_outcome *o)
 {
     struct retry_ctx *rc = arg;
-    rc->d->inflight[PROV_APNS]--;
+    rc->d->inflight[PGW_PROVIDER_APNS]--;
     retry_done(rc, o);
 }
 
 static void on_retry_fcm(void *arg, const struct pgw_outcome *o)
 {
     struct retry_ctx *rc = arg;
-    rc->d->inflight[PROV_FCM]--;
+    rc->d->inflight[PGW_PROVIDER_FCM]--;
     retry_done(rc, o);
 }
 
 /* Rebuilds the push of a stored retry request; 0 or -1. */
 static int parse_retry(struct retry_ctx *rc, const struct pgw_store_retry *r)
 {
-    cJSON *o = cJSON_Parse(r->request);
-    struct push *p = &rc->push;
-    const char *fields[5];
-    size_t lens[5], total = 0;
-    const char *keys[5] = {"token", "team", "topic", "cid", "body"};
-    char *w;
-    int ok = 0;
+    struct pgw_push *p = &rc->push;
+    int rc_ = pgw_push_decode(r->request, r->provider, p);
 
-    if (!o)
-        return -1;
-    for (int i = 0; i < 5; i++) {
-        cJSON *it = cJSON_GetObjectItem(o, keys[i]);
-        fields[i] = cJSON_IsString(it) ? it->valuestring : NULL;
-        lens[i] = fields[i] ? strlen(fields[i]) : 0;
-        total += lens[i] + 1;
-    }
-    if (!fields[0] || !fields[4])
-        goto out;
-    p->provider = strcmp(r->provider, "apns") == 0 ? PROV_APNS : PROV_FCM;
-    p->buf = malloc(total);
-    if (!p->buf)
-        goto out;
-    w = p->buf;
-    char **dst[5] = {&p->token, &p->team, &p->topic, &p->collapse_id, &p->body};
-    for (int i = 0; i < 5; i++) {
-        if (!fields[i])
-            continue;
-        *dst[i] = memcpy(w, fields[i], lens[i] + 1);
-        w += lens[i] + 1;
-    }
-    p->body_len = lens[4];
+    /* Set also when the request cannot be read: the failure names them. */
+    p->provider =
+        strcmp(r->provider, "apns") == 0 ? PGW_PROVIDER_APNS : PGW_PROVIDER_FCM;
     p->installation_id = r->installation_id;
     p->attempts = r->attempts;
     p->expires_at_ms = r->expires_at_ms;
-    if (p->provider == PROV_APNS) {
-        cJSON *env = cJSON_GetObjectItem(o, "env");
-        cJSON *type = cJSON_GetObjectItem(o, "type");
-        cJSON *prio = cJSON_GetObjectItem(o, "prio");
-        cJSON *exp = cJSON_GetObjectItem(o, "exp");
-        cJSON *id = cJSON_GetObjectItem(o, "id");
-        if (!p->team || !p->topic || !cJSON_IsString(type) ||
-            !cJSON_IsString(id))
-            goto out;
-        p->env = cJSON_IsNumber(env) && env->valueint == 1
-                     ? PGW_APNS_DEVELOPMENT
-                     : PGW_APNS_PRODUCTION;
-        snprintf(p->push_type, sizeof(p->push_type), "%s", type->valuestring);
-        snprintf(p->apns_id, sizeof(p->apns_id), "%s", id->valuestring);
-        p->priority = cJSON_IsNumber(prio) ? prio->valueint : 0;
-        p->expiration = cJSON_IsNumber(exp) ? (int64_t)exp->valuedouble : -1;
-    }
-    ok = 1;
-out:
-    cJSON_Delete(o);
-    return ok ? 0 : -1;
+    return rc_ < 0 ? -1 : 0;
 }
 
 static void on_retries_claimed(void *arg, int err,
@@ -2096,9 +1800,9 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
         struct pgw_h2_pool_stats s[2];
         memset(s, 0, sizeof(s));
         if (rt->apns)
-            pgw_apns_stats(rt->apns, &s[PROV_APNS]);
+            pgw_apns_stats(rt->apns, &s[PGW_PROVIDER_APNS]);
         if (rt->fcm)
-            pgw_fcm_stats(rt->fcm, &s[PROV_FCM]);
+            pgw_fcm_stats(rt->fcm, &s[PGW_PROVIDER_FCM]);
         for (int p = 0; p < 2; p++) {
             st[p].conns_connecting += s[p].conns_connecting;
             st[p].conns_ready += s[p].conns_ready;
@@ -2107,18 +1811,20 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
         }
     }
     for (int p = 0; p < 2; p++) {
-        pgw_metric_set(pgw_metrics_series1(inflight, provider_names[p]),
+        pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
                        (double)d->inflight[p]);
         pgw_metric_set(
-            pgw_metrics_series2(conns, provider_names[p], "connecting"),
+            pgw_metrics_series2(conns, pgw_provider_names[p], "connecting"),
             st[p].conns_connecting);
-        pgw_metric_set(pgw_metrics_series2(conns, provider_names[p], "ready"),
-                       st[p].conns_ready);
         pgw_metric_set(
-            pgw_metrics_series2(conns, provider_names[p], "draining"),
+            pgw_metrics_series2(conns, pgw_provider_names[p], "ready"),
+            st[p].conns_ready);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "draining"),
             st[p].conns_draining);
-        pgw_metric_set(pgw_metrics_series2(conns, provider_names[p], "backoff"),
-                       st[p].slots_backoff);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "backoff"),
+            st[p].slots_backoff);
     }
 }
 

@@ -116,4 +116,17 @@ void pgw_dispatch_stop(struct pgw_dispatch *self);
  * NULL is a no-op. */
 void pgw_dispatch_free(struct pgw_dispatch *self);
 
+/*
+ * The pacing policy: how many pushes may be in flight. Enough to keep
+ * every stream of the busiest provider full, and no more: a provider
+ * holds its share of what is in flight (|recent|[p] of the recent sends,
+ * index 0 APNs, 1 FCM), so a total of |capacity|[p] (its streams) /
+ * share fills them; past the smallest such total, pushes only wait in a
+ * pool's queue, built, their memory going cold. With 1/CAP_SLACK_DIV
+ * (an eighth) of room over it, at least 256; |max_inflight| until a
+ * provider's streams are known, and never more. Pure.
+ */
+size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
+                               const size_t capacity[2], size_t max_inflight);
+
 #endif
