@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "event.h"
-#include "payload_apns.h"
-#include "payload_fcm.h"
+#include "push.h"
 #include "store.h"
 #include "template.h"
 
@@ -53,68 +52,74 @@ static int add_json(cJSON *obj, const char *key, const char *text, size_t len)
     return 0;
 }
 
-static int render_apns(const struct pgw_app *app,
-                       const struct pgw_resolved *res, const char *event_id,
-                       const struct pgw_installation *inst,
-                       const struct pgw_apns_payload *p, cJSON *line)
+/* The headers and body of an APNs push, as serve would send them. */
+static int render_apns(const struct pgw_push *p, cJSON *line)
 {
     cJSON *h;
-    char uuid[PGW_APNS_UUID_LEN + 1], num[24], *buf = NULL;
-    const char *topic = inst->apns_topic ? inst->apns_topic : app->apns_topic;
-    size_t len;
-    int rc = PGW_ERR_NOMEM;
+    char num[24];
 
-    if (!cJSON_AddStringToObject(
-            line, "endpoint",
-            res->profile == PGW_PROFILE_DEV ? "development" : "production"))
-        goto out;
+    if (!cJSON_AddStringToObject(line, "endpoint",
+                                 p->env == PGW_APNS_DEVELOPMENT ? "development"
+                                                                : "production"))
+        return PGW_ERR_NOMEM;
     h = cJSON_AddObjectToObject(line, "headers");
-    if (!h)
-        goto out;
-    if (topic && !cJSON_AddStringToObject(h, "apns-topic", topic))
-        goto out;
-    if (!cJSON_AddStringToObject(h, "apns-push-type", p->push_type))
-        goto out;
+    if (!h || !cJSON_AddStringToObject(h, "apns-topic", p->topic) ||
+        !cJSON_AddStringToObject(h, "apns-push-type", p->push_type))
+        return PGW_ERR_NOMEM;
     snprintf(num, sizeof(num), "%d", p->priority);
     if (!cJSON_AddStringToObject(h, "apns-priority", num))
-        goto out;
+        return PGW_ERR_NOMEM;
     snprintf(num, sizeof(num), "%" PRId64, p->expiration);
     if (!cJSON_AddStringToObject(h, "apns-expiration", num))
-        goto out;
+        return PGW_ERR_NOMEM;
     if (p->collapse_id &&
         !cJSON_AddStringToObject(h, "apns-collapse-id", p->collapse_id))
-        goto out;
-    pgw_payload_apns_id(event_id, inst->id, uuid);
-    if (!cJSON_AddStringToObject(h, "apns-id", uuid))
-        goto out;
-    buf = malloc(pgw_payload_apns_body_max(p));
-    if (!buf)
-        goto out;
-    /* "badge" in the file is the value before the increment. */
-    rc = pgw_payload_apns_body(
-        p, inst->badge == INT32_MAX ? INT32_MAX : inst->badge + 1, buf,
-        pgw_payload_apns_body_max(p), &len);
-    if (rc < 0)
-        goto out;
-    rc = add_json(line, "body", buf, len);
-out:
-    free(buf);
-    return rc;
+        return PGW_ERR_NOMEM;
+    if (!cJSON_AddStringToObject(h, "apns-id", p->apns_id))
+        return PGW_ERR_NOMEM;
+    return add_json(line, "body", p->body, p->body_len);
 }
 
-static int render_fcm(const struct pgw_installation *inst,
-                      const struct pgw_fcm_payload *p, cJSON *line)
+/* One device's line: what serve would send it, or why it would fail. */
+static int render_one(struct pgw_push_event *e, const struct pgw_push_app *pa,
+                      const struct pgw_installation *inst, FILE *out)
 {
-    size_t cap = pgw_payload_fcm_body_len(p, inst->device_token), len;
-    char *buf = malloc(cap ? cap : 1);
-    int rc;
+    struct pgw_installation dev = *inst;
+    struct pgw_push p;
+    struct pgw_push_failure f;
+    enum pgw_push_result r;
+    cJSON *line = NULL;
+    int rc = PGW_ERR_NOMEM;
 
-    if (!buf)
+    /* "badge" in the file is the value before the increment serve's
+     * lookup makes. */
+    dev.badge = inst->badge == INT32_MAX ? INT32_MAX : inst->badge + 1;
+    r = pgw_push_make(e, pa, &dev, dev.badge, &p, &f);
+    if (r == PGW_PUSH_NONE)
+        return 0;
+    if (r == PGW_PUSH_FAIL && strcmp(f.reason, "out_of_memory") == 0)
         return PGW_ERR_NOMEM;
-    rc = pgw_payload_fcm_body(p, inst->device_token, buf, cap, &len);
-    if (rc == 0)
-        rc = add_json(line, "body", buf, len);
-    free(buf);
+    line = cJSON_CreateObject();
+    if (!line ||
+        !cJSON_AddNumberToObject(line, "installation", (double)inst->id) ||
+        !cJSON_AddStringToObject(line, "platform",
+                                 pgw_platform_name(inst->platform)))
+        goto out;
+    if (r == PGW_PUSH_FAIL) {
+        if (!cJSON_AddStringToObject(line, "error", f.reason))
+            goto out;
+    } else {
+        rc = p.provider == PGW_PROVIDER_APNS
+                 ? render_apns(&p, line)
+                 : add_json(line, "body", p.body, p.body_len);
+        if (rc < 0)
+            goto out;
+    }
+    rc = print_line(line, out);
+out:
+    if (r == PGW_PUSH_SEND)
+        pgw_push_release(&p);
+    cJSON_Delete(line);
     return rc;
 }
 
@@ -123,77 +128,24 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
                      const struct pgw_installation *insts, size_t n,
                      const struct pgw_render_opts *opts, FILE *out)
 {
-    /* Built once per variant, as the dispatcher does. */
-    struct pgw_apns_payload *apns[4] = {NULL, NULL, NULL, NULL};
-    struct pgw_fcm_payload *fcm[4] = {NULL, NULL, NULL, NULL};
-    const char *reasons[4] = {NULL, NULL, NULL, NULL};
-    bool built[4] = {false, false, false, false};
-    int64_t validity = cfg ? cfg->delivery.validity_s : 604800;
-    cJSON *line = NULL;
+    /* The app as serve's runtime holds it: a configured service account
+     * is loaded (serve does not start otherwise). */
+    struct pgw_push_app pa = {
+        .cfg = cfg,
+        .app = app,
+        .has_fcm_account = app->fcm_service_account_file != NULL,
+    };
+    struct pgw_push_event e;
     int rc = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        const struct pgw_installation *inst = &insts[i];
-        const char *reason = NULL;
-        int variant = -1;
-        enum pgw_resolve_verdict v;
-
-        if (opts->has_platform && inst->platform != opts->platform)
+    pgw_push_event_init(&e, res, event_id, opts->now_s,
+                        cfg ? cfg->delivery.validity_s : 604800);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (opts->has_platform && insts[i].platform != opts->platform)
             continue;
-        v = pgw_resolve_for_installation(res, inst, &variant, NULL);
-        if (v == PGW_RESOLVE_BAD_PROFILE)
-            reason = "bad_profile";
-        else if (v != PGW_RESOLVE_SEND)
-            continue;
-        if (!reason && !built[variant]) {
-            const cJSON *c = pgw_resolve_variant(res, variant);
-            int brc;
-            if (inst->platform == PGW_PLATFORM_IOS)
-                brc = pgw_payload_apns_build(c, res->expires_at_s, opts->now_s,
-                                             &apns[variant], &reasons[variant]);
-            else
-                brc = pgw_payload_fcm_build(c, res->expires_at_s, opts->now_s,
-                                            validity, &fcm[variant],
-                                            &reasons[variant]);
-            if (brc == PGW_ERR_NOMEM) {
-                rc = brc;
-                goto out;
-            }
-            built[variant] = true;
-        }
-        if (!reason)
-            reason = reasons[variant];
-
-        rc = PGW_ERR_NOMEM;
-        line = cJSON_CreateObject();
-        if (!line ||
-            !cJSON_AddNumberToObject(line, "installation", (double)inst->id) ||
-            !cJSON_AddStringToObject(line, "platform",
-                                     pgw_platform_name(inst->platform)))
-            goto out;
-        if (reason) {
-            if (!cJSON_AddStringToObject(line, "error", reason))
-                goto out;
-        } else if (inst->platform == PGW_PLATFORM_IOS) {
-            rc = render_apns(app, res, event_id, inst, apns[variant], line);
-        } else {
-            rc = render_fcm(inst, fcm[variant], line);
-        }
-        if (!reason && rc < 0)
-            goto out;
-        rc = print_line(line, out);
-        if (rc < 0)
-            goto out;
-        cJSON_Delete(line);
-        line = NULL;
+        rc = render_one(&e, &pa, &insts[i], out);
     }
-    rc = 0;
-out:
-    cJSON_Delete(line);
-    for (int i = 0; i < 4; i++) {
-        pgw_payload_apns_free(apns[i]);
-        pgw_payload_fcm_free(fcm[i]);
-    }
+    pgw_push_event_release(&e);
     return rc;
 }
 

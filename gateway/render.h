@@ -31,9 +31,11 @@ struct pgw_render_opts {
 
 /*
  * Prints one line per device of |insts| (|n|) that gets a push of |res| or
- * fails ("error": outcome reason), skipping devices that are not
+ * fails ("error": the outcome reason serve records, from the per-device
+ * step serve runs, pgw_push_make()), skipping devices that are not
  * recipients, of another team, or of the other platform when filtered.
- * |event_id| seeds the apns-id. Errors: PGW_ERR_NOMEM, PGW_ERR_IO.
+ * |app|'s keys and account count as loaded, as they are in a running
+ * serve. |event_id| seeds the apns-id. Errors: PGW_ERR_NOMEM, PGW_ERR_IO.
  */
 int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
                      const struct pgw_resolved *res, const char *event_id,

@@ -30,6 +30,11 @@ static const struct gcase gcases[] = {
     {"chat", "hook-mentioned.json", NULL, "hook-mentioned.out", 0, NULL},
     {"chat", "errors.json", NULL, "errors.out", 0, NULL},
     {"chat", "expired.json", NULL, "expired.out", 0, NULL},
+    /* The outcomes serve records for a push that cannot be sent: render
+     * and serve share the per-device step (push.h). */
+    {"nokeys", "no-keys.json", NULL, "no-keys.out", 0, NULL},
+    {"chat", "unknown-team.json", NULL, "unknown-team.out", 0, NULL},
+    {"chat", "too-large.json", NULL, "too-large.out", 0, NULL},
     {"chat", "bad-event.json", NULL, NULL, 2,
      "offlinePeers: must not be empty"},
     {"nope", "static-template.json", NULL, NULL, 2, "unknown app 'nope'"},
