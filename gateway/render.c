@@ -9,6 +9,7 @@
 
 #include "event.h"
 #include "push.h"
+#include "runtime.h"
 #include "store.h"
 #include "template.h"
 
@@ -130,6 +131,7 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
 {
     /* The app as serve's runtime holds it: a configured service account
      * is loaded (serve does not start otherwise). */
+    struct pgw_runtime_app ra;
     struct pgw_push_app pa = {
         .cfg = cfg,
         .app = app,
@@ -137,6 +139,10 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
     };
     struct pgw_push_event e;
     int rc = 0;
+
+    pgw_runtime_app_describe(app, &ra);
+    pa.apns_identity = ra.apns_identity;
+    pa.apns_topic = ra.apns_topic;
 
     pgw_push_event_init(&e, res, event_id, opts->now_s,
                         cfg ? cfg->delivery.validity_s : 604800);

@@ -262,6 +262,33 @@ void pgw_runtime_free(struct pgw_runtime *rt)
     free(rt);
 }
 
+void pgw_runtime_app_describe(const struct pgw_app *app,
+                              struct pgw_runtime_app *ret_ra)
+{
+    struct pgw_tls_identity *id = NULL;
+    const char *uid;
+
+    memset(ret_ra, 0, sizeof(*ret_ra));
+    ret_ra->app = app;
+    ret_ra->apns_identity = app->apns_team_id;
+    ret_ra->apns_topic = app->apns_topic;
+    /* As load_certs(): the token key wins. */
+    if (app->n_apns_teams > 0 || !app->apns_cert_file)
+        return;
+    snprintf(ret_ra->cert_identity, sizeof(ret_ra->cert_identity), "%s%s",
+             PGW_RUNTIME_CERT_ID_PREFIX, app->id);
+    ret_ra->apns_identity = ret_ra->cert_identity;
+    if (app->apns_topic)
+        return;
+    if (pgw_tls_identity_load(app->apns_cert_file, app->apns_cert_password, &id,
+                              NULL, 0) == 0 &&
+        (uid = pgw_tls_identity_uid(id)) != NULL) {
+        snprintf(ret_ra->cert_topic, sizeof(ret_ra->cert_topic), "%s", uid);
+        ret_ra->apns_topic = ret_ra->cert_topic;
+    }
+    pgw_tls_identity_free(id);
+}
+
 int pgw_runtime_check(struct pgw_config *cfg, struct pgw_diag *diag)
 {
     struct pgw_runtime_options o;

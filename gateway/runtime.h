@@ -105,6 +105,16 @@ void pgw_runtime_cancel_senders(struct pgw_runtime *rt);
 void pgw_runtime_free(struct pgw_runtime *rt);
 
 /*
+ * render: fills |ret_ra| with |app|'s APNs identity and default topic as
+ * a runtime would hold them, without a sender: the default team, else the
+ * app's certificates (whose bundle id is read when apns_topic is not set;
+ * a certificate that cannot be read gives no topic). |ret_ra| points into
+ * itself: it must not be copied. No FCM account is loaded.
+ */
+void pgw_runtime_app_describe(const struct pgw_app *app,
+                              struct pgw_runtime_app *ret_ra);
+
+/*
  * check-config: loads |cfg|'s templates and builds the runtime serve
  * would build, on a private loop, adding every problem to |diag|.
  * Returns the number of problems added (0: serve would start).

@@ -33,6 +33,7 @@ static const struct gcase gcases[] = {
     /* The outcomes serve records for a push that cannot be sent: render
      * and serve share the per-device step (push.h). */
     {"nokeys", "no-keys.json", NULL, "no-keys.out", 0, NULL},
+    {"certs", "no-keys.json", NULL, "cert-app.out", 0, NULL},
     {"chat", "unknown-team.json", NULL, "unknown-team.out", 0, NULL},
     {"chat", "too-large.json", NULL, "too-large.out", 0, NULL},
     {"chat", "bad-event.json", NULL, NULL, 2,
