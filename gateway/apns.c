@@ -295,6 +295,34 @@ static void set_reason(struct pgw_outcome *o, const char *r)
     snprintf(o->reason, sizeof(o->reason), "%s", r);
 }
 
+const char *pgw_apns_topic_suffix(const char *push_type)
+{
+    static const struct {
+        const char *type, *suffix;
+    } map[] = {
+        {"voip", ".voip"},
+        {"complication", ".complication"},
+        {"fileprovider", ".pushkit.fileprovider"},
+        {"location", ".location-query"},
+        {"liveactivity", ".push-type.liveactivity"},
+        {"pushtotalk", ".voip-ptt"},
+    };
+
+    if (!push_type)
+        return NULL;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(push_type, map[i].type) == 0)
+            return map[i].suffix;
+    return NULL;
+}
+
+bool pgw_apns_topic_has_suffix(const char *topic, const char *suffix)
+{
+    size_t t = strlen(topic), n = strlen(suffix);
+
+    return t >= n && memcmp(topic + t - n, suffix, n) == 0;
+}
+
 void pgw_apns_classify(int status, const char *body, size_t body_len,
                        const char *apns_id, int64_t retry_after_ms,
                        struct pgw_outcome *ret_outcome)
@@ -419,7 +447,8 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     struct team *t;
     char prio[24], exp[24];
     size_t need, off = 0, l_tok, l_topic, l_type = 0, l_col = 0, l_id = 0;
-    size_t l_prio = 0, l_exp = 0;
+    size_t l_prio = 0, l_exp = 0, l_suffix = 0;
+    const char *suffix;
     int ret;
 
     if (!self || !push || !cb || self->freeing)
@@ -434,6 +463,9 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
         return PGW_ERR_NOTFOUND;
     l_tok = strlen(push->device_token);
     l_topic = strlen(push->topic);
+    suffix = pgw_apns_topic_suffix(push->push_type);
+    if (suffix && !pgw_apns_topic_has_suffix(push->topic, suffix))
+        l_suffix = strlen(suffix);
     if (push->push_type && push->push_type[0])
         l_type = strlen(push->push_type);
     if (push->collapse_id && push->collapse_id[0])
@@ -444,8 +476,8 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
         l_prio = pgw_fmt_i64(prio, push->priority);
     if (push->expiration >= 0)
         l_exp = pgw_fmt_i64(exp, push->expiration);
-    need = 10 + l_tok + 1 + l_topic + 1 + l_type + 1 + l_prio + 1 + l_exp + 1 +
-           l_col + 1 + l_id + 1 + push->body_len + 1;
+    need = 10 + l_tok + 1 + l_topic + l_suffix + 1 + l_type + 1 + l_prio + 1 +
+           l_exp + 1 + l_col + 1 + l_id + 1 + push->body_len + 1;
 
     c = ctx_of(pgw_list_pop_front(&self->free_ctx));
     if (c) {
@@ -487,7 +519,12 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     memcpy(c->buf + off, push->device_token, l_tok);
     off += l_tok;
     c->buf[off++] = '\0';
-    PUT(c->o_topic, push->topic, l_topic);
+    c->o_topic = off;
+    memcpy(c->buf + off, push->topic, l_topic);
+    off += l_topic;
+    memcpy(c->buf + off, suffix, l_suffix); /* l_suffix is 0 without one */
+    off += l_suffix;
+    c->buf[off++] = '\0';
     c->o_type = c->o_prio = c->o_exp = c->o_collapse = c->o_id = NONE;
     if (l_type)
         PUT(c->o_type, push->push_type, l_type);

@@ -17,6 +17,7 @@
 #ifndef PUSHGW_APNS_H
 #define PUSHGW_APNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -134,6 +135,16 @@ void pgw_apns_stats(const struct pgw_apns *self,
 /* Completes outstanding pushes with RETRY "cancelled" and frees |self|;
  * NULL is a no-op. Not from inside a pgw_apns_cb. */
 void pgw_apns_free(struct pgw_apns *self);
+
+/*
+ * The suffix Apple requires on the bundle id for |push_type| (".voip",
+ * ".complication", ".pushkit.fileprovider", ".location-query",
+ * ".push-type.liveactivity", ".voip-ptt"), or NULL when the topic is the
+ * bundle id itself. pgw_apns_send() appends it to a topic that does not
+ * end with it already.
+ */
+const char *pgw_apns_topic_suffix(const char *push_type);
+bool pgw_apns_topic_has_suffix(const char *topic, const char *suffix);
 
 /*
  * Pure mapping of an APNs answer to an outcome (no token refresh here:

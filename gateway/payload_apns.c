@@ -21,11 +21,13 @@ static const char *const aps_keys[] = {
     "thread-id",       "content-available",
     "mutable-content", "interruption-level",
     "relevance-score", "target-content-id",
+    "filter-criteria", "url-args",
 };
 
 static const char *const push_types[] = {
-    "alert",        "background", "location",     "voip",       "complication",
-    "fileprovider", "mdm",        "liveactivity", "pushtotalk",
+    "alert",        "background",   "location", "voip",
+    "complication", "fileprovider", "mdm",      "liveactivity",
+    "pushtotalk",   "widgets",      "controls",
 };
 
 static bool in_list(const char *k, const char *const *list, size_t n)
@@ -73,6 +75,40 @@ static int parse_priority(const cJSON *it)
         return 0;
     if (v == 1 || v == 5 || v == 10)
         return (int)v;
+    return 0;
+}
+
+/*
+ * Apple's flags (content-available, mutable-content) are the number 1:
+ * a true value of any JSON type becomes 1, a false one (0, false, "",
+ * "0", "false", null) removes the key.
+ */
+static int normalize_flag(cJSON *aps, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(aps, key);
+    bool on;
+    cJSON *one;
+
+    if (!it)
+        return 0;
+    if (cJSON_IsNumber(it))
+        on = it->valuedouble != 0;
+    else if (cJSON_IsString(it))
+        on = it->valuestring[0] && strcmp(it->valuestring, "0") != 0 &&
+             strcmp(it->valuestring, "false") != 0;
+    else
+        on = cJSON_IsTrue(it) || cJSON_IsObject(it) || cJSON_IsArray(it);
+    if (!on) {
+        pgw_json_delete_key(aps, key);
+        return 0;
+    }
+    if (cJSON_IsNumber(it) && it->valuedouble == 1)
+        return 0;
+    one = cJSON_CreateNumber(1);
+    if (!one || !cJSON_ReplaceItemInObjectCaseSensitive(aps, key, one)) {
+        cJSON_Delete(one);
+        return PGW_ERR_NOMEM;
+    }
     return 0;
 }
 
@@ -202,7 +238,12 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
                 goto out;
         }
     }
-    if (merge_title(aps, title, subtitle) < 0)
+    /* "alert": null (a template's empty slot) is no alert at all. */
+    if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(aps, "alert")))
+        pgw_json_delete_key(aps, "alert");
+    if (merge_title(aps, title, subtitle) < 0 ||
+        normalize_flag(aps, "content-available") < 0 ||
+        normalize_flag(aps, "mutable-content") < 0)
         goto out;
 
     badge = cJSON_GetObjectItemCaseSensitive(aps, "badge");
@@ -241,9 +282,11 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
     else
         snprintf(p->push_type, sizeof(p->push_type), "%s",
                  background ? "background" : "alert");
-    p->priority = parse_priority(prio_key);
+    /* Apple refuses a background push of priority 10: it is always 5. */
+    p->priority =
+        strcmp(p->push_type, "background") == 0 ? 5 : parse_priority(prio_key);
     if (!p->priority)
-        p->priority = strcmp(p->push_type, "background") == 0 ? 5 : 10;
+        p->priority = 10;
     if (cJSON_IsString(collapse_key) && collapse_key->valuestring[0]) {
         if (!header_value_ok(collapse_key->valuestring,
                              PGW_APNS_MAX_COLLAPSE_ID)) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apns.h"
 #include "event.h"
 #include "push.h"
 #include "runtime.h"
@@ -64,9 +65,17 @@ static int render_apns(const struct pgw_push *p, cJSON *line)
                                                                 : "production"))
         return PGW_ERR_NOMEM;
     h = cJSON_AddObjectToObject(line, "headers");
-    if (!h || !cJSON_AddStringToObject(h, "apns-topic", p->topic) ||
-        !cJSON_AddStringToObject(h, "apns-push-type", p->push_type))
-        return PGW_ERR_NOMEM;
+    {
+        const char *suffix = pgw_apns_topic_suffix(p->push_type);
+        char topic[512];
+
+        snprintf(topic, sizeof(topic), "%s%s", p->topic,
+                 suffix && !pgw_apns_topic_has_suffix(p->topic, suffix) ? suffix
+                                                                        : "");
+        if (!h || !cJSON_AddStringToObject(h, "apns-topic", topic) ||
+            !cJSON_AddStringToObject(h, "apns-push-type", p->push_type))
+            return PGW_ERR_NOMEM;
+    }
     snprintf(num, sizeof(num), "%d", p->priority);
     if (!cJSON_AddStringToObject(h, "apns-priority", num))
         return PGW_ERR_NOMEM;

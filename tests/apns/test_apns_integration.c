@@ -84,6 +84,7 @@ struct rec {
     long conn;
     long stream;
     char team[16]; /* the token's team, "" when no token was sent */
+    char topic[64];
     /* headers that arrived as HPACK literals never to be indexed */
     bool ni_auth, ni_topic, ni_id, ni_exp;
 };
@@ -126,6 +127,9 @@ static struct rec *read_records(struct tu_mock *m, size_t *ret_n)
                      r->valuestring);
         if (cJSON_IsNumber(c))
             recs[n].conn = (long)c->valuedouble;
+        if (cJSON_IsString(cJSON_GetObjectItem(j, "topic")))
+            snprintf(recs[n].topic, sizeof(recs[n].topic), "%s",
+                     cJSON_GetObjectItem(j, "topic")->valuestring);
         if (cJSON_IsString(cJSON_GetObjectItem(j, "team")))
             snprintf(recs[n].team, sizeof(recs[n].team), "%s",
                      cJSON_GetObjectItem(j, "team")->valuestring);
@@ -203,8 +207,9 @@ struct run {
     size_t body_pad;   /* bytes of padding in each body */
     unsigned max_attempts;
     unsigned retries_seen;
-    const char *team;  /* NULL: TEAM */
-    const char *topic; /* NULL: TOPIC */
+    const char *team;      /* NULL: TEAM */
+    const char *topic;     /* NULL: TOPIC */
+    const char *push_type; /* NULL: alert */
     enum pgw_apns_env env;
 };
 
@@ -271,7 +276,7 @@ static int send_item(struct item *it)
     p.team_id = it->run->team ? it->run->team : TEAM;
     p.device_token = it->token;
     p.topic = it->run->topic ? it->run->topic : TOPIC;
-    p.push_type = "alert";
+    p.push_type = it->run->push_type ? it->run->push_type : "alert";
     p.priority = 10;
     p.expiration = (int64_t)time(NULL) + 3600;
     p.apns_id = it->apns_id;
@@ -876,6 +881,35 @@ static void test_certificate_auth(void **state)
     mock_cleanup(&m);
 }
 
+/* A voip push goes to <bundle>.voip (the mock refuses the bare bundle id
+ * for it); a topic that has the suffix already keeps it once. */
+static void test_voip_topic_suffix(void **state)
+{
+    struct tu_mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 1};
+    struct rec *recs;
+    size_t n;
+
+    (void)state;
+    mock_start(&m, NULL);
+    run_init(&r, &m, &o);
+    r.push_type = "voip";
+    send_range(&r, 0, 1, 10000);
+    r.topic = TOPIC ".voip";
+    send_range(&r, 1, 2, 10000);
+    assert_int_equal(r.items[0].last.kind, PGW_OUTCOME_DELIVERED);
+    assert_int_equal(r.items[1].last.kind, PGW_OUTCOME_DELIVERED);
+    mock_stop(&m);
+    recs = read_records(&m, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(recs[0].topic, TOPIC ".voip");
+    assert_string_equal(recs[1].topic, TOPIC ".voip");
+    free(recs);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 static int64_t fake_now;
 
 static int64_t fake_clock(void *arg)
@@ -1229,6 +1263,7 @@ int main(void)
         cmocka_unit_test(test_garbage_server_backs_off),
         cmocka_unit_test(test_certificate_files),
         cmocka_unit_test(test_certificate_auth),
+        cmocka_unit_test(test_voip_topic_suffix),
         cmocka_unit_test(test_jwt_refreshed_at_50_min),
         cmocka_unit_test(test_expired_provider_token),
         cmocka_unit_test(test_within_20_min_no_new_token),

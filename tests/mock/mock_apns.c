@@ -64,6 +64,24 @@ struct apns {
 
 _Static_assert(sizeof(struct apns_conn) <= MOCK_CONN_TAG, "conn tag size");
 
+/* The topic suffix Apple requires for |ptype| (NULL: the bundle id). */
+static const char *topic_suffix(const char *ptype)
+{
+    static const char *const map[][2] = {
+        {"voip", ".voip"},
+        {"complication", ".complication"},
+        {"fileprovider", ".pushkit.fileprovider"},
+        {"location", ".location-query"},
+        {"liveactivity", ".push-type.liveactivity"},
+        {"pushtotalk", ".voip-ptt"},
+    };
+
+    for (size_t i = 0; ptype && i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(ptype, map[i][0]) == 0)
+            return map[i][1];
+    return NULL;
+}
+
 static const char *const push_types[] = {
     "alert",        "background", "voip",     "complication",
     "fileprovider", "mdm",        "location", "liveactivity",
@@ -416,11 +434,21 @@ authenticated:
         h = req->client_uid;
     if (!h || !*h)
         FAIL(400, "MissingTopic");
-    if (a->ntopics && !listed(a->topics, a->ntopics, h))
-        FAIL(400, "TopicDisallowed");
     ptype = mock_req_header(req, "apns-push-type", NULL);
     if (ptype && !listed(push_types, 11, ptype))
         FAIL(400, "InvalidPushType");
+    {
+        /* Push types Apple routes by a suffixed topic: <bundle>.voip … */
+        const char *suffix = topic_suffix(ptype);
+        size_t tl = strlen(h), sl = suffix ? strlen(suffix) : 0;
+        char base[256];
+
+        if (suffix && (tl <= sl || strcmp(h + tl - sl, suffix) != 0))
+            FAIL(400, "TopicDisallowed");
+        snprintf(base, sizeof(base), "%.*s", (int)(tl - sl), h);
+        if (a->ntopics && !listed(a->topics, a->ntopics, base))
+            FAIL(400, "TopicDisallowed");
+    }
     prio = mock_req_header(req, "apns-priority", NULL);
     if (prio && strcmp(prio, "10") && strcmp(prio, "5") && strcmp(prio, "1"))
         FAIL(400, "BadPriority");

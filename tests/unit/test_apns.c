@@ -14,6 +14,26 @@
 /* 2023-11-14T22:13:20Z */
 #define NOW 1700000000000LL
 
+/* Apple's topic per push type (PROTOCOLS.md, apns-topic). */
+static void test_topic_suffix(void **state)
+{
+    (void)state;
+    assert_string_equal(pgw_apns_topic_suffix("voip"), ".voip");
+    assert_string_equal(pgw_apns_topic_suffix("complication"), ".complication");
+    assert_string_equal(pgw_apns_topic_suffix("fileprovider"),
+                        ".pushkit.fileprovider");
+    assert_string_equal(pgw_apns_topic_suffix("location"), ".location-query");
+    assert_string_equal(pgw_apns_topic_suffix("liveactivity"),
+                        ".push-type.liveactivity");
+    assert_null(pgw_apns_topic_suffix("alert"));
+    assert_null(pgw_apns_topic_suffix("background"));
+    assert_null(pgw_apns_topic_suffix("widgets"));
+    assert_null(pgw_apns_topic_suffix(NULL));
+    assert_true(pgw_apns_topic_has_suffix("com.a.voip", ".voip"));
+    assert_false(pgw_apns_topic_has_suffix("com.a", ".voip"));
+    assert_false(pgw_apns_topic_has_suffix("voip", ".voip"));
+}
+
 static void test_classify_table(void **state)
 {
     static const struct {
@@ -79,6 +99,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_topic_suffix),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -115,6 +115,37 @@ static const struct acase acases[] = {
      "{\"aps\":{\"alert\":\"a\"},\"Alert\":\"x\",\"Badge\":1}", "alert", 10,
      NULL},
     {"empty content", "{}", "{\"aps\":{}}", "alert", 10, NULL},
+    /* Apple's rules (PROTOCOLS.md): flags are the number 1, a background
+     * push has priority 5, no "alert": null. */
+    {"content-available true is 1", "{\"content-available\":true,\"k\":\"v\"}",
+     "{\"aps\":{\"content-available\":1},\"k\":\"v\"}", "background", 5, NULL},
+    {"content-available as a string is 1",
+     "{\"content-available\":\"1\",\"mutable-content\":\"true\","
+     "\"alert\":\"a\"}",
+     "{\"aps\":{\"content-available\":1,\"mutable-content\":1,"
+     "\"alert\":\"a\"}}",
+     "alert", 10, NULL},
+    {"content-available 0 is dropped",
+     "{\"alert\":\"a\",\"content-available\":0,\"mutable-content\":false}",
+     "{\"aps\":{\"alert\":\"a\"}}", "alert", 10, NULL},
+    {"background keeps priority 5 whatever is asked",
+     "{\"content-available\":1,\"apns-priority\":10}",
+     "{\"aps\":{\"content-available\":1}}", "background", 5, NULL},
+    {"explicit background push type with priority 10",
+     "{\"alert\":\"a\",\"apns-push-type\":\"background\","
+     "\"apns-priority\":10}",
+     "{\"aps\":{\"alert\":\"a\"}}", "background", 5, NULL},
+    {"alert null is no alert", "{\"alert\":null,\"sound\":\"s\"}",
+     "{\"aps\":{\"sound\":\"s\"}}", "alert", 10, NULL},
+    {"filter-criteria and url-args go into aps",
+     "{\"alert\":\"a\",\"filter-criteria\":\"work\",\"url-args\":[\"x\"]}",
+     "{\"aps\":{\"alert\":\"a\",\"filter-criteria\":\"work\","
+     "\"url-args\":[\"x\"]}}",
+     "alert", 10, NULL},
+    {"widgets push type", "{\"apns-push-type\":\"widgets\",\"k\":1}",
+     "{\"aps\":{},\"k\":1}", "widgets", 10, NULL},
+    {"controls push type", "{\"apns-push-type\":\"controls\",\"k\":1}",
+     "{\"aps\":{},\"k\":1}", "controls", 10, NULL},
 };
 
 static void test_apns_table(void **state)
