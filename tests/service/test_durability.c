@@ -277,61 +277,144 @@ static void post_template_event(struct tu_svc *s, int i, size_t want_lines)
                      want_lines);
 }
 
-/* SIGHUP with a broken template keeps the old set; a good one replaces
- * it. SIGTERM drains what is in memory and exits 0. */
-static void test_reload_and_drain(void **state)
+/* Reloads the gateway has finished, applied or refused. */
+static int reloads_done(struct tu_svc *s)
+{
+    char *log = tu_read_file(s->gw.log);
+    int n = 0;
+
+    for (const char *p = log;
+         p && (p = strstr(p, "reloaded the configuration")); p++)
+        n++;
+    for (const char *p = log;
+         p && (p = strstr(p, "keeping the running configuration")); p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Sends SIGHUP and waits until the gateway has dealt with it. */
+static void reload(struct tu_svc *s)
+{
+    int before = reloads_done(s);
+
+    kill(s->gw.pid, SIGHUP);
+    TU_POLL_UNTIL(reloads_done(s) > before, WAIT_MS);
+    assert_true(reloads_done(s) > before);
+}
+
+/* A service with one iOS device, and its templates folder. */
+struct reload_fx {
+    struct tu_svc s;
+    char *tdir;
+};
+
+static int start_reload_fx(void **state, const struct tu_svc_options *o)
+{
+    struct reload_fx *f = calloc(1, sizeof(*f));
+
+    assert_non_null(f);
+    tu_svc_start(&f->s, o);
+    tu_svc_add_device(&f->s, "demo", "ios", TOK_1, "{Jerry}", NULL);
+    f->tdir = tu_path(f->s.dir, "templates");
+    *state = f;
+    return 0;
+}
+
+static int setup_reload(void **state)
+{
+    return start_reload_fx(state, NULL);
+}
+
+static int setup_slow_apns(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "700", NULL};
-    struct tu_svc_options o = {.apns_args = slow};
-    struct tu_svc s;
-    char *tdir = NULL;
+    static const struct tu_svc_options o = {.apns_args = slow};
+
+    return start_reload_fx(state, &o);
+}
+
+static int teardown_reload(void **state)
+{
+    struct reload_fx *f = *state;
+
+    tu_svc_stop(&f->s);
+    free(f->tdir);
+    free(f);
+    return 0;
+}
+
+static void write_template(struct reload_fx *f, const char *json)
+{
+    free(tu_write_file(f->tdir, "demo.json", json, 0644));
+}
+
+static void expect_alert(struct reload_fx *f, int i, size_t lines,
+                         const char *want)
+{
     char *a;
-    (void)state;
 
-    tu_svc_start(&s, &o);
-    tu_svc_add_device(&s, "demo", "ios", TOK_1, "{Jerry}", NULL);
-    assert_int_equal(asprintf(&tdir, "%s/templates", s.dir) > 0, 1);
-    free(
-        tu_write_file(tdir, "demo.json", "{\"alert\":\"v1 ${convId}\"}", 0644));
-    kill(s.gw.pid, SIGHUP);
-    usleep(300000);
-    post_template_event(&s, 1, 1);
-    a = alert_of_last(s.apns.record);
-    assert_string_equal(a, "v1 t1");
+    post_template_event(&f->s, i, lines);
+    a = alert_of_last(f->s.apns.record);
+    assert_string_equal(a, want);
     free(a);
+}
 
-    free(tu_write_file(tdir, "demo.json", "{\"alert\": broken", 0644));
-    kill(s.gw.pid, SIGHUP);
-    usleep(300000);
-    post_template_event(&s, 2, 2);
-    a = alert_of_last(s.apns.record);
-    assert_string_equal(a, "v1 t2");
-    free(a);
-    char *log = tu_read_file(s.gw.log);
+/* SIGHUP loads a new template. */
+static void test_reload_applies_template(void **state)
+{
+    struct reload_fx *f = *state;
+
+    write_template(f, "{\"alert\":\"v1 ${convId}\"}");
+    reload(&f->s);
+    expect_alert(f, 1, 1, "v1 t1");
+}
+
+/* SIGHUP with a broken template keeps the running set and says why. */
+static void test_reload_broken_template_keeps_old_set(void **state)
+{
+    struct reload_fx *f = *state;
+    char *log;
+
+    write_template(f, "{\"alert\":\"v1 ${convId}\"}");
+    reload(&f->s);
+    write_template(f, "{\"alert\": broken");
+    reload(&f->s);
+    expect_alert(f, 2, 1, "v1 t2");
+    log = tu_read_file(f->s.gw.log);
     assert_non_null(strstr(log, "reload failed"));
     assert_non_null(strstr(log, "demo.json"));
     free(log);
+}
 
-    free(tu_write_file(tdir, "demo.json", "{\"alert\":\"v2\"}", 0644));
-    kill(s.gw.pid, SIGHUP);
-    usleep(300000);
-    post_template_event(&s, 3, 3);
-    a = alert_of_last(s.apns.record);
-    assert_string_equal(a, "v2");
-    free(a);
+/* A good template after a refused reload is applied. */
+static void test_reload_after_refused_one(void **state)
+{
+    struct reload_fx *f = *state;
 
-    /* SIGTERM right after acknowledging: the slow pushes still finish. */
+    write_template(f, "{\"alert\": broken");
+    reload(&f->s);
+    write_template(f, "{\"alert\":\"v2\"}");
+    reload(&f->s);
+    expect_alert(f, 3, 1, "v2");
+}
+
+/* SIGTERM right after acknowledging: the slow pushes still finish, and
+ * no event is left unfinished or leased. */
+static void test_sigterm_drains_acknowledged(void **state)
+{
+    struct reload_fx *f = *state;
+    char *v;
+
     for (int i = 100; i < 105; i++)
-        assert_int_equal(post(&s, i), 202);
-    assert_int_equal(tu_svc_kill_gateway(&s, SIGTERM), 0);
+        assert_int_equal(post(&f->s, i), 202);
+    assert_int_equal(tu_svc_kill_gateway(&f->s, SIGTERM), 0);
     for (int i = 100; i < 105; i++)
-        assert_int_equal(count_msg(s.apns.record, TOK_1, i), 1);
-    char *v = tu_svc_query(&s, "SELECT count(*) FROM events WHERE state <> "
-                               "'done' OR lease_owner IS NOT NULL");
+        assert_int_equal(count_msg(f->s.apns.record, TOK_1, i), 1);
+    v = tu_svc_query(&f->s, "SELECT count(*) FROM events WHERE state <> "
+                            "'done' OR lease_owner IS NOT NULL");
     assert_string_equal(v, "0");
     free(v);
-    tu_svc_stop(&s);
-    free(tdir);
 }
 
 int main(void)
@@ -341,7 +424,15 @@ int main(void)
         cmocka_unit_test(test_two_gateways),
         cmocka_unit_test(test_backlog_taken_as_room_frees),
         cmocka_unit_test(test_database_outage),
-        cmocka_unit_test(test_reload_and_drain),
+        cmocka_unit_test_setup_teardown(test_reload_applies_template,
+                                        setup_reload, teardown_reload),
+        cmocka_unit_test_setup_teardown(
+            test_reload_broken_template_keeps_old_set, setup_reload,
+            teardown_reload),
+        cmocka_unit_test_setup_teardown(test_reload_after_refused_one,
+                                        setup_reload, teardown_reload),
+        cmocka_unit_test_setup_teardown(test_sigterm_drains_acknowledged,
+                                        setup_slow_apns, teardown_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
