@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "import.h"
 #include "log.h"
 #include "pushgw.h"
 #include "render.h"
@@ -27,6 +29,9 @@ static void usage(FILE *out)
           "                           print what each device would get\n"
           "  check-config [-c FILE]   validate config, key files, "
           "templates\n"
+          "  import       [-c FILE] --app APP [--dry-run] FILE...\n"
+          "                           load a LeanCloud/Parse _Installation "
+          "export\n"
           "  version                  print the version\n"
           "\n"
           "Exit status: 0 ok; 1 a runtime failure (check-config: problems\n"
@@ -213,6 +218,68 @@ static int cmd_render(int argc, char **argv)
     return EXIT_OK;
 }
 
+static int cmd_import(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"app", required_argument, NULL, 'a'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {NULL, 0, NULL, 0},
+    };
+    struct pgw_import_opts io = {0};
+    struct pgw_import_summary sum;
+    struct pgw_config *cfg = NULL;
+    const char *path = NULL;
+    char err[512];
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'a':
+            io.app_id = optarg;
+            break;
+        case 'n':
+            io.dry_run = true;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (!io.app_id || optind == argc) {
+        fprintf(stderr, "pushgw: import needs --app APP and at least one "
+                        "FILE (see 'pushgw --help')\n");
+        return EXIT_USAGE;
+    }
+    if (load_config(path, &cfg) < 0)
+        return EXIT_USAGE;
+    if (!pgw_config_find_app(cfg, io.app_id)) {
+        fprintf(stderr, "pushgw: unknown app '%s': no [app:%s] in '%s'\n",
+                io.app_id, io.app_id, cfg->path);
+        pgw_config_free(cfg);
+        return EXIT_USAGE;
+    }
+    pgw_log_set_level(PGW_LOG_ERROR);
+    io.conninfo = cfg->database.url;
+    io.out = stdout;
+    io.progress = isatty(STDERR_FILENO) ? stderr : NULL;
+    rc = pgw_import_run(&io, (const char *const *)argv + optind,
+                        (size_t)(argc - optind), &sum, err, sizeof(err));
+    pgw_config_free(cfg);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fprintf(stderr, "pushgw: could not write the report\n");
+        return EXIT_RUNTIME;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "pushgw: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    return EXIT_OK;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct pgw_serve_options so;
@@ -272,6 +339,8 @@ int main(int argc, char **argv)
         return cmd_render(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 1, argv + 1);
     fprintf(stderr, "pushgw: unknown command '%s' (see 'pushgw --help')\n",
             cmd);
     return EXIT_USAGE;
