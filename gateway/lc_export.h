@@ -11,7 +11,8 @@
  * file is. A record over the cap is skipped (reported, not kept); a line
  * or array element that is not a JSON object is reported and the reading
  * goes on. Only a broken array (a stray '}', the file ending inside it)
- * stops the reading of a Parse file: nothing after can be trusted.
+ * stops the reading of a Parse file: nothing after can be trusted. The
+ * objects are mapped (their dates too) by lc_installation.
  *
  *     while ((rc = pgw_lc_export_next(r, &item)) >= 0) {
  *         if (rc == 1) { use item; continue; }
@@ -92,18 +93,5 @@ pgw_lc_export_get_format(const struct pgw_lc_export *self);
 /* Bytes held now (the memory bound is about the record cap plus the
  * largest chunk fed). */
 size_t pgw_lc_export_buffered(const struct pgw_lc_export *self);
-
-/*
- * The time |v| says, in microseconds since 1970-01-01 UTC: an ISO 8601
- * string "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" (a space for
- * the 'T', "+HHMM" and "+HH" accepted), or Parse's {"__type": "Date",
- * "iso": that string}. Returns 0, or PGW_ERR_INVAL (not such a date, or a
- * year outside 1..9999).
- */
-int pgw_lc_export_date(const cJSON *v, int64_t *ret_us);
-
-/* Writes |us| as "YYYY-MM-DDTHH:MM:SS.ffffffZ" and a NUL into |buf| (at
- * least 32 bytes); returns the length. */
-size_t pgw_lc_export_fmt_date(char *buf, int64_t us);
 
 #endif

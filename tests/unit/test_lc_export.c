@@ -1,5 +1,5 @@
 /* Tests of the _Installation export reader: formats, line numbers, bad
- * records, the record cap, bounded memory, and dates. */
+ * records, the record cap, and bounded memory. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,72 +276,12 @@ static void test_feed_busy(void **state)
     pgw_lc_export_free(NULL);
 }
 
-struct date_case {
-    const char *json;
-    int ok;
-    const char *utc; /* formatted back */
-};
-
-static const struct date_case date_cases[] = {
-    {"\"2024-02-29T12:34:56.789Z\"", 1, "2024-02-29T12:34:56.789000Z"},
-    {"\"2015-06-15T08:00:00Z\"", 1, "2015-06-15T08:00:00.000000Z"},
-    {"\"2015-06-15 08:00:00.5+08:00\"", 1, "2015-06-15T00:00:00.500000Z"},
-    {"\"2015-06-15T08:00:00-0130\"", 1, "2015-06-15T09:30:00.000000Z"},
-    {"\"2015-06-15T08:00:00+05\"", 1, "2015-06-15T03:00:00.000000Z"},
-    {"\"1969-12-31T23:59:59.999999Z\"", 1, "1969-12-31T23:59:59.999999Z"},
-    {"\"0001-01-01T00:00:00Z\"", 1, "0001-01-01T00:00:00.000000Z"},
-    {"\"9999-12-31T23:59:59.9999999Z\"", 1, "9999-12-31T23:59:59.999999Z"},
-    {"{\"__type\":\"Date\",\"iso\":\"2020-01-01T00:00:00.000Z\"}", 1,
-     "2020-01-01T00:00:00.000000Z"},
-    {"{\"__type\":\"Pointer\",\"iso\":\"2020-01-01T00:00:00.000Z\"}", 0, NULL},
-    {"{\"__type\":\"Date\"}", 0, NULL},
-    {"\"2023-02-29T00:00:00Z\"", 0, NULL},
-    {"\"2024-13-01T00:00:00Z\"", 0, NULL},
-    {"\"2024-01-01T24:00:00Z\"", 0, NULL},
-    {"\"2024-01-01T00:00:60Z\"", 0, NULL},
-    {"\"2024-01-01T00:00:00\"", 0, NULL},
-    {"\"2024-01-01T00:00:00.Z\"", 0, NULL},
-    {"\"2024-01-01T00:00:00Zx\"", 0, NULL},
-    {"\"2024-01-01\"", 0, NULL},
-    {"\"0001-01-01T00:00:00+01:00\"", 0, NULL},
-    {"\"2024-01-01T00:00:00+24:00\"", 0, NULL},
-    {"1700000000000", 0, NULL},
-    {"null", 0, NULL},
-    {"\"\"", 0, NULL},
-};
-
-static void test_dates(void **state)
-{
-    char buf[32];
-
-    (void)state;
-    for (size_t i = 0; i < PGW_ARRAY_SIZE(date_cases); i++) {
-        const struct date_case *c = &date_cases[i];
-        cJSON *v = cJSON_Parse(c->json);
-        int64_t us = -1;
-        int rc;
-
-        assert_non_null(v);
-        rc = pgw_lc_export_date(v, &us);
-        cJSON_Delete(v);
-        if ((rc == 0) != c->ok)
-            fail_msg("date %s: rc %d, expected %s", c->json, rc,
-                     c->ok ? "ok" : "an error");
-        if (!c->ok)
-            continue;
-        pgw_lc_export_fmt_date(buf, us);
-        if (strcmp(buf, c->utc) != 0)
-            fail_msg("date %s: '%s', expected '%s'", c->json, buf, c->utc);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_cases),
         cmocka_unit_test(test_bounded_memory),
         cmocka_unit_test(test_feed_busy),
-        cmocka_unit_test(test_dates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
