@@ -8,7 +8,7 @@
  * piece. A record found to be over the cap is reported at once and its
  * bytes dropped as they come, the scan going on to find where it ends.
  * Each record's text is then checked and parsed by the strict JSON reader
- * of event.c (valid UTF-8, no "\u0000", depth caps), so whatever reaches
+ * of util/json.h (valid UTF-8, no "\u0000", depth caps), so whatever reaches
  * the caller is text Postgres will take.
  */
 #include "lc_export.h"
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "util/json.h"
 #include "pushgw.h"
 
 /* How far into a file starting with '{' the reader looks for Parse's
@@ -189,7 +189,7 @@ static int emit(struct pgw_lc_export *self, const char *p, size_t n,
     if (n > self->max_record)
         return item_error(ret_item, PGW_LC_EXPORT_TOO_LARGE, line,
                           "record larger than %zu bytes", self->max_record);
-    rc = pgw_event_json_parse(p, n, NULL, &json, &off, &why);
+    rc = pgw_json_parse(p, n, NULL, &json, &off, &why);
     if (rc == PGW_ERR_NOMEM)
         return rc;
     if (rc < 0) {
