@@ -9,6 +9,7 @@
 #include "config.h"
 #include "import.h"
 #include "log.h"
+#include "pgwait.h"
 #include "pushgw.h"
 #include "render.h"
 #include "runtime.h"
@@ -23,7 +24,10 @@ static void usage(FILE *out)
           "\n"
           "commands:\n"
           "  serve        [-c FILE]   run the gateway (foreground)\n"
-          "  migrate      [-c FILE]   apply pending migrations/*.sql\n"
+          "  migrate      [-c FILE] [--wait SECONDS]\n"
+          "                           apply pending migrations/*.sql; with\n"
+          "                           --wait, wait that long for the\n"
+          "                           database to accept connections first\n"
           "  render       [-c FILE] --app APP [--event FILE|-] "
           "[--platform ios|android]\n"
           "                           print what each device would get\n"
@@ -100,18 +104,58 @@ static int load_config(const char *path, struct pgw_config **ret_cfg)
     return rc;
 }
 
+/* The most `migrate --wait` accepts: a day. */
+#define MIGRATE_MAX_WAIT_S 86400
+
 static int cmd_migrate(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"wait", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     struct pgw_config *cfg = NULL;
     struct pgw_diag diag;
-    const char *path;
-    int rc;
+    const char *path = NULL;
+    long wait_s = -1;
+    char *end;
+    int c, rc;
 
-    if (parse_common(argc, argv, &path) < 0)
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        case 'w':
+            wait_s = strtol(optarg, &end, 10);
+            if (*optarg && !*end && wait_s >= 0 && wait_s <= MIGRATE_MAX_WAIT_S)
+                break;
+            fprintf(stderr, "pushgw: invalid --wait '%s': seconds, 0 to %d\n",
+                    optarg, MIGRATE_MAX_WAIT_S);
+            return EXIT_USAGE;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "pushgw: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
+    }
     if (load_config(path, &cfg) < 0)
         return EXIT_USAGE;
     pgw_log_set_level(cfg->server.log_level);
+    if (wait_s >= 0) {
+        rc = pgw_pgwait_reachable(cfg->database.url, (unsigned)wait_s);
+        if (rc < 0) {
+            pgw_config_free(cfg);
+            return rc == PGW_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
+        }
+    }
     pgw_diag_init(&diag);
     rc = pgw_store_migrate(cfg->database.url, cfg->database.migrations_dir,
                            stdout, &diag);

@@ -5,6 +5,7 @@
  */
 #include "serve.h"
 
+#include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <malloc.h>
@@ -23,6 +24,7 @@
 #include "http_api.h"
 #include "log.h"
 #include "metrics.h"
+#include "sdnotify.h"
 #include "store.h"
 #include "template.h"
 
@@ -43,6 +45,8 @@ struct serve {
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *stop_timer;
     struct event *trim_timer;
+    struct event *watchdog_timer; /* NULL: no watchdog asked for */
+    bool notify_failed;           /* logged once */
     struct timespec stop_started;
     bool stopping;
     bool drained;
@@ -146,8 +150,9 @@ static void log_diag(const struct pgw_diag *diag, const char *what)
         pgw_log_error("%s: %s", what, diag->msgs[i]);
 }
 
-/* SIGHUP: a new config, templates and credentials as a whole, or none. */
-static void reload(struct serve *s)
+/* SIGHUP: a new config, templates and credentials as a whole, or none.
+ * Returns whether the new one is running. */
+static bool reload(struct serve *s)
 {
     struct pgw_config *cfg = NULL;
     struct pgw_template_set *tmpl = NULL;
@@ -181,7 +186,7 @@ static void reload(struct serve *s)
             PGW_LF_INT("templates", (long long)pgw_template_set_count(tmpl))),
         "reloaded the configuration");
     pgw_diag_release(&diag);
-    return;
+    return true;
 fail:
     log_diag(&diag, "reload failed, keeping the running configuration");
     if (rc == PGW_ERR_NOMEM)
@@ -189,6 +194,29 @@ fail:
     pgw_template_set_unref(tmpl);
     pgw_config_free(cfg);
     pgw_diag_release(&diag);
+    return false;
+}
+
+/* Tells the service manager |state| (sdnotify.h). A failure is logged
+ * once: a watchdog that cannot be fed will show it anyway. */
+static void notify(struct serve *s, const char *state)
+{
+    int rc = pgw_sdnotify_send(state);
+
+    if (rc < 0 && !s->notify_failed) {
+        pgw_log_warn("could not notify the service manager: %s",
+                     rc == PGW_ERR_IO ? strerror(errno) : pgw_strerror(rc));
+        s->notify_failed = true;
+    }
+}
+
+/* Fires every half watchdog interval, from the loop: a loop that is
+ * stuck stops feeding it, and the service manager restarts the process. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    notify(arg, "WATCHDOG=1");
 }
 
 static void on_drained(void *arg)
@@ -232,8 +260,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
 
     if (sig == SIGHUP) {
+        struct timespec now;
+        char msg[64];
+
         pgw_log_info("SIGHUP: reloading '%s'", s->cfg_path);
-        reload(s);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)now.tv_sec * 1000000ULL +
+                     (unsigned long long)now.tv_nsec / 1000);
+        notify(s, msg);
+        notify(s, reload(s) ? "READY=1\nSTATUS=serving (reloaded)"
+                            : "READY=1\nSTATUS=serving (the reload failed: "
+                              "the running configuration is kept)");
         return;
     }
     if (s->stopping) {
@@ -242,6 +280,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     s->stopping = true;
+    notify(s, "STOPPING=1\nSTATUS=stopping: finishing the work in memory");
     pgw_log_info("stopping: intake closed, finishing work in memory "
                  "(up to %d ms)",
                  s->cfg->server.shutdown_timeout_ms);
@@ -399,6 +438,21 @@ static int setup(struct serve *s)
         }
         event_add(s->trim_timer, &tv);
     }
+    {
+        uint64_t usec = pgw_sdnotify_watchdog_usec();
+        struct timeval tv = {(time_t)(usec / 2 / 1000000),
+                             (suseconds_t)(usec / 2 % 1000000)};
+
+        if (usec) {
+            s->watchdog_timer =
+                event_new(s->base, -1, EV_PERSIST, on_watchdog, s);
+            if (!s->watchdog_timer) {
+                rc = PGW_ERR_NOMEM;
+                goto out;
+            }
+            event_add(s->watchdog_timer, &tv);
+        }
+    }
     evsignal_add(s->sig_hup, NULL);
     evsignal_add(s->sig_term, NULL);
     evsignal_add(s->sig_int, NULL);
@@ -435,6 +489,8 @@ static void teardown(struct serve *s)
         event_free(s->stop_timer);
     if (s->trim_timer)
         event_free(s->trim_timer);
+    if (s->watchdog_timer)
+        event_free(s->watchdog_timer);
     if (s->dns)
         evdns_base_free(s->dns, 0);
     if (s->base)
@@ -459,6 +515,13 @@ int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts)
             pgw_log_error("cannot start: %s", pgw_strerror(rc));
         teardown(&s);
         return rc == PGW_ERR_CONFIG ? 2 : 1;
+    }
+    {
+        char msg[96];
+
+        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=serving %zu app(s)",
+                 s.cfg->n_apps);
+        notify(&s, msg);
     }
     event_base_dispatch(s.base);
     pgw_log_info("stopped%s", s.drained ? "" : " (without draining)");
