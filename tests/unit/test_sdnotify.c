@@ -6,8 +6,6 @@
  */
 #include "testutil.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -136,21 +134,6 @@ static void test_watchdog_usec(void **state)
     unsetenv("WATCHDOG_USEC");
 }
 
-/* A loopback TCP port nobody listens on right now. */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
 /* serve, with a database that is not there: it still serves (and says
  * so), feeds the watchdog, and reports reloads and the stop. */
 static void test_serve_notifies(void **state)
@@ -158,7 +141,7 @@ static void test_serve_notifies(void **state)
     char *dir = tu_mkdtemp();
     char sock[512], sub[512], ini[512], buf[512], log[512];
     char *cfg = NULL, *ini_path;
-    const char *argv[] = {getenv("PUSHGW_BIN"), "serve", "-c", NULL, NULL};
+    const char *argv[] = {tu_pushgw_bin(), "serve", "-c", NULL, NULL};
     int fd, pid, watchdogs = 0;
     (void)state;
 
@@ -173,7 +156,7 @@ static void test_serve_notifies(void **state)
                          "[database]\nurl = host=127.0.0.1 port=1 "
                          "dbname=none connect_timeout=1\n"
                          "[app:demo]\nhook_key = k\n",
-                         free_port(), free_port()) > 0);
+                         tu_free_port(), tu_free_port()) > 0);
     ini_path = tu_write_file(dir, "pushgw.ini", cfg, 0600);
     snprintf(ini, sizeof(ini), "%s", ini_path);
     argv[3] = ini;
