@@ -10,6 +10,7 @@
 #include "import.h"
 #include "log.h"
 #include "pgwait.h"
+#include "pushgw_commit.h"
 #include "pushgw.h"
 #include "render.h"
 #include "runtime.h"
@@ -337,6 +338,7 @@ static int cmd_serve(int argc, char **argv)
         return EXIT_USAGE;
     memset(&so, 0, sizeof(so));
     so.cfg_path = cfg->path;
+    so.commit = PUSHGW_COMMIT;
 #ifndef PUSHGW_JEMALLOC
     so.trim_heap = true;
 #endif
@@ -372,7 +374,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("pushgw %s\n", PUSHGW_VERSION);
+        printf("pushgw %s (%s)\n", PUSHGW_VERSION, PUSHGW_COMMIT);
         return EXIT_OK;
     }
     if (strcmp(cmd, "migrate") == 0)

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "certexpiry.h"
 #include "curlmulti.h"
 #include "dispatch.h"
 #include "h2client.h"
@@ -25,8 +26,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "sdnotify.h"
+#include "selfmetrics.h"
 #include "store.h"
 #include "template.h"
+#include "util/clock.h"
 
 #define STOP_POLL_MS 20
 
@@ -54,6 +57,10 @@ struct serve {
     struct pgw_metric_family *m_cache_lookups, *m_cache_entries, *m_cache_bytes,
         *m_cache_live;
     struct pgw_store_cache_stats cache_seen; /* counted so far */
+    struct pgw_selfmetrics self_metrics;
+    struct pgw_certexpiry certs;
+    /* the last (re)load of the config: 1 or 0, and when it last took */
+    struct pgw_metric_series *m_reload_ok, *m_reload_ts;
 };
 
 /* Sets the installation cache's metrics from the store's counters. */
@@ -144,6 +151,66 @@ static bool on_ready(void *arg, const char **ret_reason)
     return true;
 }
 
+/* The outcome of loading the config, at start (a success) or on SIGHUP. */
+static void note_reload(struct serve *s, bool ok)
+{
+    pgw_metric_set(s->m_reload_ok, ok ? 1 : 0);
+    if (ok)
+        pgw_metric_set(s->m_reload_ts, (double)pgw_clock_wall_ms() / 1000.0);
+}
+
+/* The certificates of |cfg| that expire, for
+ * pushgw_certificate_expiry_days. APNs certificate identities join here
+ * when the config names them (pgw_tls_identity_not_after()). */
+static void list_certificates(struct serve *s, const struct pgw_config *cfg)
+{
+    int rc;
+
+    pgw_certexpiry_clear(&s->certs);
+    if (!cfg->server.tls_cert_file)
+        return;
+    rc = pgw_certexpiry_add_pem(&s->certs, "", "webhook_tls",
+                                cfg->server.tls_cert_file);
+    if (rc < 0)
+        pgw_log_warn("cannot read the expiry of '%s': %s",
+                     cfg->server.tls_cert_file, pgw_strerror(rc));
+}
+
+/* The families of the process, the build and the config's reloads. */
+static int register_ops_metrics(struct serve *s)
+{
+    struct pgw_metric_family *f;
+    int rc;
+
+    rc = pgw_selfmetrics_init(&s->self_metrics, s->metrics, PUSHGW_VERSION,
+                              s->opts.commit ? s->opts.commit : "unknown");
+    if (rc < 0)
+        return rc;
+    rc = pgw_metrics_register(
+        s->metrics, PGW_METRIC_GAUGE, "pushgw_config_reload_success",
+        "1 if the last load of the configuration (start or SIGHUP) "
+        "succeeded, 0 if it failed and the previous one still runs.",
+        NULL, 0, 0, NULL, 0, &f);
+    if (rc < 0)
+        return rc;
+    s->m_reload_ok = pgw_metrics_series(f, NULL);
+    rc = pgw_metrics_register(
+        s->metrics, PGW_METRIC_GAUGE,
+        "pushgw_config_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully (Unix "
+        "seconds).",
+        NULL, 0, 0, NULL, 0, &f);
+    if (rc < 0)
+        return rc;
+    s->m_reload_ts = pgw_metrics_series(f, NULL);
+    note_reload(s, true);
+    rc = pgw_certexpiry_init(&s->certs, s->metrics);
+    if (rc < 0)
+        return rc;
+    list_certificates(s, s->cfg);
+    return 0;
+}
+
 static void log_diag(const struct pgw_diag *diag, const char *what)
 {
     for (size_t i = 0; i < diag->n; i++)
@@ -185,6 +252,8 @@ static bool reload(struct serve *s)
             PGW_LF_INT("apps", (long long)cfg->n_apps),
             PGW_LF_INT("templates", (long long)pgw_template_set_count(tmpl))),
         "reloaded the configuration");
+    list_certificates(s, cfg);
+    note_reload(s, true);
     pgw_diag_release(&diag);
     return true;
 fail:
@@ -194,6 +263,7 @@ fail:
     pgw_template_set_unref(tmpl);
     pgw_config_free(cfg);
     pgw_diag_release(&diag);
+    note_reload(s, false);
     return false;
 }
 
@@ -357,6 +427,9 @@ static int setup(struct serve *s)
     rc = pgw_metrics_new(&s->metrics);
     if (rc < 0)
         goto out;
+    rc = register_ops_metrics(s);
+    if (rc < 0)
+        goto out;
     rc = pgw_curlmulti_new(s->base, 0, &s->cm);
     if (rc < 0)
         goto out;
@@ -478,6 +551,7 @@ static void teardown(struct serve *s)
     pgw_curlmulti_free(s->cm);
     pgw_dispatch_free(s->dispatch);
     pgw_metrics_free(s->metrics);
+    pgw_certexpiry_release(&s->certs);
     pgw_template_set_unref(s->templates);
     if (s->sig_hup)
         event_free(s->sig_hup);

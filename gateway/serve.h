@@ -9,6 +9,7 @@
 
 struct pgw_serve_options {
     const char *cfg_path; /* re-read on SIGHUP; NULL: the path of cfg */
+    const char *commit;   /* pushgw_build_info's commit; NULL: "unknown" */
     /* Give the heap's free pages back to the system every few seconds:
      * for glibc's malloc, which does not do it by itself; not for
      * jemalloc, which does. */
