@@ -61,6 +61,7 @@ struct serve {
     struct pgw_certexpiry certs;
     /* the last (re)load of the config: 1 or 0, and when it last took */
     struct pgw_metric_series *m_reload_ok, *m_reload_ts;
+    struct pgw_metric_series *m_ready; /* what /readyz would answer */
 };
 
 /* Sets the installation cache's metrics from the store's counters. */
@@ -151,6 +152,19 @@ static bool on_ready(void *arg, const char **ret_reason)
     return true;
 }
 
+/* pushgw_ready: 1 when /readyz answers 200 (the store up, templates
+ * loaded, not stopping), for alerts that cannot probe /readyz. */
+static void collect_ready(void *arg, struct pgw_metrics *metrics)
+{
+    struct serve *s = arg;
+    const char *why;
+
+    (void)metrics;
+    pgw_metric_set(
+        s->m_ready,
+        s->store && pgw_store_is_up(s->store) && on_ready(s, &why) ? 1 : 0);
+}
+
 /* The outcome of loading the config, at start (a success) or on SIGHUP. */
 static void note_reload(struct serve *s, bool ok)
 {
@@ -204,6 +218,15 @@ static int register_ops_metrics(struct serve *s)
         return rc;
     s->m_reload_ts = pgw_metrics_series(f, NULL);
     note_reload(s, true);
+    rc = pgw_metrics_register(s->metrics, PGW_METRIC_GAUGE, "pushgw_ready",
+                              "1 when /readyz answers 200, else 0.", NULL, 0, 0,
+                              NULL, 0, &f);
+    if (rc < 0)
+        return rc;
+    s->m_ready = pgw_metrics_series(f, NULL);
+    rc = pgw_metrics_add_collector(s->metrics, collect_ready, s);
+    if (rc < 0)
+        return rc;
     rc = pgw_certexpiry_init(&s->certs, s->metrics);
     if (rc < 0)
         return rc;

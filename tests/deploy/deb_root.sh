@@ -97,7 +97,9 @@ if [ -n "$dburl" ] && [ -n "$db" ]; then
     set -e
     [ "$code" = 200 ] || fail "serve never answered 200 on /readyz ('$code'): $(cat "$dir/serve.log")"
     [ $rc = 0 ] || fail "serve exited $rc after SIGTERM: $(cat "$dir/serve.log")"
-    ok "serve as pushgw: /readyz 200, SIGTERM exit 0"
+    grep -q '^pushgw_build_info{version="[^"]*",commit="[0-9a-f]\{12\}\(-dirty\)\?"} 1$' <<<"$metrics" ||
+        fail "no pushgw_build_info with a commit in /metrics: $(grep build_info <<<"$metrics")"
+    ok "serve as pushgw: /readyz 200, $(grep ^pushgw_build_info <<<"$metrics"), SIGTERM exit 0"
     [ -z "$sockdir" ] || umount "$r$sockdir"
 fi
 

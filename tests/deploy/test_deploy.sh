@@ -43,7 +43,7 @@ ok "pushgw.ini.example has all $(wc -w <<<"$keys") keys of config.c"
 # 2. The systemd unit (when systemd-analyze is there).
 if command -v systemd-analyze >/dev/null 2>&1; then
     unit=$(mktemp -d)
-    sed "s|/usr/local/bin/pushgw|$pushgw|g" "$src/deploy/pushgw.service" >"$unit/pushgw.service"
+    sed "s|/usr/bin/pushgw|$pushgw|g" "$src/deploy/pushgw.service" >"$unit/pushgw.service"
     out=$(systemd-analyze verify "$unit/pushgw.service" 2>&1) || fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify warns: $out"
     rm -rf "$unit"
@@ -114,6 +114,11 @@ for sig in INT TERM; do
         sleep 0.1
     done
     grep -q 'press Ctrl-C' "$log" || fail "quickstart did not reach serving: $(cat "$log")"
+    if [ $sig = INT ]; then
+        admin=$(grep -oE 'http://127.0.0.1:[0-9]+/readyz' "$log" | head -n 1 | grep -oE '[0-9]+/' | tr -d /)
+        curl -s "http://127.0.0.1:$admin/metrics" >"$work/metrics.txt" ||
+            fail "could not read /metrics of the quickstart's pushgw"
+    fi
     before=$(wc -l <"$log")
     if [ $sig = INT ]; then kill -INT -- -$qs; else kill -TERM $qs; fi
     set +e
@@ -129,6 +134,31 @@ for sig in INT TERM; do
     fi
     ok "quickstart stopped with SIG$sig: exit 0, '$after'"
 done
+
+# 4. Monitoring: the metrics the alert rules and the dashboard use are
+# all exported, the exposition passes promtool's lint, the rules check and
+# pass their tests (tests/deploy/alerts_test.yml).
+m=$work/metrics.txt
+grep -q '^pushgw_build_info{version="[^"]*",commit="[^"]*"} 1$' "$m" ||
+    fail "no pushgw_build_info in /metrics"
+used=$( (grep -oE '(pushgw|process)_[a-z_]+' "$src/deploy/prometheus/alerts.yml";
+    jq -r '.panels[].targets[].expr' "$src/deploy/grafana/pushgw.json" |
+        grep -oE '(pushgw|process)_[a-z_]+') | sed -E 's/_(bucket|sum|count)$//' | sort -u)
+[ -n "$used" ] || fail "no metric names found in the rules and the dashboard"
+for name in $used; do
+    grep -q "^# TYPE $name " "$m" || fail "'$name' (alerts.yml or pushgw.json) is not in /metrics"
+done
+ok "the $(wc -w <<<"$used") metrics the rules and the dashboard use are exported"
+if command -v promtool >/dev/null 2>&1; then
+    out=$(promtool check metrics <"$m" 2>&1) || fail "promtool check metrics: $out"
+    out=$(promtool check rules "$src/deploy/prometheus/alerts.yml" 2>&1) ||
+        fail "promtool check rules: $out"
+    out=$(cd "$src/tests/deploy" && promtool test rules alerts_test.yml 2>&1) ||
+        fail "promtool test rules: $out"
+    ok "promtool: metrics lint clean, alerts.yml checks and passes its tests"
+else
+    echo "test_deploy: SKIPPED: promtool checks (apt-get install prometheus for promtool)"
+fi
 
 # A failure is reported with its reason and a non-zero exit.
 set +e
