@@ -415,6 +415,14 @@ static void on_h2(void *arg, const struct pgw_h2_result *res)
                 if (ctx_submit(c) == 0)
                     return;
             }
+        } else if (res->status == 503 && strcmp(o.reason, "Shutdown") == 0 &&
+                   !c->retried && !self->freeing) {
+            /* That server is going away, not APNs: send again at once (the
+             * pool moves on when the connection closes). Other 5xx answers
+             * wait for the dispatcher's backoff. */
+            c->retried = true;
+            if (ctx_submit(c) == 0)
+                return;
         }
     } else {
         memset(&o, 0, sizeof(o));

@@ -8,6 +8,8 @@
  *   400 BadDeviceToken / DeviceTokenNotForTopic → INVALIDATE;
  *   403 ExpiredProviderToken → new token (20-minute floor per key) and one
  *       internal retry; when that is not possible → RETRY;
+ *   503 Shutdown (that server is shutting down) → one internal resend at
+ *       once; a second one → RETRY;
  *   429, 5xx, refused, timeout, connection lost, connect failure, busy →
  *       RETRY (retry_after_ms from Retry-After when given);
  *   any other status → FINAL with the provider's reason.

@@ -499,6 +499,32 @@ static void test_fail_every_503(void **state)
     fail_every("7:503:ServiceUnavailable", 503, "ServiceUnavailable");
 }
 
+/* 503 Shutdown: that server is going away; the push is sent again at
+ * once, so the caller sees it delivered, not a retry to back off. */
+static void test_shutdown_resent_at_once(void **state)
+{
+    struct tu_mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2};
+    const char *extra[] = {"--fail-every", "2:503:Shutdown", NULL};
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    /* one at a time: every second request is answered Shutdown, so each
+     * push after the first meets one, and its resend does not */
+    for (size_t i = 0; i < 10; i++)
+        send_range(&r, i, i + 1, 10000);
+    for (size_t i = 0; i < r.n; i++) {
+        if (r.items[i].last.kind != PGW_OUTCOME_DELIVERED)
+            fail_msg("push %zu: '%s'", i, r.items[i].last.reason);
+        assert_int_equal(r.items[i].attempts, 1);
+    }
+    assert_int_equal(r.retries_seen, 0);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 static void test_fail_every_429(void **state)
 {
     (void)state;
@@ -1252,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_fail_every_503),
         cmocka_unit_test(test_fail_every_429),
+        cmocka_unit_test(test_shutdown_resent_at_once),
         cmocka_unit_test(test_retry_after_reported),
         cmocka_unit_test(test_lower_streams_to_1),
         cmocka_unit_test(test_max_streams_1),
