@@ -40,8 +40,9 @@ static void usage(FILE *out)
           "  version                  print the version\n"
           "\n"
           "Exit status: 0 ok; 1 a runtime failure (check-config: problems\n"
-          "found); 2 usage, or a config that cannot be read or used\n"
-          "(check-config: cannot be read).\n"
+          "found; render: every device's line is an error); 2 usage, or a\n"
+          "config that cannot be read or used (check-config: cannot be\n"
+          "read).\n"
           "\n"
           "The config is FILE, else ./pushgw.ini, else "
           "/etc/pushgw/pushgw.ini;\n"
@@ -209,6 +210,7 @@ static int cmd_render(int argc, char **argv)
     struct pgw_render_opts ro = {0};
     struct pgw_config *cfg = NULL;
     const char *path = NULL;
+    struct pgw_render_counts counts = {0, 0};
     char err[512] = "";
     int c, rc;
 
@@ -248,7 +250,7 @@ static int cmd_render(int argc, char **argv)
     ro.now_s = (int64_t)time(NULL);
     /* Problems are reported once, below, as one line. */
     pgw_log_set_level(PGW_LOG_ERROR);
-    rc = pgw_render_run(cfg, &ro, stdout, err, sizeof(err));
+    rc = pgw_render_run(cfg, &ro, stdout, err, sizeof(err), &counts);
     pgw_config_free(cfg);
     if (fflush(stdout) != 0 && rc == 0) {
         fprintf(stderr, "pushgw: could not write the output\n");
@@ -259,6 +261,15 @@ static int cmd_render(int argc, char **argv)
         return rc == PGW_ERR_NOMEM || rc == PGW_ERR_IO || rc == PGW_ERR_DB
                    ? EXIT_RUNTIME
                    : EXIT_USAGE;
+    }
+    /* Nothing a device would get: a script must not take it for a
+     * render. */
+    if (counts.lines > 0 && counts.errors == counts.lines) {
+        fprintf(stderr,
+                "pushgw: no device would get a push: all %zu line(s) are "
+                "errors\n",
+                counts.lines);
+        return EXIT_RUNTIME;
     }
     return EXIT_OK;
 }

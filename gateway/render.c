@@ -92,7 +92,8 @@ static int render_apns(const struct pgw_push *p, cJSON *line)
 
 /* One device's line: what serve would send it, or why it would fail. */
 static int render_one(struct pgw_push_event *e, const struct pgw_push_app *pa,
-                      const struct pgw_installation *inst, FILE *out)
+                      const struct pgw_installation *inst, FILE *out,
+                      struct pgw_render_counts *counts)
 {
     struct pgw_installation dev = *inst;
     struct pgw_push p;
@@ -126,6 +127,10 @@ static int render_one(struct pgw_push_event *e, const struct pgw_push_app *pa,
             goto out;
     }
     rc = print_line(line, out);
+    if (rc == 0) {
+        counts->lines++;
+        counts->errors += r == PGW_PUSH_FAIL;
+    }
 out:
     if (r == PGW_PUSH_SEND)
         pgw_push_release(&p);
@@ -136,8 +141,10 @@ out:
 int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
                      const struct pgw_resolved *res, const char *event_id,
                      const struct pgw_installation *insts, size_t n,
-                     const struct pgw_render_opts *opts, FILE *out)
+                     const struct pgw_render_opts *opts, FILE *out,
+                     struct pgw_render_counts *ret_counts)
 {
+    struct pgw_render_counts counts = {0, 0};
     /* The app as serve's runtime holds it: a configured service account
      * is loaded (serve does not start otherwise). */
     struct pgw_runtime_app ra;
@@ -158,9 +165,11 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (opts->has_platform && insts[i].platform != opts->platform)
             continue;
-        rc = render_one(&e, &pa, &insts[i], out);
+        rc = render_one(&e, &pa, &insts[i], out, &counts);
     }
     pgw_push_event_release(&e);
+    if (rc == 0)
+        *ret_counts = counts;
     return rc;
 }
 
@@ -429,7 +438,7 @@ out:
 
 int pgw_render_run(const struct pgw_config *cfg,
                    const struct pgw_render_opts *opts, FILE *out, char *err,
-                   size_t errlen)
+                   size_t errlen, struct pgw_render_counts *ret_counts)
 {
     const struct pgw_app *app;
     struct pgw_template_set *tset = NULL;
@@ -529,7 +538,7 @@ int pgw_render_run(const struct pgw_config *cfg,
         fprintf(stderr, "pushgw: no push for this event: %s\n",
                 res->skip_reason);
     rc = pgw_render_event(cfg, app, res, ev->msg_id ? ev->msg_id : "render",
-                          insts.v, insts.n, opts, out);
+                          insts.v, insts.n, opts, out, ret_counts);
 out:
     if (rc == PGW_ERR_NOMEM)
         errf(err, errlen, rc, "could not render: out of memory");

@@ -29,18 +29,26 @@ struct pgw_render_opts {
     int64_t now_s; /* the time for expiry and ttl */
 };
 
+/* What a render printed: the command exits 1 when every line failed. */
+struct pgw_render_counts {
+    size_t lines;  /* one per device */
+    size_t errors; /* of those, lines with "error" */
+};
+
 /*
  * Prints one line per device of |insts| (|n|) that gets a push of |res| or
  * fails ("error": the outcome reason serve records, from the per-device
  * step serve runs, pgw_push_make()), skipping devices that are not
  * recipients, of another team, or of the other platform when filtered.
  * |app|'s keys and account count as loaded, as they are in a running
- * serve. |event_id| seeds the apns-id. Errors: PGW_ERR_NOMEM, PGW_ERR_IO.
+ * serve. |event_id| seeds the apns-id. Stores what it printed in
+ * |*ret_counts|. Errors: PGW_ERR_NOMEM, PGW_ERR_IO.
  */
 int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
                      const struct pgw_resolved *res, const char *event_id,
                      const struct pgw_installation *insts, size_t n,
-                     const struct pgw_render_opts *opts, FILE *out);
+                     const struct pgw_render_opts *opts, FILE *out,
+                     struct pgw_render_counts *ret_counts);
 
 /*
  * The driver: loads the templates of |cfg|, reads the event file of
@@ -48,13 +56,14 @@ int pgw_render_event(const struct pgw_config *cfg, const struct pgw_app *app,
  * the installations are looked up in [database] url — and an optional
  * "hookAnswer" object standing in for the server hook), resolves it and
  * prints to |out|. On error writes one line (no newline) into |err| of
- * |errlen| bytes: what failed, then why, values in single quotes.
+ * |errlen| bytes: what failed, then why, values in single quotes. On
+ * success stores what it printed in |*ret_counts|.
  * Returns 0, PGW_ERR_INVAL (bad input), PGW_ERR_CONFIG (unknown app,
  * templates), PGW_ERR_DB (database lookup failed), PGW_ERR_IO,
  * PGW_ERR_NOMEM.
  */
 int pgw_render_run(const struct pgw_config *cfg,
                    const struct pgw_render_opts *opts, FILE *out, char *err,
-                   size_t errlen);
+                   size_t errlen, struct pgw_render_counts *ret_counts);
 
 #endif

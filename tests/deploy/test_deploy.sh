@@ -32,6 +32,18 @@ out=$(PUSHGW_APP_DEMO_APNS_TEAM_ID=TEAM000001 PUSHGW_APP_DEMO_APNS_KEY_ID=KEY000
     fail "the example with keys from the environment is not valid: $out"
 ok "pushgw.ini.example with keys from the environment: $out"
 
+# render exits 1 when no device would get a push: the example's app has
+# no keys, so every line is an error.
+set +e
+out=$(jq '.timestamp = (now*1000|floor)' "$src/deploy/demo/render-event.json" |
+    "$pushgw" render -c "$src/deploy/pushgw.ini.example" --app demo --event - 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] || fail "render with every line an error exited $rc: $out"
+[ "$(grep -c '"error":"no_' <<<"$out")" = 3 ] && grep -q 'all 3 line(s) are errors' <<<"$out" ||
+    fail "render with every line an error: $out"
+ok "render: every line an error, exit 1"
+
 # Every key of gateway/config.c is in the example.
 keys=$(grep -oE 'KD_[A-Z]+\("[a-z_]+"|\{"[a-z_]+", K_' "$src/gateway/config.c" | grep -oE '"[a-z_]+"' | tr -d '"')
 [ -n "$keys" ] || fail "no keys found in gateway/config.c"

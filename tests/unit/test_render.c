@@ -29,13 +29,17 @@ static const struct gcase gcases[] = {
      NULL},
     {"chat", "hook-mentioned.json", NULL, "hook-mentioned.out", 0, NULL},
     {"chat", "errors.json", NULL, "errors.out", 0, NULL},
-    {"chat", "expired.json", NULL, "expired.out", 0, NULL},
+    /* Every line an error: the lines, and exit 1 with one line saying so. */
+    {"chat", "expired.json", NULL, "expired.out", 1,
+     "all 2 line(s) are errors"},
     /* The outcomes serve records for a push that cannot be sent: render
      * and serve share the per-device step (push.h). */
-    {"nokeys", "no-keys.json", NULL, "no-keys.out", 0, NULL},
+    {"nokeys", "no-keys.json", NULL, "no-keys.out", 1,
+     "all 2 line(s) are errors"},
     {"certs", "no-keys.json", NULL, "cert-app.out", 0, NULL},
     {"chat", "unknown-team.json", NULL, "unknown-team.out", 0, NULL},
-    {"chat", "too-large.json", NULL, "too-large.out", 0, NULL},
+    {"chat", "too-large.json", NULL, "too-large.out", 1,
+     "all 2 line(s) are errors"},
     {"chat", "bad-event.json", NULL, NULL, 2,
      "offlinePeers: must not be empty"},
     {"nope", "static-template.json", NULL, NULL, 2, "unknown app 'nope'"},
