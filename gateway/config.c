@@ -126,7 +126,8 @@ static const struct keydef delivery_keys[] = {
     KD_INT("max_attempts", "8", 1, 1000, C, delivery.max_attempts),
     KD_INT("retry_base_ms", "1000", 1, 86400000, C, delivery.retry_base_ms),
     KD_INT("retry_max_ms", "300000", 1, 604800000, C, delivery.retry_max_ms),
-    KD_INT("validity_s", "604800", 1, 2592000, C, delivery.validity_s),
+    /* FCM keeps a message at most 28 days (android.ttl). */
+    KD_INT("validity_s", "604800", 1, 2419200, C, delivery.validity_s),
     KD_INT("lease_ms", "30000", 500, 3600000, C, delivery.lease_ms),
     KD_INT("claim_interval_ms", "1000", 10, 600000, C,
            delivery.claim_interval_ms),

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,21 @@ static int is_third_party_auth(const struct gerror *g)
            strcmp(g->code, "APNS_AUTH_ERROR") == 0;
 }
 
+/* Whether an INVALID_ARGUMENT answer says the registration token is not a
+ * valid FCM token ("The registration token is not a valid FCM
+ * registration token"), as opposed to a bad message. */
+static bool token_is_invalid(const char *body, size_t body_len)
+{
+    char msg[256];
+    struct gerror g;
+
+    parse_error(body, body_len, &g, msg, sizeof(msg));
+    for (char *c = msg; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return strstr(msg, "registration token") != NULL &&
+           strstr(msg, "not a valid") != NULL;
+}
+
 int pgw_fcm_is_token_rejected(int status, const char *body, size_t body_len)
 {
     struct gerror g;
@@ -175,6 +191,12 @@ void pgw_fcm_classify(int status, const char *body, size_t body_len,
     if (strcmp(g.code, "UNREGISTERED") == 0 ||
         strcmp(g.code, "SENDER_ID_MISMATCH") == 0) {
         o.kind = PGW_OUTCOME_INVALIDATE;
+    } else if (status == 400 && strcmp(g.code, "INVALID_ARGUMENT") == 0 &&
+               token_is_invalid(body, body_len)) {
+        /* Google's answer to a token that is no FCM token at all; any
+         * other INVALID_ARGUMENT is about the message, not the device. */
+        o.kind = PGW_OUTCOME_INVALIDATE;
+        pgw_copy_str(o.reason, sizeof(o.reason), "INVALID_REGISTRATION");
     } else if (strcmp(g.code, "QUOTA_EXCEEDED") == 0 || status == 429) {
         o.kind = PGW_OUTCOME_RETRY;
         o.retry_after_ms = retry_after_ms > PGW_FCM_QUOTA_MIN_RETRY_MS

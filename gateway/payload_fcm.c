@@ -20,10 +20,12 @@ void pgw_payload_fcm_free(struct pgw_fcm_payload *p)
     free(p);
 }
 
+/* FCM's reserved data keys: "from", "message_type", and any key that
+ * starts with "google" or "gcm" (Google refuses the message otherwise). */
 static bool reserved(const char *k)
 {
     return strcmp(k, "from") == 0 || strcmp(k, "message_type") == 0 ||
-           strncmp(k, "google.", 7) == 0 || strncmp(k, "gcm.", 4) == 0;
+           strncmp(k, "google", 6) == 0 || strncmp(k, "gcm", 3) == 0;
 }
 
 static bool truthy_bool(const cJSON *it)
@@ -70,6 +72,7 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
     cJSON *body_item = NULL, *raw;
     const cJSON *it, *alert_body = NULL, *title = NULL, *alert_title = NULL;
     const cJSON *sound = NULL, *action = NULL, *collapse = NULL;
+    const cJSON *channel = NULL;
     const char *reason = NULL;
     char *text = NULL, *mark;
     char ttl[32];
@@ -113,6 +116,8 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
             action = string_or_null(it);
         } else if (strcmp(k, "collapse-id") == 0) {
             collapse = string_or_null(it);
+        } else if (strcmp(k, "_notificationChannel") == 0) {
+            channel = string_or_null(it); /* LeanCloud's Android channel */
         } else if (strcmp(k, "badge") == 0 || strcmp(k, "silent") == 0) {
             continue;
         } else if (reserved(k)) {
@@ -175,9 +180,12 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
     if (collapse && !cJSON_AddStringToObject(android, "collapse_key",
                                              collapse->valuestring))
         goto out;
-    if (!p->silent && (sound || action)) {
+    if (!p->silent && (sound || action || channel)) {
         an = cJSON_AddObjectToObject(android, "notification");
         if (!an)
+            goto out;
+        if (channel &&
+            !cJSON_AddStringToObject(an, "channel_id", channel->valuestring))
             goto out;
         if (sound && !cJSON_AddStringToObject(an, "sound", sound->valuestring))
             goto out;

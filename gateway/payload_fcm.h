@@ -36,17 +36,18 @@ struct pgw_fcm_payload {
  * Maps the resolved content |content| (an object; not modified): "alert"
  * (a string, or a dictionary's body/title) → notification.body, "title" →
  * notification.title, "sound" and "action" → android.notification sound
- * and click_action, "collapse-id" → android.collapse_key, "badge" and
+ * and click_action, "_notificationChannel" → android.notification
+ * channel_id, "collapse-id" → android.collapse_key, "badge" and
  * "silent" dropped; "silent": true → no notification blocks (alert, title
  * and action then go into data); every other key → data, as a string
  * (non-strings JSON-encoded); reserved data keys (from, message_type,
- * google.*, gcm.*) dropped and counted. android.priority is "HIGH";
- * android.ttl = |expires_at_s| - |now_s|, at most |validity_s|.
- * The body without the token must fit PGW_PAYLOAD_FCM_MAX_BODY, else the alert
- * body is shortened on a UTF-8 boundary ending in "…".
- * On success stores a new payload in |*ret_p| (free with
- * pgw_payload_fcm_free()). Errors, with |*ret_reason| (if not NULL) set:
- * PGW_PAYLOAD_ERR_EXPIRED ("expired"), PGW_ERR_TOO_LARGE
+ * any key starting with google or gcm) dropped and counted. android.priority is
+ * "HIGH"; android.ttl = |expires_at_s| - |now_s|, at most |validity_s|. The
+ * body without the token must fit PGW_PAYLOAD_FCM_MAX_BODY, else the alert body
+ * is shortened on a UTF-8 boundary ending in "…". On success stores a new
+ * payload in |*ret_p| (free with pgw_payload_fcm_free()). Errors, with
+ * |*ret_reason| (if not NULL) set: PGW_PAYLOAD_ERR_EXPIRED ("expired"),
+ * PGW_ERR_TOO_LARGE
  * ("payload_too_large"), PGW_ERR_NOMEM.
  */
 int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,

@@ -365,13 +365,10 @@ static void test_expired_token_mid_run(void **state)
 
 static void test_invalid_tokens(void **state)
 {
-    const char *const extra[] = {"--unregistered",
-                                 "dev-0003",
-                                 "--unregistered",
-                                 "dev-0007",
-                                 "--sender-mismatch",
-                                 "dev-0005",
-                                 NULL};
+    const char *const extra[] = {
+        "--unregistered",  "dev-0003",          "--unregistered",
+        "dev-0007",        "--sender-mismatch", "dev-0005",
+        "--invalid-token", "dev-0008",          NULL};
     struct mock m;
     struct client c;
     int done = 0;
@@ -389,6 +386,10 @@ static void test_invalid_tokens(void **state)
             assert_int_equal(msgs[i].o.kind, PGW_OUTCOME_INVALIDATE);
             assert_int_equal(msgs[i].o.status, 403);
             assert_string_equal(msgs[i].o.reason, "SENDER_ID_MISMATCH");
+        } else if (i == 8) {
+            assert_int_equal(msgs[i].o.kind, PGW_OUTCOME_INVALIDATE);
+            assert_int_equal(msgs[i].o.status, 400);
+            assert_string_equal(msgs[i].o.reason, "INVALID_REGISTRATION");
         } else {
             assert_int_equal(msgs[i].o.kind, PGW_OUTCOME_DELIVERED);
         }

@@ -38,6 +38,8 @@ struct fcm {
     uint64_t expire_after;
     const char *unreg[MAX_TOKENS];
     int nunreg;
+    const char *invalid[MAX_TOKENS]; /* not FCM tokens at all */
+    int ninvalid;
     const char *mismatch[MAX_TOKENS];
     int nmismatch;
     struct issued issued[MAX_ISSUED]; /* ring, newest at issued_next - 1 */
@@ -551,6 +553,14 @@ static void handle_send(struct fcm *f, struct mock_req *req, struct verdict *v,
         goto out;
     }
     tok = cJSON_GetObjectItemCaseSensitive(msg, "token");
+    if (cJSON_IsString(tok) &&
+        listed(f->invalid, f->ninvalid, tok->valuestring)) {
+        google_error(req, v, 400, "INVALID_ARGUMENT",
+                     "The registration token is not a valid FCM registration "
+                     "token",
+                     "message.token");
+        goto out;
+    }
     if (cJSON_IsString(tok) && listed(f->unreg, f->nunreg, tok->valuestring)) {
         google_error(req, v, 404, "UNREGISTERED",
                      "Requested entity was not found.", NULL);
@@ -659,18 +669,21 @@ static int stats(void *ctx, char *buf, size_t len)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: mock_fcm [options]\n%s"
-            "  --service-account-pub PUB.pem  key verifying the assertions\n"
-            "  --client-email EMAIL        expected iss of the assertion\n"
-            "  --project ID                expected project\n"
-            "  --token-ttl-s N             access token lifetime (3600)\n"
-            "  --expire-tokens-after N     after N sends, expire all tokens "
-            "issued so far\n"
-            "  --unregistered TOKEN        404 UNREGISTERED (repeatable)\n"
-            "  --sender-mismatch TOKEN     403 SENDER_ID_MISMATCH "
-            "(repeatable)\n",
-            mock_opts_usage);
+    fprintf(
+        stderr,
+        "usage: mock_fcm [options]\n%s"
+        "  --service-account-pub PUB.pem  key verifying the assertions\n"
+        "  --client-email EMAIL        expected iss of the assertion\n"
+        "  --project ID                expected project\n"
+        "  --token-ttl-s N             access token lifetime (3600)\n"
+        "  --expire-tokens-after N     after N sends, expire all tokens "
+        "issued so far\n"
+        "  --unregistered TOKEN        404 UNREGISTERED (repeatable)\n"
+        "  --invalid-token TOKEN       400 INVALID_ARGUMENT: not a valid\n"
+        "                              FCM registration token (repeatable)\n"
+        "  --sender-mismatch TOKEN     403 SENDER_ID_MISMATCH "
+        "(repeatable)\n",
+        mock_opts_usage);
 }
 
 int main(int argc, char **argv)
@@ -715,6 +728,11 @@ int main(int argc, char **argv)
                     r = -1;
                 else
                     f.unreg[f.nunreg++] = val;
+            } else if (!strcmp(name, "--invalid-token")) {
+                if (f.ninvalid >= MAX_TOKENS)
+                    r = -1;
+                else
+                    f.invalid[f.ninvalid++] = val;
             } else if (!strcmp(name, "--sender-mismatch")) {
                 if (f.nmismatch >= MAX_TOKENS)
                     r = -1;

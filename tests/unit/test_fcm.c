@@ -45,6 +45,18 @@ static void test_classify(void **state)
                 "{\"@type\":\"type.googleapis.com/"
                 "x\",\"errorCode\":\"Z\"}," DETAIL("UNREGISTERED")),
          -1, PGW_OUTCOME_INVALIDATE, "UNREGISTERED", 0, ""},
+        /* A token that is no FCM token: invalidated; any other
+         * INVALID_ARGUMENT is the message's fault, the device stays. */
+        {400,
+         "{\"error\":{\"code\":400,\"message\":\"The registration token is "
+         "not a valid FCM registration token\",\"status\":"
+         "\"INVALID_ARGUMENT\",\"details\":[" DETAIL("INVALID_ARGUMENT") "]}}",
+         -1, PGW_OUTCOME_INVALIDATE, "INVALID_REGISTRATION", 0, ""},
+        {400,
+         "{\"error\":{\"code\":400,\"message\":\"Invalid value at "
+         "'message.data[0].value'\",\"status\":\"INVALID_ARGUMENT\","
+         "\"details\":[" DETAIL("INVALID_ARGUMENT") "]}}",
+         -1, PGW_OUTCOME_FINAL, "INVALID_ARGUMENT", 0, ""},
         /* A 404 that is not about the token is not an invalidation. */
         {404, FCMERR(404, x, "NOT_FOUND", ""), -1, PGW_OUTCOME_FINAL,
          "NOT_FOUND", 0, ""},

@@ -50,12 +50,18 @@ static const struct fcase fcases[] = {
      "\"null\",\"o\":\"{\\\"k\\\":[1,\\\"x\\\"]}\",\"q\":\"\\\"q\\\"\"}," AND(
          "") "}}",
      0},
+    /* FCM: "any word starting with google or gcm" is reserved. */
     {"reserved keys dropped",
      "{\"alert\":\"a\",\"from\":\"x\",\"message_type\":\"y\",\"google.c\":1,"
-     "\"gcm.n\":2,\"googlex\":3,\"k\":\"v\"}",
+     "\"gcm.n\":2,\"googlex\":3,\"gcmx\":4,\"k\":\"v\",\"Google\":5}",
      "{\"message\":{\"token\":\"tok\",\"notification\":{\"body\":\"a\"},"
-     "\"data\":{\"googlex\":\"3\",\"k\":\"v\"}," AND("") "}}",
-     4},
+     "\"data\":{\"k\":\"v\",\"Google\":\"5\"}," AND("") "}}",
+     6},
+    {"LeanCloud's notification channel",
+     "{\"alert\":\"a\",\"_notificationChannel\":\"chat\"}",
+     "{\"message\":{\"token\":\"tok\",\"notification\":{\"body\":\"a\"}," AND(
+         ",\"notification\":{\"channel_id\":\"chat\"}") "}}",
+     0},
     {"silent is data only",
      "{\"silent\":true,\"alert\":\"a\",\"title\":\"T\",\"action\":\"A\","
      "\"sound\":\"s\",\"k\":1}",
