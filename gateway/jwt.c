@@ -16,6 +16,7 @@
 
 #include "pushgw.h"
 #include "util/clock.h"
+#include "util/file.h"
 
 #define KEY_FILE_MAX (64 * 1024)
 
@@ -135,39 +136,19 @@ out:
 int pgw_jwt_new_from_file(const char *team_id, const char *key_id,
                           const char *path, struct pgw_jwt **ret_jwt)
 {
-    FILE *f = NULL;
     char *buf = NULL;
-    size_t n;
+    size_t n = 0;
     int ret;
 
     if (!path)
         return PGW_ERR_INVAL;
-    f = fopen(path, "rb");
-    if (!f)
-        return PGW_ERR_IO;
-    buf = malloc(KEY_FILE_MAX + 1);
-    if (!buf) {
-        ret = PGW_ERR_NOMEM;
-        goto out;
-    }
-    n = fread(buf, 1, KEY_FILE_MAX + 1, f);
-    if (ferror(f)) {
-        ret = PGW_ERR_IO;
-        goto out;
-    }
-    if (n > KEY_FILE_MAX) {
-        ret = PGW_ERR_TOO_LARGE;
-        goto out;
-    }
+    ret = pgw_file_read(path, KEY_FILE_MAX, &buf, &n);
+    if (ret != 0)
+        return ret;
     ret = pgw_jwt_new(team_id, key_id, buf, n, ret_jwt);
-out:
-    if (buf) {
-        /* the private key should not linger in freed memory */
-        memset(buf, 0, KEY_FILE_MAX + 1);
-        free(buf);
-    }
-    if (f)
-        fclose(f);
+    /* the private key should not linger in freed memory */
+    OPENSSL_cleanse(buf, n);
+    free(buf);
     return ret;
 }
 

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "util/clock.h"
+#include "util/file.h"
 #include "util/list.h"
 
 #define MAX_TOKEN_LIFETIME_S 86400
@@ -203,46 +204,24 @@ out:
 int pgw_oauth_sa_load(const char *path, struct pgw_diag *diag,
                       struct pgw_oauth_sa **ret_sa)
 {
-    FILE *f = NULL;
     char *buf = NULL;
     size_t len = 0;
     int ret;
 
     if (!path || !ret_sa)
         return PGW_ERR_INVAL;
-    f = fopen(path, "rb");
-    if (!f) {
-        if (diag)
-            pgw_diag_add(diag, "service account '%s': cannot open: %s", path,
-                         strerror(errno));
-        return PGW_ERR_IO;
-    }
-    ret = PGW_ERR_NOMEM;
-    buf = malloc(PGW_OAUTH_SA_MAX_BYTES + 1);
-    if (!buf)
-        goto out;
-    len = fread(buf, 1, PGW_OAUTH_SA_MAX_BYTES + 1, f);
-    if (ferror(f)) {
-        if (diag)
-            pgw_diag_add(diag, "service account '%s': cannot read: %s", path,
-                         strerror(errno));
-        ret = PGW_ERR_IO;
-        goto out;
-    }
-    if (len > PGW_OAUTH_SA_MAX_BYTES) {
-        if (diag)
-            pgw_diag_add(diag, "service account '%s': larger than %d bytes",
-                         path, PGW_OAUTH_SA_MAX_BYTES);
-        ret = PGW_ERR_TOO_LARGE;
-        goto out;
-    }
+    ret = pgw_file_read(path, PGW_OAUTH_SA_MAX_BYTES, &buf, &len);
+    if (ret == PGW_ERR_IO && diag)
+        pgw_diag_add(diag, "service account '%s': cannot open: %s", path,
+                     strerror(errno));
+    else if (ret == PGW_ERR_TOO_LARGE && diag)
+        pgw_diag_add(diag, "service account '%s': larger than %d bytes", path,
+                     PGW_OAUTH_SA_MAX_BYTES);
+    if (ret != 0)
+        return ret;
     ret = pgw_oauth_sa_parse(buf, len, path, diag, ret_sa);
-out:
-    if (buf) {
-        OPENSSL_cleanse(buf, len);
-        free(buf);
-    }
-    fclose(f);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
     return ret;
 }
 

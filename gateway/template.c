@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "util/file.h"
 
 struct tpl {
     char *name; /* file name without ".json" */
@@ -67,41 +68,6 @@ const cJSON *pgw_template_set_find(const struct pgw_template_set *self,
 }
 
 /* Reads at most |max| bytes of |path|; PGW_ERR_TOO_LARGE when longer. */
-static int read_file(const char *path, size_t max, char **ret_buf,
-                     size_t *ret_len)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n;
-    int rc;
-
-    if (!fp)
-        return PGW_ERR_IO;
-    buf = malloc(max + 1);
-    if (!buf) {
-        rc = PGW_ERR_NOMEM;
-        goto out;
-    }
-    n = fread(buf, 1, max + 1, fp);
-    if (ferror(fp)) {
-        rc = PGW_ERR_IO;
-        goto out;
-    }
-    if (n > max) {
-        rc = PGW_ERR_TOO_LARGE;
-        goto out;
-    }
-    buf[n] = '\0';
-    *ret_buf = buf;
-    *ret_len = n;
-    buf = NULL;
-    rc = 0;
-out:
-    free(buf);
-    fclose(fp);
-    return rc;
-}
-
 /* 1-based line and column of byte |off| of |buf|. */
 static void line_col(const char *buf, size_t off, size_t *line, size_t *col)
 {
@@ -125,7 +91,7 @@ static int load_one(const char *path, struct pgw_diag *diag, cJSON **ret)
     cJSON *json = NULL;
     int rc;
 
-    rc = read_file(path, PGW_TEMPLATE_MAX_FILE_BYTES, &buf, &len);
+    rc = pgw_file_read(path, PGW_TEMPLATE_MAX_FILE_BYTES, &buf, &len);
     if (rc == PGW_ERR_TOO_LARGE) {
         pgw_diag_add(diag, "template '%s': larger than %d bytes", path,
                      PGW_TEMPLATE_MAX_FILE_BYTES);
