@@ -159,13 +159,6 @@ static cJSON *alert_body(cJSON *aps)
     return NULL;
 }
 
-static size_t body_size(const char *text, bool increment)
-{
-    size_t n = strlen(text);
-
-    return increment ? n - 1 + PGW_APNS_BADGE_RESERVE : n;
-}
-
 /*
  * A value that goes into an HTTP/2 header: visible ASCII and inner spaces,
  * at most |max| bytes. Content comes from end users' pushData: CR, LF or
@@ -194,7 +187,7 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
     const cJSON *prio_key = NULL, *collapse_key = NULL;
     const char *reason = NULL;
     char *text = NULL, *mark;
-    size_t limit;
+    size_t limit, max_len;
     bool background;
     int rc = PGW_ERR_NOMEM;
 
@@ -302,29 +295,15 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
 
     limit = strcmp(p->push_type, "voip") == 0 ? PGW_APNS_MAX_BODY_VOIP
                                               : PGW_APNS_MAX_BODY;
-    text = cJSON_PrintUnformatted(root);
-    if (!text)
+    /* the marker byte is not sent; the badge number may take its room */
+    max_len = p->badge_increment ? limit + 1 - PGW_APNS_BADGE_RESERVE : limit;
+    rc =
+        pgw_payload_print(root, alert_body(aps), max_len, &text, &p->shortened);
+    if (rc == PGW_ERR_TOO_LARGE)
+        reason = PGW_PAYLOAD_REASON_TOO_LARGE;
+    if (rc < 0)
         goto out;
-    if (body_size(text, p->badge_increment) > limit) {
-        cJSON *b = alert_body(aps);
-        size_t excess = body_size(text, p->badge_increment) - limit;
-        rc = b ? pgw_json_shorten(b, excess) : PGW_ERR_TOO_LARGE;
-        if (rc == PGW_ERR_TOO_LARGE)
-            reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-        if (rc < 0)
-            goto out;
-        rc = PGW_ERR_NOMEM;
-        free(text);
-        text = cJSON_PrintUnformatted(root);
-        if (!text)
-            goto out;
-        if (body_size(text, p->badge_increment) > limit) {
-            reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-            rc = PGW_ERR_TOO_LARGE;
-            goto out;
-        }
-        p->shortened = true;
-    }
+    rc = PGW_ERR_NOMEM;
     p->body_len = strlen(text);
     if (p->badge_increment) {
         mark = memchr(text, BADGE_MARK[0], p->body_len);

@@ -194,30 +194,14 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
             goto out;
     }
 
-    text = cJSON_PrintUnformatted(root);
-    if (!text)
+    /* + 1: the marker is not part of the budget, the token neither */
+    rc = pgw_payload_print(root, body_item, PGW_PAYLOAD_FCM_MAX_BODY + 1, &text,
+                           &p->shortened);
+    if (rc == PGW_ERR_TOO_LARGE)
+        reason = PGW_PAYLOAD_REASON_TOO_LARGE;
+    if (rc < 0)
         goto out;
-    /* strlen - 1: the marker is not part of the budget, the token neither */
-    if (strlen(text) - 1 > PGW_PAYLOAD_FCM_MAX_BODY) {
-        size_t excess = strlen(text) - 1 - PGW_PAYLOAD_FCM_MAX_BODY;
-        rc =
-            body_item ? pgw_json_shorten(body_item, excess) : PGW_ERR_TOO_LARGE;
-        if (rc == PGW_ERR_TOO_LARGE)
-            reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-        if (rc < 0)
-            goto out;
-        rc = PGW_ERR_NOMEM;
-        free(text);
-        text = cJSON_PrintUnformatted(root);
-        if (!text)
-            goto out;
-        if (strlen(text) - 1 > PGW_PAYLOAD_FCM_MAX_BODY) {
-            reason = PGW_PAYLOAD_REASON_TOO_LARGE;
-            rc = PGW_ERR_TOO_LARGE;
-            goto out;
-        }
-        p->shortened = true;
-    }
+    rc = PGW_ERR_NOMEM;
     mark = strchr(text, TOKEN_MARK[0]);
     if (!mark) { /* cannot happen: the raw item is printed verbatim */
         rc = PGW_ERR_INVAL;
