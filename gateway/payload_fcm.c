@@ -239,37 +239,13 @@ size_t pgw_payload_fcm_body_len(const struct pgw_fcm_payload *p,
 int pgw_payload_fcm_body(const struct pgw_fcm_payload *p, const char *token,
                          char *buf, size_t cap, size_t *ret_len)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t need = pgw_payload_fcm_body_len(p, token);
+    size_t len = strlen(token);
     size_t o = p->head_len;
 
-    if (need > cap)
+    if (p->head_len + pgw_json_escaped_len(token, len) + p->tail_len > cap)
         return PGW_ERR_TOO_LARGE;
     memcpy(buf, p->head, p->head_len);
-    for (const unsigned char *t = (const unsigned char *)token; *t; t++) {
-        unsigned char c = *t;
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else if (c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
-                   c == '\t') {
-            buf[o++] = '\\';
-            buf[o++] = c == '\b'   ? 'b'
-                       : c == '\f' ? 'f'
-                       : c == '\n' ? 'n'
-                       : c == '\r' ? 'r'
-                                   : 't';
-        } else if (c < 0x20) {
-            buf[o++] = '\\';
-            buf[o++] = 'u';
-            buf[o++] = '0';
-            buf[o++] = '0';
-            buf[o++] = hex[c >> 4];
-            buf[o++] = hex[c & 0x0F];
-        } else {
-            buf[o++] = (char)c;
-        }
-    }
+    o += pgw_json_escape(buf + o, token, len);
     memcpy(buf + o, p->tail, p->tail_len);
     *ret_len = o + p->tail_len;
     return 0;

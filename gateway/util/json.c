@@ -36,6 +36,53 @@ size_t pgw_json_escaped_len(const char *s, size_t len)
     return n;
 }
 
+size_t pgw_json_escape(char *dst, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e = 0;
+
+        switch (c) {
+        case '"':
+        case '\\':
+            e = (char)c;
+            break;
+        case '\b':
+            e = 'b';
+            break;
+        case '\f':
+            e = 'f';
+            break;
+        case '\n':
+            e = 'n';
+            break;
+        case '\r':
+            e = 'r';
+            break;
+        case '\t':
+            e = 't';
+            break;
+        default:
+            break;
+        }
+        if (e) {
+            dst[o++] = '\\';
+            dst[o++] = e;
+        } else if (c < 0x20) {
+            memcpy(dst + o, "\\u00", 4);
+            dst[o + 4] = hex[c >> 4];
+            dst[o + 5] = hex[c & 0x0F];
+            o += 6;
+        } else {
+            dst[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')

@@ -129,6 +129,13 @@ bool pgw_json_int_value(const cJSON *it, int64_t min, int64_t max,
 size_t pgw_json_escaped_len(const char *s, size_t len);
 
 /*
+ * Writes the string |s| of |len| bytes escaped as cJSON prints it, without
+ * the quotes, into |dst| (pgw_json_escaped_len() bytes, no NUL); returns
+ * that length.
+ */
+size_t pgw_json_escape(char *dst, const char *s, size_t len);
+
+/*
  * Shortens the string item |str| (valid UTF-8) so that its printed
  * (escaped) length drops by at least |excess| bytes, cutting on a
  * character boundary and appending "…" (U+2026). Errors:

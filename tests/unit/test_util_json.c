@@ -223,6 +223,33 @@ static void test_escaped_len(void **state)
     assert_int_equal(pgw_json_escaped_len("\xe4\xb8\xad", 3), 3);
 }
 
+/* The escape writes what cJSON prints between the quotes, and as many
+ * bytes as pgw_json_escaped_len() counts. */
+static void test_escape_as_cjson_prints(void **state)
+{
+    static const char *const cases[] = {
+        "plain",        "\"quoted\\",    "\b\f\n\r\t",
+        "\x01\x1f\x7f", "\xe4\xb8\xad/", "",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
+        const char *s = cases[i];
+        size_t len = strlen(s);
+        char out[64];
+        cJSON *item = cJSON_CreateString(s);
+        char *printed = cJSON_PrintUnformatted(item);
+        size_t n = pgw_json_escape(out, s, len);
+
+        assert_non_null(printed);
+        assert_int_equal(n, pgw_json_escaped_len(s, len));
+        assert_int_equal(n, strlen(printed) - 2);
+        assert_memory_equal(out, printed + 1, n);
+        free(printed);
+        cJSON_Delete(item);
+    }
+}
+
 /* Shortens |text| by |excess| and checks the printed result. */
 static void check_shorten(const char *text, size_t excess, int want_rc,
                           const char *want)
@@ -273,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_get_bool_object_array),
         cmocka_unit_test(test_fail),
         cmocka_unit_test(test_escaped_len),
+        cmocka_unit_test(test_escape_as_cjson_prints),
         cmocka_unit_test(test_shorten),
     };
 
