@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lc_auth.h"
+#include "util/clock.h"
 
 /* A hook answer larger than this is refused (fail open). */
 #define HOOK_MAX_ANSWER_BYTES (256 * 1024)
@@ -153,8 +153,6 @@ static void on_done(const struct pgw_curl_response *resp, void *arg)
 static int lc_identity(const struct pgw_app *app, char **ret_id, char **ret_key)
 {
     char sign[PGW_LC_AUTH_SIGN_BYTES];
-    struct timespec ts;
-    int64_t now_ms;
     int rc;
 
     if (app->leancloud_app_id &&
@@ -163,10 +161,8 @@ static int lc_identity(const struct pgw_app *app, char **ret_id, char **ret_key)
         return PGW_ERR_NOMEM;
     }
     if (app->master_key) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        rc =
-            pgw_lc_auth_sign(app->master_key, now_ms, true, sign, sizeof(sign));
+        rc = pgw_lc_auth_sign(app->master_key, pgw_clock_wall_ms(), true, sign,
+                              sizeof(sign));
         if (rc < 0)
             return rc;
         if (asprintf(ret_key, "X-LC-Sign: %s", sign) < 0) {

@@ -13,6 +13,7 @@
 #include "runtime.h"
 #include "store.h"
 #include "template.h"
+#include "util/json.h"
 
 static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
     PGW_PRINTF(4, 5);
@@ -447,7 +448,7 @@ int pgw_render_run(const struct pgw_config *cfg,
     struct pgw_resolved *res = NULL;
     struct inst_list insts = {NULL, 0};
     struct pgw_event_limits lim;
-    struct pgw_event_error perr;
+    struct pgw_json_error perr;
     struct pgw_json_limits jlim;
     struct pgw_diag diag;
     const char *fname = opts->event_path ? opts->event_path : "-";
@@ -477,8 +478,8 @@ int pgw_render_run(const struct pgw_config *cfg,
     if (rc < 0)
         goto out;
     pgw_event_limits_from_config(cfg, &lim);
-    pgw_event_json_limits_default(&jlim);
-    rc = pgw_event_json_parse(buf, len, &jlim, &json, &off, &why);
+    pgw_json_limits_default(&jlim);
+    rc = pgw_json_parse(buf, len, &jlim, &json, &off, &why);
     if (rc < 0) {
         if (rc != PGW_ERR_NOMEM)
             rc = errf(err, errlen, PGW_ERR_INVAL,
