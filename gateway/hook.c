@@ -53,7 +53,7 @@ static struct hook_health *health_of(const char *app_id)
         snprintf(h->reason, sizeof(h->reason),
                  "the server hook of app '%.64s' answers 401: check its "
                  "leancloud_app_id, master_key or app_key",
-                 h->app_id);
+                 app_id);
     }
 out:
     pthread_mutex_unlock(&health_mu);
