@@ -872,9 +872,14 @@ int pgw_lc_installation_apply(struct pgw_lc_installation *self,
         const struct field *f;
         const char *name = v->string;
 
-        if (!name || !*name) {
-            pgw_lc_error_set(err, 400, PGW_LC_INVALID_JSON, "", "bad_json",
-                             "a field name is empty");
+        /* "__type", "__op" are LeanCloud's own; '$' and '.' would make
+         * fields no query can name (LeanCloud's error 121) */
+        if (!name || !*name || (name[0] == '_' && name[1] == '_') ||
+            strpbrk(name, "$.")) {
+            char shown[40];
+            pgw_copy_str(shown, sizeof(shown), name);
+            pgw_lc_error_set(err, 400, PGW_LC_INVALID_JSON, shown, "bad_json",
+                             "invalid field name '%s'", shown);
             return PGW_ERR_INVAL;
         }
         f = find_field(name);
@@ -970,6 +975,22 @@ int pgw_lc_installation_check(struct pgw_lc_installation *self,
                 : "registrationId (vendor 'fcm') or deviceToken is required "
                   "for an Android installation");
         return PGW_ERR_INVAL;
+    }
+    if (self->extra && cJSON_GetArraySize(self->extra) > 0) {
+        /* the other fields are kept, within a bound: ops on them add up
+         * over many requests */
+        char *printed = cJSON_PrintUnformatted(self->extra);
+        size_t len = printed ? strlen(printed) : 0;
+        free(printed);
+        if (!printed)
+            return PGW_ERR_NOMEM;
+        if (len > PGW_LC_MAX_EXTRA_BYTES) {
+            pgw_lc_error_set(err, 400, PGW_LC_TOO_LARGE, "", "too_large",
+                             "the object's other fields take more than %d "
+                             "bytes",
+                             PGW_LC_MAX_EXTRA_BYTES);
+            return PGW_ERR_INVAL;
+        }
     }
     n = strlen(self->device_token);
     if (ios) {

@@ -7,7 +7,7 @@
  * One object is applied to a record: a new one (pgw_lc_installation_init)
  * or the row as stored. Each field is checked as it is applied, then
  * pgw_lc_installation_check() checks the record as a whole (a deviceType,
- * a token of the device type's form). Fields:
+ * a token of the device type's form, the size of the other fields). Fields:
  *
  *   deviceType      "ios" | "android"; another value: 135
  *   deviceToken     iOS: hexadecimal, 64..200 digits, lower-cased;
@@ -27,7 +27,9 @@
  *                   AddUnique, Remove work there too
  *
  * A null value or {"__op":"Delete"} clears a field. An unknown __op is
- * 107 naming it; an op on a field of the wrong type is 111.
+ * 107 naming it; an op on a field of the wrong type is 111. A field name
+ * starting with "__" or holding '$' or '.' is 107; the other fields take
+ * at most PGW_LC_MAX_EXTRA_BYTES (116).
  *
  * For `pushgw import` (lc-import), one export object maps with:
  *
@@ -78,7 +80,7 @@ enum {
 #define PGW_LC_MIN_FCM_TOKEN_BYTES 8
 #define PGW_LC_OBJECT_ID_BYTES 24
 #define PGW_LC_MAX_OBJECT_ID_BYTES 64      /* imported ids kept as they are */
-#define PGW_LC_MAX_EXTRA_BYTES (16 * 1024) /* printed `extra` */
+#define PGW_LC_MAX_EXTRA_BYTES (64 * 1024) /* printed `extra` */
 
 /*
  * Why an object was refused: |status| the HTTP status to answer, |code|

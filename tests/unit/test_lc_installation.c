@@ -172,6 +172,8 @@ static const struct {
     {"{\"badge\":4294967296}", PGW_LC_INCORRECT_TYPE, "badge", "bad_type"},
     {"{\"valid\":\"yes\"}", PGW_LC_INCORRECT_TYPE, "valid", "bad_type"},
     {"{\"timeZone\":[]}", PGW_LC_INCORRECT_TYPE, "timeZone", "bad_type"},
+    {"{\"__op\":\"Delete\"}", PGW_LC_INVALID_JSON, "__op", "bad_json"},
+    {"{\"a.b\":1}", PGW_LC_INVALID_JSON, "a.b", "bad_json"},
     {"{\"appVersion\":{\"__op\":\"Batch\",\"ops\":[]}}", PGW_LC_INVALID_JSON,
      "appVersion", "bad_op"},
     {"{\"appVersion\":\"1\",\"x\":{\"__op\":\"Increment\",\"amount\":[]}}",
@@ -430,6 +432,33 @@ static void test_copy(void **state)
     pgw_lc_installation_release(&copy);
 }
 
+/* Ops on other fields add up over many requests: bounded. */
+static void test_extra_cap(void **state)
+{
+    struct pgw_lc_installation row;
+    struct pgw_lc_error err;
+    char *json = malloc(40000);
+    int rc = 0;
+
+    (void)state;
+    assert_non_null(json);
+    memset(json, 'x', 39999);
+    json[39999] = '\0';
+    memcpy(json,
+           "{\"deviceType\":\"ios\",\"deviceToken\":\"" IOS_TOKEN
+           "\",\"t\":{\"__op\":\"Add\",\"objects\":[\"",
+           strlen("{\"deviceType\":\"ios\",\"deviceToken\":\"" IOS_TOKEN
+                  "\",\"t\":{\"__op\":\"Add\",\"objects\":[\""));
+    memcpy(json + 39999 - 6, "\"]}}", 5);
+    assert_int_equal(pgw_lc_installation_init(&row), 0);
+    for (int i = 0; i < 3 && rc == 0; i++)
+        rc = apply_check(&row, json, &err);
+    assert_int_equal(rc, PGW_ERR_INVAL);
+    assert_int_equal(err.code, PGW_LC_TOO_LARGE);
+    pgw_lc_installation_release(&row);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,7 +466,7 @@ int main(void)
         cmocka_unit_test(test_bad_objects), cmocka_unit_test(test_ops),
         cmocka_unit_test(test_immutable),   cmocka_unit_test(test_channel_caps),
         cmocka_unit_test(test_export),      cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_copy),        cmocka_unit_test(test_extra_cap),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
