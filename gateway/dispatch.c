@@ -316,6 +316,11 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         runtime_destroy(d, d->dead[--d->n_dead]);
 }
 
+const struct pgw_runtime *pgw_dispatch_runtime(const struct pgw_dispatch *self)
+{
+    return self->rt;
+}
+
 int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
                              struct pgw_template_set *templates,
                              struct pgw_diag *diag)

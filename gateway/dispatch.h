@@ -60,6 +60,10 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
                              struct pgw_template_set *templates,
                              struct pgw_diag *diag);
 
+/* The current runtime (NULL before the first pgw_dispatch_set_runtime());
+ * valid until the next one. */
+const struct pgw_runtime *pgw_dispatch_runtime(const struct pgw_dispatch *self);
+
 /* True while another event can be taken into memory now. */
 bool pgw_dispatch_can_accept(const struct pgw_dispatch *self);
 

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "sdnotify.h"
 #include "selfmetrics.h"
+#include "runtime.h"
 #include "store.h"
 #include "template.h"
 #include "util/clock.h"
@@ -174,13 +175,25 @@ static void note_reload(struct serve *s, bool ok)
 }
 
 /* The certificates of |cfg| that expire, for
- * pushgw_certificate_expiry_days. APNs certificate identities join here
- * when the config names them (pgw_tls_identity_not_after()). */
+ * pushgw_certificate_expiry_days: the webhook's TLS certificate, and the
+ * APNs certificates of each app as the dispatcher's runtime loaded them. */
 static void list_certificates(struct serve *s, const struct pgw_config *cfg)
 {
+    const struct pgw_runtime *rt =
+        s->dispatch ? pgw_dispatch_runtime(s->dispatch) : NULL;
     int rc;
 
     pgw_certexpiry_clear(&s->certs);
+    for (size_t i = 0; rt && i < rt->n_apps; i++) {
+        const struct pgw_runtime_app *ra = &rt->apps[i];
+
+        if (ra->apns_cert_not_after[0])
+            pgw_certexpiry_add(&s->certs, ra->app->id, "apns_production",
+                               ra->apns_cert_not_after[0]);
+        if (ra->apns_cert_not_after[1])
+            pgw_certexpiry_add(&s->certs, ra->app->id, "apns_development",
+                               ra->apns_cert_not_after[1]);
+    }
     if (!cfg->server.tls_cert_file)
         return;
     rc = pgw_certexpiry_add_pem(&s->certs, "", "webhook_tls",
@@ -496,6 +509,7 @@ static int setup(struct serve *s)
         rc = PGW_ERR_CONFIG;
         goto out;
     }
+    list_certificates(s, s->cfg);
     pgw_metrics_add_collector(s->metrics, pgw_dispatch_collect, s->dispatch);
 
     memset(&ho, 0, sizeof(ho));

@@ -639,6 +639,20 @@ static void test_certificate_app(void **state)
                  "SELECT sum(pushes_delivered) FROM events "
                  "WHERE app_id = 'certapp'",
                  "2");
+    {
+        char *m = NULL;
+        const char *at;
+        double days = 0;
+
+        assert_int_equal(tu_svc_admin_get(s, "/metrics", &m), 200);
+        at = strstr(m, "pushgw_certificate_expiry_days{app=\"certapp\","
+                       "certificate=\"apns_production\"} ");
+        assert_non_null(at);
+        assert_int_equal(sscanf(strchr(at, '}') + 2, "%lf", &days), 1);
+        assert_true(days > 365); /* the test PKI's are for ten years */
+        assert_non_null(strstr(m, "certificate=\"apns_development\"}"));
+        free(m);
+    }
 }
 
 static void test_render_from_database(void **state)
