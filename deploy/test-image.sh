@@ -43,7 +43,9 @@ if ! $engine image exists "$base" 2>/dev/null && ! $engine image inspect "$base"
 fi
 
 commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-$engine build -q -f "$root/deploy/Dockerfile" --build-arg BASE="$base" \
+# The host's network: the build's apt-get reaches the host's mirror the
+# way the host does (also inside a container, where bridges may not work).
+$engine build -q --network host -f "$root/deploy/Dockerfile" --build-arg BASE="$base" \
     --build-arg PUSHGW_COMMIT="$commit" -t "$image" "$root" >/dev/null ||
     fail "$engine build"
 ok "built $image ($engine, base $base)"

@@ -371,11 +371,12 @@ struct std_def {
 };
 
 static const struct std_def std_defs[PGW_M_STD_COUNT] = {
-    [PGW_M_EVENTS_TOTAL] = {PGW_METRIC_COUNTER,
-                            "pushgw_events_total",
-                            "Events received by the webhook API, by result.",
-                            {"app", "result"},
-                            2},
+    [PGW_M_EVENTS_TOTAL] =
+        {PGW_METRIC_COUNTER,
+         "pushgw_events_total",
+         "Events the webhook API answered, by app and result.",
+         {"app", "result"},
+         2},
     [PGW_M_PUSHES_TOTAL] = {PGW_METRIC_COUNTER,
                             "pushgw_pushes_total",
                             "Pushes finished, by provider, outcome and reason.",
@@ -386,32 +387,37 @@ static const struct std_def std_defs[PGW_M_STD_COUNT] = {
                             "Time from event accepted to provider answer.",
                             {NULL},
                             0},
-    [PGW_M_BACKLOG_EVENTS] = {PGW_METRIC_GAUGE,
-                              "pushgw_backlog_events",
-                              "Events stored and not yet done (estimate).",
-                              {NULL},
-                              0},
-    [PGW_M_INFLIGHT_REQUESTS] = {PGW_METRIC_GAUGE,
-                                 "pushgw_inflight_requests",
-                                 "Provider requests awaiting an answer.",
-                                 {"provider"},
-                                 1},
+    [PGW_M_BACKLOG_EVENTS] =
+        {PGW_METRIC_GAUGE,
+         "pushgw_backlog_events",
+         "Events stored and not finished in the database: its count, refreshed "
+         "every second, plus the events accepted since.",
+         {NULL},
+         0},
+    [PGW_M_INFLIGHT_REQUESTS] =
+        {PGW_METRIC_GAUGE,
+         "pushgw_inflight_requests",
+         "Provider requests awaiting an answer, by provider.",
+         {"provider"},
+         1},
     [PGW_M_HOOK_REQUESTS_TOTAL] =
         {PGW_METRIC_COUNTER,
          "pushgw_hook_requests_total",
-         "Calls of the apps' server hooks, by result.",
+         "Calls of the apps' server hooks, by app and result.",
          {"app", "result"},
          2},
-    [PGW_M_INVALIDATED_TOTAL] = {PGW_METRIC_COUNTER,
-                                 "pushgw_installations_invalidated_total",
-                                 "Installations invalidated, by reason.",
-                                 {"provider", "reason"},
-                                 2},
-    [PGW_M_PROVIDER_CONNECTIONS] = {PGW_METRIC_GAUGE,
-                                    "pushgw_provider_connections",
-                                    "Provider connections, by state.",
-                                    {"provider", "state"},
-                                    2},
+    [PGW_M_INVALIDATED_TOTAL] =
+        {PGW_METRIC_COUNTER,
+         "pushgw_installations_invalidated_total",
+         "Installations invalidated, by provider and reason.",
+         {"provider", "reason"},
+         2},
+    [PGW_M_PROVIDER_CONNECTIONS] =
+        {PGW_METRIC_GAUGE,
+         "pushgw_provider_connections",
+         "Provider connections, by provider and state.",
+         {"provider", "state"},
+         2},
 };
 
 int pgw_metrics_new(struct pgw_metrics **ret_metrics)
