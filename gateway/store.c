@@ -179,6 +179,7 @@ struct conn {
     struct op_list inflight; /* sent, in pipeline order */
     bool listener;       /* the cache's LISTEN connection, not in the pool */
     unsigned sent_in_op; /* statements op_send() queued for the op */
+    bool unflushed;      /* operations sent in this kick */
 };
 
 struct pgw_store {
@@ -1691,7 +1692,6 @@ static void recheck_parked(struct pgw_store *self);
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_store *self = arg;
-    bool sent[64] = {false};
     struct op *op;
 
     (void)fd;
@@ -1750,12 +1750,15 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
             break;
         }
         dispatch_op(self, c, op);
-        if ((size_t)(c - self->conns) < PGW_ARRAY_SIZE(sent))
-            sent[c - self->conns] = true;
+        c->unflushed = true;
     }
-    for (unsigned i = 0; i < self->n_conns && i < PGW_ARRAY_SIZE(sent); i++)
-        if (sent[i] && self->conns[i].state == CONN_UP)
-            conn_flush(&self->conns[i]);
+    for (unsigned i = 0; i < self->n_conns; i++) {
+        struct conn *c = &self->conns[i];
+
+        if (c->unflushed && c->state == CONN_UP)
+            conn_flush(c);
+        c->unflushed = false;
+    }
 }
 
 static void schedule_kick(struct pgw_store *self)
@@ -2213,7 +2216,7 @@ int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
     if (!base || !opts || !opts->conninfo || !opts->owner || !ret_store)
         return PGW_ERR_INVAL;
     pool = opts->pool_size ? opts->pool_size : STORE_DEFAULT_POOL;
-    if (pool > 64)
+    if (pool > PGW_STORE_MAX_POOL)
         return PGW_ERR_INVAL;
     self = calloc(1, sizeof(*self));
     if (!self)
@@ -2324,6 +2327,11 @@ void pgw_store_get_cache_stats(const struct pgw_store *self,
 bool pgw_store_is_up(const struct pgw_store *self)
 {
     return self && self->n_up > 0;
+}
+
+unsigned pgw_store_conns_up(const struct pgw_store *self)
+{
+    return self ? self->n_up : 0;
 }
 
 const char *pgw_store_last_error(const struct pgw_store *self)

@@ -57,9 +57,12 @@ void pgw_store_sha256_hex(const void *data, size_t len, char ret_hex[65]);
 
 /* ---- the asynchronous store of `serve` ---------------------------------- */
 
+/* The bound of [database] pool_size. */
+#define PGW_STORE_MAX_POOL 256
+
 struct pgw_store_options {
     const char *conninfo;
-    unsigned pool_size; /* connections; 0: 4; at most 64 */
+    unsigned pool_size; /* connections; 0: 4; at most PGW_STORE_MAX_POOL */
     /* Who holds leases: unique per process ("host:pid:random"). */
     const char *owner;
     size_t max_queued; /* operations waiting for a connection; 0: 100000 */
@@ -85,6 +88,8 @@ void pgw_store_free(struct pgw_store *self);
 
 /* True while at least one connection is up (for /readyz and 503s). */
 bool pgw_store_is_up(const struct pgw_store *self);
+/* The connections of the pool that are up, 0 .. pool_size. */
+unsigned pgw_store_conns_up(const struct pgw_store *self);
 /* The last connection error, one line ("" when none). */
 const char *pgw_store_last_error(const struct pgw_store *self);
 

@@ -1866,6 +1866,75 @@ static void on_count(void *arg, int err, int64_t n)
     (*r->done)++;
 }
 
+/*
+ * Every connection of a pool of up to PGW_STORE_MAX_POOL is used, and the
+ * output queued on it in one loop iteration is written. The lookups of
+ * one iteration go one per connection, in order, when all are idle; the
+ * 65th carries more than a socket buffer takes at once, so what libpq
+ * could not write must be flushed later, or its answer never comes.
+ */
+static void test_pool_beyond_64(void **state)
+{
+    enum { POOL = 70, SMALL = 64, NAMES = 50000 };
+    struct fx *f = *state;
+    struct pgw_store *s = open_store(f->base, f->db, "test-owner-p", POOL);
+    struct find_res *small = calloc(SMALL, sizeof(*small));
+    const char **names = calloc(NAMES, sizeof(*names));
+    char *text = malloc((size_t)NAMES * 80);
+    const char *one[] = {"Tom"};
+    struct find_res big;
+    int done = 0;
+    int64_t deadline = now_ms() + 30000;
+
+    assert_non_null(small);
+    assert_non_null(names);
+    assert_non_null(text);
+    exec_sql(f->db, "INSERT INTO installations (id, app_id, device_type, "
+                    "device_token, channels) VALUES "
+                    "(1, 'demo', 'android', 'tok1', '{last-of-many}')");
+    for (int i = 0; i < NAMES; i++) {
+        names[i] = text + (size_t)i * 80;
+        snprintf(text + (size_t)i * 80, 80, "a-name-long-enough-to-fill-%050d",
+                 i);
+    }
+    names[NAMES - 1] = "last-of-many";
+    /* every connection up, none used yet */
+    {
+        struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
+        struct timeval tv = {0, 20000};
+
+        event_add(tick, &tv);
+        while (pgw_store_conns_up(s) < POOL && now_ms() < deadline)
+            event_base_loop(f->base, EVLOOP_ONCE);
+        event_free(tick);
+    }
+    assert_int_equal(pgw_store_conns_up(s), POOL);
+    for (int i = 0; i < SMALL; i++) {
+        small[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(s, "demo", one, 1, NULL,
+                                                      0, PGW_STORE_FIND_ALONE,
+                                                      on_find, &small[i]),
+                         0);
+    }
+    big = (struct find_res){.done = &done};
+    assert_int_equal(pgw_store_find_installations(s, "demo", names, NAMES, NULL,
+                                                  0, PGW_STORE_FIND_ALONE,
+                                                  on_find, &big),
+                     0);
+    run_until(f->base, &done, SMALL + 1, 20000);
+    for (int i = 0; i < SMALL; i++) {
+        assert_int_equal(small[i].err, 0);
+        assert_int_equal(small[i].n, 0);
+    }
+    assert_int_equal(big.err, 0);
+    assert_int_equal(big.n, 1);
+    assert_int_equal(big.rows[0].id, 1);
+    pgw_store_free(s);
+    free(text);
+    free(names);
+    free(small);
+}
+
 static void test_count_backlog(void **state)
 {
     struct fx *f = *state;
@@ -2106,6 +2175,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_beyond_64, setup, teardown),
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test(test_restart_recovers),
     };
