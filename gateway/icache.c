@@ -149,9 +149,9 @@ void pgw_icache_free(struct pgw_icache *self)
     free(self);
 }
 
-int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
-                   int64_t now_ms, const struct pgw_installation **ret_dev,
-                   size_t *ret_n)
+bool pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
+                    int64_t now_ms, const struct pgw_installation **ret_dev,
+                    size_t *ret_n)
 {
     struct entry **slot =
         find_slot(self, hash_key(self->seed, app, name), app, name);
@@ -163,7 +163,7 @@ int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
     }
     if (!e) {
         self->st.misses++;
-        return -1;
+        return false;
     }
     self->st.hits++;
     if (self->head != e) {
@@ -172,7 +172,7 @@ int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
     }
     *ret_dev = e->dev;
     *ret_n = e->n;
-    return 0;
+    return true;
 }
 
 static size_t str_size(const char *s)

@@ -10,6 +10,7 @@
 #ifndef PUSHGW_ICACHE_H
 #define PUSHGW_ICACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,14 +31,15 @@ struct pgw_icache *pgw_icache_new(size_t max_bytes, int64_t ttl_ms);
 void pgw_icache_free(struct pgw_icache *self);
 
 /*
- * The devices cached for |name| of |app| at |now_ms| (*|ret_dev|, in id
- * order, *|ret_n| of them, possibly 0): 0; or -1 when not cached or
- * expired. The devices stay valid until the next call that changes the
- * cache (put, evict, clear).
+ * The devices cached for |name| of |app| at |now_ms|: true, with them in
+ * *|ret_dev| (in id order) and their number, possibly 0, in *|ret_n|;
+ * false when not cached or expired (a miss, never an error: nothing is
+ * written then). The devices stay valid until the next call that changes
+ * the cache (put, evict, clear).
  */
-int pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
-                   int64_t now_ms, const struct pgw_installation **ret_dev,
-                   size_t *ret_n);
+bool pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
+                    int64_t now_ms, const struct pgw_installation **ret_dev,
+                    size_t *ret_n);
 
 /*
  * Caches |devs| (|n| pointers, copied deeply; the badge is not kept) as

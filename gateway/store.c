@@ -58,6 +58,8 @@
 #define STORE_MAX_FRAGS 25
 #define STORE_MAX_RESULTS 2
 #define STORE_MAX_PARAMS 10
+/* find_cached(): a name of the lookup is not in the cache (no error). */
+#define STORE_NOT_CACHED 1
 
 enum op_kind {
     OP_PREPARE,
@@ -2550,10 +2552,10 @@ static int cmp_dev_ptr(const void *a, const void *b)
 }
 
 /*
- * A lookup from the cache: 1 when a name is not cached (Postgres it is);
- * else queued as an OP_CACHED operation holding a copy of its rows, on
- * |incs| when iOS rows need their increments, else on |ready|; or an
- * error.
+ * A lookup from the cache: STORE_NOT_CACHED when a name is not cached
+ * (Postgres it is); else 0, queued as an OP_CACHED operation holding a
+ * copy of its rows, on |incs| when iOS rows need their increments, else
+ * on |ready|; or PGW_ERR_NOMEM.
  */
 static int find_cached(struct pgw_store *self, const char *app_id,
                        const char *const *recipients, size_t n,
@@ -2568,10 +2570,10 @@ static int find_cached(struct pgw_store *self, const char *app_id,
     char *cur;
 
     for (size_t i = 0; i < n; i++) {
-        if (pgw_icache_get(self->cache, app_id, recipients[i], now, &dev,
-                           &n_dev) < 0) {
+        if (!pgw_icache_get(self->cache, app_id, recipients[i], now, &dev,
+                            &n_dev)) {
             free(all);
-            return 1;
+            return STORE_NOT_CACHED;
         }
         if (n_all + n_dev > cap) {
             size_t nc = cap ? cap * 2 : 64;
@@ -2682,9 +2684,9 @@ static void recheck_parked(struct pgw_store *self)
     self->parked = (struct op_list){0};
     self->recheck_parked = false;
     while ((op = list_pop(&l))) {
-        int rc = self->cache_live ? find_cached_op(self, op) : 1;
+        int rc = self->cache_live ? find_cached_op(self, op) : STORE_NOT_CACHED;
 
-        if (rc <= 0) {
+        if (rc != STORE_NOT_CACHED) {
             /* answered (a new operation is queued) or failed */
             self->n_queued--;
             if (rc < 0)
@@ -2731,7 +2733,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     fill = self->cache_live && !apns_team_id && n > 0;
     if (fill) {
         rc = find_cached(self, app_id, recipients, n, event_id, flags, cb, arg);
-        if (rc <= 0)
+        if (rc != STORE_NOT_CACHED)
             return rc;
     }
     /* fragments: the names (array elements), the app, the team */

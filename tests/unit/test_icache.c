@@ -33,8 +33,8 @@ static void make_dev(struct dev *x, int64_t id, const char *type, const char *a,
     x->d.installation_id = NULL;
 }
 
-static int get(struct pgw_icache *c, const char *app, const char *name,
-               int64_t now, const struct pgw_installation **dev, size_t *n)
+static bool get(struct pgw_icache *c, const char *app, const char *name,
+                int64_t now, const struct pgw_installation **dev, size_t *n)
 {
     return pgw_icache_get(c, app, name, now, dev, n);
 }
@@ -51,12 +51,12 @@ static void test_put_get_copies(void **state)
     assert_non_null(c);
     make_dev(&a, 1, "ios", "Jerry", "Tom");
     make_dev(&b, 2, "android", "Jerry", NULL);
-    assert_int_equal(get(c, "demo", "Jerry", 0, &dev, &n), -1);
+    assert_false(get(c, "demo", "Jerry", 0, &dev, &n));
     assert_int_equal(pgw_icache_put(c, "demo", "Jerry", p, 2, 0), 0);
     /* the source may change or go: the entry is a copy */
     strcpy(a.token, "changed");
     a.chan[1] = "Spike";
-    assert_int_equal(get(c, "demo", "Jerry", 10, &dev, &n), 0);
+    assert_true(get(c, "demo", "Jerry", 10, &dev, &n));
     assert_int_equal(n, 2);
     assert_int_equal(dev[0].id, 1);
     assert_string_equal(dev[0].device_token, "token-1");
@@ -70,13 +70,13 @@ static void test_put_get_copies(void **state)
     assert_null(dev[1].apns_topic);
     assert_int_equal(dev[1].n_channels, 1);
     /* other apps and names are other entries; none is an answer too */
-    assert_int_equal(get(c, "other", "Jerry", 10, &dev, &n), -1);
+    assert_false(get(c, "other", "Jerry", 10, &dev, &n));
     assert_int_equal(pgw_icache_put(c, "demo", "Nobody", NULL, 0, 0), 0);
-    assert_int_equal(get(c, "demo", "Nobody", 10, &dev, &n), 0);
+    assert_true(get(c, "demo", "Nobody", 10, &dev, &n));
     assert_int_equal(n, 0);
     /* a put replaces */
     assert_int_equal(pgw_icache_put(c, "demo", "Jerry", p + 1, 1, 0), 0);
-    assert_int_equal(get(c, "demo", "Jerry", 10, &dev, &n), 0);
+    assert_true(get(c, "demo", "Jerry", 10, &dev, &n));
     assert_int_equal(n, 1);
     assert_int_equal(dev[0].id, 2);
     pgw_icache_get_stats(c, &st);
@@ -99,8 +99,8 @@ static void test_expiry(void **state)
     (void)state;
 
     assert_int_equal(pgw_icache_put(c, "demo", "Jerry", NULL, 0, 5000), 0);
-    assert_int_equal(get(c, "demo", "Jerry", 5999, &dev, &n), 0);
-    assert_int_equal(get(c, "demo", "Jerry", 6000, &dev, &n), -1);
+    assert_true(get(c, "demo", "Jerry", 5999, &dev, &n));
+    assert_false(get(c, "demo", "Jerry", 6000, &dev, &n));
     pgw_icache_get_stats(c, &st);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.bytes, 0);
@@ -131,11 +131,11 @@ static void test_bound_and_lru(void **state)
         assert_int_equal(pgw_icache_put(c, "demo", name, p, 1, 0), 0);
     }
     /* n0 used last: n1 is the least recently used */
-    assert_int_equal(get(c, "demo", "n0", 1, &dev, &n), 0);
+    assert_true(get(c, "demo", "n0", 1, &dev, &n));
     assert_int_equal(pgw_icache_put(c, "demo", "n5", p, 1, 0), 0);
-    assert_int_equal(get(c, "demo", "n1", 1, &dev, &n), -1);
-    assert_int_equal(get(c, "demo", "n0", 1, &dev, &n), 0);
-    assert_int_equal(get(c, "demo", "n5", 1, &dev, &n), 0);
+    assert_false(get(c, "demo", "n1", 1, &dev, &n));
+    assert_true(get(c, "demo", "n0", 1, &dev, &n));
+    assert_true(get(c, "demo", "n5", 1, &dev, &n));
     pgw_icache_get_stats(c, &st);
     assert_int_equal(st.entries, 5);
     assert_int_equal(st.evicted, 1);
@@ -145,7 +145,7 @@ static void test_bound_and_lru(void **state)
     /* an entry larger than the bound is not cached */
     c = pgw_icache_new(one - 1, 1000);
     assert_int_equal(pgw_icache_put(c, "demo", "n0", p, 1, 0), 0);
-    assert_int_equal(get(c, "demo", "n0", 1, &dev, &n), -1);
+    assert_false(get(c, "demo", "n0", 1, &dev, &n));
     pgw_icache_free(c);
 }
 
@@ -162,21 +162,21 @@ static void test_evict(void **state)
     assert_int_equal(pgw_icache_put(c, "other", "a", NULL, 0, 0), 0);
     assert_int_equal(pgw_icache_put(c, "other", "c", NULL, 0, 0), 0);
     pgw_icache_evict(c, "demo", "a");
-    assert_int_equal(get(c, "demo", "a", 0, &dev, &n), -1);
-    assert_int_equal(get(c, "other", "a", 0, &dev, &n), 0);
+    assert_false(get(c, "demo", "a", 0, &dev, &n));
+    assert_true(get(c, "other", "a", 0, &dev, &n));
     pgw_icache_evict(c, "demo", "missing");
     pgw_icache_evict(c, "other", NULL);
-    assert_int_equal(get(c, "other", "a", 0, &dev, &n), -1);
-    assert_int_equal(get(c, "other", "c", 0, &dev, &n), -1);
-    assert_int_equal(get(c, "demo", "b", 0, &dev, &n), 0);
+    assert_false(get(c, "other", "a", 0, &dev, &n));
+    assert_false(get(c, "other", "c", 0, &dev, &n));
+    assert_true(get(c, "demo", "b", 0, &dev, &n));
     pgw_icache_clear(c);
-    assert_int_equal(get(c, "demo", "b", 0, &dev, &n), -1);
+    assert_false(get(c, "demo", "b", 0, &dev, &n));
     pgw_icache_get_stats(c, &st);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.bytes, 0);
     /* app and name are two keys, not one string */
     assert_int_equal(pgw_icache_put(c, "ab", "c", NULL, 0, 0), 0);
-    assert_int_equal(get(c, "a", "bc", 0, &dev, &n), -1);
+    assert_false(get(c, "a", "bc", 0, &dev, &n));
     pgw_icache_free(c);
 }
 
@@ -197,7 +197,7 @@ static void test_many(void **state)
     }
     for (int i = 0; i < 20000; i++) {
         snprintf(name, sizeof(name), "client-%d", i);
-        assert_int_equal(get(c, "demo", name, 0, &dev, &n), 0);
+        assert_true(get(c, "demo", name, 0, &dev, &n));
         assert_int_equal(n, 1);
         assert_int_equal(dev[0].id, i + 1);
         assert_string_equal(dev[0].channels[0], name);
@@ -205,12 +205,34 @@ static void test_many(void **state)
     pgw_icache_free(c);
 }
 
+/* A miss is false, never an error code (-1 was also PGW_ERR_NOMEM), and
+ * writes nothing; a cached empty answer is a hit with no devices. */
+static void test_miss_is_not_an_error(void **state)
+{
+    struct pgw_icache *c = pgw_icache_new(1 << 20, 1000);
+    const struct pgw_installation *dev = NULL;
+    size_t n = 99;
+
+    (void)state;
+    assert_non_null(c);
+    assert_false(pgw_icache_get(c, "demo", "Nobody", 0, &dev, &n));
+    assert_null(dev);
+    assert_int_equal(n, 99);
+    assert_int_equal(pgw_icache_put(c, "demo", "Nobody", NULL, 0, 0), 0);
+    assert_true(pgw_icache_get(c, "demo", "Nobody", 0, &dev, &n));
+    assert_int_equal(n, 0);
+    pgw_icache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_get_copies), cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_bound_and_lru),  cmocka_unit_test(test_evict),
+        cmocka_unit_test(test_put_get_copies),
+        cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_bound_and_lru),
+        cmocka_unit_test(test_evict),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_miss_is_not_an_error),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
