@@ -51,9 +51,6 @@
  * (rows of one fan-out group: each event's parts waiting on the last
  * one's row locks). */
 #define STORE_MAX_INC_BATCHES 1
-#define STORE_BACKOFF_MIN_MS 100
-#define STORE_BACKOFF_MAX_MS 5000
-#define STORE_CONNECT_TIMEOUT_S 10
 /* Array parameters of the largest statement group (finish_event). */
 #define STORE_MAX_FRAGS 25
 #define STORE_MAX_RESULTS 2
@@ -62,7 +59,6 @@
 #define STORE_NOT_CACHED 1
 
 enum op_kind {
-    OP_PREPARE,
     OP_INSERT,
     OP_FINISH,
     OP_BATCH_INSERT,
@@ -90,6 +86,7 @@ enum op_kind {
  * batch concatenates.
  */
 struct op {
+    struct pgw_pgconn_unit unit; /* while in flight */
     struct op *next;
     enum op_kind kind;
     union {
@@ -162,34 +159,11 @@ struct op_list {
     size_t n;
 };
 
-enum conn_state {
-    CONN_DOWN,       /* waiting for the reconnect timer */
-    CONN_CONNECTING, /* PQconnectPoll in progress */
-    CONN_PREPARING,  /* statements being prepared */
-    CONN_UP,
-};
-
-struct conn {
-    struct pgw_store *store;
-    PGconn *pg;
-    enum conn_state state;
-    int fd;
-    struct event *rev;   /* EV_READ (persistent while up) */
-    struct event *wev;   /* EV_WRITE: connect polls and output flushing */
-    struct event *timer; /* reconnect backoff */
-    unsigned backoff_ms;
-    struct op_list inflight; /* sent, in pipeline order */
-    bool listener;       /* the cache's LISTEN connection, not in the pool */
-    unsigned sent_in_op; /* statements op_send() queued for the op */
-    bool unflushed;      /* operations sent in this kick */
-};
-
 struct pgw_store {
     struct event_base *base;
-    char *conninfo;
     char *owner;
     size_t max_queued;
-    struct conn *conns;
+    struct pgw_pgconn **conns; /* the pool */
     unsigned n_conns;
     unsigned n_up;
     unsigned next_conn;
@@ -213,6 +187,7 @@ struct pgw_store {
     unsigned finish_batches;
     unsigned inc_batches;
     char last_error[256];
+    unsigned sent_in_op;        /* statements op_send() queued for the op */
     struct pgw_pgarray_buf enc; /* scratch: one op's fragments */
     struct pgw_pgarray_buf arr[STORE_MAX_FRAGS]; /* scratch: a batch's arrays */
     struct pgw_store_event *ev_scratch;          /* scratch for claim results */
@@ -220,7 +195,7 @@ struct pgw_store {
     /* the installation cache: used while |cache_live| (|listen| up);
      * |cache_gen| counts its invalidations */
     struct pgw_icache *cache;
-    struct conn *listen;
+    struct pgw_pgconn *listen; /* not in the pool */
     bool cache_live;
     bool cache_warned;
     uint64_t cache_gen;
@@ -707,8 +682,6 @@ static void op_fail(struct op *op, int err)
     struct op *m;
 
     switch (op->kind) {
-    case OP_PREPARE:
-        break;
     case OP_INSERT:
         op->cb.insert(op->arg, err, 0, false);
         break;
@@ -808,12 +781,14 @@ static struct op *op_with_params(enum op_kind kind, const char *const *params,
     return op;
 }
 
-/* -- connections -- */
+/* -- connections (pgconn.h) -- */
 
-static void conn_start(struct conn *c);
-static void cache_off(struct pgw_store *self, const char *what,
-                      const char *msg);
-static void conn_on_io(evutil_socket_t fd, short what, void *arg);
+static void op_complete(struct pgw_store *self, struct op *op);
+
+static struct op *unit_op(struct pgw_pgconn_unit *u)
+{
+    return (struct op *)(void *)((char *)u - offsetof(struct op, unit));
+}
 
 static void set_last_error(struct pgw_store *self, const char *what,
                            const char *msg)
@@ -824,56 +799,125 @@ static void set_last_error(struct pgw_store *self, const char *what,
              pgw_pgconn_one_line(line, sizeof(line), msg));
 }
 
-static void conn_close(struct conn *c)
+/* Stores the |op|'s next result, or notes its failure. */
+static void op_take_result(struct op *op, PGresult *r)
 {
-    if (c->rev)
-        event_del(c->rev);
-    if (c->wev)
-        event_del(c->wev);
-    PQfinish(c->pg);
-    c->pg = NULL;
-    c->fd = -1;
+    ExecStatusType st = PQresultStatus(r);
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        if (op->err == 0) {
+            char line[300];
+            op->err = PGW_ERR_DB;
+            pgw_log_debug("statement failed: %s",
+                          pgw_pgconn_one_line(line, sizeof(line),
+                                              PQresultErrorMessage(r)));
+        }
+        PQclear(r);
+    } else if (op->n_results < STORE_MAX_RESULTS) {
+        op->res[op->n_results] = r;
+    } else {
+        PQclear(r);
+    }
+    op->n_results++;
 }
 
-/*
- * The connection failed: everything in flight on it fails with
- * PGW_ERR_DB, it reconnects after its backoff. Logs once per outage.
- */
-static void conn_fail(struct conn *c, const char *what, const char *msg)
+static void on_result(void *arg, struct pgw_pgconn_unit *u, PGresult *r)
 {
-    struct pgw_store *self = c->store;
-    struct op_list inflight = c->inflight;
+    (void)arg;
+    op_take_result(unit_op(u), r);
+}
 
-    if (c->listener) {
-        cache_off(self, what, msg);
-    } else {
-        if (c->state == CONN_UP)
-            self->n_up--;
-        set_last_error(self, what, msg);
+/* |u| reached its sync: its callbacks run now. */
+static void on_done(void *arg, struct pgw_pgconn_unit *u)
+{
+    struct pgw_store *self = arg;
+
+    op_complete(self, unit_op(u));
+    if (self->queue.n + self->inserts.n + self->finishes.n + self->finds.n +
+            self->incs.n >
+        0)
+        schedule_kick(self);
+}
+
+static void on_unit_fail(void *arg, struct pgw_pgconn_unit *u, int err)
+{
+    (void)arg;
+    op_fail(unit_op(u), err);
+}
+
+/* A pool connection's session: its settings, then every statement
+ * prepared. */
+static const char *pool_setup(void *arg, PGconn *pg)
+{
+    (void)arg;
+    /* Random reads cost what sequential ones do when the queue's pages
+     * are cached, which they are: at the default 4.0 the planner chose a
+     * sequential scan of events over a thousand primary-key probes (a
+     * finish batch of 1000: 16 ms instead of 2). Only lowered, only in
+     * this session. */
+    if (!PQsendQueryParams(pg,
+                           "SELECT set_config('random_page_cost', '1.1', "
+                           "false) WHERE current_setting('random_page_cost')"
+                           "::float8 > 1.1",
+                           0, NULL, NULL, NULL, NULL, 0)) {
+        return "could not set up the session: ";
     }
-    conn_close(c);
-    c->state = CONN_DOWN;
-    c->inflight = (struct op_list){0};
+    /* All of them, those sent unnamed (stmt_replan) too: a schema that
+     * does not match fails here, at connect, not at the first event. */
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (!PQsendPrepare(pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
+            return "could not prepare statements: ";
+        }
+    }
+    return NULL;
+}
+
+static void pool_up(void *arg, struct pgw_pgconn *c)
+{
+    struct pgw_store *self = arg;
+
+    (void)c;
+    self->n_up++;
+    if (self->failing) {
+        self->failing = false;
+        pgw_log_info("database connection recovered");
+    }
+    self->last_error[0] = '\0';
+    schedule_kick(self);
+}
+
+/* A pool connection failed; with the last of them, the database is
+ * unavailable: logged once per outage, queued operations fail fast. */
+static void pool_down(void *arg, struct pgw_pgconn *c, bool was_up,
+                      const char *what, const char *msg)
+{
+    struct pgw_store *self = arg;
+
+    (void)c;
+    if (was_up)
+        self->n_up--;
+    set_last_error(self, what, msg);
+    if (self->n_up > 0)
+        return;
     /* The server is gone for the pool: the listener may not have noticed
      * yet, and notifications may be lost in between. */
-    if (!c->listener && self->n_up == 0 && self->listen &&
-        self->listen->state != CONN_DOWN)
-        conn_fail(self->listen, "", "the database connections are down");
-    if (!c->listener && self->n_up == 0 && !self->failing) {
+    if (self->listen && !pgw_pgconn_is_down(self->listen))
+        pgw_pgconn_fail(self->listen, "", "the database connections are down");
+    if (!self->failing) {
         self->failing = true;
         pgw_log_warn("database unavailable: %s", self->last_error);
-        schedule_kick(self); /* queued operations fail fast now */
+        schedule_kick(self);
     }
-    {
-        struct timeval tv = {c->backoff_ms / 1000,
-                             (c->backoff_ms % 1000) * 1000};
-        evtimer_add(c->timer, &tv);
-    }
-    c->backoff_ms = c->backoff_ms * 2 > STORE_BACKOFF_MAX_MS
-                        ? STORE_BACKOFF_MAX_MS
-                        : c->backoff_ms * 2;
-    fail_list(&inflight, PGW_ERR_DB);
 }
+
+static const struct pgw_pgconn_callbacks pool_callbacks = {
+    .setup = pool_setup,
+    .up = pool_up,
+    .down = pool_down,
+    .result = on_result,
+    .done = on_done,
+    .fail = on_unit_fail,
+};
 
 /* The cache's connection is down: notifications may be missed from now
  * on, so the cache is emptied and left unused until it is back. */
@@ -896,222 +940,50 @@ static void cache_off(struct pgw_store *self, const char *what, const char *msg)
     }
 }
 
-/* Fires when the reconnect backoff of a connection has passed. */
-static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+/* The cache's connection: LISTEN, and a check of the triggers. */
+static const char *listen_setup(void *arg, PGconn *pg)
 {
-    (void)fd;
-    (void)what;
-    conn_start(arg);
+    (void)arg;
+    /* Listening is not enough: the triggers must be there (and on) to
+     * announce anything, else the cache would never be told of a
+     * change. Division by zero when they are not. */
+    if (!PQsendQueryParams(pg, "LISTEN pushgw_installations", 0, NULL, NULL,
+                           NULL, NULL, 0) ||
+        !PQsendQueryParams(
+            pg,
+            "SELECT 1 / (count(*) = 3)::int FROM pg_trigger WHERE "
+            "tgrelid = 'installations'::regclass AND tgenabled <> 'D' "
+            "AND tgname IN ('installations_changed_update', "
+            "'installations_changed_insert_delete', "
+            "'installations_changed_truncate')",
+            0, NULL, NULL, NULL, NULL, 0)) {
+        return "could not listen: ";
+    }
+    return NULL;
 }
 
-/* Output left in libpq's buffer is written when the socket is writable. */
-static int conn_flush(struct conn *c)
+/* Changes made while nobody listened were not heard of: what was cached
+ * before is forgotten, lookups in flight do not fill. */
+static void listen_up(void *arg, struct pgw_pgconn *c)
 {
-    int rc = PQflush(c->pg);
+    struct pgw_store *self = arg;
 
-    if (rc < 0) {
-        conn_fail(c, "", PQerrorMessage(c->pg));
-        return -1;
-    }
-    if (rc > 0)
-        event_add(c->wev, NULL);
-    return 0;
-}
-
-/* Registers |c|'s events on the socket libpq reports now. */
-static int conn_watch(struct conn *c, short rflags, short wflags)
-{
-    c->fd = PQsocket(c->pg);
-    if (c->fd < 0)
-        return -1;
-    event_del(c->rev);
-    event_del(c->wev);
-    if (event_assign(c->rev, c->store->base, c->fd, rflags, conn_on_io, c) <
-            0 ||
-        event_assign(c->wev, c->store->base, c->fd, wflags, conn_on_io, c) < 0)
-        return -1;
-    return 0;
-}
-
-/* Connected: pipeline mode, then every statement prepared in one sync. */
-static void conn_prepare(struct conn *c)
-{
-    struct op *op = NULL;
-
-    PQsetNoticeProcessor(c->pg, pgw_pgconn_log_notice, NULL);
-    if (PQsetnonblocking(c->pg, 1) != 0 || !PQenterPipelineMode(c->pg)) {
-        conn_fail(c, "could not enter pipeline mode: ", PQerrorMessage(c->pg));
-        return;
-    }
-    if (conn_watch(c, EV_READ | EV_PERSIST, EV_WRITE) < 0) {
-        conn_fail(c, "could not watch the connection: ", "bad socket");
-        return;
-    }
-    event_add(c->rev, NULL);
-    if (c->listener) {
-        /* Listening is not enough: the triggers must be there (and on) to
-         * announce anything, else the cache would never be told of a
-         * change. Division by zero when they are not. */
-        if (!PQsendQueryParams(c->pg, "LISTEN pushgw_installations", 0, NULL,
-                               NULL, NULL, NULL, 0) ||
-            !PQsendQueryParams(
-                c->pg,
-                "SELECT 1 / (count(*) = 3)::int FROM pg_trigger WHERE "
-                "tgrelid = 'installations'::regclass AND tgenabled <> 'D' "
-                "AND tgname IN ('installations_changed_update', "
-                "'installations_changed_insert_delete', "
-                "'installations_changed_truncate')",
-                0, NULL, NULL, NULL, NULL, 0)) {
-            conn_fail(c, "could not listen: ", PQerrorMessage(c->pg));
-            return;
-        }
-        goto sync;
-    }
-    /* Random reads cost what sequential ones do when the queue's pages
-     * are cached, which they are: at the default 4.0 the planner chose a
-     * sequential scan of events over a thousand primary-key probes (a
-     * finish batch of 1000: 16 ms instead of 2). Only lowered, only in
-     * this session. */
-    if (!PQsendQueryParams(c->pg,
-                           "SELECT set_config('random_page_cost', '1.1', "
-                           "false) WHERE current_setting('random_page_cost')"
-                           "::float8 > 1.1",
-                           0, NULL, NULL, NULL, NULL, 0)) {
-        conn_fail(c, "could not set up the session: ", PQerrorMessage(c->pg));
-        return;
-    }
-    /* All of them, those sent unnamed (stmt_replan) too: a schema that
-     * does not match fails here, at connect, not at the first event. */
-    for (int i = 0; i < ST__COUNT; i++) {
-        if (!PQsendPrepare(c->pg, stmts[i].name, stmts[i].sql, 0, NULL)) {
-            conn_fail(c,
-                      "could not prepare statements: ", PQerrorMessage(c->pg));
-            return;
-        }
-    }
-sync:
-    if (!PQpipelineSync(c->pg)) {
-        conn_fail(c, "", PQerrorMessage(c->pg));
-        return;
-    }
-    op = calloc(1, sizeof(*op));
-    if (!op) {
-        conn_fail(c, "", "out of memory");
-        return;
-    }
-    op->kind = OP_PREPARE;
-    list_push(&c->inflight, op);
-    c->state = CONN_PREPARING;
-    conn_flush(c);
-}
-
-static void conn_up(struct conn *c)
-{
-    struct pgw_store *self = c->store;
-
-    c->state = CONN_UP;
-    c->backoff_ms = STORE_BACKOFF_MIN_MS;
-    if (c->listener) {
-        /* Changes made while nobody listened were not heard of: what
-         * was cached before is forgotten, lookups in flight do not fill. */
-        pgw_icache_clear(self->cache);
-        self->cache_gen++;
-        self->cache_live = true;
-        if (self->cache_warned) {
-            self->cache_warned = false;
-            pgw_log_info("installation cache on again");
-        }
-        return;
-    }
-    self->n_up++;
-    if (self->failing) {
-        self->failing = false;
-        pgw_log_info("database connection recovered");
-    }
-    self->last_error[0] = '\0';
-    schedule_kick(self);
-}
-
-/* One step of PQconnectPoll; the socket may change between steps. */
-static void conn_poll(struct conn *c)
-{
-    struct timeval tv = {STORE_CONNECT_TIMEOUT_S, 0};
-    PostgresPollingStatusType st = PQconnectPoll(c->pg);
-
-    switch (st) {
-    case PGRES_POLLING_OK:
-        conn_prepare(c);
-        return;
-    case PGRES_POLLING_READING:
-    case PGRES_POLLING_WRITING:
-        if (conn_watch(c, EV_READ, EV_WRITE) < 0) {
-            conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
-            return;
-        }
-        event_add(st == PGRES_POLLING_READING ? c->rev : c->wev, &tv);
-        return;
-    default:
-        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
-        return;
+    (void)c;
+    pgw_icache_clear(self->cache);
+    self->cache_gen++;
+    self->cache_live = true;
+    if (self->cache_warned) {
+        self->cache_warned = false;
+        pgw_log_info("installation cache on again");
     }
 }
 
-static void conn_start(struct conn *c)
+static void listen_down(void *arg, struct pgw_pgconn *c, bool was_up,
+                        const char *what, const char *msg)
 {
-    /* The listener only ever reads: TCP keepalives are how it learns
-     * that the server went away without a word (a failover, a cut
-     * network), after about a minute instead of two hours. Later values
-     * override what the connection string says. */
-    static const char *const keys[] = {
-        "dbname",           "keepalives",
-        "keepalives_idle",  "keepalives_interval",
-        "keepalives_count", NULL};
-    const char *values[] = {c->store->conninfo, "1", "30", "10", "3", NULL};
-
-    c->pg = c->listener ? PQconnectStartParams(keys, values, 1)
-                        : PQconnectStart(c->store->conninfo);
-    if (!c->pg) {
-        conn_fail(c, "could not connect: ", "out of memory");
-        return;
-    }
-    if (PQstatus(c->pg) == CONNECTION_BAD) {
-        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
-        return;
-    }
-    c->state = CONN_CONNECTING;
-    /* libpq asks to start as if PQconnectPoll said POLLING_WRITING. */
-    if (conn_watch(c, EV_READ, EV_WRITE) < 0) {
-        conn_fail(c, "could not connect: ", PQerrorMessage(c->pg));
-        return;
-    }
-    {
-        struct timeval tv = {STORE_CONNECT_TIMEOUT_S, 0};
-        event_add(c->wev, &tv);
-    }
-}
-
-static void op_complete(struct pgw_store *self, struct op *op);
-
-/* Stores the |op|'s next result, or notes its failure. */
-static void op_take_result(struct op *op, PGresult *r)
-{
-    ExecStatusType st = PQresultStatus(r);
-
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        if (op->err == 0) {
-            char line[300];
-            op->err = PGW_ERR_DB;
-            pgw_log_debug("statement failed: %s",
-                          pgw_pgconn_one_line(line, sizeof(line),
-                                              PQresultErrorMessage(r)));
-        }
-        PQclear(r);
-    } else if (op->n_results < STORE_MAX_RESULTS) {
-        op->res[op->n_results] = r;
-    } else {
-        PQclear(r);
-    }
-    op->n_results++;
+    (void)c;
+    (void)was_up;
+    cache_off(arg, what, msg);
 }
 
 /*
@@ -1156,100 +1028,20 @@ void pgw_store_forget_installations(struct pgw_store *self, const char *payload)
         forget(self, payload);
 }
 
-/* Reads every result that arrived; an operation ends at its sync. */
-static void conn_read(struct conn *c)
+static void listen_notify(void *arg, const char *payload)
 {
-    struct pgw_store *self = c->store;
-    bool got_null = false;
-
-    if (!PQconsumeInput(c->pg)) {
-        conn_fail(c, "", PQerrorMessage(c->pg));
-        return;
-    }
-    while (!PQisBusy(c->pg)) {
-        PGresult *r = PQgetResult(c->pg);
-        struct op *op = c->inflight.head;
-
-        if (!r) {
-            /* the end of one statement's results; twice: nothing left */
-            if (got_null || !op)
-                break;
-            got_null = true;
-            continue;
-        }
-        got_null = false;
-        if (!op) {
-            PQclear(r);
-            continue;
-        }
-        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-            op_take_result(op, r);
-            continue;
-        }
-        PQclear(r);
-        list_pop(&c->inflight);
-        if (op->kind == OP_PREPARE) {
-            int err = op->err;
-            op_free(op);
-            if (err) {
-                conn_fail(c,
-                          c->listener ? "could not listen for installation "
-                                        "changes: "
-                                      : "could not prepare statements: ",
-                          c->listener ? "migration 0007's triggers missing "
-                                        "or disabled (run 'pushgw migrate')"
-                                      : "schema missing or not migrated (run "
-                                        "'pushgw migrate')");
-                return;
-            }
-            conn_up(c);
-            continue;
-        }
-        op_complete(self, op);
-        if (self->queue.n + self->inserts.n + self->finishes.n + self->finds.n +
-                self->incs.n >
-            0)
-            schedule_kick(self);
-    }
-    if (PQstatus(c->pg) == CONNECTION_BAD) {
-        conn_fail(c, "", PQerrorMessage(c->pg));
-        return;
-    }
-    if (c->listener) {
-        PGnotify *nf;
-
-        while ((nf = PQnotifies(c->pg))) {
-            on_notify(self, nf->extra);
-            PQfreemem(nf);
-        }
-    }
+    on_notify(arg, payload);
 }
 
-/* Fires on socket readiness (or the connect timeout) of |arg|; may fail
- * the connection and every operation in flight on it. */
-static void conn_on_io(evutil_socket_t fd, short what, void *arg)
-{
-    struct conn *c = arg;
-
-    (void)fd;
-    if (c->state == CONN_CONNECTING) {
-        if (what & EV_TIMEOUT) {
-            conn_fail(c, "could not connect: ", "timed out");
-            return;
-        }
-        conn_poll(c);
-        return;
-    }
-    if (what & EV_WRITE) {
-        if (conn_flush(c) < 0)
-            return;
-    }
-    if (what & EV_READ) {
-        conn_read(c);
-        if (c->pg && c->state != CONN_DOWN)
-            conn_flush(c);
-    }
-}
+static const struct pgw_pgconn_callbacks listen_callbacks = {
+    .setup = listen_setup,
+    .up = listen_up,
+    .down = listen_down,
+    .result = on_result,
+    .done = on_done,
+    .fail = on_unit_fail,
+    .notify = listen_notify,
+};
 
 /* -- sending -- */
 
@@ -1269,17 +1061,19 @@ static const bool stmt_replan[ST__COUNT] = {
     [ST_EVENT_FIN] = true, [ST_CLAIM_RT] = true,
 };
 
-static int send_stmt(struct conn *c, enum stmt_id id, unsigned n,
-                     const char *const *params)
+static int send_stmt(struct pgw_store *self, struct pgw_pgconn *c,
+                     enum stmt_id id, unsigned n, const char *const *params)
 {
-    c->sent_in_op++;
+    PGconn *pg = pgw_pgconn_pg(c);
+
+    self->sent_in_op++;
     if (stmt_replan[id])
-        return PQsendQueryParams(c->pg, stmts[id].sql, (int)n, NULL, params,
-                                 NULL, NULL, 0)
+        return PQsendQueryParams(pg, stmts[id].sql, (int)n, NULL, params, NULL,
+                                 NULL, 0)
                    ? 0
                    : -1;
-    return PQsendQueryPrepared(c->pg, stmts[id].name, (int)n, params, NULL,
-                               NULL, 0)
+    return PQsendQueryPrepared(pg, stmts[id].name, (int)n, params, NULL, NULL,
+                               0)
                ? 0
                : -1;
 }
@@ -1305,8 +1099,9 @@ static const char *batch_array(struct pgw_store *self, const struct op *batch,
     return b->oom ? NULL : b->p;
 }
 
-static int send_batch(struct pgw_store *self, struct conn *c, struct op *op,
-                      unsigned first, unsigned n, enum stmt_id id)
+static int send_batch(struct pgw_store *self, struct pgw_pgconn *c,
+                      struct op *op, unsigned first, unsigned n,
+                      enum stmt_id id)
 {
     const char *params[STORE_MAX_FRAGS + 1];
 
@@ -1322,7 +1117,7 @@ static int send_batch(struct pgw_store *self, struct conn *c, struct op *op,
     if (id == ST_INSERT || id == ST_FAIL_INS || id == ST_RETRY_INS ||
         id == ST_EVENT_FIN)
         params[n++] = self->owner;
-    return send_stmt(c, id, n, params) < 0 ? PGW_ERR_DB : 0;
+    return send_stmt(self, c, id, n, params) < 0 ? PGW_ERR_DB : 0;
 }
 
 /* Appends fragment |f| of |m| |n| times as elements of |b|. */
@@ -1338,7 +1133,7 @@ static void sb_repeat_frag(struct pgw_pgarray_buf *b, const struct op *m,
 /* A batch holding one lookup, as ST_FIND_ONE(_INC): the member's names,
  * its app and team fragments as one-element array literals, and (_INC)
  * its event (NULL: none; "= NULL" holds for no row). */
-static int send_find_one(struct pgw_store *self, struct conn *c,
+static int send_find_one(struct pgw_store *self, struct pgw_pgconn *c,
                          const struct op *op)
 {
     const struct op *m = op->members;
@@ -1361,7 +1156,7 @@ static int send_find_one(struct pgw_store *self, struct conn *c,
     params[3] = m->event_id > 0 ? event : NULL;
     if (app->oom || team->oom || !params[1])
         return PGW_ERR_NOMEM;
-    return send_stmt(c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE,
+    return send_stmt(self, c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE,
                      m->flag ? 4 : 3, params) < 0
                ? PGW_ERR_DB
                : 0;
@@ -1372,7 +1167,7 @@ static int send_find_one(struct pgw_store *self, struct conn *c,
  * recipient name: each member's fragments are its names, its app and its
  * team; its number and increment flag are written here.
  */
-static int send_find_batch(struct pgw_store *self, struct conn *c,
+static int send_find_batch(struct pgw_store *self, struct pgw_pgconn *c,
                            const struct op *op)
 {
     struct pgw_pgarray_buf *k = &self->arr[1], *app = &self->arr[2],
@@ -1410,7 +1205,7 @@ static int send_find_batch(struct pgw_store *self, struct conn *c,
     params[4] = inc->p;
     if (k->oom || app->oom || team->oom || inc->oom || !params[1])
         return PGW_ERR_NOMEM;
-    return send_stmt(c, ST_FIND, 5, params) < 0 ? PGW_ERR_DB : 0;
+    return send_stmt(self, c, ST_FIND, 5, params) < 0 ? PGW_ERR_DB : 0;
 }
 
 static int cmp_inc_ent(const void *a, const void *b)
@@ -1430,7 +1225,8 @@ static int cmp_inc_ent(const void *a, const void *b)
  * together, thus increment a device they share once and get one badge
  * (store.h); that one increment keeps the once-per-event rule.
  */
-static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
+static int send_inc_batch(struct pgw_store *self, struct pgw_pgconn *c,
+                          struct op *op)
 {
     struct pgw_pgarray_buf *id = &self->arr[0], *cnt = &self->arr[1],
                            *ev = &self->arr[2];
@@ -1498,17 +1294,18 @@ static int send_inc_batch(struct pgw_store *self, struct conn *c, struct op *op)
     params[0] = id->p;
     params[1] = cnt->p;
     params[2] = ev->p;
-    return send_stmt(c, ST_INC_IDS, 3, params) < 0 ? PGW_ERR_DB : 0;
+    return send_stmt(self, c, ST_INC_IDS, 3, params) < 0 ? PGW_ERR_DB : 0;
 }
 
-/* Queues |op|'s statements and one sync on |c|. Returns 0, PGW_ERR_NOMEM
- * (|op| not sent: the caller fails it), PGW_ERR_DB (the connection broke:
- * the caller fails it and the connection). */
-static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
+/* Queues |op|'s statements on |c| (the caller adds the sync). Returns 0,
+ * PGW_ERR_NOMEM (|op| not sent: the caller fails it), PGW_ERR_DB (the
+ * connection broke, or a statement went without the rest: the caller
+ * fails it and the connection). */
+static int op_send(struct pgw_store *self, struct pgw_pgconn *c, struct op *op)
 {
     int rc = 0;
 
-    c->sent_in_op = 0;
+    self->sent_in_op = 0;
     switch (op->kind) {
     case OP_BATCH_INSERT:
         rc = send_batch(self, c, op, 0, 6, ST_INSERT);
@@ -1527,52 +1324,52 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
             rc = send_batch(self, c, op, 17, 8, ST_EVENT_FIN);
         break;
     case OP_COUNT:
-        rc = send_stmt(c, ST_COUNT, 0, NULL);
+        rc = send_stmt(self, c, ST_COUNT, 0, NULL);
         break;
     case OP_CLAIM_EVENTS:
-        rc = send_stmt(c, ST_CLAIM_EV, 3, op->param);
+        rc = send_stmt(self, c, ST_CLAIM_EV, 3, op->param);
         break;
     case OP_RENEW:
-        rc = send_stmt(c, ST_RENEW_EV, 3, op->param);
+        rc = send_stmt(self, c, ST_RENEW_EV, 3, op->param);
         if (rc == 0) {
             const char *p[2] = {op->param[0], op->param[2]};
-            rc = send_stmt(c, ST_RENEW_RT, 2, p);
+            rc = send_stmt(self, c, ST_RENEW_RT, 2, p);
         }
         break;
     case OP_RELEASE:
-        rc = send_stmt(c, ST_RELEASE_EV, 1, op->param);
+        rc = send_stmt(self, c, ST_RELEASE_EV, 1, op->param);
         if (rc == 0)
-            rc = send_stmt(c, ST_RELEASE_RT, 1, op->param);
+            rc = send_stmt(self, c, ST_RELEASE_RT, 1, op->param);
         break;
     case OP_BATCH_FIND:
         if (op->n_members > 1 || op->flag)
-            rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
+            rc = send_stmt(self, c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
             rc = op->n_members == 1 ? send_find_one(self, c, op)
                                     : send_find_batch(self, c, op);
         break;
     case OP_BATCH_INC:
-        rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
+        rc = send_stmt(self, c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
             rc = send_inc_batch(self, c, op);
         break;
     case OP_CLAIM_RETRIES:
-        rc = send_stmt(c, ST_CLAIM_RT, 3, op->param);
+        rc = send_stmt(self, c, ST_CLAIM_RT, 3, op->param);
         break;
     case OP_FINISH_RETRY:
-        rc = send_stmt(c, ST_RETRY_FIN, 9, op->param);
+        rc = send_stmt(self, c, ST_RETRY_FIN, 9, op->param);
         if (rc == 0)
-            rc = send_stmt(c, ST_RETRY_DONE, 1, &op->param[9]);
+            rc = send_stmt(self, c, ST_RETRY_DONE, 1, &op->param[9]);
         break;
     case OP_UNDO_BADGES:
-        rc = send_stmt(c, ST_BADGE_TXN, 0, NULL);
+        rc = send_stmt(self, c, ST_BADGE_TXN, 0, NULL);
         if (rc == 0)
-            rc = send_stmt(c, ST_UNDO_BADGES, 1, op->param);
+            rc = send_stmt(self, c, ST_UNDO_BADGES, 1, op->param);
         break;
     case OP_EXEC:
-        c->sent_in_op++;
-        rc = PQsendQueryParams(c->pg, op->sql, (int)op->n_params, NULL,
-                               op->param, NULL, NULL, 0)
+        self->sent_in_op++;
+        rc = PQsendQueryParams(pgw_pgconn_pg(c), op->sql, (int)op->n_params,
+                               NULL, op->param, NULL, NULL, 0)
                  ? 0
                  : -1;
         break;
@@ -1584,24 +1381,24 @@ static int op_send(struct pgw_store *self, struct conn *c, struct op *op)
      * its sync it would join the next operation's transaction (its
      * results counted as that one's, ST_BADGE_TXN's settings applied to
      * it), so the connection goes as if it had broken. */
-    if ((rc == PGW_ERR_NOMEM || rc == PGW_ERR_INVAL) && c->sent_in_op == 0)
+    if ((rc == PGW_ERR_NOMEM || rc == PGW_ERR_INVAL) && self->sent_in_op == 0)
         return rc;
-    if (rc < 0 || !PQpipelineSync(c->pg))
-        return PGW_ERR_DB;
-    return 0;
+    return rc < 0 ? PGW_ERR_DB : 0;
 }
 
 /* The up connection with the most room, or NULL when all are full. */
-static struct conn *pick_conn(struct pgw_store *self)
+static struct pgw_pgconn *pick_conn(struct pgw_store *self)
 {
-    struct conn *best = NULL;
+    struct pgw_pgconn *best = NULL;
 
     for (unsigned i = 0; i < self->n_conns; i++) {
-        struct conn *c = &self->conns[(self->next_conn + i) % self->n_conns];
+        struct pgw_pgconn *c =
+            self->conns[(self->next_conn + i) % self->n_conns];
+        size_t n = pgw_pgconn_inflight(c);
 
-        if (c->state != CONN_UP || c->inflight.n >= STORE_MAX_INFLIGHT)
+        if (!pgw_pgconn_is_up(c) || n >= STORE_MAX_INFLIGHT)
             continue;
-        if (!best || c->inflight.n < best->inflight.n)
+        if (!best || n < pgw_pgconn_inflight(best))
             best = c;
     }
     self->next_conn++;
@@ -1665,22 +1462,15 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
 }
 
 /* Sends |op| on |c|; on failure fails |op| (and |c| when it broke). */
-static void dispatch_op(struct pgw_store *self, struct conn *c, struct op *op)
+static void dispatch_op(struct pgw_store *self, struct pgw_pgconn *c,
+                        struct op *op)
 {
     int rc = op_send(self, c, op);
 
-    if (rc == 0) {
-        list_push(&c->inflight, op);
-        return;
-    }
-    if (rc == PGW_ERR_DB) {
-        /* queued statements without a sync would leak into the next
-         * operation's transaction: the connection is lost anyway */
-        list_push(&c->inflight, op);
-        conn_fail(c, "", PQerrorMessage(c->pg));
-        return;
-    }
-    op_fail(op, rc);
+    if (rc == 0 || rc == PGW_ERR_DB)
+        pgw_pgconn_sync(c, &op->unit, rc != 0);
+    else
+        op_fail(op, rc);
 }
 
 /*
@@ -1720,7 +1510,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (;;) {
-        struct conn *c;
+        struct pgw_pgconn *c;
         bool ins = self->inserts.head &&
                    self->insert_batches < STORE_MAX_INSERT_BATCHES;
         bool fin = self->finishes.head &&
@@ -1728,7 +1518,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
         bool inc = self->incs.head && self->inc_batches < STORE_MAX_INC_BATCHES;
 
         /* Inserts and finishes held back here go once the batch in
-         * flight completes (conn_read kicks again). */
+         * flight completes (on_done kicks again). */
         if (!ins && !fin && !self->finds.head && !inc && !self->queue.head)
             break;
         c = pick_conn(self);
@@ -1752,15 +1542,9 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
             break;
         }
         dispatch_op(self, c, op);
-        c->unflushed = true;
     }
-    for (unsigned i = 0; i < self->n_conns; i++) {
-        struct conn *c = &self->conns[i];
-
-        if (c->unflushed && c->state == CONN_UP)
-            conn_flush(c);
-        c->unflushed = false;
-    }
+    for (unsigned i = 0; i < self->n_conns; i++)
+        pgw_pgconn_flush(self->conns[i]);
 }
 
 static void schedule_kick(struct pgw_store *self)
@@ -2214,6 +1998,21 @@ int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
     struct pgw_store *self = NULL;
     unsigned pool;
     int rc = PGW_ERR_NOMEM;
+    const struct pgw_pgconn_options pool_opts = {
+        .conninfo = opts ? opts->conninfo : NULL,
+        .setup_what = "could not prepare statements: ",
+        .setup_why = "schema missing or not migrated (run 'pushgw migrate')",
+    };
+    /* It only ever reads: keepalives tell it the server went away
+     * without a word (a failover, a cut network) after about a minute
+     * instead of two hours. */
+    const struct pgw_pgconn_options listen_opts = {
+        .conninfo = pool_opts.conninfo,
+        .keepalives = true,
+        .setup_what = "could not listen for installation changes: ",
+        .setup_why = "migration 0007's triggers missing or disabled (run "
+                     "'pushgw migrate')",
+    };
 
     if (!base || !opts || !opts->conninfo || !opts->owner || !ret_store)
         return PGW_ERR_INVAL;
@@ -2226,39 +2025,33 @@ int pgw_store_new(struct event_base *base, const struct pgw_store_options *opts,
     self->base = base;
     self->max_queued =
         opts->max_queued ? opts->max_queued : STORE_DEFAULT_MAX_QUEUED;
-    self->conninfo = strdup(opts->conninfo);
     self->owner = strdup(opts->owner);
     self->conns = calloc(pool, sizeof(*self->conns));
     self->kick = evtimer_new(base, on_kick, self);
-    if (!self->conninfo || !self->owner || !self->conns || !self->kick)
+    if (!self->owner || !self->conns || !self->kick)
         goto out;
     self->n_conns = pool;
+    for (unsigned i = 0; i < pool; i++) {
+        rc = pgw_pgconn_new(base, &pool_opts, &pool_callbacks, self,
+                            &self->conns[i]);
+        if (rc < 0)
+            goto out;
+    }
     if (opts->cache_bytes) {
+        rc = PGW_ERR_NOMEM;
         self->cache = pgw_icache_new(
             opts->cache_bytes, opts->cache_ttl_ms ? opts->cache_ttl_ms : 60000);
-        self->listen = calloc(1, sizeof(*self->listen));
-        if (!self->cache || !self->listen)
+        if (!self->cache)
             goto out;
-        self->listen->listener = true;
-    }
-    for (unsigned i = 0; i <= pool; i++) {
-        struct conn *c = i < pool ? &self->conns[i] : self->listen;
-
-        if (!c)
-            break;
-        c->store = self;
-        c->fd = -1;
-        c->backoff_ms = STORE_BACKOFF_MIN_MS;
-        c->rev = event_new(base, -1, 0, conn_on_io, c);
-        c->wev = event_new(base, -1, 0, conn_on_io, c);
-        c->timer = evtimer_new(base, conn_on_timer, c);
-        if (!c->rev || !c->wev || !c->timer)
+        rc = pgw_pgconn_new(base, &listen_opts, &listen_callbacks, self,
+                            &self->listen);
+        if (rc < 0)
             goto out;
     }
     for (unsigned i = 0; i < pool; i++)
-        conn_start(&self->conns[i]);
+        pgw_pgconn_start(self->conns[i]);
     if (self->listen)
-        conn_start(self->listen);
+        pgw_pgconn_start(self->listen);
     *ret_store = self;
     return 0;
 out:
@@ -2279,32 +2072,18 @@ void pgw_store_free(struct pgw_store *self)
     fail_list(&self->ready, PGW_ERR_CLOSED);
     fail_list(&self->parked, PGW_ERR_CLOSED);
     fail_list(&self->queue, PGW_ERR_CLOSED);
-    for (unsigned i = 0; i <= self->n_conns; i++) {
-        struct conn *c = i < self->n_conns ? &self->conns[i] : self->listen;
-        struct op *op;
-
-        if (!c || !c->store)
-            continue;
-        conn_close(c);
-        while ((op = list_pop(&c->inflight)))
-            op_fail(op, PGW_ERR_CLOSED);
-        if (c->rev)
-            event_free(c->rev);
-        if (c->wev)
-            event_free(c->wev);
-        if (c->timer)
-            event_free(c->timer);
-    }
+    /* their operations in flight fail with PGW_ERR_CLOSED */
+    for (unsigned i = 0; i < self->n_conns; i++)
+        pgw_pgconn_free(self->conns[i]);
+    pgw_pgconn_free(self->listen);
     if (self->kick)
         event_free(self->kick);
     pgw_pgarray_buf_release(&self->enc);
     for (unsigned i = 0; i < STORE_MAX_FRAGS; i++)
         pgw_pgarray_buf_release(&self->arr[i]);
     free(self->ev_scratch);
-    free(self->listen);
     pgw_icache_free(self->cache);
     free(self->conns);
-    free(self->conninfo);
     free(self->owner);
     free(self);
 }
