@@ -58,6 +58,8 @@ struct pgw_pgconn_callbacks {
     /* Unit |u| ends without its sync: |err| PGW_ERR_DB (the connection
      * failed) or PGW_ERR_CLOSED (pgw_pgconn_free()). */
     void (*fail)(void *arg, struct pgw_pgconn_unit *u, int err);
+    /* result, done and fail run only for units: NULL on a connection
+     * that is never sent any. */
     /* A notification's payload (NULL: none are expected). */
     void (*notify)(void *arg, const char *payload);
 };
