@@ -418,9 +418,9 @@ int store_cache_find(struct pgw_store *self, const char *app_id,
 /*
  * True when a lookup queued or in flight will cache the names of |op|
  * (same app, same number of names, same first name: the parts of a group's
- * events, the events of one chat peer). A fresh process sent the lookups
- * of a group's first events to Postgres until the first of them came
- * back: 57 of 800 lookup parts in a 200-event fan-out run.
+ * events, the events of one chat peer): without waiting for it, a fresh
+ * process sends the lookups of a group's first events to Postgres until
+ * the first of them comes back.
  */
 bool store_cache_fill_pending(const struct pgw_store *self, const struct op *op)
 {

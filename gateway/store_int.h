@@ -33,8 +33,8 @@ struct pgw_icache;
 #define STORE_MAX_BATCH 1000
 /* Encoded parameters per batch (at least one member): a batch's arrays are
  * built in scratch buffers that keep their size, and libpq's output
- * buffer keeps its size too. 256 fan-out events of 1000 names taken in at
- * once made them several MiB each; chat batches (300-byte bodies) reach
+ * buffer keeps its size too: a burst of large fan-out lookups would
+ * otherwise leave several MiB in each. Batches of small events reach
  * STORE_MAX_BATCH first. */
 #define STORE_MAX_BATCH_BYTES (512 * 1024)
 /* Lookups: at most this many recipient names per merged statement (one
@@ -45,11 +45,9 @@ struct pgw_icache;
  * Durable batches of one kind in flight at once. Each one is a commit that
  * waits for a WAL flush; while it waits, the next operations gather into
  * the next batch, so the batch size follows the flush time instead of the
- * loop's pace (many small commits each waiting for its own flush were the
- * intake limit). Two insert batches: the intake's 202s wait on them, and
- * with one, a batch's round trip (about 2 ms for 33 events on a busy
- * machine, mostly waiting for a core) set the intake's pace (chat with
- * 256 requests in flight: 17,100 -> 18,200 events/s).
+ * loop's pace (small commits each waiting for its own flush would bound
+ * the intake). Two insert batches: the intake's 202s wait on them, and
+ * with one, a batch's round trip would set the intake's pace.
  */
 #define STORE_MAX_INSERT_BATCHES 2
 #define STORE_MAX_FINISH_BATCHES 1

@@ -46,12 +46,11 @@ enum stmt_id {
 /* One lookup's matches, one row per installation with its columns, in
  * id order: one GIN probe per 8 recipients (c: the names in groups of 8,
  * channels && group). Every GIN probe is a bitmap scan with its own
- * setup; 8 names per probe cost 1.55 ms per 1000 names against 2.7 ms
- * with one per name, and 4.1 ms with all 1000 in one probe (GIN merges
- * its keys' streams one item at a time). The rows keep their columns, so
- * the ones not updated are returned from here, not read again by primary
- * key (a 250-name lookup with its increments: 1.30 → 1.21 ms). OFFSET 0:
- * see ST_FIND. */
+ * setup, and GIN merges the streams of one probe's keys one item at a
+ * time: a few names per probe beat both one per name and all in one
+ * (docs/BENCHMARKS.md). The rows keep their columns, so the ones not
+ * updated are returned from here, not read again by primary key.
+ * OFFSET 0: see ST_FIND. */
 #define ONE_APP "(($1::text[])[1])"
 #define ONE_TEAM "(($3::text[])[1])"
 #define INST_MATCH_ONE                                                         \
@@ -97,9 +96,9 @@ static const struct {
     /* Runs only for the rows an insert batch skipped (an event with a
      * msgId seen before), after that batch's commit: the conflicting rows
      * were committed then (ON CONFLICT waits for their transactions), so
-     * this later statement sees them. Run for every batch, in its
-     * transaction, it cost a tenth of the chat intake's database time
-     * (an index probe per row) to find duplicates that are rare. */
+     * this later statement sees them. Not run for every batch, in its
+     * transaction: that is an index probe per row to find duplicates
+     * that are rare. */
     [ST_DUPS] = {"pgw_dups",
                  "SELECT t.ord, e.id FROM unnest($1::text[], $2::text[], "
                  "$3::text[]) WITH ORDINALITY AS t(app_id, conv_id, msg_id, "
@@ -147,10 +146,9 @@ static const struct {
      *   lookup per recipient (channels @> ARRAY[name]; OFFSET 0 keeps
      *   the planner from joining the apps first: with many callers it
      *   chose a hash join on app_id, a scan of the table compared with
-     *   every name: 400 ms for 200 callers). "channels && $2"
-     *   with a long list made the planner scan the table and compare
-     *   every row's channels with every recipient (600 ms for 1000
-     *   recipients on 14,000 rows; 7 ms this way).
+     *   every name). "channels && $2" with a long list made the planner
+     *   scan the table and compare every row's channels with every
+     *   recipient.
      * - Their increments are for several events: badge_event_id (see
      *   ST_FIND_ONE_INC) is cleared.
      * - Only iOS rows are updated: an Android row would get a new tuple
@@ -159,8 +157,7 @@ static const struct {
      *   update (by the number of callers in n.ks), and the r-th of them
      *   (in caller order) gets old badge + r: distinct consecutive
      *   values. No join between the CTEs' results: the planner, which
-     *   cannot estimate their sizes, joined them in nested loops
-     *   (100 ms for 1000 rows).
+     *   cannot estimate their sizes, joined them in nested loops.
      * - The update's row source is sorted by id and ST_BADGE_TXN runs
      *   first, so the rows are locked in id order whatever the table's
      *   size. "valid" is checked again on the locked row version. */
@@ -191,9 +188,9 @@ static const struct {
          "installations WHERE valid) a ON a.id = m.id WHERE NOT (m.inc AND "
          "m.device_type = 'ios') "
          "ORDER BY 1, 2"},
-    /* A batch of one lookup (a fan-out event: 1000 names) costs less as
-     * the plain statements below than unpacked from ST_FIND's five arrays
-     * (10 ms against 32 ms for 1000 names). Same rows, same column 0 (the
+    /* A batch of one lookup (a fan-out event: many names) costs less as
+     * the plain statements below than unpacked from ST_FIND's five
+     * arrays. Same rows, same column 0 (the
      * caller, always 1), same lock order. $1 and $3 are one-element array
      * literals (the member's app and team fragments), $2 the names; for
      * ST_FIND_ONE_INC $4 the event (NULL: none): a device whose last
@@ -333,14 +330,14 @@ static const struct {
      *   visits the rows in id order but the ones the settings below rule
      *   out: on a small table the planner's own choice is a hash join over
      *   a sequential scan, in physical order. With them, a nested loop
-     *   over the sorted ids; before, an explicit FOR UPDATE pass in id
-     *   order cost 13 % of a fan-out lookup (test_badge_lock_order_plan
-     *   sees the order). Set before every execution of those statements,
+     *   over the sorted ids, cheaper than an explicit FOR UPDATE pass in
+     *   id order (test_badge_lock_order_plan sees the order). Set before
+     *   every execution of those statements,
      *   so their cached plans are always made under them.
      * - The commit does not wait for the WAL flush. Nothing is lost by
      *   that: the event's first pass ends later in a durable commit, whose
      *   flush covers this earlier WAL; a crash before it works the event
-     *   again anyway. One fsync per event was the chat limit.
+     *   again anyway, and a flush per event would bound the event rate.
      * - A row lock held elsewhere (an operator's open transaction) fails
      *   the statement after 5 s instead of holding its connection, and
      *   with ST_INC_IDS every cached lookup queued behind it: the lookups
@@ -368,9 +365,8 @@ const char *store_sql_setup(void *arg, PGconn *pg)
     (void)arg;
     /* Random reads cost what sequential ones do when the queue's pages
      * are cached, which they are: at the default 4.0 the planner chose a
-     * sequential scan of events over a thousand primary-key probes (a
-     * finish batch of 1000: 16 ms instead of 2). Only lowered, only in
-     * this session. */
+     * sequential scan of events over a batch's primary-key probes. Only
+     * lowered, only in this session. */
     if (!PQsendQueryParams(pg,
                            "SELECT set_config('random_page_cost', '1.1', "
                            "false) WHERE current_setting('random_page_cost')"
@@ -396,9 +392,8 @@ const char *store_sql_setup(void *arg, PGconn *pg)
  * queue tables grow from empty within seconds: a generic plan made while
  * events held a few rows (a fresh deployment, a truncated table) scanned
  * the whole table, or a whole index, per call and stayed cached for the
- * connection's life: 5,000 chat events/s instead of 14,000 once 50,000
- * had gone through (docs/BENCHMARKS.md). A custom plan sees the table's
- * current size; planning costs about 80 us per statement, a batch's.
+ * connection's life. A custom plan sees the table's current size, and
+ * planning is cheap next to a batch's execution.
  */
 static const bool stmt_replan[ST__COUNT] = {
     [ST_INSERT] = true,    [ST_DUPS] = true,     [ST_CLAIM_EV] = true,
