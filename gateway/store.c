@@ -18,54 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
+#include "util/utf8.h"
 
 /* -- checks -- */
 
 /* Valid UTF-8 without NUL: anything else would fail a whole batch. */
 static bool text_ok(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned c = p[i];
-        size_t k;
-        unsigned cp;
-
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (k >= n - i)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((p[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + j] & 0x3f);
-        }
-        if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return false;
-        i += k + 1;
-    }
-    return true;
+    return memchr(s, '\0', n) == NULL && pgw_utf8_valid(s, n);
 }
 
 static bool str_ok(const char *s)
@@ -608,14 +570,6 @@ static void complete_claim_events(struct pgw_store *self, struct op *op)
     if (n > 1) /* qsort(NULL, 0, …) is undefined behaviour */
         qsort(ev, n, sizeof(*ev), cmp_event);
     op->cb.events(op->arg, 0, n ? ev : NULL, n);
-}
-
-int64_t store_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Rows |first| .. |first| + |n| - 1 of |r| (columns from 1: column 0

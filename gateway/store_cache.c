@@ -14,6 +14,7 @@
 
 #include "icache.h"
 #include "log.h"
+#include "util/clock.h"
 
 /* |op| is a lookup whose rows will fill the cache. */
 void store_cache_filling_add(struct pgw_store *self, struct op *op)
@@ -197,7 +198,7 @@ void store_cache_fill(struct pgw_store *self, const struct op *m,
     struct chan_ref *refs = NULL;
     const struct pgw_installation **devs = NULL;
     size_t n_refs = 0;
-    int64_t now = store_mono_ms();
+    int64_t now = pgw_clock_mono_ms();
 
     for (size_t i = 0; i < n; i++)
         n_refs += inst[i].n_channels;
@@ -351,7 +352,7 @@ int store_cache_find(struct pgw_store *self, const char *app_id,
 {
     const struct pgw_installation **all = NULL, *dev;
     size_t n_all = 0, cap = 0, n_u = 0, size, n_ios = 0, n_dev;
-    int64_t now = store_mono_ms();
+    int64_t now = pgw_clock_mono_ms();
     struct op *op;
     const char **chan;
     char *cur;

@@ -222,8 +222,6 @@ void store_op_fail(struct op *op, int err);
 void store_enqueue(struct pgw_store *self, struct op_list *l, struct op *op);
 /* The kick runs at the next loop iteration (not while closing). */
 void store_schedule_kick(struct pgw_store *self);
-/* A coarse monotonic clock in milliseconds (the cache's time). */
-int64_t store_mono_ms(void);
 /* Column |col| of row |row| of |r| as an integer (NULL: 0). */
 int64_t store_get_i64(const PGresult *r, int row, int col);
 
