@@ -281,6 +281,8 @@ static void conn_read(struct pgw_pgconn *c)
         u->next = NULL;
         c->cb.done(c->arg, u);
     }
+    if (c->state == PGCONN_DOWN)
+        return; /* a callback failed it: nothing left to read */
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_fail(c, "", PQerrorMessage(c->pg));
         return;
