@@ -848,6 +848,26 @@ void store_enqueue(struct pgw_store *self, struct op_list *l, struct op *op)
     store_schedule_kick(self);
 }
 
+/* Queues on |queue| an operation of |kind| with the |n| text parameters
+ * |params| (copied; NULL elements allowed), answered through |cb|. */
+static int queue_plain(struct pgw_store *self, enum op_kind kind,
+                       const char *const *params, unsigned n, union op_cb cb,
+                       void *arg)
+{
+    struct op *op;
+    int rc = may_queue(self);
+
+    if (rc < 0)
+        return rc;
+    op = op_with_params(kind, params, n);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->cb = cb;
+    op->arg = arg;
+    store_enqueue(self, &self->queue, op);
+    return 0;
+}
+
 int pgw_store_insert_event(struct pgw_store *self,
                            const struct pgw_store_new_event *ev,
                            pgw_store_insert_cb cb, void *arg)
@@ -895,86 +915,51 @@ int pgw_store_insert_event(struct pgw_store *self,
 int pgw_store_count_backlog(struct pgw_store *self, pgw_store_count_cb cb,
                             void *arg)
 {
-    struct op *op;
-    int rc;
-
     if (!self || !cb)
         return PGW_ERR_INVAL;
-    rc = may_queue(self);
-    if (rc < 0)
-        return rc;
-    op = op_with_params(OP_COUNT, NULL, 0);
-    if (!op)
-        return PGW_ERR_NOMEM;
-    op->cb.count = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return queue_plain(self, OP_COUNT, NULL, 0, (union op_cb){.count = cb},
+                       arg);
 }
 
-/* Queues an operation taking (owner, |a|, |b|) as its parameters. */
+/* queue_plain() with the parameters (owner, |a|, |b|). */
 static int queue_owner_op(struct pgw_store *self, enum op_kind kind,
-                          const char *a, long long b, struct op **ret_op)
+                          const char *a, long long b, union op_cb cb, void *arg)
 {
     char num[24];
     const char *params[3] = {self->owner, a, num};
-    struct op *op;
-    int rc = may_queue(self);
 
-    if (rc < 0)
-        return rc;
     snprintf(num, sizeof(num), "%lld", b);
-    op = op_with_params(kind, params, 3);
-    if (!op)
-        return PGW_ERR_NOMEM;
-    *ret_op = op;
-    return 0;
+    return queue_plain(self, kind, params, 3, cb, arg);
 }
 
 static int claim(struct pgw_store *self, enum op_kind kind, unsigned max,
-                 unsigned lease_ms, struct op **ret_op)
+                 unsigned lease_ms, union op_cb cb, void *arg)
 {
     char num[24];
 
     if (max == 0 || max > 100000 || lease_ms == 0 || lease_ms > INT32_MAX)
         return PGW_ERR_INVAL;
     snprintf(num, sizeof(num), "%u", max);
-    return queue_owner_op(self, kind, num, lease_ms, ret_op);
+    return queue_owner_op(self, kind, num, lease_ms, cb, arg);
 }
 
 int pgw_store_claim_events(struct pgw_store *self, unsigned max,
                            unsigned lease_ms, pgw_store_events_cb cb, void *arg)
 {
-    struct op *op = NULL;
-    int rc;
-
     if (!self || !cb)
         return PGW_ERR_INVAL;
-    rc = claim(self, OP_CLAIM_EVENTS, max, lease_ms, &op);
-    if (rc < 0)
-        return rc;
-    op->cb.events = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return claim(self, OP_CLAIM_EVENTS, max, lease_ms,
+                 (union op_cb){.events = cb}, arg);
 }
 
 int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
                             unsigned lease_ms, pgw_store_retries_cb cb,
                             void *arg)
 {
-    struct op *op = NULL;
-    int rc;
-
     if (!self || !cb)
         return PGW_ERR_INVAL;
-    rc = claim(self, OP_CLAIM_RETRIES, max, lease_ms, &op);
-    if (rc < 0)
-        return rc;
-    op->cb.retries = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return claim(self, OP_CLAIM_RETRIES, max, lease_ms,
+                 (union op_cb){.retries = cb}, arg);
 }
 
 /* |ids| as an int8[] literal in self->enc ("{1,2}"). */
@@ -995,7 +980,6 @@ static int enc_int8_array(struct pgw_store *self, const int64_t *ids, size_t n)
 int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
                            unsigned lease_ms, pgw_store_done_cb cb, void *arg)
 {
-    struct op *op = NULL;
     int rc;
 
     if (!self || !cb || (n && !ids) || lease_ms == 0 || lease_ms > INT32_MAX)
@@ -1003,33 +987,17 @@ int pgw_store_renew_leases(struct pgw_store *self, const int64_t *ids, size_t n,
     rc = enc_int8_array(self, ids, n);
     if (rc < 0)
         return rc;
-    rc = queue_owner_op(self, OP_RENEW, self->enc.p, lease_ms, &op);
-    if (rc < 0)
-        return rc;
-    op->cb.done = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return queue_owner_op(self, OP_RENEW, self->enc.p, lease_ms,
+                          (union op_cb){.done = cb}, arg);
 }
 
 int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
                              void *arg)
 {
-    struct op *op;
-    int rc;
-
     if (!self || !cb)
         return PGW_ERR_INVAL;
-    rc = may_queue(self);
-    if (rc < 0)
-        return rc;
-    op = op_with_params(OP_RELEASE, (const char *const[]){self->owner}, 1);
-    if (!op)
-        return PGW_ERR_NOMEM;
-    op->cb.done = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return queue_plain(self, OP_RELEASE, (const char *const[]){self->owner}, 1,
+                       (union op_cb){.done = cb}, arg);
 }
 
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
@@ -1109,24 +1077,15 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
 int pgw_store_undo_badges(struct pgw_store *self, const int64_t *ids, size_t n,
                           pgw_store_done_cb cb, void *arg)
 {
-    struct op *op;
     int rc;
 
     if (!self || !cb || !n || !ids)
         return PGW_ERR_INVAL;
-    rc = may_queue(self);
-    if (rc < 0)
-        return rc;
     rc = enc_int8_array(self, ids, n);
     if (rc < 0)
         return rc;
-    op = op_with_params(OP_UNDO_BADGES, (const char *const[]){self->enc.p}, 1);
-    if (!op)
-        return PGW_ERR_NOMEM;
-    op->cb.done = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return queue_plain(self, OP_UNDO_BADGES, (const char *const[]){self->enc.p},
+                       1, (union op_cb){.done = cb}, arg);
 }
 
 static const char *outcome_name(enum pgw_store_failure_kind kind)
@@ -1265,8 +1224,6 @@ int pgw_store_finish_retry(struct pgw_store *self,
     char id[24], status[24], since[24], nb[24], att[24], ev[24];
     const struct pgw_store_failure *fl;
     const char *params[10];
-    struct op *op;
-    int rc;
 
     if (!self || !res || !cb)
         return PGW_ERR_INVAL;
@@ -1275,9 +1232,6 @@ int pgw_store_finish_retry(struct pgw_store *self,
         return PGW_ERR_INVAL;
     if (!str_ok(res->last_reason))
         return PGW_ERR_INVAL;
-    rc = may_queue(self);
-    if (rc < 0)
-        return rc;
     snprintf(id, sizeof(id), "%lld", (long long)res->retry_id);
     snprintf(status, sizeof(status), "%d", fl ? fl->status : 0);
     snprintf(since, sizeof(since), "%lld",
@@ -1295,13 +1249,8 @@ int pgw_store_finish_retry(struct pgw_store *self,
     params[7] = att;
     params[8] = res->last_reason;
     params[9] = ev;
-    op = op_with_params(OP_FINISH_RETRY, params, 10);
-    if (!op)
-        return PGW_ERR_NOMEM;
-    op->cb.done = cb;
-    op->arg = arg;
-    store_enqueue(self, &self->queue, op);
-    return 0;
+    return queue_plain(self, OP_FINISH_RETRY, params, 10,
+                       (union op_cb){.done = cb}, arg);
 }
 
 int pgw_store_exec(struct pgw_store *self, const char *sql,

@@ -95,7 +95,7 @@ struct op {
     struct pgw_pgconn_unit unit; /* while in flight */
     struct op *next;
     enum op_kind kind;
-    union {
+    union op_cb {
         pgw_store_insert_cb insert;
         pgw_store_count_cb count;
         pgw_store_events_cb events;

@@ -213,12 +213,25 @@ static int exec_ok(PGconn *conn, const char *sql, ExecStatusType want,
     return 0;
 }
 
+/* A migration's statement failed: "|what|: |how|libpq's error" goes to
+ * |diag|, |res| is cleared, the transaction rolled back. PGW_ERR_DB. */
+static int roll_back(PGconn *conn, PGresult *res, struct pgw_diag *diag,
+                     const char *what, const char *how)
+{
+    char buf[1024];
+
+    pgw_diag_add(diag, "%s: %s%s", what, how,
+                 pgw_pgconn_one_line(buf, sizeof(buf), PQerrorMessage(conn)));
+    PQclear(res);
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return PGW_ERR_DB;
+}
+
 static int apply_one(PGconn *conn, const struct mfile *f, FILE *out,
                      struct pgw_diag *diag)
 {
     const char *params[2] = {f->version, f->sum};
     char what[512];
-    char buf[1024];
     PGresult *res;
     int rc;
 
@@ -231,12 +244,7 @@ static int apply_one(PGconn *conn, const struct mfile *f, FILE *out,
     if (PQresultStatus(res) != PGRES_COMMAND_OK &&
         PQresultStatus(res) != PGRES_TUPLES_OK &&
         PQresultStatus(res) != PGRES_EMPTY_QUERY) {
-        pgw_diag_add(
-            diag, "%s: %s", what,
-            pgw_pgconn_one_line(buf, sizeof(buf), PQerrorMessage(conn)));
-        PQclear(res);
-        PQclear(PQexec(conn, "ROLLBACK"));
-        return PGW_ERR_DB;
+        return roll_back(conn, res, diag, what, "");
     }
     PQclear(res);
     res = PQexecParams(conn,
@@ -244,12 +252,7 @@ static int apply_one(PGconn *conn, const struct mfile *f, FILE *out,
                        "applied_at) VALUES ($1, $2, now())",
                        2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        pgw_diag_add(
-            diag, "%s: cannot record it: %s", what,
-            pgw_pgconn_one_line(buf, sizeof(buf), PQerrorMessage(conn)));
-        PQclear(res);
-        PQclear(PQexec(conn, "ROLLBACK"));
-        return PGW_ERR_DB;
+        return roll_back(conn, res, diag, what, "cannot record it: ");
     }
     PQclear(res);
     rc = exec_ok(conn, "COMMIT", PGRES_COMMAND_OK, diag, what, NULL);
