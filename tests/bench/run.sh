@@ -26,7 +26,8 @@
 #
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
-# BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_CONNS (loadgen
+# BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_IMPORT_ROWS [1000000,
+# quick 100000; 0 = skipped], BENCH_CONNS (loadgen
 # connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
 # BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [].
 set -euo pipefail
@@ -61,6 +62,7 @@ if [ $quick = 1 ]; then
     chat_events=${BENCH_CHAT_EVENTS:-5000}
     ceiling_n=50000
     pending_events=${BENCH_PENDING_EVENTS:-0}
+    import_rows=${BENCH_IMPORT_ROWS:-100000}
     lat_fanout_events=10
     lat_chat_events=3000
 else
@@ -68,6 +70,7 @@ else
     chat_events=${BENCH_CHAT_EVENTS:-50000}
     ceiling_n=300000
     pending_events=${BENCH_PENDING_EVENTS:-1000}
+    import_rows=${BENCH_IMPORT_ROWS:-1000000}
     lat_fanout_events=40
     lat_chat_events=20000
 fi
@@ -451,6 +454,16 @@ if [ "$pending_events" -gt 0 ]; then
     start_mocks
 fi
 
+# --- import ---------------------------------------------------------------------
+# pushgw import against COPY of the same rows, in the same Postgres
+# (tests/bench/import.sh; each in a database of its own).
+import_line="bench import skipped"
+if [ "$import_rows" -gt 0 ]; then
+    import_line=$("$root/tests/bench/import.sh" "$pushgw" \
+        "host=127.0.0.1 port=$pgport user=postgres" "$import_rows" "$work") \
+        || die "the import benchmark failed"
+fi
+
 # --- report -------------------------------------------------------------------
 cat <<EOF
 
@@ -469,8 +482,10 @@ pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_co
   RSS with $((pending_events * 1000)) pushes pending: $p_rss$([ "$p_rss" = skipped ] || echo " MiB")
   peer: @parse/node-apn (npm) against the same mock APNs: $peer_pps$(case $peer_pps in *[!0-9]*) ;; *) echo " pushes/s";; esac)
   targets: fan-out >= 100000 pushes/s and ratio >= 0.5; chat >= 20000 events/s;
-           p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending
+           p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending;
+           import >= 0.5 x COPY of the same rows
 
 EOF
 echo "bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss"
 echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss"
+echo "$import_line"
