@@ -27,7 +27,7 @@ struct entry {
     bool has_row; /* |row| holds a mapped installation */
     struct pgw_lc_installation row;
     enum pgw_store_import_outcome outcome;
-    const char *key;   /* skipped: the reason's key (static) */
+    char key[32];      /* skipped: the reason's key; "" when not */
     char message[256]; /* skipped: why, naming the field */
 };
 
@@ -57,35 +57,10 @@ static void count_reason(struct pgw_import_summary *sum, const char *key)
         }
     }
     if (i < PGW_IMPORT_MAX_REASONS) {
-        sum->reasons[i].key = key;
+        pgw_copy_str(sum->reasons[i].key, sizeof(sum->reasons[i].key), key);
         sum->reasons[i].count = 1;
         sum->n_reasons++;
     }
-}
-
-/* lc_installation's reason keys are in a buffer of the error; the
- * summary keeps them past it. */
-static const char *static_key(const char *key)
-{
-    static const char *const keys[] = {
-        "unsupported_device_type",
-        "unsupported_vendor",
-        "missing_token",
-        "bad_token",
-        "missing_device_type",
-        "bad_type",
-        "bad_op",
-        "bad_channel",
-        "too_large",
-        "immutable",
-        "bad_date",
-        "bad_json",
-    };
-
-    for (size_t i = 0; i < PGW_ARRAY_SIZE(keys); i++)
-        if (strcmp(keys[i], key) == 0)
-            return keys[i];
-    return "invalid";
 }
 
 static struct entry *add_entry(struct import *im, const char *file,
@@ -110,7 +85,7 @@ static void skip_entry(struct entry *e, const char *key, const char *fmt, ...)
         pgw_lc_installation_release(&e->row);
         e->has_row = false;
     }
-    e->key = key;
+    pgw_copy_str(e->key, sizeof(e->key), key);
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
     va_end(ap);
@@ -210,7 +185,7 @@ static void report(struct import *im)
                 break;
             }
         }
-        if (!e->key)
+        if (!e->key[0])
             continue;
         count_reason(im->sum, e->key);
         fprintf(out, "%s:%llu: skipped (%s): %s\n", e->file,
@@ -265,7 +240,6 @@ static int flush(struct import *im)
 
             pgw_lc_installation_release(&e->row);
             e->has_row = false;
-            e->key = NULL;
         }
     } else if (m > 0) {
         rc = pgw_store_import_write(im->store, im->rows, m, im->outcomes,
@@ -274,7 +248,14 @@ static int flush(struct import *im)
             im->entries[im->order[i]].outcome = im->outcomes[i];
     }
     if (rc == 0) {
+        /* The report's lines go where the progress line is (a terminal
+         * shows both): it is wiped first, and written again after. */
+        if (im->o->progress) {
+            fputs("\r\033[K", im->o->progress);
+            fflush(im->o->progress);
+        }
         report(im);
+        fflush(im->o->out);
         progress(im);
     }
     for (size_t i = 0; i < im->n; i++)
@@ -302,7 +283,8 @@ static int take_item(struct import *im, const char *file,
         if (rc == PGW_ERR_NOMEM)
             return rc;
         if (rc < 0) {
-            skip_entry(e, static_key(lerr.reason), "%s", lerr.error);
+            skip_entry(e, lerr.reason[0] ? lerr.reason : "invalid", "%s",
+                       lerr.error);
             break;
         }
         e->has_row = true;

@@ -26,8 +26,8 @@
 
 /* A batch: one transaction and a few statements of this many rows. */
 #define PGW_IMPORT_BATCH_ROWS 5000
-/* Distinct skip reasons counted in the summary (the keys are a fixed
- * set: lc_installation's and the reader's). */
+/* Distinct skip reasons counted in the summary (lc_installation's and
+ * the import's own keys: a fixed set, well under this). */
 #define PGW_IMPORT_MAX_REASONS 32
 
 struct pgw_import_opts {
@@ -40,7 +40,7 @@ struct pgw_import_opts {
 };
 
 struct pgw_import_reason {
-    const char *key; /* static */
+    char key[32]; /* "unsupported_vendor", "malformed", ... */
     uint64_t count;
 };
 
