@@ -1,14 +1,19 @@
 /*
- * The dispatcher: one job per event in memory, each going through
- *   hook (optional) → resolve → payload variants → installations (+ badge)
- *   → sends → outcomes → finish (one store transaction),
- * plus timers that claim events left by others, claim due retries and
- * renew leases. Sends are paced by a global in-flight cap so memory stays
- * bounded whatever the fan-out.
+ * The dispatcher (see dispatch.h): the events in memory, each a job that
+ * goes through
+ *   hook (optional) → resolve → lookup of its installations (+ badge
+ *   increments, in parts for many recipients) → one push per device
+ *   (push.c) → sends, paced → answers → finish (one store transaction),
+ * and the timers that claim events left by others and renew leases.
+ * Sends are paced by a global in-flight cap that follows the providers'
+ * streams, and lookups wait while too many pushes are pending, so memory
+ * follows those bounds and not the backlog. Claimed retries are retry.c.
+ *
+ * Read top-down: the public entry points, then the steps in the order an
+ * event goes through them, then claims, runtimes and draining.
  */
 #include "dispatch.h"
 
-#include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,15 +22,14 @@
 #include <time.h>
 
 #include "apns.h"
+#include "dispatch_int.h"
 #include "fcm.h"
 #include "hook.h"
 #include "log.h"
 #include "metrics.h"
 #include "outcome.h"
-#include "payload_apns.h"
-#include "payload_fcm.h"
-#include "pushgw.h"
 #include "push.h"
+#include "pushgw.h"
 #include "resolve.h"
 #include "runtime.h"
 #include "store.h"
@@ -42,10 +46,8 @@
  * max_inflight: beyond it, events wait before their installations are
  * looked up, so memory follows this bound and not the backlog. Pushes
  * waiting here, as rows, keep the streams fed while a batch of badge
- * increments is in Postgres, which built requests queued in the pools
- * did before at a higher cost (fan-out at 2 and 10,000 in flight: about
- * 168,000 pushes/s; at 4 and 10,000: 174,000; at 4 and the streams'
- * 3,000: 183,000). */
+ * increments is in Postgres, more cheaply than built requests queued in
+ * the pools (docs/BENCHMARKS.md). */
 #define PENDING_PUSHES_FACTOR 4
 /* The in-flight cap follows the providers' streams (update_cap): worked
  * out again after this many sends and by the pump, with this much room
@@ -53,12 +55,11 @@
 #define CAP_EVERY 1024
 #define CAP_SLACK_DIV 8
 #define CAP_MIN 256
-#define RETRY_CLAIM_MAX 500
 /* An event with more recipients than this is looked up in parts of about
  * equal size, at most LOOKUP_PARTS_MAX, that go on as many database
  * connections at once, and its pushes leave as each part's rows arrive:
- * one 1000-name lookup with its badge increments takes about 8 ms of one
- * core before the first push could leave. */
+ * a large lookup with its badge increments would hold back its first
+ * push for as long as it takes. */
 #define LOOKUP_PART_NAMES 250
 #define LOOKUP_PARTS_MAX 4
 /* Events claimed at most per statement. */
@@ -168,152 +169,125 @@ struct job {
     struct event *retry_finish_timer;
 };
 
-/* A retry claimed from the store, with its single push. */
-struct retry_ctx {
-    struct pgw_dispatch *d;
-    struct pgw_runtime *rt;
-    int64_t retry_id;
-    int64_t event_id;
-    char *app_id;
-    struct pgw_push push;
-    struct pgw_store_failure failure;
-    char reason[PGW_OUTCOME_REASON_MAX];
-};
-
-struct pgw_dispatch {
-    struct pgw_dispatch_options o;
-    struct pgw_runtime *rt;
-    struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
-    size_t n_jobs;
-    size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
-    size_t reserved_recipients;   /* and their offline peers */
-    struct pgw_runtime *runtimes; /* every live runtime */
-    struct event *pump_ev;        /* deferred dispatch_pump() */
-    bool closing;                 /* pgw_dispatch_stop() ran */
-    size_t inflight[2];
-    /* Recent sends per provider (halved as they grow) and the in-flight
-     * cap they give (update_cap), with the sends since. */
-    uint32_t recent[2];
-    size_t cap;
-    unsigned sends_since_cap;
-    size_t retries_inflight;
-    /* Pushes built and not answered, plus the recipients of lookups out;
-     * bounded by max_pending (see PENDING_PUSHES_FACTOR). */
-    size_t pushes_pending;
-    size_t max_pending;
-    struct job *lookup_wait, *lookup_wait_tail; /* FIFO */
-    /* Recipients of the jobs in lookup_wait: while it is over max_pending
-     * no event is taken into memory (intake leaves them unleased in the
-     * database, claims wait), so a backlog stays in the database. */
-    size_t wait_recipients;
-    bool claiming;
-    /* pgw_dispatch_backlog_stored() calls, and their count when the claim
-     * in flight was sent: one that came after may have committed after
-     * the claim's snapshot, so the backlog is claimed again */
-    uint64_t stored_gen, claim_stored_gen;
-    bool claiming_retries;
-    /* Unleased events may be waiting in the database: the intake stored
-     * some (pgw_dispatch_backlog_stored) or the last claim came back
-     * full. Claimed again as soon as there is room, not at the next tick
-     * of claim_timer, which alone took 200 events a second. */
-    bool backlog_hint;
-    /* Recipients per event, a moving average: how many claimed events
-     * the pending-pushes bound has room for. */
-    double avg_recipients;
-    size_t claim_asked; /* events asked for by the claim out */
-    size_t claim_batch; /* room a backlog claim waits for */
-    bool draining;
-    struct event *claim_timer;
-    struct event *lease_timer;
-    struct event *drain_timer;
-    struct event *drain_deadline;
-    void (*drain_done)(void *arg);
-    void *drain_arg;
-    /* Runtimes whose last reference went inside a callback: freed from
-     * the loop, never from inside an apns/fcm callback. */
-    struct pgw_runtime **dead;
-    size_t n_dead, cap_dead;
-    struct event *reaper;
-    /* metrics */
-    struct pgw_metric_family *m_pushes;
-    struct pgw_metric_series *s_delivered[2]; /* of m_pushes, per provider */
-    struct pgw_metric_family *m_events;
-    struct pgw_metric_family *m_hook;
-    struct pgw_metric_family *m_invalidated;
-    struct pgw_metric_series *m_latency;
-};
-
-static void job_finish(struct job *job);
-static void dispatch_pump(struct pgw_dispatch *d);
-static void job_lookup_done(struct job *job);
-static void claim_events(struct pgw_dispatch *d, size_t min_room);
+static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
+                           const char *app_id, struct pgw_event *ev);
+static void job_start(struct job *job);
+static void on_hook(void *arg, enum pgw_hook_result result,
+                    struct pgw_hook_answer *answer, const char *detail);
+static void job_resolve(struct job *job, struct pgw_hook_answer *answer);
+static void job_lookup(struct job *job);
 static void job_lookup_start(struct job *job);
-static void on_apns(void *arg, const struct pgw_outcome *o);
-static void on_fcm(void *arg, const struct pgw_outcome *o);
+static void on_installations(void *arg, int err,
+                             const struct pgw_installation *rows, size_t n);
+static void add_pushes(struct job *job, const struct pgw_installation *rows,
+                       size_t n);
+static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge);
+static void id_list_add(struct job *job, struct id_list *l, int64_t id);
+static void fail_unsent(struct job *job, int64_t inst, enum pgw_provider p,
+                        enum pgw_store_failure_kind kind, const char *reason);
+static int add_failure(struct job *job, int64_t inst, enum pgw_provider p,
+                       enum pgw_store_failure_kind kind, int status,
+                       const char *reason, int64_t since);
+static void job_drop_unsent(struct job *job);
+static void job_send_some(struct job *job);
+static void dispatch_pump(struct pgw_dispatch *d);
+static void on_pump(evutil_socket_t fd, short what, void *arg);
+static size_t inflight_total(const struct pgw_dispatch *d);
+static void update_cap(struct pgw_dispatch *d);
+static size_t provider_capacity(const struct pgw_runtime *rt,
+                                enum pgw_provider p);
+static void on_answer(void *arg, const struct pgw_outcome *o);
+static void job_outcome(struct job_push *jp, const struct pgw_outcome *o);
+static void observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
+                            const struct job *job);
+static void count_event(struct pgw_dispatch *d, const char *app,
+                        const char *result);
+static void job_lookup_done(struct job *job);
+static void on_badges_undone(void *arg, int err);
+static void job_end(struct job *job, const char *result);
+static void job_finish(struct job *job);
+static void on_finished(void *arg, int err);
+static void finish_later(struct job *job, int err);
+static void on_finish_retry_timer(evutil_socket_t fd, short what, void *arg);
+static void job_free(struct job *job);
+static void on_claim_timer(evutil_socket_t fd, short what, void *arg);
+static void claim_events(struct pgw_dispatch *d, size_t min_room);
+static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
+                       size_t n);
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg);
+static void on_renewed(void *arg, int err);
+static void on_reap(evutil_socket_t fd, short what, void *arg);
+static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt);
+static void on_drain_check(evutil_socket_t fd, short what, void *arg);
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg);
+static void drain_finish(struct pgw_dispatch *d);
+static void on_released(void *arg, int err);
+static double jitter(void);
+static double since_s(const struct timespec *t0);
 
-static int64_t now_ms(void)
+/* ---- public entry points ------------------------------------------------ */
+
+int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
+                     struct pgw_dispatch **ret_d)
 {
-    return pgw_clock_wall_ms();
-}
+    struct pgw_dispatch *d;
+    struct timeval claim_tv, lease_tv;
 
-/* Where a retry falls in its backoff window (push.h). */
-static double jitter(void)
-{
-    return (double)random() / ((double)RAND_MAX + 1.0);
-}
-
-static double since_s(const struct timespec *t0)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) +
-           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/* ---- runtime ------------------------------------------------------------ */
-
-static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt)
-{
-    if (rt->prev)
-        rt->prev->next = rt->next;
-    else if (d->runtimes == rt)
-        d->runtimes = rt->next;
-    if (rt->next)
-        rt->next->prev = rt->prev;
-    pgw_runtime_free(rt);
-}
-
-static void runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt)
-{
-    if (!rt || --rt->refs > 0)
-        return;
-    /* The senders may be inside one of their own callbacks now: free
-     * them from the loop. */
-    if (d->n_dead == d->cap_dead) {
-        size_t cap = d->cap_dead ? d->cap_dead * 2 : 4;
-        struct pgw_runtime **n = realloc(d->dead, cap * sizeof(*n));
-        if (!n) {
-            /* Leaking a runtime beats freeing it under a callback. */
-            pgw_log_error("out of memory: a replaced runtime is leaked");
-            return;
-        }
-        d->dead = n;
-        d->cap_dead = cap;
+    if (!opts || !opts->base || !opts->store || !opts->cm)
+        return PGW_ERR_INVAL;
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return PGW_ERR_NOMEM;
+    d->o = *opts;
+    if (!d->o.lease_ms)
+        d->o.lease_ms = DEFAULT_LEASE_MS;
+    if (!d->o.claim_interval_ms)
+        d->o.claim_interval_ms = DEFAULT_CLAIM_INTERVAL_MS;
+    if (!d->o.max_events)
+        d->o.max_events = DEFAULT_MAX_EVENTS;
+    if (!d->o.max_inflight)
+        d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
+    d->max_pending = d->o.max_inflight * PENDING_PUSHES_FACTOR;
+    d->cap = d->o.max_inflight;
+    /* A quarter of the in-memory bound, at most a full claim. */
+    d->claim_batch = d->o.max_events / 4 + 1;
+    if (d->claim_batch > EVENT_CLAIM_MAX)
+        d->claim_batch = EVENT_CLAIM_MAX;
+    d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
+    d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
+    d->reaper = event_new(d->o.base, -1, 0, on_reap, d);
+    d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
+    if (!d->claim_timer || !d->lease_timer || !d->reaper || !d->pump_ev) {
+        pgw_dispatch_free(d);
+        return PGW_ERR_NOMEM;
     }
-    d->dead[d->n_dead++] = rt;
-    event_active(d->reaper, EV_TIMEOUT, 0);
-}
-
-/* Fires from the loop after a runtime lost its last reference. */
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct pgw_dispatch *d = arg;
-    (void)fd;
-    (void)what;
-
-    while (d->n_dead > 0)
-        runtime_destroy(d, d->dead[--d->n_dead]);
+    claim_tv.tv_sec = d->o.claim_interval_ms / 1000;
+    claim_tv.tv_usec = (d->o.claim_interval_ms % 1000) * 1000;
+    lease_tv.tv_sec = d->o.lease_ms / 3000;
+    lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
+    event_add(d->claim_timer, &claim_tv);
+    event_add(d->lease_timer, &lease_tv);
+    if (opts->metrics) {
+        d->m_pushes = pgw_metrics_std(opts->metrics, PGW_M_PUSHES_TOTAL);
+        /* pushgw_events_total counts intake results (http_api); how
+         * events end is a family of its own, so sums stay meaningful. */
+        static const char *const labels[] = {"app", "result"};
+        if (pgw_metrics_register(opts->metrics, PGW_METRIC_COUNTER,
+                                 "pushgw_events_finished_total",
+                                 "Events whose work ended, by result (sent, "
+                                 "hook_skip, no_recipients, no_content, "
+                                 "no_devices, invalid_content, unknown_app)",
+                                 labels, 2, 0, NULL, 0, &d->m_events) < 0)
+            d->m_events = NULL;
+        d->m_hook = pgw_metrics_std(opts->metrics, PGW_M_HOOK_REQUESTS_TOTAL);
+        d->m_invalidated =
+            pgw_metrics_std(opts->metrics, PGW_M_INVALIDATED_TOTAL);
+        /* Observed in observe_latency() only. */
+        d->m_latency = pgw_metrics_series(
+            pgw_metrics_std(opts->metrics, PGW_M_PUSH_LATENCY), NULL);
+    }
+    *ret_d = d;
+    return 0;
 }
 
 const struct pgw_runtime *pgw_dispatch_runtime(const struct pgw_dispatch *self)
@@ -342,100 +316,181 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
         self->runtimes->prev = rt;
     self->runtimes = rt;
     if (self->rt)
-        runtime_unref(self, self->rt);
+        dispatch_runtime_unref(self, self->rt);
     self->rt = rt;
     return 0;
 }
 
-/* ---- metrics ------------------------------------------------------------- */
-
-static void count_push(struct pgw_dispatch *d, enum pgw_provider p,
-                       const char *outcome, const char *reason)
+bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
 {
-    if (!d->m_pushes)
-        return;
-    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, pgw_provider_names[p],
-                                       outcome, reason ? reason : ""));
+    /* The recipients of reserved events count too: with many requests at
+     * once, every one is reserved before the first waits for its lookup,
+     * and the bound on waiting recipients would not hold. */
+    return self->rt && !self->draining &&
+           self->n_jobs + self->reserved < self->o.max_events &&
+           self->wait_recipients + self->reserved_recipients <
+               self->max_pending;
 }
 
-/* The common outcome, once per push: its series looked up once (a series
- * lives as long as its registry). */
-static void count_delivered(struct pgw_dispatch *d, enum pgw_provider p)
+bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients)
 {
-    if (!d->m_pushes)
-        return;
-    if (!d->s_delivered[p])
-        d->s_delivered[p] = pgw_metrics_series3(
-            d->m_pushes, pgw_provider_names[p], "delivered", "");
-    pgw_metric_inc(d->s_delivered[p]);
+    /* Refused, the event is stored unleased; the intake says so once its
+     * insert committed (pgw_dispatch_backlog_stored): a claim sent now
+     * would not see it. */
+    if (!pgw_dispatch_can_accept(self))
+        return false;
+    self->reserved++;
+    self->reserved_recipients += recipients;
+    return true;
 }
 
-static void count_event(struct pgw_dispatch *d, const char *app,
-                        const char *result)
+void pgw_dispatch_backlog_stored(struct pgw_dispatch *self)
 {
-    if (d->m_events)
-        pgw_metric_inc(pgw_metrics_series2(d->m_events, app, result));
+    self->stored_gen++;
+    self->backlog_hint = true;
+    if (!self->closing && self->pump_ev)
+        event_active(self->pump_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- jobs -----------------------------------------------------------------
- */
-
-static void job_free(struct job *job)
+int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
+                        const char *app_id, struct pgw_event *ev,
+                        size_t recipients)
 {
-    struct pgw_dispatch *d = job->d;
+    struct job *job;
 
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        d->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    else
-        d->jobs_tail = job->prev;
-    d->n_jobs--;
-    d->pushes_pending -= job->pending;
-    if (job->lookup_waiting) {
-        struct job *prev = NULL;
-        d->wait_recipients -= job->res->n_recipients;
-        for (struct job *w = d->lookup_wait; w; prev = w, w = w->lookup_next) {
-            if (w != job)
-                continue;
-            if (prev)
-                prev->lookup_next = w->lookup_next;
-            else
-                d->lookup_wait = w->lookup_next;
-            if (d->lookup_wait_tail == w)
-                d->lookup_wait_tail = prev;
-            break;
+    if (self->reserved > 0)
+        self->reserved--;
+    self->reserved_recipients -= recipients < self->reserved_recipients
+                                     ? recipients
+                                     : self->reserved_recipients;
+    if (!ev)
+        return 0;
+    if (!self->rt || self->draining) {
+        pgw_event_free(ev);
+        return PGW_ERR_CLOSED;
+    }
+    job = job_new(self, event_id, app_id, ev);
+    if (!job)
+        return PGW_ERR_NOMEM;
+    job_start(job);
+    return 0;
+}
+
+void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
+{
+    struct pgw_dispatch *d = arg;
+    struct pgw_metric_family *inflight =
+        pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
+    struct pgw_metric_family *conns =
+        pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
+    struct pgw_h2_pool_stats st[2];
+
+    memset(st, 0, sizeof(st));
+    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next) {
+        struct pgw_h2_pool_stats s[2];
+        memset(s, 0, sizeof(s));
+        if (rt->apns)
+            pgw_apns_stats(rt->apns, &s[PGW_PROVIDER_APNS]);
+        if (rt->fcm)
+            pgw_fcm_stats(rt->fcm, &s[PGW_PROVIDER_FCM]);
+        for (int p = 0; p < 2; p++) {
+            st[p].conns_connecting += s[p].conns_connecting;
+            st[p].conns_ready += s[p].conns_ready;
+            st[p].conns_draining += s[p].conns_draining;
+            st[p].slots_backoff += s[p].slots_backoff;
         }
     }
-    pgw_push_event_release(&job->pe);
-    while (job->blocks) {
-        struct push_block *b = job->blocks;
-        job->blocks = b->next;
-        for (size_t i = 0; i < b->n; i++)
-            pgw_push_release(&b->p[i].p);
-        free(b);
+    for (int p = 0; p < 2; p++) {
+        pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
+                       (double)d->inflight[p]);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "connecting"),
+            st[p].conns_connecting);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "ready"),
+            st[p].conns_ready);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "draining"),
+            st[p].conns_draining);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "backoff"),
+            st[p].slots_backoff);
     }
-    free(job->parts);
-    free(job->seen);
-    free(job->undo.v);
-    free(job->inc.v);
-    free(job->failures);
-    for (size_t i = 0; i < job->n_retries; i++)
-        free(job->retries[i].request);
-    free(job->retries);
-    if (job->retry_finish_timer)
-        event_free(job->retry_finish_timer);
-    pgw_resolve_free(job->res);
-    pgw_event_free(job->ev);
-    free(job->app_id);
-    runtime_unref(d, job->rt);
-    free(job);
-    /* Room for a claim or for waiting pushes. */
-    if (!d->closing)
-        event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
+
+void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
+                        void (*done)(void *arg), void *arg)
+{
+    struct timeval check = {0, 20000};
+    struct timeval deadline = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    self->draining = true;
+    self->drain_done = done;
+    self->drain_arg = arg;
+    event_del(self->claim_timer);
+    self->drain_timer =
+        event_new(self->o.base, -1, EV_PERSIST, on_drain_check, self);
+    self->drain_deadline = evtimer_new(self->o.base, on_drain_deadline, self);
+    if (!self->drain_timer || !self->drain_deadline) {
+        drain_finish(self);
+        return;
+    }
+    event_add(self->drain_timer, &check);
+    evtimer_add(self->drain_deadline, &deadline);
+}
+
+void pgw_dispatch_stop(struct pgw_dispatch *self)
+{
+    struct job *j, *next;
+
+    if (!self || self->closing)
+        return;
+    self->closing = true;
+    self->draining = true;
+    event_del(self->claim_timer);
+    event_del(self->lease_timer);
+    /* Cancelling the senders answers their pushes (RETRY "cancelled");
+     * jobs whose pushes are all answered are freed by job_finish(). */
+    for (struct pgw_runtime *rt = self->runtimes; rt; rt = rt->next)
+        pgw_runtime_cancel_senders(rt);
+    /* The rest, unless a store or hook callback is still due: those are
+     * freed when it comes (the caller frees the store and curlmulti). */
+    for (j = self->jobs; j; j = next) {
+        next = j->next;
+        if (!j->waiting_store)
+            job_free(j);
+    }
+}
+
+void pgw_dispatch_free(struct pgw_dispatch *self)
+{
+    if (!self)
+        return;
+    pgw_dispatch_stop(self);
+    while (self->jobs)
+        job_free(self->jobs);
+    if (self->rt) {
+        dispatch_runtime_unref(self, self->rt);
+        self->rt = NULL;
+    }
+    on_reap(-1, 0, self);
+    if (self->claim_timer)
+        event_free(self->claim_timer);
+    if (self->lease_timer)
+        event_free(self->lease_timer);
+    if (self->drain_timer)
+        event_free(self->drain_timer);
+    if (self->drain_deadline)
+        event_free(self->drain_deadline);
+    if (self->reaper)
+        event_free(self->reaper);
+    if (self->pump_ev)
+        event_free(self->pump_ev);
+    free(self->dead);
+    free(self);
+}
+
+/* ---- an event: hook, resolution, lookup --------------------------------- */
 
 static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
                            const char *app_id, struct pgw_event *ev)
@@ -465,6 +520,386 @@ static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
     return job;
 }
 
+static void job_start(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+    int rc;
+
+    job->app = pgw_runtime_find_app(job->rt, job->app_id);
+    if (!job->app) {
+        pgw_log_warn("event '%s' is for app '%s', which is no longer "
+                     "configured",
+                     job->event_id_str, job->app_id);
+        job_end(job, "unknown_app");
+        return;
+    }
+    job->papp.cfg = job->rt->cfg;
+    job->papp.app = job->app->app;
+    job->papp.apns_identity = job->app->apns_identity;
+    job->papp.apns_topic = job->app->apns_topic;
+    job->papp.has_fcm_account = job->app->fcm_account != NULL;
+    if (!job->app->app->server_hook_url) {
+        job_resolve(job, NULL);
+        return;
+    }
+    rc = pgw_hook_call(d->o.cm, job->app->app, job->ev, &job->rt->limits, NULL,
+                       on_hook, job);
+    if (rc < 0) {
+        if (d->m_hook)
+            pgw_metric_inc(
+                pgw_metrics_series2(d->m_hook, job->app_id, "unreachable"));
+        pgw_log_warn("could not call the server hook of app '%s': %s: "
+                     "going on without it",
+                     job->app_id, pgw_strerror(rc));
+        job_resolve(job, NULL);
+        return;
+    }
+    job->waiting_store = true;
+}
+
+static void on_hook(void *arg, enum pgw_hook_result result,
+                    struct pgw_hook_answer *answer, const char *detail)
+{
+    struct job *job = arg;
+    struct pgw_dispatch *d = job->d;
+
+    job->waiting_store = false;
+    if (d->closing) {
+        pgw_resolve_hook_answer_free(answer);
+        job_free(job);
+        return;
+    }
+    if (d->m_hook)
+        pgw_metric_inc(pgw_metrics_series2(d->m_hook, job->app_id,
+                                           pgw_hook_result_name(result)));
+    /* a 401 is a configuration error (§15.1), not a passing failure */
+    if (result == PGW_HOOK_UNAUTHORIZED)
+        pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                  PGW_LF_INT("event", job->event_id)),
+                       "server hook refused pushgw, going on without it: %s",
+                       detail);
+    else if (result != PGW_HOOK_OK)
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                 PGW_LF_INT("event", job->event_id)),
+                      "server hook failed, going on without it: %s: %s",
+                      pgw_hook_result_name(result), detail);
+    job_resolve(job, answer);
+}
+
+static void job_resolve(struct job *job, struct pgw_hook_answer *answer)
+{
+    const cJSON *tmpl = pgw_template_set_find(job->rt->templates, job->app_id);
+    struct pgw_event_error err;
+    int rc;
+
+    rc = pgw_resolve_event(job->ev, answer, tmpl,
+                           job->rt->cfg->delivery.validity_s, &job->res, &err);
+    pgw_resolve_hook_answer_free(answer);
+    if (rc < 0) {
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
+                                 PGW_LF_INT("event", job->event_id)),
+                      "cannot resolve the push: %s%s%s", err.field,
+                      *err.field ? ": " : "", err.reason);
+        job->res = NULL;
+        job_end(job, "invalid_content");
+        return;
+    }
+    if (job->res->skip_reason) {
+        job_end(job, job->res->skip_reason);
+        return;
+    }
+    job_lookup(job);
+}
+
+static void job_lookup(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+    const struct pgw_resolved *res = job->res;
+
+    if (d->lookup_wait ||
+        (d->pushes_pending > 0 &&
+         d->pushes_pending + res->n_recipients > d->max_pending)) {
+        if (!job->lookup_waiting) {
+            job->lookup_waiting = true;
+            d->wait_recipients += res->n_recipients;
+            job->lookup_next = NULL;
+            if (d->lookup_wait_tail)
+                d->lookup_wait_tail->lookup_next = job;
+            else
+                d->lookup_wait = job;
+            d->lookup_wait_tail = job;
+        }
+        return;
+    }
+    job_lookup_start(job);
+}
+
+/* Reserves room for the recipients of |job| and looks them up, in parts
+ * when there are many (LOOKUP_PART_NAMES). */
+static void job_lookup_start(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+    const struct pgw_resolved *res = job->res;
+    size_t n = res->n_recipients, parts;
+    unsigned flags;
+
+    parts = (n + LOOKUP_PART_NAMES - 1) / LOOKUP_PART_NAMES;
+    if (parts < 1)
+        parts = 1;
+    if (parts > LOOKUP_PARTS_MAX)
+        parts = LOOKUP_PARTS_MAX;
+    job->parts = calloc(parts, sizeof(*job->parts));
+    if (!job->parts) {
+        pgw_log_error("out of memory working event '%s'", job->event_id_str);
+        job_free(job);
+        return;
+    }
+    job->n_parts = parts;
+    d->avg_recipients = d->avg_recipients
+                            ? d->avg_recipients * 0.9 + 0.1 * (double)n
+                            : (double)n;
+    job->pending = n;
+    d->pushes_pending += job->pending;
+    pgw_push_event_init(&job->pe, job->res, job->event_id_str,
+                        pgw_clock_wall_ms() / 1000,
+                        job->rt->cfg->delivery.validity_s);
+    pgw_push_event_build(&job->pe, PGW_PLATFORM_IOS);
+    flags =
+        (pgw_push_event_increments(&job->pe) ? PGW_STORE_FIND_INCREMENT : 0) |
+        (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
+    for (size_t i = 0; i < parts; i++) {
+        struct lookup_part *part = &job->parts[i];
+        const char *const *names = (const char *const *)res->recipients;
+        int rc;
+
+        part->job = job;
+        part->first = n * i / parts;
+        part->n_names = n * (i + 1) / parts - part->first;
+        rc = pgw_store_find_installations(
+            d->o.store, job->app_id, names + part->first, part->n_names,
+            res->apns_team_id, job->event_id, flags, on_installations, part);
+        if (rc < 0) {
+            pgw_log_warn("could not look up the installations of event "
+                         "'%s': %s: it will be worked again",
+                         job->event_id_str, pgw_strerror(rc));
+            if (job->parts_out == 0) {
+                job_free(job);
+                return;
+            }
+            /* The parts out come back; the event is not finished. */
+            job->lookup_failed = true;
+            job->pending -= n - part->first;
+            d->pushes_pending -= n - part->first;
+            break;
+        }
+        job->parts_out++;
+    }
+    job->waiting_store = true;
+}
+
+/* One part of a job's lookup is back. */
+static void on_installations(void *arg, int err,
+                             const struct pgw_installation *rows, size_t n)
+{
+    struct lookup_part *part = arg;
+    struct job *job = part->job;
+    struct pgw_dispatch *d = job->d;
+
+    job->parts_out--;
+    if (job->parts_out == 0)
+        job->waiting_store = false;
+    if (d->closing) {
+        if (job->parts_out == 0)
+            job_free(job);
+        return;
+    }
+    /* Its recipients leave pushes_pending; its pushes enter it. */
+    job->pending -= part->n_names;
+    d->pushes_pending -= part->n_names;
+    if (err >= 0 && job->n_parts > 1 && pgw_push_event_increments(&job->pe)) {
+        /* Committed by this part whatever happens to the others. */
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].platform == PGW_PLATFORM_IOS)
+                id_list_add(job, &job->inc, rows[i].id);
+    }
+    if (err < 0) {
+        /* Not finished: the event is worked again after its lease. */
+        if (!job->lookup_failed)
+            pgw_log_warn("could not look up the installations of event "
+                         "'%s': %s: it will be worked again",
+                         job->event_id_str, pgw_strerror(err));
+        job->lookup_failed = true;
+        job_drop_unsent(job);
+    } else if (!job->lookup_failed) {
+        add_pushes(job, rows, n);
+    }
+    if (job->parts_out == 0) {
+        /* Increments to take back: of devices matched by two parts; or,
+         * when a part failed, all the others made (the event is worked
+         * again, with its increments). */
+        struct id_list *u = job->lookup_failed ? &job->inc : &job->undo;
+
+        if (u->n) {
+            int rc = pgw_store_undo_badges(d->o.store, u->v, u->n,
+                                           on_badges_undone, job);
+            if (rc == 0)
+                job->undoing = job->waiting_store = true;
+            else
+                pgw_log_warn("could not take back the extra badge "
+                             "increments of event '%s': %s",
+                             job->event_id_str, pgw_strerror(rc));
+        }
+        if (!job->undoing && job->answered == job->n_pushes) {
+            job_lookup_done(job);
+            return;
+        }
+    }
+    job_send_some(job);
+}
+
+/* Builds the pushes of one lookup part's rows into a new block. */
+static void add_pushes(struct job *job, const struct pgw_installation *rows,
+                       size_t n)
+{
+    struct pgw_dispatch *d = job->d;
+    struct push_block *blk =
+        malloc(sizeof(*blk) + (n ? n : 1) * sizeof(*blk->p));
+    bool inc = job->n_parts > 1 && pgw_push_event_increments(&job->pe);
+
+    if (!blk) {
+        pgw_log_error("out of memory working event '%s'", job->event_id_str);
+        job->lookup_failed = true;
+        return;
+    }
+    blk->next = NULL;
+    blk->n = 0;
+    job->rows_seen += n;
+    for (size_t i = 0; i < n; i++) {
+        const struct pgw_installation *row = &rows[i];
+        struct job_push *jp = &blk->p[blk->n];
+        struct pgw_push_failure f;
+        int kept = 0;
+
+        /* Matched again by another part: one push. The parts of one
+         * event increment a device once and return the same badge; a
+         * different one means another increment came in between and this
+         * part made its own too, which is taken back (store.h). */
+        if (job->n_parts > 1 && !seen_add(job, row->id, row->badge, &kept)) {
+            if (inc && row->platform == PGW_PLATFORM_IOS && row->badge != kept)
+                id_list_add(job, &job->undo, row->id);
+            continue;
+        }
+        switch (
+            pgw_push_make(&job->pe, &job->papp, row, row->badge, &jp->p, &f)) {
+        case PGW_PUSH_SEND:
+            jp->job = job;
+            blk->n++;
+            break;
+        case PGW_PUSH_FAIL:
+            fail_unsent(job, row->id, f.provider,
+                        f.expired ? PGW_STORE_FAIL_EXPIRED
+                                  : PGW_STORE_FAIL_FAILED,
+                        f.reason);
+            break;
+        case PGW_PUSH_NONE:
+            break;
+        }
+    }
+    if (blk->n == 0) {
+        free(blk);
+        return;
+    }
+    if (job->blocks_tail)
+        job->blocks_tail->next = blk;
+    else
+        job->blocks = blk;
+    job->blocks_tail = blk;
+    if (!job->send_block) {
+        job->send_block = blk;
+        job->send_idx = 0;
+    }
+    job->n_pushes += blk->n;
+    /* Counted in pushes_pending until answered. */
+    job->pending += blk->n;
+    d->pushes_pending += blk->n;
+}
+
+/* Fibonacci hashing: the top bits of the product, which depend on every
+ * bit of the id (the low bits depend only on the id's low bits). */
+#define ID_HASH(id, shift)                                                     \
+    ((size_t)(((uint64_t)(id)*0x9E3779B97F4A7C15ULL) >> (shift)))
+
+/* Adds |id| (its row's |badge|) to the installations |job| gives a push;
+ * false if it was there already, with the kept row's badge in
+ * |*ret_badge|. Installation ids are positive: 0 marks a free slot. */
+static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge)
+{
+    size_t mask, i;
+
+    if ((job->seen_n + 1) * 2 > job->seen_cap) {
+        size_t cap = job->seen_cap ? job->seen_cap * 2 : 1024;
+        unsigned shift = job->seen_cap ? job->seen_shift - 1 : 64 - 10;
+        struct seen *n = calloc(cap, sizeof(*n));
+
+        if (!n)
+            return true; /* at worst a device gets the push twice */
+        for (i = 0; i < job->seen_cap; i++) {
+            size_t j;
+            if (!job->seen[i].id)
+                continue;
+            for (j = ID_HASH(job->seen[i].id, shift); n[j].id;
+                 j = (j + 1) & (cap - 1))
+                ;
+            n[j] = job->seen[i];
+        }
+        free(job->seen);
+        job->seen = n;
+        job->seen_cap = cap;
+        job->seen_shift = shift;
+    }
+    mask = job->seen_cap - 1;
+    for (i = ID_HASH(id, job->seen_shift); job->seen[i].id; i = (i + 1) & mask)
+        if (job->seen[i].id == id) {
+            *ret_badge = job->seen[i].badge;
+            return false;
+        }
+    job->seen[i] = (struct seen){id, badge};
+    job->seen_n++;
+    return true;
+}
+
+static void id_list_add(struct job *job, struct id_list *l, int64_t id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        int64_t *n = realloc(l->v, cap * sizeof(*n));
+
+        if (!n) {
+            pgw_log_error("out of memory: a badge of event '%s' stays one "
+                          "too high",
+                          job->event_id_str);
+            return;
+        }
+        l->v = n;
+        l->cap = cap;
+    }
+    l->v[l->n++] = id;
+}
+
+/* The pushes of an event counted before they are sent: failures found
+ * while building (bad profile, expired, too large). */
+static void fail_unsent(struct job *job, int64_t inst, enum pgw_provider p,
+                        enum pgw_store_failure_kind kind, const char *reason)
+{
+    job->n_unsent++;
+    dispatch_count_push(job->d, p,
+                        kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
+                        reason);
+    if (add_failure(job, inst, p, kind, 0, reason, 0) < 0)
+        pgw_log_error("out of memory recording a failure of event '%s'",
+                      job->event_id_str);
+}
+
 static int add_failure(struct job *job, int64_t inst, enum pgw_provider p,
                        enum pgw_store_failure_kind kind, int status,
                        const char *reason, int64_t since)
@@ -489,52 +924,171 @@ static int add_failure(struct job *job, int64_t inst, enum pgw_provider p,
     return 0;
 }
 
-/* The pushes of an event counted before they are sent: failures found
- * while building (bad profile, expired, too large). */
-static void fail_unsent(struct job *job, int64_t inst, enum pgw_provider p,
-                        enum pgw_store_failure_kind kind, const char *reason)
+/* A part failed: the event is worked again after its lease, so its
+ * pushes not sent yet are not sent now (they would go twice): counted as
+ * answered. */
+static void job_drop_unsent(struct job *job)
 {
-    job->n_unsent++;
-    count_push(job->d, p, kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
-               reason);
-    if (add_failure(job, inst, p, kind, 0, reason, 0) < 0)
-        pgw_log_error("out of memory recording a failure of event '%s'",
-                      job->event_id_str);
+    size_t n = job->n_pushes - job->next_send;
+
+    job->next_send = job->n_pushes;
+    job->answered += n;
+    job->pending -= n;
+    job->d->pushes_pending -= n;
 }
 
-/* What to do with a RETRY outcome of |p| (its attempts counted):
- * PGW_RETRY_AT with the time in |*ret_at|, or the failure kind. */
-static enum pgw_retry_plan plan_retry(const struct pgw_runtime *rt,
-                                      const struct pgw_push *p,
-                                      const struct pgw_outcome *o,
-                                      int64_t *ret_at,
-                                      enum pgw_store_failure_kind *ret_kind)
-{
-    struct pgw_retry_policy pol;
-    enum pgw_retry_plan plan;
+/* ---- its pushes: sending, paced ----------------------------------------- */
 
-    pgw_retry_policy_from_config(rt->cfg, &pol);
-    plan = pgw_retry_plan(&pol, p->attempts, o, p->expires_at_ms, now_ms(),
-                          jitter(), ret_at);
-    *ret_kind = plan == PGW_RETRY_EXPIRED ? PGW_STORE_FAIL_EXPIRED
-                                          : PGW_STORE_FAIL_FAILED;
-    return plan;
+/* Sends as many pushes of |job| as the in-flight cap allows. A push that
+ * cannot even be handed to its sender is answered at once (job_outcome
+ * never frees the job synchronously: finishing goes through the store). */
+static void job_send_some(struct job *job)
+{
+    struct pgw_dispatch *d = job->d;
+
+    while (!d->closing && !job->lookup_failed &&
+           job->next_send < job->n_pushes && dispatch_inflight_room(d)) {
+        struct job_push *jp;
+        struct pgw_outcome err_o;
+
+        while (job->send_idx == job->send_block->n) {
+            job->send_block = job->send_block->next;
+            job->send_idx = 0;
+        }
+        jp = &job->send_block->p[job->send_idx++];
+        job->next_send++;
+
+        dispatch_count_send(d, jp->p.provider);
+        if (pgw_runtime_send(job->rt, job->app, &jp->p, on_answer, jp, &err_o) <
+            0) {
+            /* The last push's outcome may end (and free) the job. */
+            bool last = job->next_send == job->n_pushes;
+
+            job_outcome(jp, &err_o);
+            if (last)
+                return;
+        }
+    }
 }
 
-static void log_final(const char *app, const struct pgw_push *p,
-                      const struct pgw_outcome *o, const char *what)
+/* Gives the room freed by answers to jobs with pushes left, oldest first. */
+static void dispatch_pump(struct pgw_dispatch *d)
 {
-    char masked[32];
+    /* After sends (fewer than CAP_EVERY since the last update: the first
+     * pushes after start-up), and while the cap holds sends back (no
+     * sends, no update from count_send). */
+    if (d->sends_since_cap || !dispatch_inflight_room(d))
+        update_cap(d);
+    /* Lookups waiting for room, oldest first. */
+    while (d->lookup_wait && !d->closing) {
+        struct job *j = d->lookup_wait;
 
-    pgw_log_warnf(
-        PGW_FIELDS(
-            PGW_LF_STR("app", app),
-            PGW_LF_STR("provider", pgw_provider_names[p->provider]),
-            PGW_LF_INT("installation", p->installation_id),
-            PGW_LF_STR("token",
-                       pgw_log_mask_token(masked, sizeof(masked), p->token)),
-            PGW_LF_INT("status", o->status), PGW_LF_STR("reason", o->reason)),
-        "push %s", what);
+        if (d->pushes_pending > 0 &&
+            d->pushes_pending + j->res->n_recipients > d->max_pending)
+            break;
+        d->lookup_wait = j->lookup_next;
+        if (!d->lookup_wait)
+            d->lookup_wait_tail = NULL;
+        j->lookup_waiting = false;
+        j->lookup_next = NULL;
+        d->wait_recipients -= j->res->n_recipients;
+        job_lookup_start(j);
+    }
+    for (struct job *j = d->jobs, *next; j && !d->closing; j = next) {
+        next = j->next; /* a push's outcome may end and free |j| */
+        if (!dispatch_inflight_room(d))
+            break;
+        if (j->next_send < j->n_pushes)
+            job_send_some(j);
+    }
+    /* A backlog left in the database: claim it once a batch fits. */
+    if (d->backlog_hint && !d->closing)
+        claim_events(d, d->claim_batch);
+}
+
+/* Fires once per loop iteration after answers or freed jobs. */
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    dispatch_pump(arg);
+}
+
+void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p)
+{
+    d->inflight[p]++;
+    if (++d->recent[p] >= 4096) {
+        d->recent[0] /= 2;
+        d->recent[1] /= 2;
+    }
+    if (++d->sends_since_cap >= CAP_EVERY)
+        update_cap(d);
+}
+
+bool dispatch_inflight_room(const struct pgw_dispatch *d)
+{
+    return inflight_total(d) < d->cap;
+}
+
+static size_t inflight_total(const struct pgw_dispatch *d)
+{
+    return d->inflight[0] + d->inflight[1];
+}
+
+/* Works out the in-flight cap again (pgw_dispatch_pacing_cap()): every
+ * CAP_EVERY sends and by the pump (after sends, or while the cap is
+ * reached), so the check before each send stays a compare. */
+static void update_cap(struct pgw_dispatch *d)
+{
+    size_t capacity[2] = {0, 0};
+
+    d->sends_since_cap = 0;
+    for (int p = 0; p < 2 && d->rt; p++)
+        if (d->recent[p])
+            capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
+    d->cap = pgw_dispatch_pacing_cap(d->recent, capacity, d->o.max_inflight);
+}
+
+size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
+                               const size_t capacity[2], size_t max_inflight)
+{
+    uint64_t sent = (uint64_t)recent[0] + recent[1];
+    size_t best = SIZE_MAX;
+
+    for (int p = 0; p < 2; p++) {
+        if (recent[p] && capacity[p] && capacity[p] * sent / recent[p] < best)
+            best = (size_t)(capacity[p] * sent / recent[p]);
+    }
+    if (best == SIZE_MAX || best >= max_inflight)
+        return max_inflight;
+    best += best / CAP_SLACK_DIV;
+    return best < CAP_MIN ? CAP_MIN : best > max_inflight ? max_inflight : best;
+}
+
+static size_t provider_capacity(const struct pgw_runtime *rt,
+                                enum pgw_provider p)
+{
+    struct pgw_h2_pool_stats st;
+
+    if (p == PGW_PROVIDER_APNS) {
+        if (!rt->apns)
+            return 0;
+        pgw_apns_stats(rt->apns, &st);
+    } else {
+        if (!rt->fcm)
+            return 0;
+        pgw_fcm_stats(rt->fcm, &st);
+    }
+    return st.capacity;
+}
+
+/* ---- their answers ------------------------------------------------------ */
+
+/* Runs once per push handed to a sender, from the loop, with its
+ * answer: may end the job (through the store, never synchronously). */
+static void on_answer(void *arg, const struct pgw_outcome *o)
+{
+    job_outcome(arg, o);
 }
 
 /* An answer for a push of a job. */
@@ -548,44 +1102,44 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
     bool retry_row = false;
 
     d->inflight[p->provider]--;
-    if (d->m_latency)
-        pgw_metric_observe(d->m_latency, since_s(&job->accepted));
+    observe_latency(d, p->provider, job);
     switch (o->kind) {
     case PGW_OUTCOME_DELIVERED:
         job->delivered++;
-        count_delivered(d, p->provider);
+        dispatch_count_delivered(d, p->provider);
         break;
     case PGW_OUTCOME_INVALIDATE:
-        count_push(d, p->provider, "invalidated", o->reason);
+        dispatch_count_push(d, p->provider, "invalidated", o->reason);
         if (d->m_invalidated)
             pgw_metric_inc(pgw_metrics_series2(
                 d->m_invalidated, pgw_provider_names[p->provider], o->reason));
         add_failure(job, p->installation_id, p->provider,
                     PGW_STORE_FAIL_INVALIDATED, o->status, o->reason,
                     o->invalid_since_ms);
-        log_final(job->app_id, p, o, "invalidated the installation");
+        dispatch_log_final(job->app_id, p, o, "invalidated the installation");
         break;
     case PGW_OUTCOME_FINAL:
-        count_push(d, p->provider, "failed", o->reason);
+        dispatch_count_push(d, p->provider, "failed", o->reason);
         add_failure(job, p->installation_id, p->provider, PGW_STORE_FAIL_FAILED,
                     o->status, o->reason, 0);
-        log_final(job->app_id, p, o, "failed");
+        dispatch_log_final(job->app_id, p, o, "failed");
         break;
     case PGW_OUTCOME_RETRY:
         p->attempts++;
-        if (plan_retry(job->rt, p, o, &at, &kind) != PGW_RETRY_AT) {
-            count_push(d, p->provider,
-                       kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
-                       o->reason);
+        if (dispatch_plan_retry(job->rt, p, o, &at, &kind) != PGW_RETRY_AT) {
+            dispatch_count_push(d, p->provider,
+                                kind == PGW_STORE_FAIL_EXPIRED ? "expired"
+                                                               : "failed",
+                                o->reason);
             add_failure(job, p->installation_id, p->provider, kind, o->status,
                         o->reason, 0);
-            log_final(job->app_id, p, o,
-                      kind == PGW_STORE_FAIL_EXPIRED
-                          ? "expired before it could be retried"
-                          : "failed after the last attempt");
+            dispatch_log_final(job->app_id, p, o,
+                               kind == PGW_STORE_FAIL_EXPIRED
+                                   ? "expired before it could be retried"
+                                   : "failed after the last attempt");
             break;
         }
-        count_push(d, p->provider, "retry", o->reason);
+        dispatch_count_push(d, p->provider, "retry", o->reason);
         if (job->n_retries == job->cap_retries) {
             size_t cap = job->cap_retries ? job->cap_retries * 2 : 8;
             struct retry_row *r = realloc(job->retries, cap * sizeof(*r));
@@ -621,8 +1175,7 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
     job->answered++;
     /* A retry row stays in memory until the job's end is written: it
      * stays counted until then (job_free), or a provider failing fast
-     * turns the whole backlog into rows in memory (240 MB for 1,000
-     * fan-out events when the connections failed). */
+     * turns the whole backlog into rows in memory. */
     if (!retry_row) {
         job->pending--;
         d->pushes_pending--;
@@ -633,236 +1186,125 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
         event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
-static void on_apns(void *arg, const struct pgw_outcome *o)
+/*
+ * pushgw_push_latency_seconds, the one place it is observed: from the
+ * acceptance of |job|'s event to the answer to one of its pushes (to
+ * provider |p|), once per answer. Claimed retries are not observed.
+ */
+static void observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
+                            const struct job *job)
 {
-    job_outcome(arg, o);
+    (void)p; /* one series for every provider, for now */
+    if (d->m_latency)
+        pgw_metric_observe(d->m_latency, since_s(&job->accepted));
 }
 
-static void on_fcm(void *arg, const struct pgw_outcome *o)
+/* What to do with a RETRY outcome of |p| (its attempts counted):
+ * PGW_RETRY_AT with the time in |*ret_at|, or the failure kind. */
+enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
+                                        const struct pgw_push *p,
+                                        const struct pgw_outcome *o,
+                                        int64_t *ret_at,
+                                        enum pgw_store_failure_kind *ret_kind)
 {
-    job_outcome(arg, o);
+    struct pgw_retry_policy pol;
+    enum pgw_retry_plan plan;
+
+    pgw_retry_policy_from_config(rt->cfg, &pol);
+    plan = pgw_retry_plan(&pol, p->attempts, o, p->expires_at_ms,
+                          pgw_clock_wall_ms(), jitter(), ret_at);
+    *ret_kind = plan == PGW_RETRY_EXPIRED ? PGW_STORE_FAIL_EXPIRED
+                                          : PGW_STORE_FAIL_FAILED;
+    return plan;
 }
 
-/* Sends |p| with the senders of |rt|; on a local error fills |err_o|. */
-static int send_push(struct pgw_runtime *rt, const struct pgw_runtime_app *app,
-                     struct pgw_push *p, pgw_apns_cb acb, pgw_fcm_cb fcb,
-                     void *arg, struct pgw_outcome *err_o)
+void dispatch_log_final(const char *app, const struct pgw_push *p,
+                        const struct pgw_outcome *o, const char *what)
 {
-    int rc;
+    char masked[32];
 
-    memset(err_o, 0, sizeof(*err_o));
-    if (p->provider == PGW_PROVIDER_APNS) {
-        struct pgw_apns_push ap = {
-            .env = p->env,
-            .team_id = p->team,
-            .device_token = p->token,
-            .topic = p->topic,
-            .push_type = p->push_type,
-            .priority = p->priority,
-            .expiration = p->expiration,
-            .collapse_id = p->collapse_id,
-            .apns_id = p->apns_id,
-            .body = p->body,
-            .body_len = p->body_len,
-        };
-        rc = pgw_apns_send(rt->apns, &ap, acb, arg);
-    } else {
-        struct pgw_fcm_request fr = {
-            .account = app ? app->fcm_account : NULL,
-            .device_token = p->token,
-            .body = p->body,
-            .body_len = p->body_len,
-        };
-        if (!fr.account) {
-            err_o->kind = PGW_OUTCOME_FINAL;
-            snprintf(err_o->reason, sizeof(err_o->reason), "no_fcm_account");
-            return -1;
-        }
-        rc = pgw_fcm_send(rt->fcm, &fr, fcb, arg);
+    pgw_log_warnf(
+        PGW_FIELDS(
+            PGW_LF_STR("app", app),
+            PGW_LF_STR("provider", pgw_provider_names[p->provider]),
+            PGW_LF_INT("installation", p->installation_id),
+            PGW_LF_STR("token",
+                       pgw_log_mask_token(masked, sizeof(masked), p->token)),
+            PGW_LF_INT("status", o->status), PGW_LF_STR("reason", o->reason)),
+        "push %s", what);
+}
+
+void dispatch_count_push(struct pgw_dispatch *d, enum pgw_provider p,
+                         const char *outcome, const char *reason)
+{
+    if (!d->m_pushes)
+        return;
+    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, pgw_provider_names[p],
+                                       outcome, reason ? reason : ""));
+}
+
+/* The common outcome, once per push: its series looked up once (a series
+ * lives as long as its registry). */
+void dispatch_count_delivered(struct pgw_dispatch *d, enum pgw_provider p)
+{
+    if (!d->m_pushes)
+        return;
+    if (!d->s_delivered[p])
+        d->s_delivered[p] = pgw_metrics_series3(
+            d->m_pushes, pgw_provider_names[p], "delivered", "");
+    pgw_metric_inc(d->s_delivered[p]);
+}
+
+static void count_event(struct pgw_dispatch *d, const char *app,
+                        const char *result)
+{
+    if (d->m_events)
+        pgw_metric_inc(pgw_metrics_series2(d->m_events, app, result));
+}
+
+/* ---- its end: one transaction ------------------------------------------- */
+
+/* Every part of the lookup is back and every push answered: the event
+ * ends, or, when a part failed, is left to be worked again once its lease
+ * expires (its pushes sent so far go again then: at least once). */
+static void job_lookup_done(struct job *job)
+{
+    if (job->lookup_failed) {
+        job_free(job);
+        return;
     }
-    if (rc == 0)
-        return 0;
-    if (rc == PGW_ERR_BUSY || rc == PGW_ERR_NOMEM || rc == PGW_ERR_CLOSED) {
-        err_o->kind = PGW_OUTCOME_RETRY;
-        snprintf(err_o->reason, sizeof(err_o->reason), "busy");
-    } else {
-        err_o->kind = PGW_OUTCOME_FINAL;
-        snprintf(err_o->reason, sizeof(err_o->reason), "%s",
-                 rc == PGW_ERR_NOTFOUND ? "unknown_team"
-                 : rc == PGW_ERR_INVAL  ? "bad_request"
-                                        : "local_error");
-    }
-    return -1;
+    if (job->n_pushes == 0)
+        job->result = job->rows_seen == 0 ? "no_devices" : "sent";
+    job_finish(job);
 }
 
-static size_t inflight_total(const struct pgw_dispatch *d)
+/* The take-back of a job's extra increments committed (or failed): the
+ * event ends only now, so a later event of the same devices counts from
+ * the right badge. */
+static void on_badges_undone(void *arg, int err)
 {
-    return d->inflight[0] + d->inflight[1];
-}
-
-static size_t provider_capacity(const struct pgw_runtime *rt,
-                                enum pgw_provider p)
-{
-    struct pgw_h2_pool_stats st;
-
-    if (p == PGW_PROVIDER_APNS) {
-        if (!rt->apns)
-            return 0;
-        pgw_apns_stats(rt->apns, &st);
-    } else {
-        if (!rt->fcm)
-            return 0;
-        pgw_fcm_stats(rt->fcm, &st);
-    }
-    return st.capacity;
-}
-
-size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
-                               const size_t capacity[2], size_t max_inflight)
-{
-    uint64_t sent = (uint64_t)recent[0] + recent[1];
-    size_t best = SIZE_MAX;
-
-    for (int p = 0; p < 2; p++) {
-        if (recent[p] && capacity[p] && capacity[p] * sent / recent[p] < best)
-            best = (size_t)(capacity[p] * sent / recent[p]);
-    }
-    if (best == SIZE_MAX || best >= max_inflight)
-        return max_inflight;
-    best += best / CAP_SLACK_DIV;
-    return best < CAP_MIN ? CAP_MIN : best > max_inflight ? max_inflight : best;
-}
-
-/* Works out the in-flight cap again (pgw_dispatch_pacing_cap()): every
- * CAP_EVERY sends and by the pump (after sends, or while the cap is
- * reached), so the check before each send stays a compare. */
-static void update_cap(struct pgw_dispatch *d)
-{
-    size_t capacity[2] = {0, 0};
-
-    d->sends_since_cap = 0;
-    for (int p = 0; p < 2 && d->rt; p++)
-        if (d->recent[p])
-            capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
-    d->cap = pgw_dispatch_pacing_cap(d->recent, capacity, d->o.max_inflight);
-}
-
-static bool inflight_room(const struct pgw_dispatch *d)
-{
-    return inflight_total(d) < d->cap;
-}
-
-static void count_send(struct pgw_dispatch *d, enum pgw_provider p)
-{
-    d->inflight[p]++;
-    if (++d->recent[p] >= 4096) {
-        d->recent[0] /= 2;
-        d->recent[1] /= 2;
-    }
-    if (++d->sends_since_cap >= CAP_EVERY)
-        update_cap(d);
-}
-
-/* Sends as many pushes of |job| as the in-flight cap allows. A push that
- * cannot even be handed to its sender is answered at once (job_outcome
- * never frees the job synchronously: finishing goes through the store). */
-static void job_send_some(struct job *job)
-{
+    struct job *job = arg;
     struct pgw_dispatch *d = job->d;
 
-    while (!d->closing && !job->lookup_failed &&
-           job->next_send < job->n_pushes && inflight_room(d)) {
-        struct job_push *jp;
-        struct pgw_outcome err_o;
-
-        while (job->send_idx == job->send_block->n) {
-            job->send_block = job->send_block->next;
-            job->send_idx = 0;
-        }
-        jp = &job->send_block->p[job->send_idx++];
-        job->next_send++;
-
-        count_send(d, jp->p.provider);
-        if (send_push(job->rt, job->app, &jp->p, on_apns, on_fcm, jp, &err_o) <
-            0) {
-            /* The last push's outcome may end (and free) the job. */
-            bool last = job->next_send == job->n_pushes;
-
-            job_outcome(jp, &err_o);
-            if (last)
-                return;
-        }
+    job->undoing = false;
+    job->waiting_store = false;
+    if (err < 0)
+        pgw_log_warn("could not take back the extra badge increments of "
+                     "event '%s': %s",
+                     job->event_id_str, pgw_strerror(err));
+    if (d->closing) {
+        job_free(job);
+        return;
     }
+    if (job->answered == job->n_pushes)
+        job_lookup_done(job);
 }
 
-/* Gives the room freed by answers to jobs with pushes left, oldest first. */
-static void dispatch_pump(struct pgw_dispatch *d)
+/* Ends a job that sends nothing, with |result|. */
+static void job_end(struct job *job, const char *result)
 {
-    /* After sends (fewer than CAP_EVERY since the last update: the first
-     * pushes after start-up), and while the cap holds sends back (no
-     * sends, no update from count_send). */
-    if (d->sends_since_cap || !inflight_room(d))
-        update_cap(d);
-    /* Lookups waiting for room, oldest first. */
-    while (d->lookup_wait && !d->closing) {
-        struct job *j = d->lookup_wait;
-
-        if (d->pushes_pending > 0 &&
-            d->pushes_pending + j->res->n_recipients > d->max_pending)
-            break;
-        d->lookup_wait = j->lookup_next;
-        if (!d->lookup_wait)
-            d->lookup_wait_tail = NULL;
-        j->lookup_waiting = false;
-        j->lookup_next = NULL;
-        d->wait_recipients -= j->res->n_recipients;
-        job_lookup_start(j);
-    }
-    for (struct job *j = d->jobs, *next; j && !d->closing; j = next) {
-        next = j->next; /* a push's outcome may end and free |j| */
-        if (!inflight_room(d))
-            break;
-        if (j->next_send < j->n_pushes)
-            job_send_some(j);
-    }
-    /* A backlog left in the database: claim it once a batch fits. */
-    if (d->backlog_hint && !d->closing)
-        claim_events(d, d->claim_batch);
-}
-
-/* Fires once per loop iteration after answers or freed jobs. */
-static void on_pump(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    dispatch_pump(arg);
-}
-
-static void on_finished(void *arg, int err);
-
-static void on_finish_retry_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    job_finish(arg);
-}
-
-/* The outcome of |job| could not be recorded (|err|): try again in a
- * while, keeping the job (and its lease, renewed) until it is. */
-static void finish_later(struct job *job, int err)
-{
-    struct timeval tv = {FINISH_RETRY_MS / 1000,
-                         (FINISH_RETRY_MS % 1000) * 1000};
-
-    pgw_log_warn("could not record the outcome of event '%s': %s: trying "
-                 "again",
-                 job->event_id_str, pgw_strerror(err));
-    job->finishing = false;
-    if (!job->retry_finish_timer)
-        job->retry_finish_timer =
-            evtimer_new(job->d->o.base, on_finish_retry_timer, job);
-    if (job->retry_finish_timer)
-        evtimer_add(job->retry_finish_timer, &tv);
+    job->result = result;
+    job_finish(job);
 }
 
 static void job_finish(struct job *job)
@@ -943,494 +1385,133 @@ static void on_finished(void *arg, int err)
     job_free(job);
 }
 
-/* Ends a job that sends nothing, with |result|. */
-static void job_end(struct job *job, const char *result)
+/* The outcome of |job| could not be recorded (|err|): try again in a
+ * while, keeping the job (and its lease, renewed) until it is. */
+static void finish_later(struct job *job, int err)
 {
-    job->result = result;
-    job_finish(job);
+    struct timeval tv = {FINISH_RETRY_MS / 1000,
+                         (FINISH_RETRY_MS % 1000) * 1000};
+
+    pgw_log_warn("could not record the outcome of event '%s': %s: trying "
+                 "again",
+                 job->event_id_str, pgw_strerror(err));
+    job->finishing = false;
+    if (!job->retry_finish_timer)
+        job->retry_finish_timer =
+            evtimer_new(job->d->o.base, on_finish_retry_timer, job);
+    if (job->retry_finish_timer)
+        evtimer_add(job->retry_finish_timer, &tv);
 }
 
-/* ---- building pushes ------------------------------------------------------
- */
-
-/* Fibonacci hashing: the top bits of the product, which depend on every
- * bit of the id (the low bits depend only on the id's low bits). */
-#define ID_HASH(id, shift)                                                     \
-    ((size_t)(((uint64_t)(id)*0x9E3779B97F4A7C15ULL) >> (shift)))
-
-/* Adds |id| (its row's |badge|) to the installations |job| gives a push;
- * false if it was there already, with the kept row's badge in
- * |*ret_badge|. Installation ids are positive: 0 marks a free slot. */
-static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge)
+static void on_finish_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
-    size_t mask, i;
-
-    if ((job->seen_n + 1) * 2 > job->seen_cap) {
-        size_t cap = job->seen_cap ? job->seen_cap * 2 : 1024;
-        unsigned shift = job->seen_cap ? job->seen_shift - 1 : 64 - 10;
-        struct seen *n = calloc(cap, sizeof(*n));
-
-        if (!n)
-            return true; /* at worst a device gets the push twice */
-        for (i = 0; i < job->seen_cap; i++) {
-            size_t j;
-            if (!job->seen[i].id)
-                continue;
-            for (j = ID_HASH(job->seen[i].id, shift); n[j].id;
-                 j = (j + 1) & (cap - 1))
-                ;
-            n[j] = job->seen[i];
-        }
-        free(job->seen);
-        job->seen = n;
-        job->seen_cap = cap;
-        job->seen_shift = shift;
-    }
-    mask = job->seen_cap - 1;
-    for (i = ID_HASH(id, job->seen_shift); job->seen[i].id; i = (i + 1) & mask)
-        if (job->seen[i].id == id) {
-            *ret_badge = job->seen[i].badge;
-            return false;
-        }
-    job->seen[i] = (struct seen){id, badge};
-    job->seen_n++;
-    return true;
+    (void)fd;
+    (void)what;
+    job_finish(arg);
 }
 
-static void id_list_add(struct job *job, struct id_list *l, int64_t id)
+static void job_free(struct job *job)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        int64_t *n = realloc(l->v, cap * sizeof(*n));
-
-        if (!n) {
-            pgw_log_error("out of memory: a badge of event '%s' stays one "
-                          "too high",
-                          job->event_id_str);
-            return;
-        }
-        l->v = n;
-        l->cap = cap;
-    }
-    l->v[l->n++] = id;
-}
-
-/* The take-back of a job's extra increments committed (or failed): the
- * event ends only now, so a later event of the same devices counts from
- * the right badge. */
-static void on_badges_undone(void *arg, int err)
-{
-    struct job *job = arg;
     struct pgw_dispatch *d = job->d;
 
-    job->undoing = false;
-    job->waiting_store = false;
-    if (err < 0)
-        pgw_log_warn("could not take back the extra badge increments of "
-                     "event '%s': %s",
-                     job->event_id_str, pgw_strerror(err));
-    if (d->closing) {
-        job_free(job);
-        return;
-    }
-    if (job->answered == job->n_pushes)
-        job_lookup_done(job);
-}
-
-/* Every part of the lookup is back and every push answered: the event
- * ends, or, when a part failed, is left to be worked again once its lease
- * expires (its pushes sent so far go again then: at least once). */
-static void job_lookup_done(struct job *job)
-{
-    if (job->lookup_failed) {
-        job_free(job);
-        return;
-    }
-    if (job->n_pushes == 0)
-        job->result = job->rows_seen == 0 ? "no_devices" : "sent";
-    job_finish(job);
-}
-
-/* Builds the pushes of one lookup part's rows into a new block. */
-static void add_pushes(struct job *job, const struct pgw_installation *rows,
-                       size_t n)
-{
-    struct pgw_dispatch *d = job->d;
-    struct push_block *blk =
-        malloc(sizeof(*blk) + (n ? n : 1) * sizeof(*blk->p));
-    bool inc = job->n_parts > 1 && pgw_push_event_increments(&job->pe);
-
-    if (!blk) {
-        pgw_log_error("out of memory working event '%s'", job->event_id_str);
-        job->lookup_failed = true;
-        return;
-    }
-    blk->next = NULL;
-    blk->n = 0;
-    job->rows_seen += n;
-    for (size_t i = 0; i < n; i++) {
-        const struct pgw_installation *row = &rows[i];
-        struct job_push *jp = &blk->p[blk->n];
-        struct pgw_push_failure f;
-        int kept = 0;
-
-        /* Matched again by another part: one push. The parts of one
-         * event increment a device once and return the same badge; a
-         * different one means another increment came in between and this
-         * part made its own too, which is taken back (store.h). */
-        if (job->n_parts > 1 && !seen_add(job, row->id, row->badge, &kept)) {
-            if (inc && row->platform == PGW_PLATFORM_IOS && row->badge != kept)
-                id_list_add(job, &job->undo, row->id);
-            continue;
-        }
-        switch (
-            pgw_push_make(&job->pe, &job->papp, row, row->badge, &jp->p, &f)) {
-        case PGW_PUSH_SEND:
-            jp->job = job;
-            blk->n++;
-            break;
-        case PGW_PUSH_FAIL:
-            fail_unsent(job, row->id, f.provider,
-                        f.expired ? PGW_STORE_FAIL_EXPIRED
-                                  : PGW_STORE_FAIL_FAILED,
-                        f.reason);
-            break;
-        case PGW_PUSH_NONE:
-            break;
-        }
-    }
-    if (blk->n == 0) {
-        free(blk);
-        return;
-    }
-    if (job->blocks_tail)
-        job->blocks_tail->next = blk;
+    if (job->prev)
+        job->prev->next = job->next;
     else
-        job->blocks = blk;
-    job->blocks_tail = blk;
-    if (!job->send_block) {
-        job->send_block = blk;
-        job->send_idx = 0;
-    }
-    job->n_pushes += blk->n;
-    /* Counted in pushes_pending until answered. */
-    job->pending += blk->n;
-    d->pushes_pending += blk->n;
-}
-
-/* A part failed: the event is worked again after its lease, so its
- * pushes not sent yet are not sent now (they would go twice): counted as
- * answered. */
-static void job_drop_unsent(struct job *job)
-{
-    size_t n = job->n_pushes - job->next_send;
-
-    job->next_send = job->n_pushes;
-    job->answered += n;
-    job->pending -= n;
-    job->d->pushes_pending -= n;
-}
-
-/* One part of a job's lookup is back. */
-static void on_installations(void *arg, int err,
-                             const struct pgw_installation *rows, size_t n)
-{
-    struct lookup_part *part = arg;
-    struct job *job = part->job;
-    struct pgw_dispatch *d = job->d;
-
-    job->parts_out--;
-    if (job->parts_out == 0)
-        job->waiting_store = false;
-    if (d->closing) {
-        if (job->parts_out == 0)
-            job_free(job);
-        return;
-    }
-    /* Its recipients leave pushes_pending; its pushes enter it. */
-    job->pending -= part->n_names;
-    d->pushes_pending -= part->n_names;
-    if (err >= 0 && job->n_parts > 1 && pgw_push_event_increments(&job->pe)) {
-        /* Committed by this part whatever happens to the others. */
-        for (size_t i = 0; i < n; i++)
-            if (rows[i].platform == PGW_PLATFORM_IOS)
-                id_list_add(job, &job->inc, rows[i].id);
-    }
-    if (err < 0) {
-        /* Not finished: the event is worked again after its lease. */
-        if (!job->lookup_failed)
-            pgw_log_warn("could not look up the installations of event "
-                         "'%s': %s: it will be worked again",
-                         job->event_id_str, pgw_strerror(err));
-        job->lookup_failed = true;
-        job_drop_unsent(job);
-    } else if (!job->lookup_failed) {
-        add_pushes(job, rows, n);
-    }
-    if (job->parts_out == 0) {
-        /* Increments to take back: of devices matched by two parts; or,
-         * when a part failed, all the others made (the event is worked
-         * again, with its increments). */
-        struct id_list *u = job->lookup_failed ? &job->inc : &job->undo;
-
-        if (u->n) {
-            int rc = pgw_store_undo_badges(d->o.store, u->v, u->n,
-                                           on_badges_undone, job);
-            if (rc == 0)
-                job->undoing = job->waiting_store = true;
+        d->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        d->jobs_tail = job->prev;
+    d->n_jobs--;
+    d->pushes_pending -= job->pending;
+    if (job->lookup_waiting) {
+        struct job *prev = NULL;
+        d->wait_recipients -= job->res->n_recipients;
+        for (struct job *w = d->lookup_wait; w; prev = w, w = w->lookup_next) {
+            if (w != job)
+                continue;
+            if (prev)
+                prev->lookup_next = w->lookup_next;
             else
-                pgw_log_warn("could not take back the extra badge "
-                             "increments of event '%s': %s",
-                             job->event_id_str, pgw_strerror(rc));
-        }
-        if (!job->undoing && job->answered == job->n_pushes) {
-            job_lookup_done(job);
-            return;
-        }
-    }
-    job_send_some(job);
-}
-
-/* Starts the lookup of |job| now, or queues it until pushes_pending has
- * room for its recipients (always when nothing is pending, so one event
- * larger than the bound still goes). */
-static void job_lookup_start(struct job *job);
-
-static void job_lookup(struct job *job)
-{
-    struct pgw_dispatch *d = job->d;
-    const struct pgw_resolved *res = job->res;
-
-    if (d->lookup_wait ||
-        (d->pushes_pending > 0 &&
-         d->pushes_pending + res->n_recipients > d->max_pending)) {
-        if (!job->lookup_waiting) {
-            job->lookup_waiting = true;
-            d->wait_recipients += res->n_recipients;
-            job->lookup_next = NULL;
-            if (d->lookup_wait_tail)
-                d->lookup_wait_tail->lookup_next = job;
-            else
-                d->lookup_wait = job;
-            d->lookup_wait_tail = job;
-        }
-        return;
-    }
-    job_lookup_start(job);
-}
-
-/* Reserves room for the recipients of |job| and looks them up, in parts
- * when there are many (LOOKUP_PART_NAMES). */
-static void job_lookup_start(struct job *job)
-{
-    struct pgw_dispatch *d = job->d;
-    const struct pgw_resolved *res = job->res;
-    size_t n = res->n_recipients, parts;
-    unsigned flags;
-
-    parts = (n + LOOKUP_PART_NAMES - 1) / LOOKUP_PART_NAMES;
-    if (parts < 1)
-        parts = 1;
-    if (parts > LOOKUP_PARTS_MAX)
-        parts = LOOKUP_PARTS_MAX;
-    job->parts = calloc(parts, sizeof(*job->parts));
-    if (!job->parts) {
-        pgw_log_error("out of memory working event '%s'", job->event_id_str);
-        job_free(job);
-        return;
-    }
-    job->n_parts = parts;
-    d->avg_recipients = d->avg_recipients
-                            ? d->avg_recipients * 0.9 + 0.1 * (double)n
-                            : (double)n;
-    job->pending = n;
-    d->pushes_pending += job->pending;
-    pgw_push_event_init(&job->pe, job->res, job->event_id_str, now_ms() / 1000,
-                        job->rt->cfg->delivery.validity_s);
-    pgw_push_event_build(&job->pe, PGW_PLATFORM_IOS);
-    flags =
-        (pgw_push_event_increments(&job->pe) ? PGW_STORE_FIND_INCREMENT : 0) |
-        (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
-    for (size_t i = 0; i < parts; i++) {
-        struct lookup_part *part = &job->parts[i];
-        const char *const *names = (const char *const *)res->recipients;
-        int rc;
-
-        part->job = job;
-        part->first = n * i / parts;
-        part->n_names = n * (i + 1) / parts - part->first;
-        rc = pgw_store_find_installations(
-            d->o.store, job->app_id, names + part->first, part->n_names,
-            res->apns_team_id, job->event_id, flags, on_installations, part);
-        if (rc < 0) {
-            pgw_log_warn("could not look up the installations of event "
-                         "'%s': %s: it will be worked again",
-                         job->event_id_str, pgw_strerror(rc));
-            if (job->parts_out == 0) {
-                job_free(job);
-                return;
-            }
-            /* The parts out come back; the event is not finished. */
-            job->lookup_failed = true;
-            job->pending -= n - part->first;
-            d->pushes_pending -= n - part->first;
+                d->lookup_wait = w->lookup_next;
+            if (d->lookup_wait_tail == w)
+                d->lookup_wait_tail = prev;
             break;
         }
-        job->parts_out++;
     }
-    job->waiting_store = true;
+    pgw_push_event_release(&job->pe);
+    while (job->blocks) {
+        struct push_block *b = job->blocks;
+        job->blocks = b->next;
+        for (size_t i = 0; i < b->n; i++)
+            pgw_push_release(&b->p[i].p);
+        free(b);
+    }
+    free(job->parts);
+    free(job->seen);
+    free(job->undo.v);
+    free(job->inc.v);
+    free(job->failures);
+    for (size_t i = 0; i < job->n_retries; i++)
+        free(job->retries[i].request);
+    free(job->retries);
+    if (job->retry_finish_timer)
+        event_free(job->retry_finish_timer);
+    pgw_resolve_free(job->res);
+    pgw_event_free(job->ev);
+    free(job->app_id);
+    dispatch_runtime_unref(d, job->rt);
+    free(job);
+    /* Room for a claim or for waiting pushes. */
+    if (!d->closing)
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
-static void job_resolve(struct job *job, struct pgw_hook_answer *answer)
-{
-    const cJSON *tmpl = pgw_template_set_find(job->rt->templates, job->app_id);
-    struct pgw_event_error err;
-    int rc;
+/* ---- claims and leases -------------------------------------------------- */
 
-    rc = pgw_resolve_event(job->ev, answer, tmpl,
-                           job->rt->cfg->delivery.validity_s, &job->res, &err);
-    pgw_resolve_hook_answer_free(answer);
-    if (rc < 0) {
-        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
-                                 PGW_LF_INT("event", job->event_id)),
-                      "cannot resolve the push: %s%s%s", err.field,
-                      *err.field ? ": " : "", err.reason);
-        job->res = NULL;
-        job_end(job, "invalid_content");
+static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    if (!d->rt || d->draining)
         return;
-    }
-    if (job->res->skip_reason) {
-        job_end(job, job->res->skip_reason);
+    claim_events(d, 1);
+    dispatch_claim_retries(d);
+    dispatch_pump(d);
+}
+
+/* Claims pending events with a free or expired lease (left by the intake,
+ * by another process, or by one that died) if at least |min_room| more
+ * jobs fit and the other bounds leave room. */
+static void claim_events(struct pgw_dispatch *d, size_t min_room)
+{
+    size_t room, used = d->pushes_pending + d->wait_recipients, by_bound;
+
+    if (d->claiming || !d->rt || d->draining ||
+        d->n_jobs + d->reserved >= d->o.max_events ||
+        !dispatch_inflight_room(d) || used >= d->max_pending)
         return;
-    }
-    job_lookup(job);
-}
-
-static void on_hook(void *arg, enum pgw_hook_result result,
-                    struct pgw_hook_answer *answer, const char *detail)
-{
-    struct job *job = arg;
-    struct pgw_dispatch *d = job->d;
-
-    job->waiting_store = false;
-    if (d->closing) {
-        pgw_resolve_hook_answer_free(answer);
-        job_free(job);
+    room = d->o.max_events - d->n_jobs - d->reserved;
+    if (room < min_room)
         return;
+    if (room > EVENT_CLAIM_MAX)
+        room = EVENT_CLAIM_MAX;
+    /* No more events than the bound on pending pushes has room for at
+     * the recipients events have had: claimed events wait in memory for
+     * their lookups. At least one. */
+    by_bound = (size_t)((double)(d->max_pending - used) /
+                        (d->avg_recipients > 1 ? d->avg_recipients : 1));
+    if (by_bound < room)
+        room = by_bound ? by_bound : 1;
+    if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
+                               on_claimed, d) == 0) {
+        d->claiming = true;
+        d->claim_asked = room;
+        d->claim_stored_gen = d->stored_gen;
     }
-    if (d->m_hook)
-        pgw_metric_inc(pgw_metrics_series2(d->m_hook, job->app_id,
-                                           pgw_hook_result_name(result)));
-    /* a 401 is a configuration error (§15.1), not a passing failure */
-    if (result == PGW_HOOK_UNAUTHORIZED)
-        pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
-                                  PGW_LF_INT("event", job->event_id)),
-                       "server hook refused pushgw, going on without it: %s",
-                       detail);
-    else if (result != PGW_HOOK_OK)
-        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("app", job->app_id),
-                                 PGW_LF_INT("event", job->event_id)),
-                      "server hook failed, going on without it: %s: %s",
-                      pgw_hook_result_name(result), detail);
-    job_resolve(job, answer);
 }
-
-static void job_start(struct job *job)
-{
-    struct pgw_dispatch *d = job->d;
-    int rc;
-
-    job->app = pgw_runtime_find_app(job->rt, job->app_id);
-    if (!job->app) {
-        pgw_log_warn("event '%s' is for app '%s', which is no longer "
-                     "configured",
-                     job->event_id_str, job->app_id);
-        job_end(job, "unknown_app");
-        return;
-    }
-    job->papp.cfg = job->rt->cfg;
-    job->papp.app = job->app->app;
-    job->papp.apns_identity = job->app->apns_identity;
-    job->papp.apns_topic = job->app->apns_topic;
-    job->papp.has_fcm_account = job->app->fcm_account != NULL;
-    if (!job->app->app->server_hook_url) {
-        job_resolve(job, NULL);
-        return;
-    }
-    rc = pgw_hook_call(d->o.cm, job->app->app, job->ev, &job->rt->limits, NULL,
-                       on_hook, job);
-    if (rc < 0) {
-        if (d->m_hook)
-            pgw_metric_inc(
-                pgw_metrics_series2(d->m_hook, job->app_id, "unreachable"));
-        pgw_log_warn("could not call the server hook of app '%s': %s: "
-                     "going on without it",
-                     job->app_id, pgw_strerror(rc));
-        job_resolve(job, NULL);
-        return;
-    }
-    job->waiting_store = true;
-}
-
-/* ---- intake and claims ----------------------------------------------------
- */
-
-bool pgw_dispatch_can_accept(const struct pgw_dispatch *self)
-{
-    /* The recipients of reserved events count too: with 256 requests at
-     * once, every one was reserved before the first waited for its lookup,
-     * and 273 fan-out events (40 MB) were taken into memory. */
-    return self->rt && !self->draining &&
-           self->n_jobs + self->reserved < self->o.max_events &&
-           self->wait_recipients + self->reserved_recipients <
-               self->max_pending;
-}
-
-void pgw_dispatch_backlog_stored(struct pgw_dispatch *self)
-{
-    self->stored_gen++;
-    self->backlog_hint = true;
-    if (!self->closing && self->pump_ev)
-        event_active(self->pump_ev, EV_TIMEOUT, 0);
-}
-
-bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients)
-{
-    /* Refused, the event is stored unleased; the intake says so once its
-     * insert committed (pgw_dispatch_backlog_stored): a claim sent now
-     * would not see it. */
-    if (!pgw_dispatch_can_accept(self))
-        return false;
-    self->reserved++;
-    self->reserved_recipients += recipients;
-    return true;
-}
-
-int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
-                        const char *app_id, struct pgw_event *ev,
-                        size_t recipients)
-{
-    struct job *job;
-
-    if (self->reserved > 0)
-        self->reserved--;
-    self->reserved_recipients -= recipients < self->reserved_recipients
-                                     ? recipients
-                                     : self->reserved_recipients;
-    if (!ev)
-        return 0;
-    if (!self->rt || self->draining) {
-        pgw_event_free(ev);
-        return PGW_ERR_CLOSED;
-    }
-    job = job_new(self, event_id, app_id, ev);
-    if (!job)
-        return PGW_ERR_NOMEM;
-    job_start(job);
-    return 0;
-}
-
-static void on_renewed(void *arg, int err);
 
 static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
                        size_t n)
@@ -1478,235 +1559,6 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
         event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- claimed retries ------------------------------------------------------
- */
-
-static void retry_ctx_free(struct retry_ctx *rc)
-{
-    rc->d->retries_inflight--;
-    pgw_push_release(&rc->push);
-    free(rc->app_id);
-    runtime_unref(rc->d, rc->rt);
-    free(rc);
-}
-
-static void on_retry_finished(void *arg, int err)
-{
-    struct retry_ctx *rc = arg;
-
-    if (err < 0)
-        pgw_log_warn("could not record a retry of event '%" PRId64
-                     "': %s: it will be tried again after its lease",
-                     rc->event_id, pgw_strerror(err));
-    retry_ctx_free(rc);
-}
-
-static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
-{
-    struct pgw_dispatch *d = rc->d;
-    struct pgw_store_retry_result res;
-    enum pgw_store_failure_kind kind;
-    int64_t at = 0;
-
-    memset(&res, 0, sizeof(res));
-    res.retry_id = rc->retry_id;
-    res.event_id = rc->event_id;
-    rc->failure.installation_id = rc->push.installation_id;
-    rc->failure.provider = pgw_provider_names[rc->push.provider];
-    rc->failure.status = o->status;
-    snprintf(rc->reason, sizeof(rc->reason), "%s", o->reason);
-    rc->failure.reason = rc->reason;
-    switch (o->kind) {
-    case PGW_OUTCOME_DELIVERED:
-        res.delivered = true;
-        count_delivered(d, rc->push.provider);
-        break;
-    case PGW_OUTCOME_INVALIDATE:
-        rc->failure.kind = PGW_STORE_FAIL_INVALIDATED;
-        rc->failure.invalid_since_ms = o->invalid_since_ms;
-        res.failure = &rc->failure;
-        count_push(d, rc->push.provider, "invalidated", o->reason);
-        log_final(rc->app_id, &rc->push, o, "invalidated the installation");
-        break;
-    case PGW_OUTCOME_FINAL:
-        rc->failure.kind = PGW_STORE_FAIL_FAILED;
-        res.failure = &rc->failure;
-        count_push(d, rc->push.provider, "failed", o->reason);
-        log_final(rc->app_id, &rc->push, o, "failed");
-        break;
-    case PGW_OUTCOME_RETRY:
-        rc->push.attempts++;
-        if (plan_retry(rc->rt, &rc->push, o, &at, &kind) != PGW_RETRY_AT) {
-            rc->failure.kind = kind;
-            res.failure = &rc->failure;
-            count_push(d, rc->push.provider,
-                       kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
-                       o->reason);
-            log_final(rc->app_id, &rc->push, o,
-                      kind == PGW_STORE_FAIL_EXPIRED
-                          ? "expired before it could be retried"
-                          : "failed after the last attempt");
-        } else {
-            count_push(d, rc->push.provider, "retry", o->reason);
-        }
-        break;
-    }
-    res.attempts = rc->push.attempts;
-    res.not_before_ms = at;
-    res.last_reason = rc->reason;
-    if (pgw_store_finish_retry(d->o.store, &res, on_retry_finished, rc) < 0)
-        retry_ctx_free(rc);
-}
-
-/* A retry whose validity passed before it could be sent: dropped. */
-static void retry_expired(struct retry_ctx *rc)
-{
-    struct pgw_store_retry_result res;
-
-    memset(&res, 0, sizeof(res));
-    res.retry_id = rc->retry_id;
-    res.event_id = rc->event_id;
-    rc->failure.installation_id = rc->push.installation_id;
-    rc->failure.provider = pgw_provider_names[rc->push.provider];
-    rc->failure.kind = PGW_STORE_FAIL_EXPIRED;
-    rc->failure.reason = PGW_PAYLOAD_REASON_EXPIRED;
-    res.failure = &rc->failure;
-    res.attempts = rc->push.attempts;
-    res.last_reason = PGW_PAYLOAD_REASON_EXPIRED;
-    count_push(rc->d, rc->push.provider, "expired", PGW_PAYLOAD_REASON_EXPIRED);
-    if (pgw_store_finish_retry(rc->d->o.store, &res, on_retry_finished, rc) < 0)
-        retry_ctx_free(rc);
-}
-
-static void on_retry_apns(void *arg, const struct pgw_outcome *o)
-{
-    struct retry_ctx *rc = arg;
-    rc->d->inflight[PGW_PROVIDER_APNS]--;
-    retry_done(rc, o);
-}
-
-static void on_retry_fcm(void *arg, const struct pgw_outcome *o)
-{
-    struct retry_ctx *rc = arg;
-    rc->d->inflight[PGW_PROVIDER_FCM]--;
-    retry_done(rc, o);
-}
-
-/* Rebuilds the push of a stored retry request; 0 or -1. */
-static int parse_retry(struct retry_ctx *rc, const struct pgw_store_retry *r)
-{
-    struct pgw_push *p = &rc->push;
-    int rc_ = pgw_push_decode(r->request, r->provider, p);
-
-    /* Set also when the request cannot be read: the failure names them. */
-    p->provider =
-        strcmp(r->provider, "apns") == 0 ? PGW_PROVIDER_APNS : PGW_PROVIDER_FCM;
-    p->installation_id = r->installation_id;
-    p->attempts = r->attempts;
-    p->expires_at_ms = r->expires_at_ms;
-    return rc_ < 0 ? -1 : 0;
-}
-
-static void on_retries_claimed(void *arg, int err,
-                               const struct pgw_store_retry *rs, size_t n)
-{
-    struct pgw_dispatch *d = arg;
-
-    d->claiming_retries = false;
-    if (err < 0 || !d->rt)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        struct retry_ctx *rc = calloc(1, sizeof(*rc));
-        struct pgw_outcome o;
-
-        if (!rc)
-            return;
-        rc->d = d;
-        rc->rt = d->rt;
-        d->rt->refs++;
-        d->retries_inflight++;
-        rc->retry_id = rs[i].id;
-        rc->event_id = rs[i].event_id;
-        rc->app_id = strdup(rs[i].app_id);
-        memset(&o, 0, sizeof(o));
-        if (!rc->app_id || parse_retry(rc, &rs[i]) < 0) {
-            o.kind = PGW_OUTCOME_FINAL;
-            snprintf(o.reason, sizeof(o.reason), "bad_retry_record");
-            if (!rc->push.token)
-                rc->push.token = (char *)"";
-            retry_done(rc, &o);
-            continue;
-        }
-        if (now_ms() >= rc->push.expires_at_ms) {
-            retry_expired(rc);
-            continue;
-        }
-        count_send(d, rc->push.provider);
-        if (send_push(rc->rt, pgw_runtime_find_app(rc->rt, rc->app_id),
-                      &rc->push, on_retry_apns, on_retry_fcm, rc, &o) < 0) {
-            d->inflight[rc->push.provider]--;
-            retry_done(rc, &o);
-        }
-    }
-}
-
-/* Claims pending events with a free or expired lease (left by the intake,
- * by another process, or by one that died) if at least |min_room| more
- * jobs fit and the other bounds leave room. */
-static void claim_events(struct pgw_dispatch *d, size_t min_room)
-{
-    size_t room, used = d->pushes_pending + d->wait_recipients, by_bound;
-
-    if (d->claiming || !d->rt || d->draining ||
-        d->n_jobs + d->reserved >= d->o.max_events || !inflight_room(d) ||
-        used >= d->max_pending)
-        return;
-    room = d->o.max_events - d->n_jobs - d->reserved;
-    if (room < min_room)
-        return;
-    if (room > EVENT_CLAIM_MAX)
-        room = EVENT_CLAIM_MAX;
-    /* No more events than the bound on pending pushes has room for at
-     * the recipients events have had: 200 claimed fan-out events held
-     * 20 MB waiting for their lookups. At least one. */
-    by_bound = (size_t)((double)(d->max_pending - used) /
-                        (d->avg_recipients > 1 ? d->avg_recipients : 1));
-    if (by_bound < room)
-        room = by_bound ? by_bound : 1;
-    if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
-                               on_claimed, d) == 0) {
-        d->claiming = true;
-        d->claim_asked = room;
-        d->claim_stored_gen = d->stored_gen;
-    }
-}
-
-static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct pgw_dispatch *d = arg;
-    (void)fd;
-    (void)what;
-
-    if (!d->rt || d->draining)
-        return;
-    claim_events(d, 1);
-    if (!d->claiming_retries && d->retries_inflight < RETRY_CLAIM_MAX &&
-        inflight_room(d)) {
-        if (pgw_store_claim_retries(
-                d->o.store, (unsigned)(RETRY_CLAIM_MAX - d->retries_inflight),
-                d->o.lease_ms, on_retries_claimed, d) == 0)
-            d->claiming_retries = true;
-    }
-    dispatch_pump(d);
-}
-
-static void on_renewed(void *arg, int err)
-{
-    (void)arg;
-    if (err < 0)
-        pgw_log_warn("could not renew leases: %s", pgw_strerror(err));
-}
-
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_dispatch *d = arg;
@@ -1726,138 +1578,56 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     free(ids);
 }
 
-/* ---- life cycle -------------------------------------------------------------
- */
-
-int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
-                     struct pgw_dispatch **ret_d)
+static void on_renewed(void *arg, int err)
 {
-    struct pgw_dispatch *d;
-    struct timeval claim_tv, lease_tv;
-
-    if (!opts || !opts->base || !opts->store || !opts->cm)
-        return PGW_ERR_INVAL;
-    d = calloc(1, sizeof(*d));
-    if (!d)
-        return PGW_ERR_NOMEM;
-    d->o = *opts;
-    if (!d->o.lease_ms)
-        d->o.lease_ms = DEFAULT_LEASE_MS;
-    if (!d->o.claim_interval_ms)
-        d->o.claim_interval_ms = DEFAULT_CLAIM_INTERVAL_MS;
-    if (!d->o.max_events)
-        d->o.max_events = DEFAULT_MAX_EVENTS;
-    if (!d->o.max_inflight)
-        d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
-    d->max_pending = d->o.max_inflight * PENDING_PUSHES_FACTOR;
-    d->cap = d->o.max_inflight;
-    /* A quarter of the in-memory bound, at most a full claim. */
-    d->claim_batch = d->o.max_events / 4 + 1;
-    if (d->claim_batch > EVENT_CLAIM_MAX)
-        d->claim_batch = EVENT_CLAIM_MAX;
-    d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
-    d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
-    d->reaper = event_new(d->o.base, -1, 0, on_reap, d);
-    d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
-    if (!d->claim_timer || !d->lease_timer || !d->reaper || !d->pump_ev) {
-        pgw_dispatch_free(d);
-        return PGW_ERR_NOMEM;
-    }
-    claim_tv.tv_sec = d->o.claim_interval_ms / 1000;
-    claim_tv.tv_usec = (d->o.claim_interval_ms % 1000) * 1000;
-    lease_tv.tv_sec = d->o.lease_ms / 3000;
-    lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
-    event_add(d->claim_timer, &claim_tv);
-    event_add(d->lease_timer, &lease_tv);
-    if (opts->metrics) {
-        d->m_pushes = pgw_metrics_std(opts->metrics, PGW_M_PUSHES_TOTAL);
-        /* pushgw_events_total counts intake results (http_api); how
-         * events end is a family of its own, so sums stay meaningful. */
-        static const char *const labels[] = {"app", "result"};
-        if (pgw_metrics_register(opts->metrics, PGW_METRIC_COUNTER,
-                                 "pushgw_events_finished_total",
-                                 "Events whose work ended, by result (sent, "
-                                 "hook_skip, no_recipients, no_content, "
-                                 "no_devices, invalid_content, unknown_app)",
-                                 labels, 2, 0, NULL, 0, &d->m_events) < 0)
-            d->m_events = NULL;
-        d->m_hook = pgw_metrics_std(opts->metrics, PGW_M_HOOK_REQUESTS_TOTAL);
-        d->m_invalidated =
-            pgw_metrics_std(opts->metrics, PGW_M_INVALIDATED_TOTAL);
-        d->m_latency = pgw_metrics_series(
-            pgw_metrics_std(opts->metrics, PGW_M_PUSH_LATENCY), NULL);
-    }
-    *ret_d = d;
-    return 0;
-}
-
-void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
-{
-    struct pgw_dispatch *d = arg;
-    struct pgw_metric_family *inflight =
-        pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
-    struct pgw_metric_family *conns =
-        pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
-    struct pgw_h2_pool_stats st[2];
-
-    memset(st, 0, sizeof(st));
-    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next) {
-        struct pgw_h2_pool_stats s[2];
-        memset(s, 0, sizeof(s));
-        if (rt->apns)
-            pgw_apns_stats(rt->apns, &s[PGW_PROVIDER_APNS]);
-        if (rt->fcm)
-            pgw_fcm_stats(rt->fcm, &s[PGW_PROVIDER_FCM]);
-        for (int p = 0; p < 2; p++) {
-            st[p].conns_connecting += s[p].conns_connecting;
-            st[p].conns_ready += s[p].conns_ready;
-            st[p].conns_draining += s[p].conns_draining;
-            st[p].slots_backoff += s[p].slots_backoff;
-        }
-    }
-    for (int p = 0; p < 2; p++) {
-        pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
-                       (double)d->inflight[p]);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "connecting"),
-            st[p].conns_connecting);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "ready"),
-            st[p].conns_ready);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "draining"),
-            st[p].conns_draining);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "backoff"),
-            st[p].slots_backoff);
-    }
-}
-
-static void drain_finish(struct pgw_dispatch *d);
-
-static void on_released(void *arg, int err)
-{
-    struct pgw_dispatch *d = arg;
-
+    (void)arg;
     if (err < 0)
-        pgw_log_warn("could not release leases: %s: other instances take "
-                     "the events after the lease expires",
-                     pgw_strerror(err));
-    if (d->drain_done) {
-        void (*done)(void *) = d->drain_done;
-        d->drain_done = NULL;
-        done(d->drain_arg);
-    }
+        pgw_log_warn("could not renew leases: %s", pgw_strerror(err));
 }
 
-static void drain_finish(struct pgw_dispatch *d)
+/* ---- runtimes and draining ---------------------------------------------- */
+
+void dispatch_runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt)
 {
-    if (d->drain_timer)
-        event_del(d->drain_timer);
-    if (d->drain_deadline)
-        event_del(d->drain_deadline);
-    if (pgw_store_release_leases(d->o.store, on_released, d) < 0)
-        on_released(d, PGW_ERR_DB);
+    if (!rt || --rt->refs > 0)
+        return;
+    /* The senders may be inside one of their own callbacks now: free
+     * them from the loop. */
+    if (d->n_dead == d->cap_dead) {
+        size_t cap = d->cap_dead ? d->cap_dead * 2 : 4;
+        struct pgw_runtime **n = realloc(d->dead, cap * sizeof(*n));
+        if (!n) {
+            /* Leaking a runtime beats freeing it under a callback. */
+            pgw_log_error("out of memory: a replaced runtime is leaked");
+            return;
+        }
+        d->dead = n;
+        d->cap_dead = cap;
+    }
+    d->dead[d->n_dead++] = rt;
+    event_active(d->reaper, EV_TIMEOUT, 0);
+}
+
+/* Fires from the loop after a runtime lost its last reference. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_dispatch *d = arg;
+    (void)fd;
+    (void)what;
+
+    while (d->n_dead > 0)
+        runtime_destroy(d, d->dead[--d->n_dead]);
+}
+
+static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt)
+{
+    if (rt->prev)
+        rt->prev->next = rt->next;
+    else if (d->runtimes == rt)
+        d->runtimes = rt->next;
+    if (rt->next)
+        rt->next->prev = rt->prev;
+    pgw_runtime_free(rt);
 }
 
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
@@ -1882,74 +1652,44 @@ static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
     drain_finish(d);
 }
 
-void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
-                        void (*done)(void *arg), void *arg)
+static void drain_finish(struct pgw_dispatch *d)
 {
-    struct timeval check = {0, 20000};
-    struct timeval deadline = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-
-    self->draining = true;
-    self->drain_done = done;
-    self->drain_arg = arg;
-    event_del(self->claim_timer);
-    self->drain_timer =
-        event_new(self->o.base, -1, EV_PERSIST, on_drain_check, self);
-    self->drain_deadline = evtimer_new(self->o.base, on_drain_deadline, self);
-    if (!self->drain_timer || !self->drain_deadline) {
-        drain_finish(self);
-        return;
-    }
-    event_add(self->drain_timer, &check);
-    evtimer_add(self->drain_deadline, &deadline);
+    if (d->drain_timer)
+        event_del(d->drain_timer);
+    if (d->drain_deadline)
+        event_del(d->drain_deadline);
+    if (pgw_store_release_leases(d->o.store, on_released, d) < 0)
+        on_released(d, PGW_ERR_DB);
 }
 
-void pgw_dispatch_stop(struct pgw_dispatch *self)
+static void on_released(void *arg, int err)
 {
-    struct job *j, *next;
+    struct pgw_dispatch *d = arg;
 
-    if (!self || self->closing)
-        return;
-    self->closing = true;
-    self->draining = true;
-    event_del(self->claim_timer);
-    event_del(self->lease_timer);
-    /* Cancelling the senders answers their pushes (RETRY "cancelled");
-     * jobs whose pushes are all answered are freed by job_finish(). */
-    for (struct pgw_runtime *rt = self->runtimes; rt; rt = rt->next)
-        pgw_runtime_cancel_senders(rt);
-    /* The rest, unless a store or hook callback is still due: those are
-     * freed when it comes (the caller frees the store and curlmulti). */
-    for (j = self->jobs; j; j = next) {
-        next = j->next;
-        if (!j->waiting_store)
-            job_free(j);
+    if (err < 0)
+        pgw_log_warn("could not release leases: %s: other instances take "
+                     "the events after the lease expires",
+                     pgw_strerror(err));
+    if (d->drain_done) {
+        void (*done)(void *) = d->drain_done;
+        d->drain_done = NULL;
+        done(d->drain_arg);
     }
 }
 
-void pgw_dispatch_free(struct pgw_dispatch *self)
+/* ---- clocks ------------------------------------------------------------- */
+
+/* Where a retry falls in its backoff window (push.h). */
+static double jitter(void)
 {
-    if (!self)
-        return;
-    pgw_dispatch_stop(self);
-    while (self->jobs)
-        job_free(self->jobs);
-    if (self->rt) {
-        runtime_unref(self, self->rt);
-        self->rt = NULL;
-    }
-    on_reap(-1, 0, self);
-    if (self->claim_timer)
-        event_free(self->claim_timer);
-    if (self->lease_timer)
-        event_free(self->lease_timer);
-    if (self->drain_timer)
-        event_free(self->drain_timer);
-    if (self->drain_deadline)
-        event_free(self->drain_deadline);
-    if (self->reaper)
-        event_free(self->reaper);
-    if (self->pump_ev)
-        event_free(self->pump_ev);
-    free(self->dead);
-    free(self);
+    return (double)random() / ((double)RAND_MAX + 1.0);
+}
+
+static double since_s(const struct timespec *t0)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) +
+           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }

@@ -243,6 +243,65 @@ const struct pgw_runtime_app *pgw_runtime_find_app(const struct pgw_runtime *rt,
     return NULL;
 }
 
+/* The outcome of a push its sender refused (|rc|). */
+static void refused(int rc, struct pgw_outcome *ret_err)
+{
+    memset(ret_err, 0, sizeof(*ret_err));
+    if (rc == PGW_ERR_BUSY || rc == PGW_ERR_NOMEM || rc == PGW_ERR_CLOSED) {
+        ret_err->kind = PGW_OUTCOME_RETRY;
+        pgw_copy_str(ret_err->reason, sizeof(ret_err->reason), "busy");
+        return;
+    }
+    ret_err->kind = PGW_OUTCOME_FINAL;
+    pgw_copy_str(ret_err->reason, sizeof(ret_err->reason),
+                 rc == PGW_ERR_NOTFOUND ? "unknown_team"
+                 : rc == PGW_ERR_INVAL  ? "bad_request"
+                                        : "local_error");
+}
+
+int pgw_runtime_send(struct pgw_runtime *rt, const struct pgw_runtime_app *app,
+                     const struct pgw_push *p, pgw_apns_cb cb, void *arg,
+                     struct pgw_outcome *ret_err)
+{
+    int rc;
+
+    if (p->provider == PGW_PROVIDER_APNS) {
+        struct pgw_apns_push ap = {
+            .env = p->env,
+            .team_id = p->team,
+            .device_token = p->token,
+            .topic = p->topic,
+            .push_type = p->push_type,
+            .priority = p->priority,
+            .expiration = p->expiration,
+            .collapse_id = p->collapse_id,
+            .apns_id = p->apns_id,
+            .body = p->body,
+            .body_len = p->body_len,
+        };
+        rc = pgw_apns_send(rt->apns, &ap, cb, arg);
+    } else {
+        struct pgw_fcm_request fr = {
+            .account = app ? app->fcm_account : NULL,
+            .device_token = p->token,
+            .body = p->body,
+            .body_len = p->body_len,
+        };
+        if (!fr.account) {
+            memset(ret_err, 0, sizeof(*ret_err));
+            ret_err->kind = PGW_OUTCOME_FINAL;
+            pgw_copy_str(ret_err->reason, sizeof(ret_err->reason),
+                         "no_fcm_account");
+            return -1;
+        }
+        rc = pgw_fcm_send(rt->fcm, &fr, cb, arg);
+    }
+    if (rc == 0)
+        return 0;
+    refused(rc, ret_err);
+    return -1;
+}
+
 void pgw_runtime_cancel_senders(struct pgw_runtime *rt)
 {
     pgw_apns_free(rt->apns);

@@ -20,7 +20,10 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "apns.h"
 #include "event.h"
+#include "outcome.h"
+#include "push.h"
 #include "pushgw.h"
 
 struct event_base;
@@ -88,6 +91,19 @@ struct pgw_runtime_options {
 int pgw_runtime_new(const struct pgw_runtime_options *opts,
                     struct pgw_config *cfg, struct pgw_template_set *templates,
                     struct pgw_diag *diag, struct pgw_runtime **ret_rt);
+
+/*
+ * Hands |p| (of |app|, NULL when it is no longer configured) to the
+ * sender of its provider, which copies what it needs. |cb|(|arg|, outcome)
+ * then runs exactly once, later, from the loop (pgw_apns_send(),
+ * pgw_fcm_send()). Returns 0, or -1 when the push could not be handed
+ * over, with the outcome to record in |*ret_err| and |cb| never called:
+ * RETRY "busy" (the sender is full or closing), FINAL "no_fcm_account",
+ * "unknown_team", "bad_request" or "local_error".
+ */
+int pgw_runtime_send(struct pgw_runtime *rt, const struct pgw_runtime_app *app,
+                     const struct pgw_push *p, pgw_apns_cb cb, void *arg,
+                     struct pgw_outcome *ret_err);
 
 /* The app |id| of |rt|, or NULL when it is not configured. */
 const struct pgw_runtime_app *pgw_runtime_find_app(const struct pgw_runtime *rt,

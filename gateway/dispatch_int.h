@@ -1,0 +1,121 @@
+/*
+ * Inside the dispatcher: what dispatch.c (events: jobs, pacing, claims)
+ * and retry.c (claimed retries) share. Not for other modules.
+ */
+#ifndef PUSHGW_DISPATCH_INT_H
+#define PUSHGW_DISPATCH_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dispatch.h"
+#include "outcome.h"
+#include "push.h"
+#include "runtime.h"
+#include "store.h"
+
+struct event;
+struct job;
+struct pgw_metric_family;
+struct pgw_metric_series;
+
+struct pgw_dispatch {
+    struct pgw_dispatch_options o;
+    struct pgw_runtime *rt;
+    struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
+    size_t n_jobs;
+    size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
+    size_t reserved_recipients;   /* and their offline peers */
+    struct pgw_runtime *runtimes; /* every live runtime */
+    struct event *pump_ev;        /* deferred dispatch_pump() */
+    bool closing;                 /* pgw_dispatch_stop() ran */
+    size_t inflight[PGW_PROVIDER_COUNT];
+    /* Recent sends per provider (halved as they grow) and the in-flight
+     * cap they give (update_cap), with the sends since. */
+    uint32_t recent[PGW_PROVIDER_COUNT];
+    size_t cap;
+    unsigned sends_since_cap;
+    size_t retries_inflight; /* claimed retries not finished (retry.c) */
+    /* Pushes built and not answered, plus the recipients of lookups out;
+     * bounded by max_pending (see PENDING_PUSHES_FACTOR). */
+    size_t pushes_pending;
+    size_t max_pending;
+    struct job *lookup_wait, *lookup_wait_tail; /* FIFO */
+    /* Recipients of the jobs in lookup_wait: while it is over max_pending
+     * no event is taken into memory (intake leaves them unleased in the
+     * database, claims wait), so a backlog stays in the database. */
+    size_t wait_recipients;
+    bool claiming;
+    /* pgw_dispatch_backlog_stored() calls, and their count when the claim
+     * in flight was sent: one that came after may have committed after
+     * the claim's snapshot, so the backlog is claimed again */
+    uint64_t stored_gen, claim_stored_gen;
+    bool claiming_retries;
+    /* Unleased events may be waiting in the database: the intake stored
+     * some (pgw_dispatch_backlog_stored) or the last claim came back
+     * full. Claimed again as soon as there is room, not at the next tick
+     * of claim_timer, which alone would pace a backlog at one claim a
+     * tick. */
+    bool backlog_hint;
+    /* Recipients per event, a moving average: how many claimed events
+     * the pending-pushes bound has room for. */
+    double avg_recipients;
+    size_t claim_asked; /* events asked for by the claim out */
+    size_t claim_batch; /* room a backlog claim waits for */
+    bool draining;
+    struct event *claim_timer;
+    struct event *lease_timer;
+    struct event *drain_timer;
+    struct event *drain_deadline;
+    void (*drain_done)(void *arg);
+    void *drain_arg;
+    /* Runtimes whose last reference went inside a callback: freed from
+     * the loop, never from inside an apns/fcm callback. */
+    struct pgw_runtime **dead;
+    size_t n_dead, cap_dead;
+    struct event *reaper;
+    /* metrics */
+    struct pgw_metric_family *m_pushes;
+    /* of m_pushes, per provider */
+    struct pgw_metric_series *s_delivered[PGW_PROVIDER_COUNT];
+    struct pgw_metric_family *m_events;
+    struct pgw_metric_family *m_hook;
+    struct pgw_metric_family *m_invalidated;
+    struct pgw_metric_series *m_latency;
+};
+
+/* ---- dispatch.c, for retry.c ---- */
+
+/* Drops a reference to |rt|; the last one frees it from the loop. */
+void dispatch_runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt);
+
+/* Pacing: room for another push in flight; a push handed to a sender
+ * (the caller decrements d->inflight when it is answered). */
+bool dispatch_inflight_room(const struct pgw_dispatch *d);
+void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p);
+
+/* pushgw_pushes_total: one push's outcome (reason may be NULL). */
+void dispatch_count_push(struct pgw_dispatch *d, enum pgw_provider p,
+                         const char *outcome, const char *reason);
+void dispatch_count_delivered(struct pgw_dispatch *d, enum pgw_provider p);
+
+/* Logs the final failure of |p| of |app|: "push |what|". */
+void dispatch_log_final(const char *app, const struct pgw_push *p,
+                        const struct pgw_outcome *o, const char *what);
+
+/* What to do with a RETRY outcome of |p| (its attempts counted), with
+ * the settings of |rt|: PGW_RETRY_AT and the time in |*ret_at|, or the
+ * failure kind to record in |*ret_kind|. */
+enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
+                                        const struct pgw_push *p,
+                                        const struct pgw_outcome *o,
+                                        int64_t *ret_at,
+                                        enum pgw_store_failure_kind *ret_kind);
+
+/* ---- retry.c, for dispatch.c ---- */
+
+/* Claims due retries when there is room (the claim timer). */
+void dispatch_claim_retries(struct pgw_dispatch *d);
+
+#endif
