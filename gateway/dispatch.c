@@ -198,10 +198,8 @@ static size_t provider_capacity(const struct pgw_runtime *rt,
                                 enum pgw_provider p);
 static void on_answer(void *arg, const struct pgw_outcome *o);
 static void job_outcome(struct job_push *jp, const struct pgw_outcome *o);
-static void observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
-                            const struct job *job);
-static void count_event(struct pgw_dispatch *d, const char *app,
-                        const char *result);
+static int add_retry_row(struct job *job, const struct pgw_push *p, int64_t at,
+                         const char *reason);
 static void job_lookup_done(struct job *job);
 static void on_badges_undone(void *arg, int err);
 static void job_end(struct job *job, const char *result);
@@ -216,14 +214,10 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
                        size_t n);
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg);
 static void on_renewed(void *arg, int err);
-static void on_reap(evutil_socket_t fd, short what, void *arg);
-static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt);
 static void on_drain_check(evutil_socket_t fd, short what, void *arg);
 static void on_drain_deadline(evutil_socket_t fd, short what, void *arg);
 static void drain_finish(struct pgw_dispatch *d);
 static void on_released(void *arg, int err);
-static double jitter(void);
-static double since_s(const struct timespec *t0);
 
 /* ---- public entry points ------------------------------------------------ */
 
@@ -255,9 +249,8 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
         d->claim_batch = EVENT_CLAIM_MAX;
     d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
     d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
-    d->reaper = event_new(d->o.base, -1, 0, on_reap, d);
     d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
-    if (!d->claim_timer || !d->lease_timer || !d->reaper || !d->pump_ev) {
+    if (!d->claim_timer || !d->lease_timer || !d->pump_ev) {
         pgw_dispatch_free(d);
         return PGW_ERR_NOMEM;
     }
@@ -267,25 +260,8 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
     event_add(d->claim_timer, &claim_tv);
     event_add(d->lease_timer, &lease_tv);
-    if (opts->metrics) {
-        d->m_pushes = pgw_metrics_std(opts->metrics, PGW_M_PUSHES_TOTAL);
-        /* pushgw_events_total counts intake results (http_api); how
-         * events end is a family of its own, so sums stay meaningful. */
-        static const char *const labels[] = {"app", "result"};
-        if (pgw_metrics_register(opts->metrics, PGW_METRIC_COUNTER,
-                                 "pushgw_events_finished_total",
-                                 "Events whose work ended, by result (sent, "
-                                 "hook_skip, no_recipients, no_content, "
-                                 "no_devices, invalid_content, unknown_app)",
-                                 labels, 2, 0, NULL, 0, &d->m_events) < 0)
-            d->m_events = NULL;
-        d->m_hook = pgw_metrics_std(opts->metrics, PGW_M_HOOK_REQUESTS_TOTAL);
-        d->m_invalidated =
-            pgw_metrics_std(opts->metrics, PGW_M_INVALIDATED_TOTAL);
-        /* Observed in observe_latency() only. */
-        d->m_latency = pgw_metrics_series(
-            pgw_metrics_std(opts->metrics, PGW_M_PUSH_LATENCY), NULL);
-    }
+    if (opts->metrics)
+        dispatch_metrics_init(d, opts->metrics);
     *ret_d = d;
     return 0;
 }
@@ -305,18 +281,14 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
         .cm = self->o.cm,
         .backoff_initial_ms = self->o.backoff_initial_ms,
         .backoff_max_ms = self->o.backoff_max_ms,
+        .list = &self->runtimes,
     };
     struct pgw_runtime *rt = NULL;
     int rc = pgw_runtime_new(&ro, cfg, templates, diag, &rt);
 
     if (rc < 0)
         return rc;
-    rt->next = self->runtimes;
-    if (self->runtimes)
-        self->runtimes->prev = rt;
-    self->runtimes = rt;
-    if (self->rt)
-        dispatch_runtime_unref(self, self->rt);
+    pgw_runtime_unref(self->rt);
     self->rt = rt;
     return 0;
 }
@@ -383,23 +355,11 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
         pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
     struct pgw_metric_family *conns =
         pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
-    struct pgw_h2_pool_stats st[2];
+    struct pgw_h2_pool_stats st[PGW_PROVIDER_COUNT];
 
     memset(st, 0, sizeof(st));
-    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next) {
-        struct pgw_h2_pool_stats s[2];
-        memset(s, 0, sizeof(s));
-        if (rt->apns)
-            pgw_apns_stats(rt->apns, &s[PGW_PROVIDER_APNS]);
-        if (rt->fcm)
-            pgw_fcm_stats(rt->fcm, &s[PGW_PROVIDER_FCM]);
-        for (int p = 0; p < 2; p++) {
-            st[p].conns_connecting += s[p].conns_connecting;
-            st[p].conns_ready += s[p].conns_ready;
-            st[p].conns_draining += s[p].conns_draining;
-            st[p].slots_backoff += s[p].slots_backoff;
-        }
-    }
+    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next)
+        pgw_runtime_add_stats(rt, st);
     for (int p = 0; p < 2; p++) {
         pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
                        (double)d->inflight[p]);
@@ -469,11 +429,10 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
     pgw_dispatch_stop(self);
     while (self->jobs)
         job_free(self->jobs);
-    if (self->rt) {
-        dispatch_runtime_unref(self, self->rt);
-        self->rt = NULL;
-    }
-    on_reap(-1, 0, self);
+    /* The current runtime, and those whose free is still due. */
+    while (self->runtimes)
+        pgw_runtime_free(self->runtimes);
+    self->rt = NULL;
     if (self->claim_timer)
         event_free(self->claim_timer);
     if (self->lease_timer)
@@ -482,11 +441,8 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
         event_free(self->drain_timer);
     if (self->drain_deadline)
         event_free(self->drain_deadline);
-    if (self->reaper)
-        event_free(self->reaper);
     if (self->pump_ev)
         event_free(self->pump_ev);
-    free(self->dead);
     free(self);
 }
 
@@ -503,8 +459,7 @@ static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
         return NULL;
     }
     job->d = d;
-    job->rt = d->rt;
-    d->rt->refs++;
+    job->rt = pgw_runtime_ref(d->rt);
     job->event_id = event_id;
     snprintf(job->event_id_str, sizeof(job->event_id_str), "%" PRId64,
              event_id);
@@ -1102,72 +1057,18 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
     bool retry_row = false;
 
     d->inflight[p->provider]--;
-    observe_latency(d, p->provider, job);
-    switch (o->kind) {
-    case PGW_OUTCOME_DELIVERED:
+    dispatch_observe_latency(d, p->provider, &job->accepted);
+    switch (dispatch_answer(d, job->rt, job->app_id, p, o, &kind, &at)) {
+    case DISPATCH_DELIVERED:
         job->delivered++;
-        dispatch_count_delivered(d, p->provider);
         break;
-    case PGW_OUTCOME_INVALIDATE:
-        dispatch_count_push(d, p->provider, "invalidated", o->reason);
-        if (d->m_invalidated)
-            pgw_metric_inc(pgw_metrics_series2(
-                d->m_invalidated, pgw_provider_names[p->provider], o->reason));
-        add_failure(job, p->installation_id, p->provider,
-                    PGW_STORE_FAIL_INVALIDATED, o->status, o->reason,
-                    o->invalid_since_ms);
-        dispatch_log_final(job->app_id, p, o, "invalidated the installation");
+    case DISPATCH_FAILED:
+        add_failure(
+            job, p->installation_id, p->provider, kind, o->status, o->reason,
+            kind == PGW_STORE_FAIL_INVALIDATED ? o->invalid_since_ms : 0);
         break;
-    case PGW_OUTCOME_FINAL:
-        dispatch_count_push(d, p->provider, "failed", o->reason);
-        add_failure(job, p->installation_id, p->provider, PGW_STORE_FAIL_FAILED,
-                    o->status, o->reason, 0);
-        dispatch_log_final(job->app_id, p, o, "failed");
-        break;
-    case PGW_OUTCOME_RETRY:
-        p->attempts++;
-        if (dispatch_plan_retry(job->rt, p, o, &at, &kind) != PGW_RETRY_AT) {
-            dispatch_count_push(d, p->provider,
-                                kind == PGW_STORE_FAIL_EXPIRED ? "expired"
-                                                               : "failed",
-                                o->reason);
-            add_failure(job, p->installation_id, p->provider, kind, o->status,
-                        o->reason, 0);
-            dispatch_log_final(job->app_id, p, o,
-                               kind == PGW_STORE_FAIL_EXPIRED
-                                   ? "expired before it could be retried"
-                                   : "failed after the last attempt");
-            break;
-        }
-        dispatch_count_push(d, p->provider, "retry", o->reason);
-        if (job->n_retries == job->cap_retries) {
-            size_t cap = job->cap_retries ? job->cap_retries * 2 : 8;
-            struct retry_row *r = realloc(job->retries, cap * sizeof(*r));
-            if (!r) {
-                add_failure(job, p->installation_id, p->provider,
-                            PGW_STORE_FAIL_FAILED, 0, "out_of_memory", 0);
-                break;
-            }
-            job->retries = r;
-            job->cap_retries = cap;
-        }
-        {
-            struct retry_row *r = &job->retries[job->n_retries];
-            r->request = pgw_push_encode(p, job->app_id);
-            if (!r->request) {
-                add_failure(job, p->installation_id, p->provider,
-                            PGW_STORE_FAIL_FAILED, 0, "out_of_memory", 0);
-                break;
-            }
-            r->installation_id = p->installation_id;
-            r->provider = p->provider;
-            r->attempts = p->attempts;
-            r->not_before_ms = at;
-            r->expires_at_ms = p->expires_at_ms;
-            snprintf(r->reason, sizeof(r->reason), "%s", o->reason);
-            job->n_retries++;
-            retry_row = true;
-        }
+    case DISPATCH_RETRY:
+        retry_row = add_retry_row(job, p, at, o->reason) == 0;
         break;
     }
     /* The body is not needed any more. */
@@ -1186,80 +1087,38 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
         event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
-/*
- * pushgw_push_latency_seconds, the one place it is observed: from the
- * acceptance of |job|'s event to the answer to one of its pushes (to
- * provider |p|), once per answer. Claimed retries are not observed.
- */
-static void observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
-                            const struct job *job)
+/* Keeps |p|'s request to be sent again at |at|, as a row written with
+ * the event's end; 0, or -1 with the push recorded as failed. */
+static int add_retry_row(struct job *job, const struct pgw_push *p, int64_t at,
+                         const char *reason)
 {
-    (void)p; /* one series for every provider, for now */
-    if (d->m_latency)
-        pgw_metric_observe(d->m_latency, since_s(&job->accepted));
-}
+    struct retry_row *r;
 
-/* What to do with a RETRY outcome of |p| (its attempts counted):
- * PGW_RETRY_AT with the time in |*ret_at|, or the failure kind. */
-enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
-                                        const struct pgw_push *p,
-                                        const struct pgw_outcome *o,
-                                        int64_t *ret_at,
-                                        enum pgw_store_failure_kind *ret_kind)
-{
-    struct pgw_retry_policy pol;
-    enum pgw_retry_plan plan;
+    if (job->n_retries == job->cap_retries) {
+        size_t cap = job->cap_retries ? job->cap_retries * 2 : 8;
 
-    pgw_retry_policy_from_config(rt->cfg, &pol);
-    plan = pgw_retry_plan(&pol, p->attempts, o, p->expires_at_ms,
-                          pgw_clock_wall_ms(), jitter(), ret_at);
-    *ret_kind = plan == PGW_RETRY_EXPIRED ? PGW_STORE_FAIL_EXPIRED
-                                          : PGW_STORE_FAIL_FAILED;
-    return plan;
-}
-
-void dispatch_log_final(const char *app, const struct pgw_push *p,
-                        const struct pgw_outcome *o, const char *what)
-{
-    char masked[32];
-
-    pgw_log_warnf(
-        PGW_FIELDS(
-            PGW_LF_STR("app", app),
-            PGW_LF_STR("provider", pgw_provider_names[p->provider]),
-            PGW_LF_INT("installation", p->installation_id),
-            PGW_LF_STR("token",
-                       pgw_log_mask_token(masked, sizeof(masked), p->token)),
-            PGW_LF_INT("status", o->status), PGW_LF_STR("reason", o->reason)),
-        "push %s", what);
-}
-
-void dispatch_count_push(struct pgw_dispatch *d, enum pgw_provider p,
-                         const char *outcome, const char *reason)
-{
-    if (!d->m_pushes)
-        return;
-    pgw_metric_inc(pgw_metrics_series3(d->m_pushes, pgw_provider_names[p],
-                                       outcome, reason ? reason : ""));
-}
-
-/* The common outcome, once per push: its series looked up once (a series
- * lives as long as its registry). */
-void dispatch_count_delivered(struct pgw_dispatch *d, enum pgw_provider p)
-{
-    if (!d->m_pushes)
-        return;
-    if (!d->s_delivered[p])
-        d->s_delivered[p] = pgw_metrics_series3(
-            d->m_pushes, pgw_provider_names[p], "delivered", "");
-    pgw_metric_inc(d->s_delivered[p]);
-}
-
-static void count_event(struct pgw_dispatch *d, const char *app,
-                        const char *result)
-{
-    if (d->m_events)
-        pgw_metric_inc(pgw_metrics_series2(d->m_events, app, result));
+        r = realloc(job->retries, cap * sizeof(*r));
+        if (!r)
+            goto fail;
+        job->retries = r;
+        job->cap_retries = cap;
+    }
+    r = &job->retries[job->n_retries];
+    r->request = pgw_push_encode(p, job->app_id);
+    if (!r->request)
+        goto fail;
+    r->installation_id = p->installation_id;
+    r->provider = p->provider;
+    r->attempts = p->attempts;
+    r->not_before_ms = at;
+    r->expires_at_ms = p->expires_at_ms;
+    pgw_copy_str(r->reason, sizeof(r->reason), reason);
+    job->n_retries++;
+    return 0;
+fail:
+    add_failure(job, p->installation_id, p->provider, PGW_STORE_FAIL_FAILED, 0,
+                "out_of_memory", 0);
+    return -1;
 }
 
 /* ---- its end: one transaction ------------------------------------------- */
@@ -1381,7 +1240,7 @@ static void on_finished(void *arg, int err)
         finish_later(job, err);
         return;
     }
-    count_event(d, job->app_id, job->result ? job->result : "sent");
+    dispatch_count_event(d, job->app_id, job->result ? job->result : "sent");
     job_free(job);
 }
 
@@ -1460,7 +1319,7 @@ static void job_free(struct job *job)
     pgw_resolve_free(job->res);
     pgw_event_free(job->ev);
     free(job->app_id);
-    dispatch_runtime_unref(d, job->rt);
+    pgw_runtime_unref(job->rt);
     free(job);
     /* Room for a claim or for waiting pushes. */
     if (!d->closing)
@@ -1585,50 +1444,7 @@ static void on_renewed(void *arg, int err)
         pgw_log_warn("could not renew leases: %s", pgw_strerror(err));
 }
 
-/* ---- runtimes and draining ---------------------------------------------- */
-
-void dispatch_runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt)
-{
-    if (!rt || --rt->refs > 0)
-        return;
-    /* The senders may be inside one of their own callbacks now: free
-     * them from the loop. */
-    if (d->n_dead == d->cap_dead) {
-        size_t cap = d->cap_dead ? d->cap_dead * 2 : 4;
-        struct pgw_runtime **n = realloc(d->dead, cap * sizeof(*n));
-        if (!n) {
-            /* Leaking a runtime beats freeing it under a callback. */
-            pgw_log_error("out of memory: a replaced runtime is leaked");
-            return;
-        }
-        d->dead = n;
-        d->cap_dead = cap;
-    }
-    d->dead[d->n_dead++] = rt;
-    event_active(d->reaper, EV_TIMEOUT, 0);
-}
-
-/* Fires from the loop after a runtime lost its last reference. */
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct pgw_dispatch *d = arg;
-    (void)fd;
-    (void)what;
-
-    while (d->n_dead > 0)
-        runtime_destroy(d, d->dead[--d->n_dead]);
-}
-
-static void runtime_destroy(struct pgw_dispatch *d, struct pgw_runtime *rt)
-{
-    if (rt->prev)
-        rt->prev->next = rt->next;
-    else if (d->runtimes == rt)
-        d->runtimes = rt->next;
-    if (rt->next)
-        rt->next->prev = rt->prev;
-    pgw_runtime_free(rt);
-}
+/* ---- draining ---------------------------------------------- */
 
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 {
@@ -1678,18 +1494,3 @@ static void on_released(void *arg, int err)
 }
 
 /* ---- clocks ------------------------------------------------------------- */
-
-/* Where a retry falls in its backoff window (push.h). */
-static double jitter(void)
-{
-    return (double)random() / ((double)RAND_MAX + 1.0);
-}
-
-static double since_s(const struct timespec *t0)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) +
-           (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}

@@ -79,8 +79,7 @@ bool pgw_dispatch_reserve(struct pgw_dispatch *self, size_t recipients);
  * Events were just stored without this process's lease (no room when they
  * came, see pgw_dispatch_reserve()): they are claimed as soon as there is
  * room. Called once their insert committed: a claim sent before that
- * would not see them, and they waited for the claim timer (a fan-out run
- * then took 1.1 s instead of 0.6).
+ * would not see them, and they would wait for the claim timer.
  */
 void pgw_dispatch_backlog_stored(struct pgw_dispatch *self);
 

@@ -18,6 +18,8 @@
 struct event;
 struct job;
 struct pgw_metric_family;
+struct pgw_metrics;
+struct timespec;
 struct pgw_metric_series;
 
 struct pgw_dispatch {
@@ -27,7 +29,7 @@ struct pgw_dispatch {
     size_t n_jobs;
     size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
     size_t reserved_recipients;   /* and their offline peers */
-    struct pgw_runtime *runtimes; /* every live runtime */
+    struct pgw_runtime *runtimes; /* every live runtime (runtime.h) */
     struct event *pump_ev;        /* deferred dispatch_pump() */
     bool closing;                 /* pgw_dispatch_stop() ran */
     size_t inflight[PGW_PROVIDER_COUNT];
@@ -70,11 +72,6 @@ struct pgw_dispatch {
     struct event *drain_deadline;
     void (*drain_done)(void *arg);
     void *drain_arg;
-    /* Runtimes whose last reference went inside a callback: freed from
-     * the loop, never from inside an apns/fcm callback. */
-    struct pgw_runtime **dead;
-    size_t n_dead, cap_dead;
-    struct event *reaper;
     /* metrics */
     struct pgw_metric_family *m_pushes;
     /* of m_pushes, per provider */
@@ -85,20 +82,49 @@ struct pgw_dispatch {
     struct pgw_metric_series *m_latency;
 };
 
-/* ---- dispatch.c, for retry.c ---- */
-
-/* Drops a reference to |rt|; the last one frees it from the loop. */
-void dispatch_runtime_unref(struct pgw_dispatch *d, struct pgw_runtime *rt);
+/* ---- dispatch.c, for retry.c: pacing ---- */
 
 /* Pacing: room for another push in flight; a push handed to a sender
  * (the caller decrements d->inflight when it is answered). */
 bool dispatch_inflight_room(const struct pgw_dispatch *d);
 void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p);
 
+/* ---- outcome.c ---- */
+
+/* Registers the metrics the dispatcher owns in |m|. */
+void dispatch_metrics_init(struct pgw_dispatch *d, struct pgw_metrics *m);
+
+enum dispatch_fate {
+    DISPATCH_DELIVERED,
+    DISPATCH_RETRY,  /* a retry row, due at *ret_at */
+    DISPATCH_FAILED, /* a failure of *ret_kind to record, with |o|'s reason */
+};
+
+/*
+ * What becomes of the answer |o| to |p| of app |app| worked with |rt|
+ * (on RETRY its attempts are counted in |p| and the retry is planned):
+ * counted, logged when final, and returned, with |*ret_kind| written on
+ * DISPATCH_FAILED and |*ret_at| on DISPATCH_RETRY.
+ */
+enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
+                                   const struct pgw_runtime *rt,
+                                   const char *app, struct pgw_push *p,
+                                   const struct pgw_outcome *o,
+                                   enum pgw_store_failure_kind *ret_kind,
+                                   int64_t *ret_at);
+
 /* pushgw_pushes_total: one push's outcome (reason may be NULL). */
 void dispatch_count_push(struct pgw_dispatch *d, enum pgw_provider p,
                          const char *outcome, const char *reason);
 void dispatch_count_delivered(struct pgw_dispatch *d, enum pgw_provider p);
+
+/* pushgw_events_finished_total: how one event's work ended. */
+void dispatch_count_event(struct pgw_dispatch *d, const char *app,
+                          const char *result);
+
+/* pushgw_push_latency_seconds (see outcome.c: observed only there). */
+void dispatch_observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
+                              const struct timespec *accepted);
 
 /* Logs the final failure of |p| of |app|: "push |what|". */
 void dispatch_log_final(const char *app, const struct pgw_push *p,

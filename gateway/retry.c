@@ -68,8 +68,7 @@ static void on_retries_claimed(void *arg, int err,
         if (!rc)
             return;
         rc->d = d;
-        rc->rt = d->rt;
-        d->rt->refs++;
+        rc->rt = pgw_runtime_ref(d->rt);
         d->retries_inflight++;
         rc->retry_id = rs[i].id;
         rc->event_id = rs[i].event_id;
@@ -121,6 +120,8 @@ static void on_retry_answer(void *arg, const struct pgw_outcome *o)
     retry_done(rc, o);
 }
 
+/* The answer |o| to a retry: written back, the push delivered, failed for
+ * good, or a new attempt planned (dispatch_answer()). */
 static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
 {
     struct pgw_dispatch *d = rc->d;
@@ -134,44 +135,19 @@ static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
     rc->failure.installation_id = rc->push.installation_id;
     rc->failure.provider = pgw_provider_names[rc->push.provider];
     rc->failure.status = o->status;
-    snprintf(rc->reason, sizeof(rc->reason), "%s", o->reason);
+    pgw_copy_str(rc->reason, sizeof(rc->reason), o->reason);
     rc->failure.reason = rc->reason;
-    switch (o->kind) {
-    case PGW_OUTCOME_DELIVERED:
+    switch (dispatch_answer(d, rc->rt, rc->app_id, &rc->push, o, &kind, &at)) {
+    case DISPATCH_DELIVERED:
         res.delivered = true;
-        dispatch_count_delivered(d, rc->push.provider);
         break;
-    case PGW_OUTCOME_INVALIDATE:
-        rc->failure.kind = PGW_STORE_FAIL_INVALIDATED;
-        rc->failure.invalid_since_ms = o->invalid_since_ms;
+    case DISPATCH_FAILED:
+        rc->failure.kind = kind;
+        if (kind == PGW_STORE_FAIL_INVALIDATED)
+            rc->failure.invalid_since_ms = o->invalid_since_ms;
         res.failure = &rc->failure;
-        dispatch_count_push(d, rc->push.provider, "invalidated", o->reason);
-        dispatch_log_final(rc->app_id, &rc->push, o,
-                           "invalidated the installation");
         break;
-    case PGW_OUTCOME_FINAL:
-        rc->failure.kind = PGW_STORE_FAIL_FAILED;
-        res.failure = &rc->failure;
-        dispatch_count_push(d, rc->push.provider, "failed", o->reason);
-        dispatch_log_final(rc->app_id, &rc->push, o, "failed");
-        break;
-    case PGW_OUTCOME_RETRY:
-        rc->push.attempts++;
-        if (dispatch_plan_retry(rc->rt, &rc->push, o, &at, &kind) !=
-            PGW_RETRY_AT) {
-            rc->failure.kind = kind;
-            res.failure = &rc->failure;
-            dispatch_count_push(d, rc->push.provider,
-                                kind == PGW_STORE_FAIL_EXPIRED ? "expired"
-                                                               : "failed",
-                                o->reason);
-            dispatch_log_final(rc->app_id, &rc->push, o,
-                               kind == PGW_STORE_FAIL_EXPIRED
-                                   ? "expired before it could be retried"
-                                   : "failed after the last attempt");
-        } else {
-            dispatch_count_push(d, rc->push.provider, "retry", o->reason);
-        }
+    case DISPATCH_RETRY:
         break;
     }
     res.attempts = rc->push.attempts;
@@ -218,6 +194,6 @@ static void retry_ctx_free(struct retry_ctx *rc)
     rc->d->retries_inflight--;
     pgw_push_release(&rc->push);
     free(rc->app_id);
-    dispatch_runtime_unref(rc->d, rc->rt);
+    pgw_runtime_unref(rc->rt);
     free(rc);
 }

@@ -22,6 +22,8 @@
 #include "template.h"
 #include "tls_identity.h"
 
+static void on_reap(evutil_socket_t fd, short what, void *arg);
+
 static int make_senders(struct pgw_runtime *rt,
                         const struct pgw_runtime_options *o,
                         struct pgw_diag *diag)
@@ -201,6 +203,11 @@ int pgw_runtime_new(const struct pgw_runtime_options *opts,
     if (!rt)
         return PGW_ERR_NOMEM;
     rt->refs = 1;
+    rt->reaper = event_new(opts->base, -1, 0, on_reap, rt);
+    if (!rt->reaper) {
+        free(rt);
+        return PGW_ERR_NOMEM;
+    }
     rt->cfg = pgw_config_ref(cfg);
     rt->templates = templates ? pgw_template_set_ref(templates) : NULL;
     pgw_event_limits_from_config(cfg, &rt->limits);
@@ -225,6 +232,13 @@ int pgw_runtime_new(const struct pgw_runtime_options *opts,
     if (failed) {
         rc = PGW_ERR_CONFIG;
         goto fail;
+    }
+    if (opts->list) {
+        rt->list = opts->list;
+        rt->next = *rt->list;
+        if (rt->next)
+            rt->next->prev = rt;
+        *rt->list = rt;
     }
     *ret_rt = rt;
     return 0;
@@ -310,10 +324,52 @@ void pgw_runtime_cancel_senders(struct pgw_runtime *rt)
     rt->fcm = NULL;
 }
 
+/* Fires from the loop after the last reference went. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pgw_runtime_free(arg);
+}
+
+void pgw_runtime_unref(struct pgw_runtime *rt)
+{
+    if (rt && --rt->refs == 0)
+        event_active(rt->reaper, EV_TIMEOUT, 0);
+}
+
+void pgw_runtime_add_stats(const struct pgw_runtime *rt,
+                           struct pgw_h2_pool_stats acc[PGW_PROVIDER_COUNT])
+{
+    for (int p = 0; p < PGW_PROVIDER_COUNT; p++) {
+        struct pgw_h2_pool_stats s;
+
+        memset(&s, 0, sizeof(s));
+        if (p == PGW_PROVIDER_APNS && rt->apns)
+            pgw_apns_stats(rt->apns, &s);
+        else if (p == PGW_PROVIDER_FCM && rt->fcm)
+            pgw_fcm_stats(rt->fcm, &s);
+        acc[p].conns_connecting += s.conns_connecting;
+        acc[p].conns_ready += s.conns_ready;
+        acc[p].conns_draining += s.conns_draining;
+        acc[p].slots_backoff += s.slots_backoff;
+    }
+}
+
 void pgw_runtime_free(struct pgw_runtime *rt)
 {
     if (!rt)
         return;
+    if (rt->list) {
+        if (rt->prev)
+            rt->prev->next = rt->next;
+        else
+            *rt->list = rt->next;
+        if (rt->next)
+            rt->next->prev = rt->prev;
+    }
+    if (rt->reaper)
+        event_free(rt->reaper);
     pgw_runtime_cancel_senders(rt);
     free(rt->apps);
     pgw_template_set_unref(rt->templates);

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "apns.h"
 #include "event.h"
+#include "h2client.h"
 #include "outcome.h"
 #include "push.h"
 #include "pushgw.h"
@@ -55,12 +56,14 @@ struct pgw_runtime_app {
 };
 
 struct pgw_runtime {
-    /* References held by the owner and its jobs; the owner frees the
-     * runtime when the last one goes (see pgw_runtime_free()). */
+    /* References: pgw_runtime_ref() / pgw_runtime_unref(). */
     int refs;
-    /* The owner's list of live runtimes (for stats and stopping). */
+    /* In the owner's list of live runtimes (pgw_runtime_options.list)
+     * from its creation to its free: for stats and stopping. */
+    struct pgw_runtime **list;
     struct pgw_runtime *prev, *next;
-    struct pgw_config *cfg;             /* a reference */
+    struct event *reaper;   /* the deferred free of the last unref */
+    struct pgw_config *cfg; /* a reference */
     struct pgw_template_set *templates; /* a reference */
     struct pgw_apns *apns;        /* NULL after pgw_runtime_cancel_senders() */
     struct pgw_fcm *fcm;          /* NULL after pgw_runtime_cancel_senders() */
@@ -79,6 +82,9 @@ struct pgw_runtime_options {
     /* Key and account files that cannot be read are skipped, not
      * reported: check-config reports them once with the file checks. */
     bool skip_unreadable;
+    /* The owner's list of live runtimes (NULL: none): the runtime is in
+     * it until it is freed. */
+    struct pgw_runtime **list;
 };
 
 /*
@@ -116,9 +122,26 @@ const struct pgw_runtime_app *pgw_runtime_find_app(const struct pgw_runtime *rt,
  */
 void pgw_runtime_cancel_senders(struct pgw_runtime *rt);
 
-/* Frees |rt| whatever its references; never from inside a callback of
- * its senders (the owner defers it to the loop). NULL is a no-op. */
+/* Takes a reference to |rt| (for an event or a retry worked with it). */
+static inline struct pgw_runtime *pgw_runtime_ref(struct pgw_runtime *rt)
+{
+    rt->refs++;
+    return rt;
+}
+
+/* Drops a reference; after the last one |rt| is freed from the loop, in
+ * a later iteration: never inside a callback of its own senders. NULL is
+ * a no-op. */
+void pgw_runtime_unref(struct pgw_runtime *rt);
+
+/* Frees |rt| now, whatever its references; not from inside a callback of
+ * its senders. NULL is a no-op. */
 void pgw_runtime_free(struct pgw_runtime *rt);
+
+/* Adds the pools' stats of |rt|'s senders to |acc| (index: enum
+ * pgw_provider): connections by state and slots in backoff. */
+void pgw_runtime_add_stats(const struct pgw_runtime *rt,
+                           struct pgw_h2_pool_stats acc[PGW_PROVIDER_COUNT]);
 
 /*
  * render: fills |ret_ra| with |app|'s APNs identity and default topic as
