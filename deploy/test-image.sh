@@ -45,7 +45,9 @@ fi
 commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 # The host's network: the build's apt-get reaches the host's mirror the
 # way the host does (also inside a container, where bridges may not work).
-$engine build -q --network host -f "$root/deploy/Dockerfile" --build-arg BASE="$base" \
+fmt=()
+[ "$engine" = podman ] && fmt=(--format docker) # keeps the HEALTHCHECK
+$engine build -q --network host "${fmt[@]}" -f "$root/deploy/Dockerfile" --build-arg BASE="$base" \
     --build-arg PUSHGW_COMMIT="$commit" -t "$image" "$root" >/dev/null ||
     fail "$engine build"
 ok "built $image ($engine, base $base)"
