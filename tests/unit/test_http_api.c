@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 
 #include <curl/curl.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <event2/thread.h>
 
 #include "testutil.h"
@@ -28,8 +30,10 @@
 #include "config.h"
 #include "event.h"
 #include "http_api.h"
+#include "listener.h"
 #include "metrics.h"
 #include "store.h"
+#include "xqueue.h"
 
 #define KEY "s3cret-hook-key"
 #define EV_OK                                                                  \
@@ -116,6 +120,7 @@ struct reply {
     size_t len;
     char retry_after[256];
     char content_type[256];
+    char allow[256];
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -141,6 +146,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     line[strcspn(line, "\r\n")] = '\0';
     if (strncasecmp(line, "Retry-After: ", 13) == 0)
         snprintf(r->retry_after, sizeof(r->retry_after), "%s", line + 13);
+    if (strncasecmp(line, "Allow: ", 7) == 0)
+        snprintf(r->allow, sizeof(r->allow), "%s", line + 7);
     if (strncasecmp(line, "Content-Type: ", 14) == 0)
         snprintf(r->content_type, sizeof(r->content_type), "%s", line + 14);
     return len;
@@ -1126,6 +1133,178 @@ static void test_client_gone(void **state)
                      atomic_load(&fx->accepted) + atomic_load(&fx->released));
 }
 
+/* ---- the route registry ----------------------------------------------------
+ *
+ * A second listener, as an API module would add one: its routes registered,
+ * a handler answering at once on the listener's thread, and one handing its
+ * work to another loop (the "main" loop) through a mailbox and answering
+ * from there.
+ */
+
+struct reg {
+    struct event_base *lbase; /* the listener's loop */
+    struct event_base *mbase; /* the "main" loop */
+    pthread_t lthread, mthread;
+    struct pgw_listener *l;
+    struct pgw_xqueue *to_main;
+    atomic_int on_main; /* work run on the main loop */
+};
+
+struct reg_work {
+    struct pgw_xmsg msg; /* first */
+    struct reg *reg;
+    struct evhttp_request *req;
+    char id[64];
+};
+
+static void *reg_loop(void *arg)
+{
+    event_base_loop(arg, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* POST /1.1/installations: answered now. */
+static void reg_create(struct evhttp_request *req,
+                       const struct pgw_route_match *m, void *ctx)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t len = 0;
+    const char *body = pgw_listener_body(req, &len);
+    (void)ctx;
+
+    assert_int_equal(m->n_ids, 0);
+    evbuffer_add_printf(b, "{\"created\":%zu}", len);
+    (void)body;
+    pgw_listener_send_json(req, 201, b);
+    evbuffer_free(b);
+}
+
+/* Runs on the main loop: the work, then the answer, posted back. */
+static void reg_work_run(struct pgw_xmsg *msg)
+{
+    struct reg_work *w = (struct reg_work *)msg;
+    struct evbuffer *b = evbuffer_new();
+
+    atomic_fetch_add(&w->reg->on_main, 1);
+    evbuffer_add_printf(b, "{\"objectId\":");
+    pgw_listener_json_string(b, w->id);
+    evbuffer_add(b, "}", 1);
+    pgw_listener_reply_json(w->reg->l, w->req, 200, b, false);
+    free(w);
+}
+
+/* GET /1.1/installations/{id}: handed to the main loop. */
+static void reg_get(struct evhttp_request *req, const struct pgw_route_match *m,
+                    void *ctx)
+{
+    struct reg *reg = ctx;
+    struct reg_work *w;
+
+    assert_int_equal(m->n_ids, 1);
+    if (m->ids[0] == NULL) {
+        pgw_listener_send_error(req, 400, "invalid id", "id", NULL);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    w->msg.run = reg_work_run;
+    w->reg = reg;
+    w->req = req;
+    snprintf(w->id, sizeof(w->id), "%s", m->ids[0]);
+    pgw_xqueue_post(reg->to_main, &w->msg);
+}
+
+static void test_route_registry(void **state)
+{
+    struct reg reg = {0};
+    struct reply r;
+    (void)state;
+
+    reg.lbase = event_base_new();
+    reg.mbase = event_base_new();
+    assert_non_null(reg.lbase);
+    assert_non_null(reg.mbase);
+    struct pgw_listener_options lo = {
+        .base = reg.lbase,
+        .name = "client",
+        .address = "127.0.0.1:0",
+        .max_body_bytes = 1024,
+    };
+    assert_int_equal(pgw_listener_new(&lo, &reg.l), 0);
+    assert_int_equal(pgw_xqueue_new(reg.mbase, NULL, NULL, &reg.to_main), 0);
+    assert_int_equal(pgw_listener_route(reg.l, EVHTTP_REQ_POST,
+                                        "/1.1/installations", reg_create, &reg),
+                     0);
+    assert_int_equal(pgw_listener_route(reg.l, EVHTTP_REQ_GET,
+                                        "/1.1/installations/{id}", reg_get,
+                                        &reg),
+                     0);
+    /* Malformed patterns are refused. */
+    assert_int_equal(
+        pgw_listener_route(reg.l, EVHTTP_REQ_GET, "no-slash", reg_get, &reg),
+        PGW_ERR_INVAL);
+    assert_int_equal(
+        pgw_listener_route(reg.l, EVHTTP_REQ_GET, "/a{b}", reg_get, &reg),
+        PGW_ERR_INVAL);
+    assert_int_equal(pgw_listener_route(reg.l, 0, "/x", reg_get, &reg),
+                     PGW_ERR_INVAL);
+    int port = pgw_listener_port(reg.l);
+    assert_true(port > 0);
+    assert_int_equal(pthread_create(&reg.lthread, NULL, reg_loop, reg.lbase),
+                     0);
+    assert_int_equal(pthread_create(&reg.mthread, NULL, reg_loop, reg.mbase),
+                     0);
+
+    /* A route answered on the listener's thread. */
+    http(port, "POST", "/1.1/installations", NULL, "{\"a\":1}", 7, &r);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "{\"created\":7}");
+    assert_non_null(strstr(r.content_type, "application/json"));
+
+    /* A route answered from the main loop; the id percent-decoded. */
+    http(port, "GET", "/1.1/installations/ab%20c?x=1", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"objectId\":\"ab c\"}");
+    assert_int_equal(atomic_load(&reg.on_main), 1);
+
+    /* An unusable id reaches the handler as NULL. */
+    http(port, "GET", "/1.1/installations/a%00b", NULL, NULL, 0, &r);
+    expect_error(&r, 400, "id", "invalid id");
+
+    /* Unknown paths, an empty id, a longer path: 404 JSON. */
+    static const char *const unknown[] = {
+        "/",
+        "/1.1/installation",
+        "/1.1/installations/",
+        "/1.1/installations/a/b",
+        "/1.1//installations",
+    };
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(unknown); i++) {
+        http(port, "GET", unknown[i], NULL, NULL, 0, &r);
+        expect_error(&r, 404, "", "not found");
+    }
+
+    /* A known path with another method: 405 with Allow, JSON. */
+    http(port, "DELETE", "/1.1/installations", NULL, NULL, 0, &r);
+    expect_error(&r, 405, "", "method not allowed");
+    assert_string_equal(r.allow, "POST");
+
+    /* A body over the listener's limit: 413 JSON before the handler. */
+    char big[2048];
+    memset(big, 'x', sizeof(big));
+    http(port, "POST", "/1.1/installations", NULL, big, sizeof(big), &r);
+    expect_error(&r, 413, "", "1024");
+
+    event_base_loopbreak(reg.lbase);
+    event_base_loopbreak(reg.mbase);
+    pthread_join(reg.lthread, NULL);
+    pthread_join(reg.mthread, NULL);
+    pgw_xqueue_free(reg.to_main);
+    pgw_listener_free(reg.l);
+    event_base_free(reg.lbase);
+    event_base_free(reg.mbase);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -1143,6 +1322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatcher_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
+        cmocka_unit_test(test_route_registry),
         cmocka_unit_test(test_inflight_cap),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_slow_client),
