@@ -79,7 +79,7 @@ struct pgw_dispatch {
     struct pgw_metric_family *m_events;
     struct pgw_metric_family *m_hook;
     struct pgw_metric_family *m_invalidated;
-    struct pgw_metric_series *m_latency;
+    struct pgw_metric_series *m_latency[PGW_PROVIDER_COUNT];
 };
 
 /* ---- dispatch.c, for retry.c: pacing ---- */

@@ -384,9 +384,10 @@ static const struct std_def std_defs[PGW_M_STD_COUNT] = {
                             3},
     [PGW_M_PUSH_LATENCY] = {PGW_METRIC_HISTOGRAM,
                             "pushgw_push_latency_seconds",
-                            "Time from event accepted to provider answer.",
-                            {NULL},
-                            0},
+                            "Time from an event accepted to the provider's "
+                            "answer to one of its pushes, by provider.",
+                            {"provider"},
+                            1},
     [PGW_M_BACKLOG_EVENTS] =
         {PGW_METRIC_GAUGE,
          "pushgw_backlog_events",

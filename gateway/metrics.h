@@ -59,7 +59,7 @@ struct pgw_metric_series;
 enum pgw_metrics_std {
     PGW_M_EVENTS_TOTAL,         /* counter {app,result} */
     PGW_M_PUSHES_TOTAL,         /* counter {provider,outcome,reason} */
-    PGW_M_PUSH_LATENCY,         /* histogram, seconds, no labels */
+    PGW_M_PUSH_LATENCY,         /* histogram {provider}, seconds */
     PGW_M_BACKLOG_EVENTS,       /* gauge, no labels */
     PGW_M_INFLIGHT_REQUESTS,    /* gauge {provider} */
     PGW_M_HOOK_REQUESTS_TOTAL,  /* counter {app,result} */

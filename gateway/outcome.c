@@ -34,9 +34,11 @@ void dispatch_metrics_init(struct pgw_dispatch *d, struct pgw_metrics *m)
         d->m_events = NULL;
     d->m_hook = pgw_metrics_std(m, PGW_M_HOOK_REQUESTS_TOTAL);
     d->m_invalidated = pgw_metrics_std(m, PGW_M_INVALIDATED_TOTAL);
-    /* Observed in dispatch_observe_latency() only. */
-    d->m_latency =
-        pgw_metrics_series(pgw_metrics_std(m, PGW_M_PUSH_LATENCY), NULL);
+    /* Observed in dispatch_observe_latency() only; both providers'
+     * series exist from the start, so a dashboard sees them at zero. */
+    for (size_t p = 0; p < PGW_PROVIDER_COUNT; p++)
+        d->m_latency[p] = pgw_metrics_series1(
+            pgw_metrics_std(m, PGW_M_PUSH_LATENCY), pgw_provider_names[p]);
 }
 
 enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
@@ -149,9 +151,7 @@ void dispatch_count_delivered(struct pgw_dispatch *d, enum pgw_provider p)
 void dispatch_observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
                               const struct timespec *accepted)
 {
-    (void)p; /* one series for every provider, for now */
-    if (d->m_latency)
-        pgw_metric_observe(d->m_latency, since_s(accepted));
+    pgw_metric_observe(d->m_latency[p], since_s(accepted));
 }
 
 void dispatch_count_event(struct pgw_dispatch *d, const char *app,

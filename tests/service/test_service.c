@@ -242,7 +242,11 @@ static void test_template_and_badge(void **state)
                               "outcome=\"delivered\",reason=\"\"} 1"));
     assert_non_null(strstr(m, "pushgw_events_total{app=\"demo\","
                               "result=\"accepted\"} 2"));
-    assert_non_null(strstr(m, "pushgw_push_latency_seconds_count 5"));
+    /* One observation per answer, by provider. */
+    assert_non_null(
+        strstr(m, "pushgw_push_latency_seconds_count{provider=\"apns\"} 4"));
+    assert_non_null(
+        strstr(m, "pushgw_push_latency_seconds_count{provider=\"fcm\"} 1"));
     /* The installation cache: on, and asked once per lookup (the first
      * stops at its first name, not cached yet; the second finds Jerry
      * unless a notification of the seed's inserts overtook the first). */

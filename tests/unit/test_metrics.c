@@ -152,7 +152,7 @@ static void test_std_families(void **state)
     struct pgw_metrics *m = empty_registry();
 
     struct pgw_metric_series *lat =
-        pgw_metrics_series(pgw_metrics_std(m, PGW_M_PUSH_LATENCY), NULL);
+        pgw_metrics_series1(pgw_metrics_std(m, PGW_M_PUSH_LATENCY), "apns");
     pgw_metric_observe(lat, 0.0007);
     pgw_metric_observe(lat, 45);
     pgw_metric_set(
@@ -169,11 +169,12 @@ static void test_std_families(void **state)
         "# TYPE pushgw_hook_requests_total counter\n",
         "# TYPE pushgw_installations_invalidated_total counter\n",
         "# TYPE pushgw_provider_connections gauge\n",
-        "pushgw_push_latency_seconds_bucket{le=\"0.001\"} 1\n",
-        "pushgw_push_latency_seconds_bucket{le=\"30\"} 1\n",
-        "pushgw_push_latency_seconds_bucket{le=\"60\"} 2\n",
-        "pushgw_push_latency_seconds_bucket{le=\"+Inf\"} 2\n",
-        "pushgw_push_latency_seconds_count 2\n",
+        "pushgw_push_latency_seconds_bucket{provider=\"apns\",le=\"0.001\"} "
+        "1\n",
+        "pushgw_push_latency_seconds_bucket{provider=\"apns\",le=\"30\"} 1\n",
+        "pushgw_push_latency_seconds_bucket{provider=\"apns\",le=\"60\"} 2\n",
+        "pushgw_push_latency_seconds_bucket{provider=\"apns\",le=\"+Inf\"} 2\n",
+        "pushgw_push_latency_seconds_count{provider=\"apns\"} 2\n",
         "pushgw_backlog_events 12\n",
         ("pushgw_pushes_total{provider=\"apns\",outcome=\"delivered\","
          "reason=\"\"} 1\n"),
