@@ -5,7 +5,9 @@
  * follows the files' order. Within a batch two rows with the same
  * deviceToken (or objectId) cannot both be written: the newer one stays,
  * the other is skipped naming it. Across batches the store's rules
- * decide, the same way.
+ * decide, the same way, with one difference in the report: when the older
+ * of the two comes first it is written, then replaced (counted created,
+ * the newer one updated), and only a second run names it as skipped.
  */
 #include "import.h"
 
