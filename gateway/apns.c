@@ -530,8 +530,10 @@ int pgw_apns_send(struct pgw_apns *self, const struct pgw_apns_push *push,
     c->o_topic = off;
     memcpy(c->buf + off, push->topic, l_topic);
     off += l_topic;
-    memcpy(c->buf + off, suffix, l_suffix); /* l_suffix is 0 without one */
-    off += l_suffix;
+    if (l_suffix) { /* memcpy(NULL, 0) is undefined */
+        memcpy(c->buf + off, suffix, l_suffix);
+        off += l_suffix;
+    }
     c->buf[off++] = '\0';
     c->o_type = c->o_prio = c->o_exp = c->o_collapse = c->o_id = NONE;
     if (l_type)
