@@ -35,6 +35,7 @@
 #include "store.h"
 #include "template.h"
 #include "util/clock.h"
+#include "util/json.h"
 
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_CLAIM_INTERVAL_MS 1000
@@ -544,7 +545,7 @@ static void on_hook(void *arg, enum pgw_hook_result result,
 static void job_resolve(struct job *job, struct pgw_hook_answer *answer)
 {
     const cJSON *tmpl = pgw_template_set_find(job->rt->templates, job->app_id);
-    struct pgw_event_error err;
+    struct pgw_json_error err;
     int rc;
 
     rc = pgw_resolve_event(job->ev, answer, tmpl,
@@ -1386,7 +1387,7 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
         n >= d->claim_asked || d->stored_gen != d->claim_stored_gen;
     for (size_t i = 0; i < n; i++) {
         struct pgw_event *ev = NULL;
-        struct pgw_event_error perr;
+        struct pgw_json_error perr;
         struct job *job;
 
         if (pgw_event_parse(evs[i].body, evs[i].body_len, &d->rt->limits, &ev,

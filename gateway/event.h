@@ -13,24 +13,12 @@
 
 #include "pushgw.h"
 #include "util/json.h"
-#include "util/utf8.h"
 
 struct pgw_config;
 
 #define PGW_EVENT_MAX_ID_BYTES 256                /* fromPeer, convId, peers */
 #define PGW_EVENT_MAX_MSGID_BYTES 128             /* msgId */
 #define PGW_EVENT_MAX_TIMESTAMP 253402300799999LL /* 9999-12-31, ms */
-
-/*
- * Transitional names of what moved to util/json.h and util/utf8.h, for the
- * files being split right now (store, dispatch, http_api, render); removed
- * once they call util/ directly. New code uses the util names.
- */
-#define pgw_event_error pgw_json_error
-#define pgw_event_json_limits_default pgw_json_limits_default
-#define pgw_event_json_parse pgw_json_parse
-#define pgw_event_json_escaped_len pgw_json_escaped_len
-#define pgw_event_utf8_valid pgw_utf8_valid
 
 /* Limits of an event, from [server] of the config. */
 struct pgw_event_limits {

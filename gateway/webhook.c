@@ -37,6 +37,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pushgw.h"
+#include "util/json.h"
 #include "xqueue.h"
 
 enum kind {
@@ -186,7 +187,7 @@ static void answer_nomem(struct pgw_webhook *w, struct evhttp_request *req,
 
 static void answer_invalid(struct pgw_webhook *w, struct evhttp_request *req,
                            const char *app_id, int err,
-                           const struct pgw_event_error *e)
+                           const struct pgw_json_error *e)
 {
     if (err == PGW_ERR_TOO_LARGE) {
         pgw_inbox_count(w->inbox, app_id, PGW_INBOX_TOO_LARGE, 1);
@@ -204,7 +205,7 @@ static void handle_single(struct pgw_webhook *w, struct evhttp_request *req,
                           const struct pgw_event_limits *lim)
 {
     struct pgw_event *ev = NULL;
-    struct pgw_event_error e = {{0}, {0}};
+    struct pgw_json_error e = {{0}, {0}};
     int err = pgw_event_parse(body, len, lim, &ev, &e);
     if (err < 0) {
         answer_invalid(w, req, app_id, err, &e);
@@ -222,7 +223,7 @@ static void handle_single(struct pgw_webhook *w, struct evhttp_request *req,
 
 /* The "events" array of a batch body, or NULL with |e| filled. */
 static const cJSON *batch_events(const cJSON *root, size_t *ret_n,
-                                 struct pgw_event_error *e)
+                                 struct pgw_json_error *e)
 {
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(root, "events");
     size_t n = 0;
@@ -248,8 +249,8 @@ static const cJSON *batch_events(const cJSON *root, size_t *ret_n,
 }
 
 /* "events[3].convId" into |e->field|, cut to its size. */
-static void element_error(struct pgw_event_error *e, size_t i,
-                          const struct pgw_event_error *ee)
+static void element_error(struct pgw_json_error *e, size_t i,
+                          const struct pgw_json_error *ee)
 {
     int k = snprintf(e->field, sizeof(e->field), "events[%zu]", i);
     size_t at = k > 0 ? (size_t)k : 0;
@@ -268,13 +269,13 @@ static void handle_batch(struct pgw_webhook *w, struct evhttp_request *req,
 {
     cJSON *root = NULL;
     struct pgw_inbox_req *in = NULL;
-    struct pgw_event_error e = {{0}, {0}};
+    struct pgw_json_error e = {{0}, {0}};
     const cJSON *events, *elem;
     size_t off = 0, n = 0, i = 0;
     const char *why = NULL;
     int err;
 
-    err = pgw_event_json_parse(body, len, NULL, &root, &off, &why);
+    err = pgw_json_parse(body, len, NULL, &root, &off, &why);
     if (err < 0) {
         if (err != PGW_ERR_NOMEM)
             snprintf(e.reason, sizeof(e.reason), "invalid JSON at byte %zu: %s",
@@ -294,7 +295,7 @@ static void handle_batch(struct pgw_webhook *w, struct evhttp_request *req,
     }
     cJSON_ArrayForEach(elem, events)
     {
-        struct pgw_event_error ee = {{0}, {0}};
+        struct pgw_json_error ee = {{0}, {0}};
         struct pgw_event *ev = NULL;
         char *text;
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

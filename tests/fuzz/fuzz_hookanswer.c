@@ -10,6 +10,7 @@
 
 #include "event.h"
 #include "resolve.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,6 +12,7 @@
 #include "payload_apns.h"
 #include "payload_fcm.h"
 #include "resolve.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

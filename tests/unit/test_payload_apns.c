@@ -7,6 +7,7 @@
 
 #include "event.h"
 #include "payload_apns.h"
+#include "util/utf8.h"
 
 #define TS 1700000000
 #define EXP (TS + 604800)

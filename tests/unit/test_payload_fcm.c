@@ -7,6 +7,7 @@
 
 #include "event.h"
 #include "payload_fcm.h"
+#include "util/utf8.h"
 
 #define TS 1700000000
 #define VALID 604800

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include "resolve.h"
+#include "util/utf8.h"
 
 #define EV(extra)                                                              \
     "{\"fromPeer\":\"Tom\",\"convId\":\"conv1\",\"offlinePeers\":[\"Jerry\","  \
