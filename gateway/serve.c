@@ -23,6 +23,7 @@
 #include "h2client.h"
 #include "hook.h"
 #include "http_api.h"
+#include "lc_api.h"
 #include "log.h"
 #include "metrics.h"
 #include "sdnotify.h"
@@ -46,6 +47,7 @@ struct serve {
     struct pgw_store *store;
     struct pgw_dispatch *dispatch;
     struct pgw_http_api *api;
+    struct pgw_lc_api *lc_api; /* [server] client_listen; NULL: none */
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *stop_timer;
     struct event *trim_timer;
@@ -274,10 +276,16 @@ static bool reload(struct serve *s)
         goto fail;
     if (strcmp(cfg->server.listen, s->cfg->server.listen) != 0 ||
         strcmp(cfg->server.admin_listen, s->cfg->server.admin_listen) != 0 ||
-        strcmp(cfg->database.url, s->cfg->database.url) != 0)
+        strcmp(cfg->database.url, s->cfg->database.url) != 0 ||
+        (cfg->server.client_listen == NULL) !=
+            (s->cfg->server.client_listen == NULL) ||
+        (cfg->server.client_listen &&
+         strcmp(cfg->server.client_listen, s->cfg->server.client_listen) != 0))
         pgw_log_warn("reload: listen addresses and the database url take "
                      "effect only after a restart");
     pgw_http_api_set_config(s->api, cfg);
+    if (s->lc_api)
+        pgw_lc_api_set_config(s->lc_api, cfg);
     pgw_log_set_level(cfg->server.log_level);
     pgw_template_set_unref(s->templates);
     s->templates = tmpl;
@@ -392,6 +400,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                  s->cfg->server.shutdown_timeout_ms);
     clock_gettime(CLOCK_MONOTONIC, &s->stop_started);
     pgw_http_api_stop_intake(s->api);
+    pgw_lc_api_close(s->lc_api);
     event_add(s->stop_timer, &tv);
 }
 
@@ -530,6 +539,20 @@ static int setup(struct serve *s)
         goto out;
     }
 
+    if (s->cfg->server.client_listen) {
+        struct pgw_lc_api_options lo;
+
+        memset(&lo, 0, sizeof(lo));
+        lo.base = s->base;
+        lo.store = s->store;
+        lo.cfg = s->cfg;
+        rc = pgw_lc_api_new(&lo, &s->lc_api);
+        if (rc < 0) {
+            rc = rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG;
+            goto out;
+        }
+    }
+
     s->sig_hup = evsignal_new(s->base, SIGHUP, on_signal, s);
     s->sig_term = evsignal_new(s->base, SIGTERM, on_signal, s);
     s->sig_int = evsignal_new(s->base, SIGINT, on_signal, s);
@@ -583,8 +606,11 @@ static void teardown(struct serve *s)
      * dispatcher stops its senders; the store and curlmulti complete what
      * still waits on them; then the rest. */
     pgw_http_api_free(s->api);
+    pgw_lc_api_close(s->lc_api);
     pgw_dispatch_stop(s->dispatch);
     pgw_store_free(s->store);
+    /* after the store: its last callbacks answer the API's requests */
+    pgw_lc_api_free(s->lc_api);
     pgw_curlmulti_free(s->cm);
     pgw_dispatch_free(s->dispatch);
     pgw_metrics_free(s->metrics);
