@@ -9,13 +9,24 @@ PGW_BUILD_PACKAGES=(
 )
 PGW_TEST_PACKAGES=(
     libcmocka-dev postgresql nghttp2-client clang libclang-rt-14-dev
-    clang-format git curl jq
+    clang-format git curl jq nodejs npm
 )
 PGW_RUN_PACKAGES=(postgresql curl jq)
+
+# Node from NodeSource is one package (nodejs, npm inside) that conflicts
+# with Debian's npm: a command already on PATH counts as installed.
+pgw_have_command_of() {
+    case "$1" in
+    nodejs) command -v node >/dev/null 2>&1 ;;
+    npm) command -v npm >/dev/null 2>&1 ;;
+    *) return 1 ;;
+    esac
+}
 
 pgw_install_packages() {
     local missing=() p
     for p in "$@"; do
+        pgw_have_command_of "$p" && continue
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
             | grep -q 'install ok installed' || missing+=("$p")
     done

@@ -1,0 +1,428 @@
+/*
+ * pushgw as a LeanCloud drop-in, against the real npm packages pinned in
+ * package-lock.json (DESIGN §15): a stock LeanEngine app (leanengine) is
+ * the app's server hook and its pushMessage reaches the devices; devices
+ * registered through the JS SDK (leancloud-storage) and the native SDKs'
+ * requests subscribe, unsubscribe, reset their badge, and receive the
+ * next event through the mock APNs and FCM.
+ *
+ * The node modules are installed from the lockfile into the build tree
+ * (npm ci, from the npm cache when it has them). Without node and npm the
+ * test is skipped, except under CI (CI set), where it fails.
+ */
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "tu_http.h"
+#include "tu_records.h"
+#include "tu_svc.h"
+
+#define LC_ID "lcTestAppId-gzGzoHsz"
+#define LC_KEY "lc-app-key-0123"
+#define LC_MASTER "lc-master-key-4567"
+#define LC_HOOK_KEY "lc-hook-key-89ab"
+#define IOS_TOKEN                                                              \
+    "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+#define NATIVE_TOKEN                                                           \
+    "f9e8d7c6b5a4930281706f5e4d3c2b1af9e8d7c6b5a4930281706f5e4d3c2b1a"
+#define BAD_TOKEN                                                              \
+    "abababababababababababababababababababababababababababababababab"
+#define FCM_TOKEN "fcm-token:APA91bHleancloudJerry_1"
+#define WAIT_MS 20000
+
+struct fx {
+    struct tu_svc svc;
+    char *node_dir; /* node_modules are here */
+    int engine_port;
+    int engine_pid;
+    char *engine_log;
+    char *hook_record;
+    int client_port;
+};
+
+/* The absolute path of |cmd| on PATH (free()), or NULL. */
+static char *which(const char *cmd)
+{
+    const char *path = getenv("PATH");
+    char *copy = strdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+    char *found = NULL;
+
+    for (char *d = strtok_r(copy, ":", &save); d && !found;
+         d = strtok_r(NULL, ":", &save)) {
+        char *p = tu_path(d, cmd);
+        if (access(p, X_OK) == 0)
+            found = p;
+        else
+            free(p);
+    }
+    free(copy);
+    return found;
+}
+
+static bool have(const char *cmd)
+{
+    char *p = which(cmd);
+
+    free(p);
+    return p != NULL;
+}
+
+/* npm ci into the build tree, unless its lockfile is the source's. */
+static void install_modules(const char *dir)
+{
+    char *cmd = NULL, *want, *got, *lock;
+    int rc;
+
+    mkdir(dir, 0755);
+    want = tu_read_file(PUSHGW_LEANCLOUD_DIR "/package-lock.json");
+    assert_non_null(want);
+    lock = tu_path(dir, "node_modules/.pushgw-lock");
+    got = tu_read_file(lock);
+    if (got && strcmp(got, want) == 0)
+        goto out;
+    assert_int_equal(
+        asprintf(&cmd,
+                 "cp '%s/package.json' '%s/package-lock.json' '%s/' && "
+                 "cd '%s' && timeout 300 npm ci --prefer-offline --no-audit "
+                 "--no-fund --loglevel=error >npm.log 2>&1",
+                 PUSHGW_LEANCLOUD_DIR, PUSHGW_LEANCLOUD_DIR, dir, dir) > 0,
+        1);
+    rc = system(cmd);
+    if (rc != 0) {
+        char *log = tu_path(dir, "npm.log");
+        char *text = tu_read_file(log);
+        fail_msg("npm ci failed (%d): %s", rc, text ? text : "");
+    }
+    free(tu_write_file(dir, "node_modules/.pushgw-lock", want, 0644));
+out:
+    free(cmd);
+    free(want);
+    free(got);
+    free(lock);
+}
+
+static bool engine_up(void *arg)
+{
+    struct fx *f = arg;
+    char *body = NULL;
+    int st = tu_http_once(f->engine_port, "/", NULL, NULL, NULL, &body);
+
+    free(body);
+    return st == 200;
+}
+
+/* The LeanEngine app on f->engine_port (the port the config names). */
+static void start_engine(struct fx *f)
+{
+    char port[16], node_path[512];
+    char *node = which("node");
+    const char *argv[] = {node, PUSHGW_LEANCLOUD_DIR "/hook_app.js", NULL};
+
+    snprintf(port, sizeof(port), "%d", f->engine_port);
+    snprintf(node_path, sizeof(node_path), "%s/node_modules", f->node_dir);
+    setenv("LEANCLOUD_APP_ID", LC_ID, 1);
+    setenv("LEANCLOUD_APP_KEY", LC_KEY, 1);
+    setenv("LEANCLOUD_APP_MASTER_KEY", LC_MASTER, 1);
+    setenv("LEANCLOUD_APP_HOOK_KEY", LC_HOOK_KEY, 1);
+    setenv("LEANCLOUD_APP_PORT", port, 1);
+    setenv("HOOK_RECORD", f->hook_record, 1);
+    setenv("NODE_PATH", node_path, 1);
+    assert_non_null(node);
+    f->engine_pid = tu_spawn(argv, f->engine_log);
+    free(node);
+    if (!tu_wait_until(engine_up, f, 20000)) {
+        char *log = tu_read_file(f->engine_log);
+        fail_msg("the LeanEngine app did not start: %s", log ? log : "");
+    }
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    struct tu_svc_options o;
+    char *extra = NULL;
+
+    if (!have("node") || !have("npm")) {
+        if (getenv("CI"))
+            fail_msg("node and npm are needed (deploy/packages.sh installs "
+                     "them)");
+        print_message("skipped: node and npm are not installed\n");
+        free(f);
+        return -1;
+    }
+    f->node_dir = strdup(PUSHGW_LEANCLOUD_WORK);
+    install_modules(f->node_dir);
+    f->client_port = tu_free_port();
+    f->engine_port = tu_free_port();
+    assert_int_equal(
+        asprintf(
+            &extra,
+            "[server]\nclient_listen = 127.0.0.1:%d\n"
+            "[app:lc]\nhook_key = lc-broker-key\n"
+            "leancloud_app_id = " LC_ID "\napp_key = " LC_KEY "\n"
+            "master_key = " LC_MASTER "\n"
+            "server_hook_url = http://127.0.0.1:%d/1.1/functions/"
+            "_receiversOffline\n"
+            "server_hook_key = " LC_HOOK_KEY "\nserver_hook_timeout_ms = 5000\n"
+            "apns_topic = com.example.lc\n"
+            "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
+            "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
+            "fcm_service_account_file = %s/fcm-sa.json\n"
+            /* the same hook with a wrong master key: LeanEngine says 401 */
+            "[app:lcbad]\nhook_key = lcbad-broker-key\n"
+            "leancloud_app_id = " LC_ID "-bad\nmaster_key = not-the-key\n"
+            "server_hook_url = http://127.0.0.1:%d/1.1/functions/"
+            "_receiversOffline\n"
+            "server_hook_key = " LC_HOOK_KEY "\nserver_hook_timeout_ms = 5000\n"
+            "apns_topic = com.example.lc\n"
+            "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
+            "apns_key_file = %s/AuthKey_KEY0000001.p8\n",
+            f->client_port, f->engine_port, tu_certs_dir, tu_certs_dir,
+            f->engine_port, tu_certs_dir) > 0,
+        1);
+    memset(&o, 0, sizeof(o));
+    o.extra_ini = extra;
+    tu_svc_start(&f->svc, &o);
+    free(extra);
+    f->engine_log = tu_path(f->svc.dir, "leanengine.log");
+    f->hook_record = tu_path(f->svc.dir, "leanengine.jsonl");
+    start_engine(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (!f)
+        return 0;
+    if (f->engine_pid > 0)
+        tu_stop(f->engine_pid, SIGTERM);
+    tu_svc_stop(&f->svc);
+    free(f->engine_log);
+    free(f->hook_record);
+    free(f->node_dir);
+    free(f);
+    return 0;
+}
+
+/* Runs register.js; returns its JSON output (the objectIds). */
+static cJSON *run_register(struct fx *f)
+{
+    char *cmd = NULL, *out_path = tu_path(f->svc.dir, "register.out");
+    char *err_path = tu_path(f->svc.dir, "register.err");
+    char *out, *err;
+    cJSON *j;
+    int rc;
+
+    assert_int_equal(
+        asprintf(&cmd,
+                 "NODE_PATH='%s/node_modules' LC_APP_ID='" LC_ID "' "
+                 "LC_APP_KEY='" LC_KEY "' LC_MASTER_KEY='" LC_MASTER "' "
+                 "LC_SERVER='http://127.0.0.1:%d' IOS_TOKEN='" IOS_TOKEN "' "
+                 "FCM_TOKEN='" FCM_TOKEN "' NATIVE_TOKEN='" NATIVE_TOKEN "' "
+                 "timeout 120 node '" PUSHGW_LEANCLOUD_DIR "/register.js' "
+                 ">'%s' 2>'%s'",
+                 f->node_dir, f->client_port, out_path, err_path) > 0,
+        1);
+    rc = system(cmd);
+    out = tu_read_file(out_path);
+    err = tu_read_file(err_path);
+    if (rc != 0) {
+        char *log = tu_read_file(f->svc.gw.log);
+        fail_msg("register.js failed (%d): %s\n%s\npushgw: %s", rc,
+                 err ? err : "", out ? out : "", log ? log : "");
+    }
+    j = cJSON_Parse(out);
+    assert_non_null(j);
+    free(cmd);
+    free(out);
+    free(err);
+    free(out_path);
+    free(err_path);
+    return j;
+}
+
+static cJSON *last_for(const char *file, const char *token)
+{
+    cJSON *recs = tu_records_read(file);
+    cJSON *r, *found = NULL;
+
+    cJSON_ArrayForEach(r, recs)
+    {
+        cJSON *t = cJSON_GetObjectItem(r, "token");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
+            found = r;
+    }
+    found = found ? cJSON_Duplicate(found, 1) : NULL;
+    cJSON_Delete(recs);
+    return found;
+}
+
+static const char *jstr(const cJSON *o, const char *path)
+{
+    char buf[256];
+    char *save = NULL;
+    const cJSON *cur = o;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && cur;
+         k = strtok_r(NULL, ".", &save))
+        cur = cJSON_GetObjectItem(cur, k);
+    if (cJSON_IsString(cur))
+        return cur->valuestring;
+    if (cJSON_IsNumber(cur)) {
+        static char num[64];
+        snprintf(num, sizeof(num), "%g", cur->valuedouble);
+        return num;
+    }
+    return cur ? "(non-string)" : "(missing)";
+}
+
+struct wait_rec {
+    const char *file, *token, *alert_path, *want;
+};
+
+static bool has_push(void *arg)
+{
+    struct wait_rec *w = arg;
+    cJSON *r = last_for(w->file, w->token);
+    bool ok = r && strcmp(jstr(r, w->alert_path), w->want) == 0;
+
+    cJSON_Delete(r);
+    return ok;
+}
+
+static void expect_push(const char *file, const char *token,
+                        const char *alert_path, const char *want)
+{
+    struct wait_rec w = {file, token, alert_path, want};
+    cJSON *r;
+
+    if (tu_wait_until(has_push, &w, WAIT_MS))
+        return;
+    r = last_for(file, token);
+    fail_msg("no push '%s' to '%.12s…' in '%s'; last: %s", want, token, file,
+             r ? jstr(r, alert_path) : "(none)");
+}
+
+static void post_event(struct fx *f, const char *app, const char *key,
+                       const char *content)
+{
+    char path[128], *body = NULL, *resp = NULL;
+    int st;
+
+    assert_int_equal(
+        asprintf(&body,
+                 "{\"fromPeer\":\"Tom\",\"convId\":\"conv-lc\","
+                 "\"offlinePeers\":[\"Jerry\",\"Tyke\"],\"timestamp\":%lld,"
+                 "\"content\":\"%s\",\"mentionAll\":false,"
+                 "\"mentionOfflinePeers\":[]}",
+                 (long long)time(NULL) * 1000, content) > 0,
+        1);
+    snprintf(path, sizeof(path), "/v1/apps/%s/receivers-offline", app);
+    st = tu_svc_post(&f->svc, path, key, NULL, body, &resp);
+    if (st != 202)
+        fail_msg("POST %s: %d %s", path, st, resp ? resp : "");
+    free(resp);
+    free(body);
+}
+
+/* The whole drop-in: SDK registrations, then the LeanEngine hook's
+ * pushMessage on the devices just registered. */
+static void test_sdk_registration_and_leanengine_hook(void **state)
+{
+    struct fx *f = *state;
+    cJSON *ids = run_register(f), *r;
+    char *v;
+
+    /* the rows as the SDKs left them */
+    v = tu_svc_query(&f->svc, "SELECT array_to_string(channels, ',') || '/' "
+                              "|| badge FROM installations WHERE "
+                              "device_token = '" IOS_TOKEN "'");
+    assert_string_equal(v, "Jerry/0");
+    free(v);
+    v = tu_svc_query(&f->svc, "SELECT count(*) FROM installations WHERE "
+                              "app_id = 'lc'");
+    assert_string_equal(v, "3"); /* ios, android, native; 'gone' deleted */
+    free(v);
+
+    post_event(f, "lc", "lc-broker-key", "hello lc");
+    expect_push(f->svc.apns.record, IOS_TOKEN, "body.aps.alert",
+                "LeanEngine: hello lc");
+    expect_push(f->svc.apns.record, NATIVE_TOKEN, "body.aps.alert",
+                "LeanEngine: hello lc");
+    expect_push(f->svc.fcm.record, FCM_TOKEN, "body.message.notification.body",
+                "LeanEngine: hello lc");
+    /* badges: reset to 0 through the SDK, 5 through the native API */
+    r = last_for(f->svc.apns.record, IOS_TOKEN);
+    assert_string_equal(jstr(r, "body.aps.badge"), "1");
+    assert_string_equal(jstr(r, "topic"), "com.example.lc");
+    cJSON_Delete(r);
+    r = last_for(f->svc.apns.record, NATIVE_TOKEN);
+    assert_string_equal(jstr(r, "body.aps.badge"), "6");
+    cJSON_Delete(r);
+    /* the deleted device got nothing */
+    r = last_for(f->svc.fcm.record, "fcm-token-gone-1");
+    assert_null(r);
+    /* the hook got the LeanCloud parameters */
+    assert_true(tu_records_wait(f->hook_record, 1, WAIT_MS) >= 1);
+    r = tu_records_read(f->hook_record);
+    assert_string_equal(jstr(cJSON_GetArrayItem(r, 0), "fromPeer"), "Tom");
+    assert_string_equal(jstr(cJSON_GetArrayItem(r, 0), "content"), "hello lc");
+    cJSON_Delete(r);
+    cJSON_Delete(ids);
+}
+
+static bool hook_unauthorized_counted(void *arg)
+{
+    struct fx *f = arg;
+    char *body = NULL;
+    bool ok;
+
+    tu_svc_admin_get(&f->svc, "/metrics", &body);
+    ok = body && strstr(body, "pushgw_hook_requests_total{app=\"lcbad\","
+                              "result=\"unauthorized\"} 1");
+    free(body);
+    return ok;
+}
+
+/* A hook that refuses pushgw's identity: counted, logged at error level,
+ * and the push still goes out (fail open) with the static template. */
+static void test_hook_unauthorized_fails_open(void **state)
+{
+    struct fx *f = *state;
+    char *log;
+
+    (void)tu_svc_add_device_on(&f->svc, "lcbad", "ios", BAD_TOKEN, "Jerry");
+    post_event(f, "lcbad", "lcbad-broker-key", "hello bad");
+    expect_push(f->svc.apns.record, BAD_TOKEN, "body.aps.alert",
+                "New message received");
+    assert_true(tu_wait_until(hook_unauthorized_counted, f, WAIT_MS));
+    log = tu_read_file(f->svc.gw.log);
+    assert_non_null(strstr(log, "\"level\":\"error\""));
+    assert_non_null(strstr(log, "server hook refused pushgw"));
+    assert_null(strstr(log, LC_MASTER));
+    assert_null(strstr(log, "not-the-key"));
+    free(log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sdk_registration_and_leanengine_hook),
+        cmocka_unit_test(test_hook_unauthorized_fails_open),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
