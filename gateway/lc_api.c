@@ -534,9 +534,10 @@ int pgw_lc_api_new(const struct pgw_lc_api_options *opts,
     lo.tls_cert_file = opts->cfg->server.tls_cert_file;
     lo.tls_key_file = opts->cfg->server.tls_key_file;
     lo.timeout_ms = opts->timeout_ms;
-    /* one byte over, so that a body over the bound is ours to refuse in
-     * LeanCloud's shape */
-    lo.max_body_bytes = PGW_LC_API_MAX_BODY_BYTES + 1;
+    /* bodies up to twice the bound are read, so that those over it are
+     * refused in LeanCloud's shape (413, code 116); larger ones the
+     * listener refuses before reading them */
+    lo.max_body_bytes = 2 * PGW_LC_API_MAX_BODY_BYTES;
     rc = pgw_listener_new(&lo, &api->listener);
     if (rc < 0)
         goto fail;

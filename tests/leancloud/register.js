@@ -200,6 +200,7 @@ async function main() {
                 {deviceType: 'ios', deviceToken: env.NATIVE_TOKEN,
                  note: 'x'.repeat(70000)}, signed(false));
   assert.strictEqual(r.status, 413);
+  assert.strictEqual(r.json.code, 116);
   r = await raw('GET', '/1.1/installations/000000000000000000000000',
                 undefined, signed(false));
   assert.strictEqual(r.status, 404);
