@@ -54,6 +54,8 @@ build=${PUSHGW_QUICKSTART_BUILD:-$root/build-quickstart}
 jobs=${PUSHGW_JOBS:-$(nproc)}
 demo=$root/deploy/demo
 hook_key="demo-hook-key"
+lc_app_key="demo-app-key"
+lc_master_key="demo-master-key"
 
 if [ -t 1 ]; then
     b=$'\e[1m' dim=$'\e[2m' red=$'\e[31m' green=$'\e[32m' off=$'\e[0m'
@@ -333,15 +335,58 @@ start "mock FCM" "$log" "$build/tests/mock/mock_fcm" "${mock_common[@]}" \
     --port-file "$var/run/fcm.port" --record "$var/run/fcm.jsonl"
 port[fcm]=$(wait_port_file "mock FCM" "$var/run/fcm.port" "$log")
 log=$var/log/hook.log
-start "demo server hook" "$log" "$build/tests/service/hook_server" \
-    --answers "$demo/hook-answers.json" \
-    --port-file "$var/run/hook.port" --record "$var/run/hook.jsonl"
-port[hook]=$(wait_port_file "demo server hook" "$var/run/hook.port" "$log")
+# The demo hook is a LeanEngine app (npm leanengine, deploy/demo/leanengine.js)
+# when node and npm are there and the pinned packages install; else the
+# test hook server with the same answers (deploy/demo/hook-answers.json).
+hook_kind=server
+hook_path=/receiversOffline
+lockdir=$root/tests/leancloud
+nodedir=$build/leanengine
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    [ -f "$lockdir/package-lock.json" ]; then
+    mkdir -p "$nodedir"
+    if ! cmp -s "$lockdir/package-lock.json" "$nodedir/node_modules/.pushgw-lock"; then
+        note "installing leanengine from npm (tests/leancloud/package-lock.json) into $nodedir"
+        cp "$lockdir/package.json" "$lockdir/package-lock.json" "$nodedir/"
+        if (cd "$nodedir" && timeout 300 npm ci --prefer-offline --no-audit \
+            --no-fund --loglevel=error) >"$var/log/npm.log" 2>&1; then
+            cp "$lockdir/package-lock.json" "$nodedir/node_modules/.pushgw-lock"
+        fi
+    fi
+    if [ -f "$nodedir/node_modules/.pushgw-lock" ]; then
+        port[hook]=$(free_port) || die "no free loopback port for the LeanEngine app"
+        start "demo LeanEngine app" "$log" env NODE_PATH="$nodedir/node_modules" \
+            LEANCLOUD_APP_ID=demo LEANCLOUD_APP_KEY="$lc_app_key" \
+            LEANCLOUD_APP_MASTER_KEY="$lc_master_key" \
+            LEANCLOUD_APP_HOOK_KEY=demo-server-hook-key \
+            LEANCLOUD_APP_PORT="${port[hook]}" \
+            node "$demo/leanengine.js" "$var/run/hook.jsonl"
+        for _ in $(seq 200); do
+            curl -s -o /dev/null "http://127.0.0.1:${port[hook]}/" && break
+            kill -0 "${pids[-1]}" 2>/dev/null || die "the LeanEngine app exited at start-up" "$log"
+            sleep 0.05
+        done
+        hook_kind=leanengine
+        hook_path=/1.1/functions/_receiversOffline
+    else
+        note "npm could not install leanengine ($var/log/npm.log): the test hook server stands in"
+    fi
+fi
+if [ $hook_kind = server ]; then
+    start "demo server hook" "$log" "$build/tests/service/hook_server" \
+        --answers "$demo/hook-answers.json" \
+        --port-file "$var/run/hook.port" --record "$var/run/hook.jsonl"
+    port[hook]=$(wait_port_file "demo server hook" "$var/run/hook.port" "$log")
+fi
 printf '%s\n' "${pids[@]}" >"$var/run/pids"
 say "mock APNs production  (stand-in for Apple's api.push.apple.com,         on 127.0.0.1:${port[apns-production]})"
 say "mock APNs development (stand-in for Apple's api.sandbox.push.apple.com, on 127.0.0.1:${port[apns-development]})"
 say "mock FCM              (stand-in for Google's fcm.googleapis.com and OAuth, on 127.0.0.1:${port[fcm]})"
-say "demo server hook      (the app's _receiversOffline hook, deploy/demo/hook-answers.json, on 127.0.0.1:${port[hook]})"
+if [ $hook_kind = leanengine ]; then
+    say "demo LeanEngine app   (the app's _receiversOffline hook: a stock leanengine app, deploy/demo/leanengine.js, on 127.0.0.1:${port[hook]})"
+else
+    say "demo server hook      (the app's _receiversOffline hook, deploy/demo/hook-answers.json, on 127.0.0.1:${port[hook]})"
+fi
 
 # --- 7. config, migrations, installations ------------------------------------
 step="writing the demo config"
@@ -350,6 +395,10 @@ write_config() {
 gw_port=$(free_port) || die "no free loopback port for pushgw"
 admin_port=$(free_port) || die "no free loopback port for pushgw's admin listener"
 while [ "$admin_port" = "$gw_port" ]; do admin_port=$(free_port); done
+client_port=$(free_port) || die "no free loopback port for pushgw's /1.1/ API"
+while [ "$client_port" = "$gw_port" ] || [ "$client_port" = "$admin_port" ]; do
+    client_port=$(free_port)
+done
 cat >"$var/pushgw.ini" <<EOF
 ; Written by deploy/quickstart.sh: the demo configuration. Every key is
 ; explained in deploy/pushgw.ini.example. Relative paths are relative to
@@ -357,6 +406,8 @@ cat >"$var/pushgw.ini" <<EOF
 [server]
 listen = 127.0.0.1:$gw_port
 admin_listen = 127.0.0.1:$admin_port
+; the LeanCloud-compatible /1.1/ API the apps' SDKs register devices with
+client_listen = 127.0.0.1:$client_port
 log_level = info
 
 [database]
@@ -380,8 +431,12 @@ ca_file = keys/ca.pem
 
 [app:demo]
 hook_key = $hook_key
-server_hook_url = http://127.0.0.1:${port[hook]}/receiversOffline
+server_hook_url = http://127.0.0.1:${port[hook]}$hook_path
 server_hook_key = demo-server-hook-key
+; the app's LeanCloud keys: its SDKs sign with them, and pushgw signs its
+; calls to the hook (a LeanEngine app checks them)
+app_key = $lc_app_key
+master_key = $lc_master_key
 apns_topic = com.example.demo
 apns_team_id = TEAM000001
 apns_key_id = KEY0000001
@@ -442,6 +497,21 @@ for attempt in 1 2 3; do
 done
 [ $ready = 1 ] || die "pushgw serve did not become ready within 30 s (/readyz answered '$code')" "$step_log"
 say "pushgw serve is ready: webhook http://127.0.0.1:$gw_port, admin http://127.0.0.1:$admin_port (/metrics /healthz /readyz)"
+
+# --- 8b. a device registers the way LeanCloud's SDKs do it ------------------
+step="registering Jerry's iPad through the /1.1/ API"
+step_log=$var/log/register.log
+ts=$(date +%s%3N)
+sign=$(printf '%s' "$ts$lc_app_key" | md5sum | cut -c1-32)
+say "Jerry's iPad registers as a LeanCloud SDK does (POST /1.1/installations, X-LC-Sign made with the app key)"
+note "${dim}curl -X POST http://127.0.0.1:$client_port/1.1/installations -H 'X-LC-Id: demo' -H 'X-LC-Sign: $sign,$ts' -d '{\"deviceType\":\"ios\",\"installationId\":\"jerry-ipad\",\"deviceToken\":\"B2B2…\",\"channels\":[\"Jerry\"]}'${off}"
+resp=$(curl -sS -X POST "http://127.0.0.1:$client_port/1.1/installations" \
+    -H 'X-LC-Id: demo' -H "X-LC-Sign: $sign,$ts" -H 'Content-Type: application/json' \
+    -d "{\"deviceType\":\"ios\",\"installationId\":\"jerry-ipad\",\"deviceToken\":\"$(printf 'B2%.0s' $(seq 32))\",\"channels\":[\"Jerry\"],\"timeZone\":\"Europe/Paris\"}" \
+    -w '\n%{http_code}' 2>"$step_log") || die "curl could not register the iPad: $resp" "$step_log"
+code=${resp##*$'\n'}
+[ "$code" = 201 ] || [ "$code" = 200 ] || die "POST /1.1/installations answered $code: ${resp%$'\n'*}" "$var/log/pushgw.log"
+note "-> $code ${resp%$'\n'*}"
 
 # --- 9. the three demo events -------------------------------------------------
 step="sending the demo events"
