@@ -55,6 +55,15 @@ enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
         dispatch_count_delivered(d, p->provider);
         return DISPATCH_DELIVERED;
     case PGW_OUTCOME_INVALIDATE:
+        if (!pgw_push_answer_is_evidence(p, o)) {
+            dispatch_count_push(d, p->provider, "failed", o->reason);
+            dispatch_log_final(app, p, o,
+                               "failed: the token may be of the other "
+                               "environment or topic (the device stays "
+                               "valid)");
+            *ret_kind = PGW_STORE_FAIL_FAILED;
+            return DISPATCH_FAILED;
+        }
         dispatch_count_push(d, p->provider, "invalidated", o->reason);
         if (d->m_invalidated)
             pgw_metric_inc(pgw_metrics_series2(

@@ -41,6 +41,32 @@ void pgw_push_event_release(struct pgw_push_event *e)
     }
 }
 
+/* The bodies with nothing for their platform (see pgw_push_event_build). */
+static bool apns_empty(const struct pgw_apns_payload *pl)
+{
+    static const char empty[] = "{\"aps\":{}}";
+
+    return !pl->badge_increment && pl->body_len == sizeof(empty) - 1 &&
+           memcmp(pl->body, empty, sizeof(empty) - 1) == 0;
+}
+
+static bool has(const char *text, size_t len, const char *key)
+{
+    return memmem(text, len, key, strlen(key)) != NULL;
+}
+
+/* cJSON escapes every quote inside a string: an unescaped "key": is a key. */
+static bool fcm_empty(const struct pgw_fcm_payload *pl)
+{
+    static const char *const keys[] = {"\"notification\":", "\"data\":"};
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (has(pl->head, pl->head_len, keys[i]) ||
+            has(pl->tail, pl->tail_len, keys[i]))
+            return false;
+    return true;
+}
+
 void pgw_push_event_build(struct pgw_push_event *e, enum pgw_platform platform)
 {
     const struct pgw_resolved *res = e->res;
@@ -56,12 +82,21 @@ void pgw_push_event_build(struct pgw_push_event *e, enum pgw_platform platform)
             continue;
         if (platform == PGW_PLATFORM_IOS) {
             if (pgw_payload_apns_build(content, res->expires_at_s, e->now_s,
-                                       &e->apns[v], &e->apns_err[v]) < 0)
+                                       &e->apns[v], &e->apns_err[v]) < 0) {
                 e->apns[v] = NULL;
+            } else if (apns_empty(e->apns[v])) {
+                pgw_payload_apns_free(e->apns[v]);
+                e->apns[v] = NULL;
+                e->apns_err[v] = PGW_PUSH_REASON_NO_CONTENT;
+            }
         } else if (pgw_payload_fcm_build(content, res->expires_at_s, e->now_s,
                                          e->validity_s, &e->fcm[v],
                                          &e->fcm_err[v]) < 0) {
             e->fcm[v] = NULL;
+        } else if (fcm_empty(e->fcm[v])) {
+            pgw_payload_fcm_free(e->fcm[v]);
+            e->fcm[v] = NULL;
+            e->fcm_err[v] = PGW_PUSH_REASON_NO_CONTENT;
         }
     }
 }
@@ -230,6 +265,15 @@ enum pgw_push_result pgw_push_make(struct pgw_push_event *e,
     if (inst->platform == PGW_PLATFORM_IOS)
         return make_apns(e, app, inst, badge, variant, ret_p, ret_fail);
     return make_fcm(e, app, inst, variant, ret_p, ret_fail);
+}
+
+bool pgw_push_answer_is_evidence(const struct pgw_push *p,
+                                 const struct pgw_outcome *o)
+{
+    if (p->provider != PGW_PROVIDER_APNS || o->status != 400)
+        return true;
+    return p->env == PGW_APNS_PRODUCTION &&
+           pgw_apns_topic_suffix(p->push_type) == NULL;
 }
 
 /* ---- the retry row codec ------------------------------------------------- */

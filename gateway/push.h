@@ -91,8 +91,14 @@ void pgw_push_event_init(struct pgw_push_event *e,
                          int64_t now_s, int64_t validity_s);
 void pgw_push_event_release(struct pgw_push_event *e);
 
+/* Outcome reason of a push with nothing in it for its platform. */
+#define PGW_PUSH_REASON_NO_CONTENT "no_content"
+
 /* Builds the payloads of |platform|'s variants (once; a payload that
- * cannot be built keeps its reason for the devices that need it). */
+ * cannot be built keeps its reason for the devices that need it). A
+ * variant with nothing for the platform once the keys for pushgw are
+ * stripped (iOS: the body would be {"aps":{}}; Android: neither a
+ * notification nor data) is not sent: "no_content". */
 void pgw_push_event_build(struct pgw_push_event *e, enum pgw_platform platform);
 
 /* True when an iOS payload of |e| increments the badge (the iOS
@@ -140,6 +146,23 @@ enum pgw_push_result pgw_push_make(struct pgw_push_event *e,
                                    const struct pgw_installation *inst,
                                    int32_t badge, struct pgw_push *ret_p,
                                    struct pgw_push_failure *ret_fail);
+
+/*
+ * Invalidation only on evidence (DESIGN §9): whether the INVALIDATE
+ * answer |o| to |p| shows that the device's token is dead, rather than
+ * that it belongs to the other APNs environment or topic than the push
+ * chose. pushgw does not know a device's environment (installations have
+ * none) and assumes production, the environment of App Store builds and
+ * the default of the LeanCloud guide ("production certificate"). So an
+ * APNs 400 BadDeviceToken or DeviceTokenNotForTopic is evidence only for
+ * a push to production on the app's plain topic (push types alert and
+ * background); a push to development (_profile "dev") or to a push
+ * type's own topic (voip, complication, …) that gets one fails with that
+ * reason and the device stays valid. APNs 410 and every FCM answer that
+ * invalidates are evidence whatever the push.
+ */
+bool pgw_push_answer_is_evidence(const struct pgw_push *p,
+                                 const struct pgw_outcome *o);
 
 /*
  * The retry row codec: |p| of app |app_id| as the request text stored

@@ -101,6 +101,16 @@ static const struct step_case step_cases[] = {
      PGW_PLATFORM_IOS, NULL, PGW_PUSH_FAIL, "expired", true},
     {"expired android", "{\"alert\":\"hi\"}", NOW_S + 8 * 86400, true,
      PGW_PLATFORM_ANDROID, NULL, PGW_PUSH_FAIL, "expired", true},
+    {"nothing for ios", "{\"_profile\":\"dev\"}", NOW_S, true, PGW_PLATFORM_IOS,
+     NULL, PGW_PUSH_FAIL, "no_content", false},
+    {"nothing for android", "{\"ios\":{\"alert\":\"hi\"}}", NOW_S, true,
+     PGW_PLATFORM_ANDROID, NULL, PGW_PUSH_FAIL, "no_content", false},
+    {"loc-key only for android", "{\"alert\":{\"loc-key\":\"K\"}}", NOW_S, true,
+     PGW_PLATFORM_ANDROID, NULL, PGW_PUSH_FAIL, "no_content", false},
+    {"badge only", "{\"badge\":\"Increment\"}", NOW_S, true, PGW_PLATFORM_IOS,
+     NULL, PGW_PUSH_SEND, NULL, false},
+    {"data only", "{\"k\":\"v\"}", NOW_S, true, PGW_PLATFORM_ANDROID, NULL,
+     PGW_PUSH_SEND, NULL, false},
     {"other team of the event",
      "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, true,
      PGW_PLATFORM_IOS, "TEAM1", PGW_PUSH_NONE, NULL, false},
@@ -339,6 +349,45 @@ static void test_plan_fcm_quota(void **state)
     }
 }
 
+/* An answer that could only say "other environment or topic" does not
+ * invalidate (DESIGN §9, push.h). */
+static void test_invalidation_evidence(void **state)
+{
+    static const struct {
+        enum pgw_provider provider;
+        enum pgw_apns_env env;
+        const char *push_type;
+        int status;
+        bool evidence;
+    } cases[] = {
+        {PGW_PROVIDER_APNS, PGW_APNS_PRODUCTION, "alert", 400, true},
+        {PGW_PROVIDER_APNS, PGW_APNS_PRODUCTION, "background", 400, true},
+        {PGW_PROVIDER_APNS, PGW_APNS_DEVELOPMENT, "alert", 400, false},
+        {PGW_PROVIDER_APNS, PGW_APNS_PRODUCTION, "voip", 400, false},
+        {PGW_PROVIDER_APNS, PGW_APNS_PRODUCTION, "liveactivity", 400, false},
+        {PGW_PROVIDER_APNS, PGW_APNS_DEVELOPMENT, "alert", 410, true},
+        {PGW_PROVIDER_APNS, PGW_APNS_PRODUCTION, "voip", 410, true},
+        {PGW_PROVIDER_FCM, PGW_APNS_PRODUCTION, "", 404, true},
+        {PGW_PROVIDER_FCM, PGW_APNS_PRODUCTION, "", 400, true},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pgw_push p;
+        struct pgw_outcome o;
+
+        memset(&p, 0, sizeof(p));
+        memset(&o, 0, sizeof(o));
+        p.provider = cases[i].provider;
+        p.env = cases[i].env;
+        pgw_copy_str(p.push_type, sizeof(p.push_type), cases[i].push_type);
+        o.kind = PGW_OUTCOME_INVALIDATE;
+        o.status = cases[i].status;
+        if (pgw_push_answer_is_evidence(&p, &o) != cases[i].evidence)
+            fail_msg("case %zu: evidence %d", i, !cases[i].evidence);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_plan),
         cmocka_unit_test(test_plan_fcm_quota),
+        cmocka_unit_test(test_invalidation_evidence),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,9 @@ static const struct gcase gcases[] = {
     {"chat", "unknown-team.json", NULL, "unknown-team.out", 0, NULL},
     {"chat", "too-large.json", NULL, "too-large.out", 1,
      "all 2 line(s) are errors"},
+    /* Nothing for a platform once _profile is stripped: not sent. */
+    {"chat", "no-content.json", NULL, "no-content.out", 1,
+     "all 2 line(s) are errors"},
     {"chat", "bad-event.json", NULL, NULL, 2,
      "offlinePeers: must not be empty"},
     {"nope", "static-template.json", NULL, NULL, 2, "unknown app 'nope'"},
