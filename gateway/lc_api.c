@@ -17,7 +17,8 @@
 #include <time.h>
 
 #include "config.h"
-#include "event.h"
+#include "util/json.h"
+#include "util/utf8.h"
 #include "lc_auth.h"
 #include "lc_installation.h"
 #include "listener.h"
@@ -175,7 +176,7 @@ static cJSON *parse_body(struct evhttp_request *req)
         send_lc_error(req, &err);
         return NULL;
     }
-    rc = pgw_event_json_parse(buf, len, NULL, &j, &off, &why);
+    rc = pgw_json_parse(buf, len, NULL, &j, &off, &why);
     if (rc == PGW_ERR_NOMEM) {
         send_store_error(req, rc);
         return NULL;
@@ -456,7 +457,7 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
     if (r->op != LC_CREATE) {
         if (m->n_ids < 1 || !m->ids[0] ||
             strlen(m->ids[0]) > PGW_LC_MAX_OBJECT_ID_BYTES ||
-            !pgw_event_utf8_valid(m->ids[0], strlen(m->ids[0]))) {
+            !pgw_utf8_valid(m->ids[0], strlen(m->ids[0]))) {
             send_error(req, 404, PGW_LC_NOT_FOUND, "Object not found.");
             goto out;
         }
