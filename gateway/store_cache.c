@@ -380,8 +380,10 @@ int store_cache_find(struct pgw_store *self, const char *app_id,
         for (size_t k = 0; k < n_dev; k++)
             all[n_all++] = &dev[k];
     }
-    /* one row per installation, in id order, as from Postgres */
-    qsort(all, n_all, sizeof(*all), cmp_dev_ptr);
+    /* one row per installation, in id order, as from Postgres;
+     * qsort(NULL, 0, …) is undefined behaviour */
+    if (n_all > 1)
+        qsort(all, n_all, sizeof(*all), cmp_dev_ptr);
     size = 0;
     for (size_t i = 0; i < n_all; i++) {
         if (n_u && all[n_u - 1]->id == all[i]->id)
