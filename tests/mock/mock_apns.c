@@ -54,6 +54,13 @@ struct apns {
     int nunreg;
     const char *bad[MAX_TOKENS];
     int nbad;
+    /* Per-environment token rules: this mock's environment, and tokens
+     * known to belong to production (prod) or development (dev); a token
+     * of the other environment is answered 400 BadDeviceToken, as Apple
+     * does. Tokens in neither list are of both. */
+    bool development;
+    const char *prod[MAX_TOKENS], *dev[MAX_TOKENS];
+    int nprod, ndev;
     long max_age_s;
     long min_update_s;
     const char *second_team_reason;
@@ -471,6 +478,9 @@ authenticated:
         FAIL(400, "PayloadEmpty");
     if (listed(a->bad, a->nbad, token))
         FAIL(400, "BadDeviceToken");
+    if (a->development ? listed(a->prod, a->nprod, token)
+                       : listed(a->dev, a->ndev, token))
+        FAIL(400, "BadDeviceToken");
     for (int i = 0; i < a->nunreg; i++) {
         if (!strcmp(a->unreg[i].token, token)) {
             ts410 = a->unreg[i].ts_ms ? a->unreg[i].ts_ms : req->ts_us / 1000;
@@ -548,6 +558,12 @@ static void usage(void)
             "any)\n"
             "  --unregistered TOKEN[:TS_MS]  answer 410 Unregistered\n"
             "  --bad-token TOKEN           answer 400 BadDeviceToken\n"
+            "  --environment ENV           production (default) or "
+            "development\n"
+            "  --token-env TOKEN:ENV       TOKEN belongs to ENV: 400 "
+            "BadDeviceToken\n"
+            "                              from the other environment "
+            "(repeatable)\n"
             "  --second-team-reason R      403 reason for another team on a "
             "connection\n"
             "                              (InvalidProviderToken)\n"
@@ -603,6 +619,21 @@ int main(int argc, char **argv)
                     r = -1;
                 else
                     a.bad[a.nbad++] = val;
+            } else if (!strcmp(name, "--environment")) {
+                if (!strcmp(val, "development"))
+                    a.development = true;
+                else if (strcmp(val, "production"))
+                    r = -1;
+            } else if (!strcmp(name, "--token-env")) {
+                const char *colon = strchr(val, ':');
+                if (!colon || a.nprod >= MAX_TOKENS || a.ndev >= MAX_TOKENS)
+                    r = -1;
+                else if (!strcmp(colon + 1, "production"))
+                    a.prod[a.nprod++] = strndup(val, (size_t)(colon - val));
+                else if (!strcmp(colon + 1, "development"))
+                    a.dev[a.ndev++] = strndup(val, (size_t)(colon - val));
+                else
+                    r = -1;
             } else if (!strcmp(name, "--second-team-reason")) {
                 a.second_team_reason = val;
             } else if (!strcmp(name, "--unregistered")) {

@@ -1,11 +1,18 @@
 /*
- * dispatch.c's pacing policy (pgw_dispatch_pacing_cap()): the in-flight
- * cap that keeps the busiest provider's streams full and no more. The
- * retry policies are in test_push.c (push.c plans retries).
+ * The dispatcher: its pacing policy (pgw_dispatch_pacing_cap(), the
+ * in-flight cap that keeps the busiest provider's streams full and no
+ * more), and, end to end against the mock APNs with per-environment
+ * token rules, invalidation only on evidence. The retry policies are in
+ * test_push.c (push.c plans retries).
  */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "testutil.h"
+#include "tu_svc.h"
 
 #include "dispatch.h"
 
@@ -54,6 +61,91 @@ static void test_floor(void **state)
     assert_int_equal(pgw_dispatch_pacing_cap(recent, cap, 10000), 256);
 }
 
+#define TOK_PROD                                                               \
+    "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc01"
+#define TOK_DEV                                                                \
+    "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc02"
+
+static void post(struct tu_svc *s, const char *msg_id, const char *push_data)
+{
+    struct timespec ts;
+    char body[512], *resp = NULL;
+    int st;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(body, sizeof(body),
+             "{\"fromPeer\":\"Spike\",\"convId\":\"env\",\"offlinePeers\":"
+             "[\"Jerry\",\"Tom\"],\"timestamp\":%lld,\"msgId\":\"%s\","
+             "\"pushData\":%s}",
+             (long long)ts.tv_sec * 1000, msg_id, push_data);
+    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+                     body, &resp);
+    if (st != 202)
+        fail_msg("POST: %d %s", st, resp ? resp : "");
+    free(resp);
+}
+
+static void expect(struct tu_svc *s, const char *sql, const char *want)
+{
+    if (!tu_svc_wait_query(s, sql, want, 15000)) {
+        char *got = tu_svc_query(s, sql);
+        fail_msg("%s: '%s', wanted '%s'", sql, got ? got : "?", want);
+    }
+}
+
+/*
+ * A token answered BadDeviceToken by the environment the push chose is
+ * invalidated only when that is production, the environment pushgw
+ * assumes (push.h): a _profile "dev" push to a production token fails and
+ * the device keeps getting production pushes.
+ */
+static void test_invalidation_on_evidence(void **state)
+{
+    static const char *const prod_args[] = {
+        "--token-env", TOK_PROD ":production", "--token-env",
+        TOK_DEV ":development", NULL};
+    static const char *const dev_args[] = {"--environment",
+                                           "development",
+                                           "--token-env",
+                                           TOK_PROD ":production",
+                                           "--token-env",
+                                           TOK_DEV ":development",
+                                           NULL};
+    struct tu_svc_options o = {.apns_args = prod_args};
+    struct tu_svc s;
+    (void)state;
+
+    memset(&s, 0, sizeof(s));
+    tu_svc_start(&s, &o);
+    tu_mock_restart(&s.apns_dev, s.apns_dev.port, dev_args);
+    tu_svc_add_device(&s, "demo", "ios", TOK_PROD, "{Jerry}", NULL);
+    tu_svc_add_device(&s, "demo", "ios", TOK_DEV, "{Tom}", NULL);
+
+    /* The guide's development push: the production token fails. */
+    post(&s, "m1", "{\"_profile\":\"dev\",\"alert\":\"dev build\"}");
+    expect(&s, "SELECT count(*) FROM events WHERE state = 'done'", "1");
+    expect(&s,
+           "SELECT string_agg(outcome || ':' || reason, ',') FROM "
+           "push_failures",
+           "failed:BadDeviceToken");
+    expect(&s,
+           "SELECT string_agg(valid::text, ',' ORDER BY device_token) FROM "
+           "installations",
+           "true,true");
+
+    /* Production: the production token is delivered; the development one
+     * is the evidence pushgw acts on. */
+    post(&s, "m2", "{\"alert\":\"store build\"}");
+    expect(&s, "SELECT count(*) FROM events WHERE state = 'done'", "2");
+    expect(&s,
+           "SELECT string_agg(valid || ':' || coalesce(invalid_reason, '-'), "
+           "',' ORDER BY device_token) FROM installations",
+           "true:-,false:BadDeviceToken");
+    expect(&s, "SELECT pushes_delivered FROM events ORDER BY id DESC LIMIT 1",
+           "1");
+    tu_svc_stop(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -61,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_one_provider),
         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_floor),
+        cmocka_unit_test(test_invalidation_on_evidence),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
