@@ -1,15 +1,19 @@
 /* `pushgw import` against a real Postgres: LeanCloud's JSON Lines and
  * Parse's JSON, the rows it skips and why, idempotence, timestamps and
- * objectIds kept, tokens moving, the installation cache told, exit codes. */
+ * objectIds kept, tokens moving, the installation cache told, exit codes,
+ * and an imported device updated through the /1.1/ API by its objectId. */
 #include "testutil.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/select.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <libpq-fe.h>
 
 struct fx {
@@ -572,6 +576,156 @@ static void test_exit_codes(void **state)
     free(nodb);
 }
 
+#define LC_ID "lcImportAppId"
+#define LC_KEY "lc-import-app-key"
+
+struct answer {
+    char buf[4096];
+    size_t len;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct answer *a = arg;
+    size_t k = size * n;
+
+    if (k > sizeof(a->buf) - 1 - a->len)
+        k = sizeof(a->buf) - 1 - a->len;
+    memcpy(a->buf + a->len, p, k);
+    a->len += k;
+    a->buf[a->len] = '\0';
+    return size * n;
+}
+
+/* |method| |path| on the /1.1/ API at |port|, as a native LeanCloud SDK
+ * sends it (X-LC-Id, X-LC-Key); the status, the body in |a|. */
+static long lc_request(int port, const char *method, const char *path,
+                       const char *body, struct answer *a)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[256];
+    long status = 0;
+
+    assert_non_null(c);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    h = curl_slist_append(h, "X-LC-Id: " LC_ID);
+    h = curl_slist_append(h, "X-LC-Key: " LC_KEY);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    a->len = 0;
+    a->buf[0] = '\0';
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+/* A device imported from LeanCloud keeps the objectId its SDK cached:
+ * the SDK's later updates through the /1.1/ API find it by that id
+ * (DESIGN §15.3), and what the import kept is answered back. */
+static void test_imported_object_id_takes_updates(void **state)
+{
+    struct fx *f = *state;
+    char *path = tu_write_file(f->dir, "export.jsonl", lc_export, 0644);
+    int client_port = tu_free_port(), admin_port = tu_free_port();
+    char *ini_text = NULL, *ini, *log = tu_path(f->dir, "serve.log");
+    const char *argv[5] = {NULL, "serve", "-c", NULL, NULL};
+    struct answer a;
+    char *out, *err;
+    long st = 0;
+    int pid;
+
+    assert_int_equal(import(f, "demo", NULL, path, NULL, &out, &err), 0);
+    free(out);
+    free(err);
+    assert_int_equal(
+        asprintf(&ini_text,
+                 "[server]\nlisten = 127.0.0.1:%d\n"
+                 "admin_listen = 127.0.0.1:%d\n"
+                 "client_listen = 127.0.0.1:%d\nlog_level = warn\n"
+                 "[database]\nurl = %s\n"
+                 "migrations_dir = " PUSHGW_SOURCE_DIR "/migrations\n"
+                 "[templates]\ndir = " PUSHGW_SOURCE_DIR "/templates\n"
+                 "[app:demo]\nhook_key = k\nleancloud_app_id = " LC_ID "\n"
+                 "app_key = " LC_KEY "\nmaster_key = lc-import-master\n",
+                 tu_free_port(), admin_port, client_port, f->db) > 0,
+        1);
+    ini = tu_write_file(f->dir, "serve.ini", ini_text, 0644);
+    free(ini_text);
+    argv[0] = getenv("PUSHGW_BIN");
+    argv[3] = ini;
+    pid = tu_spawn(argv, log);
+    assert_true(pid > 0);
+    for (int i = 0; i < 200 && st != 200; i++) {
+        st =
+            lc_request(client_port, "GET",
+                       "/1.1/installations/65a1b2c3d4e5f6a7b8c9d0e1", NULL, &a);
+        if (st != 200)
+            usleep(100 * 1000);
+    }
+    if (st != 200)
+        fail_msg("GET of the imported installation: %ld %s (log: %s)", st,
+                 a.buf, log);
+    assert_has(a.buf, "\"objectId\":\"65a1b2c3d4e5f6a7b8c9d0e1\"");
+    assert_has(a.buf, "\"createdAt\":\"2024-01-02T03:04:05.678Z\"");
+    assert_has(a.buf, "\"localeIdentifier\":\"zh-Hans-CN\"");
+
+    /* What the iOS SDK sends when the app subscribes and clears its
+     * badge, to the objectId it cached at LeanCloud. */
+    st = lc_request(client_port, "PUT",
+                    "/1.1/installations/65a1b2c3d4e5f6a7b8c9d0e1",
+                    "{\"channels\":{\"__op\":\"AddUnique\",\"objects\":"
+                    "[\"Tyke\"]},\"badge\":0}",
+                    &a);
+    if (st != 200)
+        fail_msg("PUT: %ld %s", st, a.buf);
+    assert_has(a.buf, "\"updatedAt\"");
+    /* The JS SDK's path, for the Android device. */
+    st = lc_request(client_port, "PUT",
+                    "/1.1/classes/_Installation/65a1b2c3d4e5f6a7b8c9d0e2",
+                    "{\"channels\":{\"__op\":\"Remove\",\"objects\":"
+                    "[\"Jerry\"]}}",
+                    &a);
+    if (st != 200)
+        fail_msg("PUT: %ld %s", st, a.buf);
+    assert_int_equal(tu_stop(pid, SIGTERM), 0);
+
+    assert_query(f->db,
+                 "SELECT concat_ws('|', channels, badge, created_at AT TIME "
+                 "ZONE 'UTC', updated_at > '2024-02-03T04:05:06.789Z') FROM "
+                 "installations WHERE object_id = '65a1b2c3d4e5f6a7b8c9d0e1'",
+                 "{Tom,news,Tyke}|0|2024-01-02 03:04:05.678|t");
+    assert_query(f->db,
+                 "SELECT concat_ws('|', channels, device_token) FROM "
+                 "installations WHERE object_id = '65a1b2c3d4e5f6a7b8c9d0e2'",
+                 "{}|" FCM_TOKEN);
+    assert_query(f->db, "SELECT count(*) FROM installations", "2");
+
+    /* A later import of the old export leaves the newer registrations. */
+    assert_int_equal(import(f, "demo", NULL, path, NULL, &out, &err), 0);
+    assert_has(out, "export.jsonl:1: skipped (stored_is_newer): ");
+    assert_has(out, "export.jsonl:2: skipped (stored_is_newer): ");
+    free(out);
+    free(err);
+    assert_query(f->db,
+                 "SELECT channels FROM installations WHERE object_id = "
+                 "'65a1b2c3d4e5f6a7b8c9d0e1'",
+                 "{Tom,news,Tyke}");
+    free(path);
+    free(ini);
+    free(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +739,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_told, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_imported_object_id_takes_updates,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
