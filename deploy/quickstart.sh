@@ -53,7 +53,7 @@ var=$root/var
 build=${PUSHGW_QUICKSTART_BUILD:-$root/build-quickstart}
 jobs=${PUSHGW_JOBS:-$(nproc)}
 demo=$root/deploy/demo
-hook_key="demo-hook-key"
+hook_key="demo-hook-key-quickstart"
 lc_app_key="demo-app-key"
 lc_master_key="demo-master-key"
 

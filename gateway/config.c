@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/url.h"
+
 extern char **environ;
 
 #define MAX_VALUE_LEN 4096
@@ -493,10 +495,12 @@ static void apply_key(struct loader *l, const char *dir, void *base,
         break;
     case K_URL:
         if (!valid_url(v)) {
+            char shown[512];
+
             lerr(l, e,
                  "invalid value '%s': expected an http:// or "
                  "https:// URL",
-                 v);
+                 pgw_url_redact(v, shown, sizeof(shown)));
             return;
         }
         break;
@@ -677,6 +681,22 @@ static void finish_app(struct loader *l, struct pgw_app *app,
                        const char *section)
 {
     load_secret(l, section, "hook_key", &app->hook_key, app->hook_key_file);
+    if (app->hook_key &&
+        strcmp(app->hook_key, PGW_CONFIG_PLACEHOLDER_KEY) == 0) {
+        pgw_diag_add(l->diag,
+                     "'%s': [%s]: hook_key is the example's placeholder: set "
+                     "a secret of your own (e.g. openssl rand -hex 32)",
+                     l->path, section);
+        l->errors++;
+    } else if (app->hook_key &&
+               strlen(app->hook_key) < PGW_CONFIG_MIN_HOOK_KEY) {
+        pgw_diag_add(l->diag,
+                     "'%s': [%s]: hook_key is too short (%zu bytes): use at "
+                     "least %d random bytes (e.g. openssl rand -hex 32)",
+                     l->path, section, strlen(app->hook_key),
+                     PGW_CONFIG_MIN_HOOK_KEY);
+        l->errors++;
+    }
     if (!app->hook_key && !app->hook_key_file) {
         pgw_diag_add(l->diag,
                      "'%s': [%s]: missing required key 'hook_key' "
@@ -1100,9 +1120,9 @@ static int check_secret_file(struct pgw_diag *diag, const char *what,
         return 1;
     }
     close(fd);
-    if (st.st_mode & (S_IROTH | S_IWOTH)) {
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         pgw_diag_add(diag,
-                     "%s '%s': readable or writable by other users "
+                     "%s '%s': the group or other users can use it "
                      "(mode %04o): make it readable only by the "
                      "service user (chmod 600)",
                      what, path, (unsigned)(st.st_mode & 07777));
@@ -1132,6 +1152,14 @@ int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag)
 
     n += check_dir(diag, "templates dir", cfg->templates.dir);
     n += check_dir(diag, "migrations dir", cfg->database.migrations_dir);
+    return n + pgw_config_check_secret_files(cfg, diag);
+}
+
+int pgw_config_check_secret_files(const struct pgw_config *cfg,
+                                  struct pgw_diag *diag)
+{
+    int n = 0;
+
     n += check_secret_file(diag, "[server] tls_key_file",
                            cfg->server.tls_key_file);
     for (size_t a = 0; a < cfg->n_apps; a++) {
@@ -1162,6 +1190,67 @@ int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag)
         snprintf(what, sizeof(what), "[app:%s] apns_dev_cert_password_file",
                  app->id);
         n += check_secret_file(diag, what, app->apns_dev_cert_password_file);
+    }
+    return n;
+}
+
+/* Whether the file itself holds a secret (not only names a file of one). */
+static const char *inline_secret(const struct pgw_config *cfg)
+{
+    const char *at, *colon;
+
+    for (size_t a = 0; a < cfg->n_apps; a++) {
+        const struct pgw_app *app = &cfg->apps[a];
+
+        if (app->hook_key && !app->hook_key_file)
+            return "hook_key";
+        if (app->server_hook_key)
+            return "server_hook_key";
+        if (app->app_key && !app->app_key_file)
+            return "app_key";
+        if (app->master_key && !app->master_key_file)
+            return "master_key";
+        if ((app->apns_cert_password && !app->apns_cert_password_file) ||
+            (app->apns_dev_cert_password && !app->apns_dev_cert_password_file))
+            return "a certificate password";
+    }
+    at = strchr(cfg->database.url, '@');
+    colon = strstr(cfg->database.url, "://");
+    if (strstr(cfg->database.url, "password=") ||
+        (at && colon && memchr(colon + 3, ':', (size_t)(at - colon - 3))))
+        return "the database password";
+    return NULL;
+}
+
+int pgw_config_warnings(const struct pgw_config *cfg, struct pgw_diag *diag)
+{
+    const char *secret = inline_secret(cfg);
+    struct stat st;
+    int n = 0;
+
+    if (secret && stat(cfg->path, &st) == 0 &&
+        (st.st_mode & (S_IRWXG | S_IRWXO))) {
+        pgw_diag_add(diag,
+                     "config '%s' holds %s and the group or other users can "
+                     "read it (mode %04o): chmod 600 it, or move the secret "
+                     "into a *_file key",
+                     cfg->path, secret, (unsigned)(st.st_mode & 07777));
+        n++;
+    }
+    for (size_t a = 0; a < cfg->n_apps; a++) {
+        const char *url = cfg->apps[a].server_hook_url;
+        char shown[512];
+
+        if (!url || strncasecmp(url, "http://", 7) != 0 ||
+            pgw_url_is_loopback(url))
+            continue;
+        pgw_diag_add(diag,
+                     "[app:%s] server_hook_url '%s' is plain HTTP to another "
+                     "host: the hook key and every message cross the network "
+                     "in clear; use https://",
+                     cfg->apps[a].id,
+                     pgw_url_redact(url, shown, sizeof(shown)));
+        n++;
     }
     return n;
 }

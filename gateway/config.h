@@ -13,6 +13,10 @@
 #include "pushgw.h"
 
 #define PGW_CONFIG_MAX_APPS 1024
+/* A hook key shorter than this is guessable: a configuration error. */
+#define PGW_CONFIG_MIN_HOOK_KEY 16
+/* deploy/pushgw.ini.example's hook_key: refused, so it never goes live. */
+#define PGW_CONFIG_PLACEHOLDER_KEY "change-me-to-a-long-random-secret"
 #define PGW_CONFIG_MAX_TEAMS 32
 
 struct pgw_apns_team {
@@ -141,6 +145,23 @@ struct pgw_config *pgw_config_ref(struct pgw_config *cfg);
  * folders exist. Adds each problem to |diag|; returns the number added.
  */
 int pgw_config_check_files(const struct pgw_config *cfg, struct pgw_diag *diag);
+
+/*
+ * The secret files alone (keys, certificates, service accounts, the files
+ * of secrets): each must be a readable regular file that neither the group
+ * nor other users can use. `serve` refuses to start on any problem;
+ * check-config reports them with pgw_config_check_files(). Adds each
+ * problem to |diag|; returns the number added.
+ */
+int pgw_config_check_secret_files(const struct pgw_config *cfg,
+                                  struct pgw_diag *diag);
+
+/*
+ * What is allowed but unwise, one line each in |diag|: a config file the
+ * group or others can read that holds a secret inline; a plain-http
+ * server hook on a host other than this machine. Returns the number.
+ */
+int pgw_config_warnings(const struct pgw_config *cfg, struct pgw_diag *diag);
 
 /* The app named |id|, or NULL. */
 const struct pgw_app *pgw_config_find_app(const struct pgw_config *cfg,

@@ -190,6 +190,12 @@ static int cmd_check_config(int argc, char **argv)
     problems += pgw_runtime_check(cfg, &diag);
     print_diag(&diag);
     pgw_diag_release(&diag);
+    /* Warnings are printed and do not fail the check. */
+    pgw_diag_init(&diag);
+    pgw_config_warnings(cfg, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        fprintf(stderr, "pushgw: warning: %s\n", diag.msgs[i]);
+    pgw_diag_release(&diag);
     if (problems == 0) {
         printf("config '%s' is valid: %zu app(s)\n", cfg->path, cfg->n_apps);
         pgw_runtime_describe_certs(cfg, stdout);

@@ -635,6 +635,31 @@ static void teardown(struct serve *s)
     pgw_config_free(s->cfg);
 }
 
+/*
+ * Before anything starts: a key, certificate or secret file that the group
+ * or other users can read is refused (each one logged with its path); what
+ * is unwise but allowed is logged as a warning.
+ */
+static int check_files(const struct pgw_config *cfg)
+{
+    struct pgw_diag diag;
+    int bad;
+
+    pgw_diag_init(&diag);
+    bad = pgw_config_check_secret_files(cfg, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        pgw_log_error("cannot start: %s", diag.msgs[i]);
+    pgw_diag_release(&diag);
+    if (bad)
+        return PGW_ERR_CONFIG;
+    pgw_diag_init(&diag);
+    pgw_config_warnings(cfg, &diag);
+    for (size_t i = 0; i < diag.n; i++)
+        pgw_log_warn("%s", diag.msgs[i]);
+    pgw_diag_release(&diag);
+    return 0;
+}
+
 int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts)
 {
     struct serve s;
@@ -646,6 +671,10 @@ int pgw_serve_run(struct pgw_config *cfg, const struct pgw_serve_options *opts)
     s.cfg_path = opts->cfg_path ? opts->cfg_path : cfg->path;
     signal(SIGPIPE, SIG_IGN);
     pgw_log_set_level(cfg->server.log_level);
+    if (check_files(cfg) < 0) {
+        pgw_config_free(s.cfg);
+        return 2;
+    }
     rc = setup(&s);
     if (rc < 0) {
         if (rc != PGW_ERR_CONFIG)

@@ -17,7 +17,8 @@
  *   --depth D                requests in flight per connection (default 1;
  *                            more is HTTP/1.1 pipelining)
  *   --rate R                 events/s, 0 = as fast as accepted (default 0)
- *   --app A --key K          app id and X-LC-Hook-Key (demo, demo-key)
+ *   --app A --key K          app id and X-LC-Hook-Key (demo,
+ * demo-hook-key-0001)
  *   --run-id S               prefix of msgId (idempotency keys)
  *   --no-seq                 no "seq" in pushData: events that `latency`
  *                            must not match (the benchmark's warm-up)
@@ -649,7 +650,7 @@ int main(int argc, char **argv)
                      .conns = 32,
                      .depth = 1,
                      .app = "demo",
-                     .key = "demo-key",
+                     .key = "demo-hook-key-0001",
                      .run_id = "bench",
                      .groups = 4,
                      .group_size = 1000,

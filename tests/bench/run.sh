@@ -217,7 +217,7 @@ ca_file = $certs/ca.pem
 connections = $fcm_conns
 request_timeout_ms = 120000
 [app:demo]
-hook_key = demo-key
+hook_key = demo-hook-key-0001
 apns_topic = com.example.demo
 apns_team_id = TEAM000001
 apns_key_id = KEY0000001

@@ -47,7 +47,17 @@ ok "postinst: system user '$user', config root:pushgw 640, keys root 700, unit e
 
 out=$(in_root runuser -u pushgw -- pushgw version) || fail "pushgw version: $out"
 ok "pushgw version: $out"
-out=$(in_root runuser -u pushgw -- pushgw check-config 2>&1) ||
+# The packaged config ships the example's placeholder hook_key, which
+# pushgw refuses: the operator sets a key (here through the environment,
+# as the unit's credentials would) before the service starts.
+hook_key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+out=$(in_root runuser -u pushgw -- pushgw check-config 2>&1) &&
+    fail "check-config accepted the placeholder hook_key: $out"
+grep -q "hook_key is the example's placeholder" <<<"$out" ||
+    fail "check-config of the packaged config: $out"
+ok "the packaged config refuses its placeholder hook_key"
+out=$(in_root runuser -u pushgw -- env PUSHGW_APP_DEMO_HOOK_KEY="$hook_key" \
+    pushgw check-config 2>&1) ||
     fail "check-config of /etc/pushgw/pushgw.ini as pushgw: $out"
 ok "check-config as pushgw: $out"
 
@@ -65,6 +75,7 @@ if [ -n "$dburl" ] && [ -n "$db" ]; then
     esac
     # ExecStartPre, then ExecStart, as the unit runs them.
     out=$(in_root runuser -u pushgw -- env PUSHGW_DATABASE_URL="$url" \
+        PUSHGW_APP_DEMO_HOOK_KEY="$hook_key" \
         pushgw migrate --wait 30 -c /etc/pushgw/pushgw.ini 2>&1) ||
         fail "migrate --wait as pushgw: $out"
     ok "migrate --wait: $(tail -n 1 <<<"$out")"
@@ -80,6 +91,7 @@ if [ -n "$dburl" ] && [ -n "$db" ]; then
     # chroot, env and pushgw exec each other: $! is pushgw itself.
     chroot --userspec=pushgw:pushgw "$r" env -i PATH=/usr/bin:/bin \
         PUSHGW_DATABASE_URL="$url" PUSHGW_SERVER_LISTEN="127.0.0.1:$web" PUSHGW_SERVER_ADMIN_LISTEN="127.0.0.1:$admin" \
+        PUSHGW_APP_DEMO_HOOK_KEY="$hook_key" \
         pushgw serve -c /etc/pushgw/pushgw.ini >"$dir/serve.log" 2>&1 &
     pid=$!
     code=

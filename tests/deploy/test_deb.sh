@@ -83,6 +83,7 @@ if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null 2>&1 ||
     ! unshare -m sh -c "mount -t tmpfs t '$work/unit' && umount '$work/unit'" 2>/dev/null; then
     skip "installing with dpkg needs root and mount namespaces (a throwaway root); checking the extracted files instead"
     out=$(PUSHGW_DATABASE_MIGRATIONS_DIR=$root/usr/share/pushgw/migrations \
+        PUSHGW_APP_DEMO_HOOK_KEY=0123456789abcdef0123456789abcdef \
         PUSHGW_TEMPLATES_DIR=$root/usr/share/pushgw/templates \
         "$root/usr/bin/pushgw" check-config -c "$root/etc/pushgw/pushgw.ini" 2>&1) ||
         fail "check-config of the extracted config: $out"

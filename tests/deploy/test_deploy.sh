@@ -10,22 +10,35 @@ for f in pushgw tests/mock/mock_apns tests/mock/mock_fcm tests/service/hook_serv
     [ -x "$bin/$f" ] || fail "'$bin/$f' is not built"
 done
 
-# 1. The example config is valid where it stands (the repository's
-# migrations and templates, an app without keys), each problem is reported
-# once, and it stays valid with keys given by the environment, as the
-# systemd unit does with its credentials.
-out=$("$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1) ||
-    fail "check-config of the example where it stands: $out"
-ok "pushgw.ini.example as it stands: $out"
+# 1. The example config where it stands (the repository's migrations and
+# templates, an app without keys) has one problem: its placeholder
+# hook_key, which pushgw refuses so that it never goes live. With a key
+# from the environment (as the systemd unit gives credentials) it is valid,
+# each problem is reported once, and it stays valid with keys given by the
+# environment.
 set +e
-out=$(PUSHGW_TEMPLATES_DIR=/nonexistent/templates \
+out=$("$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] && [ "$(grep -c . <<<"$out")" = 1 ] &&
+    grep -q "hook_key is the example's placeholder" <<<"$out" ||
+    fail "check-config of the example where it stands (rc $rc): $out"
+ok "pushgw.ini.example as it stands: only its placeholder hook_key is refused"
+key=0123456789abcdef0123456789abcdef
+out=$(PUSHGW_APP_DEMO_HOOK_KEY=$key "$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1) ||
+    fail "check-config of the example with a hook key: $out"
+ok "pushgw.ini.example with a hook key: $out"
+set +e
+out=$(PUSHGW_TEMPLATES_DIR=/nonexistent/templates PUSHGW_APP_DEMO_HOOK_KEY=$key \
     "$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1)
 rc=$?
 set -e
 [ $rc = 1 ] || fail "check-config with a missing templates folder exited $rc, expected 1: $out"
-[ "$(grep -c . <<<"$out")" = 1 ] || fail "a missing templates folder is not reported once: $out"
+# (the example is world-readable and holds its key inline: a warning line)
+[ "$(grep -v 'pushgw: warning:' <<<"$out" | grep -c .)" = 1 ] ||
+    fail "a missing templates folder is not reported once: $out"
 ok "a missing templates folder: exit 1, one line"
-out=$(PUSHGW_APP_DEMO_APNS_TEAM_ID=TEAM000001 PUSHGW_APP_DEMO_APNS_KEY_ID=KEY0000001 \
+out=$(PUSHGW_APP_DEMO_HOOK_KEY=$key PUSHGW_APP_DEMO_APNS_TEAM_ID=TEAM000001 PUSHGW_APP_DEMO_APNS_KEY_ID=KEY0000001 \
     PUSHGW_APP_DEMO_APNS_KEY_FILE=$certs/AuthKey_KEY0000001.p8 \
     PUSHGW_APP_DEMO_FCM_SERVICE_ACCOUNT_FILE=$certs/fcm-sa.json \
     "$pushgw" check-config -c "$src/deploy/pushgw.ini.example" 2>&1) ||
@@ -36,7 +49,7 @@ ok "pushgw.ini.example with keys from the environment: $out"
 # no keys, so every line is an error.
 set +e
 out=$(jq '.timestamp = (now*1000|floor)' "$src/deploy/demo/render-event.json" |
-    "$pushgw" render -c "$src/deploy/pushgw.ini.example" --app demo --event - 2>&1)
+    PUSHGW_APP_DEMO_HOOK_KEY=$key "$pushgw" render -c "$src/deploy/pushgw.ini.example" --app demo --event - 2>&1)
 rc=$?
 set -e
 [ $rc = 1 ] || fail "render with every line an error exited $rc: $out"

@@ -63,8 +63,8 @@ static void init(void)
                  "[server]\nlisten = 127.0.0.1:%d\nadmin_listen =\n"
                  "max_body_bytes = 4096\nmax_peers_per_event = 16\n"
                  "[database]\nurl = host=127.0.0.1 port=1 connect_timeout=1\n"
-                 "[app:demo]\nhook_key = demo-key\n"
-                 "[app:other]\nhook_key = other-key\n",
+                 "[app:demo]\nhook_key = demo-hook-key-0001\n"
+                 "[app:other]\nhook_key = other-hook-key-001\n",
                  free_port());
     char path[] = "/tmp/fuzz_http.XXXXXX";
     struct pgw_diag diag;

@@ -60,9 +60,10 @@ static void *poster_main(void *arg)
         /* Like a broker: retry until acknowledged (the msgId makes a
          * repeat of a stored event a duplicate, not a second event). */
         for (;;) {
-            int st = tu_http_post(h, r->s.gw.port,
-                                  "/v1/apps/demo/receivers-offline", "demo-key",
-                                  NULL, body, (size_t)len, 20000, NULL, NULL);
+            int st =
+                tu_http_post(h, r->s.gw.port, "/v1/apps/demo/receivers-offline",
+                             "demo-hook-key-0001", NULL, body, (size_t)len,
+                             20000, NULL, NULL);
             pthread_mutex_lock(&r->mu);
             r->status_count[st >= 0 && st < 600 ? st : 0]++;
             if (st == 202) {

@@ -62,9 +62,9 @@ static void *poster_main(void *arg)
                            "\"msgId\":\"f%d\",\"pushData\":{\"alert\":"
                            "\"message %d\"}}",
                            i, tu_wall_ms(), i, i);
-        int st = tu_http_post(h, r->s.gw.port,
-                              "/v1/apps/demo/receivers-offline", "demo-key",
-                              NULL, body, (size_t)len, 20000, NULL, NULL);
+        int st = tu_http_post(
+            h, r->s.gw.port, "/v1/apps/demo/receivers-offline",
+            "demo-hook-key-0001", NULL, body, (size_t)len, 20000, NULL, NULL);
         if (st == 202) {
             r->posted_ms[i] = sent;
             r->n++;

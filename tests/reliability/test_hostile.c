@@ -83,8 +83,8 @@ static void expect_served(struct tu_http *h, int i, int max_ms)
 {
     char *b = valid_event(i);
     long long t0 = tu_mono_ms();
-    int st = tu_http_post(h, S.gw.port, PATH, "demo-key", NULL, b, strlen(b),
-                          10000, NULL, NULL);
+    int st = tu_http_post(h, S.gw.port, PATH, "demo-hook-key-0001", NULL, b,
+                          strlen(b), 10000, NULL, NULL);
     long long dt = tu_mono_ms() - t0;
 
     free(b);
@@ -157,10 +157,10 @@ static void test_refuses_bad_keys_and_apps(void **state)
 
     refuse("missing key", PATH, NULL, NULL, b, strlen(b), 401, NULL);
     refuse("wrong key", PATH, "demo-kez", NULL, b, strlen(b), 401, NULL);
-    refuse("wrong key (longer)", PATH, "demo-key-and-more", NULL, b, strlen(b),
-           401, NULL);
-    refuse("unknown app", "/v1/apps/nope/receivers-offline", "demo-key", NULL,
-           b, strlen(b), 404, "appId");
+    refuse("wrong key (longer)", PATH, "demo-hook-key-0001-and-more", NULL, b,
+           strlen(b), 401, NULL);
+    refuse("unknown app", "/v1/apps/nope/receivers-offline",
+           "demo-hook-key-0001", NULL, b, strlen(b), 404, "appId");
     free(b);
     expect_served(H, 1, 5000);
 }
@@ -171,12 +171,12 @@ static void test_refuses_content_types(void **state)
     char *b = valid_event(0);
     (void)state;
 
-    refuse("text/plain", PATH, "demo-key", "text/plain", b, strlen(b), 415,
-           NULL);
-    refuse("form content type", PATH, "demo-key",
+    refuse("text/plain", PATH, "demo-hook-key-0001", "text/plain", b, strlen(b),
+           415, NULL);
+    refuse("form content type", PATH, "demo-hook-key-0001",
            "application/x-www-form-urlencoded", b, strlen(b), 415, NULL);
-    refuse("json-ish content type", PATH, "demo-key", "application/jsonx", b,
-           strlen(b), 415, NULL);
+    refuse("json-ish content type", PATH, "demo-hook-key-0001",
+           "application/jsonx", b, strlen(b), 415, NULL);
     free(b);
     expect_served(H, 1, 5000);
 }
@@ -186,14 +186,16 @@ static void test_refuses_malformed_json(void **state)
 {
     (void)state;
 
-    refuse("empty body", PATH, "demo-key", NULL, "", 0, 400, NULL);
-    refuse("not JSON", PATH, "demo-key", NULL, "{\"fromPeer\":", 12, 400, NULL);
-    refuse("array body", PATH, "demo-key", NULL, "[1,2]", 5, 400, NULL);
+    refuse("empty body", PATH, "demo-hook-key-0001", NULL, "", 0, 400, NULL);
+    refuse("not JSON", PATH, "demo-hook-key-0001", NULL, "{\"fromPeer\":", 12,
+           400, NULL);
+    refuse("array body", PATH, "demo-hook-key-0001", NULL, "[1,2]", 5, 400,
+           NULL);
     {
         static const char wt[] = "{\"fromPeer\":1,\"convId\":\"c\","
                                  "\"offlinePeers\":[\"J\"],\"timestamp\":1}";
-        refuse("wrong type", PATH, "demo-key", NULL, wt, sizeof(wt) - 1, 400,
-               "fromPeer");
+        refuse("wrong type", PATH, "demo-hook-key-0001", NULL, wt,
+               sizeof(wt) - 1, 400, "fromPeer");
     }
 
     expect_served(H, 1, 5000);
@@ -221,15 +223,15 @@ static void test_refuses_bad_utf8_and_nul(void **state)
         static const char surrogate[] =
             "{\"fromPeer\":\"Spike\",\"convId\":\"c\",\"content\":\"\\ud800\","
             "\"offlinePeers\":[\"Jerry\"],\"timestamp\":1700000000000}";
-        refuse("invalid UTF-8", PATH, "demo-key", NULL, bad_utf8,
+        refuse("invalid UTF-8", PATH, "demo-hook-key-0001", NULL, bad_utf8,
                sizeof(bad_utf8) - 1, 400, NULL);
-        refuse("overlong UTF-8", PATH, "demo-key", NULL, overlong,
+        refuse("overlong UTF-8", PATH, "demo-hook-key-0001", NULL, overlong,
                sizeof(overlong) - 1, 400, NULL);
-        refuse("raw NUL byte", PATH, "demo-key", NULL, nul_raw,
+        refuse("raw NUL byte", PATH, "demo-hook-key-0001", NULL, nul_raw,
                sizeof(nul_raw) - 1, 400, NULL);
-        refuse("escaped NUL", PATH, "demo-key", NULL, nul_esc,
+        refuse("escaped NUL", PATH, "demo-hook-key-0001", NULL, nul_esc,
                sizeof(nul_esc) - 1, 400, NULL);
-        refuse("lone surrogate", PATH, "demo-key", NULL, surrogate,
+        refuse("lone surrogate", PATH, "demo-hook-key-0001", NULL, surrogate,
                sizeof(surrogate) - 1, 400, NULL);
     }
 
@@ -254,7 +256,7 @@ static void test_refuses_deep_nesting(void **state)
         memset(big + pl, '[', depth);
         memset(big + pl + depth, ']', depth);
         memcpy(big + pl + 2 * depth, "}}", 3);
-        refuse("nesting 100000 deep", PATH, "demo-key", NULL, big,
+        refuse("nesting 100000 deep", PATH, "demo-hook-key-0001", NULL, big,
                pl + 2 * depth + 2, 400, NULL);
         free(big);
     }
@@ -274,17 +276,18 @@ static void test_refuses_huge_arrays(void **state)
                  "\"J\"", 1000000, "]}", &len);
     /* Refused by the JSON pre-scan's element cap, before any field is
      * known: field "". */
-    refuse("offlinePeers of 10^6", PATH, "demo-key", NULL, big, len, 400, NULL);
+    refuse("offlinePeers of 10^6", PATH, "demo-hook-key-0001", NULL, big, len,
+           400, NULL);
     free(big);
     big = repeat("{\"fromPeer\":\"Spike\",\"convId\":\"c\",\"timestamp\":"
                  "1700000000000,\"offlinePeers\":[\"Jerry\"],\"mutedPeers\":[",
                  "1", 1000000, "]}", &len);
-    refuse("mutedPeers of 10^6 numbers", PATH, "demo-key", NULL, big, len, 400,
-           NULL);
+    refuse("mutedPeers of 10^6 numbers", PATH, "demo-hook-key-0001", NULL, big,
+           len, 400, NULL);
     free(big);
     big = repeat("{\"events\":[", "{}", 1001, "]}", &len);
-    refuse("batch of 1001", PATH "/batch", "demo-key", NULL, big, len, 400,
-           NULL);
+    refuse("batch of 1001", PATH "/batch", "demo-hook-key-0001", NULL, big, len,
+           400, NULL);
     free(big);
 
     expect_served(H, 1, 5000);
@@ -303,7 +306,8 @@ static void test_refuses_body_over_limit(void **state)
     memset(big, ' ', len);
     big[0] = '{';
     big[len - 1] = '}';
-    refuse("body over the limit", PATH, "demo-key", NULL, big, len, 413, NULL);
+    refuse("body over the limit", PATH, "demo-hook-key-0001", NULL, big, len,
+           413, NULL);
     free(big);
 
     expect_served(H, 1, 5000);
@@ -376,11 +380,12 @@ static void test_headers_and_declared_length(void **state)
     {
         char r2[512];
         long long t0 = tu_mono_ms();
-        int l = snprintf(r2, sizeof(r2),
-                         "POST %s HTTP/1.1\r\nHost: x\r\nX-LC-Hook-Key: "
-                         "demo-key\r\nContent-Type: application/json\r\n"
-                         "Content-Length: 1073741824\r\n\r\n{",
-                         PATH);
+        int l =
+            snprintf(r2, sizeof(r2),
+                     "POST %s HTTP/1.1\r\nHost: x\r\nX-LC-Hook-Key: "
+                     "demo-hook-key-0001\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 1073741824\r\n\r\n{",
+                     PATH);
         st = raw_status(r2, (size_t)l, 10000);
         printf("# Content-Length 1 GiB -> %d in %lld ms\n", st,
                tu_mono_ms() - t0);
@@ -491,7 +496,7 @@ static void test_sql_metacharacters(void **state)
                  meta, meta) > 0,
         1);
     long long t0 = tu_mono_ms();
-    int st = tu_http_post(H, S.gw.port, PATH, "demo-key", NULL, body,
+    int st = tu_http_post(H, S.gw.port, PATH, "demo-hook-key-0001", NULL, body,
                           strlen(body), 10000, &resp, NULL);
     printf("# SQL metacharacters -> %d in %lld ms %s\n", st, tu_mono_ms() - t0,
            resp);
@@ -555,8 +560,9 @@ static int cmp_double(const void *a, const void *b)
 /* The key compare does not leak where the key differs. */
 static void test_key_timing(void **state)
 {
-    static const char *const keys[] = {"zzzzzzzz", "Xemo-key", "demo-keX",
-                                       "demo-key-longer-than-it-should-be"};
+    static const char *const keys[] = {
+        "zzzzzzzz", "Xemo-key", "demo-keX",
+        "demo-hook-key-0001-longer-than-it-should-be"};
     static const char *const names[] = {"all bytes wrong", "first byte wrong",
                                         "last byte wrong", "longer"};
     enum { K = 4 };

@@ -54,8 +54,8 @@ static void *client_main(void *arg)
                        "\"pushData\":{\"alert\":\"message %d\"}}",
                        i, tu_wall_ms(), i);
         st = tu_http_post(h, l->s->gw.port, "/v1/apps/demo/receivers-offline",
-                          "demo-key", NULL, body, (size_t)len, 20000, &resp,
-                          &ra);
+                          "demo-hook-key-0001", NULL, body, (size_t)len, 20000,
+                          &resp, &ra);
         pthread_mutex_lock(&l->mu);
         if (st == 202) {
             l->st_202++;
@@ -129,8 +129,8 @@ static void test_overload(void **state)
                            "\"pushData\":{\"alert\":\"message %d\"}}",
                            probe, tu_wall_ms(), probe);
         int st = tu_http_post(h, s.gw.port, "/v1/apps/demo/receivers-offline",
-                              "demo-key", NULL, body, (size_t)len, 20000, NULL,
-                              NULL);
+                              "demo-hook-key-0001", NULL, body, (size_t)len,
+                              20000, NULL, NULL);
         if (st == 202) {
             l.acked[probe] = 1;
             t_ok = tu_mono_ms();

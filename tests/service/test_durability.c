@@ -36,8 +36,8 @@ static int post(struct tu_svc *s, int i)
              "[\"Jerry\"],\"timestamp\":%lld,\"msgId\":\"m%d\","
              "\"pushData\":{\"alert\":\"message %d\"}}",
              i, now_ms(), i, i);
-    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL,
-                     body, &resp);
+    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
+                     NULL, body, &resp);
     free(resp);
     return st;
 }
@@ -184,7 +184,7 @@ static void test_backlog_taken_as_room_frees(void **state)
             i ? "," : "", i, now_ms(), i, i);
     snprintf(body + len, sizeof(body) - len, "]}");
     assert_int_equal(tu_svc_post(&s, "/v1/apps/demo/receivers-offline/batch",
-                                 "demo-key", NULL, body, &resp),
+                                 "demo-hook-key-0001", NULL, body, &resp),
                      202);
     free(resp);
     wait_done(&s, N);
@@ -270,7 +270,7 @@ static void post_template_event(struct tu_svc *s, int i, size_t want_lines)
              "[\"Jerry\"],\"timestamp\":%lld}",
              i, now_ms());
     assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline",
-                                 "demo-key", NULL, body, &resp),
+                                 "demo-hook-key-0001", NULL, body, &resp),
                      202);
     free(resp);
     assert_int_equal(tu_records_wait(s->apns.record, want_lines, WAIT_MS),

@@ -71,7 +71,7 @@ static void post_event(struct tu_svc *s, const char *conv, const char *peers,
                        const char *extra)
 {
     char *ev = event_json(conv, peers, extra);
-    post_ok(s, "demo", "demo-key", ev, 0);
+    post_ok(s, "demo", "demo-hook-key-0001", ev, 0);
     free(ev);
 }
 
@@ -373,11 +373,11 @@ static void test_idempotency_and_batch(void **state)
     char *resp = NULL;
 
     seed_demo(s);
-    post_ok(s, "demo", "demo-key", ev, 0);
-    post_ok(s, "demo", "demo-key", ev, 1);
+    post_ok(s, "demo", "demo-hook-key-0001", ev, 0);
+    post_ok(s, "demo", "demo-hook-key-0001", ev, 1);
     assert_int_equal(asprintf(&batch, "{\"events\":[%s,%s]}", e1, e2) > 0, 1);
     assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline/batch",
-                                 "demo-key", NULL, batch, &resp),
+                                 "demo-hook-key-0001", NULL, batch, &resp),
                      202);
     assert_non_null(strstr(resp, "\"events\":["));
     free(resp);
@@ -462,7 +462,7 @@ static void test_expired_event(void **state)
              "{\"fromPeer\":\"Spike\",\"convId\":\"old\",\"offlinePeers\":"
              "[\"Jerry\",\"Tom\"],\"timestamp\":%lld}",
              now_ms() - 8LL * 86400 * 1000);
-    post_ok(s, "demo", "demo-key", body, 0);
+    post_ok(s, "demo", "demo-hook-key-0001", body, 0);
     wait_events_done(s, 1);
     expect_query(s,
                  "SELECT count(*) || ':' || min(outcome) FROM "
@@ -520,7 +520,7 @@ static void post_hooked(struct tu_svc *s, const char *conv, const char *peers,
                         const char *extra)
 {
     char *ev = event_json(conv, peers, extra);
-    post_ok(s, "hooked", "hooked-key", ev, 0);
+    post_ok(s, "hooked", "hooked-hook-key-01", ev, 0);
     free(ev);
 }
 
@@ -596,14 +596,14 @@ static int setup_cert(void **state)
 {
     static const char *const apns_args[] = {
         "--client-ca", PUSHGW_TEST_CERTS_DIR "/ca.pem", NULL};
-    struct tu_svc_options o = {.apns_args = apns_args,
-                               .extra_ini =
-                                   "[app:certapp]\nhook_key = certapp-key\n"
-                                   "apns_cert_file = " PUSHGW_TEST_CERTS_DIR
-                                   "/apns-cert.p12\n"
-                                   "apns_cert_password = p12-secret\n"
-                                   "apns_dev_cert_file = " PUSHGW_TEST_CERTS_DIR
-                                   "/apns-dev-cert.pem\n"};
+    struct tu_svc_options o = {
+        .apns_args = apns_args,
+        .extra_ini =
+            "[app:certapp]\nhook_key = certapp-hook-key-1\n"
+            "apns_cert_file = " PUSHGW_TEST_CERTS_DIR "/apns-cert.p12\n"
+            "apns_cert_password = p12-secret\n"
+            "apns_dev_cert_file = " PUSHGW_TEST_CERTS_DIR
+            "/apns-dev-cert.pem\n"};
     struct tu_svc *s = calloc(1, sizeof(*s));
 
     tu_svc_start(s, &o);
@@ -620,11 +620,11 @@ static void test_certificate_app(void **state)
     tu_svc_add_device(s, "certapp", "ios", TOK_J1, "{Jerry}", NULL);
     tu_svc_add_device(s, "certapp", "ios", TOK_J2, "{Spike}", NULL);
     ev = event_json("c1", "[\"Jerry\"]", "\"pushData\":{\"alert\":\"p\"}");
-    post_ok(s, "certapp", "certapp-key", ev, 0);
+    post_ok(s, "certapp", "certapp-hook-key-1", ev, 0);
     free(ev);
     ev = event_json("c2", "[\"Spike\"]",
                     "\"pushData\":{\"alert\":\"d\",\"_profile\":\"dev\"}");
-    post_ok(s, "certapp", "certapp-key", ev, 0);
+    post_ok(s, "certapp", "certapp-hook-key-1", ev, 0);
     free(ev);
     assert_int_equal(tu_records_wait(s->apns.record, 1, WAIT_MS), 1);
     assert_int_equal(tu_records_wait(s->apns_dev.record, 1, WAIT_MS), 1);
@@ -797,31 +797,34 @@ static void test_bad_input(void **state)
     char many[4096];
     size_t n = 0;
     const struct bad_case cases[] = {
-        {"malformed", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
-         "{\"fromPeer\":", 400, NULL},
-        {"wrong type", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+        {"malformed", "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
+         NULL, "{\"fromPeer\":", 400, NULL},
+        {"wrong type", "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
+         NULL,
          "{\"fromPeer\":1,\"convId\":\"c\",\"offlinePeers\":[\"a\"],"
          "\"timestamp\":1}",
          400, "fromPeer"},
-        {"missing field", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+        {"missing field", "/v1/apps/demo/receivers-offline",
+         "demo-hook-key-0001", NULL,
          "{\"fromPeer\":\"a\",\"offlinePeers\":[\"a\"],\"timestamp\":1}", 400,
          "convId"},
-        {"too many peers", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
-         many, 400, "offlinePeers"},
-        {"invalid utf-8", "/v1/apps/demo/receivers-offline", "demo-key", NULL,
+        {"too many peers", "/v1/apps/demo/receivers-offline",
+         "demo-hook-key-0001", NULL, many, 400, "offlinePeers"},
+        {"invalid utf-8", "/v1/apps/demo/receivers-offline",
+         "demo-hook-key-0001", NULL,
          "{\"fromPeer\":\"\xc3\x28\",\"convId\":\"c\",\"offlinePeers\":"
          "[\"a\"],\"timestamp\":1}",
          400, NULL},
-        {"too large", "/v1/apps/demo/receivers-offline", "demo-key", NULL, big,
-         413, NULL},
+        {"too large", "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
+         NULL, big, 413, NULL},
         {"wrong key", "/v1/apps/demo/receivers-offline", "nope", NULL, "{}",
          401, NULL},
         {"no key", "/v1/apps/demo/receivers-offline", NULL, NULL, "{}", 401,
          NULL},
-        {"unknown app", "/v1/apps/nope/receivers-offline", "demo-key", NULL,
-         "{}", 404, "appId"},
-        {"content type", "/v1/apps/demo/receivers-offline", "demo-key",
-         "text/plain", "{}", 415, NULL},
+        {"unknown app", "/v1/apps/nope/receivers-offline", "demo-hook-key-0001",
+         NULL, "{}", 404, "appId"},
+        {"content type", "/v1/apps/demo/receivers-offline",
+         "demo-hook-key-0001", "text/plain", "{}", 415, NULL},
     };
 
     n += (size_t)snprintf(many, sizeof(many),

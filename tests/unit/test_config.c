@@ -9,7 +9,7 @@
 
 #include "config.h"
 
-#define APP_OK "[app:demo]\nhook_key = k\n"
+#define APP_OK "[app:demo]\nhook_key = k-0123456789abcdef\n"
 
 struct tcase {
     const char *name;
@@ -54,7 +54,7 @@ static void check_defaults(const struct pgw_config *c, const char *dir)
     assert_int_equal(c->delivery.lease_ms, 30000);
     assert_int_equal(c->n_apps, 1);
     assert_string_equal(c->apps[0].id, "demo");
-    assert_string_equal(c->apps[0].hook_key, "k");
+    assert_string_equal(c->apps[0].hook_key, "k-0123456789abcdef");
     assert_int_equal(c->apps[0].server_hook_timeout_ms, 3000);
     assert_null(c->apps[0].server_hook_url);
     assert_int_equal(c->apps[0].n_apns_teams, 0);
@@ -81,7 +81,7 @@ static void check_full(const struct pgw_config *c, const char *dir)
     a = pgw_config_find_app(c, "demo");
     assert_non_null(a);
     assert_string_equal(a->server_hook_url, "http://127.0.0.1:9999/hook");
-    assert_string_equal(a->server_hook_key, "hk");
+    assert_string_equal(a->server_hook_key, "hk-0123456789abcdef");
     assert_int_equal(a->server_hook_timeout_ms, 500);
     assert_string_equal(a->apns_topic, "com.example.demo");
     assert_int_equal(a->n_apns_teams, 2);
@@ -105,7 +105,7 @@ static void check_env(const struct pgw_config *c, const char *dir)
     assert_int_equal(c->server.max_peers_per_event, 7);
     assert_int_equal(c->server.log_level, PGW_LOG_ERROR);
     /* Section names with '.', '-' and ':' map to '_'. */
-    assert_string_equal(c->apps[0].hook_key, "envkey");
+    assert_string_equal(c->apps[0].hook_key, "envkey-0123456789abcdef");
     assert_string_equal(c->apps[0].apns_teams[0].key_id, "ENVKEY");
 }
 
@@ -119,7 +119,7 @@ static void check_empty_is_default(const struct pgw_config *c, const char *d)
 static void check_hook_key_file(const struct pgw_config *c, const char *d)
 {
     (void)d;
-    assert_string_equal(c->apps[0].hook_key, "from-file");
+    assert_string_equal(c->apps[0].hook_key, "from-file-0123456789");
 }
 
 static void check_leancloud_defaults(const struct pgw_config *c, const char *d)
@@ -137,7 +137,7 @@ static void check_leancloud(const struct pgw_config *c, const char *d)
     (void)d;
     assert_string_equal(c->server.client_listen, "127.0.0.1:8081");
     assert_string_equal(c->apps[0].leancloud_app_id, "lcid-1");
-    assert_string_equal(c->apps[0].app_key, "from-file");
+    assert_string_equal(c->apps[0].app_key, "from-file-0123456789");
     assert_string_equal(c->apps[0].master_key, "m4ster");
     assert_true(c->apps[0].allow_client_push);
     assert_ptr_equal(pgw_config_find_leancloud_app(c, "lcid-1"), &c->apps[0]);
@@ -150,7 +150,7 @@ static void check_cert_password_file(const struct pgw_config *c, const char *d)
 
     snprintf(want, sizeof(want), "%s/apns.p12", d);
     assert_string_equal(c->apps[0].apns_cert_file, want);
-    assert_string_equal(c->apps[0].apns_cert_password, "from-file");
+    assert_string_equal(c->apps[0].apns_cert_password, "from-file-0123456789");
     assert_null(c->apps[0].apns_dev_cert_file);
 }
 
@@ -184,7 +184,7 @@ static const struct tcase cases[] = {
      NULL},
     {"same leancloud id",
      APP_OK "leancloud_app_id = x\nmaster_key = s3cr3t\n"
-            "[app:two]\nhook_key = k\nleancloud_app_id = x\n",
+            "[app:two]\nhook_key = k-0123456789abcdef\nleancloud_app_id = x\n",
      {NULL},
      PGW_ERR_CONFIG,
      {"[app:demo] and [app:two] have the same leancloud_app_id 'x'"},
@@ -198,26 +198,27 @@ static const struct tcase cases[] = {
      "[database]\nurl = host=/tmp dbname=x\nmigrations_dir = /abs/migrations\n"
      "[apns]\nca_file = keys/ca.pem\nconnections = 8\n"
      "[delivery]\nvalidity_s = 3600\nlease_ms = 2000\n"
-     "[app:demo]\nhook_key = k\nserver_hook_url = http://127.0.0.1:9999/hook\n"
-     "server_hook_key = hk\nserver_hook_timeout_ms = 500\n"
+     "[app:demo]\nhook_key = k-0123456789abcdef\nserver_hook_url = "
+     "http://127.0.0.1:9999/hook\n"
+     "server_hook_key = hk-0123456789abcdef\nserver_hook_timeout_ms = 500\n"
      "apns_topic = com.example.demo\n"
      "apns_team.TEAM000002.key_id = KEY0000002\n"
      "apns_team.TEAM000002.key_file = keys/AuthKey_KEY0000002.p8\n"
      "apns_team_id = TEAM000001\napns_key_id = KEY0000001\n"
      "apns_key_file = keys/AuthKey_KEY0000001.p8\n"
      "fcm_service_account_file = fcm.json\n"
-     "[app:other-app.2]\nhook_key = k2\n",
+     "[app:other-app.2]\nhook_key = k2-0123456789abcdef\n",
      {NULL},
      0,
      {NULL},
      check_full},
     {"env overrides",
      "[database]\nurl = host=/from/file\n"
-     "[app:my-app.x]\nhook_key = filekey\napns_topic = t\n"
+     "[app:my-app.x]\nhook_key = filekey-0123456789abcdef\napns_topic = t\n"
      "apns_team_id = T\napns_key_id = FILEKEY\napns_key_file = k.p8\n",
      {"PUSHGW_DATABASE_URL=host=/from/env",
       "PUSHGW_SERVER_MAX_PEERS_PER_EVENT=7", "PUSHGW_SERVER_LOG_LEVEL=error",
-      "PUSHGW_APP_MY_APP_X_HOOK_KEY=envkey",
+      "PUSHGW_APP_MY_APP_X_HOOK_KEY=envkey-0123456789abcdef",
       "PUSHGW_APP_MY_APP_X_APNS_KEY_ID=ENVKEY", NULL},
      0,
      {NULL},
@@ -295,6 +296,30 @@ static const struct tcase cases[] = {
      PGW_ERR_CONFIG,
      {"line 3: [server] listen: duplicate key (first set on line 2)"},
      NULL},
+    {"short hook key",
+     "[app:demo]\nhook_key = a\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[app:demo]: hook_key is too short (1 bytes): use at least 16"},
+     NULL},
+    {"hook key of 15 bytes",
+     "[app:demo]\nhook_key = 0123456789abcde\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"hook_key is too short (15 bytes)"},
+     NULL},
+    {"the example's placeholder",
+     "[app:demo]\nhook_key = change-me-to-a-long-random-secret\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"hook_key is the example's placeholder"},
+     NULL},
+    {"a URL's password is never echoed",
+     APP_OK "server_hook_url = htp://user:s3cr3t@10.0.0.1/hook\n",
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"invalid value 'htp://user:***@10.0.0.1/hook'"},
+     NULL},
     {"missing hook key",
      "[app:demo]\napns_topic = x\n",
      {NULL},
@@ -369,7 +394,7 @@ static const struct tcase cases[] = {
      {"expected apns_team.<TEAMID>.key_id"},
      NULL},
     {"bad app id",
-     "[app:bad id!]\nhook_key = k\n",
+     "[app:bad id!]\nhook_key = k-0123456789abcdef\n",
      {NULL},
      PGW_ERR_CONFIG,
      {"invalid app id 'bad id!'"},
@@ -381,7 +406,7 @@ static const struct tcase cases[] = {
      {"line 1: syntax error"},
      NULL},
     {"hook key without url",
-     APP_OK "server_hook_key = x\n",
+     APP_OK "server_hook_key = x-0123456789abcdef\n",
      {NULL},
      PGW_ERR_CONFIG,
      {"server_hook_key is set but server_hook_url is not"},
@@ -406,7 +431,7 @@ static const struct tcase cases[] = {
       "unknown section '[x]'"},
      NULL},
     {"secret not echoed",
-     "[app:demo]\nhook_key = s3cr3t\nbogus = 1\n",
+     "[app:demo]\nhook_key = s3cr3t-0123456789abcdef\nbogus = 1\n",
      {NULL},
      PGW_ERR_CONFIG,
      {"unknown key 'bogus'"},
@@ -425,7 +450,7 @@ static void run_case(const struct tcase *tc)
 
     assert_non_null(dir);
     path = tu_write_file(dir, "pushgw.ini", tc->ini, 0644);
-    hk = tu_write_file(dir, "hook.key", "from-file\n", 0600);
+    hk = tu_write_file(dir, "hook.key", "from-file-0123456789\n", 0600);
     for (size_t i = 0; tc->env[i]; i++)
         envp[i] = (char *)tc->env[i];
     pgw_diag_init(&diag);
@@ -542,14 +567,16 @@ static void test_check_files(void **state)
 
     k1 = tu_write_file(dir, "good.p8", "x", 0600);
     k2 = tu_write_file(dir, "open.p8", "x", 0644);
-    assert_int_equal(asprintf(&ini, "[app:demo]\nhook_key = k\napns_topic = t\n"
-                                    "apns_team_id = T1\napns_key_id = K1\n"
-                                    "apns_key_file = good.p8\n"
-                                    "apns_team.T2.key_id = K2\n"
-                                    "apns_team.T2.key_file = open.p8\n"
-                                    "apns_team.T3.key_id = K3\n"
-                                    "apns_team.T3.key_file = missing.p8\n") > 0,
-                     1);
+    assert_int_equal(
+        asprintf(&ini,
+                 "[app:demo]\nhook_key = k-0123456789abcdef\napns_topic = t\n"
+                 "apns_team_id = T1\napns_key_id = K1\n"
+                 "apns_key_file = good.p8\n"
+                 "apns_team.T2.key_id = K2\n"
+                 "apns_team.T2.key_file = open.p8\n"
+                 "apns_team.T3.key_id = K3\n"
+                 "apns_team.T3.key_file = missing.p8\n") > 0,
+        1);
     path = tu_write_file(dir, "pushgw.ini", ini, 0644);
     pgw_diag_init(&diag);
     assert_int_equal(pgw_config_load(path, envp, &diag, &cfg), 0);
@@ -559,8 +586,8 @@ static void test_check_files(void **state)
     assert_non_null(strstr(diag.msgs[0], "templates dir"));
     assert_non_null(strstr(diag.msgs[1], "migrations dir"));
     assert_non_null(strstr(diag.msgs[2], "team 'T2'"));
-    assert_non_null(strstr(diag.msgs[2], "readable or writable by other "
-                                         "users (mode 0644)"));
+    assert_non_null(strstr(diag.msgs[2], "the group or other users can use "
+                                         "it (mode 0644)"));
     assert_non_null(strstr(diag.msgs[3], "missing.p8': No such file"));
     pgw_diag_release(&diag);
 
@@ -568,7 +595,13 @@ static void test_check_files(void **state)
     assert_int_equal(mkdir(sub, 0755), 0);
     snprintf(sub, sizeof(sub), "%s/migrations", dir);
     assert_int_equal(mkdir(sub, 0755), 0);
+    /* readable by the group: refused too (issue 20) */
     assert_int_equal(chmod(k2, 0640), 0);
+    pgw_diag_init(&diag);
+    assert_int_equal(pgw_config_check_files(cfg, &diag), 2);
+    assert_non_null(strstr(diag.msgs[0], "(mode 0640)"));
+    pgw_diag_release(&diag);
+    assert_int_equal(chmod(k2, 0600), 0);
     pgw_diag_init(&diag);
     assert_int_equal(pgw_config_check_files(cfg, &diag), 1);
     assert_non_null(strstr(diag.msgs[0], "missing.p8"));
@@ -587,11 +620,12 @@ static void test_check_files(void **state)
 static void test_check_config_command(void **state)
 {
     char *dir = tu_mkdtemp();
-    char *path = tu_write_file(dir, "pushgw.ini",
-                               "[app:demo]\nhook_key = topsecret\n"
-                               "server_hook_key = alsosecret\n"
-                               "server_hook_url = http://127.0.0.1:1/\n",
-                               0644);
+    char *path =
+        tu_write_file(dir, "pushgw.ini",
+                      "[app:demo]\nhook_key = topsecret-0123456789abcdef\n"
+                      "server_hook_key = alsosecret-0123456789abcdef\n"
+                      "server_hook_url = http://127.0.0.1:1/\n",
+                      0644);
     char *out = NULL, *err = NULL;
     const char *argv[] = {"check-config", "-c", path, NULL};
     char sub[1024];
@@ -611,7 +645,12 @@ static void test_check_config_command(void **state)
     assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
     assert_non_null(strstr(out, "is valid: 1 app(s)"));
     assert_null(strstr(out, "secret"));
-    assert_string_equal(err, "");
+    /* a config others can read that holds the hook key: a warning, not a
+     * failure, and the key itself is never printed */
+    assert_non_null(strstr(err, "pushgw: warning: config '"));
+    assert_non_null(strstr(err, "holds hook_key and the group or other users "
+                                "can read it (mode 0644)"));
+    assert_null(strstr(err, "topsecret"));
     free(out);
     free(err);
     tu_rm_rf(dir);
@@ -637,11 +676,13 @@ static void test_check_config_loads_keys(void **state)
     mkdir(sub, 0755);
     free(tu_write_file(dir, "bad.p8", "not a key\n", 0600));
     free(tu_write_file(dir, "sa.json", "{\"type\": 1}", 0600));
-    assert_int_equal(asprintf(&ini, "[app:demo]\nhook_key = k\napns_topic = t\n"
-                                    "apns_team_id = TEAM1\napns_key_id = KEY1\n"
-                                    "apns_key_file = bad.p8\n"
-                                    "fcm_service_account_file = sa.json\n") > 0,
-                     1);
+    assert_int_equal(
+        asprintf(&ini,
+                 "[app:demo]\nhook_key = k-0123456789abcdef\napns_topic = t\n"
+                 "apns_team_id = TEAM1\napns_key_id = KEY1\n"
+                 "apns_key_file = bad.p8\n"
+                 "fcm_service_account_file = sa.json\n") > 0,
+        1);
     path = tu_write_file(dir, "pushgw.ini", ini, 0644);
     argv[2] = path;
     assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 1);
@@ -679,7 +720,7 @@ static void test_check_config_certificates(void **state)
     free(tu_write_file(dir, "p12.pass", "p12-secret\n", 0600));
     free(tu_write_file(dir, "wrong.pass", "not-it\n", 0600));
     assert_int_equal(asprintf(&ini,
-                              "[app:demo]\nhook_key = k\n"
+                              "[app:demo]\nhook_key = k-0123456789abcdef\n"
                               "apns_cert_file = %s/apns-cert.p12\n"
                               "apns_cert_password_file = p12.pass\n"
                               "apns_dev_cert_file = %s/apns-dev-cert.pem\n",
@@ -699,7 +740,7 @@ static void test_check_config_certificates(void **state)
     free(ini);
     ini = NULL;
     assert_int_equal(asprintf(&ini,
-                              "[app:demo]\nhook_key = k\n"
+                              "[app:demo]\nhook_key = k-0123456789abcdef\n"
                               "apns_cert_file = %s/apns-cert.p12\n"
                               "apns_cert_password_file = wrong.pass\n",
                               PUSHGW_TEST_CERTS_DIR) > 0,
@@ -714,6 +755,46 @@ static void test_check_config_certificates(void **state)
     free(out);
     free(err);
     tu_rm_rf(dir);
+    free(ini);
+    free(path);
+    free(dir);
+}
+
+/* serve refuses a key the group can read (exit 2, the path logged) and
+ * warns about a plain-http hook on another host; check-config says both. */
+static void test_serve_refuses_open_keys(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *ini = NULL, *path, *key, *out = NULL, *err = NULL;
+    const char *serve[] = {"serve", "-c", NULL, NULL};
+    const char *check[] = {"check-config", "-c", NULL, NULL};
+
+    (void)state;
+    key = tu_write_file(dir, "hook.key", "0123456789abcdef-file\n", 0640);
+    assert_int_equal(asprintf(&ini,
+                              "[database]\nurl = host=/nonexistent "
+                              "dbname=none\n"
+                              "[app:demo]\nhook_key_file = %s\n"
+                              "server_hook_url = http://u:pw@10.9.8.7/hook\n",
+                              key) > 0,
+                     1);
+    path = tu_write_file(dir, "pushgw.ini", ini, 0600);
+    serve[2] = check[2] = path;
+    assert_int_equal(tu_run_pushgw(serve, NULL, &out, &err), 2);
+    assert_non_null(strstr(err, "cannot start"));
+    assert_non_null(strstr(err, "hook.key"));
+    assert_non_null(strstr(err, "mode 0640"));
+    free(out);
+    free(err);
+    assert_int_equal(tu_run_pushgw(check, NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "mode 0640"));
+    assert_non_null(strstr(err, "warning: [app:demo] server_hook_url "
+                                "'http://u:***@10.9.8.7/hook' is plain HTTP"));
+    assert_null(strstr(err, ":pw@"));
+    free(out);
+    free(err);
+    tu_rm_rf(dir);
+    free(key);
     free(ini);
     free(path);
     free(dir);
@@ -735,8 +816,9 @@ static int count_of(const char *hay, const char *needle)
 static void test_cli_exit_codes(void **state)
 {
     char *dir = tu_mkdtemp();
-    char *bad = tu_write_file(dir, "bad.ini",
-                              "[app:demo]\nhook_key = k\nbogus = 1\n", 0644);
+    char *bad = tu_write_file(
+        dir, "bad.ini",
+        "[app:demo]\nhook_key = k-0123456789abcdef\nbogus = 1\n", 0644);
     char *missing = NULL;
     char *out = NULL, *err = NULL;
     const char *check_bad[] = {"check-config", "-c", bad, NULL};
@@ -744,7 +826,8 @@ static void test_cli_exit_codes(void **state)
     const char *check_usage[] = {"check-config", "extra", NULL};
     const char *serve_bad[] = {"serve", "-c", bad, NULL};
     const char *migrate_bad[] = {"migrate", "-c", bad, NULL};
-    char *ok = tu_write_file(dir, "ok.ini", "[app:demo]\nhook_key = k\n", 0644);
+    char *ok = tu_write_file(
+        dir, "ok.ini", "[app:demo]\nhook_key = k-0123456789abcdef\n", 0644);
     const char *check_ok[] = {"check-config", "-c", ok, NULL};
     (void)state;
 
@@ -814,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_check_config_command),
         cmocka_unit_test(test_check_config_loads_keys),
         cmocka_unit_test(test_check_config_certificates),
+        cmocka_unit_test(test_serve_refuses_open_keys),
         cmocka_unit_test(test_cli_exit_codes),
         cmocka_unit_test(test_cli_usage),
     };

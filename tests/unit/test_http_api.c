@@ -35,7 +35,7 @@
 #include "store.h"
 #include "xqueue.h"
 
-#define KEY "s3cret-hook-key"
+#define KEY "s3cret-hook-key-1"
 #define EV_OK                                                                  \
     "{\"fromPeer\":\"Tom\",\"convId\":\"c1\",\"offlinePeers\":[\"Jerry\"],"    \
     "\"timestamp\":1700000000000,\"content\":\"hi\""
@@ -303,7 +303,7 @@ static struct fx *fx_start(const struct fx_opts *o)
              "max_backlog_events = %lld\n"
              "[database]\nurl = %s\n"
              "[app:demo]\nhook_key = " KEY "\n"
-             "[app:other]\nhook_key = other-key\n",
+             "[app:other]\nhook_key = other-hook-key-001\n",
              o->max_backlog ? o->max_backlog : 1000000, url);
     char *path = tu_write_file(fx->dir, "pushgw.ini", ini, 0600);
     /* No overrides: the test's own PUSHGW_* variables are not config. */
@@ -548,7 +548,8 @@ static void test_refusals(void **state)
     const char *bad_keys[][3] = {
         {"Content-Type: application/json", "X-LC-Hook-Key: wrong", NULL},
         {"Content-Type: application/json", NULL, NULL},
-        {"Content-Type: application/json", "X-LC-Hook-Key: other-key", NULL},
+        {"Content-Type: application/json", "X-LC-Hook-Key: other-hook-key-001",
+         NULL},
         {"Content-Type: application/json", "X-LC-Hook-Key: s3cret", NULL},
         {"Content-Type: application/json", "X-LC-Hook-Key: " KEY "x", NULL},
     };
@@ -980,8 +981,8 @@ static void test_reload(void **state)
     /* The new config: demo's key changed, app "other" gone, "third" new. */
     snprintf(ini, sizeof(ini),
              "[database]\nurl = postgresql:///x\n"
-             "[app:demo]\nhook_key = rotated-key\n"
-             "[app:third]\nhook_key = third-key\n");
+             "[app:demo]\nhook_key = rotated-hook-key-1\n"
+             "[app:third]\nhook_key = third-hook-key-001\n");
     char *path = tu_write_file(fx->dir, "reload.ini", ini, 0600);
     char *const no_env[] = {NULL};
     pgw_diag_init(&diag);
@@ -1004,7 +1005,7 @@ static void test_reload(void **state)
     /* The api holds its own reference. */
     pgw_config_free(cfg);
     const char *rotated_big[] = {"Content-Type: application/json",
-                                 "X-LC-Hook-Key: rotated-key", NULL};
+                                 "X-LC-Hook-Key: rotated-hook-key-1", NULL};
     for (int tries = 0;; tries++) {
         http(fx->port, "POST", SINGLE, rotated_big, big, strlen(big), &r);
         if (r.status != 413 || tries == 50)
@@ -1017,17 +1018,17 @@ static void test_reload(void **state)
     post(fx, SINGLE, EV_OK "}", &r);
     expect_error(&r, 401, "X-LC-Hook-Key", NULL);
     const char *rotated[] = {"Content-Type: application/json",
-                             "X-LC-Hook-Key: rotated-key", NULL};
+                             "X-LC-Hook-Key: rotated-hook-key-1", NULL};
     const char *ev = EV_OK "}";
     http(fx->port, "POST", SINGLE, rotated, ev, strlen(ev), &r);
     assert_int_equal(r.status, 202);
     const char *third[] = {"Content-Type: application/json",
-                           "X-LC-Hook-Key: third-key", NULL};
+                           "X-LC-Hook-Key: third-hook-key-001", NULL};
     http(fx->port, "POST", "/v1/apps/third/receivers-offline", third, ev,
          strlen(ev), &r);
     assert_int_equal(r.status, 202);
     const char *other[] = {"Content-Type: application/json",
-                           "X-LC-Hook-Key: other-key", NULL};
+                           "X-LC-Hook-Key: other-hook-key-001", NULL};
     http(fx->port, "POST", "/v1/apps/other/receivers-offline", other, ev,
          strlen(ev), &r);
     expect_error(&r, 404, "appId", "unknown app");

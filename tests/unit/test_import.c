@@ -95,8 +95,8 @@ static int setup(void **state)
                               "[database]\nurl = %s\n"
                               "migrations_dir = " PUSHGW_SOURCE_DIR
                               "/migrations\n"
-                              "[app:demo]\nhook_key = k\n"
-                              "[app:other]\nhook_key = k\n",
+                              "[app:demo]\nhook_key = k-0123456789abcdef\n"
+                              "[app:other]\nhook_key = k-0123456789abcdef\n",
                               f->db) > 0,
                      1);
     f->ini = tu_write_file(f->dir, "pushgw.ini", ini_text, 0644);
@@ -491,10 +491,11 @@ static void test_dry_run(void **state)
 {
     struct fx *f = *state;
     char *path = tu_write_file(f->dir, "export.jsonl", lc_export, 0644);
-    char *ini = tu_write_file(f->dir, "nodb.ini",
-                              "[database]\nurl = host=/nonexistent "
-                              "dbname=none\n[app:demo]\nhook_key = k\n",
-                              0644);
+    char *ini = tu_write_file(
+        f->dir, "nodb.ini",
+        "[database]\nurl = host=/nonexistent "
+        "dbname=none\n[app:demo]\nhook_key = k-0123456789abcdef\n",
+        0644);
     const char *argv[] = {"import", "-c",   ini,  "--dry-run",
                           "--app",  "demo", path, NULL};
     char *out, *err;
@@ -523,10 +524,11 @@ static void test_exit_codes(void **state)
         "[{\"objectId\":\"c1\",\"deviceType\":\"android\",\"deviceToken\":"
         "\"cut-token-111\"},\n{\"objectId\":\"c2\",\"deviceType\":",
         0644);
-    char *nodb = tu_write_file(f->dir, "nodb.ini",
-                               "[database]\nurl = host=/nonexistent "
-                               "dbname=none\n[app:demo]\nhook_key = k\n",
-                               0644);
+    char *nodb = tu_write_file(
+        f->dir, "nodb.ini",
+        "[database]\nurl = host=/nonexistent "
+        "dbname=none\n[app:demo]\nhook_key = k-0123456789abcdef\n",
+        0644);
     const char *nodb_argv[] = {"import", "-c", nodb, "--app",
                                "demo",   path, NULL};
     char *out, *err;

@@ -46,7 +46,7 @@ static int setup(void **state)
     free(tu_write_file(f->mdir, "README.txt", "not a migration", 0644));
     assert_int_equal(asprintf(&ini_text,
                               "[database]\nurl = %s\n"
-                              "[app:demo]\nhook_key = k\n",
+                              "[app:demo]\nhook_key = k-0123456789abcdef\n",
                               f->db) > 0,
                      1);
     f->ini = tu_write_file(f->dir, "pushgw.ini", ini_text, 0644);

@@ -155,7 +155,7 @@ static void test_serve_notifies(void **state)
                          "admin_listen = 127.0.0.1:%d\n"
                          "[database]\nurl = host=127.0.0.1 port=1 "
                          "dbname=none connect_timeout=1\n"
-                         "[app:demo]\nhook_key = k\n",
+                         "[app:demo]\nhook_key = k-0123456789abcdef\n",
                          tu_free_port(), tu_free_port()) > 0);
     ini_path = tu_write_file(dir, "pushgw.ini", cfg, 0600);
     snprintf(ini, sizeof(ini), "%s", ini_path);
