@@ -167,7 +167,7 @@ static int setup(void **state)
         asprintf(
             &extra,
             "[server]\nclient_listen = 127.0.0.1:%d\n"
-            "[app:lc]\nhook_key = lc-broker-key\n"
+            "[app:lc]\nhook_key = lc-broker-hook-key-01\n"
             "leancloud_app_id = " LC_ID "\napp_key = " LC_KEY "\n"
             "master_key = " LC_MASTER "\n"
             "server_hook_url = http://127.0.0.1:%d/1.1/functions/"
@@ -178,7 +178,7 @@ static int setup(void **state)
             "apns_key_file = %s/AuthKey_KEY0000001.p8\n"
             "fcm_service_account_file = %s/fcm-sa.json\n"
             /* the same hook with a wrong master key: LeanEngine says 401 */
-            "[app:lcbad]\nhook_key = lcbad-broker-key\n"
+            "[app:lcbad]\nhook_key = lcbad-broker-hook-key-01\n"
             "leancloud_app_id = " LC_ID "-bad\nmaster_key = not-the-key\n"
             "server_hook_url = http://127.0.0.1:%d/1.1/functions/"
             "_receiversOffline\n"
@@ -357,7 +357,7 @@ static void test_sdk_registration_and_leanengine_hook(void **state)
     assert_string_equal(v, "3"); /* ios, android, native; 'gone' deleted */
     free(v);
 
-    post_event(f, "lc", "lc-broker-key", "hello lc");
+    post_event(f, "lc", "lc-broker-hook-key-01", "hello lc");
     expect_push(f->svc.apns.record, IOS_TOKEN, "body.aps.alert",
                 "LeanEngine: hello lc");
     expect_push(f->svc.apns.record, NATIVE_TOKEN, "body.aps.alert",
@@ -405,7 +405,7 @@ static void test_hook_unauthorized_fails_open(void **state)
     char *log;
 
     (void)tu_svc_add_device_on(&f->svc, "lcbad", "ios", BAD_TOKEN, "Jerry");
-    post_event(f, "lcbad", "lcbad-broker-key", "hello bad");
+    post_event(f, "lcbad", "lcbad-broker-hook-key-01", "hello bad");
     expect_push(f->svc.apns.record, BAD_TOKEN, "body.aps.alert",
                 "New message received");
     assert_true(tu_wait_until(hook_unauthorized_counted, f, WAIT_MS));
