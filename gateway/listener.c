@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "pushgw.h"
+#include "util/clock.h"
 #include "xqueue.h"
 
 #define DEFAULT_TIMEOUT_MS 15000
@@ -468,7 +469,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 struct conn_guard {
     struct pgw_listener *l;
     struct bufferevent *bev;
-    struct timespec started;
+    int64_t started_ms; /* pgw_clock_mono_ms() */
     bool in_request;
 };
 
@@ -567,15 +568,6 @@ static void guard_request_done(struct pgw_listener *l,
         l->guards[j]->in_request = false;
 }
 
-static long long elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000LL +
-           (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /* Fires when bytes are added to or drained from a connection's input. */
 static void guard_input_cb(struct evbuffer *buf,
                            const struct evbuffer_cb_info *info, void *arg)
@@ -585,7 +577,7 @@ static void guard_input_cb(struct evbuffer *buf,
 
     if (info->n_added > 0 && !g->in_request) {
         g->in_request = true;
-        clock_gettime(CLOCK_MONOTONIC, &g->started);
+        g->started_ms = pgw_clock_mono_ms();
     }
 }
 
@@ -614,7 +606,7 @@ static void guard_sweep(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         if (g->in_request &&
-            elapsed_ms(&g->started) > (long long)l->deadline_ms) {
+            pgw_clock_mono_ms() - g->started_ms > (int64_t)l->deadline_ms) {
             g->in_request = false;
             /* evhttp's own read-timeout path: it frees the connection. */
             ecb(g->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);

@@ -53,7 +53,7 @@ struct serve {
     struct event *trim_timer;
     struct event *watchdog_timer; /* NULL: no watchdog asked for */
     bool notify_failed;           /* logged once */
-    struct timespec stop_started;
+    int64_t stop_started_ms;      /* pgw_clock_mono_ms() */
     bool stopping;
     bool drained;
     /* the store's installation cache, as metrics (NULL: no cache) */
@@ -341,20 +341,11 @@ static void on_drained(void *arg)
     event_base_loopexit(s->base, NULL);
 }
 
-static long long elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000LL +
-           (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /* Fires every STOP_POLL_MS during shutdown until intake has drained. */
 static void on_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
     struct serve *s = arg;
-    long long spent = elapsed_ms(&s->stop_started);
+    long long spent = pgw_clock_mono_ms() - s->stop_started_ms;
     long long budget = s->cfg->server.shutdown_timeout_ms;
     (void)fd;
     (void)what;
@@ -398,7 +389,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     pgw_log_info("stopping: intake closed, finishing work in memory "
                  "(up to %d ms)",
                  s->cfg->server.shutdown_timeout_ms);
-    clock_gettime(CLOCK_MONOTONIC, &s->stop_started);
+    s->stop_started_ms = pgw_clock_mono_ms();
     pgw_http_api_stop_intake(s->api);
     pgw_lc_api_close(s->lc_api);
     event_add(s->stop_timer, &tv);
