@@ -78,7 +78,7 @@ struct job_push {
 /* A job's pushes come in blocks, one per lookup part; a push's address
  * is its senders' callback argument, so blocks never move. */
 struct push_block {
-    struct push_block *next;
+    struct pgw_list node; /* on the job's |blocks| */
     size_t n;
     struct job_push p[];
 };
@@ -117,7 +117,7 @@ struct retry_row {
 struct job {
     struct pgw_dispatch *d;
     struct pgw_runtime *rt;
-    struct job *prev, *next;
+    struct pgw_list node; /* on d->jobs */
     int64_t event_id;
     char event_id_str[24];
     char *app_id;
@@ -130,7 +130,8 @@ struct job {
     struct pgw_push_app papp;
     /* Pushes to send, in blocks; next_send of n_pushes sent so far, the
      * next one at send_block->p[send_idx]. */
-    struct push_block *blocks, *blocks_tail, *send_block;
+    struct pgw_list blocks;
+    struct push_block *send_block;
     size_t send_idx;
     size_t n_pushes;
     size_t next_send;
@@ -160,15 +161,19 @@ struct job {
     size_t n_unsent; /* pushes that failed before they could be sent */
     bool finishing;
     bool waiting_store; /* an async store/hook call is outstanding */
-    /* Waiting for room before its lookup (d->lookup_wait) */
-    struct job *lookup_next;
-    bool lookup_waiting;
+    /* On d->lookup_wait while it waits for room before its lookup */
+    struct pgw_list wait_node;
     /* What this job counts in d->pushes_pending: its recipients while its
      * lookup is out, then its pushes not answered yet or answered with a
      * retry row (held until the job is freed). */
     size_t pending;
     struct event *retry_finish_timer;
 };
+
+static struct job *job_of(struct pgw_list *node)
+{
+    return pgw_list_entry(node, struct job, node);
+}
 
 static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
                            const char *app_id, struct pgw_event *ev);
@@ -233,6 +238,8 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     d = calloc(1, sizeof(*d));
     if (!d)
         return PGW_ERR_NOMEM;
+    pgw_list_init(&d->jobs);
+    pgw_list_init(&d->lookup_wait);
     d->o = *opts;
     if (!d->o.lease_ms)
         d->o.lease_ms = DEFAULT_LEASE_MS;
@@ -402,7 +409,7 @@ void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
 
 void pgw_dispatch_stop(struct pgw_dispatch *self)
 {
-    struct job *j, *next;
+    struct pgw_list *pos, *next;
 
     if (!self || self->closing)
         return;
@@ -416,8 +423,10 @@ void pgw_dispatch_stop(struct pgw_dispatch *self)
         pgw_runtime_cancel_senders(rt);
     /* The rest, unless a store or hook callback is still due: those are
      * freed when it comes (the caller frees the store and curlmulti). */
-    for (j = self->jobs; j; j = next) {
-        next = j->next;
+    pgw_list_for_each_safe(pos, next, &self->jobs)
+    {
+        struct job *j = job_of(pos);
+
         if (!j->waiting_store)
             job_free(j);
     }
@@ -428,8 +437,8 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
     if (!self)
         return;
     pgw_dispatch_stop(self);
-    while (self->jobs)
-        job_free(self->jobs);
+    while (!pgw_list_empty(&self->jobs))
+        job_free(job_of(self->jobs.next));
     /* The current runtime, and those whose free is still due. */
     while (self->runtimes)
         pgw_runtime_free(self->runtimes);
@@ -459,6 +468,9 @@ static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
         pgw_event_free(ev);
         return NULL;
     }
+    pgw_list_init(&job->node);
+    pgw_list_init(&job->wait_node);
+    pgw_list_init(&job->blocks);
     job->d = d;
     job->rt = pgw_runtime_ref(d->rt);
     job->event_id = event_id;
@@ -466,12 +478,7 @@ static struct job *job_new(struct pgw_dispatch *d, int64_t event_id,
              event_id);
     job->ev = ev;
     clock_gettime(CLOCK_MONOTONIC, &job->accepted);
-    job->prev = d->jobs_tail;
-    if (d->jobs_tail)
-        d->jobs_tail->next = job;
-    else
-        d->jobs = job;
-    d->jobs_tail = job;
+    pgw_list_push_back(&d->jobs, &job->node);
     d->n_jobs++;
     return job;
 }
@@ -572,18 +579,12 @@ static void job_lookup(struct job *job)
     struct pgw_dispatch *d = job->d;
     const struct pgw_resolved *res = job->res;
 
-    if (d->lookup_wait ||
+    if (!pgw_list_empty(&d->lookup_wait) ||
         (d->pushes_pending > 0 &&
          d->pushes_pending + res->n_recipients > d->max_pending)) {
-        if (!job->lookup_waiting) {
-            job->lookup_waiting = true;
+        if (!pgw_list_linked(&job->wait_node)) {
             d->wait_recipients += res->n_recipients;
-            job->lookup_next = NULL;
-            if (d->lookup_wait_tail)
-                d->lookup_wait_tail->lookup_next = job;
-            else
-                d->lookup_wait = job;
-            d->lookup_wait_tail = job;
+            pgw_list_push_back(&d->lookup_wait, &job->wait_node);
         }
         return;
     }
@@ -727,7 +728,7 @@ static void add_pushes(struct job *job, const struct pgw_installation *rows,
         job->lookup_failed = true;
         return;
     }
-    blk->next = NULL;
+    pgw_list_init(&blk->node);
     blk->n = 0;
     job->rows_seen += n;
     for (size_t i = 0; i < n; i++) {
@@ -765,11 +766,7 @@ static void add_pushes(struct job *job, const struct pgw_installation *rows,
         free(blk);
         return;
     }
-    if (job->blocks_tail)
-        job->blocks_tail->next = blk;
-    else
-        job->blocks = blk;
-    job->blocks_tail = blk;
+    pgw_list_push_back(&job->blocks, &blk->node);
     if (!job->send_block) {
         job->send_block = blk;
         job->send_idx = 0;
@@ -908,7 +905,8 @@ static void job_send_some(struct job *job)
         struct pgw_outcome err_o;
 
         while (job->send_idx == job->send_block->n) {
-            job->send_block = job->send_block->next;
+            job->send_block = pgw_list_entry(job->send_block->node.next,
+                                             struct push_block, node);
             job->send_idx = 0;
         }
         jp = &job->send_block->p[job->send_idx++];
@@ -930,29 +928,31 @@ static void job_send_some(struct job *job)
 /* Gives the room freed by answers to jobs with pushes left, oldest first. */
 static void dispatch_pump(struct pgw_dispatch *d)
 {
+    struct pgw_list *pos, *next;
+
     /* After sends (fewer than CAP_EVERY since the last update: the first
      * pushes after start-up), and while the cap holds sends back (no
      * sends, no update from count_send). */
     if (d->sends_since_cap || !dispatch_inflight_room(d))
         update_cap(d);
     /* Lookups waiting for room, oldest first. */
-    while (d->lookup_wait && !d->closing) {
-        struct job *j = d->lookup_wait;
+    while (!pgw_list_empty(&d->lookup_wait) && !d->closing) {
+        struct job *j =
+            pgw_list_entry(d->lookup_wait.next, struct job, wait_node);
 
         if (d->pushes_pending > 0 &&
             d->pushes_pending + j->res->n_recipients > d->max_pending)
             break;
-        d->lookup_wait = j->lookup_next;
-        if (!d->lookup_wait)
-            d->lookup_wait_tail = NULL;
-        j->lookup_waiting = false;
-        j->lookup_next = NULL;
+        pgw_list_remove(&j->wait_node);
         d->wait_recipients -= j->res->n_recipients;
         job_lookup_start(j);
     }
-    for (struct job *j = d->jobs, *next; j && !d->closing; j = next) {
-        next = j->next; /* a push's outcome may end and free |j| */
-        if (!dispatch_inflight_room(d))
+    /* a push's outcome may end and free the job being visited */
+    pgw_list_for_each_safe(pos, next, &d->jobs)
+    {
+        struct job *j = job_of(pos);
+
+        if (d->closing || !dispatch_inflight_room(d))
             break;
         if (j->next_send < j->n_pushes)
             job_send_some(j);
@@ -1274,35 +1274,18 @@ static void job_free(struct job *job)
 {
     struct pgw_dispatch *d = job->d;
 
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        d->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    else
-        d->jobs_tail = job->prev;
+    pgw_list_remove(&job->node);
     d->n_jobs--;
     d->pushes_pending -= job->pending;
-    if (job->lookup_waiting) {
-        struct job *prev = NULL;
+    if (pgw_list_linked(&job->wait_node)) {
         d->wait_recipients -= job->res->n_recipients;
-        for (struct job *w = d->lookup_wait; w; prev = w, w = w->lookup_next) {
-            if (w != job)
-                continue;
-            if (prev)
-                prev->lookup_next = w->lookup_next;
-            else
-                d->lookup_wait = w->lookup_next;
-            if (d->lookup_wait_tail == w)
-                d->lookup_wait_tail = prev;
-            break;
-        }
+        pgw_list_remove(&job->wait_node);
     }
     pgw_push_event_release(&job->pe);
-    while (job->blocks) {
-        struct push_block *b = job->blocks;
-        job->blocks = b->next;
+    while (!pgw_list_empty(&job->blocks)) {
+        struct push_block *b = pgw_list_entry(pgw_list_pop_front(&job->blocks),
+                                              struct push_block, node);
+
         for (size_t i = 0; i < b->n; i++)
             pgw_push_release(&b->p[i].p);
         free(b);
@@ -1422,6 +1405,7 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_dispatch *d = arg;
+    struct pgw_list *pos;
     int64_t *ids;
     size_t n = 0;
     (void)fd;
@@ -1432,8 +1416,10 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     ids = calloc(d->n_jobs + 1, sizeof(*ids));
     if (!ids)
         return;
-    for (struct job *j = d->jobs; j; j = j->next)
-        ids[n++] = j->event_id;
+    pgw_list_for_each(pos, &d->jobs)
+    {
+        ids[n++] = job_of(pos)->event_id;
+    }
     pgw_store_renew_leases(d->o.store, ids, n, d->o.lease_ms, on_renewed, NULL);
     free(ids);
 }

@@ -14,6 +14,7 @@
 #include "push.h"
 #include "runtime.h"
 #include "store.h"
+#include "util/list.h"
 
 struct event;
 struct job;
@@ -25,7 +26,7 @@ struct pgw_metric_series;
 struct pgw_dispatch {
     struct pgw_dispatch_options o;
     struct pgw_runtime *rt;
-    struct job *jobs, *jobs_tail; /* doubly linked, oldest first */
+    struct pgw_list jobs; /* struct job, oldest first */
     size_t n_jobs;
     size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
     size_t reserved_recipients;   /* and their offline peers */
@@ -43,7 +44,7 @@ struct pgw_dispatch {
      * bounded by max_pending (see PENDING_PUSHES_FACTOR). */
     size_t pushes_pending;
     size_t max_pending;
-    struct job *lookup_wait, *lookup_wait_tail; /* FIFO */
+    struct pgw_list lookup_wait; /* struct job, FIFO */
     /* Recipients of the jobs in lookup_wait: while it is over max_pending
      * no event is taken into memory (intake leaves them unleased in the
      * database, claims wait), so a backlog stays in the database. */
