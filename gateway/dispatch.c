@@ -239,6 +239,7 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     if (!d)
         return PGW_ERR_NOMEM;
     pgw_list_init(&d->jobs);
+    pgw_list_init(&d->runtimes);
     pgw_list_init(&d->lookup_wait);
     d->o = *opts;
     if (!d->o.lease_ms)
@@ -364,10 +365,14 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
     struct pgw_metric_family *conns =
         pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
     struct pgw_h2_pool_stats st[PGW_PROVIDER_COUNT];
+    struct pgw_list *pos;
 
     memset(st, 0, sizeof(st));
-    for (struct pgw_runtime *rt = d->runtimes; rt; rt = rt->next)
-        pgw_runtime_add_stats(rt, st);
+    pgw_list_for_each(pos, &d->runtimes)
+    {
+        pgw_runtime_add_stats(pgw_list_entry(pos, struct pgw_runtime, node),
+                              st);
+    }
     for (int p = 0; p < 2; p++) {
         pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
                        (double)d->inflight[p]);
@@ -419,8 +424,11 @@ void pgw_dispatch_stop(struct pgw_dispatch *self)
     event_del(self->lease_timer);
     /* Cancelling the senders answers their pushes (RETRY "cancelled");
      * jobs whose pushes are all answered are freed by job_finish(). */
-    for (struct pgw_runtime *rt = self->runtimes; rt; rt = rt->next)
-        pgw_runtime_cancel_senders(rt);
+    pgw_list_for_each(pos, &self->runtimes)
+    {
+        pgw_runtime_cancel_senders(
+            pgw_list_entry(pos, struct pgw_runtime, node));
+    }
     /* The rest, unless a store or hook callback is still due: those are
      * freed when it comes (the caller frees the store and curlmulti). */
     pgw_list_for_each_safe(pos, next, &self->jobs)
@@ -440,8 +448,9 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
     while (!pgw_list_empty(&self->jobs))
         job_free(job_of(self->jobs.next));
     /* The current runtime, and those whose free is still due. */
-    while (self->runtimes)
-        pgw_runtime_free(self->runtimes);
+    while (!pgw_list_empty(&self->runtimes))
+        pgw_runtime_free(
+            pgw_list_entry(self->runtimes.next, struct pgw_runtime, node));
     self->rt = NULL;
     if (self->claim_timer)
         event_free(self->claim_timer);

@@ -28,11 +28,11 @@ struct pgw_dispatch {
     struct pgw_runtime *rt;
     struct pgw_list jobs; /* struct job, oldest first */
     size_t n_jobs;
-    size_t reserved;              /* pgw_dispatch_reserve() not yet accepted */
-    size_t reserved_recipients;   /* and their offline peers */
-    struct pgw_runtime *runtimes; /* every live runtime (runtime.h) */
-    struct event *pump_ev;        /* deferred dispatch_pump() */
-    bool closing;                 /* pgw_dispatch_stop() ran */
+    size_t reserved;            /* pgw_dispatch_reserve() not yet accepted */
+    size_t reserved_recipients; /* and their offline peers */
+    struct pgw_list runtimes;   /* every live runtime (runtime.h) */
+    struct event *pump_ev;      /* deferred dispatch_pump() */
+    bool closing;               /* pgw_dispatch_stop() ran */
     size_t inflight[PGW_PROVIDER_COUNT];
     /* Recent sends per provider (halved as they grow) and the in-flight
      * cap they give (update_cap), with the sends since. */

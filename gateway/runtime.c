@@ -202,6 +202,7 @@ int pgw_runtime_new(const struct pgw_runtime_options *opts,
 
     if (!rt)
         return PGW_ERR_NOMEM;
+    pgw_list_init(&rt->node);
     rt->refs = 1;
     rt->reaper = event_new(opts->base, -1, 0, on_reap, rt);
     if (!rt->reaper) {
@@ -233,13 +234,8 @@ int pgw_runtime_new(const struct pgw_runtime_options *opts,
         rc = PGW_ERR_CONFIG;
         goto fail;
     }
-    if (opts->list) {
-        rt->list = opts->list;
-        rt->next = *rt->list;
-        if (rt->next)
-            rt->next->prev = rt;
-        *rt->list = rt;
-    }
+    if (opts->list)
+        pgw_list_push_front(opts->list, &rt->node);
     *ret_rt = rt;
     return 0;
 fail:
@@ -360,14 +356,7 @@ void pgw_runtime_free(struct pgw_runtime *rt)
 {
     if (!rt)
         return;
-    if (rt->list) {
-        if (rt->prev)
-            rt->prev->next = rt->next;
-        else
-            *rt->list = rt->next;
-        if (rt->next)
-            rt->next->prev = rt->prev;
-    }
+    pgw_list_remove(&rt->node);
     if (rt->reaper)
         event_free(rt->reaper);
     pgw_runtime_cancel_senders(rt);

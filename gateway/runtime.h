@@ -26,6 +26,7 @@
 #include "outcome.h"
 #include "push.h"
 #include "pushgw.h"
+#include "util/list.h"
 
 struct event_base;
 struct evdns_base;
@@ -60,8 +61,7 @@ struct pgw_runtime {
     int refs;
     /* In the owner's list of live runtimes (pgw_runtime_options.list)
      * from its creation to its free: for stats and stopping. */
-    struct pgw_runtime **list;
-    struct pgw_runtime *prev, *next;
+    struct pgw_list node;
     struct event *reaper;   /* the deferred free of the last unref */
     struct pgw_config *cfg; /* a reference */
     struct pgw_template_set *templates; /* a reference */
@@ -82,9 +82,9 @@ struct pgw_runtime_options {
     /* Key and account files that cannot be read are skipped, not
      * reported: check-config reports them once with the file checks. */
     bool skip_unreadable;
-    /* The owner's list of live runtimes (NULL: none): the runtime is in
-     * it until it is freed. */
-    struct pgw_runtime **list;
+    /* The owner's list of live runtimes (struct pgw_runtime by |node|;
+     * NULL: none): the runtime is in it until it is freed. */
+    struct pgw_list *list;
 };
 
 /*
