@@ -151,14 +151,6 @@ static int setup(void **state)
     struct tu_svc_options o;
     char *extra = NULL;
 
-    if (!have("node") || !have("npm")) {
-        if (getenv("CI"))
-            fail_msg("node and npm are needed (deploy/packages.sh installs "
-                     "them)");
-        print_message("skipped: node and npm are not installed\n");
-        free(f);
-        return -1;
-    }
     f->node_dir = strdup(PUSHGW_LEANCLOUD_WORK);
     install_modules(f->node_dir);
     f->client_port = tu_free_port();
@@ -419,6 +411,15 @@ static void test_hook_unauthorized_fails_open(void **state)
 
 int main(void)
 {
+    if (!have("node") || !have("npm")) {
+        if (getenv("CI")) {
+            fprintf(stderr, "test_leancloud: node and npm are needed "
+                            "(deploy/packages.sh installs them)\n");
+            return 1;
+        }
+        printf("test_leancloud: skipped: node and npm are not installed\n");
+        return 77; /* ctest: skipped */
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sdk_registration_and_leanengine_hook),
         cmocka_unit_test(test_hook_unauthorized_fails_open),
