@@ -305,24 +305,23 @@ static void test_send_errors(void **state)
     tu_mock_stop(&m);
 }
 
-static void test_faults(void **state)
+/* --fail-every answers every N-th send with the given error and
+ * --retry-after's header; token requests do not count. */
+static void test_fail_every_and_retry_after(void **state)
 {
     struct tu_mock m;
     struct tu_h2_conn *c;
     struct tu_h2_resp *r;
-    char tok[64], tok2[64];
+    char tok[64];
     const char *msg = "{\"message\":{\"token\":\"a\"}}";
     const char *extra[] = {"--fail-every", "2:429:QUOTA_EXCEEDED",
                            "--retry-after", "60", NULL};
-    const char *extra2[] = {"--expire-tokens-after", "2", NULL};
-    const char *extra3[] = {"--token-ttl-s", "1", "--fail-every",
-                            "3:503:UNAVAILABLE", NULL};
 
     (void)state;
     start(&m, extra);
     c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
-    get_token(c, m.port, tok); /* token requests do not count */
+    get_token(c, m.port, tok);
     r = send_msg(c, SEND, tok, msg);
     assert_int_equal(r->status, 200);
     r = send_msg(c, SEND, tok, msg);
@@ -332,8 +331,20 @@ static void test_faults(void **state)
     assert_int_equal(r->status, 200);
     tu_h2_close(c);
     assert_int_equal(tu_mock_stop(&m), 0);
+}
 
-    start(&m, extra2);
+/* --expire-tokens-after N: the N+1-th send with a token is refused with
+ * 401; a new token works. */
+static void test_expire_tokens_after(void **state)
+{
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    char tok[64], tok2[64];
+    const char *msg = "{\"message\":{\"token\":\"a\"}}";
+    const char *extra[] = {"--expire-tokens-after", "2", NULL};
+
+    (void)state;
+    start(&m, extra);
     c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
@@ -345,15 +356,28 @@ static void test_faults(void **state)
     assert_int_equal(send_msg(c, SEND, tok2, msg)->status, 200);
     tu_h2_close(c);
     assert_int_equal(tu_mock_stop(&m), 0);
+}
 
-    start(&m, extra3);
+/* --token-ttl-s: a token is refused once its lifetime has passed (the
+ * mock's clock: the test waits the second out). */
+static void test_token_ttl(void **state)
+{
+    struct tu_mock m;
+    struct tu_h2_conn *c;
+    char tok[64];
+    const char *msg = "{\"message\":{\"token\":\"a\"}}";
+    const char *extra[] = {"--token-ttl-s", "1", "--fail-every",
+                           "3:503:UNAVAILABLE", NULL};
+
+    (void)state;
+    start(&m, extra);
     c = tu_h2_connect(m.port, ca, NULL);
     assert_non_null(c);
     get_token(c, m.port, tok);
     assert_int_equal(send_msg(c, SEND, tok, msg)->status, 200);
     assert_int_equal(send_msg(c, SEND, tok, msg)->status, 200);
     expect_err(send_msg(c, SEND, tok, msg), 503, "UNAVAILABLE", "UNAVAILABLE");
-    usleep(1100 * 1000);
+    tu_sleep_ms(1100);
     expect_err(send_msg(c, SEND, tok, msg), 401, "UNAUTHENTICATED", NULL);
     tu_h2_close(c);
     assert_int_equal(tu_mock_stop(&m), 0);
@@ -365,7 +389,9 @@ int main(void)
         cmocka_unit_test(test_grant_and_send),
         cmocka_unit_test(test_grant_rejections),
         cmocka_unit_test(test_send_errors),
-        cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_fail_every_and_retry_after),
+        cmocka_unit_test(test_expire_tokens_after),
+        cmocka_unit_test(test_token_ttl),
     };
     char path[512];
     int rc;
