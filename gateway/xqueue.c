@@ -16,8 +16,8 @@
 #include "pushgw.h"
 
 struct pgw_xqueue {
-    pthread_mutex_t mu; /* head, tail, bits */
-    struct pgw_xmsg *head, *tail;
+    pthread_mutex_t mu;   /* msgs, bits */
+    struct pgw_list msgs; /* struct pgw_xmsg, FIFO */
     unsigned bits;
     int efd; /* written when a message or a bit arrives in an empty queue */
     struct event *ev;
@@ -39,14 +39,9 @@ void pgw_xqueue_post(struct pgw_xqueue *self, struct pgw_xmsg *m)
 {
     bool was_empty;
 
-    m->next = NULL;
     pthread_mutex_lock(&self->mu);
-    was_empty = self->head == NULL && self->bits == 0;
-    if (self->tail != NULL)
-        self->tail->next = m;
-    else
-        self->head = m;
-    self->tail = m;
+    was_empty = pgw_list_empty(&self->msgs) && self->bits == 0;
+    pgw_list_push_back(&self->msgs, &m->node);
     pthread_mutex_unlock(&self->mu);
     if (was_empty)
         wake(self);
@@ -57,7 +52,7 @@ void pgw_xqueue_signal(struct pgw_xqueue *self, unsigned bits)
     bool was_empty;
 
     pthread_mutex_lock(&self->mu);
-    was_empty = self->head == NULL && self->bits == 0;
+    was_empty = pgw_list_empty(&self->msgs) && self->bits == 0;
     self->bits |= bits;
     pthread_mutex_unlock(&self->mu);
     if (was_empty)
@@ -67,25 +62,25 @@ void pgw_xqueue_signal(struct pgw_xqueue *self, unsigned bits)
 /* Runs what is queued; returns false when there was nothing. */
 static bool run_once(struct pgw_xqueue *q)
 {
-    struct pgw_xmsg *m;
+    struct pgw_list taken = PGW_LIST_HEAD_INIT(taken);
+    struct pgw_list *node;
     unsigned bits;
     uint64_t v;
 
     if (read(q->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         pgw_log_error("could not read a wake-up: %s", strerror(errno));
     pthread_mutex_lock(&q->mu);
-    m = q->head;
-    q->head = q->tail = NULL;
+    pgw_list_append_all(&taken, &q->msgs);
     bits = q->bits;
     q->bits = 0;
     pthread_mutex_unlock(&q->mu);
-    if (m == NULL && bits == 0)
+    if (pgw_list_empty(&taken) && bits == 0)
         return false;
-    while (m != NULL) {
-        struct pgw_xmsg *next = m->next;
+    /* off the list before it runs: |run| may free the message */
+    while ((node = pgw_list_pop_front(&taken)) != NULL) {
+        struct pgw_xmsg *m = pgw_list_entry(node, struct pgw_xmsg, node);
 
         m->run(m);
-        m = next;
     }
     if (bits != 0 && q->ctl != NULL)
         q->ctl(q->ctl_arg, bits);
@@ -108,6 +103,7 @@ int pgw_xqueue_new(struct event_base *base, pgw_xqueue_ctl_fn ctl,
 
     if (q == NULL)
         return PGW_ERR_NOMEM;
+    pgw_list_init(&q->msgs);
     q->efd = -1;
     if (pthread_mutex_init(&q->mu, NULL) != 0) {
         free(q);

@@ -18,6 +18,8 @@
 #ifndef PUSHGW_XQUEUE_H
 #define PUSHGW_XQUEUE_H
 
+#include "util/list.h"
+
 struct event_base;
 struct pgw_xqueue;
 
@@ -27,7 +29,7 @@ struct pgw_xqueue;
  * exactly once, on the reader's thread; |run| then owns it (and frees it).
  */
 struct pgw_xmsg {
-    struct pgw_xmsg *next; /* the queue's */
+    struct pgw_list node; /* the queue's */
     void (*run)(struct pgw_xmsg *m);
 };
 
