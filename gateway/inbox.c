@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "pushgw.h"
 #include "store.h"
+#include "util/list.h"
 #include "xqueue.h"
 
 static const char *const result_names[PGW_INBOX_RESULT_COUNT] = {
@@ -54,7 +55,7 @@ struct pgw_inbox_req {
     struct pgw_inbox *inbox;    /* NULL once the inbox is freed */
     struct pgw_listener *l;     /* answers go through it */
     struct evhttp_request *req; /* NULL once answered or abandoned */
-    struct pgw_inbox_req *prev, *next;
+    struct pgw_list node;       /* on the inbox's |waiting| */
     char *app_id;
     bool batch;
     size_t n;
@@ -90,7 +91,7 @@ struct pgw_inbox {
     struct pgw_xqueue *mailbox; /* from the intake thread */
     bool stopped;
 
-    struct pgw_inbox_req *waiting; /* for the store */
+    struct pgw_list waiting; /* struct pgw_inbox_req, for the store */
     size_t inflight_events;
 
     struct event *backlog_timer;
@@ -126,6 +127,7 @@ struct pgw_inbox_req *pgw_inbox_req_new(const char *app_id, size_t n,
 
     if (r == NULL)
         return NULL;
+    pgw_list_init(&r->node);
     r->app_id = strdup(app_id);
     if (r->app_id == NULL) {
         free(r);
@@ -181,13 +183,7 @@ static void intake_unlink(struct pgw_inbox_req *in)
     struct pgw_inbox *ib = in->inbox;
     if (ib == NULL)
         return;
-    if (in->prev != NULL)
-        in->prev->next = in->next;
-    else
-        ib->waiting = in->next;
-    if (in->next != NULL)
-        in->next->prev = in->prev;
-    in->prev = in->next = NULL;
+    pgw_list_remove(&in->node);
     ib->inflight_events -= in->n;
 }
 
@@ -299,10 +295,7 @@ static void on_inserted(void *arg, int err, int64_t event_id, bool duplicate)
 /* Queues the inserts of |in|; its answer comes from the callbacks. */
 static void intake_start(struct pgw_inbox *ib, struct pgw_inbox_req *in)
 {
-    in->next = ib->waiting;
-    if (ib->waiting != NULL)
-        ib->waiting->prev = in;
-    ib->waiting = in;
+    pgw_list_push_front(&ib->waiting, &in->node);
     ib->inflight_events += in->n;
     /* One extra count held while queueing, so a callback cannot finish the
      * request before every insert is queued. */
@@ -488,6 +481,7 @@ int pgw_inbox_new(const struct pgw_inbox_options *opts,
     ib = calloc(1, sizeof(*ib));
     if (ib == NULL)
         goto out;
+    pgw_list_init(&ib->waiting);
     ib->base = opts->base;
     ib->cfg = pgw_config_ref(opts->cfg);
     ib->store = opts->store;
@@ -546,8 +540,9 @@ void pgw_inbox_free(struct pgw_inbox *self)
      * store, detached: the store's callbacks free it later. */
     self->stopped = true;
     pgw_xqueue_free(self->mailbox);
-    while (self->waiting != NULL) {
-        struct pgw_inbox_req *in = self->waiting;
+    while (!pgw_list_empty(&self->waiting)) {
+        struct pgw_inbox_req *in =
+            pgw_list_entry(self->waiting.next, struct pgw_inbox_req, node);
         if (in->req != NULL)
             reply_error(in, 503, "shutting down", PGW_INBOX_RETRY_AFTER_DOWN,
                         true);
