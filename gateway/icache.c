@@ -12,12 +12,13 @@
 #include <string.h>
 
 #include "pushgw.h"
+#include "util/list.h"
 
 #define ICACHE_MIN_BUCKETS 1024
 
 struct entry {
-    struct entry *hnext;       /* bucket chain */
-    struct entry *prev, *next; /* LRU list: head the most recent */
+    struct entry *hnext; /* bucket chain */
+    struct pgw_list lru; /* on pgw_icache.lru */
     uint64_t hash;
     int64_t born_ms;
     size_t bytes;
@@ -29,8 +30,8 @@ struct entry {
 
 struct pgw_icache {
     struct entry **buckets;
-    size_t n_buckets; /* a power of two */
-    struct entry *head, *tail;
+    size_t n_buckets;    /* a power of two */
+    struct pgw_list lru; /* struct entry, the most recent first */
     size_t max_bytes;
     int64_t ttl_ms;
     uint64_t seed;
@@ -64,6 +65,7 @@ struct pgw_icache *pgw_icache_new(size_t max_bytes, int64_t ttl_ms)
     self = calloc(1, sizeof(*self));
     if (!self)
         return NULL;
+    pgw_list_init(&self->lru);
     self->buckets = calloc(ICACHE_MIN_BUCKETS, sizeof(*self->buckets));
     if (!self->buckets) {
         free(self);
@@ -76,28 +78,9 @@ struct pgw_icache *pgw_icache_new(size_t max_bytes, int64_t ttl_ms)
     return self;
 }
 
-static void lru_unlink(struct pgw_icache *self, struct entry *e)
+static struct entry *entry_of(struct pgw_list *node)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        self->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        self->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push_front(struct pgw_icache *self, struct entry *e)
-{
-    e->prev = NULL;
-    e->next = self->head;
-    if (self->head)
-        self->head->prev = e;
-    else
-        self->tail = e;
-    self->head = e;
+    return pgw_list_entry(node, struct entry, lru);
 }
 
 static struct entry **find_slot(struct pgw_icache *self, uint64_t hash,
@@ -121,7 +104,7 @@ static void drop(struct pgw_icache *self, struct entry **slot)
     struct entry *e = *slot;
 
     *slot = e->hnext;
-    lru_unlink(self, e);
+    pgw_list_remove(&e->lru);
     self->st.entries--;
     self->st.bytes -= e->bytes;
     free(e);
@@ -136,8 +119,8 @@ void pgw_icache_clear(struct pgw_icache *self)
 {
     if (!self)
         return;
-    while (self->head)
-        drop_entry(self, self->head);
+    while (!pgw_list_empty(&self->lru))
+        drop_entry(self, entry_of(self->lru.next));
 }
 
 void pgw_icache_free(struct pgw_icache *self)
@@ -166,9 +149,9 @@ bool pgw_icache_get(struct pgw_icache *self, const char *app, const char *name,
         return false;
     }
     self->st.hits++;
-    if (self->head != e) {
-        lru_unlink(self, e);
-        lru_push_front(self, e);
+    if (self->lru.next != &e->lru) {
+        pgw_list_remove(&e->lru);
+        pgw_list_push_front(&self->lru, &e->lru);
     }
     *ret_dev = e->dev;
     *ret_n = e->n;
@@ -273,8 +256,9 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
     size = sizeof(*e) + n * sizeof(*e->dev) + text;
     if (size > self->max_bytes)
         return 0;
-    while (self->tail && self->st.bytes + size > self->max_bytes) {
-        drop_entry(self, self->tail);
+    while (!pgw_list_empty(&self->lru) &&
+           self->st.bytes + size > self->max_bytes) {
+        drop_entry(self, entry_of(self->lru.prev));
         self->st.evicted++;
     }
     e = calloc(1, size);
@@ -293,7 +277,7 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
         pgw_icache_dev_copy(&e->dev[i], devs[i], &chan, &cur);
     e->hnext = self->buckets[hash & (self->n_buckets - 1)];
     self->buckets[hash & (self->n_buckets - 1)] = e;
-    lru_push_front(self, e);
+    pgw_list_push_front(&self->lru, &e->lru);
     self->st.entries++;
     self->st.bytes += size;
     maybe_grow(self);
@@ -303,7 +287,7 @@ int pgw_icache_put(struct pgw_icache *self, const char *app, const char *name,
 void pgw_icache_evict(struct pgw_icache *self, const char *app,
                       const char *name)
 {
-    struct entry *e, *next;
+    struct pgw_list *pos, *next;
 
     if (!self || !app)
         return;
@@ -315,8 +299,10 @@ void pgw_icache_evict(struct pgw_icache *self, const char *app,
             drop(self, slot);
         return;
     }
-    for (e = self->head; e; e = next) {
-        next = e->next;
+    pgw_list_for_each_safe(pos, next, &self->lru)
+    {
+        struct entry *e = entry_of(pos);
+
         if (strcmp(e->app, app) == 0)
             drop_entry(self, e);
     }
