@@ -357,40 +357,6 @@ int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
     return 0;
 }
 
-void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
-{
-    struct pgw_dispatch *d = arg;
-    struct pgw_metric_family *inflight =
-        pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
-    struct pgw_metric_family *conns =
-        pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
-    struct pgw_h2_pool_stats st[PGW_PROVIDER_COUNT];
-    struct pgw_list *pos;
-
-    memset(st, 0, sizeof(st));
-    pgw_list_for_each(pos, &d->runtimes)
-    {
-        pgw_runtime_add_stats(pgw_list_entry(pos, struct pgw_runtime, node),
-                              st);
-    }
-    for (int p = 0; p < 2; p++) {
-        pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
-                       (double)d->inflight[p]);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "connecting"),
-            st[p].conns_connecting);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "ready"),
-            st[p].conns_ready);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "draining"),
-            st[p].conns_draining);
-        pgw_metric_set(
-            pgw_metrics_series2(conns, pgw_provider_names[p], "backoff"),
-            st[p].slots_backoff);
-    }
-}
-
 void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
                         void (*done)(void *arg), void *arg)
 {

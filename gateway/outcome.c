@@ -4,9 +4,11 @@
  * answer counted (pushgw_pushes_total, pushgw_invalidated_total), a
  * final failure logged once, a retry planned (push.c's policy, with the
  * clock and the jitter), the latency observed, each event's end counted.
- * The metrics the dispatcher owns are registered here too.
+ * The metrics the dispatcher owns are registered here too, and its
+ * gauges set (pgw_dispatch_collect(), dispatch.h).
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "dispatch_int.h"
@@ -14,6 +16,7 @@
 #include "metrics.h"
 #include "push.h"
 #include "util/clock.h"
+#include "util/list.h"
 
 static double jitter(void);
 static double since_s(const struct timespec *t0);
@@ -39,6 +42,40 @@ void dispatch_metrics_init(struct pgw_dispatch *d, struct pgw_metrics *m)
     for (size_t p = 0; p < PGW_PROVIDER_COUNT; p++)
         d->m_latency[p] = pgw_metrics_series1(
             pgw_metrics_std(m, PGW_M_PUSH_LATENCY), pgw_provider_names[p]);
+}
+
+void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
+{
+    struct pgw_dispatch *d = arg;
+    struct pgw_metric_family *inflight =
+        pgw_metrics_std(metrics, PGW_M_INFLIGHT_REQUESTS);
+    struct pgw_metric_family *conns =
+        pgw_metrics_std(metrics, PGW_M_PROVIDER_CONNECTIONS);
+    struct pgw_h2_pool_stats st[PGW_PROVIDER_COUNT];
+    struct pgw_list *pos;
+
+    memset(st, 0, sizeof(st));
+    pgw_list_for_each(pos, &d->runtimes)
+    {
+        pgw_runtime_add_stats(pgw_list_entry(pos, struct pgw_runtime, node),
+                              st);
+    }
+    for (int p = 0; p < 2; p++) {
+        pgw_metric_set(pgw_metrics_series1(inflight, pgw_provider_names[p]),
+                       (double)d->inflight[p]);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "connecting"),
+            st[p].conns_connecting);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "ready"),
+            st[p].conns_ready);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "draining"),
+            st[p].conns_draining);
+        pgw_metric_set(
+            pgw_metrics_series2(conns, pgw_provider_names[p], "backoff"),
+            st[p].slots_backoff);
+    }
 }
 
 enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
