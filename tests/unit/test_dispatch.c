@@ -78,8 +78,8 @@ static void post(struct tu_svc *s, const char *msg_id, const char *push_data)
              "[\"Jerry\",\"Tom\"],\"timestamp\":%lld,\"msgId\":\"%s\","
              "\"pushData\":%s}",
              (long long)ts.tv_sec * 1000, msg_id, push_data);
-    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-key", NULL,
-                     body, &resp);
+    st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
+                     NULL, body, &resp);
     if (st != 202)
         fail_msg("POST: %d %s", st, resp ? resp : "");
     free(resp);
