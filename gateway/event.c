@@ -16,6 +16,7 @@ void pgw_event_limits_from_config(const struct pgw_config *cfg,
 {
     ret_lim->max_peers = DEFAULT_MAX_PEERS;
     ret_lim->max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    ret_lim->now_ms = 0;
     if (cfg) {
         if (cfg->server.max_peers_per_event > 0)
             ret_lim->max_peers = (size_t)cfg->server.max_peers_per_event;
@@ -289,6 +290,13 @@ static int read_fields(const cJSON *obj, const struct pgw_event_limits *lim,
         return pgw_json_fail(
             err, PGW_ERR_INVAL, "timestamp",
             "must be an integer number of milliseconds since the epoch");
+    if (ts < PGW_EVENT_MIN_TIMESTAMP)
+        return pgw_json_fail(err, PGW_ERR_INVAL, "timestamp",
+                             "must be in milliseconds since the epoch (this "
+                             "looks like seconds)");
+    if (lim->now_ms > 0 && ts > lim->now_ms + PGW_EVENT_MAX_FUTURE_MS)
+        return pgw_json_fail(err, PGW_ERR_INVAL, "timestamp",
+                             "is more than a day in the future");
     ev->timestamp_ms = ts;
     rc = copy_string(obj, "content", 0, lim->max_body_bytes, &ev->content, err);
     if (rc < 0)

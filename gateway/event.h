@@ -19,11 +19,21 @@ struct pgw_config;
 #define PGW_EVENT_MAX_ID_BYTES 256                /* fromPeer, convId, peers */
 #define PGW_EVENT_MAX_MSGID_BYTES 128             /* msgId */
 #define PGW_EVENT_MAX_TIMESTAMP 253402300799999LL /* 9999-12-31, ms */
+/* A timestamp under this (1973-03-03 in ms) is one in seconds: refused,
+ * since read as ms it would make every push expired at once. */
+#define PGW_EVENT_MIN_TIMESTAMP 100000000000LL
+/* A broker's clock may run ahead a little; a day is a mistake (and would
+ * stretch the 7-day validity). */
+#define PGW_EVENT_MAX_FUTURE_MS (24LL * 3600 * 1000)
 
 /* Limits of an event, from [server] of the config. */
 struct pgw_event_limits {
     size_t max_peers;      /* offlinePeers: 1..max_peers */
     size_t max_body_bytes; /* the whole event text */
+    /* The time of intake (ms since the epoch): a timestamp more than
+     * PGW_EVENT_MAX_FUTURE_MS after it is refused. 0: not checked (events
+     * already accepted, read back from the store). */
+    int64_t now_ms;
 };
 
 /* Fills |ret_lim| from |cfg| (NULL: the DESIGN §5 defaults). */

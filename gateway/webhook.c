@@ -37,6 +37,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pushgw.h"
+#include "util/clock.h"
 #include "util/json.h"
 #include "xqueue.h"
 
@@ -374,6 +375,7 @@ static void webhook(struct pgw_webhook *w, struct evhttp_request *req,
         return;
     }
     pgw_event_limits_from_config(w->cfg, &lim);
+    lim.now_ms = pgw_clock_wall_ms();
     body = pgw_listener_body(req, &len);
     if (body == NULL) {
         answer_nomem(w, req, app->id);

@@ -55,7 +55,7 @@ BEGIN {
 
 for d in "${dbs[@]}"; do
     psql_on postgres -c "DROP DATABASE IF EXISTS $d" -c "CREATE DATABASE $d" >/dev/null
-    printf '[database]\nurl = %s dbname=%s\nmigrations_dir = %s/migrations\n[app:bench]\nhook_key = k\n' \
+    printf '[database]\nurl = %s dbname=%s\nmigrations_dir = %s/migrations\n[app:bench]\nhook_key = bench-hook-key-0123456789\n' \
         "$conninfo" "$d" "$root" >"$work/$d.ini"
     "$pushgw" migrate -c "$work/$d.ini" >"$work/$d.migrate.log" 2>&1 \
         || { cat "$work/$d.migrate.log" >&2; die "migrate failed"; }

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct pgw_event_limits lim = {16, 65536};
+    struct pgw_event_limits lim = {16, 65536, 0};
     struct pgw_hook_answer *a = NULL;
     struct pgw_json_error err;
 

@@ -48,7 +48,7 @@ static void check_body(const char *buf, size_t len, size_t max)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct pgw_event_limits lim = {16, 65536};
+    struct pgw_event_limits lim = {16, 65536, 0};
     struct pgw_event *ev = NULL;
     struct pgw_hook_answer *hook = NULL;
     struct pgw_resolved *res = NULL;

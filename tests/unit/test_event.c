@@ -103,7 +103,7 @@ static const struct bad_case bad_cases[] = {
 
 static void test_bad_events(void **state)
 {
-    struct pgw_event_limits lim = {3, 1 << 20};
+    struct pgw_event_limits lim = {3, 1 << 20, 0};
 
     (void)state;
     for (size_t i = 0; i < PGW_ARRAY_SIZE(bad_cases); i++) {
@@ -124,7 +124,7 @@ static void test_bad_events(void **state)
 
 static void test_body_too_large(void **state)
 {
-    struct pgw_event_limits lim = {10, 20};
+    struct pgw_event_limits lim = {10, 20, 0};
     const char *json = "{" BASE ",\"offlinePeers\":[\"a\"]}";
     struct pgw_event *ev = NULL;
     struct pgw_json_error err;
@@ -252,9 +252,63 @@ static void test_pushdata_forms(void **state)
     }
 }
 
+/* A timestamp in seconds, or more than a day ahead of intake: 400 naming
+ * the field (a push would expire at once, or live past its 7 days). */
+static void test_timestamp_bounds(void **state)
+{
+    const int64_t now = 1700000000000LL;
+    struct pgw_event_limits lim = {10, 1 << 20, now};
+    static const struct {
+        int64_t ts;
+        int ok;
+        const char *why;
+    } cases[] = {
+        {1700000000, 0, "looks like seconds"},
+        {99999999999LL, 0, "looks like seconds"},
+        {1000000000000LL, 1, NULL},
+        {1700000000000LL + 24LL * 3600 * 1000, 1, NULL},
+        {1700000000000LL + 24LL * 3600 * 1000 + 1, 0, "a day in the future"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(cases); i++) {
+        char json[256];
+        struct pgw_event *ev = NULL;
+        struct pgw_json_error err;
+        int rc;
+
+        snprintf(json, sizeof(json),
+                 "{\"fromPeer\":\"a\",\"convId\":\"c\",\"offlinePeers\":"
+                 "[\"b\"],\"timestamp\":%lld}",
+                 (long long)cases[i].ts);
+        rc = pgw_event_parse(json, strlen(json), &lim, &ev, &err);
+        if (cases[i].ok) {
+            assert_int_equal(rc, 0);
+            pgw_event_free(ev);
+            continue;
+        }
+        assert_int_equal(rc, PGW_ERR_INVAL);
+        assert_string_equal(err.field, "timestamp");
+        assert_non_null(strstr(err.reason, cases[i].why));
+    }
+    /* events read back from the store (now_ms 0) are not judged again */
+    lim.now_ms = 0;
+    {
+        const char *json = "{\"fromPeer\":\"a\",\"convId\":\"c\","
+                           "\"offlinePeers\":[\"b\"],\"timestamp\":"
+                           "4102444800000}";
+        struct pgw_event *ev = NULL;
+        struct pgw_json_error err;
+
+        assert_int_equal(pgw_event_parse(json, strlen(json), &lim, &ev, &err),
+                         0);
+        pgw_event_free(ev);
+    }
+}
+
 static void test_many_peers_dedup(void **state)
 {
-    struct pgw_event_limits lim = {10000, 1 << 20};
+    struct pgw_event_limits lim = {10000, 1 << 20, 0};
     size_t cap = 200000, len = 0;
     char *buf = malloc(cap);
     struct pgw_event *ev = NULL;
@@ -323,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_minimal_and_nulls),
         cmocka_unit_test(test_pushdata_object_and_unicode),
         cmocka_unit_test(test_pushdata_forms),
+        cmocka_unit_test(test_timestamp_bounds),
         cmocka_unit_test(test_many_peers_dedup),
         cmocka_unit_test(test_peerset),
         cmocka_unit_test(test_hook_request),

@@ -658,7 +658,8 @@ static void test_imported_object_id_takes_updates(void **state)
                  "[database]\nurl = %s\n"
                  "migrations_dir = " PUSHGW_SOURCE_DIR "/migrations\n"
                  "[templates]\ndir = " PUSHGW_SOURCE_DIR "/templates\n"
-                 "[app:demo]\nhook_key = k\nleancloud_app_id = " LC_ID "\n"
+                 "[app:demo]\nhook_key = k-0123456789abcdef\nleancloud_app_id "
+                 "= " LC_ID "\n"
                  "app_key = " LC_KEY "\nmaster_key = lc-import-master\n",
                  tu_free_port(), admin_port, client_port, f->db) > 0,
         1);

@@ -295,7 +295,7 @@ static void test_recipients(void **state)
 {
     struct pgw_resolved *res;
     const char *ev = "{\"fromPeer\":\"Tom\",\"convId\":\"c\",\"offlinePeers\":"
-                     "[\"A\",\"B\",\"C\"],\"timestamp\":1000,"
+                     "[\"A\",\"B\",\"C\"],\"timestamp\":1700000000000,"
                      "\"mutedPeers\":[\"B\",\"Z\"]}";
 
     (void)state;
