@@ -220,10 +220,30 @@ static int copy_peers(const cJSON *obj, const char *field, size_t max,
  * |ev->push_data_ignored| names it for the caller's warning, and the
  * template applies. pushData never makes the event fail.
  */
+int pgw_event_content_from_text(const char *text, cJSON **ret)
+{
+    cJSON *obj = NULL;
+    int rc = pgw_json_parse(text, strlen(text), NULL, &obj, NULL, NULL);
+
+    if (rc == PGW_ERR_NOMEM)
+        return rc;
+    if (rc == 0 && cJSON_IsObject(obj)) {
+        *ret = obj;
+        return 0;
+    }
+    cJSON_Delete(obj);
+    obj = cJSON_CreateObject();
+    if (!obj || !cJSON_AddStringToObject(obj, "alert", text)) {
+        cJSON_Delete(obj);
+        return PGW_ERR_NOMEM;
+    }
+    *ret = obj;
+    return 0;
+}
+
 static int get_push_data(const cJSON *it, struct pgw_event *ev)
 {
     cJSON *obj = NULL;
-    int rc;
 
     if (cJSON_IsObject(it)) {
         obj = cJSON_Duplicate(it, true);
@@ -239,22 +259,7 @@ static int get_push_data(const cJSON *it, struct pgw_event *ev)
                                                     : "not an object";
         return 0;
     }
-    rc = pgw_json_parse(it->valuestring, strlen(it->valuestring), NULL, &obj,
-                        NULL, NULL);
-    if (rc == PGW_ERR_NOMEM)
-        return rc;
-    if (rc == 0 && cJSON_IsObject(obj)) {
-        ev->push_data = obj;
-        return 0;
-    }
-    cJSON_Delete(obj);
-    obj = cJSON_CreateObject();
-    if (!obj || !cJSON_AddStringToObject(obj, "alert", it->valuestring)) {
-        cJSON_Delete(obj);
-        return PGW_ERR_NOMEM;
-    }
-    ev->push_data = obj;
-    return 0;
+    return pgw_event_content_from_text(it->valuestring, &ev->push_data);
 }
 
 /* The fields of the event |obj| into |ev|, in the order of DESIGN §6. */

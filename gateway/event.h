@@ -87,6 +87,14 @@ int pgw_event_from_json(const cJSON *obj, const struct pgw_event_limits *lim,
 void pgw_event_free(struct pgw_event *ev);
 
 /*
+ * The push content a string |text| gives (an event's pushData, a hook
+ * answer's pushMessage): the JSON object it holds, else {"alert": text}.
+ * Stores a new object in |*ret| (free with cJSON_Delete()).
+ * Errors: PGW_ERR_NOMEM.
+ */
+int pgw_event_content_from_text(const char *text, cJSON **ret);
+
+/*
  * The body of the server hook call (DESIGN §7.1): {fromPeer, convId,
  * offlinePeers, content, timestamp, mentionAll, mentionOfflinePeers}.
  * Stores a malloc'd NUL-terminated string in |*ret_body| (caller frees).

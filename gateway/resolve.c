@@ -72,8 +72,6 @@ static int hook_peers(struct pgw_hook_answer *a, const cJSON *arr, size_t max,
 static int hook_push_message(struct pgw_hook_answer *a, const cJSON *pm,
                              struct pgw_json_error *err)
 {
-    cJSON *obj = NULL;
-
     if (cJSON_IsObject(pm)) {
         a->push_message = cJSON_Duplicate(pm, true);
         return a->push_message ? 0 : PGW_ERR_NOMEM;
@@ -81,22 +79,7 @@ static int hook_push_message(struct pgw_hook_answer *a, const cJSON *pm,
     if (!cJSON_IsString(pm) || !pm->valuestring)
         return pgw_json_fail(err, PGW_ERR_INVAL, "pushMessage",
                              "must be a string or an object");
-    int rc = pgw_json_parse(pm->valuestring, strlen(pm->valuestring), NULL,
-                            &obj, NULL, NULL);
-    if (rc == PGW_ERR_NOMEM)
-        return rc;
-    if (rc == 0 && cJSON_IsObject(obj)) {
-        a->push_message = obj;
-        return 0;
-    }
-    cJSON_Delete(obj);
-    obj = cJSON_CreateObject();
-    if (!obj || !cJSON_AddStringToObject(obj, "alert", pm->valuestring)) {
-        cJSON_Delete(obj);
-        return PGW_ERR_NOMEM;
-    }
-    a->push_message = obj;
-    return 0;
+    return pgw_event_content_from_text(pm->valuestring, &a->push_message);
 }
 
 int pgw_resolve_parse_hook_answer(const char *buf, size_t len,
