@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/utf8.h"
 
 const double pgw_metrics_latency_buckets[] = {
@@ -519,46 +520,8 @@ int pgw_metrics_add_collector(struct pgw_metrics *self,
 
 /* ---- rendering ---------------------------------------------------------- */
 
-struct out {
-    char *buf;
-    size_t len;
-    size_t cap;
-    bool oom;
-};
-
-static void out_reserve(struct out *o, size_t more)
-{
-    if (o->oom || o->len + more + 1 <= o->cap)
-        return;
-    size_t cap = o->cap ? o->cap : 4096;
-    while (cap < o->len + more + 1)
-        cap *= 2;
-    char *b = realloc(o->buf, cap);
-    if (b == NULL) {
-        o->oom = true;
-        return;
-    }
-    o->buf = b;
-    o->cap = cap;
-}
-
-static void out_add(struct out *o, const char *s, size_t n)
-{
-    out_reserve(o, n);
-    if (o->oom)
-        return;
-    memcpy(o->buf + o->len, s, n);
-    o->len += n;
-    o->buf[o->len] = '\0';
-}
-
-static void out_str(struct out *o, const char *s)
-{
-    out_add(o, s, strlen(s));
-}
-
 /* Escapes \ and newline (and " when |quote|), as 0.0.4 asks. */
-static void out_escaped(struct out *o, const char *s, bool quote)
+static void out_escaped(struct pgw_buf *o, const char *s, bool quote)
 {
     const char *run = s;
     for (; *s; s++) {
@@ -570,12 +533,12 @@ static void out_escaped(struct out *o, const char *s, bool quote)
         else if (quote && *s == '"')
             esc = "\\\"";
         if (esc != NULL) {
-            out_add(o, run, (size_t)(s - run));
-            out_str(o, esc);
+            pgw_buf_add(o, run, (size_t)(s - run));
+            pgw_buf_str(o, esc);
             run = s + 1;
         }
     }
-    out_add(o, run, (size_t)(s - run));
+    pgw_buf_add(o, run, (size_t)(s - run));
 }
 
 /* Formats |v| the way Prometheus reads it: integers without a fraction,
@@ -597,49 +560,50 @@ static void fmt_value(char *buf, size_t size, double v)
     }
 }
 
-static void out_value(struct out *o, double v)
+static void out_value(struct pgw_buf *o, double v)
 {
     char b[64];
     fmt_value(b, sizeof(b), v);
-    out_str(o, b);
+    pgw_buf_str(o, b);
 }
 
-static void out_u64(struct out *o, uint64_t v)
+static void out_u64(struct pgw_buf *o, uint64_t v)
 {
     char b[32];
     snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
-    out_str(o, b);
+    pgw_buf_str(o, b);
 }
 
 /* name{l1="v1",…,extra} — |le| (may be NULL) is appended as le="…". */
-static void out_series_name(struct out *o, const struct pgw_metric_family *f,
+static void out_series_name(struct pgw_buf *o,
+                            const struct pgw_metric_family *f,
                             const struct pgw_metric_series *s,
                             const char *suffix, const char *le)
 {
-    out_str(o, f->name);
-    out_str(o, suffix);
+    pgw_buf_str(o, f->name);
+    pgw_buf_str(o, suffix);
     if (f->n_labels == 0 && le == NULL)
         return;
-    out_str(o, "{");
+    pgw_buf_str(o, "{");
     for (size_t i = 0; i < f->n_labels; i++) {
         if (i > 0)
-            out_str(o, ",");
-        out_str(o, f->label_names[i]);
-        out_str(o, "=\"");
+            pgw_buf_str(o, ",");
+        pgw_buf_str(o, f->label_names[i]);
+        pgw_buf_str(o, "=\"");
         out_escaped(o, s->values[i], true);
-        out_str(o, "\"");
+        pgw_buf_str(o, "\"");
     }
     if (le != NULL) {
         if (f->n_labels > 0)
-            out_str(o, ",");
-        out_str(o, "le=\"");
-        out_str(o, le);
-        out_str(o, "\"");
+            pgw_buf_str(o, ",");
+        pgw_buf_str(o, "le=\"");
+        pgw_buf_str(o, le);
+        pgw_buf_str(o, "\"");
     }
-    out_str(o, "}");
+    pgw_buf_str(o, "}");
 }
 
-static void render_family(struct out *o, const struct pgw_metric_family *f)
+static void render_family(struct pgw_buf *o, const struct pgw_metric_family *f)
 {
     static const char *const type_names[] = {
         [PGW_METRIC_COUNTER] = "counter",
@@ -647,23 +611,23 @@ static void render_family(struct out *o, const struct pgw_metric_family *f)
         [PGW_METRIC_HISTOGRAM] = "histogram",
     };
 
-    out_str(o, "# HELP ");
-    out_str(o, f->name);
-    out_str(o, " ");
+    pgw_buf_str(o, "# HELP ");
+    pgw_buf_str(o, f->name);
+    pgw_buf_str(o, " ");
     out_escaped(o, f->help, false);
-    out_str(o, "\n# TYPE ");
-    out_str(o, f->name);
-    out_str(o, " ");
-    out_str(o, type_names[f->type]);
-    out_str(o, "\n");
+    pgw_buf_str(o, "\n# TYPE ");
+    pgw_buf_str(o, f->name);
+    pgw_buf_str(o, " ");
+    pgw_buf_str(o, type_names[f->type]);
+    pgw_buf_str(o, "\n");
 
     for (size_t i = 0; i < f->n_series; i++) {
         const struct pgw_metric_series *s = f->series[i];
         if (f->type != PGW_METRIC_HISTOGRAM) {
             out_series_name(o, f, s, "", NULL);
-            out_str(o, " ");
+            pgw_buf_str(o, " ");
             out_value(o, s->value);
-            out_str(o, "\n");
+            pgw_buf_str(o, "\n");
             continue;
         }
         uint64_t cum = 0;
@@ -675,36 +639,38 @@ static void render_family(struct out *o, const struct pgw_metric_family *f)
                 snprintf(le, sizeof(le), "+Inf");
             cum += s->buckets[b];
             out_series_name(o, f, s, "_bucket", le);
-            out_str(o, " ");
+            pgw_buf_str(o, " ");
             out_u64(o, cum);
-            out_str(o, "\n");
+            pgw_buf_str(o, "\n");
         }
         out_series_name(o, f, s, "_sum", NULL);
-        out_str(o, " ");
+        pgw_buf_str(o, " ");
         out_value(o, s->sum);
-        out_str(o, "\n");
+        pgw_buf_str(o, "\n");
         out_series_name(o, f, s, "_count", NULL);
-        out_str(o, " ");
+        pgw_buf_str(o, " ");
         out_u64(o, s->count);
-        out_str(o, "\n");
+        pgw_buf_str(o, "\n");
     }
 }
 
 int pgw_metrics_render(struct pgw_metrics *self, char **ret_text,
                        size_t *ret_len)
 {
-    struct out o = {0};
+    struct pgw_buf o = PGW_BUF_INIT;
 
     for (size_t i = 0; i < self->n_collectors; i++)
         self->collectors[i].fn(self->collectors[i].arg, self);
-    out_reserve(&o, 0);
+    /* a page to start with; "" even when nothing is registered */
+    pgw_buf_reserve(&o, 4096);
+    pgw_buf_add(&o, "", 0);
     for (size_t i = 0; i < self->n_families && !o.oom; i++)
         render_family(&o, self->families[i]);
     if (o.oom) {
-        free(o.buf);
+        pgw_buf_release(&o);
         return PGW_ERR_NOMEM;
     }
-    *ret_text = o.buf;
+    *ret_text = o.p;
     *ret_len = o.len;
     return 0;
 }
