@@ -28,22 +28,17 @@
 
 #include <libpq-fe.h>
 
+#include "pgarray.h"
 #include "pushgw.h"
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
 
 struct pgw_store_import {
     PGconn *conn;
     char *app_id;
-    struct sbuf copy; /* the COPY text of a batch */
-    struct sbuf arr;  /* one array literal */
-    size_t *by_token; /* row indexes sorted by deviceToken */
-    bool *replaced;   /* per row: its installation's old row was deleted */
-    bool *done;       /* per row: outcome known */
+    struct pgw_pgarray_buf copy; /* the COPY text of a batch */
+    struct pgw_pgarray_buf arr;  /* one array literal */
+    size_t *by_token;            /* row indexes sorted by deviceToken */
+    bool *replaced; /* per row: its installation's old row was deleted */
+    bool *done;     /* per row: outcome known */
     size_t cap_rows;
 };
 
@@ -146,47 +141,18 @@ static const char newer_sql[] =
     " ON i.app_id = $1 AND i.device_token = s.device_token"
     " WHERE s.updated_at IS NOT NULL AND i.updated_at > s.updated_at";
 
-static void sbuf_reserve(struct sbuf *b, size_t more)
+static void put_char(struct pgw_pgarray_buf *b, char c)
 {
-    size_t cap;
-    char *np;
-
-    if (b->oom || b->len + more + 1 <= b->cap)
-        return;
-    cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    np = realloc(b->p, cap);
-    if (!np) {
-        b->oom = true;
-        return;
-    }
-    b->p = np;
-    b->cap = cap;
-}
-
-static void sbuf_add(struct sbuf *b, const char *s, size_t n)
-{
-    sbuf_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sbuf_addc(struct sbuf *b, char c)
-{
-    sbuf_add(b, &c, 1);
+    pgw_pgarray_put_raw(b, &c, 1);
 }
 
 /* |s| as a field of COPY's text format: backslash escapes; NULL is \N. */
-static void copy_field(struct sbuf *b, const char *s, size_t n)
+static void copy_field(struct pgw_pgarray_buf *b, const char *s, size_t n)
 {
     size_t from = 0;
 
     if (!s) {
-        sbuf_add(b, "\\N", 2);
+        pgw_pgarray_put_raw(b, "\\N", 2);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -208,14 +174,14 @@ static void copy_field(struct sbuf *b, const char *s, size_t n)
         default:
             continue;
         }
-        sbuf_add(b, s + from, i - from);
-        sbuf_add(b, esc, 2);
+        pgw_pgarray_put_raw(b, s + from, i - from);
+        pgw_pgarray_put_raw(b, esc, 2);
         from = i + 1;
     }
-    sbuf_add(b, s + from, n - from);
+    pgw_pgarray_put_raw(b, s + from, n - from);
 }
 
-static void copy_str(struct sbuf *b, const char *s)
+static void copy_str(struct pgw_pgarray_buf *b, const char *s)
 {
     copy_field(b, s, s ? strlen(s) : 0);
 }
@@ -223,22 +189,22 @@ static void copy_str(struct sbuf *b, const char *s)
 /* A text[] literal of |n| strings, then as a COPY field. */
 static void copy_array(struct pgw_store_import *self, char *const *v, size_t n)
 {
-    struct sbuf *a = &self->arr;
+    struct pgw_pgarray_buf *a = &self->arr;
 
     a->len = 0;
-    sbuf_addc(a, '{');
+    put_char(a, '{');
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
-            sbuf_addc(a, ',');
-        sbuf_addc(a, '"');
+            put_char(a, ',');
+        put_char(a, '"');
         for (const char *p = v[i]; *p; p++) {
             if (*p == '"' || *p == '\\')
-                sbuf_addc(a, '\\');
-            sbuf_addc(a, *p);
+                put_char(a, '\\');
+            put_char(a, *p);
         }
-        sbuf_addc(a, '"');
+        put_char(a, '"');
     }
-    sbuf_addc(a, '}');
+    put_char(a, '}');
     if (a->oom) {
         self->copy.oom = true;
         return;
@@ -246,7 +212,7 @@ static void copy_array(struct pgw_store_import *self, char *const *v, size_t n)
     copy_field(&self->copy, a->p, a->len);
 }
 
-static void copy_date(struct sbuf *b, int64_t ms)
+static void copy_date(struct pgw_pgarray_buf *b, int64_t ms)
 {
     char date[40];
 
@@ -261,41 +227,41 @@ static void copy_date(struct sbuf *b, int64_t ms)
 static int copy_row(struct pgw_store_import *self, size_t n,
                     const struct pgw_lc_installation *r)
 {
-    struct sbuf *b = &self->copy;
+    struct pgw_pgarray_buf *b = &self->copy;
     char num[24];
     char *extra = cJSON_PrintUnformatted(r->extra);
 
     if (!extra)
         return PGW_ERR_NOMEM;
     snprintf(num, sizeof(num), "%zu\t", n);
-    sbuf_add(b, num, strlen(num));
+    pgw_pgarray_put_raw(b, num, strlen(num));
     copy_str(b, r->object_id);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->device_type);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->device_token);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->installation_id);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_array(self, r->channels, r->n_channels);
     snprintf(num, sizeof(num), "\t%d\t", r->badge);
-    sbuf_add(b, num, strlen(num));
+    pgw_pgarray_put_raw(b, num, strlen(num));
     copy_str(b, r->time_zone);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->apns_topic);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->apns_team_id);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->device_profile);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_str(b, r->vendor);
-    sbuf_add(b, r->valid ? "\tt\t" : "\tf\t", 3);
+    pgw_pgarray_put_raw(b, r->valid ? "\tt\t" : "\tf\t", 3);
     copy_str(b, extra);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_date(b, r->created_at_ms);
-    sbuf_addc(b, '\t');
+    put_char(b, '\t');
     copy_date(b, r->updated_at_ms);
-    sbuf_addc(b, '\n');
+    put_char(b, '\n');
     free(extra);
     return b->oom ? PGW_ERR_NOMEM : 0;
 }
@@ -425,17 +391,17 @@ static size_t find_token(const struct pgw_store_import *self,
 }
 
 /* "{1,2,3}" of the rows whose |flags| say |want|, into |b|. */
-static void int_array(struct sbuf *b, const size_t *idx, size_t n)
+static void int_array(struct pgw_pgarray_buf *b, const size_t *idx, size_t n)
 {
     char num[24];
 
     b->len = 0;
-    sbuf_addc(b, '{');
+    put_char(b, '{');
     for (size_t i = 0; i < n; i++) {
         snprintf(num, sizeof(num), i ? ",%zu" : "%zu", idx[i]);
-        sbuf_add(b, num, strlen(num));
+        pgw_pgarray_put_raw(b, num, strlen(num));
     }
-    sbuf_addc(b, '}');
+    put_char(b, '}');
 }
 
 static int grow_rows(struct pgw_store_import *self, size_t n)
@@ -502,7 +468,7 @@ static int apply_moved(struct pgw_store_import *self, size_t n,
     const char *dparams[1];
     PGresult *res = NULL;
     size_t *lost = NULL, n_lost = 0;
-    struct sbuf ids = {0};
+    struct pgw_pgarray_buf ids = {0};
     int rc;
 
     rc = exec_ok(self, moved_sql, 1, params, PGRES_TUPLES_OK, &res, err,
@@ -554,7 +520,7 @@ static int apply_updates(struct pgw_store_import *self, size_t n,
     const char *params[2] = {self->app_id, NULL};
     PGresult *res = NULL;
     size_t *upd = NULL, n_upd = 0;
-    struct sbuf ids = {0};
+    struct pgw_pgarray_buf ids = {0};
     int rc;
 
     rc = exec_ok(self, update_sql, 1, params, PGRES_TUPLES_OK, &res, err,
