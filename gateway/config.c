@@ -146,6 +146,8 @@ static const struct keydef app_keys[] = {
     KD_STR("server_hook_key", NULL, A, server_hook_key),
     KD_INT("server_hook_timeout_ms", "3000", 10, 600000, A,
            server_hook_timeout_ms),
+    KD_INT("server_hook_connections", "64", 1, 1024, A,
+           server_hook_connections),
     KD_STR("apns_topic", NULL, A, apns_topic),
     KD_STR("apns_team_id", NULL, A, apns_team_id),
     KD_STR("apns_key_id", NULL, A, apns_key_id),

@@ -32,6 +32,7 @@ struct pgw_app {
     char *server_hook_url;
     char *server_hook_key; /* secret */
     int server_hook_timeout_ms;
+    int server_hook_connections; /* per hook host; calls beyond wait */
     char *apns_topic;
     char *apns_team_id; /* default team; NULL when the app has no APNs key */
     char *apns_key_id;

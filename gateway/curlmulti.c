@@ -5,13 +5,23 @@
  * timeout is one evtimer. Completed transfers are collected after each
  * socket_action call, outside curl's own stack, so completion callbacks
  * may add or remove transfers freely.
+ *
+ * Requests with a per-host limit are admitted by hostpool: curl sees
+ * only the ones allowed to run, so its own timeout starts when a request
+ * is sent. curl's CURLMOPT_MAX_HOST_CONNECTIONS would queue them inside
+ * curl with the timeout already running, and CURLOPT_PIPEWAIT makes
+ * every transfer wait for the first connection to learn whether it
+ * multiplexes (an HTTP/1.1 host never does), so pooled requests use
+ * neither.
  */
 #include "curlmulti.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "hostpool.h"
 #include "util/list.h"
 
 struct sock_ctx {
@@ -31,21 +41,28 @@ struct pgw_curl_req {
     pgw_curlmulti_done_cb cb;
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
-    struct pgw_list node; /* on pgw_curlmulti.reqs */
+    struct pgw_list node;          /* on pgw_curlmulti.reqs */
+    struct pgw_hostpool_slot slot; /* pooled requests only */
+    int start_err;                 /* could not leave the queue */
+    struct pgw_list failed;        /* on pgw_curlmulti.failed then */
 };
 
 struct pgw_curlmulti {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct event *kick;   /* completes the |failed| requests */
     struct pgw_list reqs; /* submitted, callback not run yet */
     size_t n_reqs;
     size_t max_reqs;
+    struct pgw_hostpool *pool;
+    struct pgw_list failed; /* dequeued but not started: to complete */
     int closing;
     int global_inited;
 };
 
 static void check_done(struct pgw_curlmulti *cm);
+static void release_slot(struct pgw_curlmulti *cm, struct pgw_curl_req *r);
 
 static void link_req(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
 {
@@ -56,7 +73,30 @@ static void link_req(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
 static void unlink_req(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
 {
     pgw_list_remove(&r->node);
+    pgw_list_remove(&r->failed);
     cm->n_reqs--;
+    release_slot(cm, r);
+}
+
+/*
+ * Gives |r|'s place in its host's pool to the next waiting request and
+ * starts that one. One that cannot start is completed from the loop
+ * (never from the caller's stack) with its error.
+ */
+static void release_slot(struct pgw_curlmulti *cm, struct pgw_curl_req *r)
+{
+    struct pgw_hostpool_slot *next;
+
+    while ((next = pgw_hostpool_release(cm->pool, &r->slot))) {
+        r = pgw_list_entry(next, struct pgw_curl_req, slot);
+        if (cm->closing) /* every request is being completed */
+            continue;
+        if (curl_multi_add_handle(cm->multi, r->easy) == CURLM_OK)
+            return;
+        r->start_err = PGW_ERR_IO;
+        pgw_list_push_back(&cm->failed, &r->failed);
+        event_active(cm->kick, EV_TIMEOUT, 0);
+    }
 }
 
 /* Frees |r| after it left the multi and the list. */
@@ -101,6 +141,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     curl_multi_socket_action(cm->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(cm);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    check_done(arg);
 }
 
 /* curl's CURLMOPT_SOCKETFUNCTION: watch |s| for |what|, or stop. */
@@ -224,8 +271,22 @@ static int translate(CURLcode rc, const struct pgw_curl_req *r)
 static void check_done(struct pgw_curlmulti *cm)
 {
     CURLMsg *msg;
+    struct pgw_list *n;
     int left;
 
+    while ((n = pgw_list_first(&cm->failed))) {
+        struct pgw_curl_req *r = pgw_list_entry(n, struct pgw_curl_req, failed);
+        struct pgw_curl_response resp;
+
+        unlink_req(cm, r);
+        memset(&resp, 0, sizeof(resp));
+        resp.err = r->start_err;
+        resp.body = "";
+        resp.error = "could not start the request";
+        resp.easy = r->easy;
+        r->cb(&resp, r->arg);
+        req_destroy(r);
+    }
     while ((msg = curl_multi_info_read(cm->multi, &left))) {
         struct pgw_curl_req *r = NULL;
         struct pgw_curl_response resp;
@@ -268,7 +329,10 @@ int pgw_curlmulti_new(struct event_base *base, size_t max_pending,
     if (!cm)
         goto out;
     pgw_list_init(&cm->reqs);
+    pgw_list_init(&cm->failed);
     cm->base = base;
+    if (pgw_hostpool_new(&cm->pool) < 0)
+        goto out;
     cm->max_reqs =
         max_pending ? max_pending : PGW_CURLMULTI_DEFAULT_MAX_PENDING;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -280,7 +344,8 @@ int pgw_curlmulti_new(struct event_base *base, size_t max_pending,
     if (!cm->multi)
         goto out;
     cm->timer = evtimer_new(base, on_timer, cm);
-    if (!cm->timer)
+    cm->kick = evtimer_new(base, on_kick, cm);
+    if (!cm->timer || !cm->kick)
         goto out;
     if (curl_multi_setopt(cm->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) ||
         curl_multi_setopt(cm->multi, CURLMOPT_SOCKETDATA, cm) ||
@@ -324,15 +389,21 @@ void pgw_curlmulti_free(struct pgw_curlmulti *self)
         curl_multi_cleanup(self->multi);
     if (self->timer)
         event_free(self->timer);
+    if (self->kick)
+        event_free(self->kick);
     if (self->global_inited)
         curl_global_cleanup();
+    pgw_hostpool_free(self->pool);
     free(self);
 }
 
 /* The tail of a submit: |r->easy| is configured by the caller. */
 static int start(struct pgw_curlmulti *self, struct pgw_curl_req *r,
-                 size_t max_response_bytes)
+                 size_t max_response_bytes, const char *host_key,
+                 unsigned max_host, size_t max_queue)
 {
+    int admit = PGW_HOSTPOOL_RUN;
+
     if (max_response_bytes == 0)
         max_response_bytes = PGW_CURLMULTI_DEFAULT_MAX_RESPONSE;
     if (max_response_bytes > PGW_CURLMULTI_MAX_RESPONSE)
@@ -345,8 +416,19 @@ static int start(struct pgw_curlmulti *self, struct pgw_curl_req *r,
         curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf) ||
         curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L))
         return PGW_ERR_IO;
-    if (curl_multi_add_handle(self->multi, r->easy) != CURLM_OK)
+    if (host_key) {
+        admit = pgw_hostpool_admit(self->pool, &r->slot, host_key, max_host,
+                                   max_queue);
+        if (admit < 0)
+            return admit;
+        if (admit == PGW_HOSTPOOL_FULL)
+            return PGW_ERR_BUSY;
+    }
+    if (admit == PGW_HOSTPOOL_RUN &&
+        curl_multi_add_handle(self->multi, r->easy) != CURLM_OK) {
+        pgw_hostpool_release(self->pool, &r->slot); /* nobody waits */
         return PGW_ERR_IO;
+    }
     link_req(self, r);
     return 0;
 }
@@ -374,12 +456,40 @@ static int valid_method(const char *m)
     return 1;
 }
 
+/* "scheme://host:port" of |url| in |*ret_key| (free()). */
+static int host_key_of(const char *url, char **ret_key)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    int ret = PGW_ERR_NOMEM;
+
+    if (!u)
+        goto out;
+    ret = PGW_ERR_INVAL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    ret = PGW_ERR_NOMEM;
+    if (asprintf(ret_key, "%s://%s:%s", scheme, host, port) < 0)
+        goto out;
+    ret = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ret;
+}
+
 int pgw_curlmulti_submit(struct pgw_curlmulti *self,
                          const struct pgw_curl_request *req,
                          pgw_curlmulti_done_cb cb, void *arg,
                          struct pgw_curl_req **ret_req)
 {
     struct pgw_curl_req *r = NULL;
+    char *host_key = NULL;
     const char *method;
     long timeout_ms;
     int ret;
@@ -404,6 +514,7 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
     if (!r)
         goto out;
     pgw_list_init(&r->node);
+    pgw_list_init(&r->failed);
     r->cb = cb;
     r->arg = arg;
     r->easy = curl_easy_init();
@@ -423,7 +534,8 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
         curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, 2L) ||
         curl_easy_setopt(r->easy, CURLOPT_HTTP_VERSION,
                          (long)CURL_HTTP_VERSION_2TLS) ||
-        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT, 1L) ||
+        curl_easy_setopt(r->easy, CURLOPT_PIPEWAIT,
+                         req->max_host_connections ? 0L : 1L) ||
         curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms) ||
         curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS,
                          timeout_ms < 10000 ? timeout_ms : 10000L) ||
@@ -450,13 +562,20 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
         if (curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, method))
             goto out;
     }
-    ret = start(self, r, req->max_response_bytes);
+    if (req->max_host_connections) {
+        ret = host_key_of(req->url, &host_key);
+        if (ret)
+            goto out;
+    }
+    ret = start(self, r, req->max_response_bytes, host_key,
+                req->max_host_connections, req->max_host_queue);
     if (ret)
         goto out;
     if (ret_req)
         *ret_req = r;
     r = NULL;
 out:
+    free(host_key);
     req_destroy(r);
     return ret;
 }

@@ -44,6 +44,17 @@ struct pgw_curl_request {
     long timeout_ms;           /* whole transfer; 0: default */
     const char *ca_file;       /* extra trust anchor (PEM); NULL: system */
     size_t max_response_bytes; /* 0: default; at most the hard cap */
+    /*
+     * When not 0: at most this many requests to the URL's scheme, host
+     * and port that also set it run at once, so at most that many
+     * connections are open to that host (idle ones are kept for reuse);
+     * the others wait, in order, up to |max_host_queue| of them, and
+     * submit returns PGW_ERR_BUSY past that. |timeout_ms| counts from
+     * when a request leaves the queue. Such requests never wait for
+     * another request's connection to learn whether it multiplexes.
+     */
+    unsigned max_host_connections;
+    size_t max_host_queue;
 };
 
 /* What the completion callback sees; valid during the callback only. */
@@ -89,7 +100,8 @@ void pgw_curlmulti_free(struct pgw_curlmulti *self);
  * |ret_req| is not NULL, it receives a handle valid until |cb| runs or the
  * request is cancelled.
  * Returns 0, PGW_ERR_INVAL (no url or callback, bad method or cap),
- * PGW_ERR_BUSY (max_pending reached), PGW_ERR_CLOSED (the multi is being
+ * PGW_ERR_BUSY (max_pending reached, or the host's queue is full),
+ * PGW_ERR_CLOSED (the multi is being
  * freed), PGW_ERR_NOMEM or PGW_ERR_IO.
  */
 int pgw_curlmulti_submit(struct pgw_curlmulti *self,
@@ -101,7 +113,8 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
  * callback is never called. */
 void pgw_curlmulti_cancel(struct pgw_curlmulti *self, struct pgw_curl_req *req);
 
-/* The number of requests whose callback has not run yet. */
+/* The number of requests whose callback has not run yet (queued ones
+ * included). */
 size_t pgw_curlmulti_pending(const struct pgw_curlmulti *self);
 
 /* The value of the first response header |name| (case-insensitive) of

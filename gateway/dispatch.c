@@ -484,8 +484,11 @@ static void job_start(struct job *job)
                        on_hook, job);
     if (rc < 0) {
         if (d->m_hook)
-            pgw_metric_inc(
-                pgw_metrics_series2(d->m_hook, job->app_id, "unreachable"));
+            pgw_metric_inc(pgw_metrics_series2(
+                d->m_hook, job->app_id,
+                pgw_hook_result_name(rc == PGW_ERR_BUSY
+                                         ? PGW_HOOK_QUEUE_FULL
+                                         : PGW_HOOK_UNREACHABLE)));
         pgw_log_warn("could not call the server hook of app '%s': %s: "
                      "going on without it",
                      job->app_id, pgw_strerror(rc));

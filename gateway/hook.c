@@ -102,6 +102,8 @@ const char *pgw_hook_result_name(enum pgw_hook_result r)
         return "unreachable";
     case PGW_HOOK_UNAUTHORIZED:
         return "unauthorized";
+    case PGW_HOOK_QUEUE_FULL:
+        return "queue_full";
     }
     return "unknown";
 }
@@ -230,6 +232,8 @@ int pgw_hook_call(struct pgw_curlmulti *cm, const struct pgw_app *app,
     req.timeout_ms = app->server_hook_timeout_ms;
     req.ca_file = ca_file;
     req.max_response_bytes = HOOK_MAX_ANSWER_BYTES;
+    req.max_host_connections = (unsigned)app->server_hook_connections;
+    req.max_host_queue = PGW_HOOK_MAX_QUEUED;
     rc = pgw_curlmulti_submit(cm, &req, on_done, call, NULL);
     if (rc == 0)
         call = NULL; /* owned by on_done now */

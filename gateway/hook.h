@@ -23,14 +23,25 @@ enum pgw_hook_result {
     PGW_HOOK_BAD_ANSWER,   /* 2xx but not a valid answer */
     PGW_HOOK_UNREACHABLE,  /* connection, TLS or local failure */
     PGW_HOOK_UNAUTHORIZED, /* 401: the hook refuses pushgw's identity */
+    PGW_HOOK_QUEUE_FULL,   /* not called: PGW_HOOK_MAX_QUEUED were waiting */
 };
+
+/*
+ * Calls to one hook host (scheme, host, port) beyond [app:*]
+ * server_hook_connections wait for a free connection, at most this many
+ * of them; a call past that is not made (pgw_hook_call() returns
+ * PGW_ERR_BUSY) and the event goes on without the hook. The timeout of a
+ * call counts from when it is sent.
+ */
+#define PGW_HOOK_MAX_QUEUED 4096
 
 /* After this many 401 answers in a row from one app's hook,
  * pgw_hook_authorized() says so (until that hook answers otherwise). */
 #define PGW_HOOK_UNAUTHORIZED_NOT_READY 3
 
 /* "ok", "http_error", "timeout", "bad_answer", "unreachable",
- * "unauthorized": the result label of pushgw_hook_requests_total. */
+ * "unauthorized", "queue_full": the result label of pushgw_hook_requests_total.
+ */
 const char *pgw_hook_result_name(enum pgw_hook_result r);
 
 /*
@@ -45,8 +56,9 @@ typedef void (*pgw_hook_cb)(void *arg, enum pgw_hook_result result,
  * Calls the hook of |app| (which must have a server_hook_url) for |ev|.
  * |ca_file| is an extra trust anchor for https hooks (NULL: system).
  * |cb| runs exactly once, later, from the loop. Returns 0, or
- * PGW_ERR_BUSY / PGW_ERR_NOMEM / PGW_ERR_INVAL (then |cb| never runs and
- * the caller goes on without the hook).
+ * PGW_ERR_BUSY (the host's queue is full: count it as PGW_HOOK_QUEUE_FULL),
+ * PGW_ERR_NOMEM or PGW_ERR_INVAL (then |cb| never runs and the caller goes
+ * on without the hook).
  */
 int pgw_hook_call(struct pgw_curlmulti *cm, const struct pgw_app *app,
                   const struct pgw_event *ev,

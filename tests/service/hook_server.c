@@ -7,6 +7,9 @@
  *    "*": {…}}                              (the default; else 200 {})
  * Every request is appended to --record as one JSON line
  * {"key": <X-LC-Hook-Key>, "body": <the request body parsed>}.
+ * GET /stats answers {"open": N, "max_open": N, "total": N}: the
+ * connections open now, at most at once, and ever accepted (a connection
+ * is counted from its first request; /stats's own is left out).
  *
  * usage: hook_server --port-file FILE --answers FILE [--record FILE]
  */
@@ -35,6 +38,51 @@ struct delayed {
 };
 
 static struct delayed *delayed_list;
+
+/* Connections that sent a request and are still open. */
+struct conn {
+    struct evhttp_connection *evcon;
+    struct conn *next;
+};
+
+static struct conn *conns;
+static long n_open, max_open, n_total;
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)arg;
+    for (struct conn **p = &conns; *p; p = &(*p)->next) {
+        if ((*p)->evcon == evcon) {
+            struct conn *c = *p;
+            *p = c->next;
+            free(c);
+            n_open--;
+            return;
+        }
+    }
+}
+
+static void conn_note(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct conn *c;
+
+    if (!evcon)
+        return;
+    for (c = conns; c; c = c->next)
+        if (c->evcon == evcon)
+            return;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->evcon = evcon;
+    c->next = conns;
+    conns = c;
+    evhttp_connection_set_closecb(evcon, on_conn_close, NULL);
+    n_total++;
+    if (++n_open > max_open)
+        max_open = n_open;
+}
 
 static void delayed_unlink(struct delayed *d)
 {
@@ -85,6 +133,17 @@ static void on_request(struct evhttp_request *req, void *arg)
 
     if (!text)
         return;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
+        strcmp(evhttp_request_get_uri(req), "/stats") == 0) {
+        char stats[128];
+        snprintf(stats, sizeof(stats),
+                 "{\"open\":%ld,\"max_open\":%ld,\"total\":%ld}", n_open,
+                 max_open, n_total);
+        send_answer(req, 200, stats);
+        free(text);
+        return;
+    }
+    conn_note(req);
     evbuffer_remove(in, text, len);
     text[len] = '\0';
     body = cJSON_Parse(text);
@@ -232,6 +291,11 @@ int main(int argc, char **argv)
         free(d);
     }
     evhttp_free(http);
+    while (conns) {
+        struct conn *cn = conns;
+        conns = cn->next;
+        free(cn);
+    }
     event_base_free(base);
     cJSON_Delete(answers);
     if (record)

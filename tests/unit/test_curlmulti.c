@@ -25,7 +25,31 @@ struct srv {
     struct evhttp *http;
     int port;
     int hits;
+    int delayed;     /* /delay requests not answered yet */
+    int max_delayed; /* at most at once */
 };
+
+/* An answer to /delay, sent 150 ms after the request came. */
+struct later {
+    struct srv *s;
+    struct evhttp_request *req;
+    struct event *ev;
+};
+
+static void on_later(evutil_socket_t fd, short what, void *arg)
+{
+    struct later *l = arg;
+    struct evbuffer *out = evbuffer_new();
+
+    (void)fd;
+    (void)what;
+    evbuffer_add_printf(out, "late");
+    evhttp_send_reply(l->req, 200, "OK", out);
+    evbuffer_free(out);
+    l->s->delayed--;
+    event_free(l->ev);
+    free(l);
+}
 
 struct result {
     int calls;
@@ -70,6 +94,15 @@ static void handle(struct evhttp_request *req, void *arg)
         for (int i = 0; i < 1000; i++)
             evbuffer_add(out, "0123456789", 10);
         evhttp_send_reply(req, 200, "OK", out);
+    } else if (strcmp(uri, "/delay") == 0) {
+        struct later *l = calloc(1, sizeof(*l));
+        struct timeval tv = {0, 150000};
+        l->s = s;
+        l->req = req;
+        l->ev = evtimer_new(s->base, on_later, l);
+        evtimer_add(l->ev, &tv);
+        if (++s->delayed > s->max_delayed)
+            s->max_delayed = s->delayed;
     } else if (strcmp(uri, "/slow") == 0) {
         /* Never answered: evhttp_free() releases it at the end. */
     } else {
@@ -318,6 +351,83 @@ static void test_invalid_busy_and_free(void **state)
     event_base_free(base);
 }
 
+/*
+ * Requests limited to 2 per host over HTTP/1.1: never more than 2 at the
+ * server at once, the rest wait in order and all succeed although 7
+ * answers of 150 ms take longer than one request's 400 ms timeout (it
+ * counts from the send); past the queue, PGW_ERR_BUSY; a waiting request
+ * can be cancelled; freeing completes the waiting ones too.
+ */
+static void test_host_pool(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct pgw_curlmulti *cm = NULL;
+    struct srv s;
+    struct result r[9];
+    struct pgw_curl_req *handle = NULL;
+    struct pgw_curl_request req = {0};
+    int n = 0;
+
+    (void)state;
+    memset(r, 0, sizeof(r));
+    srv_start(&s, base);
+    assert_int_equal(pgw_curlmulti_new(base, 0, &cm), 0);
+    req.url = url(&s, "/delay");
+    req.timeout_ms = 400;
+    req.max_host_connections = 2;
+    req.max_host_queue = 6;
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &r[i], NULL),
+                         0);
+    assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &r[7], &handle),
+                     0);
+    assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &r[8], NULL),
+                     PGW_ERR_BUSY);
+    pgw_curlmulti_cancel(cm, handle); /* it was waiting */
+    assert_int_equal(pgw_curlmulti_pending(cm), 7);
+    for (int i = 0; i < 60 && n < 7; i++) {
+        run_until(base, NULL, 0, 50);
+        n = 0;
+        for (int j = 0; j < 7; j++)
+            n += r[j].calls;
+    }
+    for (int j = 0; j < 7; j++) {
+        assert_int_equal(r[j].calls, 1);
+        assert_int_equal(r[j].err, 0);
+        assert_int_equal(r[j].status, 200);
+    }
+    assert_int_equal(r[7].calls, 0);
+    assert_int_equal(s.hits, 7);
+    assert_int_equal(s.max_delayed, 2);
+
+    /* Without the limit the same requests all run at once. */
+    memset(r, 0, sizeof(r));
+    req.max_host_connections = 0;
+    req.timeout_ms = 2000;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &r[i], NULL),
+                         0);
+    for (int i = 0; i < 40 && r[3].calls == 0; i++)
+        run_until(base, NULL, 0, 50);
+    assert_int_equal(s.max_delayed, 4);
+
+    /* Freed with some waiting: each completes once, closed. */
+    memset(r, 0, sizeof(r));
+    req.url = url(&s, "/slow");
+    req.max_host_connections = 1;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &r[i], NULL),
+                         0);
+    run_until(base, NULL, 0, 50);
+    pgw_curlmulti_free(cm);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].err, PGW_ERR_CLOSED);
+    }
+    evhttp_free(s.http);
+    event_base_free(base);
+}
+
 struct chain {
     struct pgw_curlmulti *cm;
     struct srv *s;
@@ -383,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_timeout_refused_cancel),
         cmocka_unit_test(test_invalid_busy_and_free),
         cmocka_unit_test(test_many_and_chained),
+        cmocka_unit_test(test_host_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
