@@ -19,9 +19,7 @@ const char *const tu_ca_file = CERTS "/ca.pem";
 
 /* The longest command line: the fixed part and the caller's. */
 #define MOCK_MAX_ARGS 64
-/* How long a mock may take to listen, and restarts on a port that the
- * previous process may still hold. */
-#define MOCK_START_MS 10000
+/* Restarts on a port that the previous process may still hold. */
 #define MOCK_RESTART_TRIES 50
 
 static const char *const apns_accounts[] = {
@@ -105,7 +103,7 @@ static bool spawn_once(struct tu_mock *m, int port, const char *const *args)
     /* Ready when the port file is written; gone when it exited. */
     TU_POLL_UNTIL((got = tu_wait_port_file(m->port_file, 0)) > 0 ||
                       (exited = waitpid(m->pid, &status, WNOHANG) == m->pid),
-                  MOCK_START_MS);
+                  TU_START_MS);
     if (got > 0 && (port == 0 || got == port)) {
         m->port = got;
         snprintf(m->url, sizeof(m->url), "%s://127.0.0.1:%d",

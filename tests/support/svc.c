@@ -137,7 +137,7 @@ void tu_svc_start_gateway(struct tu_svc *s)
     if (!s->gw.log)
         s->gw.log = tu_path(s->dir, "pushgw.log");
     s->gw.pid = tu_spawn(argv, s->gw.log);
-    if (tu_wait_until(gateway_ready, s, 10000))
+    if (tu_wait_until(gateway_ready, s, TU_START_MS))
         return;
     log = tu_read_file(s->gw.log);
     fail_msg("pushgw serve did not become ready: %s", log ? log : "");

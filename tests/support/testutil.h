@@ -109,6 +109,10 @@ void tu_sleep_ms(int ms);
 
 /* How often the waits below look again. */
 #define TU_POLL_MS 5
+/* How long a program started for a test (a mock, pushgw serve) may take
+ * to listen or become ready: generous, since a deadline costs nothing
+ * when things work, and sanitizer builds on a loaded machine are slow. */
+#define TU_START_MS 30000
 
 /*
  * Calls |cond|(|arg|) every TU_POLL_MS until it returns true or
