@@ -12,11 +12,17 @@
  * answers to everything no route takes:
  *   unknown path                    404 {"error":"not found","field":""}
  *   method the path's routes lack   405, Allow: the methods they take
- *   body over |max_body_bytes|      413 {"error":"body over N bytes",…}
+ *   body over |max_body_bytes|      413 {"error":"body over N bytes",…},
+ *                                   declared or chunked, before it is read
+ *   repeated or invalid Content-Length, repeated Transfer-Encoding, or
+ *   both                            400, field "Content-Length" (or
+ *                                   "Transfer-Encoding")
+ *   headers over |max_header_bytes| 431
  *   after pgw_listener_close()      503 "shutting down", Connection: close
  * Every answer the listener makes itself is JSON with "error" and "field"
- * (pgw_listener_send_error()). 413s are reported to |refused| first (for
- * counting), with the route that matched.
+ * (pgw_listener_send_error()); the 400s, 413s and 431s close the
+ * connection (its next bytes cannot be trusted) and are reported to
+ * |refused| first (for counting), with the route that matched.
  *
  * Routes. A pattern is a path of '/'-separated segments; a segment
  * "{name}" matches one non-empty segment and captures it,
@@ -73,9 +79,7 @@ struct pgw_listener;
 #define PGW_LISTENER_MAX_ID_BYTES 256
 /* {…} segments per pattern. */
 #define PGW_LISTENER_MAX_IDS 4
-/* A Content-Length is refused (413) before the body is read when over
- * |max_body_bytes|; a body without one (chunked) is read up to this much
- * more before evhttp itself stops it. */
+/* evhttp's own body limit, above ours so that ours acts first. */
 #define PGW_LISTENER_BODY_SLACK (64 * 1024)
 #define PGW_LISTENER_RETRY_AFTER_DOWN "5"
 
@@ -93,8 +97,8 @@ typedef void (*pgw_route_fn)(struct evhttp_request *req,
 
 /*
  * Called on the listener's thread just before the listener itself
- * answers a request that matched a route with |code| (413: body too
- * large), so the route's owner can count it; |ctx| is the route's.
+ * refuses a request that matched a route with |code| (400, 413 or 431,
+ * see above), so the route's owner can count it; |ctx| is the route's.
  */
 typedef void (*pgw_listener_refused_fn)(void *arg, struct evhttp_request *req,
                                         const struct pgw_route_match *m,

@@ -4,8 +4,9 @@
  *   POST /v1/apps/{appId}/receivers-offline         one event
  *   POST /1.1/functions/_receiversOffline           one event, app in X-LC-Id
  *   POST /v1/apps/{appId}/receivers-offline/batch   {"events":[…]}, 1..1000
- * Checks, in this order: unknown path 404; method other than POST 405;
- * body over [server] max_body_bytes 413 (listener.h); unknown app 404
+ * Checks, in this order: framing (repeated Content-Length and the like
+ * 400, headers too large 431: listener.h); unknown path 404; method other
+ * than POST 405; body over [server] max_body_bytes 413; unknown app 404
  * (field "appId", or "X-LC-Id" for the alias); missing or wrong
  * X-LC-Hook-Key 401 (constant time: HMAC-SHA256 digests of both under a
  * per-process random key, compared with CRYPTO_memcmp, so neither content
