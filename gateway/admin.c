@@ -112,6 +112,7 @@ int pgw_admin_new(const struct pgw_admin_options *opts,
         .timeout_ms = opts->timeout_ms,
         .max_header_bytes = opts->max_header_bytes,
         .max_body_bytes = ADMIN_MAX_BODY,
+        .max_connections = opts->max_connections,
     };
     struct pgw_admin *a = NULL;
     int err = PGW_ERR_INVAL;

@@ -36,6 +36,7 @@ struct pgw_admin_options {
     void *refresh_arg;
     unsigned timeout_ms;     /* per connection and request; 0: 15000 */
     size_t max_header_bytes; /* 0: 16384 */
+    size_t max_connections;  /* 0: no cap (listener.h) */
 };
 
 /* Binds and logs one line. Errors: as pgw_listener_new(). */

@@ -87,6 +87,7 @@ static const struct keydef server_keys[] = {
     KD_PATH("tls_cert_file", NULL, C, server.tls_cert_file),
     KD_PATH("tls_key_file", NULL, C, server.tls_key_file),
     KD_ADDR("client_listen", NULL, C, server.client_listen),
+    KD_INT("max_connections", "10000", 16, 1000000, C, server.max_connections),
 };
 
 static const struct keydef database_keys[] = {

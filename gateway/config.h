@@ -78,6 +78,7 @@ struct pgw_config {
         char *tls_cert_file;
         char *tls_key_file;
         char *client_listen; /* the /1.1/ API; NULL: not served */
+        int max_connections; /* per listener */
     } server;
 
     struct {

@@ -1,16 +1,80 @@
 /* The inbound side of `serve`, wired together; see http_api.h. */
 #include "http_api.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
+
+#include <event2/event.h>
 
 #include "config.h"
+#include "log.h"
 #include "webhook.h"
 
 struct pgw_http_api {
     struct pgw_inbox *inbox;
     struct pgw_webhook *webhook;
     struct pgw_admin *admin;
+    pgw_admin_ready_fn ready;
+    void *ready_arg;
 };
+
+/* libevent's own messages, as our log lines: at most LIBEVENT_LOG_BURST a
+ * second, then one line saying how many were dropped (descriptor
+ * exhaustion made libevent log millions of lines a second). Any
+ * thread. */
+#define LIBEVENT_LOG_BURST 10
+
+static pthread_mutex_t libevent_log_mu = PTHREAD_MUTEX_INITIALIZER;
+static long long libevent_log_second;
+static unsigned libevent_log_n;
+static unsigned long long libevent_log_dropped;
+
+static void on_libevent_log(int severity, const char *msg)
+{
+    struct timespec t;
+    unsigned long long dropped = 0;
+    bool emit;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    pthread_mutex_lock(&libevent_log_mu);
+    if (t.tv_sec != libevent_log_second) {
+        libevent_log_second = t.tv_sec;
+        libevent_log_n = 0;
+        dropped = libevent_log_dropped;
+        libevent_log_dropped = 0;
+    }
+    emit = libevent_log_n < LIBEVENT_LOG_BURST;
+    if (emit)
+        libevent_log_n++;
+    else
+        libevent_log_dropped++;
+    pthread_mutex_unlock(&libevent_log_mu);
+    if (dropped > 0)
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_INT("dropped", (long long)dropped)),
+                      "libevent: messages dropped");
+    if (!emit)
+        return;
+    if (severity >= EVENT_LOG_ERR)
+        pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("source", "libevent")), "%s", msg);
+    else if (severity == EVENT_LOG_WARN)
+        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("source", "libevent")), "%s", msg);
+    else
+        pgw_log_debugf(PGW_FIELDS(PGW_LF_STR("source", "libevent")), "%s", msg);
+}
+
+/* /readyz: not ready while the webhook does not accept. */
+static bool api_ready(void *arg, const char **ret_reason)
+{
+    struct pgw_http_api *api = arg;
+
+    if (api->webhook != NULL && pgw_webhook_saturated(api->webhook)) {
+        *ret_reason = "webhook listener saturated: at max_connections or "
+                      "out of file descriptors";
+        return false;
+    }
+    return api->ready == NULL || api->ready(api->ready_arg, ret_reason);
+}
 
 /* /metrics shows the backlog estimate as of now. */
 static void refresh_gauges(void *arg)
@@ -32,6 +96,9 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
     api = calloc(1, sizeof(*api));
     if (api == NULL)
         goto out;
+    api->ready = opts->ready;
+    api->ready_arg = opts->ready_arg;
+    event_set_log_callback(on_libevent_log);
     {
         struct pgw_inbox_options io = {
             .base = opts->base,
@@ -64,12 +131,13 @@ int pgw_http_api_new(const struct pgw_http_api_options *opts,
             .address = cfg->server.admin_listen,
             .store = opts->store,
             .metrics = opts->metrics,
-            .ready = opts->ready,
-            .ready_arg = opts->ready_arg,
+            .ready = api_ready,
+            .ready_arg = api,
             .refresh = refresh_gauges,
             .refresh_arg = api->inbox,
             .timeout_ms = opts->timeout_ms,
             .max_header_bytes = opts->max_header_bytes,
+            .max_connections = (size_t)cfg->server.max_connections,
         };
         err = pgw_admin_new(&ao, &api->admin);
         if (err < 0)

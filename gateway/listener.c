@@ -10,6 +10,8 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -85,6 +88,18 @@ struct route {
     void *ctx;
 };
 
+/* One connection: see "request deadline" and "framing". */
+struct conn_guard {
+    struct pgw_listener *l;
+    struct bufferevent *bev;
+    int64_t started_ms; /* pgw_clock_mono_ms() */
+    bool in_request;
+    unsigned answering; /* requests handed to a route, not yet answered */
+    int64_t
+        idle_since; /* pgw_clock_mono_ms(), when it last had nothing to do */
+    struct frame fr;
+};
+
 struct pgw_listener {
     struct event_base *base;
     char *name;
@@ -99,6 +114,16 @@ struct pgw_listener {
     size_t max_header;
     bool closed;
 
+    /* Accepting (see "connections"): paused at |max_conns| or when
+     * accept() ran out of descriptors; |saturated| is read by any
+     * thread. */
+    size_t max_conns;
+    bool paused_full;     /* at the cap */
+    bool paused_fds;      /* after EMFILE/ENFILE, until the timer */
+    struct event *resume; /* the accept-error pause */
+    atomic_bool saturated;
+    int64_t last_fd_warn_ms;
+
     struct route *routes;
     size_t n_routes;
 
@@ -110,9 +135,10 @@ struct pgw_listener {
     struct event *guard_timer;
 };
 
-struct frame;
-static struct frame *guard_request_done(struct pgw_listener *l,
-                                        struct evhttp_request *req);
+struct conn_guard;
+static struct conn_guard *guard_request_done(struct pgw_listener *l,
+                                             struct evhttp_request *req);
+static void on_answered(struct evhttp_request *req, void *arg);
 
 /* ---- answers ------------------------------------------------------------ */
 
@@ -430,7 +456,8 @@ static void on_request(struct evhttp_request *req, void *arg)
     const struct route *hit = NULL;
     unsigned allowed = 0;
 
-    const struct frame *fr = guard_request_done(l, req);
+    const struct conn_guard *g = guard_request_done(l, req);
+    const struct frame *fr = g != NULL ? &g->fr : NULL;
     if (l->closed) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
@@ -840,13 +867,6 @@ static void frame_scan(struct pgw_listener *l, struct frame *f,
  * cleared by bufferevent_free() and drops the reference (the socket then
  * closes). Guards are found by bufferevent in a small hash.
  */
-struct conn_guard {
-    struct pgw_listener *l;
-    struct bufferevent *bev;
-    int64_t started_ms; /* pgw_clock_mono_ms() */
-    bool in_request;
-    struct frame fr;
-};
 
 static size_t guard_hash(const void *p, size_t cap)
 {
@@ -931,20 +951,37 @@ static void guard_remove_slot(struct pgw_listener *l, size_t j)
     }
 }
 
-/* The request on |req|'s connection was read whole: stops its clock;
- * returns its connection's framing (NULL when unguarded). */
-static struct frame *guard_request_done(struct pgw_listener *l,
-                                        struct evhttp_request *req)
+/* The request on |req|'s connection was read whole: stops its clock,
+ * counts it as being answered; returns its connection's guard (NULL when
+ * unguarded). */
+static struct conn_guard *guard_request_done(struct pgw_listener *l,
+                                             struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     size_t j = guard_slot(
         l, evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL);
+    struct conn_guard *g;
 
     if (j == SIZE_MAX)
         return NULL;
-    l->guards[j]->in_request = false;
-    l->guards[j]->fr.delivered++;
-    return &l->guards[j]->fr;
+    g = l->guards[j];
+    g->in_request = false;
+    g->fr.delivered++;
+    g->answering++;
+    evhttp_request_set_on_complete_cb(req, on_answered, g);
+    return g;
+}
+
+/* Fires when the answer to a request was written; the guard is alive
+ * (its connection still is). */
+static void on_answered(struct evhttp_request *req, void *arg)
+{
+    struct conn_guard *g = arg;
+    (void)req;
+
+    if (g->answering > 0)
+        g->answering--;
+    g->idle_since = pgw_clock_mono_ms();
 }
 
 /* Fires when bytes are added to or drained from a connection's input. */
@@ -966,36 +1003,237 @@ static void guard_input_cb(struct evbuffer *buf,
         frame_scan(g->l, &g->fr, buf);
 }
 
-/* Fires every quarter deadline: closes overdue requests, forgets
- * connections evhttp has freed. */
-static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+/* Drops the guards of connections evhttp has freed (their callbacks are
+ * cleared), except |keep|: a connection still being set up. */
+static void guard_reap(struct pgw_listener *l, const struct conn_guard *keep)
 {
-    struct pgw_listener *l = arg;
-    (void)fd;
-    (void)what;
-
     for (size_t j = 0; j < l->guards_cap; j++) {
         struct conn_guard *g = l->guards[j];
         bufferevent_event_cb ecb = NULL;
-        void *cbarg = NULL;
 
-        if (g == NULL)
+        if (g == NULL || g == keep)
             continue;
-        bufferevent_getcb(g->bev, NULL, NULL, &ecb, &cbarg);
+        bufferevent_getcb(g->bev, NULL, NULL, &ecb, NULL);
         if (ecb == NULL) {
             /* Freed by evhttp: drop our reference (closes the socket). */
             guard_remove_slot(l, j);
             bufferevent_decref(g->bev);
             free(g);
             j--; /* the slot may have been refilled by the shift */
+        }
+    }
+}
+
+/* ---- connections --------------------------------------------------------
+ *
+ * At most |max_conns| connections per listener: a new connection over the
+ * cap closes the connection idle the longest (no request being read or
+ * answered); when none is idle, the listener stops accepting (new clients
+ * wait in the kernel's backlog) until one closes or goes idle. accept()
+ * failing for want of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM) closes
+ * the oldest idle connection instead (the next accept takes its
+ * descriptor), or, with none idle, pauses accepting for ACCEPT_PAUSE_MS;
+ * one log line per ACCEPT_WARN_MS: libevent would retry at once, forever,
+ * at full CPU, logging each failure. Paused, the listener is saturated
+ * (pgw_listener_saturated(), /readyz).
+ */
+
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_WARN_MS 10000
+
+static bool guard_idle(const struct conn_guard *g)
+{
+    bufferevent_event_cb ecb = NULL;
+
+    bufferevent_getcb(g->bev, NULL, NULL, &ecb, NULL);
+    return ecb != NULL && !g->in_request && g->answering == 0;
+}
+
+/* Closes the connection idle the longest, other than |keep|; false when
+ * none is idle. */
+static bool close_oldest_idle(struct pgw_listener *l,
+                              const struct conn_guard *keep)
+{
+    struct conn_guard *oldest = NULL;
+    bufferevent_event_cb ecb = NULL;
+    void *cbarg = NULL;
+
+    for (size_t j = 0; j < l->guards_cap; j++) {
+        struct conn_guard *g = l->guards[j];
+
+        if (g == NULL || g == keep || !guard_idle(g))
             continue;
+        if (oldest == NULL || g->idle_since < oldest->idle_since)
+            oldest = g;
+    }
+    if (oldest == NULL)
+        return false;
+    bufferevent_getcb(oldest->bev, NULL, NULL, &ecb, &cbarg);
+    /* evhttp's read-timeout path: it frees the connection. */
+    ecb(oldest->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);
+    guard_reap(l, keep);
+    return true;
+}
+
+static bool any_idle(const struct pgw_listener *l,
+                     const struct conn_guard *keep)
+{
+    for (size_t j = 0; j < l->guards_cap; j++) {
+        const struct conn_guard *g = l->guards[j];
+        if (g != NULL && g != keep && guard_idle(g))
+            return true;
+    }
+    return false;
+}
+
+/* Accepts or not, as the pauses say. */
+static void set_accepting(struct pgw_listener *l)
+{
+    struct evconnlistener *lev =
+        l->bound != NULL ? evhttp_bound_socket_get_listener(l->bound) : NULL;
+    bool paused = l->paused_full || l->paused_fds;
+
+    if (lev != NULL) {
+        if (paused)
+            evconnlistener_disable(lev);
+        else
+            evconnlistener_enable(lev);
+    }
+    atomic_store(&l->saturated, paused);
+}
+
+/* A new connection |g| was accepted: keep to the cap. */
+static void admit_connection(struct pgw_listener *l, struct conn_guard *g)
+{
+    if (l->max_conns == 0)
+        return;
+    guard_reap(l, g);
+    while (l->guards_n > l->max_conns && close_oldest_idle(l, g))
+        ;
+    if (l->guards_n >= l->max_conns && !any_idle(l, g) && !l->paused_full) {
+        pgw_log_warnf(
+            PGW_FIELDS(PGW_LF_STR("listener", l->name),
+                       PGW_LF_INT("connections", (long long)l->guards_n)),
+            "%s listener at max_connections: not accepting until "
+            "a connection closes",
+            l->name);
+        l->paused_full = true;
+        set_accepting(l);
+    }
+}
+
+/* Fires ACCEPT_PAUSE_MS after accept() ran out of descriptors. */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_listener *l = arg;
+    (void)fd;
+    (void)what;
+
+    l->paused_fds = false;
+    set_accepting(l);
+}
+
+/* The listeners by evhttp, for the accept-error callback (it gets the
+ * evhttp, not the listener). */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pgw_listener *registry[32];
+
+static void registry_set(struct pgw_listener *l, bool add)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(registry); i++) {
+        if (add ? registry[i] == NULL : registry[i] == l) {
+            registry[i] = add ? l : NULL;
+            break;
         }
-        if (g->in_request &&
-            pgw_clock_mono_ms() - g->started_ms > (int64_t)l->deadline_ms) {
-            g->in_request = false;
-            /* evhttp's own read-timeout path: it frees the connection. */
-            ecb(g->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static struct pgw_listener *registry_find(const struct evhttp *http)
+{
+    struct pgw_listener *found = NULL;
+
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(registry); i++) {
+        if (registry[i] != NULL && registry[i]->http == http) {
+            found = registry[i];
+            break;
         }
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return found;
+}
+
+/* Fires when accept() failed with an error libevent does not retry;
+ * |arg| is the evhttp. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    struct pgw_listener *l = registry_find(arg);
+    bool out_of_fds =
+        err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+    int64_t now = pgw_clock_mono_ms();
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+
+    if (l == NULL) {
+        evconnlistener_disable(lev);
+        return;
+    }
+    if (now - l->last_fd_warn_ms >= ACCEPT_WARN_MS || l->last_fd_warn_ms == 0) {
+        l->last_fd_warn_ms = now;
+        pgw_log_warnf(
+            PGW_FIELDS(PGW_LF_STR("listener", l->name),
+                       PGW_LF_INT("connections", (long long)l->guards_n)),
+            "could not accept on '%s': %s; pausing for %d ms", l->address,
+            strerror(err), ACCEPT_PAUSE_MS);
+    }
+    /* A descriptor freed: accept again at the next loop iteration, once
+     * the socket is closed. Nothing to free: pause. */
+    if (out_of_fds && close_oldest_idle(l, NULL))
+        return;
+    l->paused_fds = true;
+    set_accepting(l);
+    evtimer_add(l->resume, &tv);
+}
+
+bool pgw_listener_saturated(const struct pgw_listener *self)
+{
+    return atomic_load(&((struct pgw_listener *)self)->saturated);
+}
+
+/* Fires every quarter deadline: closes overdue requests, forgets
+ * connections evhttp has freed, accepts again below the cap. */
+static void guard_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_listener *l = arg;
+    (void)fd;
+    (void)what;
+
+    guard_reap(l, NULL);
+    for (size_t j = 0; j < l->guards_cap; j++) {
+        struct conn_guard *g = l->guards[j];
+        bufferevent_event_cb ecb = NULL;
+        void *cbarg = NULL;
+
+        if (g == NULL || !g->in_request ||
+            pgw_clock_mono_ms() - g->started_ms <= (int64_t)l->deadline_ms)
+            continue;
+        bufferevent_getcb(g->bev, NULL, NULL, &ecb, &cbarg);
+        if (ecb == NULL)
+            continue;
+        g->in_request = false;
+        /* evhttp's own read-timeout path: it frees the connection. */
+        ecb(g->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cbarg);
+    }
+    if (l->paused_full && (l->guards_n < l->max_conns || any_idle(l, NULL))) {
+        l->paused_full = false;
+        set_accepting(l);
+    } else if (!l->paused_full && l->max_conns > 0 &&
+               l->guards_n >= l->max_conns && !any_idle(l, NULL)) {
+        /* at the cap since requests began on idle connections */
+        l->paused_full = true;
+        set_accepting(l);
     }
 }
 
@@ -1021,6 +1259,8 @@ static struct bufferevent *guard_wrap(struct pgw_listener *l,
         return bev;
     }
     bufferevent_incref(bev);
+    g->idle_since = pgw_clock_mono_ms();
+    admit_connection(l, g);
     return bev;
 }
 
@@ -1196,6 +1436,7 @@ int pgw_listener_new(const struct pgw_listener_options *opts,
         goto out;
     timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     l->deadline_ms = timeout_ms;
+    l->max_conns = opts->max_connections;
     err = pgw_xqueue_new(l->base, NULL, NULL, &l->replies);
     if (err < 0)
         goto out;
@@ -1235,9 +1476,15 @@ int pgw_listener_new(const struct pgw_listener_options *opts,
         struct timeval gtv = {every / 1000, (every % 1000) * 1000};
         event_add(l->guard_timer, &gtv);
     }
+    l->resume = evtimer_new(l->base, on_resume, l);
+    if (l->resume == NULL)
+        goto out;
     err = bind_listener(l);
     if (err < 0)
         goto out;
+    registry_set(l, true);
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(l->bound),
+                                on_accept_error);
     pgw_log_infof(PGW_FIELDS(PGW_LF_STR("address", l->address),
                              PGW_LF_INT("port", pgw_listener_port(l)),
                              PGW_LF_STR("tls", l->ssl_ctx ? "on" : "off")),
@@ -1262,6 +1509,9 @@ void pgw_listener_free(struct pgw_listener *self)
         SSL_CTX_free(self->ssl_ctx);
     if (self->guard_timer != NULL)
         event_free(self->guard_timer);
+    if (self->resume != NULL)
+        event_free(self->resume);
+    registry_set(self, false);
     guard_free_all(self);
     for (size_t i = 0; i < self->n_routes; i++) {
         free(self->routes[i].pattern);

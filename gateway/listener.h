@@ -113,6 +113,10 @@ struct pgw_listener_options {
     unsigned timeout_ms;       /* idle and per-request; 0: 15000 */
     size_t max_header_bytes;   /* 0: 16384 */
     size_t max_body_bytes;     /* 0: 1048576 */
+    /* Open connections; over it the one idle the longest is closed, and
+     * with none idle the listener stops accepting until one closes or goes
+     * idle. 0: no cap. */
+    size_t max_connections;
     pgw_listener_refused_fn refused; /* may be NULL */
     void *refused_arg;
 };
@@ -136,6 +140,15 @@ int pgw_listener_new(const struct pgw_listener_options *opts,
  */
 int pgw_listener_route(struct pgw_listener *self, unsigned methods,
                        const char *pattern, pgw_route_fn fn, void *ctx);
+
+/*
+ * Any thread: true while the listener does not accept: at
+ * |max_connections| with none idle, or paused after accept() ran out of
+ * file descriptors with none idle to close (EMFILE, ENFILE: it closes the
+ * connection idle the longest, else pauses 250 ms; one log line per
+ * 10 s).
+ */
+bool pgw_listener_saturated(const struct pgw_listener *self);
 
 /* The bound port, or -1 once closed. Any thread. */
 int pgw_listener_port(const struct pgw_listener *self);

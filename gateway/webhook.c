@@ -556,6 +556,7 @@ int pgw_webhook_new(const struct pgw_webhook_options *opts,
             .max_body_bytes = cfg->server.max_body_bytes > 0
                                   ? (size_t)cfg->server.max_body_bytes
                                   : 0,
+            .max_connections = (size_t)cfg->server.max_connections,
             .refused = on_refused,
             .refused_arg = w,
         };
@@ -577,6 +578,11 @@ out:
         event_config_free(ec);
     pgw_webhook_free(w);
     return err;
+}
+
+bool pgw_webhook_saturated(const struct pgw_webhook *self)
+{
+    return pgw_listener_saturated(self->listener);
 }
 
 int pgw_webhook_port(const struct pgw_webhook *self)

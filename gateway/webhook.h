@@ -26,6 +26,7 @@
 #ifndef PUSHGW_WEBHOOK_H
 #define PUSHGW_WEBHOOK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct pgw_config;
@@ -50,6 +51,9 @@ struct pgw_webhook_options {
  */
 int pgw_webhook_new(const struct pgw_webhook_options *opts,
                     struct pgw_webhook **ret_w);
+
+/* Whether the listener does not accept now (listener.h). */
+bool pgw_webhook_saturated(const struct pgw_webhook *self);
 
 /* The bound port, or -1 once stopped. */
 int pgw_webhook_port(const struct pgw_webhook *self);
