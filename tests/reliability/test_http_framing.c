@@ -21,7 +21,8 @@
 
 #define PATH "/v1/apps/demo/receivers-offline"
 #define HEAD                                                                   \
-    "POST " PATH " HTTP/1.1\r\nHost: x\r\nX-LC-Hook-Key: demo-key\r\n"         \
+    "POST " PATH                                                               \
+    " HTTP/1.1\r\nHost: x\r\nX-LC-Hook-Key: demo-hook-key-0001\r\n"            \
     "Content-Type: application/json\r\n"
 #define EVENT                                                                  \
     "{\"fromPeer\":\"Tom\",\"convId\":\"c1\",\"offlinePeers\":[\"Jerry\"],"    \

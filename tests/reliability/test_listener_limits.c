@@ -89,7 +89,8 @@ static void test_connection_cap_closes_the_oldest_idle(void **state)
         tu_sleep_ms(5);
     }
     /* One more, with a request: served, and the oldest idle closed. */
-    int st = tu_http_once(S.gw.port, PATH, "demo-key", NULL, EVENT, &body);
+    int st =
+        tu_http_once(S.gw.port, PATH, "demo-hook-key-0001", NULL, EVENT, &body);
     assert_int_equal(st, 202);
     free(body);
     assert_true(closed_within(fds[0], 5000));
@@ -134,7 +135,8 @@ static void test_saturated_webhook_is_not_ready(void **state)
     }
     assert_int_equal(st, 200);
     free(body);
-    st = tu_http_once(S.gw.port, PATH, "demo-key", NULL, EVENT, &body);
+    st =
+        tu_http_once(S.gw.port, PATH, "demo-hook-key-0001", NULL, EVENT, &body);
     assert_int_equal(st, 202);
     free(body);
 }
@@ -179,7 +181,8 @@ static void test_descriptor_exhaustion(void **state)
     /* New requests are still served: each accept that fails closes the
      * connection idle the longest. */
     for (int i = 0; i < 3; i++) {
-        int st = tu_http_once(S.gw.port, PATH, "demo-key", NULL, EVENT, &body);
+        int st = tu_http_once(S.gw.port, PATH, "demo-hook-key-0001", NULL,
+                              EVENT, &body);
         free(body);
         body = NULL;
         served += st == 202;
