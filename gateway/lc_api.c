@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
+#include "util/clock.h"
 #include "util/json.h"
 #include "util/utf8.h"
 #include "lc_auth.h"
@@ -47,14 +47,6 @@ struct lc_req {
     struct pgw_lc_installation row;
     bool have_row;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void send_obj(struct evhttp_request *req, int code, const cJSON *o)
 {
@@ -150,7 +142,8 @@ static const struct pgw_app *authenticate(struct pgw_lc_api *api,
         keys.app_id = app->leancloud_app_id;
         keys.app_key = app->app_key;
         keys.master_key = app->master_key;
-        if (pgw_lc_auth_check(&keys, id, key, sign, now_ms(), ret_level) == 0)
+        if (pgw_lc_auth_check(&keys, id, key, sign, pgw_clock_wall_ms(),
+                              ret_level) == 0)
             return app;
     }
     send_error(req, 401, PGW_LC_UNAUTHORIZED, "Unauthorized.");

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "apns.h"
@@ -21,6 +20,7 @@
 #include "h2client.h"
 #include "template.h"
 #include "tls_identity.h"
+#include "util/clock.h"
 
 static void on_reap(evutil_socket_t fd, short what, void *arg);
 
@@ -84,7 +84,7 @@ static int load_cert(struct pgw_runtime_app *ra, const char *file,
         return rc;
     }
     ra->apns_cert_not_after[env] = pgw_tls_identity_not_after(*ret_id);
-    if (ra->apns_cert_not_after[env] <= (int64_t)time(NULL)) {
+    if (ra->apns_cert_not_after[env] <= pgw_clock_wall_ms() / 1000) {
         pgw_diag_add(diag, "[app:%s] %s '%s' has expired", app->id, what, file);
         return PGW_ERR_CRYPTO;
     }
@@ -433,7 +433,7 @@ out:
 
 void pgw_runtime_describe_certs(const struct pgw_config *cfg, FILE *out)
 {
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = pgw_clock_wall_ms() / 1000;
 
     for (size_t a = 0; a < cfg->n_apps; a++) {
         const struct pgw_app *app = &cfg->apps[a];
