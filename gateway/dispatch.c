@@ -1037,7 +1037,8 @@ static void job_outcome(struct job_push *jp, const struct pgw_outcome *o)
 
     d->inflight[p->provider]--;
     dispatch_observe_latency(d, p->provider, &job->accepted);
-    switch (dispatch_answer(d, job->rt, job->app_id, p, o, &kind, &at)) {
+    switch (dispatch_answer(d, job->rt, job->app_id, job->event_id, p, o, &kind,
+                            &at)) {
     case DISPATCH_DELIVERED:
         job->delivered++;
         break;
@@ -1145,6 +1146,49 @@ static void job_end(struct job *job, const char *result)
     job_finish(job);
 }
 
+/*
+ * The result of an event that had pushes to send: "sent" when every one
+ * was delivered, "partly_sent" when some were, "none_delivered" when none
+ * was (they failed, or wait as retry rows: push_retries says which).
+ */
+static const char *sent_result(const struct job *job)
+{
+    size_t total = job->n_pushes + job->n_unsent;
+
+    if (total == 0 || (size_t)job->delivered == total)
+        return "sent";
+    return job->delivered > 0 ? "partly_sent" : "none_delivered";
+}
+
+/* The operator's line for an event that ended: what it was, how it went. */
+static void log_event_end(const struct job *job)
+{
+    size_t n[3] = {0, 0, 0}; /* by enum pgw_store_failure_kind */
+    struct timespec now;
+    long long ms;
+
+    for (size_t i = 0; i < job->n_failures; i++)
+        if ((unsigned)job->failures[i].kind < 3)
+            n[job->failures[i].kind]++;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (long long)(now.tv_sec - job->accepted.tv_sec) * 1000 +
+         (now.tv_nsec - job->accepted.tv_nsec) / 1000000;
+    pgw_log_infof(
+        PGW_FIELDS(
+            PGW_LF_INT("event_id", job->event_id),
+            PGW_LF_STR("app", job->app_id),
+            PGW_LF_STR("conv_id", job->ev ? job->ev->conv_id : ""),
+            PGW_LF_STR("result", job->result),
+            PGW_LF_INT("pushes", (long long)(job->n_pushes + job->n_unsent)),
+            PGW_LF_INT("delivered", job->delivered),
+            PGW_LF_INT("retrying", (long long)job->n_retries),
+            PGW_LF_INT("failed", (long long)n[PGW_STORE_FAIL_FAILED]),
+            PGW_LF_INT("invalidated", (long long)n[PGW_STORE_FAIL_INVALIDATED]),
+            PGW_LF_INT("expired", (long long)n[PGW_STORE_FAIL_EXPIRED]),
+            PGW_LF_INT("duration_ms", ms)),
+        "event finished");
+}
+
 static void job_finish(struct job *job)
 {
     struct pgw_dispatch *d = job->d;
@@ -1184,9 +1228,11 @@ static void job_finish(struct job *job)
         rs[i].expires_at_ms = job->retries[i].expires_at_ms;
         rs[i].last_reason = job->retries[i].reason;
     }
+    if (!job->result)
+        job->result = sent_result(job);
     memset(&res, 0, sizeof(res));
     res.event_id = job->event_id;
-    res.result = job->result ? job->result : "sent";
+    res.result = job->result;
     /* Every push once: those sent, and those that failed unsent. */
     res.pushes_total = (int)(job->n_pushes + job->n_unsent);
     res.pushes_delivered = job->delivered;
@@ -1219,7 +1265,8 @@ static void on_finished(void *arg, int err)
         finish_later(job, err);
         return;
     }
-    dispatch_count_event(d, job->app_id, job->result ? job->result : "sent");
+    dispatch_count_event(d, job->app_id, job->result);
+    log_event_end(job);
     job_free(job);
 }
 

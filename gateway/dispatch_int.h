@@ -107,12 +107,11 @@ enum dispatch_fate {
  * counted, logged when final, and returned, with |*ret_kind| written on
  * DISPATCH_FAILED and |*ret_at| on DISPATCH_RETRY.
  */
-enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
-                                   const struct pgw_runtime *rt,
-                                   const char *app, struct pgw_push *p,
-                                   const struct pgw_outcome *o,
-                                   enum pgw_store_failure_kind *ret_kind,
-                                   int64_t *ret_at);
+enum dispatch_fate
+dispatch_answer(struct pgw_dispatch *d, const struct pgw_runtime *rt,
+                const char *app, int64_t event_id, struct pgw_push *p,
+                const struct pgw_outcome *o,
+                enum pgw_store_failure_kind *ret_kind, int64_t *ret_at);
 
 /* pushgw_pushes_total: one push's outcome (reason may be NULL). */
 void dispatch_count_push(struct pgw_dispatch *d, enum pgw_provider p,
@@ -128,8 +127,9 @@ void dispatch_observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
                               const struct timespec *accepted);
 
 /* Logs the final failure of |p| of |app|: "push |what|". */
-void dispatch_log_final(const char *app, const struct pgw_push *p,
-                        const struct pgw_outcome *o, const char *what);
+void dispatch_log_final(const char *app, int64_t event_id,
+                        const struct pgw_push *p, const struct pgw_outcome *o,
+                        const char *what);
 
 /* What to do with a RETRY outcome of |p| (its attempts counted), with
  * the settings of |rt|: PGW_RETRY_AT and the time in |*ret_at|, or the

@@ -31,8 +31,9 @@ void dispatch_metrics_init(struct pgw_dispatch *d, struct pgw_metrics *m)
     if (pgw_metrics_register(m, PGW_METRIC_COUNTER,
                              "pushgw_events_finished_total",
                              "Events whose work ended, by result (sent, "
-                             "hook_skip, no_recipients, no_content, "
-                             "no_devices, invalid_content, unknown_app)",
+                             "partly_sent, none_delivered, hook_skip, "
+                             "no_recipients, no_content, no_devices, "
+                             "invalid_content, unknown_app)",
                              labels, 2, 0, NULL, 0, &d->m_events) < 0)
         d->m_events = NULL;
     d->m_hook = pgw_metrics_std(m, PGW_M_HOOK_REQUESTS_TOTAL);
@@ -78,12 +79,11 @@ void pgw_dispatch_collect(void *arg, struct pgw_metrics *metrics)
     }
 }
 
-enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
-                                   const struct pgw_runtime *rt,
-                                   const char *app, struct pgw_push *p,
-                                   const struct pgw_outcome *o,
-                                   enum pgw_store_failure_kind *ret_kind,
-                                   int64_t *ret_at)
+enum dispatch_fate
+dispatch_answer(struct pgw_dispatch *d, const struct pgw_runtime *rt,
+                const char *app, int64_t event_id, struct pgw_push *p,
+                const struct pgw_outcome *o,
+                enum pgw_store_failure_kind *ret_kind, int64_t *ret_at)
 {
     enum pgw_store_failure_kind kind;
 
@@ -94,7 +94,7 @@ enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
     case PGW_OUTCOME_INVALIDATE:
         if (!pgw_push_answer_is_evidence(p, o)) {
             dispatch_count_push(d, p->provider, "failed", o->reason);
-            dispatch_log_final(app, p, o,
+            dispatch_log_final(app, event_id, p, o,
                                "failed: the token may be of the other "
                                "environment or topic (the device stays "
                                "valid)");
@@ -105,12 +105,12 @@ enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
         if (d->m_invalidated)
             pgw_metric_inc(pgw_metrics_series2(
                 d->m_invalidated, pgw_provider_names[p->provider], o->reason));
-        dispatch_log_final(app, p, o, "invalidated the installation");
+        dispatch_log_final(app, event_id, p, o, "invalidated the installation");
         *ret_kind = PGW_STORE_FAIL_INVALIDATED;
         return DISPATCH_FAILED;
     case PGW_OUTCOME_FINAL:
         dispatch_count_push(d, p->provider, "failed", o->reason);
-        dispatch_log_final(app, p, o, "failed");
+        dispatch_log_final(app, event_id, p, o, "failed");
         *ret_kind = PGW_STORE_FAIL_FAILED;
         return DISPATCH_FAILED;
     case PGW_OUTCOME_RETRY:
@@ -124,7 +124,7 @@ enum dispatch_fate dispatch_answer(struct pgw_dispatch *d,
     dispatch_count_push(d, p->provider,
                         kind == PGW_STORE_FAIL_EXPIRED ? "expired" : "failed",
                         o->reason);
-    dispatch_log_final(app, p, o,
+    dispatch_log_final(app, event_id, p, o,
                        kind == PGW_STORE_FAIL_EXPIRED
                            ? "expired before it could be retried"
                            : "failed after the last attempt");
@@ -151,14 +151,15 @@ enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
     return plan;
 }
 
-void dispatch_log_final(const char *app, const struct pgw_push *p,
-                        const struct pgw_outcome *o, const char *what)
+void dispatch_log_final(const char *app, int64_t event_id,
+                        const struct pgw_push *p, const struct pgw_outcome *o,
+                        const char *what)
 {
     char masked[32];
 
     pgw_log_warnf(
         PGW_FIELDS(
-            PGW_LF_STR("app", app),
+            PGW_LF_INT("event_id", event_id), PGW_LF_STR("app", app),
             PGW_LF_STR("provider", pgw_provider_names[p->provider]),
             PGW_LF_INT("installation", p->installation_id),
             PGW_LF_STR("token",

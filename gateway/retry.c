@@ -137,7 +137,8 @@ static void retry_done(struct retry_ctx *rc, const struct pgw_outcome *o)
     rc->failure.status = o->status;
     pgw_copy_str(rc->reason, sizeof(rc->reason), o->reason);
     rc->failure.reason = rc->reason;
-    switch (dispatch_answer(d, rc->rt, rc->app_id, &rc->push, o, &kind, &at)) {
+    switch (dispatch_answer(d, rc->rt, rc->app_id, rc->event_id, &rc->push, o,
+                            &kind, &at)) {
     case DISPATCH_DELIVERED:
         res.delivered = true;
         break;

@@ -337,6 +337,64 @@ static void test_push_data_plain_text(void **state)
     cJSON_Delete(r);
 }
 
+/* An operator can follow every event: one info line when it ends (its id,
+ * app, conversation, result and pushes by outcome); events.result says
+ * whether every push, some or none was delivered; and a clean stop logs
+ * no warning. */
+static void test_event_trace_and_clean_stop(void **state)
+{
+    struct tu_svc *s = *state;
+    char *log, *line;
+    int warns = 0;
+
+    seed_demo(s);
+    /* Jerry's two iPhones are delivered, Tom's Android token is unknown to
+     * FCM (404 UNREGISTERED) in setup_trace: partly sent. */
+    post_event(s, "conv-trace", "[\"Jerry\",\"Tom\"]", NULL);
+    wait_events_done(s, 1);
+    expect_query(s, "SELECT result FROM events", "partly_sent");
+    assert_int_equal(tu_svc_kill_gateway(s, SIGTERM), 0);
+    log = tu_read_file(s->gw.log);
+    assert_non_null(log);
+    line = strstr(log, "\"msg\":\"event finished\"");
+    assert_non_null(line);
+    while (line > log && line[-1] != '\n')
+        line--;
+    assert_non_null(strstr(line, "\"conv_id\":\"conv-trace\""));
+    assert_non_null(strstr(line, "\"result\":\"partly_sent\""));
+    assert_non_null(strstr(line, "\"delivered\":2"));
+    assert_non_null(strstr(line, "\"invalidated\":1"));
+    assert_non_null(strstr(line, "\"event_id\":"));
+    /* the invalidation's warning names the event */
+    assert_non_null(
+        strstr(log, "\"msg\":\"push invalidated the installation\""));
+    for (char *l = log; (l = strstr(l, "\"level\":\"warn\"")) != NULL; l++) {
+        char *eol = strchr(l, '\n');
+
+        if (eol)
+            *eol = '\0';
+        if (!strstr(l, "invalidated the installation")) {
+            print_error("unexpected warning: %s\n", l);
+            warns++;
+        }
+        if (eol)
+            *eol = '\n';
+    }
+    assert_int_equal(warns, 0);
+    free(log);
+}
+
+static int setup_trace(void **state)
+{
+    static const char *const fcm_args[] = {"--unregistered", TOK_A1, NULL};
+    struct tu_svc_options o = {.fcm_args = fcm_args};
+    struct tu_svc *s = calloc(1, sizeof(*s));
+
+    tu_svc_start(s, &o);
+    *state = s;
+    return 0;
+}
+
 /* _apns_team_id: that team's key signs, only its (or team-less) devices. */
 static void test_team_filter(void **state)
 {
@@ -1031,6 +1089,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_data_and_profile, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_team_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_trace_and_clean_stop,
+                                        setup_trace, teardown),
         cmocka_unit_test_setup_teardown(test_push_data_plain_text, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_and_batch, setup,

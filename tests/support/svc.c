@@ -100,7 +100,7 @@ static void write_config(struct tu_svc *s, const struct tu_svc_options *o)
             o->delivery_ini ? o->delivery_ini : "", CERTS, CERTS, CERTS,
             s->hook.port, CERTS, CERTS, o->extra_ini ? o->extra_ini : "") > 0,
         1);
-    s->ini = tu_write_file(s->dir, "pushgw.ini", ini, 0644);
+    s->ini = tu_write_file(s->dir, "pushgw.ini", ini, 0600);
     free(ini);
     free(tdir);
 }
