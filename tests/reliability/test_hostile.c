@@ -469,6 +469,54 @@ static void test_slowloris(void **state)
 
 /* SQL metacharacters in every string field: accepted, stored verbatim,
  * pushed verbatim. */
+/* A collapse-id carrying CR LF and a header (any end user's pushData can):
+ * the push fails as bad_collapse_id before anything is sent, and is not
+ * retried. Before: the header reached the HTTP/2 stream, the mock reset
+ * it, and the push was retried again and again. */
+static void test_header_injection(void **state)
+{
+    static const char tok[] = "ffffffffffffffffffffffffffffffffffffffffffffffff"
+                              "ffffffffffffff03";
+    char *body = NULL, *resp = NULL, *v;
+    int st;
+    (void)state;
+
+    tu_svc_add_device_on(&S, "demo", "ios", tok, "Injected");
+    assert_int_equal(
+        asprintf(&body,
+                 "{\"fromPeer\":\"a\",\"convId\":\"inj\",\"offlinePeers\":"
+                 "[\"Injected\"],\"timestamp\":%lld,\"pushData\":{\"alert\":"
+                 "\"x\",\"collapse-id\":\"c\\r\\nx-evil: 1\"}}",
+                 tu_wall_ms()) > 0,
+        1);
+    st = tu_http_post(H, S.gw.port, PATH, "demo-hook-key-0001", NULL, body,
+                      strlen(body), 10000, &resp, NULL);
+    assert_int_equal(st, 202);
+    assert_true(tu_svc_wait_query(
+        &S, "SELECT state FROM events WHERE conv_id = 'inj'", "done", 15000));
+    v = tu_svc_query(&S, "SELECT f.reason FROM push_failures f JOIN events e "
+                         "ON e.id = f.event_id WHERE e.conv_id = 'inj'");
+    assert_non_null(v);
+    assert_string_equal(v, "bad_collapse_id");
+    free(v);
+    v = tu_svc_query(&S, "SELECT count(*) FROM push_retries r JOIN events e "
+                         "ON e.id = r.event_id WHERE e.conv_id = 'inj'");
+    assert_string_equal(v, "0");
+    free(v);
+    {
+        cJSON *recs = tu_records_read(S.apns.record), *r;
+
+        cJSON_ArrayForEach(r, recs)
+        {
+            cJSON *t = cJSON_GetObjectItem(r, "token");
+            assert_false(cJSON_IsString(t) && strcmp(t->valuestring, tok) == 0);
+        }
+        cJSON_Delete(recs);
+    }
+    free(body);
+    free(resp);
+}
+
 static void test_sql_metacharacters(void **state)
 {
     static const char meta[] = "x'); DROP TABLE events; -- \\\" $1 %s ; "
@@ -622,6 +670,7 @@ int main(void)
         cmocka_unit_test(test_headers_and_declared_length),
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_sql_metacharacters),
+        cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_key_timing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
