@@ -250,3 +250,32 @@ int pgw_payload_fcm_body(const struct pgw_fcm_payload *p, const char *token,
     *ret_len = o + p->tail_len;
     return 0;
 }
+
+int pgw_payload_fcm_set_ttl(char *body, size_t *len, int64_t ttl_s)
+{
+    static const char mark[] = "\"android\":{\"ttl\":\"";
+    char num[24];
+    char *at, *digits, *end;
+    size_t old_n, new_n;
+
+    if (ttl_s < 0)
+        return PGW_ERR_INVAL;
+    at = memmem(body, *len, mark, sizeof(mark) - 1);
+    if (!at)
+        return PGW_ERR_INVAL;
+    digits = at + sizeof(mark) - 1;
+    end = digits;
+    while (end < body + *len && *end >= '0' && *end <= '9')
+        end++;
+    if (end == digits || end + 1 >= body + *len || end[0] != 's' ||
+        end[1] != '"')
+        return PGW_ERR_INVAL;
+    old_n = (size_t)(end - digits);
+    new_n = (size_t)snprintf(num, sizeof(num), "%" PRId64, ttl_s);
+    if (new_n > old_n)
+        return PGW_ERR_INVAL;
+    memcpy(digits, num, new_n);
+    memmove(digits + new_n, end, (size_t)(body + *len - end));
+    *len -= old_n - new_n;
+    return 0;
+}

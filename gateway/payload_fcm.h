@@ -57,6 +57,16 @@ int pgw_payload_fcm_build(const cJSON *content, int64_t expires_at_s,
 
 void pgw_payload_fcm_free(struct pgw_fcm_payload *p);
 
+/*
+ * A retry sends the first attempt's body again, but FCM's ttl is relative:
+ * rewrites android.ttl of |body| (|*len| bytes, as pgw_payload_fcm_build()
+ * wrote it) to |ttl_s| seconds, in place. The new value is never longer
+ * than the old one when |ttl_s| is the time left (it only shrinks).
+ * Returns 0, or PGW_ERR_INVAL (no ttl where the builder puts it, or
+ * |ttl_s| < 0, or longer than the old value): |body| is then unchanged.
+ */
+int pgw_payload_fcm_set_ttl(char *body, size_t *len, int64_t ttl_s);
+
 /* Exact body length for |token|. */
 size_t pgw_payload_fcm_body_len(const struct pgw_fcm_payload *p,
                                 const char *token);

@@ -86,6 +86,12 @@ static void on_retries_claimed(void *arg, int err,
             retry_expired(rc);
             continue;
         }
+        /* FCM's ttl counts from the send: what is left of the validity,
+         * as apns-expiration (absolute) says for APNs. */
+        if (rc->push.provider == PGW_PROVIDER_FCM)
+            (void)pgw_payload_fcm_set_ttl(
+                rc->push.body, &rc->push.body_len,
+                (rc->push.expires_at_ms - pgw_clock_wall_ms()) / 1000);
         dispatch_count_send(d, rc->push.provider);
         if (pgw_runtime_send(rc->rt, pgw_runtime_find_app(rc->rt, rc->app_id),
                              &rc->push, on_retry_answer, rc, &o) < 0) {

@@ -177,6 +177,52 @@ static void test_ttl(void **state)
     cJSON_Delete(content);
 }
 
+/* A retry's ttl is what is left: rewritten in place, only android.ttl
+ * (a data key named ttl keeps its value). */
+static void test_set_ttl_for_a_retry(void **state)
+{
+    cJSON *content = cJSON_Parse("{\"alert\":\"a\",\"ttl\":\"keep\"}");
+    struct pgw_fcm_payload *p = NULL;
+    char buf[1024];
+    size_t len = 0, before;
+    cJSON *j;
+
+    (void)state;
+    assert_int_equal(pgw_payload_fcm_build(content, EXP, TS, VALID, &p, NULL),
+                     0);
+    assert_int_equal(pgw_payload_fcm_body(p, "tok", buf, sizeof(buf), &len), 0);
+    before = len;
+    assert_int_equal(pgw_payload_fcm_set_ttl(buf, &len, 3600), 0);
+    assert_int_equal(len, before - 2); /* 604800 -> 3600 */
+    buf[len] = '\0';
+    j = cJSON_Parse(buf);
+    assert_non_null(j);
+    assert_string_equal(
+        cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "message"), "android"),
+            "ttl")
+            ->valuestring,
+        "3600s");
+    assert_string_equal(
+        cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(j, "message"), "data"),
+            "ttl")
+            ->valuestring,
+        "keep");
+    cJSON_Delete(j);
+    assert_int_equal(pgw_payload_fcm_set_ttl(buf, &len, 0), 0);
+    assert_non_null(strstr(buf, "\"ttl\":\"0s\""));
+    /* never longer than it was; never a body it did not write */
+    assert_int_equal(pgw_payload_fcm_set_ttl(buf, &len, 99999), PGW_ERR_INVAL);
+    assert_int_equal(pgw_payload_fcm_set_ttl(buf, &len, -1), PGW_ERR_INVAL);
+    len = strlen("{\"message\":{}}");
+    assert_int_equal(
+        pgw_payload_fcm_set_ttl((char[]){"{\"message\":{}}"}, &len, 5),
+        PGW_ERR_INVAL);
+    pgw_payload_fcm_free(p);
+    cJSON_Delete(content);
+}
+
 static void test_token_escaping(void **state)
 {
     cJSON *content = cJSON_Parse("{\"alert\":\"a\"}");
@@ -286,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_first_dropped),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_token_escaping),
+        cmocka_unit_test(test_set_ttl_for_a_retry),
         cmocka_unit_test(test_long_alert_shortened),
         cmocka_unit_test(test_custom_data_too_large),
     };
