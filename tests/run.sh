@@ -48,7 +48,9 @@ if [ "$(id -u)" = 0 ]; then
     chown postgres: "$pgdir"
     as_pg() { runuser -u postgres -- "$@"; }
 fi
-pgport=${PUSHGW_TEST_PGPORT:-$(( 20000 + RANDOM % 20000 ))}
+# Below the ports tu_free_port() hands out (20000-31999) and the
+# ephemeral ones (32768 and up).
+pgport=${PUSHGW_TEST_PGPORT:-$(( 15000 + RANDOM % 5000 ))}
 pids=()
 
 cleanup() {

@@ -61,7 +61,8 @@ int tu_wait_port_file(const char *path, int timeout_ms);
 /* Sends |sig| to |pid| and waits for it (up to 10 s, then SIGKILL).
  * Returns the exit status (128+signal when killed by a signal). */
 int tu_stop(int pid, int sig);
-/* A free loopback TCP port (bound, then released). */
+/* A loopback TCP port that is free now, for a program to bind later:
+ * random, below the kernel's ephemeral range. */
 int tu_free_port(void);
 
 /* VmRSS and VmHWM of |pid| in KiB (-1 when unreadable). */
