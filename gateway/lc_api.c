@@ -532,6 +532,8 @@ int pgw_lc_api_new(const struct pgw_lc_api_options *opts,
      * refused in LeanCloud's shape (413, code 116); larger ones the
      * listener refuses before reading them */
     lo.max_body_bytes = 2 * PGW_LC_API_MAX_BODY_BYTES;
+    /* phones reach it over the internet: the same cap as the webhook */
+    lo.max_connections = (size_t)opts->cfg->server.max_connections;
     rc = pgw_listener_new(&lo, &api->listener);
     if (rc < 0)
         goto fail;
