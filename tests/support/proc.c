@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -158,12 +159,21 @@ static void remember_spawned(pid_t pid)
 
 int tu_spawn(const char *const *argv, const char *log_path)
 {
+    /* A test that dies without exit() (a sanitizer's abort, a signal)
+     * runs no atexit handler: children of the main thread also die with
+     * the test. (Not those of helper threads: PR_SET_PDEATHSIG fires when
+     * the spawning thread ends.) */
+    bool main_thread = gettid() == getpid();
+    pid_t parent = getpid();
     pid_t pid = fork();
 
     if (pid > 0)
         remember_spawned(pid);
     if (pid != 0)
         return (int)pid;
+    if (main_thread &&
+        (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+        _exit(127);
     if (log_path) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
