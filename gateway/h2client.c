@@ -2,44 +2,32 @@
  * h2client: HTTP/2 over TLS client pool on libevent. See h2client.h for the
  * contract.
  *
- * Structure: a pool owns |connections| slots; a slot holds at most one
- * connection that accepts new streams, plus its reconnect backoff. A
- * connection that got GOAWAY leaves its slot (so a fresh one can take it)
- * and lives on the pool's list until its last stream ends. Closed
- * connections are never freed in the callback that closed them: they move
- * to the dead list and the pool's work event frees them on the next loop
- * iteration.
- *
- * Requests live on two lists: |all| in submit order (their deadlines are
- * in the same order, so the tick timer only looks at the head) and either
- * the pool's pending FIFO or their connection's stream list. The work
- * event assigns pending requests to connections and flushes nghttp2 output
- * once per loop iteration, so many frames go out in one write.
+ * Structure: requests live on two lists: |all| in submit order (their
+ * deadlines are in the same order, so the tick timer only looks at the
+ * head) and either the pool's pending FIFO or their connection's stream
+ * list. The work event assigns pending requests to connections and flushes
+ * nghttp2 output once per loop iteration, so many frames go out in one
+ * write. This file is the pool: its slots, requests, timers and public
+ * calls; one connection's state machine is h2conn.c, so each can be read
+ * without the other's callbacks in the way.
  */
-#include "h2client.h"
-#include "h2out.h"
+#include "h2client_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "log.h"
 #include "pushgw.h"
@@ -47,8 +35,6 @@
 #include "util/clock.h"
 #include "util/list.h"
 
-#define OUT_HIGH_WATER (1024 * 1024)
-#define OUT_LOW_WATER (256 * 1024)
 /* nghttp2 keeps pointers to a request's header strings (in its |buf|)
  * instead of copying them; see h2conn.orphans for the one case where the
  * request ends before nghttp2 is done with them. */
@@ -57,201 +43,23 @@
 /* A connection whose requests keep timing out before they are even sent
  * is stuck: past this many such requests it is closed. */
 #define MAX_ORPHANS 1024
-#define LOCAL_WINDOW (16 * 1024 * 1024)
-#define STREAM_WINDOW (1024 * 1024)
 #define MAX_REQ_HEADERS 64
 #define MAX_REQ_HEADER_BYTES 65536
 #define FREELIST_MAX 65536
 #define KEEP_BUF_MAX 16384
-#define ERR_MAX 256
-
-enum conn_state {
-    C_RESOLVING = 0,
-    C_CONNECTING, /* TCP + TLS, then waiting for the server's SETTINGS */
-    C_READY,
-    C_DRAINING, /* GOAWAY received: no new streams */
-    C_CLOSED,   /* on the dead list, freed by the work event */
-};
-
-enum req_where {
-    R_FREE = 0,
-    R_PENDING,
-    R_STREAM,
-    R_DONE, /* on the done list, result decided, callback not yet run */
-};
-
-struct h2conn;
-
-struct h2req {
-    struct pgw_list all;  /* on the pool's |all|, in submit order */
-    struct pgw_list node; /* on the pending, a stream, done or free list */
-    struct h2conn *conn;
-    enum req_where where;
-    int32_t stream_id;
-    bool headers_sent;
-    unsigned retries;
-    int64_t deadline_ms;
-    pgw_h2_cb cb;
-    void *arg;
-
-    /* Request copy in |buf|: the header array |nva|, then the strings it
-     * points to, then the body. Sized to the request, not to
-     * MAX_REQ_HEADERS: a request lives in memory for every push in
-     * flight (10,000 by default), and a free list keeps more. */
-    nghttp2_nv *nva;
-    size_t nva_len;
-    uint64_t index_once; /* bit i: nva[4 + i] is indexed once per conn */
-    char *buf;
-    size_t buf_cap;
-    size_t body_off, body_len, body_sent;
-
-    /* Response. Headers are kept as offsets into |hbuf| (it may grow). */
-    int status;
-    /* below PGW_H2_MAX_HEADER_BYTES */
-    uint32_t hdr_off[PGW_H2_MAX_RESPONSE_HEADERS][2];
-    uint32_t hdr_len[PGW_H2_MAX_RESPONSE_HEADERS][2];
-    size_t n_hdr;
-    char *hbuf;
-    size_t hbuf_len, hbuf_cap;
-    char *rbody;
-    size_t rbody_len, rbody_cap;
-    bool truncated;
-
-    /* Result decided before the callback runs (done list). */
-    enum pgw_h2_result_kind done_kind;
-    char error[ERR_MAX];
-};
-
-struct h2slot {
-    struct h2conn *conn; /* the connection taking new streams, or NULL */
-    unsigned failures;
-    int64_t next_attempt_ms;
-};
-
-struct h2conn {
-    struct pgw_h2_pool *pool;
-    struct pgw_list node; /* on the pool's |conns| or |dead| */
-    int slot;             /* index, -1 once detached */
-    unsigned id;
-    enum conn_state state;
-    struct evdns_getaddrinfo_request *dns_req;
-    bool dns_pending;
-    struct evutil_addrinfo *addrs, *cur_addr;
-    struct bufferevent *bev;
-    nghttp2_session *session;
-    struct pgw_list streams; /* requests on a stream */
-    size_t n_streams;        /* requests linked on |streams| */
-    int64_t started_ms, last_read_ms, ping_sent_ms;
-    bool ping_outstanding;
-    bool want_flush;
-    bool was_ready;
-    bool once_sent; /* a request with index-once headers went on it */
-    /* Buffers of requests that timed out before their HEADERS went out:
-     * nghttp2 was given their header strings without a copy, so they are
-     * freed with the session (linked through their first bytes). */
-    void *orphans;
-    size_t n_orphans;
-};
-
-struct pgw_h2_pool {
-    struct event_base *base;
-    struct evdns_base *dns;
-    SSL_CTX *ssl_ctx;
-    struct pgw_h2_pool_options o;
-    char *origin, *ca_file, *name;
-    char *host;      /* without brackets */
-    char *authority; /* host[:port] as sent in :authority */
-    char port[8];
-    bool host_is_ip;
-
-    struct h2slot *slots;
-    struct pgw_list conns; /* live (slot or draining) */
-    struct pgw_list dead;  /* closed, to free */
-    unsigned next_conn_id;
-
-    struct pgw_list all;  /* every request not yet finished, submit order */
-    struct pgw_list pend; /* waiting for a stream */
-    size_t n_pending, n_in_flight;
-    struct pgw_list done;      /* result decided, callback not yet run */
-    struct pgw_list free_reqs; /* for reuse */
-    size_t n_free;
-
-    struct event *ev_work;
-    struct event *ev_tick;
-    bool freeing;
-    uint64_t rng;
-    char last_error[ERR_MAX];
-    struct pgw_h2_pool_stats st;
-};
-
-/* ------------------------------------------------------------------ */
-/* small helpers */
-
-static uint64_t rng_next(struct pgw_h2_pool *pool)
-{
-    /* xorshift64: jitter only, not security */
-    uint64_t x = pool->rng;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    pool->rng = x;
-    return x;
-}
-
-static void kick(struct pgw_h2_pool *pool)
-{
-    event_active(pool->ev_work, EV_TIMEOUT, 0);
-}
-
-static const char *conn_label(const struct pgw_h2_pool *pool)
-{
-    return pool->name;
-}
 
 /* ------------------------------------------------------------------ */
 /* request lists */
-
-static struct h2req *req_of(struct pgw_list *node)
-{
-    return node ? pgw_list_entry(node, struct h2req, node) : NULL;
-}
 
 static struct h2conn *conn_of(struct pgw_list *node)
 {
     return node ? pgw_list_entry(node, struct h2conn, node) : NULL;
 }
 
-static void conn_init_lists(struct h2conn *c)
-{
-    pgw_list_init(&c->node);
-    pgw_list_init(&c->streams);
-}
-
 static void pend_unlink(struct pgw_h2_pool *pool, struct h2req *r)
 {
     pgw_list_remove(&r->node);
     pool->n_pending--;
-}
-
-static void pend_push(struct pgw_h2_pool *pool, struct h2req *r, bool front)
-{
-    r->where = R_PENDING;
-    r->conn = NULL;
-    r->stream_id = 0;
-    if (front)
-        pgw_list_push_front(&pool->pend, &r->node);
-    else
-        pgw_list_push_back(&pool->pend, &r->node);
-    pool->n_pending++;
-}
-
-static void stream_unlink(struct h2conn *c, struct h2req *r)
-{
-    pgw_list_remove(&r->node);
-    r->conn = NULL;
-    c->n_streams--;
-    c->pool->n_in_flight--;
 }
 
 static void stream_link(struct h2conn *c, struct h2req *r)
@@ -261,15 +69,6 @@ static void stream_link(struct h2conn *c, struct h2req *r)
     pgw_list_push_front(&c->streams, &r->node);
     c->n_streams++;
     c->pool->n_in_flight++;
-}
-
-static void done_push(struct pgw_h2_pool *pool, struct h2req *r,
-                      enum pgw_h2_result_kind kind, const char *error)
-{
-    r->where = R_DONE;
-    r->done_kind = kind;
-    snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
-    pgw_list_push_back(&pool->done, &r->node);
 }
 
 static struct h2req *req_alloc(struct pgw_h2_pool *pool)
@@ -378,14 +177,6 @@ static void req_finish(struct pgw_h2_pool *pool, struct h2req *r,
     req_release(pool, r);
 }
 
-/* ------------------------------------------------------------------ */
-/* connections */
-
-static void conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
-                       const char *why);
-static void conn_flush(struct h2conn *c);
-static void conn_try_next_addr(struct h2conn *c);
-
 static unsigned stream_limit(const struct h2conn *c)
 {
     uint32_t peer = nghttp2_session_get_remote_settings(
@@ -393,740 +184,6 @@ static unsigned stream_limit(const struct h2conn *c)
     unsigned cap = c->pool->o.max_streams_per_conn;
 
     return peer < cap ? (unsigned)peer : cap;
-}
-
-static void conn_detach_slot(struct h2conn *c)
-{
-    if (c->slot >= 0) {
-        struct h2slot *s = &c->pool->slots[c->slot];
-
-        if (s->conn == c)
-            s->conn = NULL;
-        c->slot = -1;
-    }
-}
-
-/* Moves |c| from the live list to the dead list (freed later). */
-static void conn_to_dead(struct h2conn *c)
-{
-    pgw_list_remove(&c->node);
-    pgw_list_push_front(&c->pool->dead, &c->node);
-}
-
-static void conn_free(struct h2conn *c)
-{
-    if (c->dns_req) {
-        struct evdns_getaddrinfo_request *q = c->dns_req;
-
-        c->dns_req = NULL;
-        /* Runs the callback with EVUTIL_EAI_CANCEL; it only clears. */
-        evdns_getaddrinfo_cancel(q);
-    }
-    if (c->bev)
-        bufferevent_free(c->bev);
-    if (c->session)
-        nghttp2_session_del(c->session);
-    while (c->orphans) {
-        void *next;
-
-        memcpy(&next, c->orphans, sizeof(next));
-        free(c->orphans);
-        c->orphans = next;
-    }
-    if (c->addrs)
-        evutil_freeaddrinfo(c->addrs);
-    free(c);
-}
-
-/*
- * A connection attempt failed: remember and log why once, back the slot
- * off, close. |msg| is the reason without the "could not connect" part.
- */
-static void conn_fail(struct h2conn *c, const char *msg)
-{
-    struct pgw_h2_pool *pool = c->pool;
-    char buf[ERR_MAX];
-
-    snprintf(buf, sizeof(buf), "could not connect to '%s': %s", pool->authority,
-             msg);
-    snprintf(pool->last_error, sizeof(pool->last_error), "%s", buf);
-    pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("pool", conn_label(pool))), "%s", buf);
-    pool->st.connect_failures++;
-    if (c->slot >= 0) {
-        struct h2slot *s = &pool->slots[c->slot];
-        uint64_t d = pool->o.backoff_initial_ms;
-        unsigned i;
-        uint64_t jitter;
-
-        for (i = 0; i < s->failures && d < pool->o.backoff_max_ms; i++)
-            d *= 2;
-        if (d > pool->o.backoff_max_ms)
-            d = pool->o.backoff_max_ms;
-        /* +-20 % so many gateways do not reconnect in lockstep */
-        jitter = d / 5;
-        if (jitter > 0)
-            d = d - jitter + rng_next(pool) % (2 * jitter + 1);
-        s->failures++;
-        s->next_attempt_ms = pgw_clock_mono_ms() + (int64_t)d;
-    }
-    conn_close(c, PGW_H2_CONNECT_FAILED, buf);
-}
-
-/*
- * Closes |c| now (it stops reading and writing) and frees it later.
- * Requests on it whose HEADERS never left are requeued; the others end
- * with |lost_kind| and |why|. Never called from inside an nghttp2 callback.
- */
-static void conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
-                       const char *why)
-{
-    struct pgw_h2_pool *pool = c->pool;
-    struct h2req *r;
-
-    if (c->state == C_CLOSED)
-        return;
-    c->state = C_CLOSED;
-    conn_detach_slot(c);
-    if (c->bev) {
-        bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    }
-    conn_to_dead(c);
-    while ((r = req_of(pgw_list_first(&c->streams))) != NULL) {
-        stream_unlink(c, r);
-        if (c->session)
-            nghttp2_session_set_stream_user_data(c->session, r->stream_id,
-                                                 NULL);
-        if (!r->headers_sent && r->retries < pool->o.max_refused_retries) {
-            r->retries++;
-            pool->st.requests_retried++;
-            pend_push(pool, r, true);
-        } else {
-            done_push(pool, r,
-                      lost_kind == PGW_H2_CONNECT_FAILED ? PGW_H2_CONN_LOST
-                                                         : lost_kind,
-                      why);
-        }
-    }
-    kick(pool);
-}
-
-/*
- * A connection ended for |why|; logged once. One that never became ready
- * (the server's SETTINGS never came) is a failed connection attempt, with
- * its backoff: a server that completes TLS and then speaks something else
- * must not be reconnected to at once, again and again.
- */
-static void conn_lost(struct h2conn *c, const char *why)
-{
-    struct pgw_h2_pool *pool = c->pool;
-    char buf[ERR_MAX];
-
-    if (!c->was_ready) {
-        conn_fail(c, why);
-        return;
-    }
-    snprintf(buf, sizeof(buf), "connection to '%s' lost: %s", pool->authority,
-             why);
-    if (c->n_streams > 0 || c->state == C_READY)
-        pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("pool", conn_label(pool)),
-                                 PGW_LF_INT("conn", c->id),
-                                 PGW_LF_INT("streams", c->n_streams)),
-                      "%s", buf);
-    pool->st.conns_lost++;
-    conn_close(c, PGW_H2_CONN_LOST, buf);
-}
-
-/* ---- nghttp2 callbacks: never free anything here ---- */
-
-static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
-                     const uint8_t *name, size_t namelen, const uint8_t *value,
-                     size_t valuelen, uint8_t flags, void *user_data)
-{
-    struct h2req *r;
-    size_t need, i;
-
-    (void)flags;
-    (void)user_data;
-    if (frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (!r)
-        return 0;
-    if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-        int st = 0;
-
-        for (i = 0; i < valuelen && i < 3; i++) {
-            if (value[i] < '0' || value[i] > '9')
-                return 0;
-            st = st * 10 + (value[i] - '0');
-        }
-        if (valuelen == 3)
-            r->status = st;
-        return 0;
-    }
-    if (namelen > 0 && name[0] == ':')
-        return 0;
-    if (r->n_hdr >= PGW_H2_MAX_RESPONSE_HEADERS ||
-        r->hbuf_len + namelen + valuelen + 2 > PGW_H2_MAX_HEADER_BYTES)
-        return 0; /* capped: the rest is dropped */
-    need = r->hbuf_len + namelen + valuelen + 2;
-    if (need > r->hbuf_cap) {
-        size_t cap = r->hbuf_cap ? r->hbuf_cap : 512;
-        char *p;
-
-        while (cap < need)
-            cap *= 2;
-        p = realloc(r->hbuf, cap);
-        if (!p)
-            return 0; /* the header is dropped; the status still counts */
-        r->hbuf = p;
-        r->hbuf_cap = cap;
-    }
-    r->hdr_off[r->n_hdr][0] = (uint32_t)r->hbuf_len;
-    r->hdr_len[r->n_hdr][0] = (uint32_t)namelen;
-    memcpy(r->hbuf + r->hbuf_len, name, namelen);
-    r->hbuf_len += namelen;
-    r->hbuf[r->hbuf_len++] = '\0';
-    r->hdr_off[r->n_hdr][1] = (uint32_t)r->hbuf_len;
-    r->hdr_len[r->n_hdr][1] = (uint32_t)valuelen;
-    memcpy(r->hbuf + r->hbuf_len, value, valuelen);
-    r->hbuf_len += valuelen;
-    r->hbuf[r->hbuf_len++] = '\0';
-    r->n_hdr++;
-    return 0;
-}
-
-static int on_data_chunk(nghttp2_session *session, uint8_t flags,
-                         int32_t stream_id, const uint8_t *data, size_t len,
-                         void *user_data)
-{
-    struct h2conn *c = user_data;
-    struct h2req *r;
-    size_t room, take;
-
-    (void)flags;
-    r = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (!r)
-        return 0;
-    room = c->pool->o.max_response_body - r->rbody_len;
-    take = len < room ? len : room;
-    if (take < len)
-        r->truncated = true;
-    if (take == 0)
-        return 0;
-    if (r->rbody_len + take + 1 > r->rbody_cap) {
-        size_t cap = r->rbody_cap ? r->rbody_cap : 256;
-        char *p;
-
-        while (cap < r->rbody_len + take + 1)
-            cap *= 2;
-        p = realloc(r->rbody, cap);
-        if (!p) {
-            r->truncated = true;
-            return 0;
-        }
-        r->rbody = p;
-        r->rbody_cap = cap;
-    }
-    memcpy(r->rbody + r->rbody_len, data, take);
-    r->rbody_len += take;
-    r->rbody[r->rbody_len] = '\0';
-    return 0;
-}
-
-static int on_stream_close(nghttp2_session *session, int32_t stream_id,
-                           uint32_t error_code, void *user_data)
-{
-    struct h2conn *c = user_data;
-    struct pgw_h2_pool *pool = c->pool;
-    struct h2req *r;
-    char buf[ERR_MAX];
-
-    kick(pool); /* a stream slot may be free */
-    r = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (!r || r->where != R_STREAM || r->conn != c)
-        return 0;
-    nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-    stream_unlink(c, r);
-    if (error_code == NGHTTP2_NO_ERROR && r->status > 0) {
-        done_push(pool, r, PGW_H2_RESPONSE, NULL);
-        return 0;
-    }
-    if (error_code == NGHTTP2_REFUSED_STREAM || !r->headers_sent) {
-        /* Never processed by the peer: try again elsewhere. */
-        if (r->retries < pool->o.max_refused_retries) {
-            r->retries++;
-            pool->st.requests_retried++;
-            pend_push(pool, r, true);
-            return 0;
-        }
-        snprintf(buf, sizeof(buf), "refused by '%s' (%s)", pool->authority,
-                 nghttp2_http2_strerror(error_code));
-        done_push(pool, r, PGW_H2_REFUSED, buf);
-        return 0;
-    }
-    snprintf(buf, sizeof(buf), "stream reset by '%s': %s", pool->authority,
-             nghttp2_http2_strerror(error_code));
-    done_push(pool, r, PGW_H2_CONN_LOST, buf);
-    return 0;
-}
-
-static void log_goaway(struct h2conn *c, const nghttp2_goaway *g)
-{
-    char dbg[200];
-    size_t n = g->opaque_data_len < sizeof(dbg) - 1 ? g->opaque_data_len
-                                                    : sizeof(dbg) - 1;
-    size_t i;
-
-    /* The debug data is peer-controlled: keep printable ASCII only. */
-    for (i = 0; i < n; i++) {
-        uint8_t ch = g->opaque_data[i];
-
-        dbg[i] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-    }
-    dbg[n] = '\0';
-    pgw_log_warnf(PGW_FIELDS(PGW_LF_STR("pool", conn_label(c->pool)),
-                             PGW_LF_INT("conn", c->id),
-                             PGW_LF_INT("last_stream_id", g->last_stream_id),
-                             PGW_LF_STR("debug", dbg)),
-                  "'%s' sent GOAWAY: %s", c->pool->authority,
-                  nghttp2_http2_strerror(g->error_code));
-}
-
-static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
-                         void *user_data)
-{
-    struct h2conn *c = user_data;
-    struct pgw_h2_pool *pool = c->pool;
-
-    (void)session;
-    switch (frame->hd.type) {
-    case NGHTTP2_SETTINGS:
-        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
-            break;
-        if (c->state == C_CONNECTING) {
-            c->state = C_READY;
-            c->was_ready = true;
-            pool->st.connects_ok++;
-            if (c->slot >= 0)
-                pool->slots[c->slot].failures = 0;
-            pool->last_error[0] = '\0';
-        }
-        kick(pool); /* the stream limit may have grown */
-        break;
-    case NGHTTP2_GOAWAY:
-        pool->st.goaways++;
-        log_goaway(c, &frame->goaway);
-        if (c->state == C_READY || c->state == C_CONNECTING)
-            c->state = C_DRAINING;
-        conn_detach_slot(c);
-        kick(pool);
-        break;
-    case NGHTTP2_PING:
-        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
-            c->ping_outstanding = false;
-        break;
-    default:
-        break;
-    }
-    return 0;
-}
-
-static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
-                         void *user_data)
-{
-    struct h2req *r;
-
-    (void)user_data;
-    if (frame->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (r)
-        r->headers_sent = true;
-    return 0;
-}
-
-static ssize_t body_read(nghttp2_session *session, int32_t stream_id,
-                         uint8_t *buf, size_t length, uint32_t *data_flags,
-                         nghttp2_data_source *source, void *user_data)
-{
-    struct h2req *r;
-    size_t left, n;
-
-    (void)source;
-    (void)user_data;
-    r = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (!r)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* timed out */
-    left = r->body_len - r->body_sent;
-    n = left < length ? left : length;
-    memcpy(buf, r->buf + r->body_off + r->body_sent, n);
-    r->body_sent += n;
-    if (r->body_sent == r->body_len)
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
-}
-
-/* ---- bufferevent side ---- */
-
-/* Writes as much nghttp2 output as the high-water mark allows. */
-static void conn_flush(struct h2conn *c)
-{
-    struct evbuffer *out;
-    int rc;
-
-    c->want_flush = false;
-    if (c->state == C_CLOSED || !c->session)
-        return;
-    out = bufferevent_get_output(c->bev);
-    rc = pgw_h2out_send(c->session, out, OUT_HIGH_WATER);
-    if (rc < 0) {
-        conn_lost(c, rc == NGHTTP2_ERR_NOMEM ? "out of memory"
-                                             : nghttp2_strerror(rc));
-        return;
-    }
-    if (c->state == C_DRAINING && pgw_list_empty(&c->streams) &&
-        evbuffer_get_length(out) == 0) {
-        /* GOAWAY and nothing left: a quiet close, not a loss. */
-        conn_close(c, PGW_H2_CONN_LOST, "connection closed after GOAWAY");
-        return;
-    }
-    if (!nghttp2_session_want_read(c->session) &&
-        !nghttp2_session_want_write(c->session) &&
-        evbuffer_get_length(out) == 0)
-        conn_lost(c, "session ended");
-}
-
-/* Fires when data arrived; may close |c| (freed later, not here). */
-static void conn_read_cb(struct bufferevent *bev, void *arg)
-{
-    struct h2conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec v[16];
-    int nv, i;
-    size_t total;
-
-    c->last_read_ms = pgw_clock_mono_ms();
-    while (evbuffer_get_length(in) > 0) {
-        nv = evbuffer_peek(in, -1, NULL, v, 16);
-        if (nv > 16)
-            nv = 16;
-        total = 0;
-        for (i = 0; i < nv; i++) {
-            ssize_t n = nghttp2_session_mem_recv(
-                c->session, (const uint8_t *)v[i].iov_base, v[i].iov_len);
-
-            if (n < 0) {
-                char buf[ERR_MAX];
-
-                snprintf(buf, sizeof(buf), "protocol error: %s",
-                         nghttp2_strerror((int)n));
-                evbuffer_drain(in, evbuffer_get_length(in));
-                conn_lost(c, buf);
-                return;
-            }
-            total += v[i].iov_len;
-        }
-        evbuffer_drain(in, total);
-        if (c->state == C_CLOSED)
-            return;
-    }
-    conn_flush(c);
-}
-
-/* Fires when the output drained below the low-water mark. */
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-    struct h2conn *c = arg;
-
-    (void)bev;
-    conn_flush(c);
-}
-
-static void describe_tls_error(struct h2conn *c, char *buf, size_t size)
-{
-    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-    unsigned long e, last = 0;
-    long vr;
-
-    while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-        last = e;
-    vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    if (vr != X509_V_OK) {
-        snprintf(buf, size, "certificate verify failed: %s",
-                 X509_verify_cert_error_string(vr));
-        return;
-    }
-    if (last) {
-        char eb[160];
-
-        ERR_error_string_n(last, eb, sizeof(eb));
-        snprintf(buf, size, "TLS handshake failed: %s", eb);
-        return;
-    }
-    buf[0] = '\0';
-}
-
-/*
- * TCP to the current address failed: hand the remaining addresses to a
- * fresh connection in the same slot and retire |c| (freed later).
- */
-static void conn_retry_next_addr(struct h2conn *c)
-{
-    struct pgw_h2_pool *pool = c->pool;
-    struct h2conn *n = calloc(1, sizeof(*n));
-    int slot = c->slot;
-
-    if (!n) {
-        conn_fail(c, "out of memory");
-        return;
-    }
-    conn_init_lists(n);
-    n->pool = pool;
-    n->slot = slot;
-    n->id = c->id;
-    n->state = C_CONNECTING;
-    n->started_ms = c->started_ms;
-    n->addrs = c->addrs;
-    n->cur_addr = c->cur_addr->ai_next;
-    c->addrs = NULL;
-    c->cur_addr = NULL;
-    c->slot = -1;
-    conn_close(c, PGW_H2_CONN_LOST, "next address");
-    pgw_list_push_front(&pool->conns, &n->node);
-    if (slot >= 0)
-        pool->slots[slot].conn = n;
-    conn_try_next_addr(n);
-}
-
-static int conn_start_h2(struct h2conn *c);
-
-/* Fires on connect/handshake completion, EOF or errors. May close |c|. */
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct h2conn *c = arg;
-    char buf[ERR_MAX];
-
-    if (what & BEV_EVENT_CONNECTED) {
-        const unsigned char *alpn = NULL;
-        unsigned alpn_len = 0;
-        SSL *ssl = bufferevent_openssl_get_ssl(bev);
-        evutil_socket_t fd = bufferevent_getfd(bev);
-        int one = 1;
-
-        if (fd >= 0)
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
-        if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
-            conn_fail(c, "server did not negotiate 'h2' with ALPN");
-            return;
-        }
-        if (conn_start_h2(c) != 0) {
-            conn_fail(c, "could not start the HTTP/2 session");
-            return;
-        }
-        return;
-    }
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-        return;
-    if (c->state == C_RESOLVING || c->state == C_CONNECTING) {
-        int err = EVUTIL_SOCKET_ERROR();
-
-        describe_tls_error(c, buf, sizeof(buf));
-        if (buf[0] == '\0') {
-            /* Not a TLS failure: the next address may work. */
-            if (!c->session && c->cur_addr && c->cur_addr->ai_next) {
-                conn_retry_next_addr(c);
-                return;
-            }
-            if (what & BEV_EVENT_EOF)
-                snprintf(buf, sizeof(buf), "connection closed by peer");
-            else
-                snprintf(buf, sizeof(buf), "%s",
-                         err ? evutil_socket_error_to_string(err)
-                             : "connection failed");
-        }
-        conn_fail(c, buf);
-        return;
-    }
-    if (what & BEV_EVENT_EOF)
-        conn_lost(c, "closed by peer");
-    else {
-        int err = EVUTIL_SOCKET_ERROR();
-
-        describe_tls_error(c, buf, sizeof(buf));
-        if (buf[0] == '\0')
-            snprintf(buf, sizeof(buf), "%s",
-                     err ? evutil_socket_error_to_string(err) : "I/O error");
-        conn_lost(c, buf);
-    }
-}
-
-static int conn_start_h2(struct h2conn *c)
-{
-    nghttp2_session_callbacks *cbs = NULL;
-    nghttp2_option *opt = NULL;
-    nghttp2_settings_entry iv[3] = {
-        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 65536},
-    };
-    int ret = -1;
-
-    if (nghttp2_session_callbacks_new(&cbs) != 0)
-        goto out;
-    if (nghttp2_option_new(&opt) != 0)
-        goto out;
-    nghttp2_option_set_max_send_header_block_length(opt, 131072);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs,
-                                                              on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs,
-                                                           on_stream_close);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-    if (nghttp2_session_client_new2(&c->session, cbs, c, opt) != 0) {
-        c->session = NULL;
-        goto out;
-    }
-    if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv,
-                                PGW_ARRAY_SIZE(iv)) != 0)
-        goto out;
-    if (nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
-                                              LOCAL_WINDOW) != 0)
-        goto out;
-    c->last_read_ms = pgw_clock_mono_ms();
-    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
-    if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
-        goto out;
-    c->want_flush = true;
-    kick(c->pool);
-    ret = 0;
-out:
-    nghttp2_option_del(opt);
-    nghttp2_session_callbacks_del(cbs);
-    return ret;
-}
-
-static void conn_try_next_addr(struct h2conn *c)
-{
-    struct pgw_h2_pool *pool = c->pool;
-    SSL *ssl = NULL;
-    struct evutil_addrinfo *ai = c->cur_addr;
-
-    ssl = SSL_new(pool->ssl_ctx);
-    if (!ssl) {
-        conn_fail(c, "could not create a TLS session");
-        return;
-    }
-    if (pool->host_is_ip) {
-        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), pool->host) != 1)
-            goto fail_ssl;
-    } else {
-        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (SSL_set1_host(ssl, pool->host) != 1 ||
-            SSL_set_tlsext_host_name(ssl, pool->host) != 1)
-            goto fail_ssl;
-    }
-    c->bev = bufferevent_openssl_socket_new(
-        pool->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
-        goto fail_ssl;
-    ssl = NULL; /* owned by the bufferevent */
-    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    bufferevent_setcb(c->bev, NULL, NULL, conn_event_cb, c);
-    c->state = C_CONNECTING;
-    if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) !=
-        0) {
-        char buf[ERR_MAX];
-
-        snprintf(buf, sizeof(buf), "%s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        conn_fail(c, buf);
-    }
-    return;
-fail_ssl:
-    SSL_free(ssl);
-    conn_fail(c, "could not set up TLS");
-}
-
-struct evdns_base *pgw_h2_dns_new(struct event_base *base)
-{
-    struct evdns_base *dns =
-        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-
-    if (dns)
-        return dns;
-    /* no resolv.conf: the hosts file is read with it, so read it alone */
-    dns = evdns_base_new(base, 0);
-    if (dns)
-        (void)evdns_base_load_hosts(dns, NULL);
-    return dns;
-}
-
-/* Fires when the name is resolved (possibly inside evdns_getaddrinfo). */
-static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-    struct h2conn *c = arg;
-    char buf[ERR_MAX];
-
-    c->dns_req = NULL;
-    c->dns_pending = false;
-    if (result == EVUTIL_EAI_CANCEL) {
-        if (res)
-            evutil_freeaddrinfo(res);
-        return;
-    }
-    if (c->state != C_RESOLVING) {
-        if (res)
-            evutil_freeaddrinfo(res);
-        return;
-    }
-    if (result != 0 || !res) {
-        snprintf(buf, sizeof(buf), "could not resolve '%s': %s", c->pool->host,
-                 evutil_gai_strerror(result));
-        if (res)
-            evutil_freeaddrinfo(res);
-        conn_fail(c, buf);
-        return;
-    }
-    c->addrs = res;
-    c->cur_addr = res;
-    conn_try_next_addr(c);
-}
-
-/* Opens a new connection in slot |i|. */
-static void slot_connect(struct pgw_h2_pool *pool, unsigned i)
-{
-    struct h2conn *c = calloc(1, sizeof(*c));
-    struct evutil_addrinfo hints;
-    struct evdns_getaddrinfo_request *q;
-
-    if (!c) {
-        snprintf(pool->last_error, sizeof(pool->last_error),
-                 "could not connect to '%s': out of memory", pool->authority);
-        return;
-    }
-    conn_init_lists(c);
-    c->pool = pool;
-    c->slot = (int)i;
-    c->id = ++pool->next_conn_id;
-    c->state = C_RESOLVING;
-    c->started_ms = pgw_clock_mono_ms();
-    pgw_list_push_front(&pool->conns, &c->node);
-    pool->slots[i].conn = c;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    c->dns_pending = true;
-    q = evdns_getaddrinfo(pool->dns, pool->host, pool->port, &hints,
-                          conn_dns_cb, c);
-    if (c->dns_pending)
-        c->dns_req = q;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1180,7 +237,7 @@ static void assign_pending(struct pgw_h2_pool *pool)
             break;
         pend_unlink(pool, r);
         prd.source.ptr = NULL;
-        prd.read_callback = body_read;
+        prd.read_callback = h2conn_body_read;
         r->body_sent = 0;
         r->headers_sent = false;
         r->status = 0;
@@ -1196,7 +253,7 @@ static void assign_pending(struct pgw_h2_pool *pool)
              * drain it and try the request elsewhere. */
             pend_push(pool, r, true);
             c->state = C_DRAINING;
-            conn_detach_slot(c);
+            h2conn_detach_slot(c);
             continue;
         }
         r->stream_id = id;
@@ -1235,7 +292,7 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
                 continue;
             if (pool->slots[i].next_attempt_ms > now)
                 continue;
-            slot_connect(pool, i);
+            h2conn_open(pool, i);
         }
     }
     pgw_list_for_each(pos, &pool->conns)
@@ -1254,7 +311,7 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
     {
         c = conn_of(pos);
         if (c->want_flush)
-            conn_flush(c);
+            h2conn_flush(c);
     }
     /* Results decided inside callbacks are delivered here, outside. */
     while ((r = req_of(pgw_list_pop_front(&pool->done))) != NULL) {
@@ -1271,7 +328,7 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
     }
     /* Callbacks may have submitted more: those kicked the event again. */
     while ((c = conn_of(pgw_list_pop_front(&pool->dead))) != NULL)
-        conn_free(c);
+        h2conn_free(c);
 }
 
 static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
@@ -1300,7 +357,7 @@ static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
             r->nva = NULL;
             pool->st.timeouts_unsent++;
             if (++c->n_orphans > MAX_ORPHANS)
-                conn_lost(c, "requests time out before they are sent");
+                h2conn_lost(c, "requests time out before they are sent");
         }
     } else {
         return; /* already decided */
@@ -1343,7 +400,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
                 snprintf(buf, sizeof(buf), "timed out after %u ms",
                          pool->o.connect_timeout_ms);
-                conn_fail(c, buf);
+                h2conn_fail(c, buf);
                 any = true;
             }
             break;
@@ -1358,8 +415,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
                         "%u ms",
                         pool->authority, pool->o.ping_timeout_ms);
                     pool->st.dead_connections++;
-                    conn_close(c, PGW_H2_CONN_LOST,
-                               "connection dead: PING not answered");
+                    h2conn_close(c, PGW_H2_CONN_LOST,
+                                 "connection dead: PING not answered");
                     any = true;
                 }
             } else if (now - c->last_read_ms >= pool->o.ping_idle_ms) {
@@ -1382,6 +439,20 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------------ */
 /* public API */
+
+struct evdns_base *pgw_h2_dns_new(struct event_base *base)
+{
+    struct evdns_base *dns =
+        evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+
+    if (dns)
+        return dns;
+    /* no resolv.conf: the hosts file is read with it, so read it alone */
+    dns = evdns_base_new(base, 0);
+    if (dns)
+        (void)evdns_base_load_hosts(dns, NULL);
+    return dns;
+}
 
 static int parse_origin(struct pgw_h2_pool *pool, const char *origin)
 {
@@ -1730,7 +801,7 @@ void pgw_h2_pool_free(struct pgw_h2_pool *self)
     self->freeing = true;
     while ((c = conn_of(pgw_list_first(&self->conns))) != NULL) {
         /* requeues unsent ones, decides the rest */
-        conn_close(c, PGW_H2_CANCELLED, "pool freed");
+        h2conn_close(c, PGW_H2_CANCELLED, "pool freed");
     }
     while ((r = req_of(pgw_list_first(&self->pend))) != NULL) {
         pend_unlink(self, r);
@@ -1745,7 +816,7 @@ void pgw_h2_pool_free(struct pgw_h2_pool *self)
                    "pool freed");
     }
     while ((c = conn_of(pgw_list_pop_front(&self->dead))) != NULL)
-        conn_free(c);
+        h2conn_free(c);
     while ((r = req_of(pgw_list_pop_front(&self->free_reqs))) != NULL) {
         free(r->buf);
         free(r->hbuf);
