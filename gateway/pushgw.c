@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 const char *pgw_strerror(int err)
 {
     switch (err) {
@@ -99,6 +101,9 @@ void pgw_copy_str(char *dst, size_t size, const char *src)
     if (size == 0)
         return;
     n = src ? strnlen(src, size - 1) : 0;
+    /* cut: never inside a character (provider messages are UTF-8) */
+    if (src && n == size - 1 && src[n] != '\0')
+        n = pgw_utf8_truncate(src, n + 1, n);
     if (n)
         memcpy(dst, src, n);
     dst[n] = '\0';

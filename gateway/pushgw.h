@@ -60,9 +60,9 @@ void pgw_diag_add(struct pgw_diag *self, const char *fmt, ...) PGW_PRINTF(2, 3);
 /* strdup that accepts NULL (returns NULL). */
 char *pgw_strdup0(const char *s);
 
-/* Copies |src| (NULL: "") into |dst| of |size| bytes, cut to fit and
- * always terminated. snprintf("%s") without the format machinery: these
- * run for every push. */
+/* Copies |src| (NULL: "") into |dst| of |size| bytes, cut to fit (on a
+ * UTF-8 character boundary) and always terminated. snprintf("%s") without the
+ * format machinery: these run for every push. */
 void pgw_copy_str(char *dst, size_t size, const char *src);
 
 /* Writes |v| in decimal and a NUL into |buf| (21 bytes at least); returns

@@ -51,9 +51,16 @@ static void test_copy_str(void **state)
     assert_string_equal(buf, "");
     pgw_copy_str(buf, 1, "abc");
     assert_string_equal(buf, "");
+    pgw_copy_str(buf, 1, NULL);
+    assert_string_equal(buf, "");
     buf[0] = 'z';
     pgw_copy_str(buf, 0, "abc"); /* nothing written */
     assert_int_equal(buf[0], 'z');
+    /* never cut inside a character: U+4E2D is 3 bytes */
+    pgw_copy_str(buf, sizeof(buf), "abcde\xe4\xb8\xad");
+    assert_string_equal(buf, "abcde");
+    pgw_copy_str(buf, sizeof(buf), "abcd\xe4\xb8\xadz");
+    assert_string_equal(buf, "abcd\xe4\xb8\xad");
 }
 
 int main(void)
