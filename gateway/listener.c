@@ -33,6 +33,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "httpframe.h"
 #include "log.h"
 #include "pushgw.h"
 #include "util/clock.h"
@@ -47,35 +48,6 @@
  * the bound socket; the kernel caps it at net.core.somaxconn. */
 #define LISTEN_BACKLOG 4096
 #define MAX_SEGMENTS 16
-
-/* How far a connection's input has been followed ("framing"). */
-enum frame_state {
-    FS_HEAD,       /* request line and headers */
-    FS_BODY,       /* |left| bytes of a Content-Length body */
-    FS_CHUNK_SIZE, /* a chunk-size line */
-    FS_CHUNK_DATA, /* |left| bytes of a chunk */
-    FS_TRAILER,    /* trailer lines, up to an empty one */
-    FS_OFF,        /* no longer followed: refused, or evhttp's own error */
-};
-
-struct frame {
-    enum frame_state st;
-    size_t scanned;    /* bytes of the input buffer looked at */
-    size_t head_bytes; /* of the head being read */
-    bool seen_first_line;
-    unsigned n_cl, n_te;
-    bool chunked;
-    uint64_t cl;
-    uint64_t left;
-    uint64_t body_total; /* chunked */
-    unsigned heads;      /* request heads read whole */
-    unsigned delivered;  /* requests handed to on_request() */
-    unsigned refuse_at;  /* the request refused (1-based), or 0 */
-    int refuse_code;
-    const char *refuse_why;   /* static */
-    const char *refuse_field; /* static */
-    size_t pending_crlf;      /* bytes of an empty line still to write */
-};
 
 struct route {
     unsigned methods;
@@ -97,7 +69,7 @@ struct conn_guard {
     unsigned answering; /* requests handed to a route, not yet answered */
     int64_t
         idle_since; /* pgw_clock_mono_ms(), when it last had nothing to do */
-    struct frame fr;
+    struct pgw_httpframe fr;
 };
 
 struct pgw_listener {
@@ -110,8 +82,7 @@ struct pgw_listener {
     struct pgw_xqueue *replies; /* answers posted from other threads */
     pgw_listener_refused_fn refused;
     void *refused_arg;
-    size_t max_body;
-    size_t max_header;
+    struct pgw_httpframe_limits frame_limits; /* max_header, max_body */
     bool closed;
 
     /* Accepting (see "connections"): paused at |max_conns| or when
@@ -457,7 +428,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     unsigned allowed = 0;
 
     const struct conn_guard *g = guard_request_done(l, req);
-    const struct frame *fr = g != NULL ? &g->fr : NULL;
+    const struct pgw_httpframe *fr = g != NULL ? &g->fr : NULL;
     if (l->closed) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
                           "close");
@@ -491,7 +462,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (fr->refuse_code == 413) {
             char why[96];
 
-            snprintf(why, sizeof(why), "body over %zu bytes", l->max_body);
+            snprintf(why, sizeof(why), "body over %zu bytes",
+                     l->frame_limits.max_body);
             pgw_listener_send_error(req, 413, why, "", NULL);
         } else {
             pgw_listener_send_error(req, fr->refuse_code, fr->refuse_why,
@@ -513,12 +485,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         goto out;
     }
     if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) >
-        l->max_body) {
+        l->frame_limits.max_body) {
         char why[96];
 
         if (l->refused != NULL)
             l->refused(l->refused_arg, req, &m, hit->ctx, 413);
-        snprintf(why, sizeof(why), "body over %zu bytes", l->max_body);
+        snprintf(why, sizeof(why), "body over %zu bytes",
+                 l->frame_limits.max_body);
         pgw_listener_send_error(req, 413, why, "", NULL);
     } else {
         hit->fn(req, &m, hit->ctx);
@@ -526,329 +499,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 out:
     for (size_t j = 0; j < m.n_ids; j++)
         free(ids[j]);
-}
-
-/* ---- framing -----------------------------------------------------------
- *
- * libevent 2.1 gives no hook between a request's headers and its body, and
- * answers what it refuses itself with an HTML page: a Content-Length over
- * its body limit, headers over its header limit. It also takes the first
- * of two Content-Length headers and lets Transfer-Encoding win over
- * Content-Length, which is how requests are smuggled past a proxy that
- * reads the other one. So each connection's input is followed as evhttp
- * will read it, request by request (the request line and headers, then
- * the body by Content-Length or by chunks), from a callback on its input
- * buffer that runs when bytes arrive, before evhttp parses them:
- *   - a repeated or invalid Content-Length, a repeated Transfer-Encoding,
- *     or both: 400;
- *   - a Content-Length over |max_body|, or chunks adding up to more: 413;
- *   - headers over |max_header|: 431.
- * The offending header is renamed in place ("Content-Length" becomes
- * "xxxxxxxxxxxxxx", same length), so evhttp reads no body by it; a chunk
- * size over the limit becomes "0" and its first two data bytes an empty
- * trailer line; headers over the limit end at an empty line written over
- * the start of the line that crossed it. evhttp then hands the request to
- * on_request(), which answers the refusal as JSON with Connection: close
- * (|refuse_at| counts requests, so a pipelined request before the refused
- * one is served normally). Lines are only ever looked at whole, and evhttp
- * only consumes whole lines, so every line is seen before evhttp reads it.
- */
-
-/* The head's bytes (request line and headers, line ends included) past
- * which it is refused; evhttp's own limit is set higher so ours acts. */
-#define EVHTTP_HEADER_SLACK 4096
-#define FRAME_COPY 128 /* bytes of a line looked at */
-
-static void frame_reset_head(struct frame *f)
-{
-    f->st = FS_HEAD;
-    f->head_bytes = 0;
-    f->seen_first_line = false;
-    f->n_cl = f->n_te = 0;
-    f->chunked = false;
-    f->cl = 0;
-}
-
-/* The request whose head is being read (or was just read, |done|) is
- * refused with |code|; the first refusal stays. */
-static void frame_refuse(struct frame *f, bool done, int code, const char *why,
-                         const char *field)
-{
-    if (f->refuse_code != 0)
-        return;
-    f->refuse_code = code;
-    f->refuse_why = why;
-    f->refuse_field = field;
-    f->refuse_at = f->heads + (done ? 0 : 1);
-}
-
-/* Writes |n| bytes of |src| over the buffer from |pos| on. */
-static void overwrite(struct evbuffer *buf, size_t pos, const char *src,
-                      size_t n)
-{
-    struct evbuffer_ptr p;
-    struct evbuffer_iovec v[8];
-    int k;
-
-    if (evbuffer_ptr_set(buf, &p, pos, EVBUFFER_PTR_SET) < 0)
-        return;
-    k = evbuffer_peek(buf, (ev_ssize_t)n, &p, v, 8);
-    for (int i = 0; i < k && i < 8 && n > 0; i++) {
-        size_t m = v[i].iov_len < n ? v[i].iov_len : n;
-        memcpy(v[i].iov_base, src, m);
-        src += m;
-        n -= m;
-    }
-}
-
-/* "  123 " as a byte count; false unless digits only (spaces around). */
-static bool parse_length(const char *v, uint64_t *ret)
-{
-    uint64_t n = 0;
-    bool any = false;
-
-    while (*v == ' ' || *v == '\t')
-        v++;
-    for (; *v >= '0' && *v <= '9'; v++) {
-        if (n > (UINT64_MAX - 9) / 10)
-            return false;
-        n = n * 10 + (uint64_t)(*v - '0');
-        any = true;
-    }
-    while (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')
-        v++;
-    *ret = n;
-    return any && *v == '\0';
-}
-
-/* |s| equals |word| (case-insensitive) with blanks around. */
-static bool value_is(const char *s, const char *word)
-{
-    size_t n = strlen(word);
-
-    while (*s == ' ' || *s == '\t')
-        s++;
-    if (strncasecmp(s, word, n) != 0)
-        return false;
-    for (s += n; *s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'; s++)
-        ;
-    return *s == '\0';
-}
-
-/* A header line of the head being read, at |pos|; |text| its first bytes
- * (NUL-terminated). */
-static void frame_header(struct pgw_listener *l, struct frame *f,
-                         struct evbuffer *buf, size_t pos, const char *text,
-                         bool cut)
-{
-    static const char cl_name[] = "content-length";
-    static const char te_name[] = "transfer-encoding";
-    static const char blank[] = "xxxxxxxxxxxxxxxxx";
-    const char *colon = strchr(text, ':');
-    size_t name_len = colon != NULL ? (size_t)(colon - text) : 0;
-    bool is_cl = name_len == sizeof(cl_name) - 1 &&
-                 strncasecmp(text, cl_name, name_len) == 0;
-    bool is_te = name_len == sizeof(te_name) - 1 &&
-                 strncasecmp(text, te_name, name_len) == 0;
-    uint64_t n = 0;
-
-    if (!is_cl && !is_te)
-        return;
-    if (cut) {
-        /* evhttp would read a value we did not see whole */
-        frame_refuse(f, false, 400, "header value too long",
-                     is_cl ? "Content-Length" : "Transfer-Encoding");
-    } else if (is_cl) {
-        f->n_cl++;
-        if (!parse_length(colon + 1, &n))
-            frame_refuse(f, false, 400, "invalid Content-Length",
-                         "Content-Length");
-        else if (f->n_cl > 1)
-            frame_refuse(f, false, 400, "repeated Content-Length",
-                         "Content-Length");
-        else if (f->n_te > 0)
-            frame_refuse(f, false, 400, "Content-Length with Transfer-Encoding",
-                         "Content-Length");
-        else if (n > l->max_body)
-            frame_refuse(f, false, 413, "body over the limit", "");
-        else
-            f->cl = n;
-    } else {
-        f->n_te++;
-        if (f->n_te > 1)
-            frame_refuse(f, false, 400, "repeated Transfer-Encoding",
-                         "Transfer-Encoding");
-        else if (f->n_cl > 0)
-            frame_refuse(f, false, 400, "Content-Length with Transfer-Encoding",
-                         "Content-Length");
-        else
-            f->chunked = value_is(colon + 1, "chunked");
-    }
-    /* Once this request is refused, evhttp reads no body by any header
-     * still to come. */
-    if (f->refuse_code != 0 && f->refuse_at == f->heads + 1)
-        overwrite(buf, pos, blank, name_len);
-}
-
-/* Writes what is left of the empty line that ends a refused chunked
- * body (see frame_chunk_size()). */
-static void frame_write_pending(struct frame *f, struct evbuffer *buf,
-                                size_t len)
-{
-    while (f->pending_crlf > 0 && f->scanned < len) {
-        overwrite(buf, f->scanned, &"\r\n"[2 - f->pending_crlf], 1);
-        f->scanned++;
-        f->pending_crlf--;
-    }
-}
-
-/* A chunk-size line at |pos|, |line_len| bytes with its end. */
-static void frame_chunk_size(struct pgw_listener *l, struct frame *f,
-                             struct evbuffer *buf, size_t pos, size_t line_len,
-                             const char *text)
-{
-    char *end = NULL;
-    unsigned long long n;
-    size_t content = strcspn(text, "\r\n");
-
-    if (content == 0)
-        return; /* evhttp skips empty lines between chunks */
-    n = strtoull(text, &end, 16);
-    if (end == text ||
-        (*end != ' ' && *end != '\r' && *end != '\n' && *end != '\0')) {
-        f->st = FS_OFF; /* evhttp refuses it itself */
-        return;
-    }
-    if (n == 0) {
-        f->st = FS_TRAILER;
-        return;
-    }
-    f->body_total += n;
-    if (f->body_total <= l->max_body && f->body_total >= n) {
-        f->left = n;
-        f->st = FS_CHUNK_DATA;
-        return;
-    }
-    /* "0" and spaces: the last chunk for evhttp, then an empty trailer
-     * line over the data's first two bytes, and the request is whole. */
-    {
-        char zero[FRAME_COPY];
-        size_t k =
-            line_len - (line_len >= 2 && text[line_len - 2] == '\r' ? 2 : 1);
-
-        if (k > sizeof(zero))
-            k = sizeof(zero);
-        memset(zero, ' ', k);
-        zero[0] = '0';
-        overwrite(buf, pos, zero, k);
-    }
-    frame_refuse(f, true, 413, "body over the limit", "");
-    f->pending_crlf = 2;
-    f->st = FS_OFF;
-}
-
-/* A whole line at |pos| of |line_len| bytes (its end included). */
-static void frame_line(struct pgw_listener *l, struct frame *f,
-                       struct evbuffer *buf, size_t pos, size_t line_len)
-{
-    char text[FRAME_COPY + 1];
-    size_t take = line_len < FRAME_COPY ? line_len : FRAME_COPY;
-    struct evbuffer_ptr p;
-    bool empty;
-
-    evbuffer_ptr_set(buf, &p, pos, EVBUFFER_PTR_SET);
-    if (evbuffer_copyout_from(buf, &p, text, take) != (ev_ssize_t)take) {
-        f->st = FS_OFF;
-        return;
-    }
-    text[take] = '\0';
-    empty = text[0] == '\n' || (text[0] == '\r' && text[1] == '\n');
-    switch (f->st) {
-    case FS_HEAD:
-        if (!f->seen_first_line) {
-            /* empty lines before a request line are skipped */
-            f->seen_first_line = !empty;
-            f->head_bytes += empty ? 0 : line_len;
-            return;
-        }
-        f->head_bytes += line_len;
-        if (f->head_bytes > l->max_header && !empty) {
-            overwrite(buf, pos, "\r\n", line_len >= 2 ? 2 : 1);
-            frame_refuse(f, false, 431, "headers too large", "");
-            empty = true;
-        } else if (!empty) {
-            frame_header(l, f, buf, pos, text, line_len > FRAME_COPY);
-            return;
-        }
-        /* the end of the head */
-        f->heads++;
-        if (f->refuse_code != 0) {
-            f->st = FS_OFF;
-        } else if (f->chunked) {
-            f->st = FS_CHUNK_SIZE;
-            f->body_total = 0;
-        } else if (f->cl > 0) {
-            f->left = f->cl;
-            f->st = FS_BODY;
-        } else {
-            frame_reset_head(f);
-        }
-        return;
-    case FS_CHUNK_SIZE:
-        frame_chunk_size(l, f, buf, pos, line_len, text);
-        return;
-    case FS_TRAILER:
-        if (empty)
-            frame_reset_head(f);
-        return;
-    default:
-        return;
-    }
-}
-
-/* Follows the bytes of |buf| not looked at yet. */
-static void frame_scan(struct pgw_listener *l, struct frame *f,
-                       struct evbuffer *buf)
-{
-    size_t len = evbuffer_get_length(buf);
-
-    frame_write_pending(f, buf, len);
-    while (f->scanned < len && f->st != FS_OFF) {
-        if (f->st == FS_BODY || f->st == FS_CHUNK_DATA) {
-            uint64_t avail = len - f->scanned;
-            uint64_t take = f->left < avail ? f->left : avail;
-
-            f->scanned += (size_t)take;
-            f->left -= take;
-            if (f->left == 0) {
-                if (f->st == FS_BODY)
-                    frame_reset_head(f);
-                else
-                    f->st = FS_CHUNK_SIZE;
-            }
-            continue;
-        }
-        struct evbuffer_ptr start, nl;
-        evbuffer_ptr_set(buf, &start, f->scanned, EVBUFFER_PTR_SET);
-        nl = evbuffer_search(buf, "\n", 1, &start);
-        if (nl.pos < 0) {
-            /* A partial line: a head growing past the limit ends here if
-             * two of its bytes are in. */
-            size_t partial = len - f->scanned;
-            if (f->st == FS_HEAD && f->seen_first_line &&
-                f->head_bytes + partial > l->max_header && partial >= 2) {
-                overwrite(buf, f->scanned, "\r\n", 2);
-                frame_refuse(f, false, 431, "headers too large", "");
-                f->heads++;
-                f->st = FS_OFF;
-            }
-            return;
-        }
-        size_t line_len = (size_t)nl.pos - f->scanned + 1;
-        frame_line(l, f, buf, f->scanned, line_len);
-        f->scanned += line_len;
-        frame_write_pending(f, buf, len);
-    }
 }
 
 /* ---- request deadline ---------------------------------------------------
@@ -999,8 +649,8 @@ static void guard_input_cb(struct evbuffer *buf,
         g->in_request = true;
         g->started_ms = pgw_clock_mono_ms();
     }
-    if (g->fr.st != FS_OFF || g->fr.pending_crlf > 0)
-        frame_scan(g->l, &g->fr, buf);
+    if (g->fr.st != PGW_FS_OFF || g->fr.pending_crlf > 0)
+        pgw_httpframe_scan(&g->l->frame_limits, &g->fr, buf);
 }
 
 /* Drops the guards of connections evhttp has freed (their callbacks are
@@ -1400,9 +1050,11 @@ int pgw_listener_port(const struct pgw_listener *self)
 
 void pgw_listener_set_max_body(struct pgw_listener *self, size_t max_body_bytes)
 {
-    self->max_body = max_body_bytes ? max_body_bytes : DEFAULT_MAX_BODY;
+    self->frame_limits.max_body =
+        max_body_bytes ? max_body_bytes : DEFAULT_MAX_BODY;
     evhttp_set_max_body_size(
-        self->http, (ev_ssize_t)(self->max_body + PGW_LISTENER_BODY_SLACK));
+        self->http,
+        (ev_ssize_t)(self->frame_limits.max_body + PGW_LISTENER_BODY_SLACK));
 }
 
 void pgw_listener_close(struct pgw_listener *self)
@@ -1448,10 +1100,11 @@ int pgw_listener_new(const struct pgw_listener_options *opts,
         struct timeval tv = {timeout_ms / 1000, timeout_ms % 1000 * 1000};
         evhttp_set_timeout_tv(l->http, &tv);
     }
-    l->max_header =
+    l->frame_limits.max_header =
         opts->max_header_bytes ? opts->max_header_bytes : DEFAULT_MAX_HEADER;
     evhttp_set_max_headers_size(
-        l->http, (ev_ssize_t)(l->max_header + EVHTTP_HEADER_SLACK));
+        l->http,
+        (ev_ssize_t)(l->frame_limits.max_header + PGW_HTTPFRAME_HEADER_SLACK));
     evhttp_set_allowed_methods(
         l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
