@@ -41,6 +41,9 @@ pgw_install_packages "${PGW_BUILD_PACKAGES[@]}" "${PGW_TEST_PACKAGES[@]}"
 # --- 2. private Postgres --------------------------------------------------
 pgbin=$(pgw_pg_bindir) || die "no PostgreSQL server binaries found"
 pgdir=$(mktemp -d /tmp/pushgw-pg.XXXXXX)
+# The socket lives here: other users (the package test's 'pushgw', a
+# service user) must reach it; the cluster's own folder stays 0700.
+chmod 755 "$pgdir"
 as_pg() { "$@"; }
 if [ "$(id -u)" = 0 ]; then
     # initdb refuses to run as root: the cluster belongs to 'postgres'.
