@@ -146,7 +146,7 @@ pipeline_asan() {
 # A race stops the process at once.
 pipeline_tsan() {
     local d="$out/tsan" re
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
     re="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
     step tsan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DPUSHGW_SANITIZE=thread &&
