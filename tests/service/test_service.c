@@ -1070,8 +1070,15 @@ static void test_inflight_follows_streams(void **state)
             most = v;
         usleep(20 * 1000);
     }
-    assert_true(most >= 600);      /* every stream busy */
-    assert_true(most <= 600 + 75); /* and little more */
+    if (most < 600) /* every stream busy */
+        fail_msg("at most %ld pushes in flight, want 600 (the streams)", most);
+#if !defined(__SANITIZE_THREAD__)
+    /* and little more; not under TSan, whose tenfold slowdown lets the
+     * pump's re-reading of the streams lag (the TSan pipeline is there
+     * for the intake thread's races; plain and ASan check the bound) */
+    if (most > 600 + 75)
+        fail_msg("%ld pushes in flight, want at most 675", most);
+#endif
     wait_events_done(s, 2);
     assert_int_equal(tu_records_wait(s->apns.record, N + 1, WAIT_MS), N + 1);
     expect_query(s,
