@@ -1146,47 +1146,24 @@ static void job_end(struct job *job, const char *result)
     job_finish(job);
 }
 
-/*
- * The result of an event that had pushes to send: "sent" when every one
- * was delivered, "partly_sent" when some were, "none_delivered" when none
- * was (they failed, or wait as retry rows: push_retries says which).
- */
-static const char *sent_result(const struct job *job)
-{
-    size_t total = job->n_pushes + job->n_unsent;
-
-    if (total == 0 || (size_t)job->delivered == total)
-        return "sent";
-    return job->delivered > 0 ? "partly_sent" : "none_delivered";
-}
-
-/* The operator's line for an event that ended: what it was, how it went. */
+/* The operator's line for an event that ended (outcome.c). */
 static void log_event_end(const struct job *job)
 {
-    size_t n[3] = {0, 0, 0}; /* by enum pgw_store_failure_kind */
-    struct timespec now;
-    long long ms;
+    struct dispatch_event_end e = {
+        .event_id = job->event_id,
+        .app = job->app_id,
+        .conv_id = job->ev ? job->ev->conv_id : "",
+        .result = job->result,
+        .pushes = job->n_pushes + job->n_unsent,
+        .delivered = (size_t)job->delivered,
+        .retrying = job->n_retries,
+        .accepted = &job->accepted,
+    };
 
     for (size_t i = 0; i < job->n_failures; i++)
-        if ((unsigned)job->failures[i].kind < 3)
-            n[job->failures[i].kind]++;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (long long)(now.tv_sec - job->accepted.tv_sec) * 1000 +
-         (now.tv_nsec - job->accepted.tv_nsec) / 1000000;
-    pgw_log_infof(
-        PGW_FIELDS(
-            PGW_LF_INT("event_id", job->event_id),
-            PGW_LF_STR("app", job->app_id),
-            PGW_LF_STR("conv_id", job->ev ? job->ev->conv_id : ""),
-            PGW_LF_STR("result", job->result),
-            PGW_LF_INT("pushes", (long long)(job->n_pushes + job->n_unsent)),
-            PGW_LF_INT("delivered", job->delivered),
-            PGW_LF_INT("retrying", (long long)job->n_retries),
-            PGW_LF_INT("failed", (long long)n[PGW_STORE_FAIL_FAILED]),
-            PGW_LF_INT("invalidated", (long long)n[PGW_STORE_FAIL_INVALIDATED]),
-            PGW_LF_INT("expired", (long long)n[PGW_STORE_FAIL_EXPIRED]),
-            PGW_LF_INT("duration_ms", ms)),
-        "event finished");
+        if ((unsigned)job->failures[i].kind < PGW_ARRAY_SIZE(e.failed))
+            e.failed[job->failures[i].kind]++;
+    dispatch_log_event_end(&e);
 }
 
 static void job_finish(struct job *job)
@@ -1229,7 +1206,8 @@ static void job_finish(struct job *job)
         rs[i].last_reason = job->retries[i].reason;
     }
     if (!job->result)
-        job->result = sent_result(job);
+        job->result = dispatch_sent_result(job->n_pushes + job->n_unsent,
+                                           (size_t)job->delivered);
     memset(&res, 0, sizeof(res));
     res.event_id = job->event_id;
     res.result = job->result;

@@ -127,6 +127,25 @@ void dispatch_observe_latency(struct pgw_dispatch *d, enum pgw_provider p,
                               const struct timespec *accepted);
 
 /* Logs the final failure of |p| of |app|: "push |what|". */
+/*
+ * The result of an event that had pushes to send: "sent" when each of
+ * |pushes| was delivered, "partly_sent" when some were, "none_delivered"
+ * when none was (they failed, or wait as retry rows: push_retries).
+ */
+const char *dispatch_sent_result(size_t pushes, size_t delivered);
+
+/* What an ended event's info line says. */
+struct dispatch_event_end {
+    int64_t event_id;
+    const char *app, *conv_id, *result;
+    size_t pushes, delivered, retrying;
+    size_t failed[3]; /* by enum pgw_store_failure_kind */
+    const struct timespec *accepted;
+};
+
+/* One info line per event that ended: what it was and how it went. */
+void dispatch_log_event_end(const struct dispatch_event_end *e);
+
 void dispatch_log_final(const char *app, int64_t event_id,
                         const struct pgw_push *p, const struct pgw_outcome *o,
                         const char *what);

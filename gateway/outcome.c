@@ -151,6 +151,31 @@ enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
     return plan;
 }
 
+const char *dispatch_sent_result(size_t pushes, size_t delivered)
+{
+    if (pushes == 0 || delivered == pushes)
+        return "sent";
+    return delivered > 0 ? "partly_sent" : "none_delivered";
+}
+
+void dispatch_log_event_end(const struct dispatch_event_end *e)
+{
+    pgw_log_infof(
+        PGW_FIELDS(
+            PGW_LF_INT("event_id", e->event_id), PGW_LF_STR("app", e->app),
+            PGW_LF_STR("conv_id", e->conv_id), PGW_LF_STR("result", e->result),
+            PGW_LF_INT("pushes", (long long)e->pushes),
+            PGW_LF_INT("delivered", (long long)e->delivered),
+            PGW_LF_INT("retrying", (long long)e->retrying),
+            PGW_LF_INT("failed", (long long)e->failed[PGW_STORE_FAIL_FAILED]),
+            PGW_LF_INT("invalidated",
+                       (long long)e->failed[PGW_STORE_FAIL_INVALIDATED]),
+            PGW_LF_INT("expired", (long long)e->failed[PGW_STORE_FAIL_EXPIRED]),
+            PGW_LF_INT("duration_ms",
+                       (long long)(since_s(e->accepted) * 1000))),
+        "event finished");
+}
+
 void dispatch_log_final(const char *app, int64_t event_id,
                         const struct pgw_push *p, const struct pgw_outcome *o,
                         const char *what)
