@@ -21,8 +21,9 @@
  * the start of the line that crossed it. evhttp then hands the request to
  * the listener's on_request(), which answers the refusal as JSON with
  * Connection: close (|refuse_at| counts requests, so a pipelined request
- * before the refused one is served normally). Lines are only ever looked at whole, and evhttp
- * only consumes whole lines, so every line is seen before evhttp reads it.
+ * before the refused one is served normally). Lines are only ever looked at
+ * whole, and evhttp only consumes whole lines, so every line is seen before
+ * evhttp reads it.
  */
 #include "httpframe.h"
 
