@@ -67,12 +67,15 @@ struct conn_guard {
     int64_t started_ms; /* pgw_clock_mono_ms() */
     bool in_request;
     unsigned answering; /* requests handed to a route, not yet answered */
-    int64_t
-        idle_since; /* pgw_clock_mono_ms(), when it last had nothing to do */
+    /* When it last had nothing to do, as an order (l->idle_ticks): the
+     * clock's milliseconds tie when a burst is accepted at once, and
+     * "the oldest idle" must be exact. */
+    uint64_t idle_since;
     struct pgw_httpframe fr;
 };
 
 struct pgw_listener {
+    uint64_t idle_ticks; /* conn_guard.idle_since */
     struct event_base *base;
     char *name;
     char *address;
@@ -631,7 +634,7 @@ static void on_answered(struct evhttp_request *req, void *arg)
 
     if (g->answering > 0)
         g->answering--;
-    g->idle_since = pgw_clock_mono_ms();
+    g->idle_since = ++g->l->idle_ticks;
 }
 
 /* Fires when bytes are added to or drained from a connection's input. */
@@ -909,7 +912,7 @@ static struct bufferevent *guard_wrap(struct pgw_listener *l,
         return bev;
     }
     bufferevent_incref(bev);
-    g->idle_since = pgw_clock_mono_ms();
+    g->idle_since = ++l->idle_ticks;
     admit_connection(l, g);
     return bev;
 }
