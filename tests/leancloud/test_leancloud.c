@@ -245,42 +245,6 @@ static cJSON *run_register(struct fx *f)
     return j;
 }
 
-static cJSON *last_for(const char *file, const char *token)
-{
-    cJSON *recs = tu_records_read(file);
-    cJSON *r, *found = NULL;
-
-    cJSON_ArrayForEach(r, recs)
-    {
-        cJSON *t = cJSON_GetObjectItem(r, "token");
-        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
-            found = r;
-    }
-    found = found ? cJSON_Duplicate(found, 1) : NULL;
-    cJSON_Delete(recs);
-    return found;
-}
-
-static const char *jstr(const cJSON *o, const char *path)
-{
-    char buf[256];
-    char *save = NULL;
-    const cJSON *cur = o;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *k = strtok_r(buf, ".", &save); k && cur;
-         k = strtok_r(NULL, ".", &save))
-        cur = cJSON_GetObjectItem(cur, k);
-    if (cJSON_IsString(cur))
-        return cur->valuestring;
-    if (cJSON_IsNumber(cur)) {
-        static char num[64];
-        snprintf(num, sizeof(num), "%g", cur->valuedouble);
-        return num;
-    }
-    return cur ? "(non-string)" : "(missing)";
-}
-
 struct wait_rec {
     const char *file, *token, *alert_path, *want;
 };
@@ -288,8 +252,8 @@ struct wait_rec {
 static bool has_push(void *arg)
 {
     struct wait_rec *w = arg;
-    cJSON *r = last_for(w->file, w->token);
-    bool ok = r && strcmp(jstr(r, w->alert_path), w->want) == 0;
+    cJSON *r = tu_records_last_for(w->file, w->token);
+    bool ok = r && strcmp(tu_json_str(r, w->alert_path), w->want) == 0;
 
     cJSON_Delete(r);
     return ok;
@@ -303,9 +267,9 @@ static void expect_push(const char *file, const char *token,
 
     if (tu_wait_until(has_push, &w, WAIT_MS))
         return;
-    r = last_for(file, token);
+    r = tu_records_last_for(file, token);
     fail_msg("no push '%s' to '%.12s…' in '%s'; last: %s", want, token, file,
-             r ? jstr(r, alert_path) : "(none)");
+             r ? tu_json_str(r, alert_path) : "(none)");
 }
 
 static void post_event(struct fx *f, const char *app, const char *key,
@@ -357,21 +321,23 @@ static void test_sdk_registration_and_leanengine_hook(void **state)
     expect_push(f->svc.fcm.record, FCM_TOKEN, "body.message.notification.body",
                 "LeanEngine: hello lc");
     /* badges: reset to 0 through the SDK, 5 through the native API */
-    r = last_for(f->svc.apns.record, IOS_TOKEN);
-    assert_string_equal(jstr(r, "body.aps.badge"), "1");
-    assert_string_equal(jstr(r, "topic"), "com.example.lc");
+    r = tu_records_last_for(f->svc.apns.record, IOS_TOKEN);
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), "1");
+    assert_string_equal(tu_json_str(r, "topic"), "com.example.lc");
     cJSON_Delete(r);
-    r = last_for(f->svc.apns.record, NATIVE_TOKEN);
-    assert_string_equal(jstr(r, "body.aps.badge"), "6");
+    r = tu_records_last_for(f->svc.apns.record, NATIVE_TOKEN);
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), "6");
     cJSON_Delete(r);
     /* the deleted device got nothing */
-    r = last_for(f->svc.fcm.record, "fcm-token-gone-1");
+    r = tu_records_last_for(f->svc.fcm.record, "fcm-token-gone-1");
     assert_null(r);
     /* the hook got the LeanCloud parameters */
     assert_true(tu_records_wait(f->hook_record, 1, WAIT_MS) >= 1);
     r = tu_records_read(f->hook_record);
-    assert_string_equal(jstr(cJSON_GetArrayItem(r, 0), "fromPeer"), "Tom");
-    assert_string_equal(jstr(cJSON_GetArrayItem(r, 0), "content"), "hello lc");
+    assert_string_equal(tu_json_str(cJSON_GetArrayItem(r, 0), "fromPeer"),
+                        "Tom");
+    assert_string_equal(tu_json_str(cJSON_GetArrayItem(r, 0), "content"),
+                        "hello lc");
     cJSON_Delete(r);
     cJSON_Delete(ids);
 }

@@ -95,40 +95,11 @@ static int count_token(const char *file, const char *token)
 /* The last record of |file| for |token| (cJSON_Delete the result). */
 static cJSON *last_for(const char *file, const char *token)
 {
-    cJSON *recs = tu_records_read(file);
-    cJSON *r, *found = NULL;
+    cJSON *found = tu_records_last_for(file, token);
 
-    cJSON_ArrayForEach(r, recs)
-    {
-        cJSON *t = cJSON_GetObjectItem(r, "token");
-        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
-            found = r;
-    }
-    found = found ? cJSON_Duplicate(found, 1) : NULL;
-    cJSON_Delete(recs);
     if (!found)
         fail_msg("no record for token '%s' in '%s'", token, file);
     return found;
-}
-
-static const char *jstr(const cJSON *o, const char *path)
-{
-    char buf[256];
-    char *save = NULL;
-    const cJSON *cur = o;
-
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *k = strtok_r(buf, ".", &save); k && cur;
-         k = strtok_r(NULL, ".", &save))
-        cur = cJSON_GetObjectItem(cur, k);
-    if (cJSON_IsString(cur))
-        return cur->valuestring;
-    if (cJSON_IsNumber(cur)) {
-        static char num[64];
-        snprintf(num, sizeof(num), "%g", cur->valuedouble);
-        return num;
-    }
-    return cur ? "(non-string)" : "(missing)";
 }
 
 /* Asserts that the first value of |sql| on the test database is |want|. */
@@ -147,7 +118,7 @@ static void expect_last_badge(struct tu_svc *s, const char *token,
 {
     cJSON *r = last_for(s->apns.record, token);
 
-    assert_string_equal(jstr(r, "body.aps.badge"), want);
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), want);
     cJSON_Delete(r);
 }
 
@@ -203,17 +174,18 @@ static void test_template_and_badge(void **state)
     wait_events_done(s, 1);
 
     r = last_for(s->apns.record, TOK_J1);
-    assert_string_equal(jstr(r, "body.aps.alert"), "New message received");
-    assert_string_equal(jstr(r, "body.aps.badge"), "1");
-    assert_string_equal(jstr(r, "topic"), "com.example.demo");
-    assert_string_equal(jstr(r, "push_type"), "alert");
-    assert_string_equal(jstr(r, "team"), "TEAM000001");
-    assert_string_equal(jstr(r, "status"), "200");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"),
+                        "New message received");
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), "1");
+    assert_string_equal(tu_json_str(r, "topic"), "com.example.demo");
+    assert_string_equal(tu_json_str(r, "push_type"), "alert");
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000001");
+    assert_string_equal(tu_json_str(r, "status"), "200");
     cJSON_Delete(r);
     r = last_for(s->fcm.record, TOK_A1);
-    assert_string_equal(jstr(r, "body.message.notification.body"),
+    assert_string_equal(tu_json_str(r, "body.message.notification.body"),
                         "New message received");
-    assert_string_equal(jstr(r, "status"), "200");
+    assert_string_equal(tu_json_str(r, "status"), "200");
     cJSON_Delete(r);
     assert_int_equal(count_token(s->apns.record, TOK_J2), 1);
     assert_int_equal(count_token(s->apns_dev.record, TOK_J1), 0);
@@ -296,17 +268,18 @@ static void test_push_data_and_profile(void **state)
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
     r = last_for(s->apns_dev.record, TOK_J1);
-    assert_string_equal(jstr(r, "body.aps.alert"), "Spike in conv-42: hello");
-    assert_string_equal(jstr(r, "body.aps.category"), "MSG");
-    assert_string_equal(jstr(r, "body.aps.badge"), "7");
-    assert_string_equal(jstr(r, "body.aps.sound"), "default");
-    assert_string_equal(jstr(r, "body.custom-key"), "v");
-    assert_string_equal(jstr(r, "body._profile"), "(missing)");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"),
+                        "Spike in conv-42: hello");
+    assert_string_equal(tu_json_str(r, "body.aps.category"), "MSG");
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), "7");
+    assert_string_equal(tu_json_str(r, "body.aps.sound"), "default");
+    assert_string_equal(tu_json_str(r, "body.custom-key"), "v");
+    assert_string_equal(tu_json_str(r, "body._profile"), "(missing)");
     cJSON_Delete(r);
     r = last_for(s->fcm.record, TOK_A1);
-    assert_string_equal(jstr(r, "body.message.notification.body"),
+    assert_string_equal(tu_json_str(r, "body.message.notification.body"),
                         "Spike in conv-42: hello");
-    assert_string_equal(jstr(r, "body.message.data.custom-key"), "v");
+    assert_string_equal(tu_json_str(r, "body.message.data.custom-key"), "v");
     cJSON_Delete(r);
     /* A literal badge does not touch the stored counter. */
     expect_query(s, "SELECT sum(badge) FROM installations", "0");
@@ -328,12 +301,13 @@ static void test_push_data_plain_text(void **state)
     assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
     wait_events_done(s, 2);
     r = last_for(s->apns.record, TOK_J1);
-    assert_string_equal(jstr(r, "body.aps.alert"),
+    assert_string_equal(tu_json_str(r, "body.aps.alert"),
                         "Custom message for push notification.");
     cJSON_Delete(r);
     r = last_for(s->apns.record, TOK_J2);
     /* templates/default.json */
-    assert_string_equal(jstr(r, "body.aps.alert"), "New message received");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"),
+                        "New message received");
     cJSON_Delete(r);
 }
 
@@ -411,12 +385,12 @@ static void test_team_filter(void **state)
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
     r = last_for(s->apns.record, TOK_T2);
-    assert_string_equal(jstr(r, "kid"), "KEY0000002");
-    assert_string_equal(jstr(r, "team"), "TEAM000002");
-    assert_string_equal(jstr(r, "body._apns_team_id"), "(missing)");
+    assert_string_equal(tu_json_str(r, "kid"), "KEY0000002");
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000002");
+    assert_string_equal(tu_json_str(r, "body._apns_team_id"), "(missing)");
     cJSON_Delete(r);
     r = last_for(s->apns.record, TOK_J2);
-    assert_string_equal(jstr(r, "team"), "TEAM000002");
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000002");
     cJSON_Delete(r);
 }
 
@@ -546,10 +520,11 @@ static void test_muted_and_mentioned(void **state)
     wait_events_done(s, 1);
     assert_int_equal(count_token(s->fcm.record, TOK_A2), 0);
     r = last_for(s->apns.record, TOK_J1);
-    assert_string_equal(jstr(r, "body.aps.alert"), "you were mentioned");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"), "you were mentioned");
     cJSON_Delete(r);
     r = last_for(s->fcm.record, TOK_A1);
-    assert_string_equal(jstr(r, "body.message.notification.body"), "normal");
+    assert_string_equal(tu_json_str(r, "body.message.notification.body"),
+                        "normal");
     cJSON_Delete(r);
 }
 
@@ -598,8 +573,8 @@ static void test_hook(void **state)
                 "\"pushData\":{\"alert\":\"from client\"}");
     wait_events_done(s, 1);
     r = last_for(s->apns.record, TOK_J1);
-    assert_string_equal(jstr(r, "body.aps.alert"), "from hook");
-    assert_string_equal(jstr(r, "topic"), "com.example.hooked");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"), "from hook");
+    assert_string_equal(tu_json_str(r, "topic"), "com.example.hooked");
     cJSON_Delete(r);
 
     post_hooked(s, "h-skip", "[\"Jerry\",\"Tom\"]", NULL);
@@ -624,7 +599,7 @@ static void test_hook(void **state)
     wait_events_done(s, 6);
     assert_int_equal(count_token(s->fcm.record, TOK_A1), 3);
     r = last_for(s->fcm.record, TOK_A1);
-    assert_string_equal(jstr(r, "body.message.notification.body"),
+    assert_string_equal(tu_json_str(r, "body.message.notification.body"),
                         "New message received");
     cJSON_Delete(r);
 
@@ -632,8 +607,8 @@ static void test_hook(void **state)
     recs = tu_records_read(s->hook.record);
     assert_int_equal(cJSON_GetArraySize(recs), 6);
     r = cJSON_GetArrayItem(recs, 0);
-    assert_string_equal(jstr(r, "key"), "server-hook-secret");
-    assert_string_equal(jstr(r, "body.fromPeer"), "Spike");
+    assert_string_equal(tu_json_str(r, "key"), "server-hook-secret");
+    assert_string_equal(tu_json_str(r, "body.fromPeer"), "Spike");
     cJSON_Delete(recs);
     char *m = NULL;
     assert_int_equal(tu_svc_admin_get(s, "/metrics", &m), 200);
@@ -688,14 +663,14 @@ static void test_certificate_app(void **state)
     assert_int_equal(tu_records_wait(s->apns_dev.record, 1, WAIT_MS), 1);
     wait_events_done(s, 2);
     r = last_for(s->apns.record, TOK_J1);
-    assert_string_equal(jstr(r, "status"), "200");
-    assert_string_equal(jstr(r, "topic"), "com.example.app");
+    assert_string_equal(tu_json_str(r, "status"), "200");
+    assert_string_equal(tu_json_str(r, "topic"), "com.example.app");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(r, "team"))); /* no JWT */
-    assert_string_equal(jstr(r, "body.aps.alert"), "p");
+    assert_string_equal(tu_json_str(r, "body.aps.alert"), "p");
     cJSON_Delete(r);
     r = last_for(s->apns_dev.record, TOK_J2);
-    assert_string_equal(jstr(r, "status"), "200");
-    assert_string_equal(jstr(r, "topic"), "com.example.app");
+    assert_string_equal(tu_json_str(r, "status"), "200");
+    assert_string_equal(tu_json_str(r, "topic"), "com.example.app");
     cJSON_Delete(r);
     expect_query(s,
                  "SELECT sum(pushes_delivered) FROM events "
@@ -806,16 +781,17 @@ static void test_retries(void **state)
         cJSON *r2;
         int again = 0;
 
-        if (strcmp(jstr(r, "status"), "200") == 0) {
+        if (strcmp(tu_json_str(r, "status"), "200") == 0) {
             ok_apns++;
             continue;
         }
-        assert_string_equal(jstr(r, "status"), "503");
+        assert_string_equal(tu_json_str(r, "status"), "503");
         failed_apns++;
         cJSON_ArrayForEach(r2, recs)
         {
-            again += strcmp(jstr(r2, "apns_id"), jstr(r, "apns_id")) == 0 &&
-                     strcmp(jstr(r2, "status"), "200") == 0;
+            again += strcmp(tu_json_str(r2, "apns_id"),
+                            tu_json_str(r, "apns_id")) == 0 &&
+                     strcmp(tu_json_str(r2, "status"), "200") == 0;
         }
         assert_int_equal(again, 1);
     }
@@ -827,10 +803,10 @@ static void test_retries(void **state)
     recs = tu_records_read(s->fcm.record);
     cJSON_ArrayForEach(r, recs)
     {
-        if (strcmp(jstr(r, "token"), TOK_A1) != 0)
+        if (strcmp(tu_json_str(r, "token"), TOK_A1) != 0)
             continue;
-        fcm_ok += strcmp(jstr(r, "status"), "200") == 0;
-        fcm_500 += strcmp(jstr(r, "status"), "500") == 0;
+        fcm_ok += strcmp(tu_json_str(r, "status"), "200") == 0;
+        fcm_500 += strcmp(tu_json_str(r, "status"), "500") == 0;
     }
     cJSON_Delete(recs);
     assert_int_equal(fcm_ok, 3);
@@ -982,7 +958,7 @@ static void test_fanout_in_parts(void **state)
 
         cJSON_ArrayForEach(x, recs)
         {
-            const char *t = jstr(x, "token");
+            const char *t = tu_json_str(x, "token");
             n += t && strncmp(t, "fcm-p", 5) == 0;
         }
         cJSON_Delete(recs);

@@ -41,6 +41,42 @@ cJSON *tu_records_read(const char *record)
     return arr;
 }
 
+cJSON *tu_records_last_for(const char *record, const char *token)
+{
+    cJSON *recs = tu_records_read(record);
+    cJSON *r, *found = NULL;
+
+    cJSON_ArrayForEach(r, recs)
+    {
+        cJSON *t = cJSON_GetObjectItem(r, "token");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, token) == 0)
+            found = r;
+    }
+    found = found ? cJSON_Duplicate(found, 1) : NULL;
+    cJSON_Delete(recs);
+    return found;
+}
+
+const char *tu_json_str(const cJSON *o, const char *path)
+{
+    static char num[64];
+    char buf[256];
+    char *save = NULL;
+    const cJSON *cur = o;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *k = strtok_r(buf, ".", &save); k && cur;
+         k = strtok_r(NULL, ".", &save))
+        cur = cJSON_GetObjectItem(cur, k);
+    if (cJSON_IsString(cur))
+        return cur->valuestring;
+    if (cJSON_IsNumber(cur)) {
+        snprintf(num, sizeof(num), "%g", cur->valuedouble);
+        return num;
+    }
+    return cur ? "(non-string)" : "(missing)";
+}
+
 static const char *jpath(const cJSON *j, const char *a, const char *b,
                          const char *c)
 {

@@ -16,6 +16,15 @@ size_t tu_records_wait(const char *record, size_t n, int timeout_ms);
 /* The lines of |record| parsed, as a JSON array (cJSON_Delete()); lines
  * that are not JSON are left out. */
 cJSON *tu_records_read(const char *record);
+/* The last record of |record| whose "token" is |token| (cJSON_Delete()),
+ * or NULL when there is none. */
+cJSON *tu_records_last_for(const char *record, const char *token);
+/*
+ * The value at the dotted |path| of |o| ("body.aps.alert") as text: a
+ * string as it is, a number printed ("%g", valid until the next call),
+ * else "(non-string)", or "(missing)" when the path leads nowhere.
+ */
+const char *tu_json_str(const cJSON *o, const char *path);
 
 /*
  * The pushes of events "message <i>" (i < n_events) to |n_tokens| device
