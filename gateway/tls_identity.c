@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "pushgw.h"
+#include "util/file.h"
 
 /* An identity file is a few kilobytes; anything far larger is not one. */
 #define MAX_FILE_BYTES (1024 * 1024)
@@ -51,35 +52,17 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 static int read_file(const char *file, unsigned char **ret_buf, size_t *ret_len,
                      char *err, size_t err_len)
 {
-    FILE *f = fopen(file, "rb");
-    unsigned char *buf = NULL;
-    size_t n;
+    char *buf = NULL;
+    int rc = pgw_file_read(file, MAX_FILE_BYTES, &buf, ret_len);
 
-    if (!f) {
+    if (rc == PGW_ERR_IO)
         set_err(err, err_len, "cannot open '%s': %s", file, strerror(errno));
-        return PGW_ERR_IO;
-    }
-    buf = malloc(MAX_FILE_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return PGW_ERR_NOMEM;
-    }
-    n = fread(buf, 1, MAX_FILE_BYTES + 1, f);
-    if (ferror(f)) {
-        set_err(err, err_len, "cannot read '%s': %s", file, strerror(errno));
-        fclose(f);
-        free(buf);
-        return PGW_ERR_IO;
-    }
-    fclose(f);
-    if (n > MAX_FILE_BYTES) {
+    else if (rc == PGW_ERR_TOO_LARGE)
         set_err(err, err_len, "'%s' is larger than %d bytes", file,
                 MAX_FILE_BYTES);
-        free(buf);
-        return PGW_ERR_CRYPTO;
-    }
-    *ret_buf = buf;
-    *ret_len = n;
+    if (rc < 0)
+        return rc == PGW_ERR_TOO_LARGE ? PGW_ERR_CRYPTO : rc;
+    *ret_buf = (unsigned char *)buf;
     return 0;
 }
 
