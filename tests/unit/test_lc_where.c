@@ -1,12 +1,22 @@
 /* The `where` compiler of the push API: the SQL and parameters of every
- * operator on every field, the errors, the bounds. */
+ * operator on every field, the errors, the bounds; then a property test
+ * against a real Postgres (tu_db_create): thousands of random queries over
+ * a fixture of installations, each answered by the database exactly as an
+ * evaluator written here over the same rows says. */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "testutil.h"
 
 #include "lc_where.h"
+#include "pgarray.h"
+#include "store.h"
+#include "util/buf.h"
 #include "util/json.h"
 
 static cJSON *parse(const char *json)
@@ -489,6 +499,486 @@ static void test_error_json(void **state)
     free(json);
 }
 
+/* ---- the property test -------------------------------------------------- */
+
+/*
+ * The fixture: rows whose fields are drawn from small pools (so random
+ * queries hit some rows and miss others), NULLs included, with values
+ * that are awkward in an array literal or in SQL. The evaluator below
+ * reads these structs, never the database.
+ */
+#define FX_ROWS 400
+#define FX_QUERIES 3000
+#define FX_MAX_CH 5
+#define FX_APP "app-where"
+
+enum fx_field {
+    FX_CHANNELS,
+    FX_DEVICE_TYPE,
+    FX_INSTALLATION_ID,
+    FX_OBJECT_ID,
+    FX_DEVICE_TOKEN,
+    FX_DEVICE_PROFILE,
+    FX_APNS_TEAM_ID,
+    FX_TIME_ZONE,
+    FX_N_FIELDS
+};
+
+static const char *const fx_names[FX_N_FIELDS] = {
+    "channels",    "deviceType",    "installationId", "objectId",
+    "deviceToken", "deviceProfile", "apnsTeamId",     "timeZone"};
+
+static const char *const pool_channels[] = {
+    "c0", "c1", "c2", "c3", "a,b", "NULL", "q\"\\", "{x}", "\xc3\xa9", " s "};
+static const char *const pool_type[] = {"ios", "android"};
+static const char *const pool_iid[] = {"i0", "i1", "i2", "I0"};
+static const char *const pool_profile[] = {"p0", "p1", "p'2"};
+static const char *const pool_team[] = {"TEAM1", "TEAM2"};
+static const char *const pool_tz[] = {"UTC", "Asia/Shanghai", "Europe/Paris"};
+
+struct fx_row {
+    long long id;
+    const char *ch[FX_MAX_CH]; /* NULL: a NULL element */
+    int n_ch;
+    char token[16], object_id[16];
+    const char *f[FX_N_FIELDS]; /* scalar fields; NULL: SQL NULL */
+};
+
+struct prop {
+    char *db;
+    PGconn *pg;
+    struct fx_row rows[FX_ROWS];
+    uint64_t rng;
+};
+
+static uint64_t rnd(struct prop *p)
+{
+    /* xorshift64*: the same sequence on every libc */
+    p->rng ^= p->rng >> 12;
+    p->rng ^= p->rng << 25;
+    p->rng ^= p->rng >> 27;
+    return p->rng * 2685821657736338717ULL;
+}
+
+static int rn(struct prop *p, int n)
+{
+    return (int)(rnd(p) % (uint64_t)n);
+}
+
+#define PICK(p, pool) ((pool)[rn(p, (int)PGW_ARRAY_SIZE(pool))])
+
+static void make_rows(struct prop *p)
+{
+    for (int r = 0; r < FX_ROWS; r++) {
+        struct fx_row *row = &p->rows[r];
+
+        memset(row, 0, sizeof(*row));
+        /* a third without channels; a few with a NULL element (plain SQL
+         * can store one) */
+        row->n_ch = rn(p, 3) == 0 ? 0 : 1 + rn(p, FX_MAX_CH);
+        for (int k = 0; k < row->n_ch; k++)
+            row->ch[k] = rn(p, 40) == 0 ? NULL : PICK(p, pool_channels);
+        snprintf(row->token, sizeof(row->token), "t%d", r);
+        snprintf(row->object_id, sizeof(row->object_id), "o%d", r);
+        row->f[FX_DEVICE_TYPE] = PICK(p, pool_type);
+        row->f[FX_DEVICE_TOKEN] = row->token;
+        row->f[FX_INSTALLATION_ID] = rn(p, 3) == 0 ? NULL : PICK(p, pool_iid);
+        row->f[FX_OBJECT_ID] = rn(p, 5) == 0 ? NULL : row->object_id;
+        row->f[FX_DEVICE_PROFILE] = rn(p, 5) < 2 ? NULL : PICK(p, pool_profile);
+        row->f[FX_APNS_TEAM_ID] = rn(p, 2) ? NULL : PICK(p, pool_team);
+        row->f[FX_TIME_ZONE] = rn(p, 3) == 0 ? NULL : PICK(p, pool_tz);
+    }
+}
+
+static void insert_rows(struct prop *p)
+{
+    static const char sql[] =
+        "INSERT INTO installations (app_id, device_type, device_token, "
+        "channels, installation_id, object_id, device_profile, apns_team_id, "
+        "time_zone) VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9) "
+        "RETURNING id";
+    struct pgw_pgarray_buf arr = {0};
+
+    for (int r = 0; r < FX_ROWS + 20; r++) {
+        /* the last 20 rows belong to another app: never in an answer */
+        struct fx_row *row = &p->rows[r % FX_ROWS];
+        char token[32];
+        const char *v[9];
+        PGresult *res;
+
+        pgw_pgarray_reset(&arr);
+        pgw_pgarray_put_raw(&arr, "{", 1);
+        for (int k = 0; k < row->n_ch; k++) {
+            pgw_pgarray_put_sep(&arr, 1);
+            pgw_pgarray_put_str(&arr, row->ch[k]);
+        }
+        pgw_pgarray_put_raw(&arr, "}", 1);
+        assert_false(arr.oom);
+        snprintf(token, sizeof(token), "other-%d", r);
+        v[0] = r < FX_ROWS ? FX_APP : "app-other";
+        v[1] = row->f[FX_DEVICE_TYPE];
+        v[2] = r < FX_ROWS ? row->token : token;
+        v[3] = arr.p;
+        v[4] = row->f[FX_INSTALLATION_ID];
+        v[5] = row->f[FX_OBJECT_ID];
+        v[6] = row->f[FX_DEVICE_PROFILE];
+        v[7] = row->f[FX_APNS_TEAM_ID];
+        v[8] = row->f[FX_TIME_ZONE];
+        res = PQexecParams(p->pg, sql, 9, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            fail_msg("insert: %s", PQerrorMessage(p->pg));
+        if (r < FX_ROWS)
+            row->id = atoll(PQgetvalue(res, 0, 0));
+        PQclear(res);
+    }
+    pgw_pgarray_buf_release(&arr);
+}
+
+static int prop_setup(void **state)
+{
+    struct prop *p = calloc(1, sizeof(*p));
+    struct pgw_diag diag;
+    FILE *out = fopen("/dev/null", "w");
+    const char *seed = getenv("PUSHGW_WHERE_SEED");
+
+    assert_non_null(p);
+    p->db = tu_db_create("pgw_where");
+    pgw_diag_init(&diag);
+    assert_int_equal(
+        pgw_store_migrate(p->db, PUSHGW_SOURCE_DIR "/migrations", out, &diag),
+        0);
+    pgw_diag_release(&diag);
+    fclose(out);
+    p->pg = PQconnectdb(p->db);
+    assert_int_equal(PQstatus(p->pg), CONNECTION_OK);
+    p->rng = seed ? strtoull(seed, NULL, 0) : 0x5eed1e55ULL;
+    if (!p->rng)
+        p->rng = 1;
+    printf("# PUSHGW_WHERE_SEED=%llu\n", (unsigned long long)p->rng);
+    make_rows(p);
+    insert_rows(p);
+    *state = p;
+    return 0;
+}
+
+static int prop_teardown(void **state)
+{
+    struct prop *p = *state;
+
+    if (!p)
+        return 0;
+    PQfinish(p->pg);
+    tu_db_drop(p->db);
+    free(p->db);
+    free(p);
+    return 0;
+}
+
+/* ---- the evaluator: the semantics of lc_where.h, on the structs ---- */
+
+static bool has_channel(const struct fx_row *row, const char *c)
+{
+    for (int k = 0; k < row->n_ch; k++)
+        if (row->ch[k] && strcmp(row->ch[k], c) == 0)
+            return true;
+    return false;
+}
+
+static bool in_list(const cJSON *list, const char *s)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, list)
+    {
+        if (s && strcmp(it->valuestring, s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool eval_op(const struct fx_row *row, enum fx_field f, const char *op,
+                    const cJSON *v)
+{
+    const cJSON *it;
+    const char *val = row->f[f];
+
+    if (f == FX_CHANNELS) {
+        if (strcmp(op, "$exists") == 0)
+            return (row->n_ch > 0) == cJSON_IsTrue(v);
+        if (strcmp(op, "$ne") == 0)
+            return !has_channel(row, v->valuestring);
+        if (strcmp(op, "$in") == 0 || strcmp(op, "$nin") == 0) {
+            bool any = false;
+            cJSON_ArrayForEach(it, v) any |= has_channel(row, it->valuestring);
+            return op[1] == 'i' ? any : !any;
+        }
+        if (strcmp(op, "$all") == 0) {
+            if (!v->child)
+                return false;
+            cJSON_ArrayForEach(it, v)
+            {
+                if (!has_channel(row, it->valuestring))
+                    return false;
+            }
+            return true;
+        }
+        fail_msg("evaluator: operator %s", op);
+    }
+    if (strcmp(op, "$exists") == 0)
+        return (val != NULL) == cJSON_IsTrue(v);
+    if (strcmp(op, "$ne") == 0)
+        return !val || strcmp(val, v->valuestring) != 0;
+    if (strcmp(op, "$in") == 0)
+        return in_list(v, val);
+    if (strcmp(op, "$nin") == 0)
+        return !in_list(v, val);
+    if (strcmp(op, "$all") == 0) {
+        if (!v->child || !val)
+            return false;
+        cJSON_ArrayForEach(it, v)
+        {
+            if (strcmp(it->valuestring, val) != 0)
+                return false;
+        }
+        return true;
+    }
+    fail_msg("evaluator: operator %s", op);
+    return false;
+}
+
+static bool eval_query(const struct fx_row *row, const cJSON *q);
+
+static bool eval_member(const struct fx_row *row, const cJSON *m)
+{
+    const cJSON *it;
+
+    if (strcmp(m->string, "$and") == 0) {
+        cJSON_ArrayForEach(it, m)
+        {
+            if (!eval_query(row, it))
+                return false;
+        }
+        return true;
+    }
+    if (strcmp(m->string, "$or") == 0) {
+        cJSON_ArrayForEach(it, m)
+        {
+            if (eval_query(row, it))
+                return true;
+        }
+        return false;
+    }
+    for (int f = 0; f < FX_N_FIELDS; f++) {
+        if (strcmp(m->string, fx_names[f]) != 0)
+            continue;
+        if (cJSON_IsString(m)) {
+            if (f == FX_CHANNELS)
+                return has_channel(row, m->valuestring);
+            return row->f[f] && strcmp(row->f[f], m->valuestring) == 0;
+        }
+        cJSON_ArrayForEach(it, m)
+        {
+            if (!eval_op(row, (enum fx_field)f, it->string, it))
+                return false;
+        }
+        return true;
+    }
+    fail_msg("evaluator: field %s", m->string);
+    return false;
+}
+
+static bool eval_query(const struct fx_row *row, const cJSON *q)
+{
+    const cJSON *m;
+
+    cJSON_ArrayForEach(m, q)
+    {
+        if (!eval_member(row, m))
+            return false;
+    }
+    return true;
+}
+
+/* ---- random queries ---------------------------------------------------- */
+
+/* A value of field |f|: mostly one the fixture holds, sometimes none. */
+static const char *gen_value(struct prop *p, enum fx_field f, char *buf,
+                             size_t size)
+{
+    if (rn(p, 10) == 0)
+        return "zz";
+    switch (f) {
+    case FX_CHANNELS:
+        return PICK(p, pool_channels);
+    case FX_DEVICE_TYPE:
+        return PICK(p, pool_type);
+    case FX_INSTALLATION_ID:
+        return PICK(p, pool_iid);
+    case FX_OBJECT_ID:
+        snprintf(buf, size, "o%d", rn(p, FX_ROWS));
+        return buf;
+    case FX_DEVICE_TOKEN:
+        snprintf(buf, size, "t%d", rn(p, FX_ROWS));
+        return buf;
+    case FX_DEVICE_PROFILE:
+        return PICK(p, pool_profile);
+    case FX_APNS_TEAM_ID:
+        return PICK(p, pool_team);
+    default:
+        return PICK(p, pool_tz);
+    }
+}
+
+static cJSON *gen_list(struct prop *p, enum fx_field f)
+{
+    cJSON *a = cJSON_CreateArray();
+    int n = rn(p, 6) == 0 ? 0 : 1 + rn(p, 3);
+    char buf[16];
+
+    /* $all on a scalar with one value twice can match: sometimes repeat */
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(
+            a, cJSON_CreateString(i && rn(p, 4) == 0
+                                      ? cJSON_GetArrayItem(a, 0)->valuestring
+                                      : gen_value(p, f, buf, sizeof(buf))));
+    return a;
+}
+
+static cJSON *gen_query(struct prop *p, int depth)
+{
+    static const char *const ops[] = {"$in", "$nin", "$all", "$ne", "$exists"};
+    cJSON *q = cJSON_CreateObject();
+    int members = rn(p, 8) == 0 ? 0 : 1 + rn(p, 2);
+
+    for (int i = 0; i < members; i++) {
+        if (depth < 3 && rn(p, 4) == 0) {
+            cJSON *a = cJSON_CreateArray();
+            int n = 1 + rn(p, 3);
+            for (int k = 0; k < n; k++)
+                cJSON_AddItemToArray(a, gen_query(p, depth + 1));
+            cJSON_AddItemToObject(q, rn(p, 2) ? "$or" : "$and", a);
+        } else {
+            enum fx_field f = (enum fx_field)rn(p, FX_N_FIELDS);
+            char buf[16];
+
+            if (f != FX_CHANNELS && f != FX_DEVICE_TYPE && rn(p, 2))
+                f = FX_CHANNELS; /* the field that matters most */
+            if (rn(p, 3) == 0) {
+                cJSON_AddItemToObject(
+                    q, fx_names[f],
+                    cJSON_CreateString(gen_value(p, f, buf, sizeof(buf))));
+            } else {
+                cJSON *o = cJSON_CreateObject();
+                int n = 1 + rn(p, 2);
+                for (int k = 0; k < n; k++) {
+                    const char *op = PICK(p, ops);
+                    cJSON *v;
+                    if (strcmp(op, "$ne") == 0)
+                        v = cJSON_CreateString(
+                            gen_value(p, f, buf, sizeof(buf)));
+                    else if (strcmp(op, "$exists") == 0)
+                        v = cJSON_CreateBool(rn(p, 2));
+                    else
+                        v = gen_list(p, f);
+                    cJSON_AddItemToObject(o, op, v);
+                }
+                cJSON_AddItemToObject(q, fx_names[f], o);
+            }
+        }
+    }
+    return q;
+}
+
+/* Runs one compiled query; |ret_match| gets one flag per fixture row. */
+static void run_query(struct prop *p, const struct pgw_where *w,
+                      bool *ret_match, const char *shown)
+{
+    struct pgw_buf sql = PGW_BUF_INIT;
+    const char *v[1 + PGW_WHERE_MAX_PARAMS];
+    PGresult *res;
+    int r = 0;
+
+    pgw_buf_str(&sql, "SELECT i.id FROM installations i WHERE i.app_id = $1 "
+                      "AND (");
+    pgw_buf_str(&sql, w->sql);
+    pgw_buf_str(&sql, ") ORDER BY i.id");
+    assert_false(sql.oom);
+    v[0] = FX_APP;
+    for (size_t k = 0; k < w->n_params; k++)
+        v[1 + k] = w->params[k];
+    res = PQexecParams(p->pg, sql.p, 1 + (int)w->n_params, NULL, v, NULL, NULL,
+                       0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        fail_msg("SQL error for %s: %s\n%s", shown, PQerrorMessage(p->pg),
+                 sql.p);
+    memset(ret_match, 0, FX_ROWS * sizeof(*ret_match));
+    for (int t = 0; t < PQntuples(res); t++) {
+        long long id = atoll(PQgetvalue(res, t, 0));
+        while (r < FX_ROWS && p->rows[r].id != id)
+            r++; /* ids ascend with the rows, as inserted */
+        if (r == FX_ROWS)
+            fail_msg("%s: row %lld is not of the app", shown, id);
+        ret_match[r] = true;
+    }
+    PQclear(res);
+    pgw_buf_release(&sql);
+}
+
+static void test_random_queries_match_the_evaluator(void **state)
+{
+    struct prop *p = *state;
+    static bool got[FX_ROWS];
+    int some = 0, none = 0, all = 0;
+
+    for (int n = 0; n < FX_QUERIES; n++) {
+        cJSON *q = gen_query(p, 0), *channels = NULL;
+        struct pgw_where w;
+        struct pgw_lc_error err;
+        char *shown;
+        int matched = 0;
+
+        if (rn(p, 5) == 0)
+            channels = gen_list(p, FX_CHANNELS);
+        shown = cJSON_PrintUnformatted(q);
+        if (pgw_where_compile(q, channels, 2, &w, &err) != 0)
+            fail_msg("query %d %s: %s", n, shown, err.error);
+        run_query(p, &w, got, shown);
+        for (int r = 0; r < FX_ROWS; r++) {
+            bool want = eval_query(&p->rows[r], q);
+            if (want && channels) {
+                const cJSON *it;
+                bool any = false;
+                cJSON_ArrayForEach(it, channels) any |=
+                    has_channel(&p->rows[r], it->valuestring);
+                want = any;
+            }
+            if (got[r] != want) {
+                char *ch = channels ? cJSON_PrintUnformatted(channels) : NULL;
+                fail_msg("query %d %s channels %s: row %d (%s) %s\nSQL %s", n,
+                         shown, ch ? ch : "-", r, p->rows[r].token,
+                         got[r] ? "matched, the evaluator says no (WIDER)"
+                                : "missed, the evaluator says yes",
+                         w.sql);
+            }
+            matched += want;
+        }
+        if (matched == 0)
+            none++;
+        else if (matched == FX_ROWS)
+            all++;
+        else
+            some++;
+        pgw_where_release(&w);
+        free(shown);
+        cJSON_Delete(q);
+        cJSON_Delete(channels);
+    }
+    printf("# %d queries: %d matched some rows, %d none, %d all\n", FX_QUERIES,
+           some, none, all);
+    /* the generator must exercise partial audiences, not only trivia */
+    assert_true(some > FX_QUERIES / 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +997,11 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_error_json),
     };
+    const struct CMUnitTest db_tests[] = {
+        cmocka_unit_test_setup_teardown(test_random_queries_match_the_evaluator,
+                                        prop_setup, prop_teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests(db_tests, NULL, NULL);
 }
