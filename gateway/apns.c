@@ -191,6 +191,8 @@ static int team_pool(struct pgw_apns *self, struct team *t,
     po.ca_file = self->ca_file;
     po.name = name;
     po.connections = self->o.connections;
+    po.max_connections = self->o.max_connections;
+    po.idle_close_ms = self->o.idle_close_ms;
     po.connect_timeout_ms = self->o.connect_timeout_ms;
     po.request_timeout_ms = self->o.request_timeout_ms;
     po.ping_idle_ms = self->o.ping_idle_ms;
@@ -587,6 +589,8 @@ void pgw_apns_stats(const struct pgw_apns *self,
             sum.timeouts += s.timeouts;
             sum.timeouts_unsent += s.timeouts_unsent;
             sum.capacity += s.capacity;
+            sum.conns_added += s.conns_added;
+            sum.conns_retired += s.conns_retired;
         }
     }
     *ret_stats = sum;

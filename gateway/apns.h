@@ -47,7 +47,9 @@ struct pgw_apns_options {
     const char *development_url; /* NULL: PGW_APNS_DEVELOPMENT_URL */
     const char *ca_file;         /* extra trust anchor; NULL/"": none */
     /* Passed to every pool (0: the h2client defaults). */
-    unsigned connections; /* per (environment, team) */
+    unsigned connections;     /* per (environment, team): the minimum */
+    unsigned max_connections; /* the bound when saturated; 0: connections */
+    unsigned idle_close_ms;   /* an unneeded extra one closes after it */
     unsigned request_timeout_ms;
     unsigned connect_timeout_ms;
     unsigned ping_idle_ms;

@@ -111,6 +111,8 @@ static const struct keydef apns_keys[] = {
            apns.development_url),
     KD_PATH("ca_file", NULL, C, apns.ca_file),
     KD_INT("connections", "2", 1, 1000, C, apns.connections),
+    KD_INT("max_connections", "16", 1, 1000, C, apns.max_connections),
+    KD_INT("idle_close_ms", "60000", 100, 86400000, C, apns.idle_close_ms),
     KD_INT("request_timeout_ms", "10000", 100, 600000, C,
            apns.request_timeout_ms),
 };
@@ -121,6 +123,8 @@ static const struct keydef fcm_keys[] = {
            fcm.token_url),
     KD_PATH("ca_file", NULL, C, fcm.ca_file),
     KD_INT("connections", "2", 1, 1000, C, fcm.connections),
+    KD_INT("max_connections", "64", 1, 1000, C, fcm.max_connections),
+    KD_INT("idle_close_ms", "60000", 100, 86400000, C, fcm.idle_close_ms),
     KD_INT("request_timeout_ms", "10000", 100, 600000, C,
            fcm.request_timeout_ms),
 };

@@ -98,7 +98,9 @@ struct pgw_config {
         char *production_url;
         char *development_url;
         char *ca_file;
-        int connections;
+        int connections;     /* per pool, kept open: the minimum */
+        int max_connections; /* opened while saturated, up to it */
+        int idle_close_ms;   /* an unneeded one above the minimum closes */
         int request_timeout_ms;
     } apns;
 
@@ -106,7 +108,9 @@ struct pgw_config {
         char *url;
         char *token_url;
         char *ca_file;
-        int connections;
+        int connections;     /* per pool, kept open: the minimum */
+        int max_connections; /* opened while saturated, up to it */
+        int idle_close_ms;   /* an unneeded one above the minimum closes */
         int request_timeout_ms;
     } fcm;
 

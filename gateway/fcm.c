@@ -586,6 +586,8 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
     po.ca_file = f->ca_file;
     po.name = "fcm";
     po.connections = opts->connections;
+    po.max_connections = opts->max_connections;
+    po.idle_close_ms = opts->idle_close_ms;
     po.request_timeout_ms = opts->request_timeout_ms;
     po.max_pending = f->max_sends;
     po.backoff_initial_ms = opts->backoff_initial_ms;

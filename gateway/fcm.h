@@ -42,6 +42,8 @@ struct pgw_fcm_options {
     const char *token_url;       /* [fcm] token_url */
     const char *ca_file;         /* [fcm] ca_file; NULL or "": none */
     unsigned connections;        /* [fcm] connections; 0: default */
+    unsigned max_connections;    /* [fcm] max_connections; 0: connections */
+    unsigned idle_close_ms;      /* [fcm] idle_close_ms; 0: default */
     unsigned request_timeout_ms; /* [fcm] request_timeout_ms; 0: default */
     /* Budget of one access token request; 0: 10000. */
     unsigned token_timeout_ms;

@@ -273,6 +273,41 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
     }
 }
 
+/*
+ * Requests wait: opens the minimum's empty slots, and, while every stream
+ * of the ready connections is busy (assign_pending() left requests) and no
+ * connection is being set up, as many more as are ready (the pool at most
+ * doubles per round trip of a handshake), up to max_connections.
+ */
+static void open_connections(struct pgw_h2_pool *pool, int64_t now)
+{
+    unsigned i, ready = 0, setting_up = 0;
+
+    for (i = 0; i < pool->o.connections; i++)
+        if (!pool->slots[i].conn && pool->slots[i].next_attempt_ms <= now)
+            h2conn_open(pool, i);
+    for (i = 0; i < pool->n_slots; i++) {
+        const struct h2conn *c = pool->slots[i].conn;
+
+        if (c && c->state == C_READY)
+            ready++;
+        else if (c)
+            setting_up++;
+    }
+    if (ready == 0)
+        return;
+    pool->window_saturated = true;
+    if (setting_up > 0)
+        return;
+    for (i = pool->o.connections; i < pool->n_slots && ready > 0; i++) {
+        if (pool->slots[i].conn || pool->slots[i].next_attempt_ms > now)
+            continue;
+        h2conn_open(pool, i);
+        pool->st.conns_added++;
+        ready--;
+    }
+}
+
 /* Fires once per loop iteration when kicked, and from the tick. */
 static void work_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -280,21 +315,16 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
     struct pgw_list *pos, *next;
     struct h2conn *c;
     struct h2req *r;
-    unsigned i, live = 0;
+    unsigned live = 0;
     int64_t now = pgw_clock_mono_ms();
 
     (void)fd;
     (void)what;
     assign_pending(pool);
-    if (!pgw_list_empty(&pool->pend)) {
-        for (i = 0; i < pool->o.connections; i++) {
-            if (pool->slots[i].conn)
-                continue;
-            if (pool->slots[i].next_attempt_ms > now)
-                continue;
-            h2conn_open(pool, i);
-        }
-    }
+    if (pool->n_in_flight > pool->window_peak)
+        pool->window_peak = pool->n_in_flight;
+    if (!pgw_list_empty(&pool->pend))
+        open_connections(pool, now);
     pgw_list_for_each(pos, &pool->conns)
     {
         c = conn_of(pos);
@@ -365,6 +395,56 @@ static void timeout_request(struct pgw_h2_pool *pool, struct h2req *r)
     done_push(pool, r, PGW_H2_TIMEOUT, buf);
 }
 
+/*
+ * At the end of each idle_close_ms window: retires ready connections above
+ * the minimum, the least busy first, while the others' streams could have
+ * carried the window's busiest moment with a quarter to spare, and no
+ * request waited for a stream in it.
+ */
+static void retire_unneeded(struct pgw_h2_pool *pool, int64_t now)
+{
+    size_t capacity = 0, peak = pool->window_peak;
+    bool saturated = pool->window_saturated;
+    struct pgw_list *pos;
+
+    if (now - pool->window_start_ms < (int64_t)pool->o.idle_close_ms)
+        return;
+    pool->window_start_ms = now;
+    pool->window_peak = pool->n_in_flight;
+    pool->window_saturated = false;
+    if (saturated || pool->n_slots <= pool->o.connections)
+        return;
+    pgw_list_for_each(pos, &pool->conns)
+    {
+        const struct h2conn *c = conn_of(pos);
+
+        if (c->state == C_READY)
+            capacity += stream_limit(c);
+    }
+    for (;;) {
+        struct h2conn *best = NULL;
+        unsigned i, open = 0;
+
+        for (i = 0; i < pool->n_slots; i++)
+            if (pool->slots[i].conn)
+                open++;
+        if (open <= pool->o.connections)
+            return;
+        for (i = pool->o.connections; i < pool->n_slots; i++) {
+            struct h2conn *c = pool->slots[i].conn;
+
+            if (c && c->state == C_READY &&
+                (!best || c->n_streams < best->n_streams))
+                best = c;
+        }
+        if (!best || (capacity - stream_limit(best)) * 3 / 4 < peak)
+            return;
+        capacity -= stream_limit(best);
+        pool->st.conns_retired++;
+        h2conn_retire(best);
+    }
+}
+
 /* Fires every tick: deadlines, connect timeouts, PINGs. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -433,6 +513,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
     }
+    retire_unneeded(pool, now);
     if (any || !pgw_list_empty(&pool->pend) || !pgw_list_empty(&pool->done))
         kick(pool);
 }
@@ -576,11 +657,16 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
     DFLT(max_refused_retries, PGW_H2_DEFAULT_MAX_REFUSED_RETRIES);
     DFLT(backoff_initial_ms, 1000);
     DFLT(backoff_max_ms, 60000);
+    DFLT(idle_close_ms, PGW_H2_DEFAULT_IDLE_CLOSE_MS);
 #undef DFLT
-    if (pool->o.connections > 64) {
+    if (pool->o.max_connections < pool->o.connections)
+        pool->o.max_connections = pool->o.connections;
+    if (pool->o.max_connections > PGW_H2_MAX_CONNECTIONS) {
         ret = PGW_ERR_INVAL;
         goto fail;
     }
+    pool->n_slots = pool->o.max_connections;
+    pool->window_start_ms = pgw_clock_mono_ms();
     pool->origin = strdup(opts->origin);
     pool->ca_file = pgw_strdup0(opts->ca_file);
     pool->name =
@@ -600,7 +686,7 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
         ret = PGW_ERR_TLS;
         goto fail;
     }
-    pool->slots = calloc(pool->o.connections, sizeof(*pool->slots));
+    pool->slots = calloc(pool->n_slots, sizeof(*pool->slots));
     pool->ev_work = event_new(base, -1, 0, work_cb, pool);
     pool->ev_tick = event_new(base, -1, EV_PERSIST, tick_cb, pool);
     if (!pool->slots || !pool->ev_work || !pool->ev_tick) {
@@ -779,7 +865,7 @@ void pgw_h2_pool_stats(const struct pgw_h2_pool *self,
         }
     }
     now = pgw_clock_mono_ms();
-    for (i = 0; i < self->o.connections; i++)
+    for (i = 0; i < self->n_slots; i++)
         if (!self->slots[i].conn && self->slots[i].next_attempt_ms > now)
             ret_stats->slots_backoff++;
     ret_stats->in_flight = self->n_in_flight;

@@ -10,7 +10,17 @@
  * - The host is resolved with evdns afresh for every new connection; each
  *   address is tried in turn; |connect_timeout_ms| bounds DNS + TCP + TLS.
  * - |connections| connections are opened on demand (at the first request)
- *   and requests go to the ready connection with the fewest streams.
+ *   and kept: the minimum. Requests go to the ready connection with the
+ *   fewest streams. While every stream of the ready connections is busy
+ *   and requests wait, more are opened, as many at once as are ready and
+ *   only while none is being set up, up to |max_connections|. A connection
+ *   above the minimum whose streams the others could have carried for a
+ *   whole |idle_close_ms| (at most three quarters of their streams in use
+ *   at the busiest moment, no request waiting) takes no new streams, sends
+ *   GOAWAY(NO_ERROR) and closes once its last stream ends.
+ * - Each new connection resolves the host afresh and starts at the
+ *   address the pool's live connections use least, then tries the others
+ *   in turn: connections spread over the provider's addresses.
  * - Per connection, never more streams than the peer's current
  *   SETTINGS_MAX_CONCURRENT_STREAMS (followed as it changes, down to 1) and
  *   |max_streams_per_conn|; requests beyond that wait in the pool's FIFO
@@ -56,6 +66,8 @@ struct pgw_tls_identity;
 #define PGW_H2_DEFAULT_MAX_STREAMS 1000
 #define PGW_H2_DEFAULT_MAX_RESPONSE_BODY 16384
 #define PGW_H2_DEFAULT_MAX_REFUSED_RETRIES 10
+#define PGW_H2_DEFAULT_IDLE_CLOSE_MS 60000
+#define PGW_H2_MAX_CONNECTIONS 1000 /* connections, max_connections */
 
 /* Hard limits on what a peer can make us keep. */
 #define PGW_H2_MAX_RESPONSE_HEADERS 32
@@ -71,7 +83,13 @@ struct pgw_h2_pool_options {
     /* Prefix for log messages, e.g. "apns/production/TEAM000001"; NULL:
      * the origin. */
     const char *name;
-    unsigned connections;        /* 0: PGW_H2_DEFAULT_CONNECTIONS */
+    unsigned connections; /* the minimum; 0: PGW_H2_DEFAULT_... */
+    /* The bound when saturated; 0 or below |connections|: |connections|
+     * (a fixed pool). */
+    unsigned max_connections;
+    /* How long a connection above the minimum must have been unneeded
+     * before it closes; 0: PGW_H2_DEFAULT_IDLE_CLOSE_MS. */
+    unsigned idle_close_ms;
     unsigned connect_timeout_ms; /* DNS + TCP + TLS; 0: default */
     /* From submit to the final answer, queueing included; 0: default. */
     unsigned request_timeout_ms;
@@ -210,6 +228,10 @@ struct pgw_h2_pool_stats {
     /* Streams the ready connections take at once: what can be in flight
      * without waiting in the queue. */
     size_t capacity;
+    /* Connections opened above the minimum because the pool was
+     * saturated, and those closed again as unneeded (totals). */
+    uint64_t conns_added;
+    uint64_t conns_retired;
 };
 
 /* Fills |ret_stats| (never fails). */

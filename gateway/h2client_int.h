@@ -100,7 +100,9 @@ struct h2conn {
     enum conn_state state;
     struct evdns_getaddrinfo_request *dns_req;
     bool dns_pending;
-    struct evutil_addrinfo *addrs, *cur_addr;
+    /* |first_addr|: where the attempts started (the address the pool's
+     * connections used least); they go round the list from there. */
+    struct evutil_addrinfo *addrs, *first_addr, *cur_addr;
     struct bufferevent *bev;
     nghttp2_session *session;
     struct pgw_list streams; /* requests on a stream */
@@ -110,6 +112,7 @@ struct h2conn {
     bool want_flush;
     bool was_ready;
     bool once_sent; /* a request with index-once headers went on it */
+    bool retiring;  /* unneeded: GOAWAY sent, closes when its streams end */
     /* Buffers of requests that timed out before their HEADERS went out:
      * nghttp2 was given their header strings without a copy, so they are
      * freed with the session (linked through their first bytes). */
@@ -128,7 +131,15 @@ struct pgw_h2_pool {
     char port[8];
     bool host_is_ip;
 
+    /* |n_slots| = max_connections; the first |o.connections| are the
+     * minimum, kept open, the others are opened only when saturated. */
     struct h2slot *slots;
+    unsigned n_slots;
+    /* The current window of idle_close_ms: the most requests on a stream
+     * at once, and whether any waited while every stream was busy. */
+    int64_t window_start_ms;
+    size_t window_peak;
+    bool window_saturated;
     struct pgw_list conns; /* live (slot or draining) */
     struct pgw_list dead;  /* closed, to free */
     unsigned next_conn_id;
@@ -205,6 +216,11 @@ void h2conn_open(struct pgw_h2_pool *pool, unsigned i);
 /* Takes |c| out of its slot, if it has one, so that a fresh connection can
  * take the slot; |c| stays on the pool's list until it is closed. */
 void h2conn_detach_slot(struct h2conn *c);
+
+/* The pool does not need |c| (ready, above the minimum): it leaves its
+ * slot, takes no new streams, sends GOAWAY(NO_ERROR) and closes quietly
+ * once its streams have ended. */
+void h2conn_retire(struct h2conn *c);
 
 /*
  * Closes |c| now (it stops reading and writing) and frees it later.

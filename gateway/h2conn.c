@@ -16,6 +16,7 @@
 #include "h2out.h"
 
 #include <netinet/in.h>
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,11 +177,32 @@ void h2conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
     kick(pool);
 }
 
+void h2conn_retire(struct h2conn *c)
+{
+    pgw_log_infof(PGW_FIELDS(PGW_LF_STR("pool", conn_label(c->pool)),
+                             PGW_LF_INT("conn", c->id),
+                             PGW_LF_INT("streams", c->n_streams)),
+                  "closing a connection to '%s' the pool no longer needs",
+                  c->pool->authority);
+    h2conn_detach_slot(c);
+    c->state = C_DRAINING;
+    c->retiring = true;
+    (void)nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, 0,
+                                NGHTTP2_NO_ERROR, NULL, 0);
+    c->want_flush = true;
+    kick(c->pool);
+}
+
 void h2conn_lost(struct h2conn *c, const char *why)
 {
     struct pgw_h2_pool *pool = c->pool;
     char buf[ERR_MAX];
 
+    if (c->retiring && c->n_streams == 0) {
+        /* The peer closed after our GOAWAY: the end we asked for. */
+        h2conn_close(c, PGW_H2_CONN_LOST, "connection closed after GOAWAY");
+        return;
+    }
     if (!c->was_ready) {
         h2conn_fail(c, why);
         return;
@@ -526,6 +548,18 @@ static void describe_tls_error(struct h2conn *c, char *buf, size_t size)
     buf[0] = '\0';
 }
 
+/* The address after |c|'s current one, round the list from where the
+ * attempts started; NULL once every one was tried. */
+static struct evutil_addrinfo *next_addr(const struct h2conn *c)
+{
+    struct evutil_addrinfo *n;
+
+    if (!c->cur_addr)
+        return NULL;
+    n = c->cur_addr->ai_next ? c->cur_addr->ai_next : c->addrs;
+    return n == c->first_addr ? NULL : n;
+}
+
 /*
  * TCP to the current address failed: hand the remaining addresses to a
  * fresh connection in the same slot and retire |c| (freed later).
@@ -547,8 +581,10 @@ static void conn_retry_next_addr(struct h2conn *c)
     n->state = C_CONNECTING;
     n->started_ms = c->started_ms;
     n->addrs = c->addrs;
-    n->cur_addr = c->cur_addr->ai_next;
+    n->first_addr = c->first_addr;
+    n->cur_addr = next_addr(c);
     c->addrs = NULL;
+    c->first_addr = NULL;
     c->cur_addr = NULL;
     c->slot = -1;
     h2conn_close(c, PGW_H2_CONN_LOST, "next address");
@@ -594,7 +630,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         describe_tls_error(c, buf, sizeof(buf));
         if (buf[0] == '\0') {
             /* Not a TLS failure: the next address may work. */
-            if (!c->session && c->cur_addr && c->cur_addr->ai_next) {
+            if (!c->session && next_addr(c)) {
                 conn_retry_next_addr(c);
                 return;
             }
@@ -710,6 +746,36 @@ fail_ssl:
     h2conn_fail(c, "could not set up TLS");
 }
 
+/* The first of |res| that the fewest of |pool|'s live connections use:
+ * new connections spread over the provider's addresses. */
+static struct evutil_addrinfo *least_used_addr(const struct pgw_h2_pool *pool,
+                                               struct evutil_addrinfo *res)
+{
+    struct evutil_addrinfo *a, *best = res;
+    unsigned best_n = UINT_MAX;
+
+    for (a = res; a; a = a->ai_next) {
+        const struct pgw_list *pos;
+        unsigned n = 0;
+
+        pgw_list_for_each(pos, &pool->conns)
+        {
+            const struct h2conn *o =
+                pgw_list_entry(pos, const struct h2conn, node);
+            const struct evutil_addrinfo *u = o->cur_addr;
+
+            if (u && u->ai_addrlen == a->ai_addrlen &&
+                memcmp(u->ai_addr, a->ai_addr, a->ai_addrlen) == 0)
+                n++;
+        }
+        if (n < best_n) {
+            best = a;
+            best_n = n;
+        }
+    }
+    return best;
+}
+
 /* Fires when the name is resolved (possibly inside evdns_getaddrinfo). */
 static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
@@ -737,7 +803,7 @@ static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     c->addrs = res;
-    c->cur_addr = res;
+    c->first_addr = c->cur_addr = least_used_addr(c->pool, res);
     conn_try_next_addr(c);
 }
 

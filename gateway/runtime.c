@@ -38,6 +38,8 @@ static int make_senders(struct pgw_runtime *rt,
     ao.development_url = cfg->apns.development_url;
     ao.ca_file = cfg->apns.ca_file;
     ao.connections = (unsigned)cfg->apns.connections;
+    ao.max_connections = (unsigned)cfg->apns.max_connections;
+    ao.idle_close_ms = (unsigned)cfg->apns.idle_close_ms;
     ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
     ao.backoff_initial_ms = o->backoff_initial_ms;
     ao.backoff_max_ms = o->backoff_max_ms;
@@ -51,6 +53,8 @@ static int make_senders(struct pgw_runtime *rt,
     fo.token_url = cfg->fcm.token_url;
     fo.ca_file = cfg->fcm.ca_file;
     fo.connections = (unsigned)cfg->fcm.connections;
+    fo.max_connections = (unsigned)cfg->fcm.max_connections;
+    fo.idle_close_ms = (unsigned)cfg->fcm.idle_close_ms;
     fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
     fo.backoff_initial_ms = o->backoff_initial_ms;
     fo.backoff_max_ms = o->backoff_max_ms;

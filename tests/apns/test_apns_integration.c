@@ -211,6 +211,11 @@ struct run {
     const char *topic;     /* NULL: TOPIC */
     const char *push_type; /* NULL: alert */
     enum pgw_apns_env env;
+    /* Keep sending, one new push per answer, until |n| were sent. */
+    bool refill;
+    size_t sent;
+    /* The most connections set up or ready at once, seen at answers. */
+    unsigned max_open;
 };
 
 static void run_init(struct run *r, const struct tu_mock *m,
@@ -242,6 +247,7 @@ static void run_free(struct run *r)
 }
 
 static int send_item(struct item *it);
+static void item_setup(struct run *r, size_t i, const char *token);
 
 static void on_outcome(void *arg, const struct pgw_outcome *o)
 {
@@ -257,6 +263,18 @@ static void on_outcome(void *arg, const struct pgw_outcome *o)
         send_item(it) == 0)
         return;
     it->finished = true;
+    {
+        struct pgw_h2_pool_stats st;
+
+        pgw_apns_stats(r->apns, &st);
+        if (st.conns_connecting + st.conns_ready > r->max_open)
+            r->max_open = st.conns_connecting + st.conns_ready;
+    }
+    if (r->refill && r->sent < r->n) {
+        item_setup(r, r->sent, NULL);
+        assert_int_equal(send_item(&r->items[r->sent]), 0);
+        r->sent++;
+    }
     if (++r->done == r->n)
         event_base_loopexit(r->base, NULL);
 }
@@ -1270,6 +1288,80 @@ static void test_busy_and_free_cancels(void **state)
     mock_cleanup(&m);
 }
 
+/* Runs the loop until the pool has only its minimum of connections, none
+ * draining, or |limit_ms| passed (polled, no timing asserted). */
+static void wait_for_minimum(struct run *r, unsigned minimum, unsigned limit_ms)
+{
+    struct pgw_h2_pool_stats st;
+    unsigned waited;
+
+    for (waited = 0; waited < limit_ms; waited += 50) {
+        pgw_apns_stats(r->apns, &st);
+        if (st.conns_ready == minimum && st.conns_draining == 0 &&
+            st.conns_connecting == 0)
+            return;
+        idle_for(r, 50);
+    }
+}
+
+/* Saturated (10 streams a connection, answers 100 ms late), the pool grows
+ * from its 2 connections to max_connections and no further; unneeded, it
+ * closes the extra ones again, also while pushes are still on them; every
+ * push is answered once throughout. */
+static void test_pool_grows_and_shrinks(void **state)
+{
+    struct tu_mock m;
+    struct run r;
+    struct pgw_apns_options o = {
+        .connections = 2, .max_connections = 5, .idle_close_ms = 400};
+    const char *extra[] = {"--max-streams", "10", "--delay-ms", "100", NULL};
+    struct pgw_h2_pool_stats st;
+    size_t conns = 0, i;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 400, 30000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(r.max_open, 5);
+    assert_true(st.conns_added >= 3);
+    assert_int_equal(st.connect_failures, 0);
+
+    wait_for_minimum(&r, 2, 20000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.conns_ready, 2);
+    assert_int_equal(st.conns_draining, 0);
+    assert_int_equal(st.conns_retired, st.conns_added);
+    assert_int_equal(st.conns_lost, 0);
+
+    /* Grows again, then four at a time (a fraction of the streams) for a
+     * while: the extra connections close with pushes on them. */
+    send_range(&r, 400, 800, 30000);
+    pgw_apns_stats(r.apns, &st);
+    assert_true(st.conns_added > st.conns_retired);
+    r.refill = true;
+    r.n = 920;
+    r.sent = 800;
+    for (i = 0; i < 4; i++) {
+        item_setup(&r, r.sent, NULL);
+        assert_int_equal(send_item(&r.items[r.sent]), 0);
+        r.sent++;
+    }
+    run_loop(&r, 60000);
+    assert_int_equal(r.done, 920);
+    wait_for_minimum(&r, 2, 20000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.conns_ready, 2);
+    assert_int_equal(st.conns_retired, st.conns_added);
+    assert_int_equal(st.conns_lost, 0);
+    assert_int_equal(st.requests_retried, 0);
+    assert_true(r.max_open <= 5);
+    assert_all_delivered_once(&r, &m, &conns);
+    assert_true(conns > 5);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1299,6 +1391,7 @@ int main(void)
         cmocka_unit_test(test_untrusted_certificate),
         cmocka_unit_test(test_wrong_hostname),
         cmocka_unit_test(test_busy_and_free_cancels),
+        cmocka_unit_test(test_pool_grows_and_shrinks),
     };
 
     signal(SIGPIPE, SIG_IGN);
