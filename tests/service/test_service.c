@@ -988,9 +988,34 @@ static int setup_streams(void **state)
 
     setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
     setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
+    /* a fixed pool: the bound follows its streams, not a growing pool */
+    setenv("PUSHGW_APNS_MAX_CONNECTIONS", "2", 1);
     tu_svc_start(s, &o);
     unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
     unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
+    unsetenv("PUSHGW_APNS_MAX_CONNECTIONS");
+    *state = s;
+    return 0;
+}
+
+static int setup_grow(void **state)
+{
+    /* 100 streams a connection, answers after 300 ms: the pool of 2
+     * saturates and may grow to 4; unneeded for 500 ms, extras close. */
+    static const char *const apns_args[] = {"--max-streams", "100",
+                                            "--delay-ms", "300", NULL};
+    struct tu_svc_options o = {.apns_args = apns_args};
+    struct tu_svc *s = calloc(1, sizeof(*s));
+
+    setenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT", "1000", 1);
+    setenv("PUSHGW_SERVER_MAX_BODY_BYTES", "1048576", 1);
+    setenv("PUSHGW_APNS_MAX_CONNECTIONS", "4", 1);
+    setenv("PUSHGW_APNS_IDLE_CLOSE_MS", "500", 1);
+    tu_svc_start(s, &o);
+    unsetenv("PUSHGW_SERVER_MAX_PEERS_PER_EVENT");
+    unsetenv("PUSHGW_SERVER_MAX_BODY_BYTES");
+    unsetenv("PUSHGW_APNS_MAX_CONNECTIONS");
+    unsetenv("PUSHGW_APNS_IDLE_CLOSE_MS");
     *state = s;
     return 0;
 }
@@ -1064,6 +1089,73 @@ static void test_inflight_follows_streams(void **state)
     free(peers);
 }
 
+/* The daemon's APNs pool grows while its streams are all busy, to
+ * max_connections and never beyond; the pushes in flight follow; every
+ * push arrives once; idle, the pool returns to its 2 connections. */
+static void test_pool_grows(void **state)
+{
+    struct tu_svc *s = *state;
+    enum { N = 1000 };
+    const char *ready = "pushgw_provider_connections{provider=\"apns\","
+                        "state=\"ready\"} ";
+    const char *draining = "pushgw_provider_connections{provider=\"apns\","
+                           "state=\"draining\"} ";
+    const char *inflight = "pushgw_inflight_requests{provider=\"apns\"} ";
+    char *peers = malloc(N * 12 + 8);
+    size_t len = 0;
+    long most = 0, most_inflight = 0, v;
+    long long until;
+
+    assert_non_null(peers);
+    expect_query(s,
+                 "WITH d AS (INSERT INTO installations (app_id, device_type, "
+                 "device_token, channels) SELECT 'demo', 'ios', "
+                 "lpad(to_hex(i), 64, '0'), ARRAY['p' || i] FROM "
+                 "generate_series(0, 999) i RETURNING 1) SELECT count(*) "
+                 "FROM d",
+                 "1000");
+    post_event(s, "c-warm", "[\"p0\"]", NULL);
+    wait_events_done(s, 1);
+    peers[len++] = '[';
+    for (int i = 0; i < N; i++)
+        len += (size_t)sprintf(peers + len, "%s\"p%d\"", i ? "," : "", i);
+    peers[len++] = ']';
+    peers[len] = '\0';
+    post_event(s, "c-many", peers, NULL);
+    /* polled until every push arrived */
+    until = now_ms() + WAIT_MS;
+    while (now_ms() < until) {
+        v = metric_value(s, ready);
+        if (v > most)
+            most = v;
+        v = metric_value(s, inflight);
+        if (v > most_inflight)
+            most_inflight = v;
+        if (tu_records_wait(s->apns.record, N + 1, 0) == N + 1)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_int_equal(tu_records_wait(s->apns.record, N + 1, WAIT_MS), N + 1);
+    if (most != 4)
+        fail_msg("at most %ld connections ready, want 4", most);
+    if (most_inflight <= 200)
+        fail_msg("at most %ld pushes in flight, want more than 2 "
+                 "connections' 200 streams",
+                 most_inflight);
+    wait_events_done(s, 2);
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered FROM "
+                 "events WHERE conv_id = 'c-many'",
+                 "1000/1000");
+    until = now_ms() + WAIT_MS;
+    while (now_ms() < until &&
+           (metric_value(s, ready) != 2 || metric_value(s, draining) != 0))
+        usleep(50 * 1000);
+    assert_int_equal(metric_value(s, ready), 2);
+    assert_int_equal(metric_value(s, draining), 0);
+    free(peers);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1094,6 +1186,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_inflight_follows_streams,
                                         setup_streams, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_grows, setup_grow, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
