@@ -576,6 +576,7 @@ static void job_lookup_start(struct job *job)
     struct pgw_dispatch *d = job->d;
     const struct pgw_resolved *res = job->res;
     size_t n = res->n_recipients, parts;
+    struct pgw_installation_match match;
     unsigned flags;
 
     parts = (n + LOOKUP_PART_NAMES - 1) / LOOKUP_PART_NAMES;
@@ -599,6 +600,8 @@ static void job_lookup_start(struct job *job)
                         pgw_clock_wall_ms() / 1000,
                         job->rt->cfg->delivery.validity_s);
     pgw_push_event_build(&job->pe, PGW_PLATFORM_IOS);
+    /* The team and badge rules of every part (push.h). */
+    pgw_push_event_match(&job->pe, job->papp.app, &match);
     flags =
         (pgw_push_event_increments(&job->pe) ? PGW_STORE_FIND_INCREMENT : 0) |
         (parts > 1 ? PGW_STORE_FIND_ALONE : 0);
@@ -611,8 +614,8 @@ static void job_lookup_start(struct job *job)
         part->first = n * i / parts;
         part->n_names = n * (i + 1) / parts - part->first;
         rc = pgw_store_find_installations(
-            d->o.store, job->app_id, names + part->first, part->n_names,
-            res->apns_team_id, job->event_id, flags, on_installations, part);
+            d->o.store, job->app_id, names + part->first, part->n_names, &match,
+            job->event_id, flags, on_installations, part);
         if (rc < 0) {
             pgw_log_warn("could not look up the installations of event "
                          "'%s': %s: it will be worked again",

@@ -6,6 +6,7 @@
 #ifndef PUSHGW_INSTALLATION_H
 #define PUSHGW_INSTALLATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,8 +37,41 @@ struct pgw_installation {
      * an event file (render): the stored value, before any increment. */
     int32_t badge;
     const char *apns_topic;      /* NULL: the app's */
-    const char *apns_team_id;    /* NULL: any team */
+    const char *apns_team_id;    /* NULL: the app's default team */
     const char *installation_id; /* the client's id; may be NULL */
 };
+
+/*
+ * What one push's lookups match besides the recipients' channels, and
+ * what they write to the matched iOS rows' badges (docs/SERVICE.md,
+ * "Teams and badges"). Derived once per push from its content and its
+ * app by pgw_push_event_match() (push.h), and used by every lookup of
+ * that push: the dispatcher's, render's, a broadcast's pages. The team
+ * rule is said twice, in C by pgw_installation_team_matches() and in
+ * SQL by STORE_SQL_TEAM_MATCH (store_int.h), which must agree: a row the
+ * SQL matches has its badge written, and one the C refuses gets no push.
+ */
+struct pgw_installation_match {
+    /* iOS devices of this team only (the push's _apns_team_id); NULL:
+     * every team. Android devices have no team and always match. */
+    const char *apns_team_id;
+    /* The app's default team ([app:ID] apns_team_id; NULL: none, as for
+     * an app with certificates only): the team of an iOS device that
+     * names none. */
+    const char *default_team;
+    /* Set the matched iOS rows' badge to |badge| (a numeric badge in the
+     * content, as Parse does), so that a later "Increment" continues
+     * from it. Never together with an increment. */
+    bool set_badge;
+    int32_t badge;
+};
+
+/*
+ * Whether |inst| is of the team |m| pushes to: an Android device always;
+ * an iOS device when |m| names no team, or its team (its apns_team_id,
+ * else |m|'s default team) is |m|'s. |m| NULL: every device.
+ */
+bool pgw_installation_team_matches(const struct pgw_installation_match *m,
+                                   const struct pgw_installation *inst);
 
 #endif

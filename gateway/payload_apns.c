@@ -250,11 +250,14 @@ int pgw_payload_apns_build(const cJSON *content, int64_t expires_at_s,
         p->badge_increment = true;
     } else if (cJSON_IsNumber(badge)) {
         double v = badge->valuedouble;
-        cJSON *num =
-            cJSON_CreateNumber(v != v              ? 0
-                               : v > 2147483647.0  ? 2147483647.0
-                               : v < -2147483648.0 ? -2147483648.0
-                                                   : (double)(int32_t)v);
+        cJSON *num;
+
+        p->badge = v != v              ? 0
+                   : v > 2147483647.0  ? INT32_MAX
+                   : v < -2147483648.0 ? INT32_MIN
+                                       : (int32_t)v;
+        p->badge_number = true;
+        num = cJSON_CreateNumber((double)p->badge);
         if (!num ||
             !cJSON_ReplaceItemInObjectCaseSensitive(aps, "badge", num)) {
             cJSON_Delete(num);

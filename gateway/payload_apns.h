@@ -33,6 +33,9 @@ struct pgw_apns_payload {
     size_t body_len;
     bool badge_increment;
     size_t badge_at;
+    /* A numeric badge: the number sent (the same for every device). */
+    bool badge_number;
+    int32_t badge;
     char push_type[16]; /* apns-push-type */
     int priority;       /* apns-priority: 10, 5 or 1 */
     char *collapse_id;  /* apns-collapse-id, NULL when none */
@@ -45,19 +48,20 @@ struct pgw_apns_payload {
  * request: aps keys into "aps" (an "aps" object in the content is the
  * base), "title"/"subtitle" merged into the alert dictionary, other keys
  * kept as top-level custom keys; "apns-push-type", "apns-priority" and
- * "collapse-id" become headers. "badge": a number is sent as an integer,
- * "Increment" leaves room for the device's number, anything else is
- * dropped. Push type: the key if valid, else "background" when aps has
- * content-available and none of alert, badge, sound, else "alert".
- * Priority: the key if 1, 5 or 10, else 5 for background, else 10.
- * The body (counting PGW_APNS_BADGE_RESERVE for an Increment badge) must
- * fit PGW_APNS_MAX_BODY (5120 for voip): else the alert body is shortened
- * on a UTF-8 boundary ending in "…".
- * |expires_at_s| is the event timestamp plus validity_s; |now_s| the time.
- * On success stores a new payload in |*ret_p| (free with
- * pgw_payload_apns_free()). Errors, with |*ret_reason| (if not NULL) set
- * to an outcome reason: PGW_PAYLOAD_ERR_EXPIRED ("expired": now_s >=
- * expires_at_s), PGW_ERR_TOO_LARGE ("payload_too_large"), PGW_ERR_INVAL
+ * "collapse-id" become headers. "badge": a number is sent as an integer
+ * (cut to int32; |badge_number| and |badge| say which), "Increment"
+ * (case-sensitive, as the LeanCloud guide says) leaves room for the
+ * device's number, anything else ("increment" too) is dropped. Push type: the
+ * key if valid, else "background" when aps has content-available and none of
+ * alert, badge, sound, else "alert". Priority: the key if 1, 5 or 10, else 5
+ * for background, else 10. The body (counting PGW_APNS_BADGE_RESERVE for an
+ * Increment badge) must fit PGW_APNS_MAX_BODY (5120 for voip): else the alert
+ * body is shortened on a UTF-8 boundary ending in "…". |expires_at_s| is the
+ * event timestamp plus validity_s; |now_s| the time. On success stores a new
+ * payload in |*ret_p| (free with pgw_payload_apns_free()). Errors, with
+ * |*ret_reason| (if not NULL) set to an outcome reason: PGW_PAYLOAD_ERR_EXPIRED
+ * ("expired": now_s >= expires_at_s), PGW_ERR_TOO_LARGE ("payload_too_large"),
+ * PGW_ERR_INVAL
  * ("bad_collapse_id": over 64 bytes, or bytes other than visible ASCII
  * and inner spaces: a final failure, never retried), PGW_ERR_NOMEM.
  */

@@ -111,6 +111,44 @@ bool pgw_push_event_increments(const struct pgw_push_event *e)
     return false;
 }
 
+/* The team of an app's iOS devices that name none. */
+static const char *default_team(const struct pgw_app *app)
+{
+    return app ? app->apns_team_id : NULL;
+}
+
+void pgw_push_match_init(const struct pgw_resolved *res,
+                         const struct pgw_app *app,
+                         struct pgw_installation_match *ret_m)
+{
+    memset(ret_m, 0, sizeof(*ret_m));
+    ret_m->apns_team_id = res->apns_team_id;
+    ret_m->default_team = default_team(app);
+}
+
+void pgw_push_event_match(struct pgw_push_event *e, const struct pgw_app *app,
+                          struct pgw_installation_match *ret_m)
+{
+    const struct pgw_apns_payload *pl;
+    int sent = 0;
+
+    pgw_push_match_init(e->res, app, ret_m);
+    pgw_push_event_build(e, PGW_PLATFORM_IOS);
+    if (e->res->profile == PGW_PROFILE_BAD || pgw_push_event_increments(e))
+        return;
+    for (int v = 0; v < (e->res->has_mentioned ? 2 : 1); v++) {
+        pl = e->apns[v];
+        if (!pl || !pl->badge_number ||
+            (sent && ret_m->badge != (pl->badge < 0 ? 0 : pl->badge))) {
+            ret_m->set_badge = false;
+            return;
+        }
+        ret_m->set_badge = true;
+        ret_m->badge = pl->badge < 0 ? 0 : pl->badge;
+        sent++;
+    }
+}
+
 /* ---- the per-device step ------------------------------------------------- */
 
 static enum pgw_push_result fail(struct pgw_push_failure *f,
@@ -248,7 +286,8 @@ enum pgw_push_result pgw_push_make(struct pgw_push_event *e,
     int variant = 0;
 
     memset(ret_p, 0, sizeof(*ret_p));
-    switch (pgw_resolve_for_installation(e->res, inst, &variant, NULL)) {
+    switch (pgw_resolve_for_installation(e->res, inst, default_team(app->app),
+                                         &variant, NULL)) {
     case PGW_RESOLVE_SEND:
         break;
     case PGW_RESOLVE_BAD_PROFILE:

@@ -106,6 +106,32 @@ void pgw_push_event_build(struct pgw_push_event *e, enum pgw_platform platform);
 bool pgw_push_event_increments(const struct pgw_push_event *e);
 
 /* The app as its pushes need it. */
+struct pgw_push_app;
+
+/*
+ * The lookup rule of |res|'s pushes for |app| (installation.h), team part
+ * only: _apns_team_id and the app's default team. What a lookup that
+ * writes no badge uses (render's).
+ */
+void pgw_push_match_init(const struct pgw_resolved *res,
+                         const struct pgw_app *app,
+                         struct pgw_installation_match *ret_m);
+
+/*
+ * The whole lookup rule of |e|'s pushes for |app|, the one place the team
+ * and badge rules are derived (the dispatcher's lookups and a broadcast's
+ * pages use it): the team part as pgw_push_match_init(); and, when no iOS
+ * variant increments the badge and every iOS variant has a payload with
+ * the same number as badge, that number to set (a negative one sets 0: a
+ * count is never below 0). Variants that differ (a mentioned one with
+ * another number or none, or one with nothing to send) set nothing: the
+ * lookup does not know which devices are mentioned. Nothing is set for a
+ * bad _profile (nothing is sent to iOS). Builds the iOS payloads if not
+ * built yet.
+ */
+void pgw_push_event_match(struct pgw_push_event *e, const struct pgw_app *app,
+                          struct pgw_installation_match *ret_m);
+
 struct pgw_push_app {
     const struct pgw_config *cfg; /* every team with a key (all apps) */
     const struct pgw_app *app;

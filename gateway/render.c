@@ -238,15 +238,18 @@ static int lookup_db(const struct pgw_config *cfg, const struct pgw_app *app,
                                    .pool_size = 1,
                                    .owner = "pushgw-render"};
     struct db_lookup st = {false, 0, NULL};
+    struct pgw_installation_match match;
     int rc;
 
     if (!base)
         return PGW_ERR_NOMEM;
+    /* serve's team rule; no badge written */
+    pgw_push_match_init(res, app, &match);
     rc = pgw_store_new(base, &so, &store);
     if (rc == 0)
         rc = pgw_store_find_installations(
             store, app->id, (const char *const *)res->recipients,
-            res->n_recipients, res->apns_team_id, 0, 0, on_db_rows, &st);
+            res->n_recipients, &match, 0, 0, on_db_rows, &st);
     while (rc == 0 && !st.done)
         event_base_loop(base, EVLOOP_ONCE);
     if (rc == 0 && st.err < 0)

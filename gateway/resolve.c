@@ -543,10 +543,9 @@ const cJSON *pgw_resolve_variant(const struct pgw_resolved *res, int variant)
     return res->content[variant / 2][variant % 2];
 }
 
-enum pgw_resolve_verdict
-pgw_resolve_for_installation(const struct pgw_resolved *res,
-                             const struct pgw_installation *inst,
-                             int *ret_variant, const cJSON **ret_content)
+enum pgw_resolve_verdict pgw_resolve_for_installation(
+    const struct pgw_resolved *res, const struct pgw_installation *inst,
+    const char *default_team, int *ret_variant, const cJSON **ret_content)
 {
     bool recipient = false, mentioned = false;
     int variant;
@@ -564,8 +563,10 @@ pgw_resolve_for_installation(const struct pgw_resolved *res,
     if (!recipient)
         return PGW_RESOLVE_NOT_RECIPIENT;
     if (inst->platform == PGW_PLATFORM_IOS) {
-        if (res->apns_team_id && inst->apns_team_id &&
-            strcmp(res->apns_team_id, inst->apns_team_id) != 0)
+        struct pgw_installation_match m = {.apns_team_id = res->apns_team_id,
+                                           .default_team = default_team};
+
+        if (!pgw_installation_team_matches(&m, inst))
             return PGW_RESOLVE_OTHER_TEAM;
         if (res->profile == PGW_PROFILE_BAD)
             return PGW_RESOLVE_BAD_PROFILE;

@@ -79,7 +79,7 @@ struct pgw_resolved {
     struct pgw_event_peerset mentioned_set; /* points into recipients */
     bool mention_all;
     enum pgw_profile profile;
-    char *apns_team_id;   /* NULL: devices of any team */
+    char *apns_team_id;   /* _apns_team_id; NULL: devices of any team */
     int64_t timestamp_s;  /* event timestamp, Unix seconds */
     int64_t expires_at_s; /* timestamp_s + validity_s */
     bool has_mentioned;   /* the content had a _mentioned object */
@@ -107,7 +107,7 @@ void pgw_resolve_free(struct pgw_resolved *res);
 enum pgw_resolve_verdict {
     PGW_RESOLVE_SEND = 0,      /* build and send content |*ret_variant| */
     PGW_RESOLVE_NOT_RECIPIENT, /* no channel is a recipient: nothing */
-    PGW_RESOLVE_OTHER_TEAM,    /* iOS device of another _apns_team_id */
+    PGW_RESOLVE_OTHER_TEAM,    /* iOS device not of the _apns_team_id */
     PGW_RESOLVE_BAD_PROFILE,   /* iOS push fails with 'bad_profile' */
     PGW_RESOLVE_SKIPPED,       /* the event sends nothing (skip_reason) */
 };
@@ -118,12 +118,14 @@ enum pgw_resolve_verdict {
  * folded to the unmentioned one when there is no _mentioned content) to
  * cache per-variant payloads, and in |*ret_content| (if not NULL) the
  * content, owned by |res|. A device is mentioned when one of its channels
- * that is a recipient is mentioned.
+ * that is a recipient is mentioned. |default_team| is the app's default
+ * APNs team (NULL: none), the team of iOS devices that name none: with
+ * an _apns_team_id, an iOS device gets the push only when its team is
+ * that one (pgw_installation_team_matches()).
  */
-enum pgw_resolve_verdict
-pgw_resolve_for_installation(const struct pgw_resolved *res,
-                             const struct pgw_installation *inst,
-                             int *ret_variant, const cJSON **ret_content);
+enum pgw_resolve_verdict pgw_resolve_for_installation(
+    const struct pgw_resolved *res, const struct pgw_installation *inst,
+    const char *default_team, int *ret_variant, const cJSON **ret_content);
 
 /* Content of variant |variant| (0..3) of |res|; NULL when skipped. */
 const cJSON *pgw_resolve_variant(const struct pgw_resolved *res, int variant);

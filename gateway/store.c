@@ -353,7 +353,7 @@ static struct op *make_batch(struct pgw_store *self, struct op_list *l,
 
         self->n_queued--;
         batch_add(b, &tail, m);
-        b->flag |= m->flag;
+        b->flag |= m->flag || m->set_badge;
         b->n_fail += m->n_fail;
         b->n_inv += m->n_inv;
         b->n_retry += m->n_retry;
@@ -1002,19 +1002,24 @@ int pgw_store_release_leases(struct pgw_store *self, pgw_store_done_cb cb,
 
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
-                                 const char *apns_team_id, int64_t event_id,
-                                 unsigned flags, pgw_store_installations_cb cb,
-                                 void *arg)
+                                 const struct pgw_installation_match *match,
+                                 int64_t event_id, unsigned flags,
+                                 pgw_store_installations_cb cb, void *arg)
 {
+    static const struct pgw_installation_match any = {0};
     struct pgw_pgarray_buf *b;
-    uint32_t frag[6];
+    uint32_t frag[8];
     struct op *op;
     bool fill;
     size_t names_off = 0;
     int rc;
 
+    if (!match)
+        match = &any;
     if (!self || !cb || !app_id || (n && !recipients) || !str_ok(app_id) ||
-        !str_ok(apns_team_id) || event_id < 0)
+        !str_ok(match->apns_team_id) || !str_ok(match->default_team) ||
+        event_id < 0 ||
+        (match->set_badge && (flags & PGW_STORE_FIND_INCREMENT)))
         return PGW_ERR_INVAL;
     for (size_t i = 0; i < n; i++)
         if (!recipients[i] || !str_ok(recipients[i]))
@@ -1022,15 +1027,20 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     rc = may_queue(self);
     if (rc < 0)
         return rc;
-    /* With a team filter the rows are not all of the names' devices. */
-    fill = self->cache_live && !apns_team_id && n > 0;
+    /* With a team filter the rows are not all of the names' devices. A
+     * badge to set goes to Postgres too: the cache's increments know
+     * nothing of it. */
+    fill =
+        self->cache_live && !match->apns_team_id && !match->set_badge && n > 0;
     if (fill) {
         rc = store_cache_find(self, app_id, recipients, n, event_id, flags, cb,
                               arg);
         if (rc != STORE_NOT_CACHED)
             return rc;
     }
-    /* fragments: the names (array elements), the app, the team */
+    /* fragments: the names (array elements), the app, the team, the
+     * team of team-less devices (the default team; with no team filter
+     * it does not matter) */
     b = &self->enc;
     pgw_pgarray_reset(b);
     frag[0] = 0;
@@ -1043,8 +1053,11 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     pgw_pgarray_put_text(b, app_id, strlen(app_id));
     frag[3] = (uint32_t)(b->len - frag[2]);
     frag[4] = (uint32_t)b->len;
-    pgw_pgarray_put_str(b, apns_team_id);
+    pgw_pgarray_put_str(b, match->apns_team_id);
     frag[5] = (uint32_t)(b->len - frag[4]);
+    frag[6] = (uint32_t)b->len;
+    pgw_pgarray_put_str(b, match->default_team);
+    frag[7] = (uint32_t)(b->len - frag[6]);
     if (fill) {
         /* after the fragments: the app and the names as they are */
         names_off = b->len;
@@ -1052,7 +1065,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
         for (size_t i = 0; i < n; i++)
             pgw_pgarray_put_raw(b, recipients[i], strlen(recipients[i]) + 1);
     }
-    op = op_from_enc(self, OP_FIND, frag, 3);
+    op = op_from_enc(self, OP_FIND, frag, 4);
     if (!op)
         return PGW_ERR_NOMEM;
     op->fill = fill;
@@ -1060,7 +1073,11 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     op->names_off = names_off;
     op->n_names = n;
     op->flag = (flags & PGW_STORE_FIND_INCREMENT) != 0;
-    op->solo = (flags & PGW_STORE_FIND_ALONE) != 0;
+    /* A lookup that sets badges has a statement of its own: merged with
+     * others it would need their order of sets and increments. */
+    op->set_badge = match->set_badge;
+    op->badge = match->badge;
+    op->solo = (flags & PGW_STORE_FIND_ALONE) != 0 || match->set_badge;
     op->event_id = event_id;
     op->cb.inst = cb;
     op->arg = arg;

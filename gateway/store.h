@@ -197,23 +197,30 @@ enum {
 /*
  * The valid installations of |app_id| whose channels overlap
  * |recipients| (|n| names), in id order, one row per installation.
- * |apns_team_id| (NULL: no filter) keeps only iOS rows whose
- * apns_team_id is NULL or equal. |flags|: PGW_STORE_FIND_*. The rows are
- * locked in id order, so concurrent calls on the same devices do not
- * deadlock. |event_id| (> 0; 0: none) is the event the increments are
- * for: a device already incremented for it (by another part of the same
- * lookup, or an earlier attempt) and by nothing since keeps its badge, and
- * is returned with it (migration 0006).
+ * |match| (copied; NULL: every device, no badge set) is the push's rule
+ * (installation.h, from pgw_push_event_match()): with a team, only the
+ * iOS rows of that team are kept, a row with no team being of the app's
+ * default team; with |set_badge|, the badge of every matched iOS row is
+ * set to |badge| (never below 0) in the same statement and returned, as
+ * an increment is (not with PGW_STORE_FIND_INCREMENT: PGW_ERR_INVAL);
+ * such a lookup is never merged with others nor answered by the cache.
+ * |flags|: PGW_STORE_FIND_*. The rows are locked in id order, so
+ * concurrent calls on the same devices do not deadlock. |event_id| (> 0;
+ * 0: none) is the event the badge writes are for: a device already
+ * incremented for it (by another part of the same lookup, or an earlier
+ * attempt) and by nothing since keeps its badge, and is returned with it
+ * (migration 0006); a set records it the same way.
  */
 int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  const char *const *recipients, size_t n,
-                                 const char *apns_team_id, int64_t event_id,
-                                 unsigned flags, pgw_store_installations_cb cb,
-                                 void *arg);
+                                 const struct pgw_installation_match *match,
+                                 int64_t event_id, unsigned flags,
+                                 pgw_store_installations_cb cb, void *arg);
 
 /*
  * With a cache (pgw_store_options.cache_bytes), a lookup without a team
- * filter whose every name is cached is answered from memory, and only
+ * filter or a badge to set whose every name is cached is answered from
+ * memory, and only
  * its iOS rows' increments go to Postgres (one UPDATE of those ids,
  * locked in id order; a row no longer valid there is left out). Other
  * lookups go to Postgres and their rows fill the cache, one entry per

@@ -64,6 +64,17 @@ struct pgw_icache;
 /* store_cache_find(): a name of the lookup is not in the cache (no error). */
 #define STORE_NOT_CACHED 1
 
+/*
+ * The team rule in SQL, for the lookups of store_sql.c and a broadcast's
+ * pages (pgw_installation_team_matches() says it in C; the two must
+ * agree, see installation.h): row |i| matches when the push names no
+ * team (|team| NULL), or |i| is not iOS, or |i|'s team, else the app's
+ * default team |dflt| (the team of devices that name none), is |team|.
+ */
+#define STORE_SQL_TEAM_MATCH(i, team, dflt)                                    \
+    "(" team " IS NULL OR " i ".device_type <> 'ios' OR coalesce(" i           \
+    ".apns_team_id, " dflt ") = " team ")"
+
 enum op_kind {
     OP_INSERT,
     OP_FINISH,
@@ -116,7 +127,9 @@ struct op {
     /* plain parameters, pointing into |data| (or NULL) */
     unsigned n_params;
     const char *param[STORE_MAX_PARAMS];
-    bool flag;        /* find: increment */
+    bool flag;      /* find: increment (a batch: or set badges) */
+    bool set_badge; /* find: set the iOS rows' badge to |badge| */
+    int32_t badge;
     bool solo;        /* find: never merged with other lookups */
     int64_t event_id; /* find: the increments' event (0: none) */
     /* fragments: |n_frags| (offset, length) pairs into |data|, |data_len|

@@ -24,6 +24,7 @@ enum stmt_id {
     ST_FIND,
     ST_FIND_ONE,
     ST_FIND_ONE_INC,
+    ST_FIND_ONE_SET,
     ST_INC_IDS,
     ST_FAIL_INS,
     ST_INVALIDATE,
@@ -50,9 +51,10 @@ enum stmt_id {
  * time: a few names per probe beat both one per name and all in one
  * (docs/BENCHMARKS.md). The rows keep their columns, so the ones not
  * updated are returned from here, not read again by primary key.
- * OFFSET 0: see ST_FIND. */
+ * OFFSET 0: see ST_FIND. $3 is {team, default team}. */
 #define ONE_APP "(($1::text[])[1])"
 #define ONE_TEAM "(($3::text[])[1])"
+#define ONE_DFLT "(($3::text[])[2])"
 #define INST_MATCH_ONE                                                         \
     "c AS (SELECT array_agg(name) AS names FROM unnest($2::text[]) WITH "      \
     "ORDINALITY AS r(name, n) GROUP BY (n - 1) / 8), "                         \
@@ -60,9 +62,20 @@ enum stmt_id {
     "i.device_type, i.device_token, i.channels, i.badge, i.apns_topic, "       \
     "i.apns_team_id FROM c CROSS JOIN LATERAL (SELECT " INST_COLS ", app_id, " \
     "valid FROM installations WHERE channels && c.names OFFSET 0) i WHERE "    \
-    "i.app_id = " ONE_APP " AND i.valid AND (" ONE_TEAM " IS NULL OR "         \
-    "i.device_type <> 'ios' OR i.apns_team_id IS NULL OR i.apns_team_id "      \
-    "= " ONE_TEAM ") ORDER BY i.id)"
+    "i.app_id = " ONE_APP " AND i.valid AND " STORE_SQL_TEAM_MATCH(            \
+        "i", ONE_TEAM, ONE_DFLT) " ORDER BY i.id)"
+/* ST_FIND's team rule: its callers' teams and default teams. */
+#define FIND_TEAM STORE_SQL_TEAM_MATCH("i", "r.team", "r.dflt")
+/* A lookup of one caller that writes the badges of its iOS rows (|set|:
+ * the SET clause), and returns them with the others: see
+ * ST_FIND_ONE_INC. */
+#define FIND_ONE_WRITE(set)                                                    \
+    "WITH " INST_MATCH_ONE ", u AS (UPDATE installations i SET " set           \
+    " FROM (SELECT id FROM m WHERE device_type = 'ios' ORDER BY id) l "        \
+    "WHERE i.id = l.id AND i.valid RETURNING i.id, i.installation_id, "        \
+    "i.device_type, i.device_token, i.channels, i.badge, i.apns_topic, "       \
+    "i.apns_team_id) SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "     \
+    "SELECT " INST_COLS " FROM m WHERE device_type <> 'ios') x ORDER BY 2"
 
 static const struct {
     const char *name;
@@ -140,8 +153,10 @@ static const struct {
     /* The lookups of one loop iteration, in one statement: one element
      * per (caller, recipient name) in each array: the caller's number k
      * (1-based) $1, the name $2, the caller's app $3, team filter $4
-     * (NULL: none) and increment flag $5. The rows come back ordered by
-     * caller, then id, with the caller first.
+     * (NULL: none), increment flag $5 and the app's default team $6 (the
+     * team of iOS rows that name none). The rows come back ordered by
+     * caller, then id, with the caller first. A lookup that sets badges
+     * is never merged (ST_FIND_ONE_SET).
      * - m: the matches, one row per (caller, installation): one GIN
      *   lookup per recipient (channels @> ARRAY[name]; OFFSET 0 keeps
      *   the planner from joining the apps first: with many callers it
@@ -165,11 +180,10 @@ static const struct {
         {"pgw_find",
          "WITH m AS MATERIALIZED (SELECT DISTINCT r.k, r.inc, i.id, "
          "i.device_type FROM unnest($1::int8[], $2::text[], $3::text[], "
-         "$4::text[], $5::bool[]) AS r(k, name, app, team, inc) CROSS JOIN "
-         "LATERAL (SELECT id, app_id, device_type, apns_team_id FROM "
-         "installations WHERE channels @> ARRAY[r.name] AND valid OFFSET 0) "
-         "i WHERE i.app_id = r.app AND (r.team IS NULL OR i.device_type <> "
-         "'ios' OR i.apns_team_id IS NULL OR i.apns_team_id = r.team)), "
+         "$4::text[], $5::bool[], $6::text[]) AS r(k, name, app, team, inc, "
+         "dflt) CROSS JOIN LATERAL (SELECT id, app_id, device_type, "
+         "apns_team_id FROM installations WHERE channels @> ARRAY[r.name] "
+         "AND valid OFFSET 0) i WHERE i.app_id = r.app AND " FIND_TEAM "), "
          "n AS (SELECT id, array_agg(k ORDER BY k) AS ks FROM m WHERE inc "
          "AND device_type = 'ios' GROUP BY id), "
          "u AS (UPDATE installations i SET badge = i.badge + "
@@ -200,17 +214,20 @@ static const struct {
                      "WITH " INST_MATCH_ONE " SELECT 1::int8, " INST_COLS
                      " FROM m ORDER BY id"},
     [ST_FIND_ONE_INC] = {"pgw_find_one_inc",
-                         "WITH " INST_MATCH_ONE ", "
-                         "u AS (UPDATE installations i SET badge = i.badge + "
-                         "CASE WHEN i.badge_event_id = $4::int8 THEN 0 ELSE "
-                         "1 END, badge_event_id = $4::int8 FROM (SELECT id "
-                         "FROM m WHERE device_type = 'ios' ORDER BY id) l "
-                         "WHERE i.id = l.id AND i.valid RETURNING i.id, "
-                         "i.installation_id, i.device_type, i.device_token, "
-                         "i.channels, i.badge, i.apns_topic, i.apns_team_id) "
-                         "SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "
-                         "SELECT " INST_COLS " FROM m WHERE device_type <> "
-                         "'ios') x ORDER BY 2"},
+                         FIND_ONE_WRITE(
+                             "badge = i.badge + CASE WHEN i.badge_event_id = "
+                             "$4::int8 THEN 0 ELSE 1 END, badge_event_id = "
+                             "$4::int8")},
+    /* A numeric badge $5 (never below 0) sets the badge of the lookup's
+     * iOS rows, as Parse does, so a later increment continues from it.
+     * Setting twice gives the same value: another part of the lookup, or
+     * the event worked again, needs no "kept" case. The event $4 is
+     * recorded (0006): an incrementing event worked again after it has
+     * not made the last change and increments again, as it would after
+     * any other event's increment. */
+    [ST_FIND_ONE_SET] = {"pgw_find_one_set",
+                         FIND_ONE_WRITE("badge = $5::int4, badge_event_id = "
+                                        "$4::int8")},
     /* The increments of lookups the cache answered: each iOS installation
      * $1 once, with its number of increments $2 (one per caller that
      * matched it) and, for one, the caller's event $3 (NULL: none); rows
@@ -478,8 +495,11 @@ static int send_find_one(struct pgw_store *self, struct pgw_pgconn *c,
 {
     const struct op *m = op->members;
     struct pgw_pgarray_buf *app = &self->arr[2], *team = &self->arr[3];
-    const char *params[4];
-    char event[24];
+    const char *params[5];
+    char event[24], badge[16];
+    enum stmt_id id = m->set_badge ? ST_FIND_ONE_SET
+                      : m->flag    ? ST_FIND_ONE_INC
+                                   : ST_FIND_ONE;
 
     pgw_pgarray_reset(app);
     pgw_pgarray_reset(team);
@@ -488,41 +508,52 @@ static int send_find_one(struct pgw_store *self, struct pgw_pgconn *c,
     pgw_pgarray_put_raw(app, "}", 1);
     pgw_pgarray_put_raw(team, "{", 1);
     pgw_pgarray_put_raw(team, m->data + m->frag[4], m->frag[5]);
+    pgw_pgarray_put_raw(team, ",", 1);
+    pgw_pgarray_put_raw(team, m->data + m->frag[6], m->frag[7]);
     pgw_pgarray_put_raw(team, "}", 1);
     params[0] = app->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = team->p;
     snprintf(event, sizeof(event), "%lld", (long long)m->event_id);
     params[3] = m->event_id > 0 ? event : NULL;
+    snprintf(badge, sizeof(badge), "%ld", (long)(m->badge < 0 ? 0 : m->badge));
+    params[4] = badge;
     if (app->oom || team->oom || !params[1])
         return PGW_ERR_NOMEM;
-    return send_stmt(self, c, m->flag ? ST_FIND_ONE_INC : ST_FIND_ONE,
-                     m->flag ? 4 : 3, params) < 0
+    return send_stmt(self, c, id,
+                     id == ST_FIND_ONE_SET ? 5
+                     : m->flag             ? 4
+                                           : 3,
+                     params) < 0
                ? PGW_ERR_DB
                : 0;
 }
 
 /*
  * The lookups merged in |op| as ST_FIND's parameters, one element per
- * recipient name: each member's fragments are its names, its app and its
- * team; its number and increment flag are written here.
+ * recipient name: each member's fragments are its names, its app, its
+ * team and its app's default team; its number and increment flag are
+ * written here. None sets badges (those are never merged).
  */
 static int send_find_batch(struct pgw_store *self, struct pgw_pgconn *c,
                            const struct op *op)
 {
     struct pgw_pgarray_buf *k = &self->arr[1], *app = &self->arr[2],
-                           *team = &self->arr[3], *inc = &self->arr[4];
-    const char *params[5];
+                           *team = &self->arr[3], *inc = &self->arr[4],
+                           *dflt = &self->arr[5];
+    const char *params[6];
     long long idx = 0;
 
     pgw_pgarray_reset(k);
     pgw_pgarray_reset(app);
     pgw_pgarray_reset(team);
     pgw_pgarray_reset(inc);
+    pgw_pgarray_reset(dflt);
     pgw_pgarray_put_raw(k, "{", 1);
     pgw_pgarray_put_raw(app, "{", 1);
     pgw_pgarray_put_raw(team, "{", 1);
     pgw_pgarray_put_raw(inc, "{", 1);
+    pgw_pgarray_put_raw(dflt, "{", 1);
     for (const struct op *m = op->members; m; m = m->next) {
         idx++;
         for (size_t i = 0; i < m->n_names; i++) {
@@ -533,19 +564,22 @@ static int send_find_batch(struct pgw_store *self, struct pgw_pgconn *c,
         }
         sb_repeat_frag(app, m, 1, m->n_names);
         sb_repeat_frag(team, m, 2, m->n_names);
+        sb_repeat_frag(dflt, m, 3, m->n_names);
     }
     pgw_pgarray_put_raw(k, "}", 1);
     pgw_pgarray_put_raw(app, "}", 1);
     pgw_pgarray_put_raw(team, "}", 1);
     pgw_pgarray_put_raw(inc, "}", 1);
+    pgw_pgarray_put_raw(dflt, "}", 1);
     params[0] = k->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = app->p;
     params[3] = team->p;
     params[4] = inc->p;
-    if (k->oom || app->oom || team->oom || inc->oom || !params[1])
+    params[5] = dflt->p;
+    if (k->oom || app->oom || team->oom || inc->oom || dflt->oom || !params[1])
         return PGW_ERR_NOMEM;
-    return send_stmt(self, c, ST_FIND, 5, params) < 0 ? PGW_ERR_DB : 0;
+    return send_stmt(self, c, ST_FIND, 6, params) < 0 ? PGW_ERR_DB : 0;
 }
 
 static int cmp_inc_ent(const void *a, const void *b)

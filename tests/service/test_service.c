@@ -281,8 +281,8 @@ static void test_push_data_and_profile(void **state)
                         "Spike in conv-42: hello");
     assert_string_equal(tu_json_str(r, "body.message.data.custom-key"), "v");
     cJSON_Delete(r);
-    /* A literal badge does not touch the stored counter. */
-    expect_query(s, "SELECT sum(badge) FROM installations", "0");
+    /* A number sets the stored badge of the iOS devices pushed to. */
+    expect_query(s, "SELECT sum(badge) FROM installations", "14");
 }
 
 /* The guide's Java example sends plain text as pushData: it is the alert.
@@ -369,29 +369,181 @@ static int setup_trace(void **state)
     return 0;
 }
 
-/* _apns_team_id: that team's key signs, only its (or team-less) devices. */
+/* Sets the stored badge of every installation to |n|. */
+static void set_all_badges(struct tu_svc *s, int n)
+{
+    char sql[160];
+    char *v;
+
+    snprintf(sql, sizeof(sql),
+             "WITH u AS (UPDATE installations SET badge = %d RETURNING 1) "
+             "SELECT count(*) FROM u",
+             n);
+    v = tu_svc_query(s, sql);
+    assert_non_null(v);
+    free(v);
+}
+
+/* The devices of the team tests: one of each team (TEAM000001 is the
+ * demo app's default team, TEAM000002 another with a key), one that
+ * names no team, one Android device. */
+static void seed_teams(struct tu_svc *s)
+{
+    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
+    tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
+    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    tu_svc_add_device(s, "demo", "android", TOK_A1, "{Jerry}", NULL);
+}
+
+/* _apns_team_id of another team than the app's default: that team's key
+ * signs, and only its devices get the push: not the default team's, nor
+ * those that name no team (they are the default team's). Android devices
+ * have no team. */
 static void test_team_filter(void **state)
 {
     struct tu_svc *s = *state;
     cJSON *r;
 
-    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
-    tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
-    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    seed_teams(s);
     post_event(s, "c1", "[\"Jerry\"]",
                "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
                "\"TEAM000002\"}");
-    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    assert_int_equal(tu_records_wait(s->apns.record, 1, WAIT_MS), 1);
+    assert_true(tu_records_wait(s->fcm.record, 1, WAIT_MS) >= 1);
     wait_events_done(s, 1);
+    usleep(300000);
     assert_int_equal(count_token(s->apns.record, TOK_J1), 0);
+    assert_int_equal(count_token(s->apns.record, TOK_J2), 0);
+    assert_int_equal(tu_records_wait(s->apns.record, 1, 0), 1);
     r = last_for(s->apns.record, TOK_T2);
     assert_string_equal(tu_json_str(r, "kid"), "KEY0000002");
     assert_string_equal(tu_json_str(r, "team"), "TEAM000002");
+    assert_string_equal(tu_json_str(r, "status"), "200");
     assert_string_equal(tu_json_str(r, "body._apns_team_id"), "(missing)");
     cJSON_Delete(r);
-    r = last_for(s->apns.record, TOK_J2);
-    assert_string_equal(tu_json_str(r, "team"), "TEAM000002");
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
+    /* the devices left out are not pushes: nothing failed */
+    expect_query(s,
+                 "SELECT pushes_total || '/' || pushes_delivered || '/' || "
+                 "(SELECT count(*) FROM push_failures) FROM events",
+                 "2/2/0");
+}
+
+/* _apns_team_id of the app's default team: its devices and those that
+ * name no team get the push, the other team's do not. */
+static void test_team_filter_default_team(void **state)
+{
+    struct tu_svc *s = *state;
+    cJSON *r;
+
+    seed_teams(s);
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
+               "\"TEAM000001\"}");
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    wait_events_done(s, 1);
+    usleep(300000);
+    assert_int_equal(tu_records_wait(s->apns.record, 2, 0), 2);
+    assert_int_equal(count_token(s->apns.record, TOK_T2), 0);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000001");
+    assert_string_equal(tu_json_str(r, "kid"), "KEY0000001");
     cJSON_Delete(r);
+    r = last_for(s->apns.record, TOK_J2);
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000001");
+    assert_string_equal(tu_json_str(r, "status"), "200");
+    cJSON_Delete(r);
+    assert_int_equal(count_token(s->fcm.record, TOK_A1), 1);
+}
+
+/* Without _apns_team_id every device gets the push, each signed with its
+ * own team's key (the default team's for those that name none): one key
+ * cannot reach another team's devices. */
+static void test_team_none_named(void **state)
+{
+    struct tu_svc *s = *state;
+    cJSON *r;
+
+    seed_teams(s);
+    post_event(s, "c1", "[\"Jerry\"]", "\"pushData\":{\"alert\":\"t\"}");
+    assert_int_equal(tu_records_wait(s->apns.record, 3, WAIT_MS), 3);
+    wait_events_done(s, 1);
+    r = last_for(s->apns.record, TOK_T2);
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000002");
+    assert_string_equal(tu_json_str(r, "kid"), "KEY0000002");
+    assert_string_equal(tu_json_str(r, "status"), "200");
+    cJSON_Delete(r);
+    r = last_for(s->apns.record, TOK_J2);
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000001");
+    cJSON_Delete(r);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(tu_json_str(r, "team"), "TEAM000001");
+    cJSON_Delete(r);
+}
+
+/* A numeric badge sets the stored badge (as Parse does): the next
+ * "Increment" (the template's) continues from it. Only the devices the
+ * push goes to are set. */
+static void test_badge_number_sets(void **state)
+{
+    struct tu_svc *s = *state;
+
+    seed_demo(s);
+    tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
+    tu_svc_add_device(s, "demo", "ios", TOK_S1, "{Spike}", NULL);
+    set_all_badges(s, 3);
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":{\"alert\":\"n\",\"badge\":7,"
+               "\"_apns_team_id\":\"TEAM000001\"}");
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    wait_events_done(s, 1);
+    expect_last_badge(s, TOK_J1, "7");
+    expect_last_badge(s, TOK_J2, "7");
+    /* the other team's device, Spike's and the Android one keep theirs */
+    expect_query(s,
+                 "SELECT string_agg(device_token || '=' || badge, ',' "
+                 "ORDER BY device_token) FROM installations",
+                 TOK_J1 "=7," TOK_J2 "=7," TOK_S1 "=3," TOK_T2
+                        "=3,fcm-token-tom-1=3");
+    /* the template's Increment continues from 7 */
+    post_event(s, "c1", "[\"Jerry\"]", NULL);
+    assert_int_equal(tu_records_wait(s->apns.record, 5, WAIT_MS), 5);
+    wait_events_done(s, 2);
+    expect_last_badge(s, TOK_J1, "8");
+    expect_last_badge(s, TOK_J2, "8");
+    expect_last_badge(s, TOK_T2, "4");
+    /* 0 clears it */
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":{\"alert\":\"z\",\"badge\":0}");
+    assert_int_equal(tu_records_wait(s->apns.record, 8, WAIT_MS), 8);
+    wait_events_done(s, 3);
+    expect_last_badge(s, TOK_T2, "0");
+    expect_query(s,
+                 "SELECT string_agg(badge::text, ',' ORDER BY device_token) "
+                 "FROM installations WHERE device_type = 'ios'",
+                 "0,0,3,0");
+}
+
+/* "Increment" is case-sensitive, as the LeanCloud guide says:
+ * "increment" is a string badge, which APNs does not take: the push goes
+ * without a badge and the stored one is untouched. */
+static void test_badge_increment_case(void **state)
+{
+    struct tu_svc *s = *state;
+    cJSON *r;
+
+    seed_demo(s);
+    set_all_badges(s, 3);
+    post_event(s, "c1", "[\"Jerry\"]",
+               "\"pushData\":{\"alert\":\"i\",\"badge\":\"increment\"}");
+    assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
+    wait_events_done(s, 1);
+    r = last_for(s->apns.record, TOK_J1);
+    assert_string_equal(tu_json_str(r, "body.aps.alert"), "i");
+    assert_string_equal(tu_json_str(r, "body.aps.badge"), "(missing)");
+    assert_string_equal(tu_json_str(r, "status"), "200");
+    cJSON_Delete(r);
+    expect_query(s, "SELECT sum(badge) FROM installations", "9");
 }
 
 /* The same msgId twice: one set of pushes. The batch endpoint. */
@@ -1164,6 +1316,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_data_and_profile, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_team_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_team_filter_default_team, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_team_none_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_badge_number_sets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_badge_increment_case, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_event_trace_and_clean_stop,
                                         setup_trace, teardown),
         cmocka_unit_test_setup_teardown(test_push_data_plain_text, setup,

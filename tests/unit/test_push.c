@@ -114,6 +114,24 @@ static const struct step_case step_cases[] = {
     {"other team of the event",
      "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, true,
      PGW_PLATFORM_IOS, "TEAM1", PGW_PUSH_NONE, NULL, false},
+    /* A device that names no team is of the app's default team (TEAM1). */
+    {"team-less device, push to the default team",
+     "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM1\"}", NOW_S, true,
+     PGW_PLATFORM_IOS, NULL, PGW_PUSH_SEND, NULL, false},
+    {"team-less device, push to another team",
+     "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, true,
+     PGW_PLATFORM_IOS, NULL, PGW_PUSH_NONE, NULL, false},
+    {"device of the push's team, not the default",
+     "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, true,
+     PGW_PLATFORM_IOS, "TEAM2", PGW_PUSH_SEND, NULL, false},
+    {"android of another team",
+     "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, true,
+     PGW_PLATFORM_ANDROID, "TEAM1", PGW_PUSH_SEND, NULL, false},
+    /* An app with no default team (no key): team-less devices are no
+     * team's. */
+    {"team-less device, app without a default team",
+     "{\"alert\":\"hi\",\"_apns_team_id\":\"TEAM2\"}", NOW_S, false,
+     PGW_PLATFORM_IOS, NULL, PGW_PUSH_NONE, NULL, false},
 };
 
 /* Each outcome of the per-device step, as render prints it and serve
@@ -161,6 +179,89 @@ static void test_step_outcomes(void **state)
                 assert_string_equal(p.team, c->team ? c->team : "TEAM1");
             pgw_push_release(&p);
         }
+        pgw_push_event_release(&e);
+        pgw_resolve_free(res);
+    }
+}
+
+/* The lookup rule of a push: its team and the badge it sets. */
+static void test_event_match(void **state)
+{
+    static const struct {
+        const char *push_data;
+        bool set;
+        int32_t badge;
+        bool increments;
+    } cases[] = {
+        {"{\"alert\":\"a\",\"badge\":5}", true, 5, false},
+        {"{\"alert\":\"a\",\"badge\":0}", true, 0, false},
+        {"{\"alert\":\"a\",\"badge\":-3}", true, 0, false},
+        {"{\"alert\":\"a\",\"badge\":2.9}", true, 2, false},
+        {"{\"ios\":{\"badge\":2},\"android\":{\"alert\":\"x\"}}", true, 2,
+         false},
+        {"{\"aps\":{\"alert\":\"a\",\"badge\":4}}", true, 4, false},
+        {"{\"alert\":\"a\",\"badge\":\"Increment\"}", false, 0, true},
+        /* case-sensitive, as the guide says: a string badge, dropped */
+        {"{\"alert\":\"a\",\"badge\":\"increment\"}", false, 0, false},
+        {"{\"alert\":\"a\",\"badge\":\"5\"}", false, 0, false},
+        {"{\"alert\":\"a\"}", false, 0, false},
+        /* mentioned devices get another number, or none: not known to
+         * the lookup, nothing set */
+        {"{\"badge\":5,\"_mentioned\":{\"alert\":\"m\",\"badge\":6}}", false, 0,
+         false},
+        {"{\"badge\":5,\"_mentioned\":{\"alert\":\"m\"}}", false, 0, false},
+        {"{\"badge\":5,\"_mentioned\":{\"alert\":\"m\",\"badge\":5}}", true, 5,
+         false},
+        /* nothing goes to iOS */
+        {"{\"alert\":\"a\",\"badge\":5,\"_profile\":\"x\"}", false, 0, false},
+    };
+    struct fixture f;
+    (void)state;
+
+    fixture_init(&f);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char json[512];
+        struct pgw_resolved *res;
+        struct pgw_push_event e;
+        struct pgw_installation_match m;
+
+        snprintf(json, sizeof(json),
+                 "{\"fromPeer\":\"Tom\",\"convId\":\"c\",\"offlinePeers\":"
+                 "[\"Jerry\"],\"timestamp\":%lld,\"pushData\":%s}",
+                 (long long)TS_2100, cases[i].push_data);
+        res = resolve(json);
+        pgw_push_event_init(&e, res, "ev-1", NOW_S, 604800);
+        pgw_push_event_match(&e, &f.apps[0], &m);
+        if (m.set_badge != cases[i].set ||
+            (m.set_badge && m.badge != cases[i].badge) ||
+            pgw_push_event_increments(&e) != cases[i].increments)
+            fail_msg("%s: set %d badge %d", cases[i].push_data, m.set_badge,
+                     (int)m.badge);
+        assert_null(m.apns_team_id);
+        assert_string_equal(m.default_team, "TEAM1");
+        pgw_push_event_release(&e);
+        pgw_resolve_free(res);
+    }
+
+    /* the team: the push's, and the app's default (none without a key) */
+    {
+        struct pgw_resolved *res;
+        struct pgw_push_event e;
+        struct pgw_installation_match m;
+
+        res =
+            resolve("{\"fromPeer\":\"Tom\",\"convId\":\"c\","
+                    "\"offlinePeers\":[\"Jerry\"],\"timestamp\":4102444800000,"
+                    "\"pushData\":{\"alert\":\"a\",\"_apns_team_id\":"
+                    "\"TEAM2\"}}");
+        pgw_push_event_init(&e, res, "ev-1", NOW_S, 604800);
+        pgw_push_event_match(&e, &f.apps[0], &m);
+        assert_string_equal(m.apns_team_id, "TEAM2");
+        assert_string_equal(m.default_team, "TEAM1");
+        assert_false(m.set_badge);
+        pgw_push_match_init(res, &f.apps[1], &m);
+        assert_string_equal(m.apns_team_id, "TEAM2");
+        assert_null(m.default_team);
         pgw_push_event_release(&e);
         pgw_resolve_free(res);
     }
@@ -392,6 +493,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_outcomes),
+        cmocka_unit_test(test_event_match),
         cmocka_unit_test(test_step_too_large),
         cmocka_unit_test(test_codec_round_trip),
         cmocka_unit_test(test_codec_refuses),

@@ -38,6 +38,11 @@ static const struct gcase gcases[] = {
      "all 2 line(s) are errors"},
     {"certs", "no-keys.json", NULL, "cert-app.out", 0, NULL},
     {"chat", "unknown-team.json", NULL, "unknown-team.out", 0, NULL},
+    /* A push to the default team reaches the devices that name none, not
+     * another team's; a numeric badge is sent as is; "increment" is not
+     * "Increment" (case-sensitive): no badge. */
+    {"chat", "team-badge.json", NULL, "team-badge.out", 0, NULL},
+    {"chat", "badge-lowercase.json", NULL, "badge-lowercase.out", 0, NULL},
     {"chat", "too-large.json", NULL, "too-large.out", 1,
      "all 2 line(s) are errors"},
     /* Nothing for a platform once _profile is stripped: not sent. */

@@ -350,20 +350,20 @@ static void test_mentioned(void **state)
     /* mentionOfflinePeers: only Bob is mentioned. */
     res = resolve(EV(",\"mentionOfflinePeers\":[\"Bob\"]"), NULL, tmpl);
     assert_true(res->has_mentioned);
-    assert_int_equal(pgw_resolve_for_installation(res, &jerry, &v, &c),
+    assert_int_equal(pgw_resolve_for_installation(res, &jerry, NULL, &v, &c),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 0);
     s = cJSON_PrintUnformatted(c);
     assert_string_equal(s, "{\"alert\":\"normal\"}");
     free(s);
-    assert_int_equal(pgw_resolve_for_installation(res, &bob, &v, &c),
+    assert_int_equal(pgw_resolve_for_installation(res, &bob, NULL, &v, &c),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 3);
     s = cJSON_PrintUnformatted(c);
     assert_string_equal(s, "{\"alert\":\"Tom mentioned you\"}");
     free(s);
     /* A device of several recipients is mentioned if one of them is. */
-    assert_int_equal(pgw_resolve_for_installation(res, &both, &v, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &both, NULL, &v, NULL),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 3);
     s = print_variant(res, 1);
@@ -375,10 +375,10 @@ static void test_mentioned(void **state)
 
     /* mentionAll: everyone is mentioned. */
     res = resolve(EV(",\"mentionAll\":true"), NULL, tmpl);
-    assert_int_equal(pgw_resolve_for_installation(res, &jerry, &v, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &jerry, NULL, &v, NULL),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 1);
-    assert_int_equal(pgw_resolve_for_installation(res, &bob, &v, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &bob, NULL, &v, NULL),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 3);
     pgw_resolve_free(res);
@@ -386,7 +386,7 @@ static void test_mentioned(void **state)
     /* Without _mentioned, mentioned devices get the normal variant. */
     res = resolve(EV(",\"mentionAll\":true"), NULL, NULL);
     assert_false(res->has_mentioned);
-    assert_int_equal(pgw_resolve_for_installation(res, &bob, &v, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &bob, NULL, &v, NULL),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 2);
     pgw_resolve_free(res);
@@ -419,36 +419,53 @@ static void test_team_and_profile(void **state)
     (void)state;
     res = resolve(EV(""), NULL, tmpl);
     assert_string_equal(res->apns_team_id, "TEAM2");
-    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL),
-                     PGW_RESOLVE_SEND);
-    assert_int_equal(pgw_resolve_for_installation(res, &same, NULL, NULL),
-                     PGW_RESOLVE_SEND);
-    assert_int_equal(pgw_resolve_for_installation(res, &other, NULL, NULL),
+    /* A device with no team is of the app's default team: it gets a
+     * push to that team only. */
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &any, "TEAM2", NULL, NULL),
+        PGW_RESOLVE_SEND);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &any, "TEAM1", NULL, NULL),
+        PGW_RESOLVE_OTHER_TEAM);
+    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL, NULL),
                      PGW_RESOLVE_OTHER_TEAM);
-    assert_int_equal(pgw_resolve_for_installation(res, &andr, NULL, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &same, NULL, NULL, NULL),
                      PGW_RESOLVE_SEND);
-    assert_int_equal(pgw_resolve_for_installation(res, &stranger, NULL, NULL),
-                     PGW_RESOLVE_NOT_RECIPIENT);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &same, "TEAM1", NULL, NULL),
+        PGW_RESOLVE_SEND);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &other, "TEAM1", NULL, NULL),
+        PGW_RESOLVE_OTHER_TEAM);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &other, NULL, NULL, NULL),
+        PGW_RESOLVE_OTHER_TEAM);
+    assert_int_equal(pgw_resolve_for_installation(res, &andr, NULL, NULL, NULL),
+                     PGW_RESOLVE_SEND);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &stranger, NULL, NULL, NULL),
+        PGW_RESOLVE_NOT_RECIPIENT);
     pgw_resolve_free(res);
 
     /* No _apns_team_id: every team. */
     res = resolve(EV(""), NULL, NULL);
     assert_null(res->apns_team_id);
-    assert_int_equal(pgw_resolve_for_installation(res, &other, NULL, NULL),
-                     PGW_RESOLVE_SEND);
+    assert_int_equal(
+        pgw_resolve_for_installation(res, &other, NULL, NULL, NULL),
+        PGW_RESOLVE_SEND);
     pgw_resolve_free(res);
 
     /* Bad profile: iOS fails, Android is sent. */
     res = resolve(EV(""), NULL, "{\"alert\":\"a\",\"_profile\":\"test\"}");
-    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL, NULL),
                      PGW_RESOLVE_BAD_PROFILE);
-    assert_int_equal(pgw_resolve_for_installation(res, &andr, NULL, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &andr, NULL, NULL, NULL),
                      PGW_RESOLVE_SEND);
     pgw_resolve_free(res);
 
     /* Skipped events send nothing to anyone. */
     res = resolve(EV(""), "{\"skip\":\"yes\"}", NULL);
-    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL),
+    assert_int_equal(pgw_resolve_for_installation(res, &any, NULL, NULL, NULL),
                      PGW_RESOLVE_SKIPPED);
     assert_null(pgw_resolve_variant(res, 0));
     pgw_resolve_free(res);

@@ -545,14 +545,23 @@ static int find_cached_pair(struct fx *f, const char *const *names,
     return rc;
 }
 
+/* Pushes of TEAMA in an app whose default team is TEAMA (team-less iOS
+ * devices are TEAMA's), and in one whose default team is TEAMB. */
+static const struct pgw_installation_match team_a_default = {.apns_team_id =
+                                                                 "TEAMA",
+                                                             .default_team =
+                                                                 "TEAMA"},
+                                           team_a = {.apns_team_id = "TEAMA",
+                                                     .default_team = "TEAMB"};
+
 static void find(struct fx *f, struct find_res *r, const char *const *names,
-                 size_t n, const char *team, bool inc)
+                 size_t n, const struct pgw_installation_match *m, bool inc)
 {
     int done = 0;
 
     *r = (struct find_res){.done = &done};
     assert_int_equal(pgw_store_find_installations(
-                         f->store, "demo", names, n, team, 0,
+                         f->store, "demo", names, n, m, 0,
                          inc ? PGW_STORE_FIND_INCREMENT : 0, on_find, r),
                      0);
     run_until(f->base, &done, 1, 10000);
@@ -609,8 +618,15 @@ static void test_find_installations(void **state)
     assert_string_equal(r.rows[3].team, "TEAMB");
     assert_int_equal(r.rows[0].badge, 0);
 
-    /* team filter: iOS rows of that team or none; Android kept */
-    find(f, &r, jt, 2, "TEAMA", true);
+    /* team filter of another team than the app's default: iOS rows of
+     * that team only; Android kept; nothing incremented */
+    find(f, &r, jt, 2, &team_a, false);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.rows[0].id, 2);
+    assert_int_equal(r.rows[1].id, 3);
+
+    /* team filter of the default team: iOS rows of that team or none */
+    find(f, &r, jt, 2, &team_a_default, true);
     assert_int_equal(r.n, 3);
     assert_int_equal(r.rows[0].id, 1);
     assert_int_equal(r.rows[0].badge, 1);
@@ -800,8 +816,11 @@ static void test_installation_cache(void **state)
     assert_string_equal(r.rows[2].token, "tok3");
     assert_int_equal(cache_stats(f).hits, 2);
     /* a team filter goes to Postgres */
-    find(f, &r, jt, 2, "TEAMA", false);
+    find(f, &r, jt, 2, &team_a_default, false);
     expect_id_list(&r, "1,2,3");
+    assert_int_equal(cache_stats(f).hits, 2);
+    find(f, &r, jt, 2, &team_a, false);
+    expect_id_list(&r, "2,3");
     assert_int_equal(cache_stats(f).hits, 2);
 
     /* increments from the cache: iOS rows only, in Postgres */
@@ -1441,13 +1460,109 @@ static void test_parts_one_event(void **state)
     assert_int_equal(jerry_parts(f, 77, PGW_STORE_FIND_ALONE, 1), 6);
 }
 
+/* Lookups of |names| with |m| for |event|, |n_calls| of them queued at
+ * once (each in |r|[i]), run to their end. */
+static void find_set(struct fx *f, struct find_res *r, int n_calls,
+                     const char *const *names, size_t n,
+                     const struct pgw_installation_match *m, int64_t event,
+                     unsigned flags)
+{
+    int done = 0;
+
+    for (int i = 0; i < n_calls; i++) {
+        r[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(f->store, "demo", names,
+                                                      n, m, event, flags,
+                                                      on_find, &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, n_calls, 10000);
+    for (int i = 0; i < n_calls; i++)
+        assert_int_equal(r[i].err, 0);
+}
+
+#define BADGES_SQL                                                             \
+    "SELECT string_agg(id || ':' || badge || ':' || "                          \
+    "coalesce(badge_event_id, 0), ',' ORDER BY id) FROM installations "        \
+    "WHERE id <= 7"
+
+/*
+ * A numeric badge sets the badge of the lookup's iOS rows (as Parse
+ * does), in the lookup's statement, and records its event; the next
+ * increment continues from it. A team filter and the cache apply as to
+ * an increment.
+ */
+static void test_badge_set(void **state)
+{
+    struct fx *f = *state;
+    const char *jt[] = {"Jerry", "Tom"};
+    const struct pgw_installation_match set5 = {.set_badge = true, .badge = 5},
+                                        set0 = {.set_badge = true, .badge = -4},
+                                        set9a = {.apns_team_id = "TEAMA",
+                                                 .default_team = "TEAMB",
+                                                 .set_badge = true,
+                                                 .badge = 9};
+    struct find_res r[2];
+
+    seed_installations(f->db);
+    exec_sql(f->db, "UPDATE installations SET badge = 3, badge_event_id = 7 "
+                    "WHERE id IN (1, 2, 5)");
+    find_set(f, r, 1, jt, 2, &set5, 42, 0);
+    expect_id_list(&r[0], "1,2,3,4");
+    assert_int_equal(badge_of(&r[0], 1), 5);
+    assert_int_equal(badge_of(&r[0], 3), 5);
+    assert_int_equal(badge_of(&r[0], 4), 5);
+    /* Android rows and invalid ones are not written */
+    expect_sql(f->db, BADGES_SQL,
+               "1:5:42,2:3:7,3:5:42,4:5:42,5:3:7,6:0:0,7:0:0");
+
+    /* the next increment continues from it */
+    find(f, &r[0], jt, 2, NULL, true);
+    assert_int_equal(badge_of(&r[0], 1), 6);
+    assert_int_equal(badge_of(&r[0], 4), 6);
+
+    /* a team filter: only the rows of that team are set */
+    find_set(f, r, 1, jt, 2, &set9a, 43, 0);
+    expect_id_list(&r[0], "2,3");
+    assert_int_equal(badge_of(&r[0], 3), 9);
+    expect_sql(f->db, BADGES_SQL, "1:6:0,2:3:7,3:9:43,4:6:0,5:3:7,6:0:0,7:0:0");
+
+    /* two parts of one event (or the event worked again): the same
+     * value; a negative number sets 0 */
+    find_set(f, r, 2, jt, 2, &set0, 44, PGW_STORE_FIND_ALONE);
+    assert_int_equal(badge_of(&r[0], 1), 0);
+    assert_int_equal(badge_of(&r[1], 1), 0);
+    expect_sql(f->db, BADGES_SQL,
+               "1:0:44,2:3:7,3:0:44,4:0:44,5:3:7,6:0:0,7:0:0");
+
+    /* a set with an increment is refused */
+    assert_int_equal(
+        pgw_store_find_installations(f->store, "demo", jt, 2, &set5, 0,
+                                     PGW_STORE_FIND_INCREMENT, on_find, &r[0]),
+        PGW_ERR_INVAL);
+
+    /* With the cache: a set goes to Postgres, and the cached increments
+     * that follow continue from it. */
+    pgw_store_free(f->store);
+    f->store = open_cached_store(f->base, f->db);
+    cache_settle(f);
+    find(f, &r[0], jt, 2, NULL, false); /* fills the cache */
+    find_set(f, r, 1, jt, 2, &set5, 45, 0);
+    assert_int_equal(cache_stats(f).hits, 0);
+    assert_int_equal(badge_of(&r[0], 1), 5);
+    find(f, &r[0], jt, 2, NULL, true);
+    assert_int_equal(cache_stats(f).hits, 2);
+    assert_int_equal(badge_of(&r[0], 1), 6);
+    assert_int_equal(badge_of(&r[0], 4), 6);
+}
+
 /* Lookups queued in one loop iteration go as one statement: each caller
  * still gets its own rows, and a device several callers increment is
  * incremented once per caller, each getting its own value. */
 static void test_find_batch(void **state)
 {
     struct fx *f = *state;
-    static struct find_res a, b, c, d, e, g, h;
+    static struct find_res a, b, c, d, e, g, h, i2;
     const char *jt[] = {"Jerry", "Tom"};
     const char *tom[] = {"Tom"};
     const char *jerry[] = {"Jerry"};
@@ -1459,16 +1574,17 @@ static void test_find_batch(void **state)
         const char *app;
         const char *const *names;
         size_t n;
-        const char *team;
+        const struct pgw_installation_match *team;
         bool inc;
     } q[] = {
         {&a, "demo", jt, 2, NULL, true},
         {&b, "demo", tom, 1, NULL, true},
         {&c, "other", jerry, 1, NULL, true},
-        {&d, "demo", jerry, 1, "TEAMA", true},
+        {&d, "demo", jerry, 1, &team_a_default, true},
         {&e, "demo", js, 2, NULL, false},
         {&g, "demo", NULL, 0, NULL, true},
         {&h, "demo", dup, 3, NULL, true},
+        {&i2, "demo", jerry, 1, &team_a, false},
     };
 
     seed_installations(f->db);
@@ -1490,6 +1606,7 @@ static void test_find_batch(void **state)
         expect_ids(&e, (const int64_t[]){1, 2, 3, 4, 7}, 5);
         expect_ids(&g, NULL, 0);
         expect_ids(&h, (const int64_t[]){1, 2, 3, 4}, 4);
+        expect_ids(&i2, (const int64_t[]){2, 3}, 2);
         /* increments: 1 by a, b, d, h; 3 by a, d, h; 4 by a, h (d's team
          * filter drops it); 6 by c; Android and e's rows untouched */
         expect_badges((struct find_res *const[]){&a, &b, &d, &h}, 4, 1,
@@ -2174,6 +2291,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parts_and_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parts_one_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_badge_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
                                         teardown),
