@@ -86,4 +86,4 @@ ratio=$(awk -v a="$import_rps" -v b="$copy_rps" 'BEGIN { printf "%.2f", a / b }'
 printf '  import of %s rows: pushgw import %.1f s, COPY %.1f s\n' "$rows" \
     "$(awk -v m="$import_ms" 'BEGIN { print m / 1000 }')" \
     "$(awk -v m="$copy_ms" 'BEGIN { print m / 1000 }')" >&2
-echo "bench import rows_per_s=$import_rps copy_rows_per_s=$copy_rps ratio=$ratio"
+echo "bench import rows_per_s=$import_rps copy_rows_per_s=$copy_rps ratio=$ratio rows=$rows"

@@ -10,7 +10,10 @@
 # tests/bench/loadgen (keep-alive HTTP/1.1, many requests in flight):
 #   1. h2load against the same mock APNs: the HTTP/2 ceiling of this machine
 #   2. fan-out: events of 1000 offline peers (70 % iOS, 30 % Android)
-#   3. 1:1 chat: one peer, one device per event
+#   3. 1:1 chat: one peer, one device per event, then the Postgres ceiling:
+#      pgbench on the same server, 64-row INSERT transactions of chat events
+#      into a copy of the events table (pg_ratio = chat events/s over its
+#      rows/s) and into a table with only a primary key
 #   4. latency of each scenario at full rate and at half the measured rate
 #      (mocks recording ts_ms per request, matched to the 202 of the event)
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
@@ -25,11 +28,12 @@
 # file 'serving' in the work folder is removed.
 #
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
-# BENCH_CHAT_EVENTS [50000, quick 5000], BENCH_APNS_CONNS [2],
+# BENCH_CHAT_EVENTS [50000, quick 20000], BENCH_APNS_CONNS [2],
 # BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_IMPORT_ROWS [1000000,
 # quick 100000; 0 = skipped], BENCH_CONNS (loadgen
 # connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
-# BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [].
+# BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [],
+# BENCH_PG_CLIENTS (pgbench clients of the Postgres ceiling) [BENCH_DB_POOL].
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -59,7 +63,7 @@ build=$(realpath -m "$build")
 
 if [ $quick = 1 ]; then
     fanout_events=${BENCH_FANOUT_EVENTS:-20}
-    chat_events=${BENCH_CHAT_EVENTS:-5000}
+    chat_events=${BENCH_CHAT_EVENTS:-20000}
     ceiling_n=50000
     pending_events=${BENCH_PENDING_EVENTS:-0}
     import_rows=${BENCH_IMPORT_ROWS:-100000}
@@ -330,6 +334,48 @@ run_throughput() { # scenario events
     T_429=$(echo "$out" | sed -n 's/.*rejected=\([0-9]*\).*/\1/p')
 }
 
+# The Postgres ceiling: pgbench on the same server as the chat run (fsync
+# and synchronous_commit on), transactions of one 64-row INSERT of chat
+# events (a body as long as loadgen's, distinct msgIds) with as many
+# clients as pushgw's pool has connections. Into two tables: a copy of
+# events (LIKE events INCLUDING ALL: its columns, defaults, checks and four
+# indexes, what pushgw's intake writes) is the ceiling of the line; one
+# with the same columns and only a primary key is printed beside it (what
+# Postgres takes when nothing but the row is indexed). Sets T_PGC and
+# T_PGK (rows/s).
+pgc_clients=${BENCH_PG_CLIENTS:-$db_pool}
+pgc_secs=$([ $quick = 1 ] && echo 5 || echo 10)
+pg_ceiling_one() { # table
+    local out tps
+    printf '%s\n' "INSERT INTO $1 (app_id, conv_id, msg_id, body, event_ts_ms)" \
+        "SELECT 'demo', 'chat-' || (i * 157 + :client_id) % 10000," \
+        "  'ceiling-' || :client_id || '-' || nextval('bench_ceiling_seq'), '$pgc_body', $(date +%s%3N)" \
+        "FROM generate_series(1, 64) i;" >"$work/$1.sql"
+    out=$("$pgbin/pgbench" -n -M prepared -c "$pgc_clients" -j 2 -T "$pgc_secs" \
+        -f "$work/$1.sql" "$db" 2>&1) || die "pgbench failed: $out"
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+    [ -n "$tps" ] || die "pgbench gave no figure: $out"
+    echo "    pgbench $1 -c $pgc_clients -j 2 -T $pgc_secs -M prepared: $tps tps x 64 rows" >&2
+    awk -v t="$tps" 'BEGIN { printf "%.0f", t * 64 }'
+}
+run_pg_ceiling() {
+    # a chat event's JSON as loadgen sends it, to the byte
+    pgc_body=$(printf '{"fromPeer":"bench","convId":"chat-1234","offlinePeers":["c1234"],"timestamp":%s,"content":"hello","msgId":"chat-1234567890-12345","pushData":{"alert":"hello from the benchmark","badge":"Increment","seq":"12345"}}' \
+        "$(date +%s%3N)")
+    psql_q -c "SET client_min_messages = warning" \
+        -c "DROP TABLE IF EXISTS bench_ceiling_ev, bench_ceiling_pk" \
+        -c "DROP SEQUENCE IF EXISTS bench_ceiling_seq" -c "CREATE SEQUENCE bench_ceiling_seq" \
+        -c "CREATE TABLE bench_ceiling_ev (LIKE events INCLUDING ALL)" \
+        -c "CREATE TABLE bench_ceiling_pk (id bigserial PRIMARY KEY, app_id text NOT NULL,
+            conv_id text NOT NULL, msg_id text, body text NOT NULL, event_ts_ms bigint NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now())"
+    T_PGC=$(pg_ceiling_one bench_ceiling_ev)
+    T_PGK=$(pg_ceiling_one bench_ceiling_pk)
+    echo "    Postgres ceiling: $T_PGC rows/s into a copy of events, $T_PGK into a primary key only" >&2
+    psql_q -c "DROP TABLE bench_ceiling_ev, bench_ceiling_pk" -c "DROP SEQUENCE bench_ceiling_seq" \
+        -c "CHECKPOINT"
+}
+
 # One latency run: mocks recording, events at |rate| (0: full), p50/p99 of
 # accept → provider request. Sets L_P50 L_P99.
 run_latency() { # scenario events rate tag
@@ -362,6 +408,7 @@ printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >
 R_CEIL=() R_FPPS=() R_FEPS=() R_FRSS=() R_F429=() R_RATIO=()
 R_FP50F=() R_FP99F=() R_FP50=() R_FP99=()
 R_CEPS=() R_CPPS=() R_CRSS=() R_C429=() R_CP50F=() R_CP99F=() R_CP50=() R_CP99=()
+R_PGC=() R_PGR=() R_PGK=() R_PGKR=()
 for ((run = 1; run <= runs; run++)); do
     [ "$runs" -gt 1 ] && log "run $run of $runs"
     log "h2load ceiling: -n $ceiling_n -c $apns_conns -m 1000 against the mock APNs"
@@ -375,6 +422,9 @@ for ((run = 1; run <= runs; run++)); do
     log "chat: $chat_events events, one device each"
     run_throughput chat "$chat_events"
     c_eps=$T_EPS c_pps=$T_PPS c_rss=$T_RSS c_429=$T_429
+    log "Postgres ceiling: pgbench, 64-row INSERT transactions of chat events, $pgc_clients clients"
+    run_pg_ceiling
+    pgc=$T_PGC pgk=$T_PGK
 
     # --- 4. latency ---------------------------------------------------------------
     log "fan-out latency at full rate ($lat_fanout_events events)"
@@ -396,11 +446,14 @@ for ((run = 1; run <= runs; run++)); do
     R_CEIL+=("$ceiling") R_FPPS+=("$f_pps") R_FEPS+=("$f_eps") R_FRSS+=("$f_rss")
     R_F429+=("$f_429") R_RATIO+=("$ratio") R_FP50F+=("$f_p50_full")
     R_FP99F+=("$f_p99_full") R_FP50+=("$f_p50") R_FP99+=("$f_p99")
+    pg_ratio=$(awk -v a="$c_eps" -v b="$pgc" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
     R_CEPS+=("$c_eps") R_CPPS+=("$c_pps") R_CRSS+=("$c_rss") R_C429+=("$c_429")
+    pgk_ratio=$(awk -v a="$c_eps" -v b="$pgk" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+    R_PGC+=("$pgc") R_PGR+=("$pg_ratio") R_PGK+=("$pgk") R_PGKR+=("$pgk_ratio")
     R_CP50F+=("$c_p50_full") R_CP99F+=("$c_p99_full") R_CP50+=("$c_p50") R_CP99+=("$c_p99")
     if [ "$runs" -gt 1 ]; then
         echo "    run $run: bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss" >&2
-        echo "    run $run: bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss" >&2
+        echo "    run $run: bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss pg_ceiling_per_s=$pgc pg_ratio=$pg_ratio" >&2
     fi
 done
 
@@ -419,7 +472,9 @@ if [ "$runs" -gt 1 ]; then
     log "ranges over $runs runs: fan-out $(range_of "${R_FPPS[@]}") pushes/s," \
         "ceiling $(range_of "${R_CEIL[@]}"), ratio $(range_of "${R_RATIO[@]}")," \
         "fan-out p99 $(range_of "${R_FP99[@]}") ms; chat $(range_of "${R_CEPS[@]}") events/s," \
-        "chat p99 $(range_of "${R_CP99[@]}") ms"
+        "chat p99 $(range_of "${R_CP99[@]}") ms; pg ceiling $(range_of "${R_PGC[@]}") rows/s," \
+        "pg_ratio $(range_of "${R_PGR[@]}"); primary-key-only ceiling $(range_of "${R_PGK[@]}")," \
+        "chat over it $(range_of "${R_PGKR[@]}")"
 fi
 ceiling=$(median_of %.0f "${R_CEIL[@]}")
 f_pps=$(median_of %.0f "${R_FPPS[@]}") f_eps=$(median_of %.0f "${R_FEPS[@]}")
@@ -428,6 +483,8 @@ ratio=$(median_of %.2f "${R_RATIO[@]}")
 f_p50_full=$(median_of %.1f "${R_FP50F[@]}") f_p99_full=$(median_of %.1f "${R_FP99F[@]}")
 f_p50=$(median_of %.1f "${R_FP50[@]}") f_p99=$(median_of %.1f "${R_FP99[@]}")
 c_eps=$(median_of %.0f "${R_CEPS[@]}") c_pps=$(median_of %.0f "${R_CPPS[@]}")
+pgc=$(median_of %.0f "${R_PGC[@]}") pg_ratio=$(median_of %.2f "${R_PGR[@]}")
+pgk=$(median_of %.0f "${R_PGK[@]}") pgk_ratio=$(median_of %.2f "${R_PGKR[@]}")
 c_rss=$(median_of %.0f "${R_CRSS[@]}") c_429=$(median_of %.0f "${R_C429[@]}")
 c_p50_full=$(median_of %.1f "${R_CP50F[@]}") c_p99_full=$(median_of %.1f "${R_CP99F[@]}")
 c_p50=$(median_of %.1f "${R_CP50[@]}") c_p99=$(median_of %.1f "${R_CP99[@]}")
@@ -479,13 +536,16 @@ pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_co
     latency accept -> provider request: full rate p50 $c_p50_full ms p99 $c_p99_full ms;
                                         half rate p50 $c_p50 ms p99 $c_p99 ms
     peak RSS (VmHWM) $c_rss MiB
+    Postgres ceiling (pgbench -c $pgc_clients, 64-row INSERT transactions of chat events):
+      into a copy of events $pgc rows/s, chat over it (pg_ratio) $pg_ratio;
+      into a table with only a primary key $pgk rows/s, chat over it $pgk_ratio
   RSS with $((pending_events * 1000)) pushes pending: $p_rss$([ "$p_rss" = skipped ] || echo " MiB")
   peer: @parse/node-apn (npm) against the same mock APNs: $peer_pps$(case $peer_pps in *[!0-9]*) ;; *) echo " pushes/s";; esac)
   targets: fan-out >= 100000 pushes/s and ratio >= 0.5; chat >= 20000 events/s;
            p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending;
-           import >= 0.5 x COPY of the same rows
+           chat pg_ratio >= 0.25; import >= 0.5 x COPY of the same rows
 
 EOF
 echo "bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss"
-echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss"
+echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss pg_ceiling_per_s=$pgc pg_ratio=$pg_ratio"
 echo "$import_line"
