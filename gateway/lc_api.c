@@ -48,7 +48,7 @@ struct lc_req {
     bool have_row;
 };
 
-static void send_obj(struct evhttp_request *req, int code, const cJSON *o)
+void pgw_lc_api_send_obj(struct evhttp_request *req, int code, const cJSON *o)
 {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     struct evbuffer *b = evbuffer_new();
@@ -64,8 +64,8 @@ static void send_obj(struct evhttp_request *req, int code, const cJSON *o)
     free(s);
 }
 
-static void send_lc_error(struct evhttp_request *req,
-                          const struct pgw_lc_error *err)
+void pgw_lc_api_send_lc_error(struct evhttp_request *req,
+                              const struct pgw_lc_error *err)
 {
     char *s = pgw_lc_error_json(err);
     struct evbuffer *b = evbuffer_new();
@@ -81,25 +81,26 @@ static void send_lc_error(struct evhttp_request *req,
     free(s);
 }
 
-static void send_error(struct evhttp_request *req, int status, int code,
-                       const char *msg)
+void pgw_lc_api_send_error(struct evhttp_request *req, int status, int code,
+                           const char *msg)
 {
     struct pgw_lc_error err;
 
     pgw_lc_error_set(&err, status, code, "", "", "%s", msg);
-    send_lc_error(req, &err);
+    pgw_lc_api_send_lc_error(req, &err);
 }
 
-static void send_store_error(struct evhttp_request *req, int err)
+void pgw_lc_api_send_store_error(struct evhttp_request *req, int err)
 {
     if (err == PGW_ERR_BUSY || err == PGW_ERR_DB || err == PGW_ERR_CLOSED ||
         err == PGW_ERR_CONFLICT)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
                           "5");
-    send_error(req, err == PGW_ERR_NOMEM ? 500 : 503, PGW_LC_INTERNAL,
-               err == PGW_ERR_NOMEM ? "Internal server error."
-                                    : "The database is unavailable, try "
-                                      "again later.");
+    pgw_lc_api_send_error(
+        req, err == PGW_ERR_NOMEM ? 500 : 503, PGW_LC_INTERNAL,
+        err == PGW_ERR_NOMEM ? "Internal server error."
+                             : "The database is unavailable, try "
+                               "again later.");
 }
 
 static void req_free(struct lc_req *r)
@@ -127,9 +128,9 @@ static const char *header(struct evhttp_request *req, const char *name,
  * The app the request proves a key of, and the level proved; NULL after
  * answering 401.
  */
-static const struct pgw_app *authenticate(struct pgw_lc_api *api,
-                                          struct evhttp_request *req,
-                                          enum pgw_lc_auth_level *ret_level)
+const struct pgw_app *pgw_lc_api_authenticate(struct pgw_lc_api *api,
+                                              struct evhttp_request *req,
+                                              enum pgw_lc_auth_level *ret_level)
 {
     const char *id = header(req, "X-LC-Id", "X-AVOSCloud-Application-Id");
     const char *key = header(req, "X-LC-Key", "X-AVOSCloud-Application-Key");
@@ -146,12 +147,12 @@ static const struct pgw_app *authenticate(struct pgw_lc_api *api,
                               ret_level) == 0)
             return app;
     }
-    send_error(req, 401, PGW_LC_UNAUTHORIZED, "Unauthorized.");
+    pgw_lc_api_send_error(req, 401, PGW_LC_UNAUTHORIZED, "Unauthorized.");
     return NULL;
 }
 
 /* The body as a JSON object; NULL after answering 400. */
-static cJSON *parse_body(struct evhttp_request *req)
+cJSON *pgw_lc_api_parse_body(struct evhttp_request *req)
 {
     size_t len;
     const char *buf = pgw_listener_body(req, &len);
@@ -166,12 +167,12 @@ static cJSON *parse_body(struct evhttp_request *req)
                          "The object is too large: the body is over %d "
                          "bytes.",
                          PGW_LC_API_MAX_BODY_BYTES);
-        send_lc_error(req, &err);
+        pgw_lc_api_send_lc_error(req, &err);
         return NULL;
     }
     rc = pgw_json_parse(buf, len, NULL, &j, &off, &why);
     if (rc == PGW_ERR_NOMEM) {
-        send_store_error(req, rc);
+        pgw_lc_api_send_store_error(req, rc);
         return NULL;
     }
     if (rc < 0 || !cJSON_IsObject(j)) {
@@ -180,7 +181,7 @@ static cJSON *parse_body(struct evhttp_request *req)
                          "Malformed json object. A json dictionary is "
                          "expected%s%s.",
                          why ? ": " : "", why ? why : "");
-        send_lc_error(req, &err);
+        pgw_lc_api_send_lc_error(req, &err);
         return NULL;
     }
     return j;
@@ -220,7 +221,7 @@ static void on_saved(void *arg, int err, const char *object_id,
         return;
     }
     if (err) {
-        send_store_error(r->req, err);
+        pgw_lc_api_send_store_error(r->req, err);
         goto out;
     }
     if (r->want_object) {
@@ -238,7 +239,7 @@ static void on_saved(void *arg, int err, const char *object_id,
                                     date);
         }
     }
-    send_obj(r->req, created ? 201 : 200, o);
+    pgw_lc_api_send_obj(r->req, created ? 201 : 200, o);
 out:
     cJSON_Delete(o);
     req_free(r);
@@ -283,7 +284,7 @@ static bool decide(struct lc_req *r, const struct pgw_store_lc_row *base,
     rc = base ? pgw_lc_installation_copy(&r->row, &base->inst)
               : pgw_lc_installation_init(&r->row);
     if (rc < 0) {
-        send_store_error(r->req, rc);
+        pgw_lc_api_send_store_error(r->req, rc);
         return false;
     }
     r->have_row = true;
@@ -291,11 +292,11 @@ static bool decide(struct lc_req *r, const struct pgw_store_lc_row *base,
     if (rc == 0)
         rc = pgw_lc_installation_check(&r->row, &err);
     if (rc == PGW_ERR_NOMEM) {
-        send_store_error(r->req, rc);
+        pgw_lc_api_send_store_error(r->req, rc);
         return false;
     }
     if (rc < 0) {
-        send_lc_error(r->req, &err);
+        pgw_lc_api_send_lc_error(r->req, &err);
         return false;
     }
     /* A device registering its token again is alive: pushgw's own
@@ -322,7 +323,7 @@ static void on_rows(void *arg, int err, const struct pgw_store_lc_row *rows,
     int rc;
 
     if (err) {
-        send_store_error(r->req, err);
+        pgw_lc_api_send_store_error(r->req, err);
         goto done;
     }
     if (r->op == LC_CREATE) {
@@ -330,7 +331,7 @@ static void on_rows(void *arg, int err, const struct pgw_store_lc_row *rows,
         struct pgw_lc_error e;
         /* the identity the body asks for, to pick the row */
         if (pgw_lc_installation_init(&want) < 0) {
-            send_store_error(r->req, PGW_ERR_NOMEM);
+            pgw_lc_api_send_store_error(r->req, PGW_ERR_NOMEM);
             goto done;
         }
         rc = pgw_lc_installation_apply(&want, r->body, 0, &e);
@@ -345,13 +346,14 @@ static void on_rows(void *arg, int err, const struct pgw_store_lc_row *rows,
                 strcmp(rows[i].inst.object_id, r->object_id) == 0)
                 base = &rows[i];
         if (!base) {
-            send_error(r->req, 404, PGW_LC_NOT_FOUND, "Object not found.");
+            pgw_lc_api_send_error(r->req, 404, PGW_LC_NOT_FOUND,
+                                  "Object not found.");
             goto done;
         }
     }
     if (r->op == LC_GET) {
         cJSON *o = pgw_lc_installation_to_json(&base->inst);
-        send_obj(r->req, 200, o);
+        pgw_lc_api_send_obj(r->req, 200, o);
         cJSON_Delete(o);
         goto done;
     }
@@ -360,7 +362,7 @@ static void on_rows(void *arg, int err, const struct pgw_store_lc_row *rows,
     rc = pgw_store_lc_save(r->api->store, r->app_id, &r->row,
                            base ? base->version : NULL, revive, on_saved, r);
     if (rc < 0) {
-        send_store_error(r->req, rc);
+        pgw_lc_api_send_store_error(r->req, rc);
         goto done;
     }
     return;
@@ -392,7 +394,7 @@ static void start_read(struct lc_req *r)
                                NULL, on_rows, r);
     }
     if (rc < 0) {
-        send_store_error(r->req, rc);
+        pgw_lc_api_send_store_error(r->req, rc);
         req_free(r);
     }
 }
@@ -405,12 +407,13 @@ static void on_deleted(void *arg, int err, bool found)
     cJSON *o;
 
     if (err) {
-        send_store_error(r->req, err);
+        pgw_lc_api_send_store_error(r->req, err);
     } else if (!found) {
-        send_error(r->req, 404, PGW_LC_NOT_FOUND, "Object not found.");
+        pgw_lc_api_send_error(r->req, 404, PGW_LC_NOT_FOUND,
+                              "Object not found.");
     } else {
         o = cJSON_CreateObject();
-        send_obj(r->req, 200, o);
+        pgw_lc_api_send_obj(r->req, 200, o);
         cJSON_Delete(o);
     }
     req_free(r);
@@ -421,7 +424,7 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
 {
     struct pgw_lc_api *api = ctx;
     enum pgw_lc_auth_level level = PGW_LC_AUTH_NONE;
-    const struct pgw_app *app = authenticate(api, req, &level);
+    const struct pgw_app *app = pgw_lc_api_authenticate(api, req, &level);
     struct lc_req *r = NULL;
     struct pgw_lc_error err;
     int rc;
@@ -451,7 +454,8 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
         if (m->n_ids < 1 || !m->ids[0] ||
             strlen(m->ids[0]) > PGW_LC_MAX_OBJECT_ID_BYTES ||
             !pgw_utf8_valid(m->ids[0], strlen(m->ids[0]))) {
-            send_error(req, 404, PGW_LC_NOT_FOUND, "Object not found.");
+            pgw_lc_api_send_error(req, 404, PGW_LC_NOT_FOUND,
+                                  "Object not found.");
             goto out;
         }
         if (!(r->object_id = strdup(m->ids[0])))
@@ -459,21 +463,22 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
     }
     if (r->op == LC_DELETE) {
         if (level != PGW_LC_AUTH_MASTER) {
-            send_error(req, 403, PGW_LC_FORBIDDEN,
-                       "The operation isn't allowed for clients: it needs "
-                       "the master key.");
+            pgw_lc_api_send_error(
+                req, 403, PGW_LC_FORBIDDEN,
+                "The operation isn't allowed for clients: it needs "
+                "the master key.");
             goto out;
         }
         rc = pgw_store_lc_delete(api->store, r->app_id, r->object_id,
                                  on_deleted, r);
         if (rc < 0) {
-            send_store_error(req, rc);
+            pgw_lc_api_send_store_error(req, rc);
             goto out;
         }
         return;
     }
     if (r->op == LC_CREATE || r->op == LC_UPDATE) {
-        r->body = parse_body(req);
+        r->body = pgw_lc_api_parse_body(req);
         if (!r->body)
             goto out;
         r->want_object = query_new(req);
@@ -490,14 +495,14 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
         if (rc == PGW_ERR_NOMEM)
             goto nomem;
         if (rc < 0) {
-            send_lc_error(req, &err);
+            pgw_lc_api_send_lc_error(req, &err);
             goto out;
         }
     }
     start_read(r);
     return;
 nomem:
-    send_store_error(req, PGW_ERR_NOMEM);
+    pgw_lc_api_send_store_error(req, PGW_ERR_NOMEM);
 out:
     req_free(r);
 }
@@ -567,6 +572,16 @@ void pgw_lc_api_set_config(struct pgw_lc_api *self, struct pgw_config *cfg)
 
     self->cfg = pgw_config_ref(cfg);
     pgw_config_free(old);
+}
+
+struct pgw_listener *pgw_lc_api_listener(struct pgw_lc_api *self)
+{
+    return self->listener;
+}
+
+const struct pgw_config *pgw_lc_api_config(const struct pgw_lc_api *self)
+{
+    return self->cfg;
 }
 
 void pgw_lc_api_close(struct pgw_lc_api *self)

@@ -3,7 +3,9 @@
  * client_listen: a listener of its own (listener.h: the webhook's TLS
  * files and slow-client guards), on the main loop, so its handlers call
  * the store directly. Phones reach it over the internet; the broker's
- * webhook stays private.
+ * webhook stays private. Other /1.1/ modules (lc_push.h: /1.1/push)
+ * register their routes on the same listener and share its
+ * authentication and answers (the end of this file).
  *
  *   POST   /1.1/installations, /1.1/classes/_Installation
  *          create, or update the row with the same installationId or
@@ -28,8 +30,16 @@
 #ifndef PUSHGW_LC_API_H
 #define PUSHGW_LC_API_H
 
+#include <cjson/cJSON.h>
+
+#include "lc_auth.h"
+
 struct event_base;
+struct evhttp_request;
+struct pgw_app;
 struct pgw_config;
+struct pgw_lc_error;
+struct pgw_listener;
 struct pgw_store;
 struct pgw_lc_api;
 
@@ -65,5 +75,37 @@ void pgw_lc_api_set_config(struct pgw_lc_api *self, struct pgw_config *cfg);
  */
 void pgw_lc_api_close(struct pgw_lc_api *self);
 void pgw_lc_api_free(struct pgw_lc_api *self);
+
+/* ---- for the other /1.1/ modules (lc_push) ------------------------------ */
+
+/* The client listener, to register more routes on before the loop runs. */
+struct pgw_listener *pgw_lc_api_listener(struct pgw_lc_api *self);
+
+/* The config in use (changes on reload: read it per request). */
+const struct pgw_config *pgw_lc_api_config(const struct pgw_lc_api *self);
+
+/*
+ * The app whose key or signature |req| proves, and the level proved in
+ * |*ret_level|; NULL after answering 401 Unauthorized. The app belongs to
+ * the config in use: copy what outlives the call.
+ */
+const struct pgw_app *
+pgw_lc_api_authenticate(struct pgw_lc_api *api, struct evhttp_request *req,
+                        enum pgw_lc_auth_level *ret_level);
+
+/* The body as a JSON object (cJSON_Delete()); NULL after answering 413
+ * (over PGW_LC_API_MAX_BODY_BYTES, code 116) or 400 (107). */
+cJSON *pgw_lc_api_parse_body(struct evhttp_request *req);
+
+/* Answers |code| with |o| (NULL: 500). */
+void pgw_lc_api_send_obj(struct evhttp_request *req, int code, const cJSON *o);
+/* Answers LeanCloud's {"code","error"} of |err| with err->status. */
+void pgw_lc_api_send_lc_error(struct evhttp_request *req,
+                              const struct pgw_lc_error *err);
+void pgw_lc_api_send_error(struct evhttp_request *req, int status, int code,
+                           const char *msg);
+/* A store error: 500 for PGW_ERR_NOMEM, else 503 code 1 (the database is
+ * unavailable) with Retry-After. */
+void pgw_lc_api_send_store_error(struct evhttp_request *req, int err);
 
 #endif

@@ -24,6 +24,7 @@
 #include "hook.h"
 #include "http_api.h"
 #include "lc_api.h"
+#include "lc_push.h"
 #include "log.h"
 #include "metrics.h"
 #include "sdnotify.h"
@@ -47,7 +48,8 @@ struct serve {
     struct pgw_store *store;
     struct pgw_dispatch *dispatch;
     struct pgw_http_api *api;
-    struct pgw_lc_api *lc_api; /* [server] client_listen; NULL: none */
+    struct pgw_lc_api *lc_api;   /* [server] client_listen; NULL: none */
+    struct pgw_lc_push *lc_push; /* its /1.1/push routes */
     struct event *sig_hup, *sig_term, *sig_int;
     struct event *stop_timer;
     struct event *trim_timer;
@@ -136,6 +138,12 @@ static void on_accepted(void *arg, int64_t event_id, const char *app_id,
 {
     struct serve *s = arg;
     pgw_dispatch_accept(s->dispatch, event_id, app_id, ev, recipients);
+}
+
+static int64_t events_backlog(void *arg)
+{
+    struct serve *s = arg;
+    return pgw_http_api_backlog(s->api);
 }
 
 static bool on_ready(void *arg, const char **ret_reason)
@@ -532,6 +540,7 @@ static int setup(struct serve *s)
 
     if (s->cfg->server.client_listen) {
         struct pgw_lc_api_options lo;
+        struct pgw_lc_push_options po;
 
         memset(&lo, 0, sizeof(lo));
         lo.base = s->base;
@@ -542,6 +551,14 @@ static int setup(struct serve *s)
             rc = rc == PGW_ERR_NOMEM ? rc : PGW_ERR_CONFIG;
             goto out;
         }
+        memset(&po, 0, sizeof(po));
+        po.api = s->lc_api;
+        po.store = s->store;
+        po.backlog = events_backlog;
+        po.arg = s;
+        rc = pgw_lc_push_new(&po, &s->lc_push);
+        if (rc < 0)
+            goto out;
     }
 
     s->sig_hup = evsignal_new(s->base, SIGHUP, on_signal, s);
@@ -601,6 +618,7 @@ static void teardown(struct serve *s)
     pgw_dispatch_stop(s->dispatch);
     pgw_store_free(s->store);
     /* after the store: its last callbacks answer the API's requests */
+    pgw_lc_push_free(s->lc_push);
     pgw_lc_api_free(s->lc_api);
     pgw_curlmulti_free(s->cm);
     pgw_dispatch_free(s->dispatch);
