@@ -1,7 +1,7 @@
 /*
  * The `where` compiler (see lc_where.h). One recursive pass over the
  * query: a query object is the conjunction of its members; a member is
- * $and / $or of sub-queries, or a field of the table below with a plain
+ * $and / $or of sub-queries, or a field of where_fields with a plain
  * string or an object of operators (themselves ANDed). Each piece is
  * written into the SQL text as it is checked; its values go to the
  * parameter list, the text only gets their $n. On any error everything
