@@ -70,6 +70,10 @@ struct client {
     struct pgw_fcm_account *acc;
 };
 
+/* The pool's bound and idle time for the next client_start() (0: fixed
+ * at 2 connections, the default idle time). */
+static unsigned g_max_connections, g_idle_close_ms;
+
 static void client_start(struct client *c, const struct mock *m,
                          unsigned timeout_ms, const char *token_url)
 {
@@ -87,6 +91,8 @@ static void client_start(struct client *c, const struct mock *m,
     o.token_url = token_url ? token_url : m->token_url;
     o.ca_file = CERTS "/ca.pem";
     o.connections = 2;
+    o.max_connections = g_max_connections;
+    o.idle_close_ms = g_idle_close_ms;
     o.request_timeout_ms = timeout_ms ? timeout_ms : 10000;
     o.backoff_initial_ms = 50;
     o.backoff_max_ms = 200;
@@ -502,6 +508,46 @@ static void test_slow_answers(void **state)
     mock_stop(&m);
 }
 
+/* Saturated (10 streams a connection, answers 100 ms late), the FCM pool
+ * grows from 2 connections to its 4, then, idle, closes the 2 extra ones;
+ * every message is delivered once. */
+static void test_pool_grows_and_shrinks(void **state)
+{
+    const char *const extra[] = {"--max-streams", "10", "--delay-ms", "100",
+                                 NULL};
+    struct pgw_h2_pool_stats st;
+    struct mock m;
+    struct client c;
+    int done = 0;
+
+    (void)state;
+    mock_start(&m, extra);
+    g_max_connections = 4;
+    g_idle_close_ms = 300;
+    client_start(&c, &m, 0, NULL);
+    g_max_connections = 0;
+    g_idle_close_ms = 0;
+    send_all(&c, msgs, 300, &done, "g");
+    pgw_fcm_stats(c.fcm, &st);
+    assert_true(st.conns_added >= 2);
+    assert_int_equal(st.connect_failures, 0);
+    for (int waited = 0; waited < 20000; waited += 50) {
+        pgw_fcm_stats(c.fcm, &st);
+        if (st.conns_ready == 2 && st.conns_draining == 0 &&
+            st.conns_connecting == 0)
+            break;
+        run_until(c.base, NULL, 0, 50);
+    }
+    pgw_fcm_stats(c.fcm, &st);
+    assert_int_equal(st.conns_ready, 2);
+    assert_int_equal(st.conns_draining, 0);
+    assert_int_equal(st.conns_retired, st.conns_added);
+    assert_int_equal(st.conns_lost, 0);
+    client_stop(&c);
+    assert_all_delivered_once(&m, msgs, 300);
+    mock_stop(&m);
+}
+
 static void test_timeout(void **state)
 {
     const char *const extra[] = {"--delay-ms", "1500", NULL};
@@ -651,6 +697,7 @@ int main(void)
         cmocka_unit_test_teardown(test_internal_errors, stop_mocks),
         cmocka_unit_test_teardown(test_slow_answers, stop_mocks),
         cmocka_unit_test_teardown(test_timeout, stop_mocks),
+        cmocka_unit_test_teardown(test_pool_grows_and_shrinks, stop_mocks),
         cmocka_unit_test_teardown(test_goaway, stop_mocks),
         cmocka_unit_test_teardown(test_bad_request_invalid_argument,
                                   stop_mocks),
