@@ -10,6 +10,7 @@ PGW_BUILD_PACKAGES=(
 PGW_TEST_PACKAGES=(
     libcmocka-dev postgresql nghttp2-client clang libclang-rt-14-dev
     clang-format git curl jq nodejs npm
+    iproute2 # ip and tc: tests/bench/run.sh puts the mocks behind netem
 )
 PGW_RUN_PACKAGES=(postgresql curl jq)
 

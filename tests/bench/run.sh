@@ -2,6 +2,7 @@
 # The benchmark of DESIGN §13 (docs/BENCHMARKS.md says how to read it).
 #
 #   tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve]
+#                      [--distance]
 #
 # Builds a Release pushgw, starts a private Postgres (fsync on: it is a
 # durability benchmark), the C mock APNs and FCM (no per-request logging,
@@ -17,6 +18,9 @@
 #   4. latency of each scenario at full rate and at half the measured rate
 #      (mocks recording ts_ms per request, matched to the 202 of the event)
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
+#   6. distance: the same fan-out, default config, with the mocks 50 and
+#      150 ms away (a network namespace behind netem, tests/bench/distance.sh)
+#      against 0 ms on the same path; --distance measures only this
 #   and, when node and npm are there, @parse/node-apn against the same mock
 #   as a peer figure (BENCH_NODE_APN=0 skips it)
 # then prints the two lines of §13. --runs N measures 1 to 4 N times in the
@@ -33,14 +37,18 @@
 # quick 100000; 0 = skipped], BENCH_CONNS (loadgen
 # connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
 # BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [],
-# BENCH_PG_CLIENTS (pgbench clients of the Postgres ceiling) [BENCH_DB_POOL].
+# BENCH_PG_CLIENTS (pgbench clients of the Postgres ceiling) [BENCH_DB_POOL],
+# BENCH_DISTANCE_EVENTS [400, quick 200; 0 = skipped], BENCH_DISTANCE_RTTS
+# ["50 150"], BENCH_DISTANCE_NETEM [1; 0 = the mocks' --delay-ms instead].
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/tests/bench/ceiling.sh"
+. "$root/tests/bench/distance.sh"
 quick=0
 keep=0
 serve=0
+distance_only=0
 runs=1
 build="$root/build-bench"
 while [ $# -gt 0 ]; do
@@ -48,9 +56,10 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     --serve) serve=1 ;;
+    --distance) distance_only=1 ;;
     --build) build=$2; shift ;;
     --runs) runs=${2:-}; shift ;;
-    *) echo "usage: tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve]" >&2; exit 2 ;;
+    *) echo "usage: tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve] [--distance]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -69,6 +78,7 @@ if [ $quick = 1 ]; then
     import_rows=${BENCH_IMPORT_ROWS:-100000}
     lat_fanout_events=10
     lat_chat_events=3000
+    distance_events=${BENCH_DISTANCE_EVENTS:-200}
 else
     fanout_events=${BENCH_FANOUT_EVENTS:-100}
     chat_events=${BENCH_CHAT_EVENTS:-50000}
@@ -77,6 +87,7 @@ else
     import_rows=${BENCH_IMPORT_ROWS:-1000000}
     lat_fanout_events=40
     lat_chat_events=20000
+    distance_events=${BENCH_DISTANCE_EVENTS:-400}
 fi
 apns_conns=${BENCH_APNS_CONNS:-2}
 fcm_conns=${BENCH_FCM_CONNS:-2}
@@ -130,6 +141,7 @@ stop_pid() { # pid
 cleanup() {
     local rc=$?
     for p in "${pids[@]}"; do stop_pid "$p"; done
+    dist_teardown
     if [ -f "$work/pg/data/postmaster.pid" ]; then
         as_pg "$pgbin/pg_ctl" -D "$work/pg/data" -m immediate stop >/dev/null 2>&1 || true
     fi
@@ -232,8 +244,8 @@ EOF
     || { cat "$work/migrate.log"; die "migrate failed"; }
 
 gw_pid=
-start_gw() {
-    "$pushgw" serve -c "$work/pushgw.ini" 2>>"$work/pushgw.log" &
+start_gw() { # [config file]
+    "$pushgw" serve -c "${1:-$work/pushgw.ini}" 2>>"$work/pushgw.log" &
     gw_pid=$!
     pids+=("$gw_pid")
     for _ in $(seq 1 400); do
@@ -281,7 +293,64 @@ FROM generate_series(0, $chat_peers - 1) i;
 VACUUM ANALYZE;
 EOF
 
+# --- 6. distance ------------------------------------------------------------------
+# The fan-out of 2 with the mocks in a namespace |rtt| ms away (or their
+# --delay-ms: tests/bench/distance.sh), the default pool settings; pushgw
+# as in 2. Sets D_PPS and D_CONNS (the APNs and FCM connections ready at
+# the end of the run).
+run_distance_one() { # rtt
+    local out wout m
+    dist_rtt "$1" || die "tc could not set a delay of $1 ms"
+    dist_start_mocks "$mock_apns" "$mock_fcm" "$far_apns_port" "$far_fcm_port" \
+        || die "the far mocks did not start (see $work/mock_*_far.log)"
+    reset_db
+    start_gw "$work/pushgw-far.ini"
+    warm_gw
+    out=$("$loadgen" send --port "$gw_port" --scenario fanout --events "$distance_events" \
+        --conns "$lg_conns" --groups "$groups" --run-id "far$1-$RANDOM$RANDOM") \
+        || die "loadgen failed: $out"
+    wout=$("$loadgen" wait --db "$db" --events "$distance_events" --timeout-s 600) \
+        || die "events not done: $wout"
+    m=$(curl -s "http://127.0.0.1:$admin_port/metrics")
+    D_CONNS=$(echo "$m" | sed -n 's/^pushgw_provider_connections{provider="\([a-z]*\)",state="ready"} \([0-9]*\).*/\1=\2/p' | tr '\n' ' ')
+    stop_gw
+    dist_stop_mocks
+    D_PPS=$(echo "$wout" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
+    echo "    rtt ${1} ms: $wout; connections ready at the end: $D_CONNS" >&2
+}
+distance_lines=()
+run_distance() {
+    local near rtt d_pps conns
+    [ "$distance_events" -gt 0 ] || { distance_lines=("bench distance skipped"); return 0; }
+    dist_setup "$work" "$certs"
+    far_apns_port=$(free_port)
+    far_fcm_port=$(free_port)
+    sed -e "s|https://127.0.0.1:$apns_port|https://$DIST_HOST:$far_apns_port|g" \
+        -e "s|https://127.0.0.1:$fcm_port|https://$DIST_HOST:$far_fcm_port|g" \
+        "$work/pushgw.ini" >"$work/pushgw-far.ini"
+    chmod 600 "$work/pushgw-far.ini"
+    log "distance ($DIST_MODE): fan-out of $distance_events events x 1000 peers at 0 ms" \
+        "(load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    run_distance_one 0
+    near=$D_PPS
+    for rtt in ${BENCH_DISTANCE_RTTS:-50 150}; do
+        log "distance ($DIST_MODE): the same at $rtt ms"
+        run_distance_one "$rtt"
+        d_pps=$D_PPS
+        conns=$(echo "$D_CONNS" | sed 's/ *$//; s/ /,/g')
+        distance_lines+=("bench distance rtt_ms=$rtt pushes_per_s=$d_pps near_pushes_per_s=$near ratio=$(awk -v a="$d_pps" -v b="$near" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') via=$DIST_MODE conns=$conns")
+    done
+    dist_teardown
+}
+
 start_mocks
+if [ $distance_only = 1 ]; then
+    run_distance
+    echo
+    echo "pushgw distance benchmark ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '%s\n' "${distance_lines[@]}"
+    exit 0
+fi
 if [ $serve = 1 ]; then
     # For profiling: everything up, pushgw serving (it may be stopped and
     # started again by hand) until the file $work/serving is removed.
@@ -521,6 +590,8 @@ if [ "$import_rows" -gt 0 ]; then
         || die "the import benchmark failed"
 fi
 
+run_distance
+
 # --- report -------------------------------------------------------------------
 cat <<EOF
 
@@ -549,3 +620,4 @@ EOF
 echo "bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss"
 echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss pg_ceiling_per_s=$pgc pg_ratio=$pg_ratio"
 echo "$import_line"
+printf '%s\n' "${distance_lines[@]}"

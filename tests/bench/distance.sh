@@ -1,0 +1,144 @@
+# Sourced by tests/bench/run.sh (bash): the providers far away.
+#
+# The mocks run in a network namespace of their own, reached over a veth
+# pair whose two ends delay every packet by half the round trip with
+# `tc qdisc … netem` (iproute2): TCP itself sees the distance (handshakes,
+# windows, slow start), as it does with Apple and Google. Without the
+# rights for namespaces or tc (a container without CAP_NET_ADMIN), the
+# mocks run on loopback with their --delay-ms instead, which delays each
+# answer but not the packets, and the output says so.
+#
+#   dist_setup WORK CERTS   creates the namespace, the pair and a server
+#                           certificate for its address (else the fallback);
+#                           sets DIST_MODE (netem | mock-delay), DIST_HOST
+#   dist_rtt MS             sets the round trip (0: none)
+#   dist_start_mocks MOCK_APNS MOCK_FCM APNS_PORT FCM_PORT
+#   dist_stop_mocks
+#   dist_teardown           removes what dist_setup made (idempotent)
+#
+# The addresses are private ones made here and removed again: 10.200.0.1
+# (this side) and 10.200.0.2 (the namespace).
+
+DIST_NS="pgwbench$$"
+DIST_VETH_H="pgwb$$h"
+DIST_VETH_N="pgwb$$n"
+DIST_NEAR_IP=10.200.0.1
+DIST_FAR_IP=10.200.0.2
+DIST_MODE=
+DIST_HOST=
+DIST_RTT=0
+DIST_CERT=
+DIST_KEY=
+DIST_WORK=
+DIST_CERTS=
+DIST_APNS_PID=
+DIST_FCM_PID=
+DIST_MADE=0
+
+dist_setup() { # work certs
+    DIST_WORK=$1
+    DIST_CERTS=$2
+    if [ "${BENCH_DISTANCE_NETEM:-1}" != 0 ] && command -v ip >/dev/null && command -v tc >/dev/null &&
+        ip netns add "$DIST_NS" 2>/dev/null; then
+        DIST_MADE=1
+        if ip link add "$DIST_VETH_H" type veth peer name "$DIST_VETH_N" &&
+            ip link set "$DIST_VETH_N" netns "$DIST_NS" &&
+            ip addr add "$DIST_NEAR_IP/30" dev "$DIST_VETH_H" &&
+            ip link set "$DIST_VETH_H" up &&
+            ip netns exec "$DIST_NS" ip addr add "$DIST_FAR_IP/30" dev "$DIST_VETH_N" &&
+            ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" up &&
+            ip netns exec "$DIST_NS" ip link set lo up; then
+            if tc qdisc add dev "$DIST_VETH_H" root netem delay 0ms limit 1000000 2>"$DIST_WORK/tc.err" &&
+                ip netns exec "$DIST_NS" tc qdisc add dev "$DIST_VETH_N" root netem delay 0ms limit 1000000 \
+                    2>>"$DIST_WORK/tc.err" &&
+                dist_make_cert; then
+                DIST_MODE=netem
+                DIST_HOST=$DIST_FAR_IP
+                return 0
+            fi
+            echo "    tc could not add a netem qdisc ($(head -n 1 "$DIST_WORK/tc.err"):" \
+                "a kernel without sch_netem?): falling back to the mocks' --delay-ms," \
+                "which TCP does not see" >&2
+        else
+            echo "    could not set up the veth pair: falling back to the mocks' --delay-ms," \
+                "which TCP does not see" >&2
+        fi
+        dist_teardown
+    else
+        echo "    no network namespace or tc here (needs root / CAP_NET_ADMIN and iproute2):" \
+            "falling back to the mocks' --delay-ms, which TCP does not see" >&2
+    fi
+    DIST_MODE=mock-delay
+    DIST_HOST=127.0.0.1
+    DIST_CERT=$DIST_CERTS/server.pem
+    DIST_KEY=$DIST_CERTS/server.key
+}
+
+# A server certificate for the namespace's address, from the test CA.
+dist_make_cert() {
+    DIST_CERT=$DIST_WORK/far.pem
+    DIST_KEY=$DIST_WORK/far.key
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$DIST_KEY" -subj "/CN=$DIST_FAR_IP" -out "$DIST_WORK/far.csr" 2>/dev/null &&
+        printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+            "$DIST_FAR_IP" >"$DIST_WORK/far.ext" &&
+        openssl x509 -req -in "$DIST_WORK/far.csr" -CA "$DIST_CERTS/ca.pem" \
+            -CAkey "$DIST_CERTS/ca.key" -CAcreateserial -CAserial "$DIST_WORK/far.srl" \
+            -days 2 -sha256 -extfile "$DIST_WORK/far.ext" -out "$DIST_CERT" 2>/dev/null
+}
+
+dist_rtt() { # ms
+    DIST_RTT=$1
+    [ "$DIST_MODE" = netem ] || return 0
+    # half of the round trip on each way
+    local half
+    half=$(awk -v r="$1" 'BEGIN { printf "%.1fms", r / 2 }')
+    tc qdisc change dev "$DIST_VETH_H" root netem delay "$half" limit 1000000 &&
+        ip netns exec "$DIST_NS" tc qdisc change dev "$DIST_VETH_N" root netem delay "$half" limit 1000000
+}
+
+dist_start_mocks() { # mock_apns mock_fcm apns_port fcm_port
+    local run=() delay=()
+    if [ "$DIST_MODE" = netem ]; then
+        run=(ip netns exec "$DIST_NS")
+    elif [ "$DIST_RTT" -gt 0 ]; then
+        delay=(--delay-ms "$DIST_RTT")
+    fi
+    "${run[@]}" "$1" --listen "$DIST_HOST:$3" --quiet --cert "$DIST_CERT" --key "$DIST_KEY" \
+        --topic com.example.demo \
+        --team "TEAM000001:KEY0000001:$DIST_CERTS/AuthKey_KEY0000001.pub.pem" \
+        "${delay[@]}" 2>>"$DIST_WORK/mock_apns_far.log" &
+    DIST_APNS_PID=$!
+    "${run[@]}" "$2" --listen "$DIST_HOST:$4" --quiet --cert "$DIST_CERT" --key "$DIST_KEY" \
+        --service-account-pub "$DIST_CERTS/fcm-sa.pub.pem" \
+        --client-email pushgw@pushgw-test.iam.gserviceaccount.com --project pushgw-test \
+        "${delay[@]}" 2>>"$DIST_WORK/mock_fcm_far.log" &
+    DIST_FCM_PID=$!
+    for _ in $(seq 1 200); do
+        if curl -s --cacert "$DIST_CERTS/ca.pem" --http2 -o /dev/null "https://$DIST_HOST:$3/_mock/stats" &&
+            curl -s --cacert "$DIST_CERTS/ca.pem" --http2 -o /dev/null "https://$DIST_HOST:$4/_mock/stats"; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+dist_stop_mocks() {
+    local p
+    for p in $DIST_APNS_PID $DIST_FCM_PID; do
+        kill "$p" 2>/dev/null || continue
+        for _ in $(seq 1 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    DIST_APNS_PID=
+    DIST_FCM_PID=
+}
+
+dist_teardown() {
+    dist_stop_mocks
+    [ "$DIST_MADE" = 1 ] || return 0
+    ip link del "$DIST_VETH_H" 2>/dev/null || true
+    ip netns del "$DIST_NS" 2>/dev/null || true
+    DIST_MADE=0
+}
