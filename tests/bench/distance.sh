@@ -3,14 +3,18 @@
 # The mocks run in a network namespace of their own, reached over a veth
 # pair whose two ends delay every packet by half the round trip with
 # `tc qdisc … netem` (iproute2): TCP itself sees the distance (handshakes,
-# windows, slow start), as it does with Apple and Google. Without the
-# rights for namespaces or tc (a container without CAP_NET_ADMIN), the
-# mocks run on loopback with their --delay-ms instead, which delays each
-# answer but not the packets, and the output says so.
+# windows, slow start), as it does with Apple and Google. A kernel without
+# netem (sch_netem) gets a pair of TUN devices instead, one in the
+# namespace, with tests/bench/netdelay.py holding each packet for half the
+# round trip between them: TCP sees that too. Without the rights for
+# namespaces (a container without CAP_NET_ADMIN), the mocks run on
+# loopback with their --delay-ms instead, which delays each answer but not
+# the packets, and the output says so.
 #
 #   dist_setup WORK CERTS   creates the namespace, the pair and a server
 #                           certificate for its address (else the fallback);
-#                           sets DIST_MODE (netem | mock-delay), DIST_HOST
+#                           sets DIST_MODE (netem | tun | mock-delay),
+#                           DIST_HOST
 #   dist_rtt MS             sets the round trip (0: none)
 #   dist_start_mocks MOCK_APNS MOCK_FCM APNS_PORT FCM_PORT
 #   dist_stop_mocks
@@ -34,6 +38,7 @@ DIST_CERTS=
 DIST_APNS_PID=
 DIST_FCM_PID=
 DIST_MADE=0
+DIST_TUN_PID=
 
 dist_setup() { # work certs
     DIST_WORK=$1
@@ -56,8 +61,15 @@ dist_setup() { # work certs
                 DIST_HOST=$DIST_FAR_IP
                 return 0
             fi
-            echo "    tc could not add a netem qdisc ($(head -n 1 "$DIST_WORK/tc.err"):" \
-                "a kernel without sch_netem?): falling back to the mocks' --delay-ms," \
+            echo "    tc could not add a netem qdisc ($(head -n 1 "$DIST_WORK/tc.err")):" \
+                "the packets are delayed by tests/bench/netdelay.py between two TUN devices" >&2
+            ip link del "$DIST_VETH_H" 2>/dev/null || true
+            if dist_setup_tun && dist_make_cert; then
+                DIST_MODE=tun
+                DIST_HOST=$DIST_FAR_IP
+                return 0
+            fi
+            echo "    could not set up the TUN devices: falling back to the mocks' --delay-ms," \
                 "which TCP does not see" >&2
         else
             echo "    could not set up the veth pair: falling back to the mocks' --delay-ms," \
@@ -72,6 +84,26 @@ dist_setup() { # work certs
     DIST_HOST=127.0.0.1
     DIST_CERT=$DIST_CERTS/server.pem
     DIST_KEY=$DIST_CERTS/server.key
+}
+
+# TUN_A here, TUN_B in the namespace, netdelay.py between them; MTU 65000
+# so that the delayer handles few, large packets.
+dist_setup_tun() {
+    command -v python3 >/dev/null && [ -c /dev/net/tun ] || return 1
+    echo 0 >"$DIST_WORK/delay_ms"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/netdelay.py" "$DIST_VETH_H" "$DIST_VETH_N" \
+        "$DIST_WORK/delay_ms" >"$DIST_WORK/netdelay.out" 2>&1 &
+    DIST_TUN_PID=$!
+    for _ in $(seq 1 200); do
+        grep -q ready "$DIST_WORK/netdelay.out" 2>/dev/null && break
+        kill -0 "$DIST_TUN_PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    ip link set "$DIST_VETH_N" netns "$DIST_NS" &&
+        ip addr add "$DIST_NEAR_IP" peer "$DIST_FAR_IP" dev "$DIST_VETH_H" &&
+        ip link set "$DIST_VETH_H" mtu 65000 up &&
+        ip netns exec "$DIST_NS" ip addr add "$DIST_FAR_IP" peer "$DIST_NEAR_IP" dev "$DIST_VETH_N" &&
+        ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" mtu 65000 up
 }
 
 # A server certificate for the namespace's address, from the test CA.
@@ -89,6 +121,11 @@ dist_make_cert() {
 
 dist_rtt() { # ms
     DIST_RTT=$1
+    if [ "$DIST_MODE" = tun ]; then
+        awk -v r="$1" 'BEGIN { print r / 2 }' >"$DIST_WORK/delay_ms"
+        kill -HUP "$DIST_TUN_PID"
+        return
+    fi
     [ "$DIST_MODE" = netem ] || return 0
     # half of the round trip on each way
     local half
@@ -99,7 +136,7 @@ dist_rtt() { # ms
 
 dist_start_mocks() { # mock_apns mock_fcm apns_port fcm_port
     local run=() delay=()
-    if [ "$DIST_MODE" = netem ]; then
+    if [ "$DIST_MODE" = netem ] || [ "$DIST_MODE" = tun ]; then
         run=(ip netns exec "$DIST_NS")
     elif [ "$DIST_RTT" -gt 0 ]; then
         delay=(--delay-ms "$DIST_RTT")
@@ -137,6 +174,11 @@ dist_stop_mocks() {
 
 dist_teardown() {
     dist_stop_mocks
+    if [ -n "$DIST_TUN_PID" ]; then
+        kill "$DIST_TUN_PID" 2>/dev/null || true
+        wait "$DIST_TUN_PID" 2>/dev/null || true
+        DIST_TUN_PID=
+    fi
     [ "$DIST_MADE" = 1 ] || return 0
     ip link del "$DIST_VETH_H" 2>/dev/null || true
     ip netns del "$DIST_NS" 2>/dev/null || true
