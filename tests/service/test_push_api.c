@@ -576,6 +576,82 @@ static void test_req_id_dedup(void **state)
     answer_free(&c);
 }
 
+/* The same req_id sent many times at once to two gateways on one
+ * database: every answer is the one request's objectId, and one row is
+ * stored (the advisory lock of migration 0011 orders them). */
+static void test_req_id_dedup_across_instances(void **state)
+{
+    enum { N = 16 };
+    struct tu_svc second;
+    struct tu_svc_options o;
+    struct answer a[N];
+    CURL *e[N];
+    struct curl_slist *h = NULL;
+    CURLM *m = curl_multi_init();
+    char *extra = NULL, url[2][128], *v;
+    int port2 = tu_free_port(), running = 1;
+    (void)state;
+
+    assert_int_equal(asprintf(&extra,
+                              "[server]\nclient_listen = 127.0.0.1:%d\n"
+                              "[app:lcpush]\nhook_key = lcpush-hook-key-0001\n"
+                              "leancloud_app_id = " LC_ID "\napp_key = " LC_KEY
+                              "\nmaster_key = " LC_MASTER "\n",
+                              port2) > 0,
+                     1);
+    memset(&o, 0, sizeof(o));
+    o.reuse_db = fx->svc.db;
+    o.extra_ini = extra;
+    tu_svc_start(&second, &o);
+    free(extra);
+    snprintf(url[0], sizeof(url[0]), "http://127.0.0.1:%d/1.1/push",
+             fx->client_port);
+    snprintf(url[1], sizeof(url[1]), "http://127.0.0.1:%d/1.1/push", port2);
+    h = curl_slist_append(h, "X-LC-Id: " LC_ID);
+    h = curl_slist_append(h, "X-LC-Key: " MASTER);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    assert_non_null(m);
+    for (int i = 0; i < N; i++) {
+        memset(&a[i], 0, sizeof(a[i]));
+        e[i] = curl_easy_init();
+        assert_non_null(e[i]);
+        curl_easy_setopt(e[i], CURLOPT_URL, url[i % 2]);
+        curl_easy_setopt(e[i], CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(e[i], CURLOPT_POSTFIELDS,
+                         "{\"data\":{\"alert\":\"at once\"},"
+                         "\"req_id\":\"concurrent-1\"}");
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &a[i]);
+        curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 20000L);
+        curl_easy_setopt(e[i], CURLOPT_NOSIGNAL, 1L);
+        curl_multi_add_handle(m, e[i]);
+    }
+    while (running) {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        curl_easy_getinfo(e[i], CURLINFO_RESPONSE_CODE, &a[i].status);
+        a[i].json = a[i].body ? cJSON_Parse(a[i].body) : NULL;
+        if (a[i].status != 200)
+            fail_msg("request %d: %ld %s", i, a[i].status,
+                     a[i].body ? a[i].body : "");
+        assert_non_null(jstr(&a[i], "objectId"));
+        assert_string_equal(jstr(&a[i], "objectId"), jstr(&a[0], "objectId"));
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    v = q("SELECT count(*) FROM api_pushes WHERE req_id = 'concurrent-1'");
+    assert_string_equal(v, "1");
+    free(v);
+    for (int i = 0; i < N; i++)
+        answer_free(&a[i]);
+    curl_slist_free_all(h);
+    curl_multi_cleanup(m);
+    tu_svc_stop(&second);
+}
+
 /* GET answers the status from the row: scheduled while push_at is ahead,
  * in-queue once due and not taken, then the sender's state and counts. */
 static void test_status(void **state)
@@ -752,6 +828,7 @@ int main(void)
         cmocka_unit_test(test_prod),
         cmocka_unit_test(test_times_and_options),
         cmocka_unit_test(test_req_id_dedup),
+        cmocka_unit_test(test_req_id_dedup_across_instances),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_backlog_full),
         cmocka_unit_test(test_database_down),
