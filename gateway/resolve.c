@@ -536,6 +536,66 @@ out:
     return rc;
 }
 
+int pgw_resolve_api_push(const cJSON *data, const char *profile,
+                         int64_t timestamp_s, int64_t expires_at_s,
+                         struct pgw_resolved **ret_res,
+                         struct pgw_json_error *ret_err)
+{
+    struct pgw_resolved *res = NULL;
+    cJSON *content = NULL;
+    const cJSON *it;
+    int rc = PGW_ERR_NOMEM;
+
+    if (!cJSON_IsObject(data)) {
+        pgw_json_fail(ret_err, PGW_ERR_INVAL, "data", "not an object");
+        return PGW_ERR_INVAL;
+    }
+    res = calloc(1, sizeof(*res));
+    if (!res)
+        return PGW_ERR_NOMEM;
+    pgw_event_peerset_init(&res->recipient_set);
+    pgw_event_peerset_init(&res->mentioned_set);
+    res->everyone = true;
+    res->source = PGW_RESOLVE_SOURCE_PUSHDATA;
+    res->timestamp_s = timestamp_s;
+    res->expires_at_s = expires_at_s;
+    content = cJSON_Duplicate(data, true);
+    if (!content)
+        goto out;
+    it = cJSON_GetObjectItemCaseSensitive(content, "_profile");
+    if (profile)
+        res->profile =
+            strcmp(profile, "dev") == 0 ? PGW_PROFILE_DEV : PGW_PROFILE_PROD;
+    else if (!it ||
+             (cJSON_IsString(it) && strcmp(it->valuestring, "prod") == 0))
+        res->profile = PGW_PROFILE_PROD;
+    else if (cJSON_IsString(it) && strcmp(it->valuestring, "dev") == 0)
+        res->profile = PGW_PROFILE_DEV;
+    else
+        res->profile = PGW_PROFILE_BAD;
+    it = cJSON_GetObjectItemCaseSensitive(content, "_apns_team_id");
+    if (cJSON_IsString(it) && it->valuestring[0]) {
+        res->apns_team_id = strdup(it->valuestring);
+        if (!res->apns_team_id)
+            goto out;
+    }
+    strip_internal(content);
+    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
+        rc = platform_content(content, (enum pgw_platform)p,
+                              &res->content[p][0]);
+        if (rc < 0)
+            goto out;
+        res->content[p][1] = res->content[p][0];
+    }
+    *ret_res = res;
+    res = NULL;
+    rc = 0;
+out:
+    cJSON_Delete(content);
+    pgw_resolve_free(res);
+    return rc;
+}
+
 const cJSON *pgw_resolve_variant(const struct pgw_resolved *res, int variant)
 {
     if (res->skip_reason || variant < 0 || variant > 3)
@@ -552,7 +612,8 @@ enum pgw_resolve_verdict pgw_resolve_for_installation(
 
     if (res->skip_reason)
         return PGW_RESOLVE_SKIPPED;
-    for (size_t i = 0; i < inst->n_channels; i++) {
+    recipient = res->everyone;
+    for (size_t i = 0; !res->everyone && i < inst->n_channels; i++) {
         const char *ch = inst->channels[i];
         if (!ch || !pgw_event_peerset_has(&res->recipient_set, ch))
             continue;

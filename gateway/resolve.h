@@ -83,6 +83,9 @@ struct pgw_resolved {
     int64_t timestamp_s;  /* event timestamp, Unix seconds */
     int64_t expires_at_s; /* timestamp_s + validity_s */
     bool has_mentioned;   /* the content had a _mentioned object */
+    /* An API push (pgw_resolve_api_push): every device given is a
+     * recipient (the store chose them), none is mentioned. */
+    bool everyone;
     /* [platform][mentioned]; [p][1] == [p][0] when !has_mentioned. */
     cJSON *content[PGW_PLATFORM_COUNT][2];
 };
@@ -103,6 +106,21 @@ int pgw_resolve_event(const struct pgw_event *ev,
                       struct pgw_json_error *ret_err);
 
 void pgw_resolve_free(struct pgw_resolved *res);
+
+/*
+ * Resolves the `data` of a push-API request (DESIGN §15.5: the content
+ * rules of §7.3–§8, no event variables, no recipients: the devices are
+ * the request's audience). |profile| "dev" or "prod" overrides the
+ * content's _profile (NULL: the content decides); _mentioned is removed
+ * and has no effect. |timestamp_s| is when the request was made,
+ * |expires_at_s| the end of its validity. Stores a new result in
+ * |*ret_res| (pgw_resolve_free()). Errors: PGW_ERR_INVAL (|data| not an
+ * object; |ret_err| filled), PGW_ERR_NOMEM.
+ */
+int pgw_resolve_api_push(const cJSON *data, const char *profile,
+                         int64_t timestamp_s, int64_t expires_at_s,
+                         struct pgw_resolved **ret_res,
+                         struct pgw_json_error *ret_err);
 
 enum pgw_resolve_verdict {
     PGW_RESOLVE_SEND = 0,      /* build and send content |*ret_variant| */

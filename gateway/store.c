@@ -682,6 +682,7 @@ static void complete_claim_retries(struct op *op)
         rt[i].request = get_str(r, (int)i, 5);
         rt[i].attempts = (int)store_get_i64(r, (int)i, 6);
         rt[i].expires_at_ms = store_get_i64(r, (int)i, 7);
+        rt[i].api_push_id = store_get_i64(r, (int)i, 8);
     }
     op->cb.retries(op->arg, 0, rt, n);
     free(rt);
@@ -1293,4 +1294,56 @@ int pgw_store_exec(struct pgw_store *self, const char *sql,
     op->arg = arg;
     store_enqueue(self, &self->queue, op);
     return 0;
+}
+
+int pgw_store_exec_text(struct pgw_store *self, const char *sql,
+                        const char *const *params, unsigned n,
+                        pgw_store_result_cb cb, void *arg)
+{
+    size_t size, sql_len;
+    struct op *op;
+    char *cur;
+    int rc;
+
+    if (!self || !sql || !cb || n > PGW_STORE_MAX_EXEC_PARAMS || !str_ok(sql))
+        return PGW_ERR_INVAL;
+    sql_len = strlen(sql) + 1;
+    size = (n + 1) * sizeof(char *) + sql_len;
+    for (unsigned i = 0; i < n; i++) {
+        if (params[i] && !str_ok(params[i]))
+            return PGW_ERR_INVAL;
+        if (params[i])
+            size += strlen(params[i]) + 1;
+    }
+    rc = may_queue(self);
+    if (rc < 0)
+        return rc;
+    op = calloc(1, sizeof(*op) + size);
+    if (!op)
+        return PGW_ERR_NOMEM;
+    op->kind = OP_EXEC;
+    op->n_params = n;
+    /* The pointers first: |data| is aligned for them (store_int.h). */
+    op->xparam = (const char **)(void *)op->data;
+    cur = op->data + (n + 1) * sizeof(char *);
+    for (unsigned i = 0; i < n; i++) {
+        size_t len;
+
+        if (!params[i])
+            continue;
+        len = strlen(params[i]) + 1;
+        memcpy(cur, params[i], len);
+        op->xparam[i] = cur;
+        cur += len;
+    }
+    op->sql = memcpy(cur, sql, sql_len);
+    op->cb.exec = cb;
+    op->arg = arg;
+    store_enqueue(self, &self->queue, op);
+    return 0;
+}
+
+const char *pgw_store_owner(const struct pgw_store *self)
+{
+    return self->owner;
 }

@@ -303,7 +303,8 @@ int pgw_store_finish_event(struct pgw_store *self,
 
 struct pgw_store_retry {
     int64_t id;
-    int64_t event_id;
+    int64_t event_id;    /* 0: the retry of an API push */
+    int64_t api_push_id; /* 0: the retry of an event */
     int64_t installation_id;
     const char *app_id;
     const char *provider;
@@ -330,8 +331,10 @@ int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
  * in finish_event); or neither: try again at |not_before_ms| with
  * |attempts| and |last_reason|. When the event has no retry left
  * afterwards it becomes done (delivered/failed counters updated).
- * One transaction; |event_id| must be the retry's event. A retry row
- * already gone (ended by another process) changes nothing.
+ * One transaction; |event_id| must be the retry's event (0 for the
+ * retry of an API push, whose counters in api_pushes are updated
+ * instead). A retry row already gone (ended by another process) changes
+ * nothing.
  */
 struct pgw_store_retry_result {
     int64_t retry_id;
@@ -364,6 +367,22 @@ typedef void (*pgw_store_result_cb)(void *arg, int err, const PGresult *r);
 int pgw_store_exec(struct pgw_store *self, const char *sql,
                    const char *const *params, unsigned n,
                    pgw_store_result_cb cb, void *arg);
+
+/* Parameters of one pgw_store_exec_text() statement at most. */
+#define PGW_STORE_MAX_EXEC_PARAMS 512
+
+/*
+ * As pgw_store_exec(), for a statement put together at run time (the
+ * audience of an API push, lc_where.h): |sql| is copied, and up to
+ * PGW_STORE_MAX_EXEC_PARAMS parameters are taken. The text still holds
+ * only placeholders for values.
+ */
+int pgw_store_exec_text(struct pgw_store *self, const char *sql,
+                        const char *const *params, unsigned n,
+                        pgw_store_result_cb cb, void *arg);
+
+/* Who holds this store's leases (pgw_store_options.owner). */
+const char *pgw_store_owner(const struct pgw_store *self);
 
 /*
  * Forgets the cached names of |payload| (a JSON text of migration 0007's

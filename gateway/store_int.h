@@ -127,6 +127,8 @@ struct op {
     /* plain parameters, pointing into |data| (or NULL) */
     unsigned n_params;
     const char *param[STORE_MAX_PARAMS];
+    /* exec_text: its |n_params| parameters, in |data| (else NULL) */
+    const char **xparam;
     bool flag;      /* find: increment (a batch: or set badges) */
     bool set_badge; /* find: set the iOS rows' badge to |badge| */
     int32_t badge;

@@ -304,19 +304,19 @@ static const struct {
                                "r.installation_id, r.app_id, r.provider, "
                                "r.request, r.attempts, "
                                "(extract(epoch FROM r.expires_at) * 1000)"
-                               "::int8"},
+                               "::int8, r.api_push_id"},
     /* $2 is 'delivered', 'failure' or 'again'. The events UPDATE locks the
      * event row, so two retries of one event ending at once serialise and
      * the second sees the first's deletion in ST_RETRY_DONE. */
     [ST_RETRY_FIN] =
         {"pgw_retry_fin",
          "WITH d AS (DELETE FROM push_retries WHERE id = $1::int8 AND "
-         "$2::text <> 'again' RETURNING event_id, installation_id, app_id, "
-         "provider), "
-         "f AS (INSERT INTO push_failures (event_id, installation_id, "
-         "app_id, provider, outcome, status, reason) SELECT event_id, "
-         "installation_id, app_id, provider, $3::text, $4::int4, $5::text "
-         "FROM d WHERE $2::text = 'failure'), "
+         "$2::text <> 'again' RETURNING event_id, api_push_id, "
+         "installation_id, app_id, provider), "
+         "f AS (INSERT INTO push_failures (event_id, api_push_id, "
+         "installation_id, app_id, provider, outcome, status, reason) SELECT "
+         "event_id, api_push_id, installation_id, app_id, provider, $3::text, "
+         "$4::int4, $5::text FROM d WHERE $2::text = 'failure'), "
          "inv AS (UPDATE installations SET valid = false, invalid_reason = "
          "$5::text, invalidated_at = now() WHERE $2::text = 'failure' AND "
          "$3::text = 'invalidated' AND id IN (SELECT installation_id FROM d) "
@@ -325,7 +325,14 @@ static const struct {
          "a AS (UPDATE push_retries SET not_before = to_timestamp($7::int8 / "
          "1000.0), attempts = $8::int4, last_reason = $9::text, lease_owner "
          "= NULL, lease_until = '-infinity' WHERE id = $1::int8 AND "
-         "$2::text = 'again') "
+         "$2::text = 'again'), "
+         /* The retry of an API push counts on the push (migration 0009). */
+         "ap AS (UPDATE api_pushes SET successes = successes + ($2::text = "
+         "'delivered')::int, errors = errors + ($2::text = 'failure' AND "
+         "$3::text = 'failed')::int, invalid_tokens = invalid_tokens + "
+         "($2::text = 'failure' AND $3::text = 'invalidated')::int, expired "
+         "= expired + ($2::text = 'failure' AND $3::text = 'expired')::int "
+         "WHERE id IN (SELECT api_push_id FROM d)) "
          "UPDATE events SET pushes_delivered = pushes_delivered + "
          "($2::text = 'delivered')::int, pushes_failed = pushes_failed + "
          "($2::text = 'failure' AND $3::text = 'failed')::int, "
@@ -743,7 +750,8 @@ int store_sql_send(struct pgw_store *self, struct pgw_pgconn *c, struct op *op)
     case OP_EXEC:
         self->sent_in_op++;
         rc = PQsendQueryParams(pgw_pgconn_pg(c), op->sql, (int)op->n_params,
-                               NULL, op->param, NULL, NULL, 0)
+                               NULL, op->xparam ? op->xparam : op->param, NULL,
+                               NULL, 0)
                  ? 0
                  : -1;
         break;
