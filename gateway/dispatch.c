@@ -259,7 +259,10 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
     d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
     d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
-    if (!d->claim_timer || !d->lease_timer || !d->pump_ev) {
+    if (opts->metrics)
+        dispatch_metrics_init(d, opts->metrics);
+    if (!d->claim_timer || !d->lease_timer || !d->pump_ev ||
+        broadcast_new(d) < 0) {
         pgw_dispatch_free(d);
         return PGW_ERR_NOMEM;
     }
@@ -269,8 +272,6 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
     event_add(d->claim_timer, &claim_tv);
     event_add(d->lease_timer, &lease_tv);
-    if (opts->metrics)
-        dispatch_metrics_init(d, opts->metrics);
     *ret_d = d;
     return 0;
 }
@@ -298,6 +299,13 @@ int pgw_dispatch_set_runtime(struct pgw_dispatch *self, struct pgw_config *cfg,
     if (rc < 0)
         return rc;
     pgw_runtime_unref(self->rt);
+    /* The first runtime: API pushes due (left by a crash, scheduled
+     * while stopped) are claimed now, not at the claim timer's tick. */
+    if (!self->rt) {
+        self->rt = rt;
+        broadcast_tick(self);
+        return 0;
+    }
     self->rt = rt;
     return 0;
 }
@@ -395,6 +403,7 @@ void pgw_dispatch_stop(struct pgw_dispatch *self)
         pgw_runtime_cancel_senders(
             pgw_list_entry(pos, struct pgw_runtime, node));
     }
+    broadcast_stop(self);
     /* The rest, unless a store or hook callback is still due: those are
      * freed when it comes (the caller frees the store and curlmulti). */
     pgw_list_for_each_safe(pos, next, &self->jobs)
@@ -413,6 +422,7 @@ void pgw_dispatch_free(struct pgw_dispatch *self)
     pgw_dispatch_stop(self);
     while (!pgw_list_empty(&self->jobs))
         job_free(job_of(self->jobs.next));
+    broadcast_free(self);
     /* The current runtime, and those whose free is still due. */
     while (!pgw_list_empty(&self->runtimes))
         pgw_runtime_free(
@@ -938,6 +948,8 @@ static void dispatch_pump(struct pgw_dispatch *d)
         if (j->next_send < j->n_pushes)
             job_send_some(j);
     }
+    /* What room is left: the broadcasts' share (broadcast.c). */
+    broadcast_pump(d);
     /* A backlog left in the database: claim it once a batch fits. */
     if (d->backlog_hint && !d->closing)
         claim_events(d, d->claim_batch);
@@ -962,6 +974,11 @@ void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p)
         update_cap(d);
 }
 
+size_t dispatch_bulk_cap(const struct pgw_dispatch *d)
+{
+    return d->cap_known || d->cap < CAP_MIN ? d->cap : CAP_MIN;
+}
+
 bool dispatch_inflight_room(const struct pgw_dispatch *d)
 {
     return inflight_total(d) < d->cap;
@@ -984,6 +1001,7 @@ static void update_cap(struct pgw_dispatch *d)
         if (d->recent[p])
             capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
     d->cap = pgw_dispatch_pacing_cap(d->recent, capacity, d->o.max_inflight);
+    d->cap_known = capacity[0] || capacity[1];
 }
 
 size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
@@ -1328,6 +1346,7 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
         return;
     claim_events(d, 1);
     dispatch_claim_retries(d);
+    broadcast_tick(d);
     dispatch_pump(d);
 }
 
@@ -1445,7 +1464,7 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
 
-    if (d->n_jobs == 0 && d->retries_inflight == 0)
+    if (d->n_jobs == 0 && d->retries_inflight == 0 && broadcast_idle(d))
         drain_finish(d);
 }
 

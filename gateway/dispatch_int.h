@@ -1,6 +1,7 @@
 /*
- * Inside the dispatcher: what dispatch.c (events: jobs, pacing, claims)
- * and retry.c (claimed retries) share. Not for other modules.
+ * Inside the dispatcher: what dispatch.c (events: jobs, pacing, claims),
+ * retry.c (claimed retries) and broadcast.c (API pushes) share. Not for
+ * other modules.
  */
 #ifndef PUSHGW_DISPATCH_INT_H
 #define PUSHGW_DISPATCH_INT_H
@@ -38,8 +39,10 @@ struct pgw_dispatch {
      * cap they give (update_cap), with the sends since. */
     uint32_t recent[PGW_PROVIDER_COUNT];
     size_t cap;
+    bool cap_known; /* the cap follows known streams (else max_inflight) */
     unsigned sends_since_cap;
-    size_t retries_inflight; /* claimed retries not finished (retry.c) */
+    size_t retries_inflight;  /* claimed retries not finished (retry.c) */
+    struct pgw_broadcast *bc; /* the sender of API pushes (broadcast.c) */
     /* Pushes built and not answered, plus the recipients of lookups out;
      * bounded by max_pending (see PENDING_PUSHES_FACTOR). */
     size_t pushes_pending;
@@ -89,6 +92,11 @@ struct pgw_dispatch {
  * (the caller decrements d->inflight when it is answered). */
 bool dispatch_inflight_room(const struct pgw_dispatch *d);
 void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p);
+/* The cap for work that can wait (broadcast.c): the in-flight cap once
+ * the providers' streams are known; until then (start-up, before the
+ * first SETTINGS) its floor, so that a whole page does not fill the
+ * pools' queues ahead of the events to come. */
+size_t dispatch_bulk_cap(const struct pgw_dispatch *d);
 
 /* ---- outcome.c ---- */
 
@@ -158,6 +166,21 @@ enum pgw_retry_plan dispatch_plan_retry(const struct pgw_runtime *rt,
                                         const struct pgw_outcome *o,
                                         int64_t *ret_at,
                                         enum pgw_store_failure_kind *ret_kind);
+
+/* ---- broadcast.c, for dispatch.c ---- */
+
+/* Creates d->bc. Errors: PGW_ERR_NOMEM. */
+int broadcast_new(struct pgw_dispatch *d);
+/* The claim timer (and the first runtime): claims due API pushes. */
+void broadcast_tick(struct pgw_dispatch *d);
+/* After the jobs had their turn: the broadcasts send what room is left
+ * to them (their share: broadcast.c's room()). */
+void broadcast_pump(struct pgw_dispatch *d);
+/* No API push in memory (draining may end). */
+bool broadcast_idle(const struct pgw_dispatch *d);
+/* After the senders were cancelled (pgw_dispatch_stop). */
+void broadcast_stop(struct pgw_dispatch *d);
+void broadcast_free(struct pgw_dispatch *d);
 
 /* ---- retry.c, for dispatch.c ---- */
 

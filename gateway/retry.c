@@ -4,7 +4,9 @@
  * the claim timer claims them here, each is decoded and sent again as it
  * was, and its answer is written back: delivered, failed for good, or a
  * new row further on (push.c plans it). A retry is alone: its event
- * already ended, so it has no job.
+ * already ended, so it has no job. A retry row owned by an API push
+ * (api_push_id, broadcast.c) goes the same way; its end counts on the
+ * push's counters instead of an event's (store_sql.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,7 +28,8 @@ struct retry_ctx {
     struct pgw_dispatch *d;
     struct pgw_runtime *rt;
     int64_t retry_id;
-    int64_t event_id;
+    int64_t event_id;    /* 0: the retry of an API push */
+    int64_t api_push_id; /* 0: the retry of an event */
     char *app_id;
     struct pgw_push push;
     struct pgw_store_failure failure;
@@ -72,6 +75,7 @@ static void on_retries_claimed(void *arg, int err,
         d->retries_inflight++;
         rc->retry_id = rs[i].id;
         rc->event_id = rs[i].event_id;
+        rc->api_push_id = rs[i].api_push_id;
         rc->app_id = strdup(rs[i].app_id);
         memset(&o, 0, sizeof(o));
         if (!rc->app_id || parse_retry(rc, &rs[i]) < 0) {
@@ -190,9 +194,11 @@ static void on_retry_finished(void *arg, int err)
     struct retry_ctx *rc = arg;
 
     if (err < 0)
-        pgw_log_warn("could not record a retry of event '%" PRId64
+        pgw_log_warn("could not record a retry of %s '%" PRId64
                      "': %s: it will be tried again after its lease",
-                     rc->event_id, pgw_strerror(err));
+                     rc->event_id ? "event" : "push request",
+                     rc->event_id ? rc->event_id : rc->api_push_id,
+                     pgw_strerror(err));
     retry_ctx_free(rc);
 }
 

@@ -1,0 +1,1077 @@
+/*
+ * The sender of API pushes (see broadcast.h), a second kind of work of
+ * the dispatcher beside events, as claimed retries are (retry.c).
+ *
+ * A claimed request is a `struct bcast`: its content resolved once
+ * (resolve.c, as an event's), its audience compiled once (lc_where.c)
+ * into the statement of its pages (store_broadcast.c), and at most two
+ * pages in memory: the one being sent and the next one, fetched (with its
+ * badge increments) while the answers to the first come in. A page's
+ * pushes are sent only after the previous page is committed, so a crash
+ * sends at most one page twice; its devices' badges are not incremented
+ * twice (migration 0010). A page goes
+ *   fetch → build (push.c) → send, paced → answers (outcome.c) → commit
+ * and the last one commits the request's end. Requests are claimed by the
+ * dispatcher's claim timer, by pgw_broadcast_kick() after an insert, and
+ * by a timer set for the next scheduled one; their leases are renewed
+ * here, and a lease found lost stops the request (another process took it
+ * over).
+ *
+ * Read top-down: claims, a request's start, pages, sends and answers,
+ * commits and the end, leases, then the dispatcher's hooks.
+ */
+#include "broadcast.h"
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch_int.h"
+#include "lc_where.h"
+#include "log.h"
+#include "metrics.h"
+#include "push.h"
+#include "resolve.h"
+#include "store_broadcast.h"
+#include "util/clock.h"
+
+/* Requests sent at once by one process: a long broadcast does not hold
+ * back a small request claimed after it, and each one in memory is at
+ * most two pages. */
+#define BC_MAX_ACTIVE 4
+/* Devices per page: a page is built in one loop iteration (a few ms) and
+ * its pushes are at most BC_PAGE × ~1 KiB; with the next page fetched
+ * while it is answered, the page's commit and fetch stay off the
+ * senders' path. */
+#define BC_PAGE 2000
+/* A statement that failed (database down) is tried again after this. */
+#define BC_RETRY_MS 1000
+/* flow_control: sends are let through in steps of this many ms. */
+#define BC_FLOW_TICK_MS 20
+
+struct bcast;
+
+/* One push of a page: its address is the sender's callback argument. */
+struct bpush {
+    struct bcast *b;
+    struct pgw_push p;
+};
+
+struct bfail {
+    struct pgw_store_failure f;
+    char reason[PGW_OUTCOME_REASON_MAX];
+};
+
+struct bretry {
+    struct pgw_store_retry_new r;
+    char *request;
+    char reason[PGW_OUTCOME_REASON_MAX];
+};
+
+struct page {
+    struct bpush *v; /* the pushes built, |n| */
+    size_t n, next_send, answered;
+    int64_t last_id; /* of the rows read (0: none) */
+    bool full;       /* as many rows as asked: more may follow */
+    int devices, successes, invalid_tokens, errors, expired;
+    struct bfail *fails;
+    size_t n_fails, cap_fails;
+    struct bretry *retries;
+    size_t n_retries, cap_retries;
+};
+
+enum bstate {
+    B_FETCH,  /* the current page's rows are being read */
+    B_SEND,   /* the current page is sent and answered */
+    B_COMMIT, /* its outcomes are being committed */
+    B_WAIT,   /* a statement failed: BC_RETRY_MS, then again */
+};
+
+struct bcast {
+    struct pgw_broadcast *bc;
+    struct pgw_list node; /* on bc->active */
+    struct pgw_runtime *rt;
+    const struct pgw_runtime_app *app;
+    int64_t id;
+    char id_str[32]; /* seeds the apns-ids: "api-<id>" */
+    char *app_id;
+    struct pgw_where where;
+    bool increment;
+    struct pgw_resolved *res;
+    struct pgw_push_event pe;
+    struct pgw_push_app papp;
+    int64_t expires_at_ms;
+    int flow_control;
+    int64_t flow_t0_ms;
+    uint64_t flow_sent;
+    struct event *timer; /* flow control and BC_RETRY_MS */
+    int64_t cursor;      /* committed */
+    /* committed counters, for the result */
+    int64_t devices, successes;
+    enum bstate state;
+    /* what B_WAIT does again: commit (with |end|) or fetch */
+    bool wait_commit;
+    struct page cur, next;
+    bool fetching_next, next_ready;
+    const char *end;   /* the result committed with the current page */
+    unsigned out;      /* store calls out (a fetch and a commit at most) */
+    bool lost;         /* the lease is gone: stop, write nothing */
+    bool flow_waiting; /* the timer is set for flow control */
+};
+
+struct pgw_broadcast {
+    struct pgw_dispatch *d;
+    struct pgw_list active; /* struct bcast */
+    size_t n_active;
+    size_t inflight; /* its pushes handed to a sender, not answered */
+    bool claiming, claim_again, renewing, asking_next;
+    struct event *due_timer;   /* the next scheduled request */
+    struct event *lease_timer; /* renewals */
+    struct pgw_metric_family *m_requests;
+};
+
+static void claim(struct pgw_broadcast *bc);
+static void on_claimed(void *arg, int err, const struct pgw_store_api_push *p,
+                       size_t n);
+static void ask_next_due(struct pgw_broadcast *bc);
+static void on_next_due(void *arg, int err, int64_t ms);
+static void on_due_timer(evutil_socket_t fd, short what, void *arg);
+static void bcast_start(struct pgw_broadcast *bc,
+                        const struct pgw_store_api_push *row);
+static void fetch(struct bcast *b, struct page *pg);
+static void on_page(void *arg, int err, const struct pgw_installation *rows,
+                    size_t n);
+static void build_page(struct bcast *b, struct page *pg,
+                       const struct pgw_installation *rows, size_t n);
+static void send_some(struct bcast *b);
+static struct bfail *add_fail(struct page *pg);
+static void on_answer(void *arg, const struct pgw_outcome *o);
+static void page_answered(struct bcast *b);
+static void commit(struct bcast *b, const char *end);
+static void on_committed(void *arg, int err, bool held);
+static void after_commit(struct bcast *b);
+static void wait_retry(struct bcast *b, bool commit_again);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void bcast_free(struct bcast *b);
+static void page_release(struct page *pg);
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg);
+static void on_renewed(void *arg, int err, const int64_t *held, size_t n);
+static void on_released(void *arg, int err);
+
+/* A request whose sending stopped (the dispatcher stops, or another
+ * process took it over) is freed once nothing refers to it: no store call
+ * out, every push sent answered. True when freed. */
+static bool free_if_dead(struct bcast *b)
+{
+    if (!b->bc->d->closing && !b->lost)
+        return false;
+    if (b->out == 0 && b->cur.answered == b->cur.next_send)
+        bcast_free(b);
+    return true;
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+static void claim(struct pgw_broadcast *bc)
+{
+    struct pgw_dispatch *d = bc->d;
+
+    if (!d->rt || d->draining || bc->n_active >= BC_MAX_ACTIVE)
+        return;
+    if (bc->claiming) {
+        bc->claim_again = true;
+        return;
+    }
+    if (pgw_store_claim_api_pushes(d->o.store,
+                                   (unsigned)(BC_MAX_ACTIVE - bc->n_active),
+                                   d->o.lease_ms, on_claimed, bc) == 0)
+        bc->claiming = true;
+}
+
+static void on_claimed(void *arg, int err, const struct pgw_store_api_push *p,
+                       size_t n)
+{
+    struct pgw_broadcast *bc = arg;
+    struct pgw_dispatch *d = bc->d;
+
+    bc->claiming = false;
+    if (d->closing)
+        return;
+    if (err < 0) {
+        pgw_log_warn("could not claim push requests: %s", pgw_strerror(err));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        bcast_start(bc, &p[i]);
+    if (bc->claim_again) {
+        bc->claim_again = false;
+        claim(bc);
+    }
+    ask_next_due(bc);
+}
+
+/* Sets the due timer for the next scheduled request, so push_time is
+ * kept to the statement's round trip rather than to the claim timer. */
+static void ask_next_due(struct pgw_broadcast *bc)
+{
+    if (bc->asking_next || bc->d->draining)
+        return;
+    if (pgw_store_next_api_push(bc->d->o.store, on_next_due, bc) == 0)
+        bc->asking_next = true;
+}
+
+static void on_next_due(void *arg, int err, int64_t ms)
+{
+    struct pgw_broadcast *bc = arg;
+    struct timeval tv;
+
+    bc->asking_next = false;
+    if (err < 0 || ms < 0 || bc->d->closing)
+        return;
+    /* Past the claim timer's tick the tick claims it anyway. */
+    if (ms > (int64_t)bc->d->o.claim_interval_ms)
+        return;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(bc->due_timer, &tv);
+}
+
+static void on_due_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    claim(arg);
+}
+
+/* ---- a request's start -------------------------------------------------- */
+
+/* The result of a request that ends before a push is sent, counted and
+ * committed. */
+static void end_early(struct bcast *b, const char *result)
+{
+    b->state = B_COMMIT;
+    commit(b, result);
+}
+
+static void bcast_start(struct pgw_broadcast *bc,
+                        const struct pgw_store_api_push *row)
+{
+    struct pgw_dispatch *d = bc->d;
+    struct bcast *b = calloc(1, sizeof(*b));
+    cJSON *data = NULL, *query = NULL;
+    struct pgw_lc_error lerr;
+    struct pgw_json_error jerr;
+    int64_t now_ms = pgw_clock_wall_ms();
+
+    if (!b || !(b->app_id = strdup(row->app_id)) ||
+        !(b->timer = evtimer_new(d->o.base, on_timer, b))) {
+        /* Its lease expires and it is claimed again. */
+        pgw_log_error("out of memory starting push request '%" PRId64 "'",
+                      row->id);
+        if (b)
+            free(b->app_id);
+        free(b);
+        return;
+    }
+    b->bc = bc;
+    b->id = row->id;
+    snprintf(b->id_str, sizeof(b->id_str), "api-%" PRId64, row->id);
+    b->rt = pgw_runtime_ref(d->rt);
+    b->cursor = row->cursor_id;
+    b->devices = row->devices;
+    b->successes = row->successes;
+    b->expires_at_ms = row->expires_at_ms;
+    b->flow_control = row->flow_control;
+    pgw_list_push_back(&bc->active, &b->node);
+    bc->n_active++;
+
+    b->app = pgw_runtime_find_app(b->rt, b->app_id);
+    if (!b->app) {
+        pgw_log_warn("push request '%" PRId64 "' is for app '%s', which is "
+                     "not configured",
+                     b->id, b->app_id);
+        end_early(b, "unknown_app");
+        return;
+    }
+    if (now_ms >= b->expires_at_ms) {
+        end_early(b, "expired");
+        return;
+    }
+    data = cJSON_Parse(row->data);
+    query = cJSON_Parse(row->query);
+    if (!data || !query) {
+        end_early(b, "invalid_content");
+        goto out;
+    }
+    /* The query was compiled when the request was accepted; compiled
+     * again here, so the compiler is the one place that decides. */
+    if (pgw_where_compile(query, NULL, PGW_STORE_PAGE_FIRST_PARAM, &b->where,
+                          &lerr) < 0) {
+        pgw_log_warn("push request '%" PRId64 "': its query is refused: %s",
+                     b->id, lerr.error);
+        end_early(b, "invalid_query");
+        goto out;
+    }
+    if (pgw_resolve_api_push(data, row->profile, row->push_at_ms / 1000,
+                             b->expires_at_ms / 1000, &b->res, &jerr) < 0) {
+        pgw_log_warn("push request '%" PRId64 "': cannot resolve the push: "
+                     "%s: %s",
+                     b->id, jerr.field, jerr.reason);
+        end_early(b, "invalid_content");
+        goto out;
+    }
+    b->papp.cfg = b->rt->cfg;
+    b->papp.app = b->app->app;
+    b->papp.apns_identity = b->app->apns_identity;
+    b->papp.apns_topic = b->app->apns_topic;
+    b->papp.has_fcm_account = b->app->fcm_account != NULL;
+    /* Whether the iOS content increments the badge decides the page's
+     * statement: built once here, again per page (its clock). */
+    pgw_push_event_init(&b->pe, b->res, b->id_str, now_ms / 1000,
+                        b->rt->cfg->delivery.validity_s);
+    pgw_push_event_build(&b->pe, PGW_PLATFORM_IOS);
+    b->increment = pgw_push_event_increments(&b->pe);
+    b->flow_t0_ms = pgw_clock_mono_ms();
+    pgw_log_infof(PGW_FIELDS(PGW_LF_INT("api_push", b->id),
+                             PGW_LF_STR("app", b->app_id),
+                             PGW_LF_STR("object_id", row->object_id),
+                             PGW_LF_INT("cursor", b->cursor)),
+                  "push request sending");
+    b->state = B_FETCH;
+    fetch(b, &b->cur);
+out:
+    cJSON_Delete(data);
+    cJSON_Delete(query);
+}
+
+/* ---- pages ----------------------------------------------------------------
+ */
+
+/* Reads the page after the cursor into |pg| (the current page, or the
+ * next one while the current one is answered). */
+static void fetch(struct bcast *b, struct page *pg)
+{
+    struct pgw_dispatch *d = b->bc->d;
+    struct pgw_store_page_query q;
+    int rc;
+
+    memset(&q, 0, sizeof(q));
+    q.api_push_id = b->id;
+    q.app_id = b->app_id;
+    q.after_id = pg == &b->next ? b->cur.last_id : b->cursor;
+    q.limit = BC_PAGE;
+    /* A page of about a second's sends under flow control: the cursor
+     * then tells where a takeover resumes to within that second. */
+    if (b->flow_control > 0 && (unsigned)b->flow_control < q.limit)
+        q.limit = (unsigned)b->flow_control;
+    q.apns_team_id = b->res->apns_team_id;
+    q.increment = b->increment;
+    q.where_sql = b->where.sql;
+    q.where_params = (const char *const *)b->where.params;
+    q.n_where_params = b->where.n_params;
+    rc = pgw_store_api_push_page(d->o.store, &q, on_page, b);
+    if (rc < 0) {
+        pgw_log_warn("could not read the devices of push request '%" PRId64
+                     "': %s: trying again",
+                     b->id, pgw_strerror(rc));
+        if (pg == &b->cur)
+            wait_retry(b, false);
+        return;
+    }
+    b->out++;
+    if (pg == &b->next)
+        b->fetching_next = true;
+}
+
+static void on_page(void *arg, int err, const struct pgw_installation *rows,
+                    size_t n)
+{
+    struct bcast *b = arg;
+    struct pgw_dispatch *d = b->bc->d;
+    bool next = b->fetching_next;
+
+    b->out--;
+    b->fetching_next = false;
+    if (free_if_dead(b))
+        return;
+    if (err < 0) {
+        pgw_log_warn("could not read the devices of push request '%" PRId64
+                     "': %s: trying again",
+                     b->id, pgw_strerror(err));
+        /* The next page is asked again once the current one commits. */
+        if (!next)
+            wait_retry(b, false);
+        else if (b->state == B_FETCH)
+            wait_retry(b, false);
+        return;
+    }
+    if (next && b->state != B_FETCH) {
+        /* Sent once the current page is committed. */
+        build_page(b, &b->next, rows, n);
+        b->next_ready = true;
+        return;
+    }
+    /* The current page (its commit came before this next page did). */
+    build_page(b, &b->cur, rows, n);
+    if (b->cur.n == 0 && b->cur.answered == 0) {
+        page_answered(b);
+        return;
+    }
+    b->state = B_SEND;
+    event_active(d->pump_ev, EV_TIMEOUT, 0);
+}
+
+/* Builds the pushes of |rows| into |pg| (push.c, as an event's devices). */
+static void build_page(struct bcast *b, struct page *pg,
+                       const struct pgw_installation *rows, size_t n)
+{
+    struct pgw_dispatch *d = b->bc->d;
+
+    memset(pg, 0, sizeof(*pg));
+    pg->full =
+        n >= BC_PAGE || (b->flow_control > 0 && n >= (size_t)b->flow_control);
+    if (n == 0)
+        return;
+    pg->last_id = rows[n - 1].id;
+    pg->devices = (int)n;
+    pg->v = calloc(n, sizeof(*pg->v));
+    if (!pg->v) {
+        /* Nothing sent, nothing committed: the page is read again. */
+        pgw_log_error("out of memory building a page of push request "
+                      "'%" PRId64 "'",
+                      b->id);
+        pg->devices = 0;
+        pg->last_id = 0;
+        pg->full = true;
+        return;
+    }
+    /* A page's pushes are built with the clock of now: the payloads'
+     * ttl and the check of the validity. */
+    pgw_push_event_release(&b->pe);
+    pgw_push_event_init(&b->pe, b->res, b->id_str, pgw_clock_wall_ms() / 1000,
+                        b->rt->cfg->delivery.validity_s);
+    for (size_t i = 0; i < n; i++) {
+        struct bpush *bp = &pg->v[pg->n];
+        struct pgw_push_failure f;
+
+        switch (pgw_push_make(&b->pe, &b->papp, &rows[i], rows[i].badge, &bp->p,
+                              &f)) {
+        case PGW_PUSH_SEND:
+            bp->b = b;
+            pg->n++;
+            break;
+        case PGW_PUSH_FAIL: {
+            struct bfail *fl;
+
+            dispatch_count_push(d, f.provider, f.expired ? "expired" : "failed",
+                                f.reason);
+            if (f.expired)
+                pg->expired++;
+            else
+                pg->errors++;
+            /* recorded as an event's are, in push_failures */
+            if ((fl = add_fail(pg))) {
+                fl->f.installation_id = rows[i].id;
+                fl->f.provider = pgw_provider_names[f.provider];
+                fl->f.kind =
+                    f.expired ? PGW_STORE_FAIL_EXPIRED : PGW_STORE_FAIL_FAILED;
+                pgw_copy_str(fl->reason, sizeof(fl->reason), f.reason);
+            }
+            break;
+        }
+        case PGW_PUSH_NONE:
+            break;
+        }
+    }
+}
+
+/* ---- sends and answers ----------------------------------------------------
+ */
+
+/* Whether the events in memory want the providers: a chat push then finds
+ * room at once, however large the broadcast. */
+static bool events_waiting(const struct pgw_dispatch *d)
+{
+    return d->n_jobs + d->reserved > 0 || d->backlog_hint ||
+           !pgw_list_empty(&d->lookup_wait);
+}
+
+/*
+ * Fairness between events and broadcasts (DESIGN §15.5: a broadcast must
+ * not starve 1:1 chat pushes). The in-flight cap follows the providers'
+ * streams (pgw_dispatch_pacing_cap), so what is in flight is what the
+ * providers are working on. While events are in memory, broadcasts keep
+ * to half of it: the other half is free for events the moment they come,
+ * so a chat push waits for neither a broadcast's queue nor its answers,
+ * and the broadcast still has half the streams (it goes on at about half
+ * its rate while chat traffic lasts, and takes everything again when
+ * events stop). The pump gives freed room to events first (dispatch_pump
+ * works the jobs before calling broadcast_pump), so an event that comes
+ * while a broadcast fills the whole cap waits for one answer at most.
+ */
+static bool room(const struct pgw_broadcast *bc)
+{
+    const struct pgw_dispatch *d = bc->d;
+    size_t cap = dispatch_bulk_cap(d);
+    size_t limit = events_waiting(d) ? cap / 2 : cap;
+
+    return dispatch_inflight_room(d) && bc->inflight < limit;
+}
+
+/* flow_control: may one more push go now? Else the timer is set. */
+static bool flow_allows(struct bcast *b)
+{
+    int64_t elapsed;
+    uint64_t allowed;
+
+    if (b->flow_control <= 0)
+        return true;
+    elapsed = pgw_clock_mono_ms() - b->flow_t0_ms;
+    /* What the rate allows since the start, plus one tick's worth. */
+    allowed = (uint64_t)(elapsed + BC_FLOW_TICK_MS) *
+              (uint64_t)b->flow_control / 1000;
+    if (b->flow_sent < allowed)
+        return true;
+    if (!b->flow_waiting) {
+        struct timeval tv = {0, BC_FLOW_TICK_MS * 1000};
+
+        b->flow_waiting = true;
+        evtimer_add(b->timer, &tv);
+    }
+    return false;
+}
+
+static void send_some(struct bcast *b)
+{
+    struct pgw_broadcast *bc = b->bc;
+    struct pgw_dispatch *d = bc->d;
+    struct page *pg = &b->cur;
+
+    while (b->state == B_SEND && !b->lost && !d->closing &&
+           pg->next_send < pg->n && room(bc) && flow_allows(b)) {
+        struct bpush *bp = &pg->v[pg->next_send++];
+        struct pgw_outcome err_o;
+
+        b->flow_sent++;
+        bc->inflight++;
+        dispatch_count_send(d, bp->p.provider);
+        if (pgw_runtime_send(b->rt, b->app, &bp->p, on_answer, bp, &err_o) <
+            0) {
+            bool last = pg->next_send == pg->n;
+
+            on_answer(bp, &err_o);
+            if (last)
+                return; /* may have committed, or freed |b| */
+        }
+    }
+    /* Every push of the page is out: the next page is read meanwhile. */
+    if (b->state == B_SEND && !b->lost && pg->next_send == pg->n && pg->full &&
+        !b->fetching_next && !b->next_ready && !d->draining)
+        fetch(b, &b->next);
+}
+
+static struct bfail *add_fail(struct page *pg)
+{
+    if (pg->n_fails == pg->cap_fails) {
+        size_t cap = pg->cap_fails ? pg->cap_fails * 2 : 8;
+        struct bfail *nf = realloc(pg->fails, cap * sizeof(*nf));
+
+        if (!nf)
+            return NULL;
+        pg->fails = nf;
+        pg->cap_fails = cap;
+    }
+    memset(&pg->fails[pg->n_fails], 0, sizeof(*pg->fails));
+    return &pg->fails[pg->n_fails++];
+}
+
+static bool add_retry(struct bcast *b, const struct pgw_push *p, int64_t at,
+                      const char *reason)
+{
+    struct page *pg = &b->cur;
+    struct bretry *r;
+
+    if (pg->n_retries == pg->cap_retries) {
+        size_t cap = pg->cap_retries ? pg->cap_retries * 2 : 8;
+        struct bretry *nr = realloc(pg->retries, cap * sizeof(*nr));
+
+        if (!nr)
+            return false;
+        pg->retries = nr;
+        pg->cap_retries = cap;
+    }
+    r = &pg->retries[pg->n_retries];
+    memset(r, 0, sizeof(*r));
+    r->request = pgw_push_encode(p, b->app_id);
+    if (!r->request)
+        return false;
+    r->r.installation_id = p->installation_id;
+    r->r.provider = pgw_provider_names[p->provider];
+    r->r.attempts = p->attempts;
+    r->r.not_before_ms = at;
+    r->r.expires_at_ms = p->expires_at_ms;
+    pgw_copy_str(r->reason, sizeof(r->reason), reason);
+    pg->n_retries++;
+    return true;
+}
+
+/* Runs once per push handed to a sender, from the loop (or from inside
+ * pgw_runtime_cancel_senders() when the dispatcher stops). */
+static void on_answer(void *arg, const struct pgw_outcome *o)
+{
+    struct bpush *bp = arg;
+    struct bcast *b = bp->b;
+    struct pgw_broadcast *bc = b->bc;
+    struct pgw_dispatch *d = bc->d;
+    struct page *pg = &b->cur;
+    struct pgw_push *p = &bp->p;
+    enum pgw_store_failure_kind kind = PGW_STORE_FAIL_FAILED;
+    enum dispatch_fate fate;
+    struct bfail *f;
+    int64_t at = 0;
+
+    d->inflight[p->provider]--;
+    bc->inflight--;
+    pg->answered++;
+    if (d->closing) {
+        /* Cancelled (pgw_dispatch_stop): nothing is recorded. */
+        pgw_push_release(p);
+        free_if_dead(b);
+        return;
+    }
+    fate = dispatch_answer(d, b->rt, b->app_id, 0, p, o, &kind, &at);
+    /* a retry row that cannot be kept is recorded as failed */
+    if (fate == DISPATCH_RETRY && !add_retry(b, p, at, o->reason)) {
+        fate = DISPATCH_FAILED;
+        kind = PGW_STORE_FAIL_FAILED;
+    }
+    switch (fate) {
+    case DISPATCH_DELIVERED:
+        pg->successes++;
+        break;
+    case DISPATCH_RETRY:
+        break;
+    case DISPATCH_FAILED:
+        if (kind == PGW_STORE_FAIL_INVALIDATED)
+            pg->invalid_tokens++;
+        else if (kind == PGW_STORE_FAIL_EXPIRED)
+            pg->expired++;
+        else
+            pg->errors++;
+        if ((f = add_fail(pg))) {
+            f->f.installation_id = p->installation_id;
+            f->f.provider = pgw_provider_names[p->provider];
+            f->f.kind = kind;
+            f->f.status = o->status;
+            f->f.invalid_since_ms =
+                kind == PGW_STORE_FAIL_INVALIDATED ? o->invalid_since_ms : 0;
+            pgw_copy_str(f->reason, sizeof(f->reason), o->reason);
+        }
+        break;
+    }
+    pgw_push_release(p);
+    if (free_if_dead(b))
+        return;
+    if (pg->answered == pg->n)
+        page_answered(b);
+    else
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
+}
+
+/* Every push of the current page has its outcome: committed, with the
+ * request's end when no page follows. */
+static void page_answered(struct bcast *b)
+{
+    const char *end = NULL;
+
+    if (!b->cur.full) {
+        int64_t devices = b->devices + b->cur.devices;
+        int64_t delivered = b->successes + b->cur.successes;
+
+        end = devices == 0
+                  ? "no_devices"
+                  : dispatch_sent_result((size_t)devices, (size_t)delivered);
+    } else if (pgw_clock_wall_ms() >= b->expires_at_ms) {
+        /* The rest is not sent: its validity is over. */
+        end = "expired";
+    }
+    b->state = B_COMMIT;
+    commit(b, end);
+}
+
+/* ---- commits and the end --------------------------------------------------
+ */
+
+static void commit(struct bcast *b, const char *end)
+{
+    struct pgw_dispatch *d = b->bc->d;
+    struct page *pg = &b->cur;
+    struct pgw_store_api_page sp;
+    struct pgw_store_failure *fs = NULL;
+    struct pgw_store_retry_new *rs = NULL;
+    int rc = PGW_ERR_NOMEM;
+
+    b->end = end;
+    fs = calloc(pg->n_fails + 1, sizeof(*fs));
+    rs = calloc(pg->n_retries + 1, sizeof(*rs));
+    if (!fs || !rs)
+        goto out;
+    for (size_t i = 0; i < pg->n_fails; i++) {
+        fs[i] = pg->fails[i].f;
+        fs[i].reason = pg->fails[i].reason;
+    }
+    for (size_t i = 0; i < pg->n_retries; i++) {
+        rs[i] = pg->retries[i].r;
+        rs[i].request = pg->retries[i].request;
+        rs[i].last_reason = pg->retries[i].reason;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.api_push_id = b->id;
+    sp.lease_ms = d->o.lease_ms;
+    sp.cursor_id = pg->last_id ? pg->last_id : b->cursor;
+    sp.devices = pg->devices;
+    sp.successes = pg->successes;
+    sp.invalid_tokens = pg->invalid_tokens;
+    sp.errors = pg->errors;
+    sp.expired = pg->expired;
+    sp.failures = fs;
+    sp.n_failures = pg->n_fails;
+    sp.retries = rs;
+    sp.n_retries = pg->n_retries;
+    sp.result = end;
+    rc = pgw_store_commit_api_page(d->o.store, &sp, on_committed, b);
+    if (rc == 0)
+        b->out++;
+out:
+    free(fs);
+    free(rs);
+    if (rc < 0) {
+        pgw_log_warn("could not record a page of push request '%" PRId64
+                     "': %s: trying again",
+                     b->id, pgw_strerror(rc));
+        wait_retry(b, true);
+    }
+}
+
+static void on_committed(void *arg, int err, bool held)
+{
+    struct bcast *b = arg;
+
+    b->out--;
+    if (free_if_dead(b))
+        return;
+    if (err < 0) {
+        pgw_log_warn("could not record a page of push request '%" PRId64
+                     "': %s: trying again",
+                     b->id, pgw_strerror(err));
+        wait_retry(b, true);
+        return;
+    }
+    if (!held) {
+        /* Another process holds it now (this one's lease expired): its
+         * pushes of this page go again from there. */
+        pgw_log_warn("push request '%" PRId64 "' was taken over by another "
+                     "process: this one stops sending it",
+                     b->id);
+        b->lost = true;
+        free_if_dead(b);
+        return;
+    }
+    after_commit(b);
+}
+
+static void after_commit(struct bcast *b)
+{
+    struct pgw_broadcast *bc = b->bc;
+    struct pgw_dispatch *d = bc->d;
+
+    b->cursor = b->cur.last_id ? b->cur.last_id : b->cursor;
+    b->devices += b->cur.devices;
+    b->successes += b->cur.successes;
+    page_release(&b->cur);
+    if (b->end) {
+        if (bc->m_requests)
+            pgw_metric_inc(
+                pgw_metrics_series2(bc->m_requests, b->app_id, b->end));
+        pgw_log_infof(PGW_FIELDS(PGW_LF_INT("api_push", b->id),
+                                 PGW_LF_STR("app", b->app_id),
+                                 PGW_LF_STR("result", b->end),
+                                 PGW_LF_INT("devices", b->devices),
+                                 PGW_LF_INT("successes", b->successes)),
+                      "push request finished");
+        bcast_free(b);
+        claim(bc);
+        return;
+    }
+    if (d->draining) {
+        /* Given back: another process (or the next start) goes on from
+         * the cursor at once. */
+        if (pgw_store_release_api_push(d->o.store, b->id, on_released, NULL) <
+            0)
+            pgw_log_warn("could not give back push request '%" PRId64 "'",
+                         b->id);
+        bcast_free(b);
+        return;
+    }
+    if (b->next_ready) {
+        b->cur = b->next;
+        memset(&b->next, 0, sizeof(b->next));
+        b->next_ready = false;
+        if (b->cur.n == 0) {
+            page_answered(b);
+            return;
+        }
+        b->state = B_SEND;
+        event_active(d->pump_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    b->state = B_FETCH;
+    if (!b->fetching_next)
+        fetch(b, &b->cur);
+}
+
+/* A statement failed: the same step again after BC_RETRY_MS (the lease is
+ * renewed meanwhile). */
+static void wait_retry(struct bcast *b, bool commit_again)
+{
+    struct timeval tv = {BC_RETRY_MS / 1000, (BC_RETRY_MS % 1000) * 1000};
+
+    b->state = B_WAIT;
+    b->wait_commit = commit_again;
+    b->flow_waiting = false;
+    evtimer_add(b->timer, &tv);
+}
+
+/* Fires for flow control (B_SEND) or after a failure (B_WAIT). */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct bcast *b = arg;
+    (void)fd;
+    (void)what;
+
+    if (b->bc->d->closing)
+        return;
+    if (b->state == B_WAIT) {
+        if (b->wait_commit) {
+            b->state = B_COMMIT;
+            commit(b, b->end);
+        } else {
+            b->state = B_FETCH;
+            fetch(b, &b->cur);
+        }
+        return;
+    }
+    b->flow_waiting = false;
+    send_some(b);
+}
+
+static void page_release(struct page *pg)
+{
+    for (size_t i = pg->next_send; i < pg->n; i++)
+        pgw_push_release(&pg->v[i].p);
+    free(pg->v);
+    free(pg->fails);
+    for (size_t i = 0; i < pg->n_retries; i++)
+        free(pg->retries[i].request);
+    free(pg->retries);
+    memset(pg, 0, sizeof(*pg));
+}
+
+static void bcast_free(struct bcast *b)
+{
+    struct pgw_broadcast *bc = b->bc;
+
+    pgw_list_remove(&b->node);
+    bc->n_active--;
+    page_release(&b->cur);
+    page_release(&b->next);
+    pgw_push_event_release(&b->pe);
+    pgw_resolve_free(b->res);
+    pgw_where_release(&b->where);
+    if (b->timer)
+        event_free(b->timer);
+    pgw_runtime_unref(b->rt);
+    free(b->app_id);
+    free(b);
+}
+
+/* ---- leases -----------------------------------------------------------------
+ */
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pgw_broadcast *bc = arg;
+    struct pgw_list *pos;
+    int64_t ids[BC_MAX_ACTIVE];
+    size_t n = 0;
+    (void)fd;
+    (void)what;
+
+    if (bc->renewing || bc->n_active == 0)
+        return;
+    pgw_list_for_each(pos, &bc->active)
+    {
+        if (n < BC_MAX_ACTIVE)
+            ids[n++] = pgw_list_entry(pos, struct bcast, node)->id;
+    }
+    if (pgw_store_renew_api_pushes(bc->d->o.store, ids, n, bc->d->o.lease_ms,
+                                   on_renewed, bc) == 0)
+        bc->renewing = true;
+}
+
+/* The requests not renewed are no longer this process's: they stop. A
+ * request that ended meanwhile is no longer in the list. */
+static void on_renewed(void *arg, int err, const int64_t *held, size_t n)
+{
+    struct pgw_broadcast *bc = arg;
+    struct pgw_list *pos, *next;
+
+    bc->renewing = false;
+    if (err < 0) {
+        pgw_log_warn("could not renew the leases of push requests: %s",
+                     pgw_strerror(err));
+        return;
+    }
+    if (bc->d->closing)
+        return;
+    pgw_list_for_each_safe(pos, next, &bc->active)
+    {
+        struct bcast *b = pgw_list_entry(pos, struct bcast, node);
+        bool kept = false;
+
+        for (size_t i = 0; i < n && !kept; i++)
+            kept = held[i] == b->id;
+        /* a request that ended with this renewal in flight */
+        if (kept || b->end)
+            continue;
+        pgw_log_warn("push request '%" PRId64 "': lease lost: this "
+                     "process stops sending it",
+                     b->id);
+        b->lost = true;
+        free_if_dead(b);
+    }
+}
+
+static void on_released(void *arg, int err)
+{
+    (void)arg;
+    if (err < 0)
+        pgw_log_warn("could not give back a push request: %s: it is taken "
+                     "over after its lease",
+                     pgw_strerror(err));
+}
+
+/* ---- the dispatcher's hooks (dispatch_int.h) --------------------------------
+ */
+
+int broadcast_new(struct pgw_dispatch *d)
+{
+    static const char *const labels[] = {"app", "result"};
+    struct pgw_broadcast *bc = calloc(1, sizeof(*bc));
+    struct timeval lease_tv;
+
+    if (!bc)
+        return PGW_ERR_NOMEM;
+    bc->d = d;
+    pgw_list_init(&bc->active);
+    bc->due_timer = evtimer_new(d->o.base, on_due_timer, bc);
+    bc->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, bc);
+    if (!bc->due_timer || !bc->lease_timer) {
+        d->bc = bc;
+        broadcast_free(d);
+        return PGW_ERR_NOMEM;
+    }
+    lease_tv.tv_sec = d->o.lease_ms / 3000;
+    lease_tv.tv_usec = ((d->o.lease_ms / 3) % 1000) * 1000;
+    event_add(bc->lease_timer, &lease_tv);
+    /* How push requests end (pushgw_events_finished_total's sibling: the
+     * intake of requests is the push API's). */
+    if (d->o.metrics &&
+        pgw_metrics_register(d->o.metrics, PGW_METRIC_COUNTER,
+                             "pushgw_push_requests_finished_total",
+                             "Push API requests whose sending ended, by "
+                             "result (sent, partly_sent, none_delivered, "
+                             "no_devices, expired, invalid_query, "
+                             "invalid_content, unknown_app)",
+                             labels, 2, 0, NULL, 0, &bc->m_requests) < 0)
+        bc->m_requests = NULL;
+    d->bc = bc;
+    return 0;
+}
+
+void broadcast_tick(struct pgw_dispatch *d)
+{
+    if (d->bc)
+        claim(d->bc);
+}
+
+void broadcast_pump(struct pgw_dispatch *d)
+{
+    struct pgw_broadcast *bc = d->bc;
+    struct pgw_list *pos, *next;
+
+    if (!bc || d->closing)
+        return;
+    /* Oldest request first; each send_some stops when room runs out. */
+    pgw_list_for_each_safe(pos, next, &bc->active)
+    {
+        struct bcast *b = pgw_list_entry(pos, struct bcast, node);
+
+        if (!room(bc))
+            break;
+        if (b->state == B_SEND && !b->flow_waiting)
+            send_some(b);
+    }
+}
+
+bool broadcast_idle(const struct pgw_dispatch *d)
+{
+    return !d->bc || (d->bc->n_active == 0 && !d->bc->claiming);
+}
+
+void broadcast_stop(struct pgw_dispatch *d)
+{
+    struct pgw_broadcast *bc = d->bc;
+    struct pgw_list *pos, *next;
+
+    if (!bc)
+        return;
+    event_del(bc->due_timer);
+    event_del(bc->lease_timer);
+    /* The senders were cancelled: every push is answered. Requests
+     * waiting on the store are freed by its callback. */
+    pgw_list_for_each_safe(pos, next, &bc->active)
+    {
+        struct bcast *b = pgw_list_entry(pos, struct bcast, node);
+
+        if (b->out == 0)
+            bcast_free(b);
+    }
+}
+
+void broadcast_free(struct pgw_dispatch *d)
+{
+    struct pgw_broadcast *bc = d->bc;
+
+    if (!bc)
+        return;
+    while (!pgw_list_empty(&bc->active))
+        bcast_free(pgw_list_entry(bc->active.next, struct bcast, node));
+    if (bc->due_timer)
+        event_free(bc->due_timer);
+    if (bc->lease_timer)
+        event_free(bc->lease_timer);
+    free(bc);
+    d->bc = NULL;
+}
+
+void pgw_broadcast_kick(struct pgw_dispatch *d)
+{
+    if (!d || !d->bc || d->closing || d->draining)
+        return;
+    claim(d->bc);
+    ask_next_due(d->bc);
+}
