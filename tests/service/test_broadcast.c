@@ -483,13 +483,6 @@ static void test_events_beside_broadcast(void **state)
            "the event's push, %d after\n",
            at_post, before - at_post, after);
     assert_true(seen_event);
-    if (getenv("PS_DEBUG")) {
-        char cmd[512];
-        snprintf(cmd, sizeof(cmd),
-                 "cp %s /tmp/ps/gw.log; cp %s /tmp/ps/fcm.jsonl", s->gw.log,
-                 s->fcm.record);
-        (void)!system(cmd);
-    }
     /* The event did not wait for the broadcast's remaining pushes. */
     assert_true(before - at_post <= 600);
     assert_true(after >= 1000);
