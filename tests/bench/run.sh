@@ -34,7 +34,8 @@
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 20000], BENCH_APNS_CONNS [2],
 # BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_IMPORT_ROWS [1000000,
-# quick 100000; 0 = skipped], BENCH_CONNS (loadgen
+# quick 100000; 0 = skipped], BENCH_BROADCAST_DEVICES [1000000, quick
+# 200000; 0 = skipped: tests/bench/broadcast.sh], BENCH_CONNS (loadgen
 # connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
 # BENCH_PG_OPTS (more postgres -c options, e.g. for pg_stat_statements) [],
 # BENCH_PG_CLIENTS (pgbench clients of the Postgres ceiling) [BENCH_DB_POOL],
@@ -76,6 +77,7 @@ if [ $quick = 1 ]; then
     ceiling_n=50000
     pending_events=${BENCH_PENDING_EVENTS:-0}
     import_rows=${BENCH_IMPORT_ROWS:-100000}
+    broadcast_devices=${BENCH_BROADCAST_DEVICES:-200000}
     lat_fanout_events=10
     lat_chat_events=3000
     distance_events=${BENCH_DISTANCE_EVENTS:-200}
@@ -85,6 +87,7 @@ else
     ceiling_n=300000
     pending_events=${BENCH_PENDING_EVENTS:-1000}
     import_rows=${BENCH_IMPORT_ROWS:-1000000}
+    broadcast_devices=${BENCH_BROADCAST_DEVICES:-1000000}
     lat_fanout_events=40
     lat_chat_events=20000
     distance_events=${BENCH_DISTANCE_EVENTS:-400}
@@ -580,6 +583,16 @@ if [ "$pending_events" -gt 0 ]; then
     start_mocks
 fi
 
+# --- broadcast -------------------------------------------------------------------
+# A push-API request to a channel of many devices, with chat events beside
+# it (tests/bench/broadcast.sh); compared with the fan-out figure above.
+broadcast_line="bench broadcast skipped"
+if [ "$broadcast_devices" -gt 0 ]; then
+    . "$root/tests/bench/broadcast.sh"
+    run_broadcast "$broadcast_devices" "$f_pps"
+    broadcast_line=$B_LINE
+fi
+
 # --- import ---------------------------------------------------------------------
 # pushgw import against COPY of the same rows, in the same Postgres
 # (tests/bench/import.sh; each in a database of its own).
@@ -614,10 +627,12 @@ pushgw benchmark ($(nproc) cores, $(uname -r); Postgres fsync on, synchronous_co
   peer: @parse/node-apn (npm) against the same mock APNs: $peer_pps$(case $peer_pps in *[!0-9]*) ;; *) echo " pushes/s";; esac)
   targets: fan-out >= 100000 pushes/s and ratio >= 0.5; chat >= 20000 events/s;
            p99 < 20 ms at half rate; RSS < 64 MiB with 1,000,000 pushes pending;
-           chat pg_ratio >= 0.25; import >= 0.5 x COPY of the same rows
+           chat pg_ratio >= 0.25; import >= 0.5 x COPY of the same rows;
+           broadcast >= 0.8 x fan-out, RSS < 100 MiB, chat p99 < 50 ms meanwhile
 
 EOF
 echo "bench fanout pushes_per_s=$f_pps ceiling_per_s=$ceiling ratio=$ratio p99_ms=$f_p99 rss_mib=$f_rss"
 echo "bench chat events_per_s=$c_eps pushes_per_s=$c_pps p99_ms=$c_p99 rss_mib=$c_rss pg_ceiling_per_s=$pgc pg_ratio=$pg_ratio"
 echo "$import_line"
 printf '%s\n' "${distance_lines[@]}"
+echo "$broadcast_line"

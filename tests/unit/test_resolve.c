@@ -597,6 +597,57 @@ static void test_hook_answers(void **state)
     }
 }
 
+/* The data of a push-API request: every device given is a recipient,
+ * whatever its channels; the request's profile wins over _profile; the
+ * internal keys (and _mentioned) never reach a device; ${…} stay as they
+ * are (no event variables). */
+static void test_api_push(void **state)
+{
+    struct pgw_installation stranger = {
+        5, PGW_PLATFORM_IOS, "t", ch_none, 1, 0, NULL, NULL, NULL};
+    struct pgw_installation andr = {
+        4, PGW_PLATFORM_ANDROID, "t", ch_none, 1, 0, NULL, NULL, NULL};
+    struct pgw_json_error err;
+    struct pgw_resolved *res = NULL;
+    const cJSON *c = NULL;
+    cJSON *data = cJSON_Parse(
+        "{\"alert\":\"hi ${convId}\",\"_profile\":\"dev\",\"_mentioned\":"
+        "{\"alert\":\"m\"},\"_apns_team_id\":\"TEAM2\",\"android\":"
+        "{\"alert\":\"a\"}}");
+    int v = -1;
+
+    (void)state;
+    assert_non_null(data);
+    assert_int_equal(pgw_resolve_api_push(data, NULL, 100, 200, &res, &err), 0);
+    assert_int_equal(res->profile, PGW_PROFILE_DEV);
+    assert_string_equal(res->apns_team_id, "TEAM2");
+    assert_int_equal(res->expires_at_s, 200);
+    assert_int_equal(pgw_resolve_for_installation(res, &stranger, &v, &c),
+                     PGW_RESOLVE_SEND);
+    assert_int_equal(v, 0);
+    assert_string_equal(cJSON_GetObjectItem(c, "alert")->valuestring,
+                        "hi ${convId}");
+    assert_null(cJSON_GetObjectItem(c, "_profile"));
+    assert_null(cJSON_GetObjectItem(c, "_mentioned"));
+    assert_null(cJSON_GetObjectItem(c, "android"));
+    assert_int_equal(pgw_resolve_for_installation(res, &andr, &v, &c),
+                     PGW_RESOLVE_SEND);
+    assert_string_equal(cJSON_GetObjectItem(c, "alert")->valuestring, "a");
+    pgw_resolve_free(res);
+
+    /* The request's profile overrides the content's. */
+    assert_int_equal(pgw_resolve_api_push(data, "prod", 100, 200, &res, &err),
+                     0);
+    assert_int_equal(res->profile, PGW_PROFILE_PROD);
+    pgw_resolve_free(res);
+    cJSON_Delete(data);
+
+    data = cJSON_Parse("[1]");
+    assert_int_equal(pgw_resolve_api_push(data, NULL, 1, 2, &res, &err),
+                     PGW_ERR_INVAL);
+    cJSON_Delete(data);
+}
+
 static void test_platform_names(void **state)
 {
     enum pgw_platform p;
@@ -620,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_expansion_caps),
         cmocka_unit_test(test_hook_answers),
         cmocka_unit_test(test_platform_names),
+        cmocka_unit_test(test_api_push),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,107 @@
+# The broadcast scenario of DESIGN §13, sourced by tests/bench/run.sh (it
+# uses run.sh's Postgres, mocks, loadgen and functions):
+#
+#   run_broadcast DEVICES FANOUT_PPS
+#
+# One push-API request (a row of api_pushes, as POST /1.1/push stores it)
+# to a channel of DEVICES installations (70 % iOS, 30 % Android, badge
+# "Increment"), sent by a fresh pushgw against the mocks, while loadgen
+# posts 1:1 chat events at a steady rate through the webhook. Prints
+#   bench broadcast devices=… pushes_per_s=… fanout_ratio=… rss_mib=… chat_p99_ms=…
+# pushes_per_s: devices over the request's own sending time (started_at to
+# finished_at in api_pushes); fanout_ratio: that over FANOUT_PPS, the
+# fan-out figure of the same run; rss_mib: pushgw's VmHWM; chat_p99_ms: the
+# p99 of the chat events' pushgw_push_latency_seconds (accepted → provider
+# answer; API pushes are not observed there) over the broadcast, read from
+# the histogram's buckets (linear within a bucket; 0.05 s is a bucket
+# bound, so "< 50 ms" is exact).
+
+# The p99 in ms of the latency histogram's growth between two /metrics
+# texts (files), over both providers.
+hist_p99_ms() { # before after
+    awk '
+        /^pushgw_push_latency_seconds_bucket/ {
+            le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
+            v = $NF
+            if (FILENAME == ARGV[1]) b[le] += v; else a[le] += v
+            les[le] = 1
+        }
+        END {
+            n = 0
+            for (l in les) { keys[++n] = l }
+            # sort the bounds numerically (+Inf last)
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) {
+                x = keys[i] == "+Inf" ? 1e99 : keys[i] + 0
+                y = keys[j] == "+Inf" ? 1e99 : keys[j] + 0
+                if (y < x) { t = keys[i]; keys[i] = keys[j]; keys[j] = t }
+            }
+            total = a["+Inf"] - b["+Inf"]
+            if (total <= 0) { print "none"; exit }
+            want = total * 0.99; prev_c = 0; prev_le = 0
+            for (i = 1; i <= n; i++) {
+                c = a[keys[i]] - b[keys[i]]
+                if (c >= want) {
+                    if (keys[i] == "+Inf") { printf ">%.0f\n", prev_le * 1000; exit }
+                    hi = keys[i] + 0
+                    f = c > prev_c ? (want - prev_c) / (c - prev_c) : 1
+                    printf "%.1f\n", (prev_le + (hi - prev_le) * f) * 1000
+                    exit
+                }
+                prev_c = c; prev_le = keys[i] == "+Inf" ? prev_le : keys[i] + 0
+            }
+        }' "$1" "$2"
+}
+
+run_broadcast() { # devices fanout_pps
+    local n=$1 fpps=$2 id t0 out st secs pps ratio rss p99 chat_n chat_rate lg_pid
+    log "broadcast: seeding a channel of $n devices"
+    psql_q <<EOF
+DELETE FROM installations WHERE channels = '{bcast}';
+INSERT INTO installations (app_id, device_type, device_token, channels)
+SELECT 'demo', CASE WHEN i % 10 < 7 THEN 'ios' ELSE 'android' END,
+       CASE WHEN i % 10 < 7 THEN lpad(to_hex(200000000 + i), 64, '0')
+            ELSE 'fcm-b-' || i END,
+       '{bcast}'
+FROM generate_series(1, $n) i;
+TRUNCATE api_pushes CASCADE;
+VACUUM ANALYZE installations;
+EOF
+    # run.sh's reset_db would rewrite every badge: the channel is fresh
+    psql_q -c "TRUNCATE events, push_retries, push_failures"
+    start_gw
+    warm_gw
+    curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.0"
+    id=$(psql_q -At -c "INSERT INTO api_pushes (app_id, query, data, expires_at)
+        VALUES ('demo', '{\"channels\":{\"\$in\":[\"bcast\"]}}',
+        '{\"alert\":\"to everyone\",\"badge\":\"Increment\"}',
+        now() + interval '1 day') RETURNING id")
+    # 1:1 chat meanwhile: a steady 200 events/s, for about as long as the
+    # broadcast should take at the fan-out rate.
+    chat_rate=200
+    chat_n=$(awk -v n="$n" -v p="$fpps" -v r="$chat_rate" \
+        'BEGIN { s = p > 0 ? n / p : 10; if (s < 5) s = 5; printf "%d", s * r }')
+    "$loadgen" send --port "$gw_port" --scenario chat --events "$chat_n" \
+        --conns 16 --groups "$groups" --chat-peers "$chat_peers" \
+        --rate "$chat_rate" --run-id "bcast-chat-$RANDOM$RANDOM" >"$work/bcast.chat" 2>&1 &
+    lg_pid=$!
+    t0=$(date +%s)
+    while :; do
+        st=$(psql_q -At -c "SELECT state FROM api_pushes WHERE id = $id")
+        [ "$st" = done ] && break
+        [ $(($(date +%s) - t0)) -gt 1800 ] && die "the broadcast did not end in 30 min"
+        sleep 0.5
+    done
+    curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.1"
+    wait "$lg_pid" || die "loadgen (chat during the broadcast) failed: $(cat "$work/bcast.chat")"
+    echo "    $(cat "$work/bcast.chat")" >&2
+    rss=$(gw_mem VmHWM)
+    out=$(psql_q -At -F ' ' -c "SELECT devices, successes, errors, result,
+        extract(epoch FROM finished_at - started_at) FROM api_pushes WHERE id = $id")
+    echo "    api_pushes: devices successes errors result seconds: $out" >&2
+    stop_gw
+    secs=$(echo "$out" | awk '{ print $5 }')
+    pps=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
+    ratio=$(awk -v a="$pps" -v b="$fpps" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')
+    p99=$(hist_p99_ms "$work/bcast.metrics.0" "$work/bcast.metrics.1")
+    B_LINE="bench broadcast devices=$n pushes_per_s=$pps fanout_ratio=$ratio rss_mib=$rss chat_p99_ms=$p99"
+}
