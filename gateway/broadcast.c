@@ -100,6 +100,7 @@ struct bcast {
     char *app_id;
     struct pgw_where where;
     bool increment;
+    struct pgw_installation_match match; /* team and badge rules */
     struct pgw_resolved *res;
     struct pgw_push_event pe;
     struct pgw_push_app papp;
@@ -334,6 +335,8 @@ static void bcast_start(struct pgw_broadcast *bc,
                         b->rt->cfg->delivery.validity_s);
     pgw_push_event_build(&b->pe, PGW_PLATFORM_IOS);
     b->increment = pgw_push_event_increments(&b->pe);
+    /* The team and badge rules, as an event's lookup has them. */
+    pgw_push_event_match(&b->pe, b->papp.app, &b->match);
     b->flow_t0_ms = pgw_clock_mono_ms();
     pgw_log_infof(PGW_FIELDS(PGW_LF_INT("api_push", b->id),
                              PGW_LF_STR("app", b->app_id),
@@ -367,7 +370,7 @@ static void fetch(struct bcast *b, struct page *pg)
      * then tells where a takeover resumes to within that second. */
     if (b->flow_control > 0 && (unsigned)b->flow_control < q.limit)
         q.limit = (unsigned)b->flow_control;
-    q.apns_team_id = b->res->apns_team_id;
+    q.match = &b->match;
     q.increment = b->increment;
     q.where_sql = b->where.sql;
     q.where_params = (const char *const *)b->where.params;

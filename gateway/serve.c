@@ -24,6 +24,7 @@
 #include "hook.h"
 #include "http_api.h"
 #include "lc_api.h"
+#include "broadcast.h"
 #include "lc_push.h"
 #include "log.h"
 #include "metrics.h"
@@ -125,6 +126,15 @@ static bool on_reserve(void *arg, size_t recipients)
 {
     struct serve *s = arg;
     return pgw_dispatch_reserve(s->dispatch, recipients);
+}
+
+/* A push request was committed (lc_push): the sender takes it now. */
+static void on_push_stored(void *arg, int64_t api_push_id)
+{
+    struct serve *s = arg;
+    (void)api_push_id;
+
+    pgw_broadcast_kick(s->dispatch);
 }
 
 static void on_stored(void *arg)
@@ -555,6 +565,7 @@ static int setup(struct serve *s)
         po.api = s->lc_api;
         po.store = s->store;
         po.backlog = events_backlog;
+        po.stored = on_push_stored;
         po.arg = s;
         rc = pgw_lc_push_new(&po, &s->lc_push);
         if (rc < 0)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "pgarray.h"
+#include "store_int.h"
 
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::int8"
 #define LEASE_FOR(p) "now() + " p "::int4 * interval '1 millisecond'"
@@ -99,12 +100,13 @@ static const char sql_commit[] =
     "i.id, i.installation_id, i.device_type, i.device_token, i.badge, "        \
     "i.apns_topic, i.apns_team_id"
 /* $1 app, $2 cursor, $3 limit, $4 team (NULL: any), $5 minus the request's
- * id (badge_event_id); the audience's condition from $6. The range on
- * (app_id, id) of the valid rows is migration 0010's index. */
+ * id (badge_event_id), $6 the app's default team, $7 the badge to set
+ * (NULL: none); the audience's condition from $8. The range on (app_id,
+ * id) of the valid rows is migration 0010's index; the team rule is the
+ * lookups' (STORE_SQL_TEAM_MATCH). */
 #define PAGE_MATCH                                                             \
     "FROM installations i WHERE i.app_id = $1::text AND i.valid AND i.id > "   \
-    "$2::int8 AND ($4::text IS NULL OR i.device_type <> 'ios' OR "             \
-    "i.apns_team_id IS NULL OR i.apns_team_id = $4::text) AND ("
+    "$2::int8 AND " STORE_SQL_TEAM_MATCH("i", "$4::text", "$6::text") " AND ("
 #define PAGE_ORDER ") ORDER BY i.id LIMIT $3::int4"
 
 struct call {
@@ -348,22 +350,25 @@ int pgw_store_api_push_page(struct pgw_store *self,
      * lookups lock them; the mode an UPDATE takes, so none is upgraded. */
     static const char inc_tail[] =
         PAGE_ORDER " FOR NO KEY UPDATE OF i), "
-                   "u AS (UPDATE installations i SET badge = i.badge + CASE "
-                   "WHEN i.badge_event_id = $5::int8 THEN 0 ELSE 1 END, "
-                   "badge_event_id = $5::int8 FROM m WHERE i.id = m.id AND "
+                   "u AS (UPDATE installations i SET badge = CASE WHEN "
+                   "$7::int4 IS NOT NULL THEN $7::int4 WHEN "
+                   "i.badge_event_id = $5::int8 THEN i.badge ELSE i.badge + 1 "
+                   "END, badge_event_id = $5::int8 FROM m WHERE i.id = m.id "
+                   "AND "
                    "m.device_type = 'ios' RETURNING i.id, i.badge) "
                    "SELECT m.id, m.installation_id, m.device_type, "
                    "m.device_token, coalesce(u.badge, m.badge), m.apns_topic, "
                    "m.apns_team_id FROM m LEFT JOIN u ON u.id = m.id ORDER BY "
                    "m.id";
-    /* $5 named once, so that its type is known. */
-    static const char plain_head[] =
-        "SELECT " PAGE_COLS " " PAGE_MATCH "$5::int8 < 0 AND (";
+    /* $5 and $7 named once, so that their types are known. */
+    static const char plain_head[] = "SELECT " PAGE_COLS " " PAGE_MATCH
+                                     "$5::int8 < 0 AND $7::int4 IS NULL AND (";
     static const char plain_tail[] = ")" PAGE_ORDER;
-    const char *head = q->increment ? inc_head : plain_head;
-    const char *tail = q->increment ? inc_tail : plain_tail;
+    bool write = q->increment || (q->match && q->match->set_badge);
+    const char *head = write ? inc_head : plain_head;
+    const char *tail = write ? inc_tail : plain_tail;
     const char **params = NULL;
-    char after[24], limit[16], neg_id[24];
+    char after[24], limit[16], neg_id[24], badge[16];
     char *sql = NULL;
     size_t len;
     struct call *c = NULL;
@@ -386,8 +391,14 @@ int pgw_store_api_push_page(struct pgw_store *self,
     params[0] = q->app_id;
     params[1] = after;
     params[2] = limit;
-    params[3] = q->apns_team_id;
+    params[3] = q->match ? q->match->apns_team_id : NULL;
     params[4] = neg_id;
+    params[5] = q->match ? q->match->default_team : NULL;
+    params[6] = NULL;
+    if (q->match && q->match->set_badge) {
+        snprintf(badge, sizeof(badge), "%d", (int)q->match->badge);
+        params[6] = badge;
+    }
     for (size_t i = 0; i < q->n_where_params; i++)
         params[PGW_STORE_PAGE_FIRST_PARAM - 1 + i] = q->where_params[i];
     c->cb.inst = cb;

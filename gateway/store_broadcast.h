@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "installation.h"
 #include "store.h"
 
 /* One claimed request; strings valid during the callback. */
@@ -67,8 +68,10 @@ struct pgw_store_page_query {
     const char *app_id;
     int64_t after_id; /* the cursor: ids greater than it */
     unsigned limit;
-    const char *apns_team_id; /* NULL: any; else iOS rows of it or none */
-    bool increment;           /* badge + 1 on the iOS rows (§8) */
+    /* The team and badge rules (pgw_push_event_match(), push.h): iOS rows
+     * of that team only, a numeric badge set on them. */
+    const struct pgw_installation_match *match;
+    bool increment; /* badge + 1 on the iOS rows (§8) */
     /* The audience's condition (lc_where.h) over alias i, its
      * placeholders numbered from PGW_STORE_PAGE_FIRST_PARAM. */
     const char *where_sql;
@@ -76,14 +79,15 @@ struct pgw_store_page_query {
     size_t n_where_params;
 };
 
-#define PGW_STORE_PAGE_FIRST_PARAM 6
+#define PGW_STORE_PAGE_FIRST_PARAM 8
 
 /*
  * The next |limit| valid installations of the app matching the query,
  * in id order (rows without channels: the audience is the query). With
  * |increment| the iOS rows' badges are incremented in the same statement,
  * locked in id order, and a row already incremented by this request (a
- * page sent again after a crash) keeps its badge (migration 0010).
+ * page sent again after a crash) keeps its badge (migration 0010); with
+ * the match's set_badge they are set to its badge.
  */
 int pgw_store_api_push_page(struct pgw_store *self,
                             const struct pgw_store_page_query *q,

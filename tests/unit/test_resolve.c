@@ -604,7 +604,7 @@ static void test_hook_answers(void **state)
 static void test_api_push(void **state)
 {
     struct pgw_installation stranger = {
-        5, PGW_PLATFORM_IOS, "t", ch_none, 1, 0, NULL, NULL, NULL};
+        5, PGW_PLATFORM_IOS, "t", ch_none, 1, 0, NULL, "TEAM2", NULL};
     struct pgw_installation andr = {
         4, PGW_PLATFORM_ANDROID, "t", ch_none, 1, 0, NULL, NULL, NULL};
     struct pgw_json_error err;
@@ -622,7 +622,7 @@ static void test_api_push(void **state)
     assert_int_equal(res->profile, PGW_PROFILE_DEV);
     assert_string_equal(res->apns_team_id, "TEAM2");
     assert_int_equal(res->expires_at_s, 200);
-    assert_int_equal(pgw_resolve_for_installation(res, &stranger, &v, &c),
+    assert_int_equal(pgw_resolve_for_installation(res, &stranger, NULL, &v, &c),
                      PGW_RESOLVE_SEND);
     assert_int_equal(v, 0);
     assert_string_equal(cJSON_GetObjectItem(c, "alert")->valuestring,
@@ -630,7 +630,7 @@ static void test_api_push(void **state)
     assert_null(cJSON_GetObjectItem(c, "_profile"));
     assert_null(cJSON_GetObjectItem(c, "_mentioned"));
     assert_null(cJSON_GetObjectItem(c, "android"));
-    assert_int_equal(pgw_resolve_for_installation(res, &andr, &v, &c),
+    assert_int_equal(pgw_resolve_for_installation(res, &andr, NULL, &v, &c),
                      PGW_RESOLVE_SEND);
     assert_string_equal(cJSON_GetObjectItem(c, "alert")->valuestring, "a");
     pgw_resolve_free(res);
