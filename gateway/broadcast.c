@@ -266,7 +266,17 @@ static void bcast_start(struct pgw_broadcast *bc,
     struct pgw_lc_error lerr;
     struct pgw_json_error jerr;
     int64_t now_ms = pgw_clock_wall_ms();
+    struct pgw_list *pos;
 
+    /* Claimed again while this process still sends it (its renewals
+     * failed for a lease's length): the one in memory goes on. */
+    pgw_list_for_each(pos, &bc->active)
+    {
+        if (pgw_list_entry(pos, struct bcast, node)->id == row->id) {
+            free(b);
+            return;
+        }
+    }
     if (!b || !(b->app_id = strdup(row->app_id)) ||
         !(b->timer = evtimer_new(d->o.base, on_timer, b))) {
         /* Its lease expires and it is claimed again. */
