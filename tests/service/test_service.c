@@ -387,12 +387,39 @@ static void set_all_badges(struct tu_svc *s, int n)
 /* The devices of the team tests: one of each team (TEAM000001 is the
  * demo app's default team, TEAM000002 another with a key), one that
  * names no team, one Android device. */
-static void seed_teams(struct tu_svc *s)
+static void seed_teams(struct tu_svc *s, long long ret_ids[4])
 {
-    tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
-    tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
-    tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
-    tu_svc_add_device(s, "demo", "android", TOK_A1, "{Jerry}", NULL);
+    ret_ids[0] =
+        tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", "TEAM000001");
+    ret_ids[1] =
+        tu_svc_add_device(s, "demo", "ios", TOK_T2, "{Jerry}", "TEAM000002");
+    ret_ids[2] = tu_svc_add_device(s, "demo", "ios", TOK_J2, "{Jerry}", NULL);
+    ret_ids[3] =
+        tu_svc_add_device(s, "demo", "android", TOK_A1, "{Jerry}", NULL);
+}
+
+/* Whether `pushgw render` of |event| (from the database) prints a line
+ * for each of |ids| (|want|[i]), as serve sends. */
+static void expect_render(struct tu_svc *s, const char *event,
+                          const long long ids[4], const bool want[4])
+{
+    char *file = tu_write_file(s->dir, "event.json", event, 0644);
+    const char *argv[] = {"render", "-c",      s->ini, "--app",
+                          "demo",   "--event", file,   NULL};
+    char *out = NULL, *err = NULL;
+
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
+    for (int i = 0; i < 4; i++) {
+        char key[48];
+
+        snprintf(key, sizeof(key), "\"installation\":%lld,", ids[i]);
+        if ((strstr(out, key) != NULL) != want[i])
+            fail_msg("render: installation %lld %s:\n%s", ids[i],
+                     want[i] ? "missing" : "present", out);
+    }
+    free(out);
+    free(err);
+    free(file);
 }
 
 /* _apns_team_id of another team than the app's default: that team's key
@@ -402,12 +429,17 @@ static void seed_teams(struct tu_svc *s)
 static void test_team_filter(void **state)
 {
     struct tu_svc *s = *state;
+    const char *extra = "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
+                        "\"TEAM000002\"}";
+    char *ev = event_json("c1", "[\"Jerry\"]", extra);
+    long long ids[4];
     cJSON *r;
 
-    seed_teams(s);
-    post_event(s, "c1", "[\"Jerry\"]",
-               "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
-               "\"TEAM000002\"}");
+    seed_teams(s, ids);
+    /* render agrees with serve */
+    expect_render(s, ev, ids, (const bool[]){false, true, false, true});
+    free(ev);
+    post_event(s, "c1", "[\"Jerry\"]", extra);
     assert_int_equal(tu_records_wait(s->apns.record, 1, WAIT_MS), 1);
     assert_true(tu_records_wait(s->fcm.record, 1, WAIT_MS) >= 1);
     wait_events_done(s, 1);
@@ -434,12 +466,16 @@ static void test_team_filter(void **state)
 static void test_team_filter_default_team(void **state)
 {
     struct tu_svc *s = *state;
+    const char *extra = "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
+                        "\"TEAM000001\"}";
+    char *ev = event_json("c1", "[\"Jerry\"]", extra);
+    long long ids[4];
     cJSON *r;
 
-    seed_teams(s);
-    post_event(s, "c1", "[\"Jerry\"]",
-               "\"pushData\":{\"alert\":\"t\",\"_apns_team_id\":"
-               "\"TEAM000001\"}");
+    seed_teams(s, ids);
+    expect_render(s, ev, ids, (const bool[]){true, false, true, true});
+    free(ev);
+    post_event(s, "c1", "[\"Jerry\"]", extra);
     assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
     wait_events_done(s, 1);
     usleep(300000);
@@ -462,9 +498,10 @@ static void test_team_filter_default_team(void **state)
 static void test_team_none_named(void **state)
 {
     struct tu_svc *s = *state;
+    long long ids[4];
     cJSON *r;
 
-    seed_teams(s);
+    seed_teams(s, ids);
     post_event(s, "c1", "[\"Jerry\"]", "\"pushData\":{\"alert\":\"t\"}");
     assert_int_equal(tu_records_wait(s->apns.record, 3, WAIT_MS), 3);
     wait_events_done(s, 1);
