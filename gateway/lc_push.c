@@ -17,13 +17,30 @@
 #include "lc_installation.h"
 #include "lc_pushreq.h"
 #include "listener.h"
+#include "metrics.h"
 #include "store_pushreq.h"
 #include "util/clock.h"
 #include "util/utf8.h"
 
+enum push_result {
+    R_ACCEPTED,
+    R_DUPLICATE,
+    R_INVALID,
+    R_UNAUTHORIZED,
+    R_BACKLOG_FULL,
+    R_UNAVAILABLE,
+    R_COUNT,
+};
+
+static const char *const result_names[R_COUNT] = {
+    "accepted",     "duplicate",    "invalid",
+    "unauthorized", "backlog_full", "unavailable",
+};
+
 struct pgw_lc_push {
     struct pgw_lc_api *api;
     struct pgw_store *store;
+    struct pgw_metric_family *m_requests; /* NULL: no counting */
     int64_t (*backlog)(void *arg);
     void (*stored)(void *arg, int64_t api_push_id);
     void *arg;
@@ -33,7 +50,15 @@ struct pgw_lc_push {
 struct push_req {
     struct pgw_lc_push *push;
     struct evhttp_request *req;
+    char app_id[128]; /* for counting */
 };
+
+static void count(struct pgw_lc_push *p, const char *app, enum push_result r)
+{
+    if (p->m_requests)
+        pgw_metric_add(pgw_metrics_series2(p->m_requests, app, result_names[r]),
+                       1);
+}
 
 static void send_busy(struct evhttp_request *req, const char *msg)
 {
@@ -56,8 +81,7 @@ static void wake_sender(struct pgw_lc_push *p, int64_t id)
         p->stored(p->arg, id);
 }
 
-/* ---- POST /1.1/push --------------------------------------------------------
- */
+/* ---- POST /1.1/push ---- */
 
 static void on_saved(void *arg, int err, int64_t id, const char *object_id,
                      int64_t created_at_ms, bool duplicate)
@@ -67,14 +91,17 @@ static void on_saved(void *arg, int err, int64_t id, const char *object_id,
     char date[40];
 
     if (err == PGW_ERR_BUSY) {
+        count(r->push, r->app_id, R_BACKLOG_FULL);
         send_busy(r->req, "Too many push requests are waiting to be sent, try "
                           "again later.");
         goto out;
     }
     if (err) {
+        count(r->push, r->app_id, R_UNAVAILABLE);
         pgw_lc_api_send_store_error(r->req, err);
         goto out;
     }
+    count(r->push, r->app_id, duplicate ? R_DUPLICATE : R_ACCEPTED);
     if (!duplicate)
         wake_sender(r->push, id);
     pgw_lc_format_date(created_at_ms, date, sizeof(date));
@@ -102,43 +129,53 @@ static void handle_post(struct pgw_lc_push *p, struct evhttp_request *req,
 
     memset(&pr, 0, sizeof(pr));
     if (level != PGW_LC_AUTH_MASTER && !app->allow_client_push) {
+        count(p, app->id, R_UNAUTHORIZED);
         send_needs_master(req);
         return;
     }
     body = pgw_lc_api_parse_body(req);
-    if (!body)
+    if (!body) {
+        count(p, app->id, R_INVALID);
         return;
+    }
     rc = pgw_lc_pushreq_parse(
         body,
         evhttp_find_header(evhttp_request_get_input_headers(req), "X-LC-Prod"),
         pgw_clock_wall_ms(), cfg->delivery.validity_s, &pr, &err);
     if (rc == PGW_ERR_NOMEM) {
+        count(p, app->id, R_UNAVAILABLE);
         pgw_lc_api_send_store_error(req, rc);
         goto out;
     }
     if (rc < 0) {
+        count(p, app->id, R_INVALID);
         pgw_lc_api_send_lc_error(req, &err);
         goto out;
     }
     if (p->backlog && cfg->server.max_backlog_events > 0 &&
         p->backlog(p->arg) >= cfg->server.max_backlog_events) {
+        count(p, app->id, R_BACKLOG_FULL);
         send_busy(req, "The push backlog is full, try again later.");
         goto out;
     }
     r = calloc(1, sizeof(*r));
     if (!r) {
+        count(p, app->id, R_UNAVAILABLE);
         pgw_lc_api_send_store_error(req, PGW_ERR_NOMEM);
         goto out;
     }
     r->push = p;
     r->req = req;
+    pgw_copy_str(r->app_id, sizeof(r->app_id), app->id);
     rc = pgw_store_pushreq_insert(p->store, app->id, &pr,
                                   PGW_LC_PUSH_MAX_PENDING, on_saved, r);
     if (rc == PGW_ERR_BUSY) {
+        count(p, app->id, R_BACKLOG_FULL);
         send_busy(req, "Too many requests are waiting for the database, try "
                        "again later.");
         free(r);
     } else if (rc < 0) {
+        count(p, app->id, R_UNAVAILABLE);
         pgw_lc_api_send_store_error(req, rc);
         free(r);
     }
@@ -147,8 +184,7 @@ out:
     cJSON_Delete(body);
 }
 
-/* ---- GET /1.1/push/{objectId} ----------------------------------------------
- */
+/* ---- GET /1.1/push/{objectId} ---- */
 
 static bool add_date(cJSON *o, const char *key, int64_t ms)
 {
@@ -268,8 +304,11 @@ static void handle(struct evhttp_request *req, const struct pgw_route_match *m,
     enum pgw_lc_auth_level level = PGW_LC_AUTH_NONE;
     const struct pgw_app *app = pgw_lc_api_authenticate(p->api, req, &level);
 
-    if (!app)
+    if (!app) {
+        if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
+            count(p, "", R_UNAUTHORIZED);
         return;
+    }
     if (evhttp_request_get_command(req) == EVHTTP_REQ_POST)
         handle_post(p, req, app, level);
     else
@@ -293,6 +332,19 @@ int pgw_lc_push_new(const struct pgw_lc_push_options *opts,
     p->backlog = opts->backlog;
     p->stored = opts->stored;
     p->arg = opts->arg;
+    if (opts->metrics) {
+        static const char *const labels[] = {"app", "result"};
+        rc = pgw_metrics_register(
+            opts->metrics, PGW_METRIC_COUNTER, "pushgw_push_requests_total",
+            "Push API requests (POST /1.1/push) by what was answered: "
+            "accepted, duplicate, invalid, unauthorized, backlog_full, "
+            "unavailable.",
+            labels, 2, 0, NULL, 0, &p->m_requests);
+        if (rc < 0) {
+            free(p);
+            return rc;
+        }
+    }
     l = pgw_lc_api_listener(opts->api);
     rc = pgw_listener_route(l, EVHTTP_REQ_POST, "/1.1/push", handle, p);
     if (rc == 0)

@@ -23,6 +23,13 @@
  *
  * Once a new request is stored, |stored| is called with its api_pushes
  * id, so that the sender takes it without waiting for its next look.
+ *
+ * It owns pushgw_push_requests_total{app,result}: what POST /1.1/push
+ * answered (the sibling of pushgw_events_total for the push API):
+ * accepted, duplicate (a req_id seen within 5 minutes), invalid (400,
+ * 413), unauthorized (401: no key, a wrong one, or the app key without
+ * allow_client_push), backlog_full (429), unavailable (503). The app is
+ * the pushgw app id ("" when none was proved).
  */
 #ifndef PUSHGW_LC_PUSH_H
 #define PUSHGW_LC_PUSH_H
@@ -30,6 +37,7 @@
 #include <stdint.h>
 
 struct pgw_lc_api;
+struct pgw_metrics;
 struct pgw_store;
 struct pgw_lc_push;
 
@@ -41,8 +49,9 @@ struct pgw_lc_push;
 #define PGW_LC_PUSH_RETRY_AFTER_BUSY "10"
 
 struct pgw_lc_push_options {
-    struct pgw_lc_api *api;  /* its listener, config and helpers */
-    struct pgw_store *store; /* not owned; outlives the requests */
+    struct pgw_lc_api *api;      /* its listener, config and helpers */
+    struct pgw_store *store;     /* not owned; outlives the requests */
+    struct pgw_metrics *metrics; /* not owned; NULL: no counting */
     /* The events' backlog estimate (NULL: not bounded by it). */
     int64_t (*backlog)(void *arg);
     /* A new request was stored (may be NULL). */
@@ -51,8 +60,9 @@ struct pgw_lc_push_options {
 };
 
 /*
- * Registers the routes on the API's listener (before the loop runs).
- * Errors: PGW_ERR_INVAL, PGW_ERR_NOMEM. Free after the store (its last
+ * Registers the routes on the API's listener (before the loop runs) and
+ * the metric family. Errors: PGW_ERR_INVAL, PGW_ERR_NOMEM, those of
+ * pgw_metrics_register(). Free after the store (its last
  * callbacks answer the requests still in it) and before the API.
  */
 int pgw_lc_push_new(const struct pgw_lc_push_options *opts,

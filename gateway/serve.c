@@ -564,6 +564,7 @@ static int setup(struct serve *s)
         memset(&po, 0, sizeof(po));
         po.api = s->lc_api;
         po.store = s->store;
+        po.metrics = s->metrics;
         po.backlog = events_backlog;
         po.stored = on_push_stored;
         po.arg = s;

@@ -4,7 +4,8 @@
  * validation refuses in LeanCloud's shape and stores nothing; accepted
  * requests are rows of api_pushes as migration 0009 describes them;
  * req_id deduplicates; GET answers the status; the backlog bound answers
- * 429 and a database that is gone 503. Delivery is the sender's, tested
+ * 429 and a database that is gone 503, each counted in
+ * pushgw_push_requests_total. Delivery is the sender's, tested
  * with the real SDK in tests/leancloud.
  */
 #include "testutil.h"
@@ -824,6 +825,32 @@ static void test_database_down(void **state)
     free(dbname);
 }
 
+/* pushgw_push_requests_total counts what POST /1.1/push answered, by
+ * app and result (the earlier tests made each result at least once). */
+static void test_metrics(void **state)
+{
+    static const char *const want[] = {
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"accepted\"}",
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"duplicate\"}",
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"invalid\"}",
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"unauthorized\"}",
+        "pushgw_push_requests_total{app=\"\",result=\"unauthorized\"}",
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"backlog_full\"}",
+        "pushgw_push_requests_total{app=\"lcpush\",result=\"unavailable\"}",
+        "pushgw_push_requests_total{app=\"lcopen\",result=\"accepted\"}",
+    };
+    char *body = NULL;
+    (void)state;
+
+    assert_int_equal(tu_svc_admin_get(&fx->svc, "/metrics", &body), 200);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const char *at = strstr(body, want[i]);
+        if (!at || atof(at + strlen(want[i])) < 1)
+            fail_msg("no '%s' in /metrics", want[i]);
+    }
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_backlog_full),
         cmocka_unit_test(test_database_down),
+        cmocka_unit_test(test_metrics),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
