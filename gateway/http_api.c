@@ -180,6 +180,11 @@ int64_t pgw_http_api_backlog(const struct pgw_http_api *self)
     return pgw_inbox_backlog(self->inbox);
 }
 
+uint64_t pgw_http_api_backlog_counted(const struct pgw_http_api *self)
+{
+    return pgw_inbox_backlog_counted(self->inbox);
+}
+
 void pgw_http_api_free(struct pgw_http_api *self)
 {
     if (self == NULL)

@@ -71,6 +71,9 @@ size_t pgw_http_api_pending(const struct pgw_http_api *self);
 /* The current backlog estimate (inbox.h). */
 int64_t pgw_http_api_backlog(const struct pgw_http_api *self);
 
+/* Backlog counts answered by the store since start (inbox.h). */
+uint64_t pgw_http_api_backlog_counted(const struct pgw_http_api *self);
+
 /*
  * Stops the intake thread; requests still waiting are answered 503 (best
  * effort: their connections close at once, so drain with

@@ -99,6 +99,7 @@ struct pgw_inbox {
     int64_t backlog_last;        /* last count from the store */
     int64_t accepted_total;      /* new events accepted, ever */
     int64_t accepted_at_count;   /* accepted_total when it was sent */
+    uint64_t backlog_counted;    /* counts the store answered */
     struct pgw_metric_series *backlog_gauge;
 };
 
@@ -430,6 +431,7 @@ static void on_backlog_count(void *arg, int err, int64_t count)
         if (err == 0) {
             ib->backlog_last = count;
             ib->accepted_at_count = cr->accepted_at_send;
+            ib->backlog_counted++;
             pgw_inbox_update_gauge(ib);
         }
     }
@@ -460,6 +462,11 @@ int64_t pgw_inbox_backlog(const struct pgw_inbox *self)
 {
     return self->backlog_last +
            (self->accepted_total - self->accepted_at_count);
+}
+
+uint64_t pgw_inbox_backlog_counted(const struct pgw_inbox *self)
+{
+    return self->backlog_counted;
 }
 
 size_t pgw_inbox_pending(const struct pgw_inbox *self)

@@ -160,6 +160,13 @@ size_t pgw_inbox_pending(const struct pgw_inbox *self);
 /* The current backlog estimate (see above). */
 int64_t pgw_inbox_backlog(const struct pgw_inbox *self);
 
+/*
+ * How many backlog counts the store has answered since start: an estimate
+ * taken after it moved past a value is based on a count sent after that
+ * moment (a test waits on it instead of guessing the refresh time).
+ */
+uint64_t pgw_inbox_backlog_counted(const struct pgw_inbox *self);
+
 /* Sets the pushgw_backlog_events gauge from the estimate. */
 void pgw_inbox_update_gauge(struct pgw_inbox *self);
 

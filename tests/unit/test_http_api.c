@@ -249,10 +249,48 @@ static long long db_count(struct fx *fx, const char *sql)
     return n;
 }
 
-static void sleep_ms(int ms)
+/* ---- the loop thread's state, read on the loop thread --------------------
+ */
+
+struct loop_view {
+    struct fx *fx;
+    uint64_t backlog_counted;
+    size_t pending;
+    atomic_bool done;
+};
+
+static void read_view(evutil_socket_t fd, short what, void *arg)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    struct loop_view *v = arg;
+    (void)fd;
+    (void)what;
+    v->backlog_counted = pgw_http_api_backlog_counted(v->fx->api);
+    v->pending = pgw_http_api_pending(v->fx->api);
+    atomic_store(&v->done, true);
+}
+
+/* What the api's loop-thread-only accessors say now. */
+static struct loop_view view(struct fx *fx)
+{
+    struct loop_view v = {.fx = fx};
+    struct timeval now = {0, 0};
+
+    assert_int_equal(
+        event_base_once(fx->base, -1, EV_TIMEOUT, read_view, &v, &now), 0);
+    TU_POLL_UNTIL(atomic_load(&v.done), 10000);
+    if (!atomic_load(&v.done))
+        fail_msg("the loop thread did not run a callback within 10 s");
+    return v;
+}
+
+/* Waits until the store has answered a backlog count sent after this call
+ * (the one in flight, if any, may have been sent before). */
+static void wait_backlog_count(struct fx *fx)
+{
+    uint64_t want = view(fx).backlog_counted + 2;
+
+    TU_POLL_UNTIL(view(fx).backlog_counted >= want, 10000);
+    assert_true(view(fx).backlog_counted >= want);
 }
 
 /* ---- fixture ----------------------------------------------------------------
@@ -362,16 +400,14 @@ static struct fx *fx_start(const struct fx_opts *o)
          * with the ready flag set) and the first backlog count is in. */
         atomic_store(&fx->ready, true);
         struct reply r;
-        for (int i = 0; i < 200; i++) {
-            http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
-            if (r.status == 200)
-                break;
-            sleep_ms(50);
-        }
+        http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
+        TU_POLL_UNTIL(r.status == 200, 10000)
+        http(fx->admin_port, "GET", "/readyz", NULL, NULL, 0, &r);
         assert_int_equal(r.status, 200);
         atomic_store(&fx->ready, false);
         tls_ca = saved_ca;
-        sleep_ms(250);
+        TU_POLL_UNTIL(view(fx).backlog_counted > 0, 10000);
+        assert_true(view(fx).backlog_counted > 0);
     }
     return fx;
 }
@@ -755,11 +791,19 @@ static void test_hostile_clients(void **state)
     close(fd);
 }
 
+struct stall {
+    int ms;
+    atomic_bool entered;
+};
+
 static void stall_loop(evutil_socket_t fd, short what, void *arg)
 {
+    struct stall *st = arg;
     (void)fd;
     (void)what;
-    usleep((useconds_t)(*(const int *)arg) * 1000);
+    atomic_store(&st->entered, true);
+    /* The stall is the scenario: the loop is busy for st->ms. */
+    usleep((useconds_t)st->ms * 1000);
 }
 
 /* A broker opening many connections at once while the loop is busy: the
@@ -772,7 +816,7 @@ static void test_listen_backlog(void **state)
 {
     struct fx *fx = *state;
     enum { N = 300 };
-    static int stall_ms = 800;
+    static struct stall stall = {.ms = 800};
     struct timeval now = {0, 0};
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((unsigned short)fx->port)};
@@ -781,9 +825,9 @@ static void test_listen_backlog(void **state)
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(
-        event_base_once(fx->base, -1, EV_TIMEOUT, stall_loop, &stall_ms, &now),
-        0);
-    usleep(50 * 1000); /* the loop is inside stall_loop now */
+        event_base_once(fx->base, -1, EV_TIMEOUT, stall_loop, &stall, &now), 0);
+    TU_POLL_UNTIL(atomic_load(&stall.entered), 10000);
+    assert_true(atomic_load(&stall.entered));
     for (int i = 0; i < N; i++) {
         p[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         assert_true(p[i].fd >= 0);
@@ -848,7 +892,7 @@ static void test_trickling_client(void **state)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < 80 && !closed; i++) {
         char c;
-        usleep(100000);
+        usleep(100000); /* the trickle is the scenario: a byte per 100 ms */
         if (send(fd, "a", 1, MSG_NOSIGNAL) != 1 ||
             recv(fd, &c, 1, MSG_DONTWAIT) == 0)
             closed = true;
@@ -917,7 +961,7 @@ static void test_backlog_full(void **state)
     expect_error(&r, 429, "", "backlog");
     assert_string_equal(r.retry_after, "1");
     /* The estimate agrees with the store after a refresh. */
-    sleep_ms(300);
+    wait_backlog_count(fx);
     post(fx, SINGLE, EV_OK ",\"msgId\":\"q9\"}", &r);
     expect_error(&r, 429, "", "backlog");
     assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 2);
@@ -1012,12 +1056,10 @@ static void test_reload(void **state)
     pgw_config_free(cfg);
     const char *rotated_big[] = {"Content-Type: application/json",
                                  "X-LC-Hook-Key: rotated-hook-key-1", NULL};
-    for (int tries = 0;; tries++) {
-        http(fx->port, "POST", SINGLE, rotated_big, big, strlen(big), &r);
-        if (r.status != 413 || tries == 50)
-            break;
-        usleep(20000); /* the limits reach the intake thread by message */
-    }
+    /* The limits reach the intake thread by message. */
+    http(fx->port, "POST", SINGLE, rotated_big, big, strlen(big), &r);
+    TU_POLL_UNTIL(r.status != 413, 10000)
+    http(fx->port, "POST", SINGLE, rotated_big, big, strlen(big), &r);
     expect_error(&r, 400, "", "invalid JSON");
     free(big);
 
@@ -1111,6 +1153,13 @@ static void test_tls(void **state)
     fx_stop(fx);
 }
 
+/* All five requests of test_client_gone answered: each counted once. */
+static bool client_gone_settled(struct fx *fx)
+{
+    return atomic_load(&fx->accepted) == 1 && atomic_load(&fx->released) == 4 &&
+           view(fx).pending == 0;
+}
+
 static void test_client_gone(void **state)
 {
     struct fx *fx = *state;
@@ -1130,7 +1179,8 @@ static void test_client_gone(void **state)
         assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
         close(fd);
     }
-    sleep_ms(500);
+    TU_POLL_UNTIL(client_gone_settled(fx), 10000);
+    assert_true(client_gone_settled(fx));
     assert_int_equal(db_count(fx, "SELECT count(*) FROM events"), 1);
     post(fx, SINGLE, ev, &r);
     assert_int_equal(r.status, 202);
