@@ -74,7 +74,7 @@ static void *poster_main(void *arg)
             pthread_mutex_unlock(&r->mu);
             if (st == 202)
                 break;
-            usleep(20000);
+            usleep(20000); /* a client's pause before it retries */
         }
     }
     tu_http_free(h);
@@ -125,7 +125,7 @@ static void *killer_main(void *arg)
         at = (long)k * slice + (long)(rand_r(&seed) % (unsigned)slice);
         while (acked_now(r) < at && acked_now(r) < r->n_events)
             usleep(1000);
-        usleep((useconds_t)(rand_r(&seed) % 50) * 1000);
+        usleep((useconds_t)(rand_r(&seed) % 50) * 1000); /* the kill's jitter */
         assert_int_equal(tu_svc_kill_gateway(&r->s, SIGKILL), 128 + SIGKILL);
         r->kills_done++;
         mark_inflight(r);

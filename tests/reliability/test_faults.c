@@ -149,6 +149,8 @@ static void test_faults(void **state)
     rss0 = tu_rss_kib(r->s.gw.pid);
 
     assert_int_equal(pthread_create(&th, NULL, poster_main, r), 0);
+    /* The sleeps below are the scenario: each phase lasts phase_ms (the
+     * outage outage_ms) while the poster keeps its rate. */
     usleep((useconds_t)phase_ms * 1000);
     for (size_t p = 0; p < PGW_ARRAY_SIZE(phases); p++) {
         const char *args[20];

@@ -420,7 +420,7 @@ static void *loris_main(void *arg)
                 l->closed_by_server++;
             }
         }
-        usleep(200000);
+        usleep(200000); /* the trickle is the attack */
     }
     return NULL;
 }
@@ -452,7 +452,7 @@ static void test_slowloris(void **state)
     while (tu_mono_ms() - t0 < (tu_long() ? 30000 : 3000)) {
         expect_served(h, 100 + served, 3000);
         served++;
-        usleep(50000);
+        usleep(50000); /* a valid client's pace during the attack */
     }
     l.stop = 1;
     pthread_join(th, NULL);
@@ -575,7 +575,8 @@ static void test_sql_metacharacters(void **state)
     free(v);
     {
         int found = 0;
-        for (int w = 0; w < 500 && !found; w++) {
+        TU_POLL_UNTIL(found, 10000)
+        {
             cJSON *recs = tu_records_read(S.apns.record), *r;
             cJSON_ArrayForEach(r, recs)
             {
@@ -590,8 +591,6 @@ static void test_sql_metacharacters(void **state)
                     found = 1;
             }
             cJSON_Delete(recs);
-            if (!found)
-                usleep(20000);
         }
         assert_true(found);
     }

@@ -111,7 +111,7 @@ static void test_overload(void **state)
         long r = tu_rss_kib(s.gw.pid);
         if (r > rss_max)
             rss_max = r;
-        usleep(100000);
+        usleep(100000); /* the load runs for |secs|: the scenario */
     }
     l.stop = 1;
     for (int c = 0; c < n_clients; c++)
@@ -138,7 +138,7 @@ static void test_overload(void **state)
         }
         assert_int_equal(st, 429);
         probe++;
-        usleep(50000);
+        usleep(50000); /* a probe every 50 ms: the recovery is timed */
     }
     tu_http_free(h);
     printf(

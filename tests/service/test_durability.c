@@ -225,20 +225,19 @@ static void test_database_outage(void **state)
     assert_true(saw_503 > 0);
     tu_pg_ctl(pgdir, "start");
     /* Recovery: accepted again within a few seconds. */
-    int ok = 0;
-    for (int i = 10; i < 400 && !ok; i++) {
+    int ok = 0, i = 10;
+    TU_POLL_UNTIL(ok, 20000)
+    {
         if (post(&s, i) == 202) {
             acked[n_acked++] = i;
             ok = 1;
-        } else {
-            usleep(50000);
         }
+        i++;
     }
     assert_true(ok);
     for (int k = 0; k < n_acked; k++) {
-        int i = acked[k];
-        for (int w = 0; w < 400 && count_msg(s.apns.record, TOK_1, i) < 1; w++)
-            usleep(50000);
+        i = acked[k];
+        TU_POLL_UNTIL(count_msg(s.apns.record, TOK_1, i) >= 1, 20000);
         if (count_msg(s.apns.record, TOK_1, i) < 1)
             fail_msg("acknowledged event %d lost after the outage", i);
     }

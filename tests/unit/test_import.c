@@ -669,12 +669,11 @@ static void test_imported_object_id_takes_updates(void **state)
     argv[3] = ini;
     pid = tu_spawn(argv, log);
     assert_true(pid > 0);
-    for (int i = 0; i < 200 && st != 200; i++) {
+    TU_POLL_UNTIL(st == 200, TU_START_MS)
+    {
         st =
             lc_request(client_port, "GET",
                        "/1.1/installations/65a1b2c3d4e5f6a7b8c9d0e1", NULL, &a);
-        if (st != 200)
-            usleep(100 * 1000);
     }
     if (st != 200)
         fail_msg("GET of the imported installation: %ld %s (log: %s)", st,
