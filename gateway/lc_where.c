@@ -50,7 +50,7 @@ struct cc {
     char **params;
     size_t n_params, cap_params;
     int first;
-    struct pgw_pgarray_buf arr; /* the array literal being built */
+    struct pgw_buf arr; /* the array literal being built */
     struct pgw_lc_error *err;
 };
 
@@ -171,8 +171,8 @@ static char *array_literal(struct cc *c, const cJSON *list, const char *one)
 {
     const cJSON *it;
 
-    pgw_pgarray_reset(&c->arr);
-    pgw_pgarray_put_raw(&c->arr, "{", 1);
+    pgw_buf_reset(&c->arr);
+    pgw_buf_add(&c->arr, "{", 1);
     if (one) {
         pgw_pgarray_put_str(&c->arr, one);
     } else {
@@ -182,7 +182,7 @@ static char *array_literal(struct cc *c, const cJSON *list, const char *one)
             pgw_pgarray_put_str(&c->arr, it->valuestring);
         }
     }
-    pgw_pgarray_put_raw(&c->arr, "}", 1);
+    pgw_buf_add(&c->arr, "}", 1);
     if (c->arr.oom)
         return NULL;
     return strdup(c->arr.p);
@@ -416,7 +416,7 @@ int pgw_where_compile(const cJSON *where, const cJSON *channels, int first,
     } else {
         rc = compile_channels(&c, channels);
     }
-    pgw_pgarray_buf_release(&c.arr);
+    pgw_buf_release(&c.arr);
     if (rc < 0)
         goto out;
     out->sql = c.sql.p;

@@ -1,6 +1,6 @@
 /*
- * The text form of Postgres arrays (see pgarray.h): a growing buffer and
- * its element writers, then the parser of one-dimensional text arrays as
+ * The text form of Postgres arrays (see pgarray.h): the element writers
+ * (onto util/buf), then the parser of one-dimensional text arrays as
  * the server prints them (elements quoted when they need it, backslash
  * escapes inside quotes, unquoted NULL for a NULL element).
  */
@@ -13,87 +13,44 @@
 
 #include "pushgw.h"
 
-void pgw_pgarray_buf_release(struct pgw_pgarray_buf *b)
-{
-    free(b->p);
-    *b = (struct pgw_pgarray_buf){0};
-}
-
-static void reserve(struct pgw_pgarray_buf *b, size_t extra)
-{
-    size_t cap;
-    char *p;
-
-    if (b->oom || b->len + extra + 1 <= b->cap)
-        return;
-    cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-void pgw_pgarray_put_raw(struct pgw_pgarray_buf *b, const char *s, size_t n)
-{
-    reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void pgw_pgarray_reset(struct pgw_pgarray_buf *b)
-{
-    b->len = 0;
-    b->oom = false;
-    if (b->p)
-        b->p[0] = '\0';
-}
-
-void pgw_pgarray_put_text(struct pgw_pgarray_buf *b, const char *s, size_t n)
+void pgw_pgarray_put_text(struct pgw_buf *b, const char *s, size_t n)
 {
     size_t start = 0;
 
     if (!s) {
-        pgw_pgarray_put_raw(b, "NULL", 4);
+        pgw_buf_add(b, "NULL", 4);
         return;
     }
-    reserve(b, n + 2);
-    pgw_pgarray_put_raw(b, "\"", 1);
+    pgw_buf_reserve(b, n + 2);
+    pgw_buf_add(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"' || s[i] == '\\') {
-            pgw_pgarray_put_raw(b, s + start, i - start);
-            pgw_pgarray_put_raw(b, "\\", 1);
+            pgw_buf_add(b, s + start, i - start);
+            pgw_buf_add(b, "\\", 1);
             start = i;
         }
     }
-    pgw_pgarray_put_raw(b, s + start, n - start);
-    pgw_pgarray_put_raw(b, "\"", 1);
+    pgw_buf_add(b, s + start, n - start);
+    pgw_buf_add(b, "\"", 1);
 }
 
-void pgw_pgarray_put_str(struct pgw_pgarray_buf *b, const char *s)
+void pgw_pgarray_put_str(struct pgw_buf *b, const char *s)
 {
     pgw_pgarray_put_text(b, s, s ? strlen(s) : 0);
 }
 
-void pgw_pgarray_put_int(struct pgw_pgarray_buf *b, long long v)
+void pgw_pgarray_put_int(struct pgw_buf *b, long long v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof(tmp), "%lld", v);
 
-    pgw_pgarray_put_raw(b, tmp, (size_t)n);
+    pgw_buf_add(b, tmp, (size_t)n);
 }
 
-void pgw_pgarray_put_sep(struct pgw_pgarray_buf *b, size_t start)
+void pgw_pgarray_put_sep(struct pgw_buf *b, size_t start)
 {
     if (b->len > start)
-        pgw_pgarray_put_raw(b, ",", 1);
+        pgw_buf_add(b, ",", 1);
 }
 
 int pgw_pgarray_parse(const char *in, char *out, const char **ret_items,

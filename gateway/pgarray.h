@@ -3,11 +3,11 @@
  * exchanges), as the store writes its array parameters and reads text[]
  * columns. Pure: no I/O, no logging.
  *
- * Writing appends to a growing buffer. A failed allocation sets |oom|,
+ * Writing appends to a util/buf buffer. A failed allocation sets |oom|,
  * after which appends do nothing: a caller builds a whole value, then
- * checks |oom| once. The caller writes the braces and separators itself,
- * so one value can be put together from fragments built at different
- * times (the store merges the elements of many operations).
+ * checks |oom| once. The caller writes the braces and separators itself
+ * (pgw_buf_add()), so one value can be put together from fragments built
+ * at different times (the store merges the elements of many operations).
  */
 #ifndef PUSHGW_PGARRAY_H
 #define PUSHGW_PGARRAY_H
@@ -15,37 +15,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Zero-initialised is empty; release with pgw_pgarray_buf_release(). */
-struct pgw_pgarray_buf {
-    char *p; /* |len| bytes and a NUL, or NULL while empty */
-    size_t len, cap;
-    bool oom; /* an allocation failed since the last reset */
-};
-
-/* Frees the memory of |b| (left empty, reusable). */
-void pgw_pgarray_buf_release(struct pgw_pgarray_buf *b);
-
-/* Empties |b| and clears |oom|; the memory is kept for reuse. */
-void pgw_pgarray_reset(struct pgw_pgarray_buf *b);
-
-/* Appends |n| bytes of |s| as they are (braces, separators, fragments). */
-void pgw_pgarray_put_raw(struct pgw_pgarray_buf *b, const char *s, size_t n);
+#include "util/buf.h"
 
 /* Appends one text element: NULL for a NULL |s|, else the |n| bytes of
  * |s| double-quoted with quotes and backslashes escaped, so no content
  * (commas, braces, spaces, the word NULL) can change the array's shape.
  * |s| must hold no NUL (Postgres text cannot). */
-void pgw_pgarray_put_text(struct pgw_pgarray_buf *b, const char *s, size_t n);
+void pgw_pgarray_put_text(struct pgw_buf *b, const char *s, size_t n);
 
 /* pgw_pgarray_put_text() of the string |s| (NULL: a NULL element). */
-void pgw_pgarray_put_str(struct pgw_pgarray_buf *b, const char *s);
+void pgw_pgarray_put_str(struct pgw_buf *b, const char *s);
 
 /* Appends one integer element. */
-void pgw_pgarray_put_int(struct pgw_pgarray_buf *b, long long v);
+void pgw_pgarray_put_int(struct pgw_buf *b, long long v);
 
 /* Appends a comma unless nothing was written since offset |start|: the
  * separator before every element but the first of a fragment. */
-void pgw_pgarray_put_sep(struct pgw_pgarray_buf *b, size_t start);
+void pgw_pgarray_put_sep(struct pgw_buf *b, size_t start);
 
 /*
  * Parses the one-dimensional text-array output value |in| (NUL-terminated;

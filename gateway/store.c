@@ -809,9 +809,9 @@ void pgw_store_free(struct pgw_store *self)
     store_cache_free(self);
     if (self->kick)
         event_free(self->kick);
-    pgw_pgarray_buf_release(&self->enc);
+    pgw_buf_release(&self->enc);
     for (unsigned i = 0; i < STORE_MAX_FRAGS; i++)
-        pgw_pgarray_buf_release(&self->arr[i]);
+        pgw_buf_release(&self->arr[i]);
     free(self->ev_scratch);
     free(self->conns);
     free(self->owner);
@@ -873,7 +873,7 @@ int pgw_store_insert_event(struct pgw_store *self,
                            const struct pgw_store_new_event *ev,
                            pgw_store_insert_cb cb, void *arg)
 {
-    struct pgw_pgarray_buf *b;
+    struct pgw_buf *b;
     uint32_t frag[12];
     struct op *op;
     int rc;
@@ -886,7 +886,7 @@ int pgw_store_insert_event(struct pgw_store *self,
     if (rc < 0)
         return rc;
     b = &self->enc;
-    pgw_pgarray_reset(b);
+    pgw_buf_reset(b);
 #define FRAG(i, code)                                                          \
     do {                                                                       \
         frag[2 * (i)] = (uint32_t)b->len;                                      \
@@ -966,15 +966,15 @@ int pgw_store_claim_retries(struct pgw_store *self, unsigned max,
 /* |ids| as an int8[] literal in self->enc ("{1,2}"). */
 static int enc_int8_array(struct pgw_store *self, const int64_t *ids, size_t n)
 {
-    struct pgw_pgarray_buf *b = &self->enc;
+    struct pgw_buf *b = &self->enc;
 
-    pgw_pgarray_reset(b);
-    pgw_pgarray_put_raw(b, "{", 1);
+    pgw_buf_reset(b);
+    pgw_buf_add(b, "{", 1);
     for (size_t i = 0; i < n; i++) {
         pgw_pgarray_put_sep(b, 1);
         pgw_pgarray_put_int(b, ids[i]);
     }
-    pgw_pgarray_put_raw(b, "}", 1);
+    pgw_buf_add(b, "}", 1);
     return b->oom ? PGW_ERR_NOMEM : 0;
 }
 
@@ -1008,7 +1008,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
                                  pgw_store_installations_cb cb, void *arg)
 {
     static const struct pgw_installation_match any = {0};
-    struct pgw_pgarray_buf *b;
+    struct pgw_buf *b;
     uint32_t frag[8];
     struct op *op;
     bool fill;
@@ -1043,7 +1043,7 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
      * team of team-less devices (the default team; with no team filter
      * it does not matter) */
     b = &self->enc;
-    pgw_pgarray_reset(b);
+    pgw_buf_reset(b);
     frag[0] = 0;
     for (size_t i = 0; i < n; i++) {
         pgw_pgarray_put_sep(b, 0);
@@ -1062,9 +1062,9 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
     if (fill) {
         /* after the fragments: the app and the names as they are */
         names_off = b->len;
-        pgw_pgarray_put_raw(b, app_id, strlen(app_id) + 1);
+        pgw_buf_add(b, app_id, strlen(app_id) + 1);
         for (size_t i = 0; i < n; i++)
-            pgw_pgarray_put_raw(b, recipients[i], strlen(recipients[i]) + 1);
+            pgw_buf_add(b, recipients[i], strlen(recipients[i]) + 1);
     }
     op = op_from_enc(self, OP_FIND, frag, 4);
     if (!op)
@@ -1128,7 +1128,7 @@ int pgw_store_finish_event(struct pgw_store *self,
     uint32_t frag[2 * STORE_MAX_FRAGS];
     unsigned counts[3] = {0, 0, 0}; /* invalidated, failed, expired */
     unsigned n_inv = 0, f = 0;
-    struct pgw_pgarray_buf *b;
+    struct pgw_buf *b;
     struct op *op;
     int rc;
 
@@ -1153,7 +1153,7 @@ int pgw_store_finish_event(struct pgw_store *self,
     if (rc < 0)
         return rc;
     b = &self->enc;
-    pgw_pgarray_reset(b);
+    pgw_buf_reset(b);
     /* Column by column: fragment |f| holds this event's elements of the
      * batch's array parameter |f|. */
 #define COLUMN(n, elem)                                                        \
@@ -1195,7 +1195,7 @@ int pgw_store_finish_event(struct pgw_store *self,
                 if (fl[i].invalid_since_ms)
                     pgw_pgarray_put_int(b, fl[i].invalid_since_ms);
                 else
-                    pgw_pgarray_put_raw(b, "NULL", 4);
+                    pgw_buf_add(b, "NULL", 4);
             }
         frag[2 * f] = (uint32_t)s0;
         frag[2 * f + 1] = (uint32_t)(s1 - s0);

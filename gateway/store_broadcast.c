@@ -250,7 +250,7 @@ int pgw_store_renew_api_pushes(struct pgw_store *self, const int64_t *ids,
                                size_t n, unsigned lease_ms,
                                pgw_store_held_cb cb, void *arg)
 {
-    struct pgw_pgarray_buf b = {0};
+    struct pgw_buf b = {0};
     char lease_s[16];
     const char *params[3];
     struct call *c;
@@ -258,14 +258,14 @@ int pgw_store_renew_api_pushes(struct pgw_store *self, const int64_t *ids,
 
     if (!self || !cb || (n && !ids))
         return PGW_ERR_INVAL;
-    pgw_pgarray_put_raw(&b, "{", 1);
+    pgw_buf_add(&b, "{", 1);
     for (size_t i = 0; i < n; i++) {
         pgw_pgarray_put_sep(&b, 1);
         pgw_pgarray_put_int(&b, (long long)ids[i]);
     }
-    pgw_pgarray_put_raw(&b, "}", 1);
+    pgw_buf_add(&b, "}", 1);
     if (b.oom || !(c = call_new(arg))) {
-        pgw_pgarray_buf_release(&b);
+        pgw_buf_release(&b);
         return PGW_ERR_NOMEM;
     }
     c->cb.held = cb;
@@ -274,7 +274,7 @@ int pgw_store_renew_api_pushes(struct pgw_store *self, const int64_t *ids,
     params[1] = b.p;
     params[2] = lease_s;
     rc = pgw_store_exec(self, sql_renew, params, 3, on_renewed, c);
-    pgw_pgarray_buf_release(&b);
+    pgw_buf_release(&b);
     if (rc < 0)
         free(c);
     return rc;
@@ -432,7 +432,7 @@ int pgw_store_commit_api_page(struct pgw_store *self,
                               pgw_store_page_cb cb, void *arg)
 {
     /* $10..$15 failures, $16..$22 retries */
-    struct pgw_pgarray_buf a[13];
+    struct pgw_buf a[13];
     char num[9][24];
     const char *params[23];
     struct call *c = NULL;
@@ -446,7 +446,7 @@ int pgw_store_commit_api_page(struct pgw_store *self,
             return PGW_ERR_INVAL;
     memset(a, 0, sizeof(a));
     for (size_t k = 0; k < 13; k++)
-        pgw_pgarray_put_raw(&a[k], "{", 1);
+        pgw_buf_add(&a[k], "{", 1);
     for (size_t i = 0; i < pg->n_failures; i++) {
         const struct pgw_store_failure *f = &pg->failures[i];
 
@@ -476,7 +476,7 @@ int pgw_store_commit_api_page(struct pgw_store *self,
         pgw_pgarray_put_str(&a[12], t->last_reason);
     }
     for (size_t k = 0; k < 13; k++) {
-        pgw_pgarray_put_raw(&a[k], "}", 1);
+        pgw_buf_add(&a[k], "}", 1);
         if (a[k].oom)
             goto out;
         params[9 + k] = a[k].p;
@@ -504,6 +504,6 @@ out:
     if (rc < 0)
         free(c);
     for (size_t k = 0; k < 13; k++)
-        pgw_pgarray_buf_release(&a[k]);
+        pgw_buf_release(&a[k]);
     return rc;
 }

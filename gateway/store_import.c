@@ -34,11 +34,11 @@
 struct pgw_store_import {
     PGconn *conn;
     char *app_id;
-    struct pgw_pgarray_buf copy; /* the COPY text of a batch */
-    struct pgw_pgarray_buf arr;  /* one array literal */
-    size_t *by_token;            /* row indexes sorted by deviceToken */
-    bool *replaced; /* per row: its installation's old row was deleted */
-    bool *done;     /* per row: outcome known */
+    struct pgw_buf copy; /* the COPY text of a batch */
+    struct pgw_buf arr;  /* one array literal */
+    size_t *by_token;    /* row indexes sorted by deviceToken */
+    bool *replaced;      /* per row: its installation's old row was deleted */
+    bool *done;          /* per row: outcome known */
     size_t cap_rows;
 };
 
@@ -141,18 +141,18 @@ static const char newer_sql[] =
     " ON i.app_id = $1 AND i.device_token = s.device_token"
     " WHERE s.updated_at IS NOT NULL AND i.updated_at > s.updated_at";
 
-static void put_char(struct pgw_pgarray_buf *b, char c)
+static void put_char(struct pgw_buf *b, char c)
 {
-    pgw_pgarray_put_raw(b, &c, 1);
+    pgw_buf_add(b, &c, 1);
 }
 
 /* |s| as a field of COPY's text format: backslash escapes; NULL is \N. */
-static void copy_field(struct pgw_pgarray_buf *b, const char *s, size_t n)
+static void copy_field(struct pgw_buf *b, const char *s, size_t n)
 {
     size_t from = 0;
 
     if (!s) {
-        pgw_pgarray_put_raw(b, "\\N", 2);
+        pgw_buf_add(b, "\\N", 2);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -174,14 +174,14 @@ static void copy_field(struct pgw_pgarray_buf *b, const char *s, size_t n)
         default:
             continue;
         }
-        pgw_pgarray_put_raw(b, s + from, i - from);
-        pgw_pgarray_put_raw(b, esc, 2);
+        pgw_buf_add(b, s + from, i - from);
+        pgw_buf_add(b, esc, 2);
         from = i + 1;
     }
-    pgw_pgarray_put_raw(b, s + from, n - from);
+    pgw_buf_add(b, s + from, n - from);
 }
 
-static void copy_str(struct pgw_pgarray_buf *b, const char *s)
+static void copy_str(struct pgw_buf *b, const char *s)
 {
     copy_field(b, s, s ? strlen(s) : 0);
 }
@@ -189,7 +189,7 @@ static void copy_str(struct pgw_pgarray_buf *b, const char *s)
 /* A text[] literal of |n| strings, then as a COPY field. */
 static void copy_array(struct pgw_store_import *self, char *const *v, size_t n)
 {
-    struct pgw_pgarray_buf *a = &self->arr;
+    struct pgw_buf *a = &self->arr;
 
     a->len = 0;
     put_char(a, '{');
@@ -212,7 +212,7 @@ static void copy_array(struct pgw_store_import *self, char *const *v, size_t n)
     copy_field(&self->copy, a->p, a->len);
 }
 
-static void copy_date(struct pgw_pgarray_buf *b, int64_t ms)
+static void copy_date(struct pgw_buf *b, int64_t ms)
 {
     char date[40];
 
@@ -227,14 +227,14 @@ static void copy_date(struct pgw_pgarray_buf *b, int64_t ms)
 static int copy_row(struct pgw_store_import *self, size_t n,
                     const struct pgw_lc_installation *r)
 {
-    struct pgw_pgarray_buf *b = &self->copy;
+    struct pgw_buf *b = &self->copy;
     char num[24];
     char *extra = cJSON_PrintUnformatted(r->extra);
 
     if (!extra)
         return PGW_ERR_NOMEM;
     snprintf(num, sizeof(num), "%zu\t", n);
-    pgw_pgarray_put_raw(b, num, strlen(num));
+    pgw_buf_add(b, num, strlen(num));
     copy_str(b, r->object_id);
     put_char(b, '\t');
     copy_str(b, r->device_type);
@@ -245,7 +245,7 @@ static int copy_row(struct pgw_store_import *self, size_t n,
     put_char(b, '\t');
     copy_array(self, r->channels, r->n_channels);
     snprintf(num, sizeof(num), "\t%d\t", r->badge);
-    pgw_pgarray_put_raw(b, num, strlen(num));
+    pgw_buf_add(b, num, strlen(num));
     copy_str(b, r->time_zone);
     put_char(b, '\t');
     copy_str(b, r->apns_topic);
@@ -255,7 +255,7 @@ static int copy_row(struct pgw_store_import *self, size_t n,
     copy_str(b, r->device_profile);
     put_char(b, '\t');
     copy_str(b, r->vendor);
-    pgw_pgarray_put_raw(b, r->valid ? "\tt\t" : "\tf\t", 3);
+    pgw_buf_add(b, r->valid ? "\tt\t" : "\tf\t", 3);
     copy_str(b, extra);
     put_char(b, '\t');
     copy_date(b, r->created_at_ms);
@@ -391,7 +391,7 @@ static size_t find_token(const struct pgw_store_import *self,
 }
 
 /* "{1,2,3}" of the rows whose |flags| say |want|, into |b|. */
-static void int_array(struct pgw_pgarray_buf *b, const size_t *idx, size_t n)
+static void int_array(struct pgw_buf *b, const size_t *idx, size_t n)
 {
     char num[24];
 
@@ -399,7 +399,7 @@ static void int_array(struct pgw_pgarray_buf *b, const size_t *idx, size_t n)
     put_char(b, '{');
     for (size_t i = 0; i < n; i++) {
         snprintf(num, sizeof(num), i ? ",%zu" : "%zu", idx[i]);
-        pgw_pgarray_put_raw(b, num, strlen(num));
+        pgw_buf_add(b, num, strlen(num));
     }
     put_char(b, '}');
 }
@@ -468,7 +468,7 @@ static int apply_moved(struct pgw_store_import *self, size_t n,
     const char *dparams[1];
     PGresult *res = NULL;
     size_t *lost = NULL, n_lost = 0;
-    struct pgw_pgarray_buf ids = {0};
+    struct pgw_buf ids = {0};
     int rc;
 
     rc = exec_ok(self, moved_sql, 1, params, PGRES_TUPLES_OK, &res, err,
@@ -520,7 +520,7 @@ static int apply_updates(struct pgw_store_import *self, size_t n,
     const char *params[2] = {self->app_id, NULL};
     PGresult *res = NULL;
     size_t *upd = NULL, n_upd = 0;
-    struct pgw_pgarray_buf ids = {0};
+    struct pgw_buf ids = {0};
     int rc;
 
     rc = exec_ok(self, update_sql, 1, params, PGRES_TUPLES_OK, &res, err,

@@ -209,9 +209,9 @@ struct pgw_store {
     unsigned inc_batches;
     char last_error[256];
     unsigned sent_in_op; /* statements store_sql_send() queued for the op */
-    struct pgw_pgarray_buf enc; /* scratch: one op's fragments */
-    struct pgw_pgarray_buf arr[STORE_MAX_FRAGS]; /* scratch: a batch's arrays */
-    struct pgw_store_event *ev_scratch;          /* scratch for claim results */
+    struct pgw_buf enc;  /* scratch: one op's fragments */
+    struct pgw_buf arr[STORE_MAX_FRAGS]; /* scratch: a batch's arrays */
+    struct pgw_store_event *ev_scratch;  /* scratch for claim results */
     size_t ev_scratch_cap;
     /* the installation cache: used while |cache_live| (|listen| up);
      * |cache_gen| counts its invalidations */

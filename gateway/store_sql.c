@@ -446,20 +446,20 @@ static int send_stmt(struct pgw_store *self, struct pgw_pgconn *c,
 static const char *batch_array(struct pgw_store *self, const struct op *batch,
                                unsigned f)
 {
-    struct pgw_pgarray_buf *b = &self->arr[f];
+    struct pgw_buf *b = &self->arr[f];
 
-    pgw_pgarray_reset(b);
-    pgw_pgarray_put_raw(b, "{", 1);
+    pgw_buf_reset(b);
+    pgw_buf_add(b, "{", 1);
     for (const struct op *m = batch->members; m; m = m->next) {
         uint32_t off = m->frag[2 * f], len = m->frag[2 * f + 1];
 
         if (len == 0)
             continue;
         if (b->len > 1)
-            pgw_pgarray_put_raw(b, ",", 1);
-        pgw_pgarray_put_raw(b, m->data + off, len);
+            pgw_buf_add(b, ",", 1);
+        pgw_buf_add(b, m->data + off, len);
     }
-    pgw_pgarray_put_raw(b, "}", 1);
+    pgw_buf_add(b, "}", 1);
     return b->oom ? NULL : b->p;
 }
 
@@ -485,12 +485,12 @@ static int send_batch(struct pgw_store *self, struct pgw_pgconn *c,
 }
 
 /* Appends fragment |f| of |m| |n| times as elements of |b|. */
-static void sb_repeat_frag(struct pgw_pgarray_buf *b, const struct op *m,
-                           unsigned f, size_t n)
+static void sb_repeat_frag(struct pgw_buf *b, const struct op *m, unsigned f,
+                           size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         pgw_pgarray_put_sep(b, 1);
-        pgw_pgarray_put_raw(b, m->data + m->frag[2 * f], m->frag[2 * f + 1]);
+        pgw_buf_add(b, m->data + m->frag[2 * f], m->frag[2 * f + 1]);
     }
 }
 
@@ -501,23 +501,23 @@ static int send_find_one(struct pgw_store *self, struct pgw_pgconn *c,
                          const struct op *op)
 {
     const struct op *m = op->members;
-    struct pgw_pgarray_buf *app = &self->arr[2], *team = &self->arr[3];
+    struct pgw_buf *app = &self->arr[2], *team = &self->arr[3];
     const char *params[5];
     char event[24], badge[16];
     enum stmt_id id = m->set_badge ? ST_FIND_ONE_SET
                       : m->flag    ? ST_FIND_ONE_INC
                                    : ST_FIND_ONE;
 
-    pgw_pgarray_reset(app);
-    pgw_pgarray_reset(team);
-    pgw_pgarray_put_raw(app, "{", 1);
-    pgw_pgarray_put_raw(app, m->data + m->frag[2], m->frag[3]);
-    pgw_pgarray_put_raw(app, "}", 1);
-    pgw_pgarray_put_raw(team, "{", 1);
-    pgw_pgarray_put_raw(team, m->data + m->frag[4], m->frag[5]);
-    pgw_pgarray_put_raw(team, ",", 1);
-    pgw_pgarray_put_raw(team, m->data + m->frag[6], m->frag[7]);
-    pgw_pgarray_put_raw(team, "}", 1);
+    pgw_buf_reset(app);
+    pgw_buf_reset(team);
+    pgw_buf_add(app, "{", 1);
+    pgw_buf_add(app, m->data + m->frag[2], m->frag[3]);
+    pgw_buf_add(app, "}", 1);
+    pgw_buf_add(team, "{", 1);
+    pgw_buf_add(team, m->data + m->frag[4], m->frag[5]);
+    pgw_buf_add(team, ",", 1);
+    pgw_buf_add(team, m->data + m->frag[6], m->frag[7]);
+    pgw_buf_add(team, "}", 1);
     params[0] = app->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = team->p;
@@ -545,39 +545,39 @@ static int send_find_one(struct pgw_store *self, struct pgw_pgconn *c,
 static int send_find_batch(struct pgw_store *self, struct pgw_pgconn *c,
                            const struct op *op)
 {
-    struct pgw_pgarray_buf *k = &self->arr[1], *app = &self->arr[2],
-                           *team = &self->arr[3], *inc = &self->arr[4],
-                           *dflt = &self->arr[5];
+    struct pgw_buf *k = &self->arr[1], *app = &self->arr[2],
+                   *team = &self->arr[3], *inc = &self->arr[4],
+                   *dflt = &self->arr[5];
     const char *params[6];
     long long idx = 0;
 
-    pgw_pgarray_reset(k);
-    pgw_pgarray_reset(app);
-    pgw_pgarray_reset(team);
-    pgw_pgarray_reset(inc);
-    pgw_pgarray_reset(dflt);
-    pgw_pgarray_put_raw(k, "{", 1);
-    pgw_pgarray_put_raw(app, "{", 1);
-    pgw_pgarray_put_raw(team, "{", 1);
-    pgw_pgarray_put_raw(inc, "{", 1);
-    pgw_pgarray_put_raw(dflt, "{", 1);
+    pgw_buf_reset(k);
+    pgw_buf_reset(app);
+    pgw_buf_reset(team);
+    pgw_buf_reset(inc);
+    pgw_buf_reset(dflt);
+    pgw_buf_add(k, "{", 1);
+    pgw_buf_add(app, "{", 1);
+    pgw_buf_add(team, "{", 1);
+    pgw_buf_add(inc, "{", 1);
+    pgw_buf_add(dflt, "{", 1);
     for (const struct op *m = op->members; m; m = m->next) {
         idx++;
         for (size_t i = 0; i < m->n_names; i++) {
             pgw_pgarray_put_sep(k, 1);
             pgw_pgarray_put_int(k, idx);
             pgw_pgarray_put_sep(inc, 1);
-            pgw_pgarray_put_raw(inc, m->flag ? "t" : "f", 1);
+            pgw_buf_add(inc, m->flag ? "t" : "f", 1);
         }
         sb_repeat_frag(app, m, 1, m->n_names);
         sb_repeat_frag(team, m, 2, m->n_names);
         sb_repeat_frag(dflt, m, 3, m->n_names);
     }
-    pgw_pgarray_put_raw(k, "}", 1);
-    pgw_pgarray_put_raw(app, "}", 1);
-    pgw_pgarray_put_raw(team, "}", 1);
-    pgw_pgarray_put_raw(inc, "}", 1);
-    pgw_pgarray_put_raw(dflt, "}", 1);
+    pgw_buf_add(k, "}", 1);
+    pgw_buf_add(app, "}", 1);
+    pgw_buf_add(team, "}", 1);
+    pgw_buf_add(inc, "}", 1);
+    pgw_buf_add(dflt, "}", 1);
     params[0] = k->p;
     params[1] = batch_array(self, op, 0); /* uses arr[0] */
     params[2] = app->p;
@@ -609,8 +609,8 @@ static int cmp_inc_ent(const void *a, const void *b)
 static int send_inc_batch(struct pgw_store *self, struct pgw_pgconn *c,
                           struct op *op)
 {
-    struct pgw_pgarray_buf *id = &self->arr[0], *cnt = &self->arr[1],
-                           *ev = &self->arr[2];
+    struct pgw_buf *id = &self->arr[0], *cnt = &self->arr[1],
+                   *ev = &self->arr[2];
     const char *params[3];
     const struct op **mem, *m;
     size_t n = 0, j;
@@ -631,12 +631,12 @@ static int send_inc_batch(struct pgw_store *self, struct pgw_pgconn *c,
     }
     op->n_ents = n;
     qsort(op->ents, n, sizeof(*op->ents), cmp_inc_ent);
-    pgw_pgarray_reset(id);
-    pgw_pgarray_reset(cnt);
-    pgw_pgarray_reset(ev);
-    pgw_pgarray_put_raw(id, "{", 1);
-    pgw_pgarray_put_raw(cnt, "{", 1);
-    pgw_pgarray_put_raw(ev, "{", 1);
+    pgw_buf_reset(id);
+    pgw_buf_reset(cnt);
+    pgw_buf_reset(ev);
+    pgw_buf_add(id, "{", 1);
+    pgw_buf_add(cnt, "{", 1);
+    pgw_buf_add(ev, "{", 1);
     for (size_t i = 0; i < n; i = j) {
         uint32_t keys = 0;
         int64_t first_ev;
@@ -664,12 +664,12 @@ static int send_inc_batch(struct pgw_store *self, struct pgw_pgconn *c,
         if (keys == 1 && first_ev > 0)
             pgw_pgarray_put_int(ev, first_ev);
         else
-            pgw_pgarray_put_raw(ev, "NULL", 4);
+            pgw_buf_add(ev, "NULL", 4);
     }
     free(mem);
-    pgw_pgarray_put_raw(id, "}", 1);
-    pgw_pgarray_put_raw(cnt, "}", 1);
-    pgw_pgarray_put_raw(ev, "}", 1);
+    pgw_buf_add(id, "}", 1);
+    pgw_buf_add(cnt, "}", 1);
+    pgw_buf_add(ev, "}", 1);
     if (id->oom || cnt->oom || ev->oom)
         return PGW_ERR_NOMEM;
     params[0] = id->p;

@@ -12,6 +12,14 @@ void pgw_buf_release(struct pgw_buf *b)
     *b = (struct pgw_buf)PGW_BUF_INIT;
 }
 
+void pgw_buf_reset(struct pgw_buf *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
 bool pgw_buf_reserve(struct pgw_buf *b, size_t more)
 {
     size_t cap;

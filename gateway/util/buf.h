@@ -24,6 +24,9 @@ struct pgw_buf {
 /* Frees the memory of |b|, left empty and reusable. */
 void pgw_buf_release(struct pgw_buf *b);
 
+/* Empties |b| and clears |oom|; the memory is kept for reuse. */
+void pgw_buf_reset(struct pgw_buf *b);
+
 /* Makes room for |more| bytes (and the NUL) after |len|; false (and
  * |oom| set) when the memory cannot be had. */
 bool pgw_buf_reserve(struct pgw_buf *b, size_t more);

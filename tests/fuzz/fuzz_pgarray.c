@@ -50,12 +50,12 @@ static bool seg_null(const uint8_t *data, size_t at, size_t len)
  * NULL element), written then parsed back. */
 static void round_trip(const uint8_t *data, size_t size)
 {
-    struct pgw_pgarray_buf b = {0};
+    struct pgw_buf b = {0};
     size_t n_in = 0, n = 0, k = 0;
     const char **items = NULL;
     char *out = NULL;
 
-    pgw_pgarray_put_raw(&b, "{", 1);
+    pgw_buf_add(&b, "{", 1);
     for (size_t at = 0; at <= size;) {
         size_t len = seg_len(data, size, at);
         bool null = seg_null(data, at, len);
@@ -65,7 +65,7 @@ static void round_trip(const uint8_t *data, size_t size)
         n_in += !null;
         at += len + 1;
     }
-    pgw_pgarray_put_raw(&b, "}", 1);
+    pgw_buf_add(&b, "}", 1);
     if (b.oom)
         goto out;
     out = malloc(b.len + 1);
@@ -87,7 +87,7 @@ static void round_trip(const uint8_t *data, size_t size)
 out:
     free(items);
     free(out);
-    pgw_pgarray_buf_release(&b);
+    pgw_buf_release(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -597,7 +597,7 @@ static void insert_rows(struct prop *p)
         "channels, installation_id, object_id, device_profile, apns_team_id, "
         "time_zone) VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9) "
         "RETURNING id";
-    struct pgw_pgarray_buf arr = {0};
+    struct pgw_buf arr = {0};
 
     for (int r = 0; r < FX_ROWS + 20; r++) {
         /* the last 20 rows belong to another app: never in an answer */
@@ -606,13 +606,13 @@ static void insert_rows(struct prop *p)
         const char *v[9];
         PGresult *res;
 
-        pgw_pgarray_reset(&arr);
-        pgw_pgarray_put_raw(&arr, "{", 1);
+        pgw_buf_reset(&arr);
+        pgw_buf_add(&arr, "{", 1);
         for (int k = 0; k < row->n_ch; k++) {
             pgw_pgarray_put_sep(&arr, 1);
             pgw_pgarray_put_str(&arr, row->ch[k]);
         }
-        pgw_pgarray_put_raw(&arr, "}", 1);
+        pgw_buf_add(&arr, "}", 1);
         assert_false(arr.oom);
         snprintf(token, sizeof(token), "other-%d", r);
         v[0] = r < FX_ROWS ? FX_APP : "app-other";
@@ -631,7 +631,7 @@ static void insert_rows(struct prop *p)
             row->id = atoll(PQgetvalue(res, 0, 0));
         PQclear(res);
     }
-    pgw_pgarray_buf_release(&arr);
+    pgw_buf_release(&arr);
 }
 
 static int prop_setup(void **state)

@@ -86,10 +86,10 @@ static void test_parse_item_bound(void **state)
 
 static void test_write(void **state)
 {
-    struct pgw_pgarray_buf b = {0};
+    struct pgw_buf b = {0};
 
     (void)state;
-    pgw_pgarray_put_raw(&b, "{", 1);
+    pgw_buf_add(&b, "{", 1);
     pgw_pgarray_put_sep(&b, 1);
     pgw_pgarray_put_str(&b, "plain");
     pgw_pgarray_put_sep(&b, 1);
@@ -100,13 +100,13 @@ static void test_write(void **state)
     pgw_pgarray_put_text(&b, "NULL,}{", 7);
     pgw_pgarray_put_sep(&b, 1);
     pgw_pgarray_put_int(&b, -9223372036854775807LL - 1);
-    pgw_pgarray_put_raw(&b, "}", 1);
+    pgw_buf_add(&b, "}", 1);
     assert_false(b.oom);
     assert_string_equal(b.p, "{\"plain\",\"q\\\"uo\\\\te\",NULL,\"NULL,}{\","
                              "-9223372036854775808}");
     assert_int_equal(b.len, strlen(b.p));
     /* reset keeps the memory; the separator is per fragment */
-    pgw_pgarray_reset(&b);
+    pgw_buf_reset(&b);
     assert_int_equal(b.len, 0);
     assert_string_equal(b.p, "");
     pgw_pgarray_put_sep(&b, 0);
@@ -115,9 +115,9 @@ static void test_write(void **state)
     pgw_pgarray_put_sep(&b, 0);
     pgw_pgarray_put_int(&b, 8);
     assert_string_equal(b.p, "7,8");
-    pgw_pgarray_buf_release(&b);
+    pgw_buf_release(&b);
     assert_null(b.p);
-    pgw_pgarray_buf_release(&b); /* twice: nothing to free */
+    pgw_buf_release(&b); /* twice: nothing to free */
 }
 
 /* What the writer writes, the parser reads back, whatever the content. */
@@ -128,18 +128,18 @@ static void test_round_trip(void **state)
         "}",    "\"",     "\\",        "\\\"",   "NULL",
         "null", "x,y}{z", "tab\there", "Jérôme", "\"\"\\\\",
     };
-    struct pgw_pgarray_buf b = {0};
+    struct pgw_buf b = {0};
     const char *items[16];
     char *out;
     size_t n = 0;
 
     (void)state;
-    pgw_pgarray_put_raw(&b, "{", 1);
+    pgw_buf_add(&b, "{", 1);
     for (size_t i = 0; i < PGW_ARRAY_SIZE(values); i++) {
         pgw_pgarray_put_sep(&b, 1);
         pgw_pgarray_put_str(&b, values[i]);
     }
-    pgw_pgarray_put_raw(&b, "}", 1);
+    pgw_buf_add(&b, "}", 1);
     assert_false(b.oom);
     out = malloc(b.len + 1);
     assert_non_null(out);
@@ -149,7 +149,7 @@ static void test_round_trip(void **state)
     for (size_t i = 0; i < n; i++)
         assert_string_equal(items[i], values[i]);
     free(out);
-    pgw_pgarray_buf_release(&b);
+    pgw_buf_release(&b);
 }
 
 int main(void)

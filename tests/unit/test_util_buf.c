@@ -50,11 +50,33 @@ static void test_failure_is_sticky(void **state)
     assert_false(b.oom);
 }
 
+static void test_reset_keeps_the_memory(void **state)
+{
+    struct pgw_buf b = PGW_BUF_INIT;
+    char *p;
+
+    (void)state;
+    pgw_buf_reset(&b); /* nothing allocated yet */
+    assert_null(b.p);
+    pgw_buf_str(&b, "kept");
+    p = b.p;
+    assert_false(pgw_buf_reserve(&b, (size_t)-1 / 2));
+    pgw_buf_reset(&b);
+    assert_false(b.oom);
+    assert_int_equal(b.len, 0);
+    assert_ptr_equal(b.p, p);
+    assert_string_equal(b.p, "");
+    pgw_buf_str(&b, "again");
+    assert_string_equal(b.p, "again");
+    pgw_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_appends_and_grows),
         cmocka_unit_test(test_failure_is_sticky),
+        cmocka_unit_test(test_reset_keeps_the_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
