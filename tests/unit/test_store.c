@@ -365,37 +365,70 @@ static void on_done(void *arg, int err)
     (*r->done)++;
 }
 
-static void test_claims(void **state)
+/* Claims up to |max| events for |store|'s owner, waiting for the answer. */
+static void claim(struct fx *f, struct pgw_store *store, unsigned max,
+                  struct claim_res *r)
 {
-    struct fx *f = *state;
-    struct pgw_store *b = open_store(f->base, f->db, "test-owner-b", 2);
-    struct ins_res ins[21];
-    struct claim_res ca = {0}, cb = {0}, cc = {0};
-    struct done_res dr = {0};
+    int done = 0;
+
+    *r = (struct claim_res){.done = &done};
+    assert_int_equal(pgw_store_claim_events(store, max, 60000, on_claim, r), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r->err, 0);
+}
+
+/* Inserts |n| events without a lease, waiting for the commits. */
+static void insert_unleased(struct fx *f, int n)
+{
+    struct ins_res ins[32];
     bool in_call = false;
     int done = 0;
-    char sql[256];
 
-    wait_up(f->base, b, 10000);
-    /* Nothing to claim: an empty answer (once crashed under UBSan:
-     * qsort on a NULL array). */
-    ca.done = &done;
-    assert_int_equal(pgw_store_claim_events(f->store, 10, 60000, on_claim, &ca),
-                     0);
-    run_until(f->base, &done, 1, 10000);
-    assert_int_equal(ca.err, 0);
-    assert_int_equal(ca.n, 0);
-    done = 0;
-    ca = (struct claim_res){0};
-    for (int i = 0; i < 20; i++) {
+    assert_true(n <= 32);
+    for (int i = 0; i < n; i++) {
         ins[i] = (struct ins_res){.done = &done, .in_call = &in_call};
         insert(f, &ins[i], "claims", NULL, false);
     }
-    run_until(f->base, &done, 20, 10000);
+    run_until(f->base, &done, n, 10000);
+}
 
+/* A second store on the fixture's database, owner test-owner-b. */
+static struct pgw_store *open_store_b(struct fx *f)
+{
+    struct pgw_store *b = open_store(f->base, f->db, "test-owner-b", 2);
+
+    wait_up(f->base, b, 10000);
+    return b;
+}
+
+/* Waits for the operation answering into |dr|; asserts it succeeded. */
+static void wait_done(struct fx *f, struct done_res *dr, int *done)
+{
+    run_until(f->base, done, 1, 10000);
+    assert_int_equal(dr->err, 0);
+}
+
+static void test_claim_of_nothing_is_empty(void **state)
+{
+    struct fx *f = *state;
+    struct claim_res ca;
+
+    /* once crashed under UBSan: qsort on a NULL array */
+    claim(f, f->store, 10, &ca);
+    assert_int_equal(ca.n, 0);
+}
+
+static void test_two_owners_claim_each_event_once(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store_b(f);
+    struct claim_res ca = {0}, cb = {0}, cc;
+    int done = 0;
+    char sql[256];
+
+    insert_unleased(f, 20);
     /* both stores claim at once: together all 20, none twice (SKIP
      * LOCKED may give one more than the other) */
-    done = 0;
     ca.done = cb.done = &done;
     assert_int_equal(pgw_store_claim_events(f->store, 10, 60000, on_claim, &ca),
                      0);
@@ -404,10 +437,8 @@ static void test_claims(void **state)
     assert_int_equal(ca.err, 0);
     assert_int_equal(cb.err, 0);
     if (ca.n + cb.n < 20) { /* both skipped rows the other held */
-        struct claim_res more = {.done = &done};
-        assert_int_equal(pgw_store_claim_events(b, 20, 60000, on_claim, &more),
-                         0);
-        run_until(f->base, &done, 3, 10000);
+        struct claim_res more;
+        claim(f, b, 20, &more);
         for (size_t i = 0; i < more.n; i++)
             cb.ids[cb.n++] = more.ids[i];
     }
@@ -425,61 +456,95 @@ static void test_claims(void **state)
                "'test-owner-b') || '|' || count(*) FILTER (WHERE "
                "lease_until > now()) FROM events",
                sql);
-
     /* nothing left to claim */
-    done = 0;
-    cc = (struct claim_res){.done = &done};
-    assert_int_equal(pgw_store_claim_events(b, 10, 60000, on_claim, &cc), 0);
-    run_until(f->base, &done, 1, 10000);
+    claim(f, b, 10, &cc);
     assert_int_equal(cc.n, 0);
+    pgw_store_free(b);
+}
+
+static void test_expired_lease_is_taken_over(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store_b(f);
+    struct ins_res ins;
+    struct claim_res cc;
+    bool in_call = false;
+    int done = 0;
+    char sql[256];
 
     /* an expired lease is taken over, and counted as an attempt */
-    done = 0;
-    in_call = false;
-    ins[20] = (struct ins_res){.done = &done, .in_call = &in_call};
-    insert(f, &ins[20], "claims", "expiring", true);
+    ins = (struct ins_res){.done = &done, .in_call = &in_call};
+    insert(f, &ins, "claims", "expiring", true);
     run_until(f->base, &done, 1, 10000);
     snprintf(sql, sizeof(sql),
              "UPDATE events SET lease_until = now() - interval '1 second' "
              "WHERE id = %lld",
-             (long long)ins[20].id);
+             (long long)ins.id);
     exec_sql(f->db, sql);
-    done = 0;
-    cc = (struct claim_res){.done = &done};
-    assert_int_equal(pgw_store_claim_events(b, 10, 60000, on_claim, &cc), 0);
-    run_until(f->base, &done, 1, 10000);
+    claim(f, b, 10, &cc);
     assert_int_equal(cc.n, 1);
-    assert_int_equal(cc.ids[0], ins[20].id);
+    assert_int_equal(cc.ids[0], ins.id);
     assert_int_equal(cc.attempts[0], 2);
+    pgw_store_free(b);
+}
 
-    /* renewal moves this owner's leases only */
-    done = 0;
+static void test_renewal_moves_own_leases_only(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store_b(f);
+    struct claim_res ca, cb;
+    struct done_res dr;
+    int64_t ids[64];
+    size_t n = 0;
+    int done = 0;
+    char sql[64];
+
+    insert_unleased(f, 6);
+    claim(f, f->store, 3, &ca);
+    claim(f, b, 3, &cb);
+    assert_int_equal(ca.n, 3);
+    assert_int_equal(cb.n, 3);
+    /* A renews every id: only its own move */
+    for (size_t i = 0; i < ca.n; i++)
+        ids[n++] = ca.ids[i];
+    for (size_t i = 0; i < cb.n; i++)
+        ids[n++] = cb.ids[i];
     dr = (struct done_res){.done = &done};
     assert_int_equal(
-        pgw_store_renew_leases(f->store, ca.ids, ca.n, 600000, on_done, &dr),
-        0);
-    run_until(f->base, &done, 1, 10000);
-    assert_int_equal(dr.err, 0);
+        pgw_store_renew_leases(f->store, ids, n, 600000, on_done, &dr), 0);
+    wait_done(f, &dr, &done);
     snprintf(sql, sizeof(sql), "%zu", ca.n);
+    expect_sql(f->db,
+               "SELECT count(*) FROM events WHERE lease_until > now() + "
+               "interval '500 seconds' AND lease_owner = 'test-owner-a'",
+               sql);
     expect_sql(f->db,
                "SELECT count(*) FROM events WHERE lease_until > now() + "
                "interval '500 seconds'",
                sql);
+    pgw_store_free(b);
+}
 
+static void test_released_events_are_claimable_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct pgw_store *b = open_store_b(f);
+    struct claim_res ca, cc;
+    struct done_res dr;
+    int done = 0;
+
+    insert_unleased(f, 5);
+    claim(f, f->store, 10, &ca);
+    assert_int_equal(ca.n, 5);
     /* release: A's events are claimable by B at once */
-    done = 0;
     dr = (struct done_res){.done = &done};
     assert_int_equal(pgw_store_release_leases(f->store, on_done, &dr), 0);
-    run_until(f->base, &done, 1, 10000);
-    assert_int_equal(dr.err, 0);
+    wait_done(f, &dr, &done);
     expect_sql(f->db,
                "SELECT count(*) FROM events WHERE lease_owner = "
                "'test-owner-a'",
                "0");
-    done = 0;
-    cc = (struct claim_res){.done = &done};
-    assert_int_equal(pgw_store_claim_events(b, 50, 60000, on_claim, &cc), 0);
-    run_until(f->base, &done, 1, 10000);
+    claim(f, b, 50, &cc);
     assert_int_equal(cc.n, ca.n);
     for (size_t i = 0; i < cc.n; i++)
         assert_int_equal(cc.ids[i], ca.ids[i]);
@@ -784,23 +849,28 @@ static void use_cached_store(struct fx *f)
     cache_settle(f);
 }
 
+/* The fixture with use_cached_store(). */
+static int setup_cached(void **state)
+{
+    setup(state);
+    use_cached_store(*state);
+    return 0;
+}
+
 /*
- * The cache answers what Postgres would, as operators change the table:
- * a lookup fills it, the next one is answered from it (its increments
- * still made in Postgres), and every kind of change is heard of before
- * the next lookup. A change the cache did not hear of (no trigger fired)
- * still never increments a row that is no longer a valid iOS device.
+ * The cache answers what Postgres would, as operators change the table
+ * (the tests below, each on a fresh seeded database): a lookup fills it,
+ * the next one is answered from it (its increments still made in
+ * Postgres), and every kind of change is heard of before the next lookup.
+ * A change the cache did not hear of (no trigger fired) still never
+ * increments a row that is no longer a valid iOS device.
  */
-static void test_installation_cache(void **state)
+static void test_cache_fills_then_answers(void **state)
 {
     struct fx *f = *state;
-    const char *jt[] = {"Jerry", "Tom"}, *jerry[] = {"Jerry"},
-               *spike[] = {"Spike"}, *tyke[] = {"Tyke"};
-    struct find_res r, r2;
+    const char *jt[] = {"Jerry", "Tom"};
+    struct find_res r;
     struct pgw_store_cache_stats st;
-    int done = 0;
-
-    use_cached_store(f);
 
     find(f, &r, jt, 2, NULL, false);
     expect_id_list(&r, "1,2,3,4");
@@ -822,11 +892,19 @@ static void test_installation_cache(void **state)
     find(f, &r, jt, 2, &team_a, false);
     expect_id_list(&r, "2,3");
     assert_int_equal(cache_stats(f).hits, 2);
+}
 
+static void test_cache_increments_in_postgres(void **state)
+{
+    struct fx *f = *state;
+    const char *jt[] = {"Jerry", "Tom"};
+    struct find_res r;
+
+    find(f, &r, jt, 2, NULL, false);
     /* increments from the cache: iOS rows only, in Postgres */
     find(f, &r, jt, 2, NULL, true);
     expect_id_list(&r, "1,2,3,4");
-    assert_int_equal(cache_stats(f).hits, 4);
+    assert_int_equal(cache_stats(f).hits, 2);
     assert_int_equal(r.rows[0].badge, 1);
     assert_int_equal(r.rows[2].badge, 1);
     assert_int_equal(r.rows[3].badge, 1);
@@ -838,6 +916,14 @@ static void test_installation_cache(void **state)
     cache_settle(f);
     assert_int_equal(cache_stats(f).notifications, 0);
     assert_int_equal(cache_stats(f).entries, 2);
+}
+
+static void test_cache_merged_lookups_get_distinct_badges(void **state)
+{
+    struct fx *f = *state;
+    const char *spike[] = {"Spike"};
+    struct find_res r, r2;
+    int done = 0;
 
     /* two lookups merged into one statement: distinct badges */
     r = (struct find_res){.done = &done};
@@ -846,53 +932,91 @@ static void test_installation_cache(void **state)
     run_until(f->base, &done, 2, 10000);
     /* the first went to Postgres and filled the cache; the second, the
      * same name, waited for that and was answered from it */
-    assert_int_equal(cache_stats(f).hits, 5);
-    assert_int_equal(cache_stats(f).entries, 3);
+    assert_int_equal(cache_stats(f).hits, 1);
+    assert_int_equal(cache_stats(f).entries, 1);
     assert_int_equal(r.n, 1);
     assert_int_equal(r2.n, 1);
     assert_true(r.rows[0].badge != r2.rows[0].badge);
+    /* and again, both from the cache */
     r = (struct find_res){.done = &done};
     r2 = (struct find_res){.done = &done};
     done = 0;
     assert_int_equal(find_cached_pair(f, spike, &r, &r2), 0);
     run_until(f->base, &done, 2, 10000);
-    assert_int_equal(cache_stats(f).hits, 7);
+    assert_int_equal(cache_stats(f).hits, 3);
     assert_int_equal(r.n, 1);
     assert_int_equal(r2.n, 1);
     assert_true(r.rows[0].badge != r2.rows[0].badge);
     expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "4");
+}
+
+/* Increments |spike| for |event_id| from the cache, |parts| lookups in
+ * one statement; returns the badges they saw in |ret_badges|. */
+static void increment_event(struct fx *f, int64_t event_id, int parts,
+                            int64_t *ret_badges)
+{
+    const char *spike[] = {"Spike"};
+    struct find_res r[2];
+    int done = 0;
+
+    assert_true(parts <= 2);
+    for (int i = 0; i < parts; i++) {
+        r[i] = (struct find_res){.done = &done};
+        assert_int_equal(pgw_store_find_installations(
+                             f->store, "demo", spike, 1, NULL, event_id,
+                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
+                             on_find, &r[i]),
+                         0);
+    }
+    run_until(f->base, &done, parts, 10000);
+    for (int i = 0; i < parts; i++) {
+        assert_int_equal(r[i].n, 1);
+        ret_badges[i] = r[i].rows[0].badge;
+    }
+}
+
+static void test_cache_same_event_increments_once(void **state)
+{
+    struct fx *f = *state;
+    const char *spike[] = {"Spike"};
+    struct find_res r;
+    int64_t badge[2];
+
+    find(f, &r, spike, 1, NULL, false); /* cached */
     /* the same event twice: one increment, both see its badge */
     for (int i = 0; i < 2; i++) {
-        done = 0;
-        r = (struct find_res){.done = &done};
-        assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", spike, 1, NULL, 99,
-                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
-                             on_find, &r),
-                         0);
-        run_until(f->base, &done, 1, 10000);
-        assert_int_equal(r.rows[0].badge, 5);
+        increment_event(f, 99, 1, badge);
+        assert_int_equal(badge[0], 1);
     }
-    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "5");
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 7", "1");
+}
+
+static void test_cache_parts_of_an_event_increment_once(void **state)
+{
+    struct fx *f = *state;
+    const char *spike[] = {"Spike"};
+    struct find_res r;
+    int64_t badge[2];
+
+    find(f, &r, spike, 1, NULL, false); /* cached */
     /* two parts of one event in one statement: one increment, one badge */
-    done = 0;
-    r = (struct find_res){.done = &done};
-    r2 = (struct find_res){.done = &done};
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(pgw_store_find_installations(
-                             f->store, "demo", spike, 1, NULL, 100,
-                             PGW_STORE_FIND_INCREMENT | PGW_STORE_FIND_ALONE,
-                             on_find, i ? &r2 : &r),
-                         0);
-    run_until(f->base, &done, 2, 10000);
-    assert_int_equal(r.rows[0].badge, 6);
-    assert_int_equal(r2.rows[0].badge, 6);
+    increment_event(f, 100, 2, badge);
+    assert_int_equal(badge[0], 1);
+    assert_int_equal(badge[1], 1);
     expect_sql(f->db,
                "SELECT badge || ':' || badge_event_id FROM installations "
                "WHERE id = 7",
-               "6:100");
+               "1:100");
+}
 
-    /* every change an operator makes is heard of */
+static void test_cache_hears_every_row_change(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"};
+    struct find_res r;
+
+    find(f, &r, jerry, 1, NULL, false);
+    expect_id_list(&r, "1,2,3,4");
     change(f, "UPDATE installations SET channels = '{Tom}' WHERE id = 3");
     find(f, &r, jerry, 1, NULL, false);
     expect_id_list(&r, "1,2,4");
@@ -913,37 +1037,71 @@ static void test_installation_cache(void **state)
     assert_string_equal(r.rows[0].token, "new1");
     find(f, &r, jerry, 1, NULL, false); /* from the cache again */
     assert_string_equal(r.rows[0].token, "new1");
+}
+
+static void test_cache_forgets_the_app_on_a_long_change(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"}, *spike[] = {"Spike"};
+    struct find_res r;
+
+    find(f, &r, jerry, 1, NULL, false);
+    find(f, &r, spike, 1, NULL, false);
+    assert_int_equal(cache_stats(f).entries, 2);
     /* channels too long for a notification: the whole app is forgotten */
-    assert_true(cache_stats(f).entries >= 2);
     change(f, "UPDATE installations SET channels = channels || ARRAY(SELECT "
               "repeat('c', 100) || g FROM generate_series(1, 80) g) WHERE "
               "id = 7");
     assert_int_equal(cache_stats(f).entries, 0);
     find(f, &r, jerry, 1, NULL, false);
-    expect_id_list(&r, "1,20");
+    expect_id_list(&r, "1,2,3,4");
+}
 
+static void test_cache_unheard_change_skips_invalid_rows(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"};
+    struct find_res r;
+    struct pgw_store_cache_stats st;
+
+    find(f, &r, jerry, 1, NULL, false);
     /* a change not heard of (replica mode: no trigger fires): the
      * increment leaves out the device Postgres no longer has valid */
     exec_sql(f->db, "SET session_replication_role = replica; UPDATE "
-                    "installations SET valid = false WHERE id = 20; "
+                    "installations SET valid = false WHERE id = 4; "
                     "RESET session_replication_role");
     st = cache_stats(f);
     find(f, &r, jerry, 1, NULL, true);
     assert_int_equal(cache_stats(f).hits, st.hits + 1);
-    expect_id_list(&r, "1");
-    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 20", "0");
+    expect_id_list(&r, "1,2,3");
+    expect_sql(f->db, "SELECT badge FROM installations WHERE id = 4", "0");
+}
 
+static void test_cache_truncate_empties_it(void **state)
+{
+    struct fx *f = *state;
+    const char *jerry[] = {"Jerry"};
+    struct find_res r;
+
+    find(f, &r, jerry, 1, NULL, false);
     change(f, "TRUNCATE installations");
     assert_int_equal(cache_stats(f).entries, 0);
     find(f, &r, jerry, 1, NULL, false);
     expect_id_list(&r, "");
+}
+
+static void test_cache_waiting_lookup_survives_a_notification(void **state)
+{
+    struct fx *f = *state;
+    const char *tyke[] = {"Tyke"};
+    struct find_res r, r2;
+    int done = 0;
 
     /* a lookup waiting for another's fill gets its rows whether that
      * fill happened or a notification overtook it */
     change(f, "INSERT INTO installations (id, app_id, device_type, "
               "device_token, channels) VALUES (30, 'demo', 'android', "
               "'tok30', '{Tyke}'), (31, 'demo', 'ios', 'tok31', '{Spike}')");
-    done = 0;
     r = (struct find_res){.done = &done};
     r2 = (struct find_res){.done = &done};
     assert_int_equal(pgw_store_find_installations(f->store, "demo", tyke, 1,
@@ -2272,11 +2430,43 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_insert_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_of_nothing_is_empty, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_two_owners_claim_each_event_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_lease_is_taken_over, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_renewal_moves_own_leases_only,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_released_events_are_claimable_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_installation_cache, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cache_fills_then_answers,
+                                        setup_cached, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_increments_in_postgres,
+                                        setup_cached, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cache_merged_lookups_get_distinct_badges, setup_cached,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_cache_same_event_increments_once,
+                                        setup_cached, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cache_parts_of_an_event_increment_once, setup_cached,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_cache_hears_every_row_change,
+                                        setup_cached, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cache_forgets_the_app_on_a_long_change, setup_cached,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cache_unheard_change_skips_invalid_rows, setup_cached,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_cache_truncate_empties_it,
+                                        setup_cached, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_cache_waiting_lookup_survives_a_notification, setup_cached,
+            teardown),
         cmocka_unit_test_setup_teardown(test_cache_listener_lost, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_lock_timeout, setup,
