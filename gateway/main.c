@@ -58,35 +58,128 @@ static void print_diag(const struct pgw_diag *diag)
         fprintf(stderr, "pushgw: out of memory while reporting errors\n");
 }
 
-/* Parses the -c option shared by every command; returns the path or NULL. */
-static int parse_common(int argc, char **argv, const char **ret_path)
+/* The options of the commands: -c for every one, the others where a
+ * command's |allowed| set names them. */
+enum {
+    OPT_HELP = 1u << 0,     /* -h, --help: usage on stdout, exit 0 */
+    OPT_WAIT = 1u << 1,     /* --wait SECONDS */
+    OPT_APP = 1u << 2,      /* --app APP */
+    OPT_EVENT = 1u << 3,    /* --event FILE */
+    OPT_PLATFORM = 1u << 4, /* --platform ios|android */
+    OPT_DRY_RUN = 1u << 5,  /* --dry-run */
+    OPT_ARGS = 1u << 6,     /* arguments after the options */
+};
+
+/* The most `migrate --wait` accepts: a day. */
+#define MIGRATE_MAX_WAIT_S 86400
+
+struct cmd_opts {
+    const char *config; /* -c FILE, or NULL */
+    const char *app;
+    const char *event;
+    bool has_platform;
+    enum pgw_platform platform;
+    long wait_s; /* -1: no --wait */
+    bool dry_run;
+    char **args; /* what follows the options */
+    int n_args;
+};
+
+static const struct {
+    unsigned bit;
+    struct option opt;
+} all_opts[] = {
+    {0, {"config", required_argument, NULL, 'c'}},
+    {OPT_WAIT, {"wait", required_argument, NULL, 'w'}},
+    {OPT_APP, {"app", required_argument, NULL, 'a'}},
+    {OPT_EVENT, {"event", required_argument, NULL, 'e'}},
+    {OPT_PLATFORM, {"platform", required_argument, NULL, 'p'}},
+    {OPT_DRY_RUN, {"dry-run", no_argument, NULL, 'n'}},
+    {OPT_HELP, {"help", no_argument, NULL, 'h'}},
+};
+
+/* Checks one option's value as it is met; false after saying why. */
+static bool opt_value(int c, const char *arg, struct cmd_opts *o)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    char *end;
+
+    switch (c) {
+    case 'w':
+        o->wait_s = strtol(arg, &end, 10);
+        if (*arg && !*end && o->wait_s >= 0 && o->wait_s <= MIGRATE_MAX_WAIT_S)
+            return true;
+        fprintf(stderr, "pushgw: invalid --wait '%s': seconds, 0 to %d\n", arg,
+                MIGRATE_MAX_WAIT_S);
+        return false;
+    case 'p':
+        if (pgw_platform_parse(arg, &o->platform) == 0) {
+            o->has_platform = true;
+            return true;
+        }
+        fprintf(stderr,
+                "pushgw: invalid --platform '%s': must be 'ios' or "
+                "'android'\n",
+                arg);
+        return false;
+    }
+    return true;
+}
+
+/* Sentinel of parse_opts(): go on with the command. */
+#define PARSED (-1)
+
+/*
+ * Parses a command's options (the |allowed| OPT_ set; getopt reports the
+ * others) into |o|. Returns PARSED, or the exit status to return at once:
+ * EXIT_OK after --help, EXIT_USAGE.
+ */
+static int parse_opts(int argc, char **argv, unsigned allowed,
+                      struct cmd_opts *o)
+{
+    struct option opts[PGW_ARRAY_SIZE(all_opts) + 1];
+    size_t n = 0;
     int c;
 
-    *ret_path = NULL;
+    *o = (struct cmd_opts){.wait_s = -1};
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(all_opts); i++)
+        if ((all_opts[i].bit & allowed) == all_opts[i].bit)
+            opts[n++] = all_opts[i].opt;
+    opts[n] = (struct option){NULL, 0, NULL, 0};
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, allowed & OPT_HELP ? "c:h" : "c:", opts,
+                            NULL)) != -1) {
         switch (c) {
         case 'c':
-            *ret_path = optarg;
+            o->config = optarg;
             break;
         case 'h':
             usage(stdout);
-            exit(EXIT_OK);
+            return EXIT_OK;
+        case 'a':
+            o->app = optarg;
+            break;
+        case 'e':
+            o->event = optarg;
+            break;
+        case 'n':
+            o->dry_run = true;
+            break;
+        case 'w':
+        case 'p':
+            if (!opt_value(c, optarg, o))
+                return EXIT_USAGE;
+            break;
         default:
-            return -1;
+            return EXIT_USAGE;
         }
     }
-    if (optind != argc) {
+    o->args = argv + optind;
+    o->n_args = argc - optind;
+    if (!(allowed & OPT_ARGS) && o->n_args > 0) {
         fprintf(stderr, "pushgw: unexpected argument '%s'\n", argv[optind]);
-        return -1;
+        return EXIT_USAGE;
     }
-    return 0;
+    return PARSED;
 }
 
 static int load_config(const char *path, struct pgw_config **ret_cfg)
@@ -106,53 +199,21 @@ static int load_config(const char *path, struct pgw_config **ret_cfg)
     return rc;
 }
 
-/* The most `migrate --wait` accepts: a day. */
-#define MIGRATE_MAX_WAIT_S 86400
-
 static int cmd_migrate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"wait", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct pgw_config *cfg = NULL;
     struct pgw_diag diag;
-    const char *path = NULL;
-    long wait_s = -1;
-    char *end;
-    int c, rc;
+    struct cmd_opts o;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return EXIT_OK;
-        case 'w':
-            wait_s = strtol(optarg, &end, 10);
-            if (*optarg && !*end && wait_s >= 0 && wait_s <= MIGRATE_MAX_WAIT_S)
-                break;
-            fprintf(stderr, "pushgw: invalid --wait '%s': seconds, 0 to %d\n",
-                    optarg, MIGRATE_MAX_WAIT_S);
-            return EXIT_USAGE;
-        default:
-            return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "pushgw: unexpected argument '%s'\n", argv[optind]);
-        return EXIT_USAGE;
-    }
-    if (load_config(path, &cfg) < 0)
+    rc = parse_opts(argc, argv, OPT_HELP | OPT_WAIT, &o);
+    if (rc != PARSED)
+        return rc;
+    if (load_config(o.config, &cfg) < 0)
         return EXIT_USAGE;
     pgw_log_set_level(cfg->server.log_level);
-    if (wait_s >= 0) {
-        rc = pgw_pgwait_reachable(cfg->database.url, (unsigned)wait_s);
+    if (o.wait_s >= 0) {
+        rc = pgw_pgwait_reachable(cfg->database.url, (unsigned)o.wait_s);
         if (rc < 0) {
             pgw_config_free(cfg);
             return rc == PGW_ERR_CONFIG ? EXIT_USAGE : EXIT_RUNTIME;
@@ -173,14 +234,15 @@ static int cmd_check_config(int argc, char **argv)
 {
     struct pgw_config *cfg = NULL;
     struct pgw_diag diag;
-    const char *path;
+    struct cmd_opts o;
     int problems, rc;
 
-    if (parse_common(argc, argv, &path) < 0)
-        return EXIT_USAGE;
+    rc = parse_opts(argc, argv, OPT_HELP, &o);
+    if (rc != PARSED)
+        return rc;
     /* A checker: a file with problems is its finding (1); a file it
      * cannot read is a usage error like a wrong -c (2). */
-    rc = load_config(path, &cfg);
+    rc = load_config(o.config, &cfg);
     if (rc == PGW_ERR_CONFIG)
         return EXIT_RUNTIME;
     if (rc < 0)
@@ -206,53 +268,28 @@ static int cmd_check_config(int argc, char **argv)
 
 static int cmd_render(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"app", required_argument, NULL, 'a'},
-        {"event", required_argument, NULL, 'e'},
-        {"platform", required_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
-    };
     struct pgw_render_opts ro = {0};
     struct pgw_config *cfg = NULL;
-    const char *path = NULL;
     struct pgw_render_counts counts = {0, 0};
+    struct cmd_opts o;
     char err[512] = "";
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'a':
-            ro.app_id = optarg;
-            break;
-        case 'e':
-            ro.event_path = optarg;
-            break;
-        case 'p':
-            if (pgw_platform_parse(optarg, &ro.platform) < 0) {
-                fprintf(stderr,
-                        "pushgw: invalid --platform '%s': must be 'ios' or "
-                        "'android'\n",
-                        optarg);
-                return EXIT_USAGE;
-            }
-            ro.has_platform = true;
-            break;
-        default:
-            return EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !ro.app_id) {
+    rc = parse_opts(argc, argv, OPT_APP | OPT_EVENT | OPT_PLATFORM | OPT_ARGS,
+                    &o);
+    if (rc != PARSED)
+        return rc;
+    if (o.n_args > 0 || !o.app) {
         fprintf(stderr, "pushgw: render needs --app APP (see 'pushgw "
                         "--help')\n");
         return EXIT_USAGE;
     }
-    if (load_config(path, &cfg) < 0)
+    if (load_config(o.config, &cfg) < 0)
         return EXIT_USAGE;
+    ro.app_id = o.app;
+    ro.event_path = o.event;
+    ro.platform = o.platform;
+    ro.has_platform = o.has_platform;
     ro.now_s = (int64_t)time(NULL);
     /* Problems are reported once, below, as one line. */
     pgw_log_set_level(PGW_LOG_ERROR);
@@ -282,42 +319,25 @@ static int cmd_render(int argc, char **argv)
 
 static int cmd_import(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"app", required_argument, NULL, 'a'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {NULL, 0, NULL, 0},
-    };
     struct pgw_import_opts io = {0};
     struct pgw_import_summary sum;
     struct pgw_config *cfg = NULL;
-    const char *path = NULL;
+    struct cmd_opts o;
     char err[512];
-    int c, rc;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'a':
-            io.app_id = optarg;
-            break;
-        case 'n':
-            io.dry_run = true;
-            break;
-        default:
-            return EXIT_USAGE;
-        }
-    }
-    if (!io.app_id || optind == argc) {
+    rc = parse_opts(argc, argv, OPT_APP | OPT_DRY_RUN | OPT_ARGS, &o);
+    if (rc != PARSED)
+        return rc;
+    if (!o.app || o.n_args == 0) {
         fprintf(stderr, "pushgw: import needs --app APP and at least one "
                         "FILE (see 'pushgw --help')\n");
         return EXIT_USAGE;
     }
-    if (load_config(path, &cfg) < 0)
+    if (load_config(o.config, &cfg) < 0)
         return EXIT_USAGE;
+    io.app_id = o.app;
+    io.dry_run = o.dry_run;
     if (!pgw_config_find_app(cfg, io.app_id)) {
         fprintf(stderr, "pushgw: unknown app '%s': no [app:%s] in '%s'\n",
                 io.app_id, io.app_id, cfg->path);
@@ -328,8 +348,8 @@ static int cmd_import(int argc, char **argv)
     io.conninfo = cfg->database.url;
     io.out = stdout;
     io.progress = isatty(STDERR_FILENO) ? stderr : NULL;
-    rc = pgw_import_run(&io, (const char *const *)argv + optind,
-                        (size_t)(argc - optind), &sum, err, sizeof(err));
+    rc = pgw_import_run(&io, (const char *const *)o.args, (size_t)o.n_args,
+                        &sum, err, sizeof(err));
     pgw_config_free(cfg);
     if (fflush(stdout) != 0 && rc == 0) {
         fprintf(stderr, "pushgw: could not write the report\n");
@@ -346,12 +366,13 @@ static int cmd_serve(int argc, char **argv)
 {
     struct pgw_serve_options so;
     struct pgw_config *cfg = NULL;
-    const char *path;
+    struct cmd_opts o;
     int rc;
 
-    if (parse_common(argc, argv, &path) < 0)
-        return EXIT_USAGE;
-    if (load_config(path, &cfg) < 0)
+    rc = parse_opts(argc, argv, OPT_HELP, &o);
+    if (rc != PARSED)
+        return rc;
+    if (load_config(o.config, &cfg) < 0)
         return EXIT_USAGE;
     memset(&so, 0, sizeof(so));
     so.cfg_path = cfg->path;
