@@ -1,12 +1,17 @@
 /* The test database and private Postgres clusters (see testutil.h). */
 #include "testutil.h"
 
+#include "store.h"
+
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MIGRATIONS_DIR PUSHGW_SOURCE_DIR "/migrations"
 
 static const char *base_url(void)
 {
@@ -44,24 +49,173 @@ static int exec_sql(const char *conninfo, const char *sql)
     return ok ? 0 : -1;
 }
 
+/* A database name of |prefix| not used before: the pid and the clock. */
+static void unique_name(const char *prefix, char *name, size_t size)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, size, "%s_%d_%ld", prefix, (int)getpid(),
+             (long)(ts.tv_nsec / 1000));
+}
+
+/* |base| (a key=value conninfo) naming database |name| instead. */
+static char *conninfo_of(const char *base, const char *name)
+{
+    char *conninfo = NULL;
+
+    /* In key=value conninfo strings the last dbname wins. */
+    if (asprintf(&conninfo, "%s dbname=%s", base, name) < 0)
+        fail_msg("out of memory");
+    return conninfo;
+}
+
 char *tu_db_create(const char *prefix)
 {
     const char *base = base_url();
     char name[128];
     char sql[256];
-    char *conninfo = NULL;
-    struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(name, sizeof(name), "%s_%d_%ld", prefix, (int)getpid(),
-             (long)(ts.tv_nsec / 1000));
+    unique_name(prefix, name, sizeof(name));
     snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
     if (exec_sql(base, sql) < 0)
         fail_msg("cannot create test database '%s'", name);
-    /* In key=value conninfo strings the last dbname wins. */
-    if (asprintf(&conninfo, "%s dbname=%s", base, name) < 0)
-        fail_msg("out of memory");
-    return conninfo;
+    return conninfo_of(base, name);
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int is_sql(const struct dirent *e)
+{
+    size_t n = strlen(e->d_name);
+
+    return n > 4 && strcmp(e->d_name + n - 4, ".sql") == 0;
+}
+
+/* The name of the template for the migrations as they are now: their
+ * names and contents hashed, so a changed migration gets a new one. */
+static void template_name(char *name, size_t size)
+{
+    struct dirent **files = NULL;
+    char *all = NULL;
+    size_t len = 0;
+    char hex[65];
+    int n = scandir(MIGRATIONS_DIR, &files, is_sql, by_name);
+
+    if (n < 0)
+        fail_msg("cannot read %s", MIGRATIONS_DIR);
+    for (int i = 0; i < n; i++) {
+        char *path = tu_path(MIGRATIONS_DIR, files[i]->d_name);
+        char *text = tu_read_file(path);
+        size_t more;
+
+        if (!text)
+            fail_msg("cannot read %s", path);
+        more = strlen(files[i]->d_name) + 1 + strlen(text) + 1;
+        all = realloc(all, len + more + 1);
+        assert_non_null(all);
+        len += (size_t)sprintf(all + len, "%s%c%s%c", files[i]->d_name, 0, text,
+                               0);
+        free(text);
+        free(path);
+        free(files[i]);
+    }
+    free(files);
+    pgw_store_sha256_hex(all ? all : "", len, hex);
+    free(all);
+    snprintf(name, size, "pgw_tmpl_%.16s", hex);
+}
+
+/* Applies migrations/ to |conninfo|; NULL, or what went wrong. */
+static char *migrate(const char *conninfo)
+{
+    struct pgw_diag diag;
+    FILE *devnull = fopen("/dev/null", "w");
+    char *why = NULL;
+
+    assert_non_null(devnull);
+    pgw_diag_init(&diag);
+    if (pgw_store_migrate(conninfo, MIGRATIONS_DIR, devnull, &diag) < 0)
+        why = strdup(diag.n ? diag.msgs[0] : "migrate failed");
+    pgw_diag_release(&diag);
+    fclose(devnull);
+    return why;
+}
+
+void tu_db_migrate(const char *conninfo)
+{
+    char *why = migrate(conninfo);
+
+    if (why)
+        fail_msg("migrate: %s", why);
+}
+
+/* Makes template |tmpl| unless it exists; NULL, or what went wrong. Under
+ * an advisory lock on |c|: one process builds it, the others wait. */
+static char *build_template(PGconn *c, const char *base, const char *tmpl)
+{
+    const char *params[1] = {tmpl};
+    char building[128], sql[512];
+    char *conninfo, *why;
+    PGresult *r;
+    bool exists;
+
+    r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL,
+                     params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return strdup(PQerrorMessage(c));
+    }
+    exists = PQntuples(r) > 0;
+    PQclear(r);
+    if (exists)
+        return NULL;
+    /* Built under another name and renamed when complete: a run killed
+     * half-way leaves no template that looks finished. */
+    snprintf(building, sizeof(building), "%s_building", tmpl);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+             building);
+    exec_sql(base, sql);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", building);
+    if (exec_sql(base, sql) < 0)
+        return strdup("cannot create the template database");
+    conninfo = conninfo_of(base, building);
+    why = migrate(conninfo);
+    free(conninfo);
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s RENAME TO %s", building,
+             tmpl);
+    if (!why && exec_sql(base, sql) < 0)
+        why = strdup("cannot rename the template database");
+    return why;
+}
+
+char *tu_db_create_migrated(const char *prefix)
+{
+    const char *base = base_url();
+    char tmpl[64], name[128], sql[512];
+    char *why;
+    PGconn *c;
+
+    template_name(tmpl, sizeof(tmpl));
+    c = PQconnectdb(base);
+    if (PQstatus(c) != CONNECTION_OK) {
+        why = strdup(PQerrorMessage(c));
+    } else {
+        /* A session lock: let go when |c| closes, even after a failure. */
+        PQclear(PQexec(c, "SELECT pg_advisory_lock(7011726)"));
+        why = build_template(c, base, tmpl);
+    }
+    PQfinish(c);
+    if (why)
+        fail_msg("test database template %s: %s", tmpl, why);
+    unique_name(prefix, name, sizeof(name));
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s TEMPLATE %s", name, tmpl);
+    if (exec_sql(base, sql) < 0)
+        fail_msg("cannot create test database '%s'", name);
+    return conninfo_of(base, name);
 }
 
 void tu_db_drop(const char *conninfo)

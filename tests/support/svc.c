@@ -162,12 +162,13 @@ void tu_svc_start(struct tu_svc *s, const struct tu_svc_options *opts)
     if (opts->reuse_db || opts->db) {
         s->db = strdup(opts->reuse_db ? opts->reuse_db : opts->db);
     } else {
-        s->db = tu_db_create("pgw_svc");
+        s->db = tu_db_create_migrated("pgw_svc");
         s->own_db = 1;
     }
     start_mocks(s, opts);
     write_config(s, opts);
-    if (!opts->reuse_db)
+    /* A database of the test's own (opts->db) is migrated by the binary. */
+    if (opts->db && !opts->reuse_db)
         migrate(s);
     tu_svc_start_gateway(s);
 }

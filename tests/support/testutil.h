@@ -85,6 +85,16 @@ long tu_check_memory(int pid, long base_kib, long max_kib, const char *what);
  * it fails.
  */
 char *tu_db_create(const char *prefix);
+/*
+ * tu_db_create() with migrations/ applied: a copy of a template database
+ * that the first caller builds with pgw_store_migrate() (named after the
+ * migrations' hash, so a changed migration gets a fresh one; it stays on
+ * the server for the next run). For tests of what runs on the schema,
+ * not of migrating.
+ */
+char *tu_db_create_migrated(const char *prefix);
+/* Applies migrations/ to the database of |conninfo| (in process). */
+void tu_db_migrate(const char *conninfo);
 void tu_db_drop(const char *conninfo);
 /* Runs one SQL statement against |conninfo|; returns the first value of
  * the first row (malloc'd, "" when none), or NULL on error. */

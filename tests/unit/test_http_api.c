@@ -318,20 +318,7 @@ static struct fx *fx_start(const struct fx_opts *o)
         /* Nothing listens on port 1. */
         url = "postgresql://pushgw@127.0.0.1:1/none?connect_timeout=1";
     } else {
-        fx->conninfo = tu_db_create("http");
-        if (fx->conninfo == NULL) {
-            free(fx);
-            skip();
-        }
-        FILE *devnull = fopen("/dev/null", "w");
-        assert_non_null(devnull);
-        pgw_diag_init(&diag);
-        int err = pgw_store_migrate(
-            fx->conninfo, PUSHGW_SOURCE_DIR "/migrations", devnull, &diag);
-        fclose(devnull);
-        if (err < 0)
-            fail_msg("migrate: %s", diag.n ? diag.msgs[0] : "?");
-        pgw_diag_release(&diag);
+        fx->conninfo = tu_db_create_migrated("http");
         url = fx->conninfo;
     }
     fx->dir = tu_mkdtemp();

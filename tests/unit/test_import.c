@@ -86,10 +86,9 @@ static const char *const parse_export =
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    char *ini_text = NULL, *out = NULL, *err = NULL;
-    const char *argv[] = {"migrate", "-c", NULL, NULL};
+    char *ini_text = NULL;
 
-    f->db = tu_db_create("pgw_import");
+    f->db = tu_db_create_migrated("pgw_import");
     f->dir = tu_mkdtemp();
     assert_int_equal(asprintf(&ini_text,
                               "[database]\nurl = %s\n"
@@ -101,11 +100,6 @@ static int setup(void **state)
                      1);
     f->ini = tu_write_file(f->dir, "pushgw.ini", ini_text, 0644);
     free(ini_text);
-    argv[2] = f->ini;
-    if (tu_run_pushgw(argv, NULL, &out, &err) != 0)
-        fail_msg("migrate failed: %s", err);
-    free(out);
-    free(err);
     *state = f;
     return 0;
 }

@@ -33,22 +33,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void migrate(const char *db)
-{
-    struct pgw_diag diag;
-    FILE *out = fopen("/dev/null", "w");
-    int rc;
-
-    assert_non_null(out);
-    pgw_diag_init(&diag);
-    rc = pgw_store_migrate(db, PUSHGW_SOURCE_DIR "/migrations", out, &diag);
-    for (size_t i = 0; i < diag.n; i++)
-        print_error("%s\n", diag.msgs[i]);
-    pgw_diag_release(&diag);
-    fclose(out);
-    assert_int_equal(rc, 0);
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -135,8 +119,7 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
 
-    f->db = tu_db_create("pgw_store");
-    migrate(f->db);
+    f->db = tu_db_create_migrated("pgw_store");
     f->base = event_base_new();
     assert_non_null(f->base);
     f->store = open_store(f->base, f->db, "test-owner-a", 4);
@@ -2377,7 +2360,7 @@ static void test_restart_recovers(void **state)
     assert_int_equal(pg_start(&pg), 0);
     snprintf(conninfo, sizeof(conninfo),
              "host=127.0.0.1 port=%d user=postgres dbname=postgres", pg.port);
-    migrate(conninfo);
+    tu_db_migrate(conninfo);
 
     base = event_base_new();
     s = open_store(base, conninfo, "test-owner-r", 2);

@@ -67,8 +67,6 @@ static void wait_done(struct fx *f, const int *done)
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    struct pgw_diag diag;
-    FILE *out = fopen("/dev/null", "w");
     struct pgw_store_options o = {.conninfo = NULL,
                                   .pool_size = 2,
                                   .owner = "test-lc",
@@ -78,13 +76,7 @@ static int setup(void **state)
     struct timeval tv = {0, 20000};
     int64_t deadline;
 
-    f->db = tu_db_create("pgw_store_lc");
-    pgw_diag_init(&diag);
-    assert_int_equal(
-        pgw_store_migrate(f->db, PUSHGW_SOURCE_DIR "/migrations", out, &diag),
-        0);
-    pgw_diag_release(&diag);
-    fclose(out);
+    f->db = tu_db_create_migrated("pgw_store_lc");
     f->base = event_base_new();
     o.conninfo = f->db;
     assert_int_equal(pgw_store_new(f->base, &o, &f->store), 0);
