@@ -43,9 +43,9 @@
  * most two pages. */
 #define BC_MAX_ACTIVE 4
 /* Devices per page: a page is built in one loop iteration (a few ms) and
- * its pushes are at most BC_PAGE × ~1 KiB; with the next page fetched
- * while it is answered, the page's commit and fetch stay off the
- * senders' path. */
+ * its pushes are at most BC_PAGE × ~1 KiB, two pages in memory; the next
+ * page is fetched while one is sent, so only the commit and the last
+ * answers of each page stand between two pages' sends. */
 #define BC_PAGE 2000
 /* A statement that failed (database down) is tried again after this. */
 #define BC_RETRY_MS 1000
@@ -580,9 +580,10 @@ static void send_some(struct bcast *b)
                 return; /* may have committed, or freed |b| */
         }
     }
-    /* Every push of the page is out: the next page is read meanwhile. */
-    if (b->state == B_SEND && !b->lost && pg->next_send == pg->n && pg->full &&
-        !b->fetching_next && !b->next_ready && !d->draining)
+    /* The next page is read (and its badges incremented) while this one
+     * is sent: its statement then takes none of the senders' time. */
+    if (b->state == B_SEND && !b->lost && pg->full && !b->fetching_next &&
+        !b->next_ready && !d->draining)
         fetch(b, &b->next);
 }
 
