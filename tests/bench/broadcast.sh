@@ -100,8 +100,8 @@ EOF
     echo "    api_pushes: devices successes errors result seconds: $out" >&2
     stop_gw
     secs=$(echo "$out" | awk '{ print $5 }')
-    pps=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", s > 0 ? n / s : 0 }')
-    ratio=$(awk -v a="$pps" -v b="$fpps" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')
+    pps=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+    ratio=$(awk -v a="$pps" -v b="$fpps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
     p99=$(hist_p99_ms "$work/bcast.metrics.0" "$work/bcast.metrics.1")
     B_LINE="bench broadcast devices=$n pushes_per_s=$pps fanout_ratio=$ratio rss_mib=$rss chat_p99_ms=$p99"
 }
