@@ -277,11 +277,16 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
  * Requests wait: opens the minimum's empty slots, and, while every stream
  * of the ready connections is busy (assign_pending() left requests) and no
  * connection is being set up, as many more as are ready (the pool at most
- * doubles per round trip of a handshake), up to max_connections.
+ * doubles per round trip of a handshake), up to max_connections. Only
+ * while the streams turn over: since the last growth, as many answers as
+ * the ready connections take at once. A provider that answers late (tens
+ * of seconds) or not at all is slow, not far: more connections would only
+ * hold more requests in memory waiting on it.
  */
 static void open_connections(struct pgw_h2_pool *pool, int64_t now)
 {
     unsigned i, ready = 0, setting_up = 0;
+    size_t streams = 0;
 
     for (i = 0; i < pool->o.connections; i++)
         if (!pool->slots[i].conn && pool->slots[i].next_attempt_ms <= now)
@@ -289,21 +294,24 @@ static void open_connections(struct pgw_h2_pool *pool, int64_t now)
     for (i = 0; i < pool->n_slots; i++) {
         const struct h2conn *c = pool->slots[i].conn;
 
-        if (c && c->state == C_READY)
+        if (c && c->state == C_READY) {
             ready++;
-        else if (c)
+            streams += stream_limit(c);
+        } else if (c) {
             setting_up++;
+        }
     }
     if (ready == 0)
         return;
     pool->window_saturated = true;
-    if (setting_up > 0)
+    if (setting_up > 0 || pool->st.responses - pool->grown_at < streams)
         return;
     for (i = pool->o.connections; i < pool->n_slots && ready > 0; i++) {
         if (pool->slots[i].conn || pool->slots[i].next_attempt_ms > now)
             continue;
         h2conn_open(pool, i);
         pool->st.conns_added++;
+        pool->grown_at = pool->st.responses;
         ready--;
     }
 }

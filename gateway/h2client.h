@@ -13,7 +13,10 @@
  *   and kept: the minimum. Requests go to the ready connection with the
  *   fewest streams. While every stream of the ready connections is busy
  *   and requests wait, more are opened, as many at once as are ready and
- *   only while none is being set up, up to |max_connections|. A connection
+ *   only while none is being set up, up to |max_connections|, provided the
+ *   streams turn over (as many answers since the last growth as the ready
+ *   connections take at once: a provider that hardly answers gets no
+ *   more connections, only more waiting requests would). A connection
  *   above the minimum whose streams the others could have carried for a
  *   whole |idle_close_ms| (at most three quarters of their streams in use
  *   at the busiest moment, no request waiting) takes no new streams, sends

@@ -140,6 +140,7 @@ struct pgw_h2_pool {
     int64_t window_start_ms;
     size_t window_peak;
     bool window_saturated;
+    uint64_t grown_at;     /* st.responses when it last opened more */
     struct pgw_list conns; /* live (slot or draining) */
     struct pgw_list dead;  /* closed, to free */
     unsigned next_conn_id;

@@ -1362,6 +1362,29 @@ static void test_pool_grows_and_shrinks(void **state)
     mock_cleanup(&m);
 }
 
+/* All streams busy but no answer back yet (answers 1.5 s late): the pool
+ * does not grow, more connections would only hold more waiting pushes;
+ * the ten that waited go out as the first answers free streams. */
+static void test_pool_waits_for_answers_to_grow(void **state)
+{
+    struct tu_mock m;
+    struct run r;
+    struct pgw_apns_options o = {.connections = 2, .max_connections = 5};
+    const char *extra[] = {"--max-streams", "10", "--delay-ms", "1500", NULL};
+    struct pgw_h2_pool_stats st;
+
+    (void)state;
+    mock_start(&m, extra);
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 30, 30000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.conns_added, 0);
+    assert_int_equal(st.connects_ok, 2);
+    assert_all_delivered_once(&r, &m, NULL);
+    run_free(&r);
+    mock_cleanup(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1392,6 +1415,7 @@ int main(void)
         cmocka_unit_test(test_wrong_hostname),
         cmocka_unit_test(test_busy_and_free_cancels),
         cmocka_unit_test(test_pool_grows_and_shrinks),
+        cmocka_unit_test(test_pool_waits_for_answers_to_grow),
     };
 
     signal(SIGPIPE, SIG_IGN);
