@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proxy.h"
 #include "util/url.h"
 
 extern char **environ;
@@ -115,6 +116,8 @@ static const struct keydef apns_keys[] = {
     KD_INT("idle_close_ms", "60000", 100, 86400000, C, apns.idle_close_ms),
     KD_INT("request_timeout_ms", "10000", 100, 600000, C,
            apns.request_timeout_ms),
+    KD_STR("proxy", NULL, C, apns.proxy),
+    KD_PATH("proxy_password_file", NULL, C, apns.proxy_password_file),
 };
 
 static const struct keydef fcm_keys[] = {
@@ -127,6 +130,8 @@ static const struct keydef fcm_keys[] = {
     KD_INT("idle_close_ms", "60000", 100, 86400000, C, fcm.idle_close_ms),
     KD_INT("request_timeout_ms", "10000", 100, 600000, C,
            fcm.request_timeout_ms),
+    KD_STR("proxy", NULL, C, fcm.proxy),
+    KD_PATH("proxy_password_file", NULL, C, fcm.proxy_password_file),
 };
 
 static const struct keydef delivery_keys[] = {
@@ -194,7 +199,8 @@ static int is_secret_key(const char *key)
 {
     return strcmp(key, "hook_key") == 0 ||
            strcmp(key, "server_hook_key") == 0 || strcmp(key, "url") == 0 ||
-           strcmp(key, "app_key") == 0 || strcmp(key, "master_key") == 0;
+           strcmp(key, "app_key") == 0 || strcmp(key, "master_key") == 0 ||
+           strcmp(key, "proxy") == 0;
 }
 
 /* One value from the file or the environment. */
@@ -783,6 +789,42 @@ static void finish_app(struct loader *l, struct pgw_app *app,
     }
 }
 
+/* [section] proxy: a valid URL, with the password of proxy_password_file
+ * when that is set. Errors show the URL with its password hidden. */
+static void finish_proxy(struct loader *l, const char *section, const char *url,
+                         const char *password_file, char **ret_password)
+{
+    char why[PGW_PROXY_WHY_MAX], shown[512];
+    struct pgw_proxy *proxy = NULL;
+    struct entry *e = find_entry(l, section, "proxy");
+    int rc;
+
+    if (password_file) {
+        if (!url) {
+            lerr(l, find_entry(l, section, "proxy_password_file"),
+                 "set only with proxy");
+            return;
+        }
+        *ret_password = read_secret_file(password_file, why, sizeof(why));
+        if (!*ret_password) {
+            lerr(l, find_entry(l, section, "proxy_password_file"),
+                 "cannot read '%s': %s", password_file, why);
+            return;
+        }
+    }
+    if (!url)
+        return;
+    rc = pgw_proxy_parse(url, *ret_password, &proxy, why, sizeof(why));
+    if (rc == PGW_ERR_NOMEM)
+        l->oom = 1;
+    else if (rc < 0)
+        lerr(l, e,
+             "invalid value '%s': %s (expected "
+             "http://[user[:password]@]host:port)",
+             pgw_url_redact(url, shown, sizeof(shown)), why);
+    pgw_proxy_free(proxy);
+}
+
 static void app_release(struct pgw_app *app)
 {
     free(app->id);
@@ -818,6 +860,8 @@ void pgw_config_free(struct pgw_config *cfg)
     for (size_t i = 0; i < cfg->n_apps; i++)
         app_release(&cfg->apps[i]);
     free(cfg->apps);
+    pgw_proxy_free_secret(cfg->apns.proxy_password);
+    pgw_proxy_free_secret(cfg->fcm.proxy_password);
     free(cfg->path);
     free(cfg->dir);
     free(cfg);
@@ -1041,6 +1085,10 @@ int pgw_config_load(const char *path, char *const *envp, struct pgw_diag *diag,
             lerr(&l, e, "unknown key '%s'", e->key);
     }
 
+    finish_proxy(&l, "apns", cfg->apns.proxy, cfg->apns.proxy_password_file,
+                 &cfg->apns.proxy_password);
+    finish_proxy(&l, "fcm", cfg->fcm.proxy, cfg->fcm.proxy_password_file,
+                 &cfg->fcm.proxy_password);
     if (cfg->delivery.retry_base_ms > cfg->delivery.retry_max_ms) {
         pgw_diag_add(diag,
                      "'%s': [delivery] retry_base_ms (%lld) is larger "
@@ -1169,6 +1217,10 @@ int pgw_config_check_secret_files(const struct pgw_config *cfg,
 
     n += check_secret_file(diag, "[server] tls_key_file",
                            cfg->server.tls_key_file);
+    n += check_secret_file(diag, "[apns] proxy_password_file",
+                           cfg->apns.proxy_password_file);
+    n += check_secret_file(diag, "[fcm] proxy_password_file",
+                           cfg->fcm.proxy_password_file);
     for (size_t a = 0; a < cfg->n_apps; a++) {
         const struct pgw_app *app = &cfg->apps[a];
         char what[256];
@@ -1220,6 +1272,14 @@ static const char *inline_secret(const struct pgw_config *cfg)
         if ((app->apns_cert_password && !app->apns_cert_password_file) ||
             (app->apns_dev_cert_password && !app->apns_dev_cert_password_file))
             return "a certificate password";
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *p = i ? cfg->fcm.proxy : cfg->apns.proxy;
+        char shown[512];
+
+        /* the redaction hides a password: when it changed, there is one */
+        if (p && strcmp(pgw_url_redact(p, shown, sizeof(shown)), p) != 0)
+            return "a proxy password";
     }
     at = strchr(cfg->database.url, '@');
     colon = strstr(cfg->database.url, "://");

@@ -102,6 +102,10 @@ struct pgw_config {
         int max_connections; /* opened while saturated, up to it */
         int idle_close_ms;   /* an unneeded one above the minimum closes */
         int request_timeout_ms;
+        /* HTTP CONNECT proxy (proxy.h), secret-bearing; NULL: direct */
+        char *proxy;
+        char *proxy_password_file;
+        char *proxy_password; /* secret: read from the file; NULL: none */
     } apns;
 
     struct {
@@ -112,6 +116,10 @@ struct pgw_config {
         int max_connections; /* opened while saturated, up to it */
         int idle_close_ms;   /* an unneeded one above the minimum closes */
         int request_timeout_ms;
+        /* the same for FCM and its OAuth token endpoint */
+        char *proxy;
+        char *proxy_password_file;
+        char *proxy_password;
     } fcm;
 
     struct {

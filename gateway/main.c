@@ -16,6 +16,7 @@
 #include "runtime.h"
 #include "serve.h"
 #include "store.h"
+#include "util/url.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -230,6 +231,19 @@ static int cmd_migrate(int argc, char **argv)
     return rc < 0 ? EXIT_RUNTIME : EXIT_OK;
 }
 
+/* Where provider connections go when not straight to the provider. */
+static void describe_proxies(const struct pgw_config *cfg)
+{
+    char shown[512];
+
+    if (cfg->apns.proxy)
+        printf("apns: through proxy '%s'\n",
+               pgw_url_redact(cfg->apns.proxy, shown, sizeof(shown)));
+    if (cfg->fcm.proxy)
+        printf("fcm: through proxy '%s' (sends and access tokens)\n",
+               pgw_url_redact(cfg->fcm.proxy, shown, sizeof(shown)));
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
     struct pgw_config *cfg = NULL;
@@ -261,6 +275,7 @@ static int cmd_check_config(int argc, char **argv)
     if (problems == 0) {
         printf("config '%s' is valid: %zu app(s)\n", cfg->path, cfg->n_apps);
         pgw_runtime_describe_certs(cfg, stdout);
+        describe_proxies(cfg);
     }
     pgw_config_free(cfg);
     return problems ? EXIT_RUNTIME : EXIT_OK;

@@ -154,7 +154,75 @@ static void check_cert_password_file(const struct pgw_config *c, const char *d)
     assert_null(c->apps[0].apns_dev_cert_file);
 }
 
+static void check_proxy(const struct pgw_config *c, const char *d)
+{
+    char want[1024];
+
+    assert_string_equal(c->apns.proxy,
+                        "http://alice:s3cr3t@proxy.example:3128");
+    assert_null(c->apns.proxy_password_file);
+    assert_null(c->apns.proxy_password);
+    assert_string_equal(c->fcm.proxy, "http://bob@[::1]:8080");
+    snprintf(want, sizeof(want), "%s/hook.key", d);
+    assert_string_equal(c->fcm.proxy_password_file, want);
+    assert_string_equal(c->fcm.proxy_password, "from-file-0123456789");
+}
+
+static void check_proxy_env(const struct pgw_config *c, const char *d)
+{
+    (void)d;
+    assert_null(c->apns.proxy);
+    assert_string_equal(c->fcm.proxy, "http://127.0.0.1:3128");
+}
+
 static const struct tcase cases[] = {
+    {"proxy",
+     "[apns]\nproxy = http://alice:s3cr3t@proxy.example:3128\n"
+     "[fcm]\nproxy = http://bob@[::1]:8080\nproxy_password_file = "
+     "hook.key\n" APP_OK,
+     {NULL},
+     0,
+     {NULL},
+     check_proxy},
+    {"proxy from the environment",
+     APP_OK,
+     {"PUSHGW_FCM_PROXY=http://127.0.0.1:3128", NULL},
+     0,
+     {NULL},
+     check_proxy_env},
+    {"https proxy",
+     "[apns]\nproxy = https://alice:s3cr3t@p:1\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[apns] proxy: invalid value 'https://alice:***@p:1': https:// "
+      "proxies are not supported"},
+     NULL},
+    {"proxy without port",
+     APP_OK,
+     {"PUSHGW_APNS_PROXY=http://u:s3cr3t@proxy", NULL},
+     PGW_ERR_CONFIG,
+     {"environment 'PUSHGW_APNS_PROXY': [apns] proxy: invalid value "
+      "'http://u:***@proxy': no port"},
+     NULL},
+    {"proxy password file alone",
+     "[fcm]\nproxy_password_file = hook.key\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[fcm] proxy_password_file: set only with proxy"},
+     NULL},
+    {"proxy password twice",
+     "[fcm]\nproxy = http://u:s3cr3t@p:1\nproxy_password_file = "
+     "hook.key\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"needs a URL with a user name and no password"},
+     NULL},
+    {"proxy password file missing",
+     "[apns]\nproxy = http://u@p:1\nproxy_password_file = nothere\n" APP_OK,
+     {NULL},
+     PGW_ERR_CONFIG,
+     {"[apns] proxy_password_file: cannot read"},
+     NULL},
     {"leancloud defaults", APP_OK, {NULL}, 0, {NULL}, check_leancloud_defaults},
     {"leancloud keys",
      "[server]\nclient_listen = 127.0.0.1:8081\n" APP_OK
@@ -658,6 +726,45 @@ static void test_check_config_command(void **state)
     free(dir);
 }
 
+/* check-config names the proxies with their passwords hidden, and warns
+ * when a config others can read holds one. */
+static void test_check_config_proxy(void **state)
+{
+    char *dir = tu_mkdtemp();
+    char *path = tu_write_file(
+        dir, "pushgw.ini",
+        "[apns]\nproxy = http://alice:topsecret@proxy.example:3128\n"
+        "[fcm]\nproxy = http://bob@proxy.example:3128\n"
+        "[app:demo]\nhook_key_file = hook.key\n",
+        0644);
+    char *key = tu_write_file(dir, "hook.key", "from-file-0123456789\n", 0600);
+    char *out = NULL, *err = NULL;
+    const char *argv[] = {"check-config", "-c", path, NULL};
+    char sub[1024];
+    (void)state;
+
+    snprintf(sub, sizeof(sub), "%s/templates", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof(sub), "%s/migrations", dir);
+    mkdir(sub, 0755);
+    assert_int_equal(tu_run_pushgw(argv, NULL, &out, &err), 0);
+    assert_non_null(strstr(out, "is valid: 1 app(s)"));
+    assert_non_null(strstr(
+        out, "apns: through proxy 'http://alice:***@proxy.example:3128'"));
+    assert_non_null(
+        strstr(out, "fcm: through proxy 'http://bob@proxy.example:3128'"));
+    assert_non_null(strstr(err, "holds a proxy password and the group or "
+                                "other users can read it"));
+    assert_null(strstr(out, "topsecret"));
+    assert_null(strstr(err, "topsecret"));
+    free(out);
+    free(err);
+    tu_rm_rf(dir);
+    free(key);
+    free(path);
+    free(dir);
+}
+
 /* check-config loads what serve loads: templates, APNs keys, FCM
  * service accounts; each problem is named. */
 static void test_check_config_loads_keys(void **state)
@@ -895,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_relative_to_config_dir),
         cmocka_unit_test(test_check_files),
         cmocka_unit_test(test_check_config_command),
+        cmocka_unit_test(test_check_config_proxy),
         cmocka_unit_test(test_check_config_loads_keys),
         cmocka_unit_test(test_check_config_certificates),
         cmocka_unit_test(test_serve_refuses_open_keys),
