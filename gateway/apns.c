@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "jwt.h"
+#include "proxy.h"
 #include "pushgw.h"
 #include "util/clock.h"
 #include "util/list.h"
@@ -52,6 +53,7 @@ struct pgw_apns {
     struct pgw_apns_options o;
     char *url[2];
     char *ca_file;
+    char *proxy, *proxy_password; /* secrets */
     struct team teams[PGW_APNS_MAX_TEAMS];
     size_t n_teams;
     struct pgw_list free_ctx;
@@ -82,13 +84,19 @@ int pgw_apns_new(struct event_base *base, struct evdns_base *dns,
         strdup(opts->development_url ? opts->development_url
                                      : PGW_APNS_DEVELOPMENT_URL);
     self->ca_file = pgw_strdup0(opts->ca_file);
-    if (!self->url[0] || !self->url[1] || (opts->ca_file && !self->ca_file)) {
+    self->proxy = pgw_strdup0(opts->proxy);
+    self->proxy_password = pgw_strdup0(opts->proxy_password);
+    if (!self->url[0] || !self->url[1] || (opts->ca_file && !self->ca_file) ||
+        (opts->proxy && !self->proxy) ||
+        (opts->proxy_password && !self->proxy_password)) {
         pgw_apns_free(self);
         return PGW_ERR_NOMEM;
     }
     self->o.production_url = self->url[0];
     self->o.development_url = self->url[1];
     self->o.ca_file = self->ca_file;
+    self->o.proxy = self->proxy;
+    self->o.proxy_password = self->proxy_password;
     *ret_apns = self;
     return 0;
 }
@@ -203,6 +211,8 @@ static int team_pool(struct pgw_apns *self, struct team *t,
     po.backoff_max_ms = self->o.backoff_max_ms;
     po.identity =
         t->identity[env] ? t->identity[env] : t->identity[PGW_APNS_PRODUCTION];
+    po.proxy = self->proxy;
+    po.proxy_password = self->proxy_password;
     ret = pgw_h2_pool_new(self->base, self->dns, &po, &t->pool[env]);
     if (ret != 0)
         return ret;
@@ -618,5 +628,7 @@ void pgw_apns_free(struct pgw_apns *self)
     free(self->url[0]);
     free(self->url[1]);
     free(self->ca_file);
+    pgw_proxy_free_secret(self->proxy);
+    pgw_proxy_free_secret(self->proxy_password);
     free(self);
 }

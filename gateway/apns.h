@@ -58,6 +58,9 @@ struct pgw_apns_options {
     unsigned max_streams_per_conn;
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;
+    /* [apns] proxy and its password (h2client.h); NULL: direct */
+    const char *proxy;
+    const char *proxy_password;
 };
 
 /*

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "hostpool.h"
+#include "proxy.h"
 #include "util/list.h"
 
 struct sock_ctx {
@@ -456,6 +457,40 @@ static int valid_method(const char *m)
     return 1;
 }
 
+/* Sends |easy| through the proxy |url| in a CONNECT tunnel, with Basic
+ * credentials when it names a user (|password|: the one from a file). */
+static int set_proxy(CURL *easy, const char *url, const char *password)
+{
+    struct pgw_proxy *proxy = NULL;
+    char *plain = NULL;
+    int ret;
+
+    ret = pgw_proxy_parse(url, password, &proxy, NULL, 0);
+    if (ret)
+        return ret;
+    ret = PGW_ERR_NOMEM;
+    if (asprintf(&plain, "http://%s", proxy->hostport) < 0) {
+        plain = NULL;
+        goto out;
+    }
+    ret = PGW_ERR_IO;
+    if (curl_easy_setopt(easy, CURLOPT_PROXY, plain) ||
+        curl_easy_setopt(easy, CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP) ||
+        curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L))
+        goto out;
+    if (proxy->user &&
+        (curl_easy_setopt(easy, CURLOPT_PROXYAUTH, (long)CURLAUTH_BASIC) ||
+         curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy->user) ||
+         curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD,
+                          proxy->password ? proxy->password : "")))
+        goto out;
+    ret = 0;
+out:
+    free(plain);
+    pgw_proxy_free(proxy);
+    return ret;
+}
+
 /* "scheme://host:port" of |url| in |*ret_key| (free()). */
 static int host_key_of(const char *url, char **ret_key)
 {
@@ -544,6 +579,12 @@ int pgw_curlmulti_submit(struct pgw_curlmulti *self,
     if (req->ca_file && req->ca_file[0] &&
         curl_easy_setopt(r->easy, CURLOPT_CAINFO, req->ca_file))
         goto out;
+    if (req->proxy && req->proxy[0]) {
+        ret = set_proxy(r->easy, req->proxy, req->proxy_password);
+        if (ret)
+            goto out;
+        ret = PGW_ERR_IO;
+    }
     if (req->body || strcmp(method, "POST") == 0) {
         /* COPYPOSTFIELDS copies, so |req->body| is borrowed only here. */
         if (curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE,

@@ -55,6 +55,15 @@ struct pgw_curl_request {
      */
     unsigned max_host_connections;
     size_t max_host_queue;
+    /*
+     * An HTTP proxy, "http://[user[:password]@]host:port" (proxy.h), and
+     * its password when it is not in the URL; NULL: none. Every request
+     * through it goes in a CONNECT tunnel, with Basic credentials when
+     * the URL names a user. Without it, libcurl's environment variables
+     * (https_proxy, no_proxy) apply as they always do.
+     */
+    const char *proxy;
+    const char *proxy_password;
 };
 
 /* What the completion callback sees; valid during the callback only. */
@@ -99,7 +108,7 @@ void pgw_curlmulti_free(struct pgw_curlmulti *self);
  * TLS when the server offers it. |cb| gets the answer (see above). When
  * |ret_req| is not NULL, it receives a handle valid until |cb| runs or the
  * request is cancelled.
- * Returns 0, PGW_ERR_INVAL (no url or callback, bad method or cap),
+ * Returns 0, PGW_ERR_INVAL (no url or callback, bad method, cap or proxy),
  * PGW_ERR_BUSY (max_pending reached, or the host's queue is full),
  * PGW_ERR_CLOSED (the multi is being
  * freed), PGW_ERR_NOMEM or PGW_ERR_IO.

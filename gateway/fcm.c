@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "pushgw.h"
 #include "util/clock.h"
 #include "util/list.h"
@@ -54,6 +55,7 @@ struct pgw_fcm {
     char *prefix; /* path prefix from [fcm] url, "" or "/x" */
     char *token_url;
     char *ca_file;
+    char *proxy, *proxy_password; /* secrets */
     unsigned token_timeout_ms;
     pgw_oauth_clock_fn clock;
     void *clock_arg;
@@ -578,6 +580,11 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
         if (!f->ca_file)
             goto out;
     }
+    f->proxy = pgw_strdup0(opts->proxy);
+    f->proxy_password = pgw_strdup0(opts->proxy_password);
+    if ((opts->proxy && !f->proxy) ||
+        (opts->proxy_password && !f->proxy_password))
+        goto out;
     ret = split_url(opts->url, &origin, &f->prefix);
     if (ret)
         goto out;
@@ -592,6 +599,8 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
     po.max_pending = f->max_sends;
     po.backoff_initial_ms = opts->backoff_initial_ms;
     po.backoff_max_ms = opts->backoff_max_ms;
+    po.proxy = f->proxy;
+    po.proxy_password = f->proxy_password;
     ret = pgw_h2_pool_new(base, dns, &po, &f->pool);
     if (ret)
         goto out;
@@ -644,6 +653,8 @@ void pgw_fcm_free(struct pgw_fcm *self)
     free(self->prefix);
     free(self->token_url);
     free(self->ca_file);
+    pgw_proxy_free_secret(self->proxy);
+    pgw_proxy_free_secret(self->proxy_password);
     free(self);
 }
 
@@ -698,6 +709,8 @@ int pgw_fcm_account(struct pgw_fcm *self, const char *sa_path,
     memset(&oo, 0, sizeof(oo));
     oo.token_url = self->token_url;
     oo.ca_file = self->ca_file;
+    oo.proxy = self->proxy;
+    oo.proxy_password = self->proxy_password;
     oo.timeout_ms = self->token_timeout_ms;
     oo.clock = self->clock;
     oo.clock_arg = self->clock_arg;

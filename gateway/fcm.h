@@ -53,6 +53,10 @@ struct pgw_fcm_options {
     unsigned backoff_max_ms;
     pgw_oauth_clock_fn clock; /* NULL: real clock (token cache, dates) */
     void *clock_arg;
+    /* [fcm] proxy and its password, for the sends and the token requests
+     * (h2client.h, curlmulti.h); NULL: direct */
+    const char *proxy;
+    const char *proxy_password;
 };
 
 struct pgw_fcm;

@@ -689,6 +689,18 @@ int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,
     ret = parse_origin(pool, opts->origin);
     if (ret != 0)
         goto fail;
+    if (opts->proxy && opts->proxy[0]) {
+        ret = pgw_proxy_parse(opts->proxy, opts->proxy_password, &pool->proxy,
+                              NULL, 0);
+        if (ret == 0)
+            ret = pgw_proxy_connect_request(pool->proxy, pool->authority,
+                                            &pool->proxy_request);
+        if (ret != 0)
+            goto fail;
+    }
+    /* The pool keeps its parsed copy, not the caller's strings. */
+    pool->o.proxy = NULL;
+    pool->o.proxy_password = NULL;
     pool->ssl_ctx = make_ssl_ctx(pool->ca_file, opts->identity);
     if (!pool->ssl_ctx) {
         ret = PGW_ERR_TLS;
@@ -928,6 +940,8 @@ void pgw_h2_pool_free(struct pgw_h2_pool *self)
     free(self->name);
     free(self->host);
     free(self->authority);
+    pgw_proxy_free(self->proxy);
+    pgw_proxy_free_secret(self->proxy_request);
     free(self);
 }
 

@@ -9,6 +9,12 @@
  *   given; the certificate must match the origin's host name or IP address.
  * - The host is resolved with evdns afresh for every new connection; each
  *   address is tried in turn; |connect_timeout_ms| bounds DNS + TCP + TLS.
+ * - With |proxy|, the proxy's name is resolved instead, and on the TCP
+ *   connection to it a CONNECT host:port (Proxy-Authorization: Basic when
+ *   it has credentials) opens a tunnel, then TLS (SNI and verification
+ *   for the origin's host) and HTTP/2 run inside it as above. Any answer
+ *   but 2xx is a failed connection attempt, logged with the proxy's
+ *   status and reason; |connect_timeout_ms| bounds the whole.
  * - |connections| connections are opened on demand (at the first request)
  *   and kept: the minimum. Requests go to the ready connection with the
  *   fewest streams. While every stream of the ready connections is busy
@@ -109,6 +115,12 @@ struct pgw_h2_pool_options {
      * authentication, e.g. APNs certificates); NULL: none. Used only while
      * pgw_h2_pool_new() runs: the pool keeps OpenSSL's own references. */
     const struct pgw_tls_identity *identity;
+    /* An HTTP proxy every connection tunnels through with CONNECT,
+     * "http://[user[:password]@]host:port" (proxy.h); NULL or "": none.
+     * |proxy_password| (NULL: none) is the password when it is not in the
+     * URL. Neither appears in a log line. */
+    const char *proxy;
+    const char *proxy_password;
 };
 
 struct pgw_h2_header {
@@ -147,8 +159,8 @@ enum pgw_h2_result_kind {
     PGW_H2_CONN_LOST,
     /* The pending queue was full; nothing was sent. */
     PGW_H2_BUSY,
-    /* No connection could be established (DNS, TCP, TLS, verification,
-     * ALPN); |error| says why. Nothing was sent. */
+    /* No connection could be established (DNS, TCP, proxy, TLS,
+     * verification, ALPN); |error| says why. Nothing was sent. */
     PGW_H2_CONNECT_FAILED,
     /* pgw_h2_pool_free() ran before the request finished. */
     PGW_H2_CANCELLED,
@@ -192,7 +204,7 @@ struct evdns_base *pgw_h2_dns_new(struct event_base *base);
  * Creates a pool on |base|, resolving names with |dns| (both must outlive
  * the pool). |opts| is copied (strings too). No connection is opened
  * before the first request. Free with pgw_h2_pool_free().
- * Errors: PGW_ERR_INVAL (bad origin or options), PGW_ERR_TLS (ca_file
+ * Errors: PGW_ERR_INVAL (bad origin, proxy or options), PGW_ERR_TLS (ca_file
  * unreadable or TLS context setup failed), PGW_ERR_NOMEM.
  */
 int pgw_h2_pool_new(struct event_base *base, struct evdns_base *dns,

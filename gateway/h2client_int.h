@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "h2client.h"
+#include "proxy.h"
 #include "util/list.h"
 
 #define ERR_MAX 256
@@ -104,6 +105,10 @@ struct h2conn {
      * connections used least); they go round the list from there. */
     struct evutil_addrinfo *addrs, *first_addr, *cur_addr;
     struct bufferevent *bev;
+    /* Through a proxy: the plain TCP connection while CONNECT is
+     * answered, then, its socket handed to |bev|, an empty shell freed
+     * once TLS is up (never inside its own callback). */
+    struct bufferevent *tunnel;
     nghttp2_session *session;
     struct pgw_list streams; /* requests on a stream */
     size_t n_streams;        /* requests linked on |streams| */
@@ -130,6 +135,8 @@ struct pgw_h2_pool {
     char *authority; /* host[:port] as sent in :authority */
     char port[8];
     bool host_is_ip;
+    struct pgw_proxy *proxy; /* NULL: direct connections */
+    char *proxy_request;     /* the CONNECT request; holds credentials */
 
     /* |n_slots| = max_connections; the first |o.connections| are the
      * minimum, kept open, the others are opened only when saturated. */

@@ -99,6 +99,8 @@ void h2conn_free(struct h2conn *c)
     }
     if (c->bev)
         bufferevent_free(c->bev);
+    if (c->tunnel)
+        bufferevent_free(c->tunnel);
     if (c->session)
         nghttp2_session_del(c->session);
     while (c->orphans) {
@@ -118,8 +120,14 @@ void h2conn_fail(struct h2conn *c, const char *msg)
     struct pgw_h2_pool *pool = c->pool;
     char buf[ERR_MAX];
 
-    snprintf(buf, sizeof(buf), "could not connect to '%s': %s", pool->authority,
-             msg);
+    if (pool->proxy)
+        snprintf(buf, sizeof(buf),
+                 "could not connect to '%s' through proxy "
+                 "'%s': %s",
+                 pool->authority, pool->proxy->hostport, msg);
+    else
+        snprintf(buf, sizeof(buf), "could not connect to '%s': %s",
+                 pool->authority, msg);
     snprintf(pool->last_error, sizeof(pool->last_error), "%s", buf);
     pgw_log_errorf(PGW_FIELDS(PGW_LF_STR("pool", conn_label(pool))), "%s", buf);
     pool->st.connect_failures++;
@@ -156,6 +164,10 @@ void h2conn_close(struct h2conn *c, enum pgw_h2_result_kind lost_kind,
     if (c->bev) {
         bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    }
+    if (c->tunnel) {
+        bufferevent_setcb(c->tunnel, NULL, NULL, NULL, NULL);
+        bufferevent_disable(c->tunnel, EV_READ | EV_WRITE);
     }
     conn_to_dead(c);
     while ((r = req_of(pgw_list_first(&c->streams))) != NULL) {
@@ -609,6 +621,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         evutil_socket_t fd = bufferevent_getfd(bev);
         int one = 1;
 
+        if (c->tunnel) {
+            /* Its socket is |bev|'s now: the shell goes (not our callback). */
+            bufferevent_free(c->tunnel);
+            c->tunnel = NULL;
+        }
         if (fd >= 0)
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
@@ -704,34 +721,181 @@ out:
     return ret;
 }
 
-static void conn_try_next_addr(struct h2conn *c)
+/* A TLS session for the origin: SNI and the name (or address) the
+ * certificate must match. NULL when out of memory. */
+static SSL *conn_new_ssl(struct pgw_h2_pool *pool)
 {
-    struct pgw_h2_pool *pool = c->pool;
-    SSL *ssl = NULL;
-    struct evutil_addrinfo *ai = c->cur_addr;
+    SSL *ssl = SSL_new(pool->ssl_ctx);
 
-    ssl = SSL_new(pool->ssl_ctx);
-    if (!ssl) {
-        h2conn_fail(c, "could not create a TLS session");
-        return;
-    }
+    if (!ssl)
+        return NULL;
     if (pool->host_is_ip) {
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), pool->host) != 1)
-            goto fail_ssl;
+            goto fail;
     } else {
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (SSL_set1_host(ssl, pool->host) != 1 ||
             SSL_set_tlsext_host_name(ssl, pool->host) != 1)
-            goto fail_ssl;
+            goto fail;
+    }
+    return ssl;
+fail:
+    SSL_free(ssl);
+    return NULL;
+}
+
+/* Starts TLS on |fd| (connected to the origin, or a tunnel to it). */
+static void conn_start_tls(struct h2conn *c, evutil_socket_t fd)
+{
+    struct pgw_h2_pool *pool = c->pool;
+    SSL *ssl = conn_new_ssl(pool);
+
+    if (!ssl) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
+        h2conn_fail(c, "could not set up TLS");
+        return;
     }
     c->bev = bufferevent_openssl_socket_new(
-        pool->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev)
-        goto fail_ssl;
-    ssl = NULL; /* owned by the bufferevent */
+        pool->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        /* On failure libevent frees neither. */
+        SSL_free(ssl);
+        if (fd >= 0)
+            evutil_closesocket(fd);
+        h2conn_fail(c, "could not set up TLS");
+        return;
+    }
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     bufferevent_setcb(c->bev, NULL, NULL, conn_event_cb, c);
     c->state = C_CONNECTING;
+    if (fd >= 0 && bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
+        h2conn_fail(c, "could not start TLS");
+}
+
+/* Fires when the proxy's answer to CONNECT arrives (in pieces, maybe).
+ * May close |c| (freed later). */
+static void tunnel_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct h2conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    size_t take = len < PGW_PROXY_MAX_ANSWER ? len : PGW_PROXY_MAX_ANSWER;
+    const char *head = (const char *)evbuffer_pullup(in, (ssize_t)take);
+    char reason[64], buf[ERR_MAX];
+    int status = 0, n;
+    evutil_socket_t fd;
+
+    if (!head && take > 0) {
+        h2conn_fail(c, "out of memory");
+        return;
+    }
+    n = pgw_proxy_parse_answer(head, take, &status, reason, sizeof(reason));
+    if (n == 0)
+        return; /* more to come; the connect timeout bounds the wait */
+    if (n < 0) {
+        h2conn_fail(c, "the proxy's answer to CONNECT is not HTTP/1.x");
+        return;
+    }
+    if (status < 200 || status > 299) {
+        snprintf(buf, sizeof(buf), "proxy answered %d%s%s", status,
+                 reason[0] ? " " : "", reason);
+        h2conn_fail(c, buf);
+        return;
+    }
+    if ((size_t)n != len) {
+        /* The origin speaks after our ClientHello, never before. */
+        h2conn_fail(c, "the proxy sent data after its answer to CONNECT");
+        return;
+    }
+    evbuffer_drain(in, len);
+    /* The socket moves to a TLS bufferevent; this one keeps none. */
+    fd = bufferevent_getfd(bev);
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    if (fd < 0 || bufferevent_setfd(bev, -1) != 0) {
+        h2conn_fail(c, "could not take over the tunnel");
+        return;
+    }
+    conn_start_tls(c, fd);
+}
+
+/* Fires when the TCP connection to the proxy is up, or fails. May close
+ * |c| (freed later). */
+static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct h2conn *c = arg;
+    struct pgw_h2_pool *pool = c->pool;
+    char buf[ERR_MAX];
+    int err;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        int one = 1;
+
+        if (fd >= 0)
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        bufferevent_setcb(bev, tunnel_read_cb, NULL, tunnel_event_cb, c);
+        if (bufferevent_write(bev, pool->proxy_request,
+                              strlen(pool->proxy_request)) != 0 ||
+            bufferevent_enable(bev, EV_READ | EV_WRITE) != 0)
+            h2conn_fail(c, "out of memory");
+        return;
+    }
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        return;
+    err = EVUTIL_SOCKET_ERROR();
+    if (!(what & BEV_EVENT_READING) && next_addr(c)) {
+        /* The TCP connect failed: the proxy's next address may work. */
+        conn_retry_next_addr(c);
+        return;
+    }
+    if (what & BEV_EVENT_EOF)
+        snprintf(buf, sizeof(buf),
+                 "the proxy closed the connection before "
+                 "answering CONNECT");
+    else
+        snprintf(buf, sizeof(buf), "proxy: %s",
+                 err ? evutil_socket_error_to_string(err)
+                     : "connection failed");
+    h2conn_fail(c, buf);
+}
+
+/* TCP to the proxy, then CONNECT (tunnel_event_cb, tunnel_read_cb). */
+static void conn_dial_proxy(struct h2conn *c)
+{
+    struct pgw_h2_pool *pool = c->pool;
+    struct evutil_addrinfo *ai = c->cur_addr;
+
+    c->tunnel = bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->tunnel) {
+        h2conn_fail(c, "out of memory");
+        return;
+    }
+    bufferevent_setcb(c->tunnel, NULL, NULL, tunnel_event_cb, c);
+    c->state = C_CONNECTING;
+    if (bufferevent_socket_connect(c->tunnel, ai->ai_addr,
+                                   (int)ai->ai_addrlen) != 0) {
+        char buf[ERR_MAX];
+
+        snprintf(buf, sizeof(buf), "proxy: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        h2conn_fail(c, buf);
+    }
+}
+
+static void conn_try_next_addr(struct h2conn *c)
+{
+    struct pgw_h2_pool *pool = c->pool;
+    struct evutil_addrinfo *ai = c->cur_addr;
+
+    if (pool->proxy) {
+        conn_dial_proxy(c);
+        return;
+    }
+    conn_start_tls(c, -1);
+    if (c->state == C_CLOSED)
+        return;
     if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) !=
         0) {
         char buf[ERR_MAX];
@@ -740,10 +904,6 @@ static void conn_try_next_addr(struct h2conn *c)
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         h2conn_fail(c, buf);
     }
-    return;
-fail_ssl:
-    SSL_free(ssl);
-    h2conn_fail(c, "could not set up TLS");
 }
 
 /* The first of |res| that the fewest of |pool|'s live connections use:
@@ -795,7 +955,8 @@ static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         return;
     }
     if (result != 0 || !res) {
-        snprintf(buf, sizeof(buf), "could not resolve '%s': %s", c->pool->host,
+        snprintf(buf, sizeof(buf), "could not resolve '%s': %s",
+                 c->pool->proxy ? c->pool->proxy->host : c->pool->host,
                  evutil_gai_strerror(result));
         if (res)
             evutil_freeaddrinfo(res);
@@ -832,8 +993,11 @@ void h2conn_open(struct pgw_h2_pool *pool, unsigned i)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     c->dns_pending = true;
-    q = evdns_getaddrinfo(pool->dns, pool->host, pool->port, &hints,
-                          conn_dns_cb, c);
+    /* Through a proxy only its name is resolved: the origin's is the
+     * proxy's business. */
+    q = evdns_getaddrinfo(
+        pool->dns, pool->proxy ? pool->proxy->host : pool->host,
+        pool->proxy ? pool->proxy->port : pool->port, &hints, conn_dns_cb, c);
     if (c->dns_pending)
         c->dns_req = q;
 }

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "proxy.h"
 #include "util/clock.h"
 #include "util/file.h"
 #include "util/list.h"
@@ -408,6 +409,7 @@ struct pgw_oauth {
     const struct pgw_oauth_sa *sa;
     char *token_url;
     char *ca_file;
+    char *proxy, *proxy_password; /* secrets */
     char *scope;
     long timeout_ms;
     pgw_oauth_clock_fn clock;
@@ -461,6 +463,11 @@ int pgw_oauth_new(struct pgw_curlmulti *cm, const struct pgw_oauth_sa *sa,
         if (!o->ca_file)
             goto out;
     }
+    o->proxy = pgw_strdup0(opts->proxy);
+    o->proxy_password = pgw_strdup0(opts->proxy_password);
+    if ((opts->proxy && !o->proxy) ||
+        (opts->proxy_password && !o->proxy_password))
+        goto out;
     o->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     o->clock = opts->clock ? opts->clock : real_clock;
     o->clock_arg = opts->clock_arg;
@@ -506,6 +513,8 @@ void pgw_oauth_free(struct pgw_oauth *self)
     }
     free(self->token_url);
     free(self->ca_file);
+    pgw_proxy_free_secret(self->proxy);
+    pgw_proxy_free_secret(self->proxy_password);
     free(self->scope);
     free(self);
 }
@@ -625,6 +634,8 @@ static int start_fetch(struct pgw_oauth *self)
     req.body_len = strlen(body);
     req.timeout_ms = self->timeout_ms;
     req.ca_file = self->ca_file;
+    req.proxy = self->proxy;
+    req.proxy_password = self->proxy_password;
     req.max_response_bytes = PGW_OAUTH_MAX_RESPONSE;
     ret = pgw_curlmulti_submit(self->cm, &req, on_token_response, self,
                                &self->inflight);

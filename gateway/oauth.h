@@ -93,6 +93,10 @@ struct pgw_oauth_options {
     long timeout_ms;          /* per token request; 0: 10000 */
     pgw_oauth_clock_fn clock; /* NULL: the real clock */
     void *clock_arg;
+    /* An HTTP proxy for the token requests and its password
+     * (curlmulti.h); NULL: direct */
+    const char *proxy;
+    const char *proxy_password;
 };
 
 struct pgw_oauth;

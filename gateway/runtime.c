@@ -43,6 +43,8 @@ static int make_senders(struct pgw_runtime *rt,
     ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
     ao.backoff_initial_ms = o->backoff_initial_ms;
     ao.backoff_max_ms = o->backoff_max_ms;
+    ao.proxy = cfg->apns.proxy;
+    ao.proxy_password = cfg->apns.proxy_password;
     rc = pgw_apns_new(o->base, o->dns, &ao, &rt->apns);
     if (rc < 0) {
         pgw_diag_add(diag, "cannot set up APNs: %s", pgw_strerror(rc));
@@ -58,6 +60,8 @@ static int make_senders(struct pgw_runtime *rt,
     fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
     fo.backoff_initial_ms = o->backoff_initial_ms;
     fo.backoff_max_ms = o->backoff_max_ms;
+    fo.proxy = cfg->fcm.proxy;
+    fo.proxy_password = cfg->fcm.proxy_password;
     rc = pgw_fcm_new(o->base, o->dns, o->cm, &fo, &rt->fcm);
     if (rc < 0) {
         pgw_diag_add(diag, "cannot set up FCM: %s", pgw_strerror(rc));

@@ -34,6 +34,7 @@
 #include "store.h"
 #include "template.h"
 #include "util/clock.h"
+#include "util/url.h"
 
 #define STOP_POLL_MS 20
 
@@ -186,6 +187,21 @@ static void collect_ready(void *arg, struct pgw_metrics *metrics)
         s->store && pgw_store_is_up(s->store) && on_ready(s, &why) ? 1 : 0);
 }
 
+/* Where provider connections go when through a proxy (password hidden):
+ * once at start and after each reload, as the senders are made anew. */
+static void log_proxies(const struct pgw_config *cfg)
+{
+    char shown[512];
+
+    if (cfg->apns.proxy)
+        pgw_log_info("apns connections go through proxy '%s'",
+                     pgw_url_redact(cfg->apns.proxy, shown, sizeof(shown)));
+    if (cfg->fcm.proxy)
+        pgw_log_info("fcm connections and access token requests go through "
+                     "proxy '%s'",
+                     pgw_url_redact(cfg->fcm.proxy, shown, sizeof(shown)));
+}
+
 /* The outcome of loading the config, at start (a success) or on SIGHUP. */
 static void note_reload(struct serve *s, bool ok)
 {
@@ -314,6 +330,7 @@ static bool reload(struct serve *s)
             PGW_LF_INT("apps", (long long)cfg->n_apps),
             PGW_LF_INT("templates", (long long)pgw_template_set_count(tmpl))),
         "reloaded the configuration");
+    log_proxies(cfg);
     list_certificates(s, cfg);
     note_reload(s, true);
     pgw_diag_release(&diag);
@@ -613,6 +630,7 @@ static int setup(struct serve *s)
                              PGW_LF_STR("owner", owner),
                              PGW_LF_INT("apps", (long long)s->cfg->n_apps)),
                   "pushgw serving");
+    log_proxies(s->cfg);
     rc = 0;
 out:
     free(owner);

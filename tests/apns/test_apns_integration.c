@@ -1151,9 +1151,10 @@ struct one_result {
 };
 
 /* One request straight through an h2client pool to https://|host|:port of
- * mock |m|, with the resolver serve uses; stops |m| after. */
-static void one_request(struct tu_mock *m, const char *host,
-                        struct one_result *res)
+ * mock |m|, with the resolver serve uses, through |proxy| (NULL: direct);
+ * stops |m| after. */
+static void one_request_via(struct tu_mock *m, const char *host,
+                            const char *proxy, struct one_result *res)
 {
     struct event_base *base = event_base_new();
     struct evdns_base *dns;
@@ -1172,6 +1173,7 @@ static void one_request(struct tu_mock *m, const char *host,
     po.origin = origin;
     po.ca_file = CERTS "/ca.pem";
     po.connections = 1;
+    po.proxy = proxy;
     assert_int_equal(pgw_h2_pool_new(base, dns, &po, &pool), 0);
     memset(&req, 0, sizeof(req));
     req.method = "POST";
@@ -1192,6 +1194,12 @@ static void one_request(struct tu_mock *m, const char *host,
     event_base_free(base);
     mock_stop(m);
     res->recs = read_records(m, &res->n);
+}
+
+static void one_request(struct tu_mock *m, const char *host,
+                        struct one_result *res)
+{
+    one_request_via(m, host, NULL, res);
 }
 
 static void expect_cert_failure(const char *certname, const char *host,
@@ -1249,6 +1257,149 @@ static void test_wrong_hostname(void **state)
 {
     (void)state;
     expect_cert_failure("wronghost", "127.0.0.1", "IP address mismatch");
+}
+
+/* ---------------------------------------------------------- proxies */
+
+static void proxy_start(struct tu_mock *p, const char *const *args)
+{
+    struct tu_mock_options o = {.args = args};
+
+    tu_mock_start(p, TU_MOCK_PROXY, &o);
+}
+
+/* The proxy's records (after it stopped), as a JSON array. */
+static cJSON *proxy_records(struct tu_mock *p)
+{
+    cJSON *recs;
+
+    tu_mock_signal(p, SIGTERM);
+    recs = tu_records_read(p->record);
+    assert_non_null(recs);
+    return recs;
+}
+
+/* Through a proxy that wants credentials: one CONNECT to the origin's
+ * host name and port with them (percent-decoded), then TLS with the
+ * origin's name inside the tunnel, verified as without a proxy. */
+static void test_proxy_tunnel(void **state)
+{
+    const char *args[] = {"--auth", "alice:p@ss:w", NULL};
+    struct tu_mock m, p;
+    struct one_result r;
+    char url[128], target[64];
+    cJSON *recs, *rec;
+
+    (void)state;
+    mock_start(&m, NULL);
+    proxy_start(&p, args);
+    snprintf(url, sizeof(url), "http://alice:p%%40ss%%3Aw@127.0.0.1:%d",
+             p.port);
+    one_request_via(&m, "localhost", url, &r);
+    if (r.one.kind != PGW_H2_RESPONSE)
+        fail_msg("no answer through the proxy: %s: %s",
+                 pgw_h2_result_kind_name(r.one.kind), r.one.error);
+    assert_int_equal(r.st.connects_ok, 1);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.recs[0].reason, "MissingProviderToken");
+    recs = proxy_records(&p);
+    assert_int_equal(cJSON_GetArraySize(recs), 1);
+    rec = cJSON_GetArrayItem(recs, 0);
+    snprintf(target, sizeof(target), "localhost:%d", m.port);
+    assert_string_equal(tu_json_str(rec, "method"), "CONNECT");
+    assert_string_equal(tu_json_str(rec, "target"), target);
+    assert_string_equal(tu_json_str(rec, "host"), target);
+    assert_string_equal(tu_json_str(rec, "auth"), "alice:p@ss:w");
+    assert_string_equal(tu_json_str(rec, "status"), "200");
+    cJSON_Delete(recs);
+    free(r.recs);
+    tu_mock_stop(&p);
+    mock_cleanup(&m);
+}
+
+/* What a connection attempt through a proxy started with |args|, given
+ * as http://|userinfo|127.0.0.1:port, fails with. */
+static void expect_proxy_failure(const char *const *args, const char *userinfo,
+                                 bool proxy_down, const char *want)
+{
+    struct tu_mock m, p;
+    struct one_result r;
+    char url[128], through[64];
+
+    mock_start(&m, NULL);
+    proxy_start(&p, args);
+    snprintf(url, sizeof(url), "http://%s127.0.0.1:%d", userinfo, p.port);
+    snprintf(through, sizeof(through), "through proxy '127.0.0.1:%d'", p.port);
+    if (proxy_down)
+        tu_mock_signal(&p, SIGTERM);
+    one_request_via(&m, "127.0.0.1", url, &r);
+    assert_int_equal(r.one.kind, PGW_H2_CONNECT_FAILED);
+    if (!strstr(r.one.error, want) || !strstr(r.one.error, through))
+        fail_msg("error '%s' lacks '%s' or '%s'", r.one.error, want, through);
+    /* never the credentials */
+    assert_null(strstr(r.one.error, "s3cret"));
+    assert_null(strstr(r.last_error, "s3cret"));
+    assert_int_equal(r.st.connect_failures, 1);
+    assert_int_equal(r.st.connects_ok, 0);
+    assert_int_equal(r.n, 0); /* nothing reached the server */
+    free(r.recs);
+    tu_mock_stop(&p);
+    mock_cleanup(&m);
+}
+
+static void test_proxy_wrong_password_407(void **state)
+{
+    const char *args[] = {"--auth", "alice:right", NULL};
+
+    (void)state;
+    expect_proxy_failure(args, "alice:s3cret@", false,
+                         "proxy answered 407 Proxy Authentication Required");
+}
+
+static void test_proxy_refuses_502(void **state)
+{
+    const char *args[] = {"--status", "502", NULL};
+
+    (void)state;
+    expect_proxy_failure(args, "alice:s3cret@", false,
+                         "proxy answered 502 Bad Gateway");
+}
+
+static void test_proxy_down(void **state)
+{
+    (void)state;
+    expect_proxy_failure(NULL, "alice:s3cret@", true,
+                         "proxy: Connection refused");
+}
+
+/* Many pushes over several connections, each its own tunnel. */
+static void test_many_through_proxy(void **state)
+{
+    struct tu_mock m, p;
+    struct run r;
+    char url[64];
+    struct pgw_apns_options o = {.connections = 2, .max_streams_per_conn = 50};
+    struct pgw_h2_pool_stats st;
+    cJSON *recs;
+
+    (void)state;
+    mock_start(&m, NULL);
+    proxy_start(&p, NULL);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
+    o.proxy = url;
+    run_init(&r, &m, &o);
+    send_range(&r, 0, 500, 30000);
+    pgw_apns_stats(r.apns, &st);
+    assert_int_equal(st.connects_ok, 2);
+    assert_all_delivered_once(&r, &m, NULL);
+    recs = proxy_records(&p);
+    assert_int_equal(cJSON_GetArraySize(recs), 2);
+    assert_string_equal(tu_json_str(cJSON_GetArrayItem(recs, 0), "auth"),
+                        "(non-string)");
+    cJSON_Delete(recs);
+    run_free(&r);
+    tu_mock_stop(&p);
+    mock_cleanup(&m);
 }
 
 static void test_busy_and_free_cancels(void **state)
@@ -1416,6 +1567,11 @@ int main(void)
         cmocka_unit_test(test_busy_and_free_cancels),
         cmocka_unit_test(test_pool_grows_and_shrinks),
         cmocka_unit_test(test_pool_waits_for_answers_to_grow),
+        cmocka_unit_test(test_proxy_tunnel),
+        cmocka_unit_test(test_proxy_wrong_password_407),
+        cmocka_unit_test(test_proxy_refuses_502),
+        cmocka_unit_test(test_proxy_down),
+        cmocka_unit_test(test_many_through_proxy),
     };
 
     signal(SIGPIPE, SIG_IGN);

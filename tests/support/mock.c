@@ -14,6 +14,7 @@ const char *const tu_mock_apns_bin = TU_MOCK_APNS_BIN;
 const char *const tu_mock_fcm_bin = TU_MOCK_FCM_BIN;
 const char *const tu_hook_server_bin = TU_HOOK_SERVER_BIN;
 const char *const tu_mkjwt_bin = TU_MKJWT_BIN;
+const char *const tu_connect_proxy_bin = TU_CONNECT_PROXY_BIN;
 const char *const tu_certs_dir = CERTS;
 const char *const tu_ca_file = CERTS "/ca.pem";
 
@@ -44,6 +45,8 @@ static const char *kind_name(enum tu_mock_kind kind)
         return "fcm";
     case TU_MOCK_HOOK:
         return "hook";
+    case TU_MOCK_PROXY:
+        return "proxy";
     }
     return "mock";
 }
@@ -76,6 +79,11 @@ static bool spawn_once(struct tu_mock *m, int port, const char *const *args)
     unlink(m->port_file);
     if (m->kind == TU_MOCK_HOOK) {
         add(argv, &n, tu_hook_server_bin);
+    } else if (m->kind == TU_MOCK_PROXY) {
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+        add(argv, &n, tu_connect_proxy_bin);
+        add(argv, &n, "--listen");
+        add(argv, &n, listen);
     } else {
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
         snprintf(cert, sizeof(cert), "%s/%s.pem", CERTS, m->cert);
@@ -107,7 +115,9 @@ static bool spawn_once(struct tu_mock *m, int port, const char *const *args)
     if (got > 0 && (port == 0 || got == port)) {
         m->port = got;
         snprintf(m->url, sizeof(m->url), "%s://127.0.0.1:%d",
-                 m->kind == TU_MOCK_HOOK ? "http" : "https", got);
+                 m->kind == TU_MOCK_HOOK || m->kind == TU_MOCK_PROXY ? "http"
+                                                                     : "https",
+                 got);
         return true;
     }
     if (!exited)

@@ -12,13 +12,14 @@ enum tu_mock_kind {
     TU_MOCK_APNS,
     TU_MOCK_FCM,
     TU_MOCK_HOOK,
+    TU_MOCK_PROXY, /* tests/mock/connect_proxy.c: HTTP CONNECT, plain TCP */
 };
 
 struct tu_mock {
     enum tu_mock_kind kind;
     int pid;      /* 0 when not running */
     int port;     /* the port it listens on */
-    char url[64]; /* https://127.0.0.1:<port> (http:// for the hook) */
+    char url[64]; /* https://127.0.0.1:<port> (http:// for hook, proxy) */
     char *dir;    /* the folder of its files */
     char *record; /* one JSON line per request (tu_records.h) */
     char *log;    /* its stdout and stderr */
@@ -33,7 +34,7 @@ struct tu_mock_options {
     /* Where its files go, as <name>.jsonl, .log and .port; NULL: a new
      * temporary folder, removed by tu_mock_stop(). */
     const char *dir;
-    const char *name; /* NULL: "apns", "fcm" or "hook" */
+    const char *name; /* NULL: "apns", "fcm", "hook" or "proxy" */
     int port;         /* 0: any free port */
     /* The TLS certificate: <cert>.pem and <cert>.key of the test PKI
      * (PUSHGW_TEST_CERTS_DIR); NULL: "server". */
@@ -49,6 +50,7 @@ extern const char *const tu_mock_apns_bin;
 extern const char *const tu_mock_fcm_bin;
 extern const char *const tu_hook_server_bin;
 extern const char *const tu_mkjwt_bin;
+extern const char *const tu_connect_proxy_bin;
 /* The test PKI's folder and its CA certificate. */
 extern const char *const tu_certs_dir;
 extern const char *const tu_ca_file;

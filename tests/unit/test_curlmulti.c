@@ -12,6 +12,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ struct result {
     char body[4096];
     size_t body_len;
     char header[64];
+    char error[256];
 };
 
 static void handle(struct evhttp_request *req, void *arg)
@@ -167,6 +169,7 @@ static void on_done(const struct pgw_curl_response *resp, void *arg)
     memcpy(r->body, resp->body, r->body_len);
     r->body[r->body_len] = '\0';
     snprintf(r->header, sizeof(r->header), "%s", h ? h : "");
+    snprintf(r->error, sizeof(r->error), "%s", resp->error);
 }
 
 static char *url(const struct srv *s, const char *path)
@@ -485,6 +488,82 @@ static void test_many_and_chained(void **state)
     event_base_free(base);
 }
 
+/* Through a CONNECT proxy (tests/mock/connect_proxy.c) that wants
+ * credentials: a tunnel to the server with them, percent-decoded; the
+ * password may come apart from the URL; a wrong one is the proxy's 407,
+ * never an answer of the server, and never shown. */
+static void test_through_proxy(void **state)
+{
+    const char *args[] = {"--auth", "carol:pa:ss", NULL};
+    struct tu_mock_options mo = {.args = args};
+    struct event_base *base = event_base_new();
+    struct pgw_curlmulti *cm = NULL;
+    struct tu_mock px;
+    struct srv s;
+    struct result a = {0}, b = {0}, bad = {0};
+    const char *const hdrs[] = {"X-In: tunnelled", NULL};
+    struct pgw_curl_request req = {0};
+    char proxy[128], target[64];
+    cJSON *recs;
+    int total = 0;
+
+    (void)state;
+    srv_start(&s, base);
+    tu_mock_start(&px, TU_MOCK_PROXY, &mo);
+    assert_int_equal(pgw_curlmulti_new(base, 0, &cm), 0);
+    req.url = url(&s, "/echo");
+    req.headers = hdrs;
+    snprintf(proxy, sizeof(proxy), "http://carol:pa%%3Ass@127.0.0.1:%d",
+             px.port);
+    req.proxy = proxy;
+    assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &a, NULL), 0);
+    snprintf(proxy, sizeof(proxy), "http://carol@127.0.0.1:%d", px.port);
+    req.proxy_password = "pa:ss";
+    assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &b, NULL), 0);
+    req.proxy_password = "s3cret";
+    assert_int_equal(pgw_curlmulti_submit(cm, &req, on_done, &bad, NULL), 0);
+    while (total < 3 && s.hits < 10) {
+        run_until(base, NULL, 0, 50);
+        total = a.calls + b.calls + bad.calls;
+    }
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.body, "GET tunnelled ");
+    assert_int_equal(b.err, 0);
+    assert_string_equal(b.body, "GET tunnelled ");
+    assert_int_not_equal(bad.err, 0);
+    if (!strstr(bad.error, "407"))
+        fail_msg("error '%s' lacks the proxy's 407", bad.error);
+    assert_null(strstr(bad.error, "s3cret"));
+    assert_int_equal(s.hits, 2);
+
+    tu_mock_signal(&px, SIGTERM);
+    recs = tu_records_read(px.record);
+    /* curl may carry both good requests in one tunnel */
+    assert_true(cJSON_GetArraySize(recs) >= 2);
+    snprintf(target, sizeof(target), "127.0.0.1:%d", s.port);
+    assert_string_equal(tu_json_str(cJSON_GetArrayItem(recs, 0), "target"),
+                        target);
+    assert_string_equal(tu_json_str(cJSON_GetArrayItem(recs, 0), "method"),
+                        "CONNECT");
+    int ok = 0, refused = 0;
+    cJSON *r;
+    cJSON_ArrayForEach(r, recs)
+    {
+        ok += strcmp(tu_json_str(r, "status"), "200") == 0 &&
+              strcmp(tu_json_str(r, "auth"), "carol:pa:ss") == 0;
+        refused += strcmp(tu_json_str(r, "status"), "407") == 0;
+    }
+    assert_true(ok >= 1);
+    assert_int_equal(ok + refused, cJSON_GetArraySize(recs));
+    assert_int_equal(refused, 1);
+    cJSON_Delete(recs);
+    tu_mock_stop(&px);
+    pgw_curlmulti_free(cm);
+    evhttp_free(s.http);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_invalid_busy_and_free),
         cmocka_unit_test(test_many_and_chained),
         cmocka_unit_test(test_host_pool),
+        cmocka_unit_test(test_through_proxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
