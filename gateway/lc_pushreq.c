@@ -10,6 +10,8 @@
 #include "lc_where.h"
 #include "payload_apns.h"
 #include "payload_fcm.h"
+#include "push.h"
+#include "resolve.h"
 #include "util/json.h"
 
 static const char *const known_keys[] = {
@@ -144,27 +146,6 @@ static int get_interval(const cJSON *v, int64_t *ret_s,
 /* ---- content --------------------------------------------------------------
  */
 
-/* The content of |data| for |platform| as the sender makes it (DESIGN §7.5,
- * §7.6): its platform object, else |data| without the platform objects;
- * without pushgw's own keys. */
-static cJSON *platform_content(const cJSON *data, enum pgw_platform platform)
-{
-    const cJSON *po =
-        cJSON_GetObjectItemCaseSensitive(data, pgw_platform_name(platform));
-    cJSON *c = cJSON_Duplicate(cJSON_IsObject(po) ? po : data, true);
-
-    if (!c)
-        return NULL;
-    if (!cJSON_IsObject(po)) {
-        pgw_json_delete_key(c, "ios");
-        pgw_json_delete_key(c, "android");
-    }
-    pgw_json_delete_key(c, "_profile");
-    pgw_json_delete_key(c, "_apns_team_id");
-    pgw_json_delete_key(c, "_mentioned");
-    return c;
-}
-
 static int check_badge(const cJSON *obj, const char *field,
                        struct pgw_lc_error *err)
 {
@@ -179,58 +160,73 @@ static int check_badge(const cJSON *obj, const char *field,
                 "badge must be a whole number or \"Increment\"");
 }
 
-/* Builds both providers' payloads of |data|, as the sender will: what
- * they refuse (too large, a bad collapse-id) is refused now, with the
- * request, rather than failed on every device later. */
-static int check_payloads(const cJSON *data, int64_t now_s,
+/* What the sender will make of |data| (resolve.c's content rules, then
+ * push.c's payloads for each platform): what a provider would refuse (too
+ * large even shortened, a bad collapse-id) is refused now, with the
+ * request, rather than failed on every device later; a content with
+ * nothing for either platform is refused too. */
+static int check_payloads(const cJSON *data, const char *profile, int64_t now_s,
                           int64_t expires_at_s, struct pgw_lc_error *err)
 {
-    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
-        cJSON *c = platform_content(data, (enum pgw_platform)p);
-        const char *reason = NULL;
-        int rc;
+    static const char *const provider[PGW_PLATFORM_COUNT] = {"APNs", "FCM"};
+    static const int limit[PGW_PLATFORM_COUNT] = {PGW_APNS_MAX_BODY,
+                                                  PGW_PAYLOAD_FCM_MAX_BODY};
+    struct pgw_resolved *res = NULL;
+    struct pgw_json_error jerr;
+    struct pgw_push_event e;
+    const char *reason[PGW_PLATFORM_COUNT];
+    bool built[PGW_PLATFORM_COUNT];
+    int rc;
 
-        if (!c)
+    rc = pgw_resolve_api_push(data, profile, now_s, expires_at_s, &res, &jerr);
+    if (rc == PGW_ERR_NOMEM)
+        return rc;
+    if (rc < 0) {
+        pgw_lc_error_set(err, 400, PGW_LC_INVALID_JSON, "data", "bad_data",
+                         "data: %s", jerr.reason);
+        return PGW_ERR_INVAL;
+    }
+    pgw_push_event_init(&e, res, "lc_pushreq", now_s, expires_at_s - now_s);
+    pgw_push_event_build(&e, PGW_PLATFORM_IOS);
+    pgw_push_event_build(&e, PGW_PLATFORM_ANDROID);
+    built[PGW_PLATFORM_IOS] = e.apns[0] != NULL;
+    reason[PGW_PLATFORM_IOS] = e.apns_err[0];
+    built[PGW_PLATFORM_ANDROID] = e.fcm[2 * PGW_PLATFORM_ANDROID] != NULL;
+    reason[PGW_PLATFORM_ANDROID] = e.fcm_err[2 * PGW_PLATFORM_ANDROID];
+    pgw_push_event_release(&e);
+    pgw_resolve_free(res);
+
+    rc = 0;
+    for (int p = 0; p < PGW_PLATFORM_COUNT && rc == 0; p++) {
+        if (built[p])
+            continue;
+        if (!reason[p])
             return PGW_ERR_NOMEM;
-        if (p == PGW_PLATFORM_IOS) {
-            struct pgw_apns_payload *ap = NULL;
-            rc = pgw_payload_apns_build(c, expires_at_s, now_s, &ap, &reason);
-            pgw_payload_apns_free(ap);
-        } else {
-            struct pgw_fcm_payload *fp = NULL;
-            rc = pgw_payload_fcm_build(c, expires_at_s, now_s,
-                                       expires_at_s - now_s, &fp, &reason);
-            pgw_payload_fcm_free(fp);
-        }
-        cJSON_Delete(c);
-        if (rc == PGW_ERR_NOMEM)
-            return rc;
-        if (rc == PGW_ERR_TOO_LARGE) {
+        if (strcmp(reason[p], PGW_PUSH_REASON_NO_CONTENT) == 0)
+            continue;
+        if (strcmp(reason[p], PGW_PAYLOAD_REASON_TOO_LARGE) == 0)
             pgw_lc_error_set(err, 400, PGW_LC_TOO_LARGE, "data",
                              "payload_too_large",
                              "data is too large for %s even with its alert "
                              "shortened (at most %d bytes)",
-                             p == PGW_PLATFORM_IOS ? "APNs" : "FCM",
-                             p == PGW_PLATFORM_IOS ? PGW_APNS_MAX_BODY
-                                                   : PGW_PAYLOAD_FCM_MAX_BODY);
-            return PGW_ERR_INVAL;
-        }
-        if (rc < 0) {
-            pgw_lc_error_set(err, 400, PGW_LC_INVALID_JSON, "data",
-                             reason ? reason : "bad_data",
-                             "data cannot be sent to %s: %s",
-                             p == PGW_PLATFORM_IOS ? "APNs" : "FCM",
-                             reason ? reason : "invalid");
-            return PGW_ERR_INVAL;
-        }
+                             provider[p], limit[p]);
+        else
+            pgw_lc_error_set(err, 400, PGW_LC_INVALID_JSON, "data", reason[p],
+                             "data cannot be sent to %s: %s", provider[p],
+                             reason[p]);
+        rc = PGW_ERR_INVAL;
     }
-    return 0;
+    if (rc == 0 && !built[PGW_PLATFORM_IOS] && !built[PGW_PLATFORM_ANDROID])
+        rc = fail(err, PGW_LC_INVALID_JSON, "data", "no_content",
+                  "data has nothing to show on iOS or Android devices");
+    return rc;
 }
 
 /* |data| checked and completed with the request's apns_team_id and
  * _notificationChannel; a new tree in |*ret|. */
-static int make_data(const cJSON *body, int64_t now_s, int64_t expires_at_s,
-                     cJSON **ret, struct pgw_lc_error *err)
+static int make_data(const cJSON *body, const char *profile, int64_t now_s,
+                     int64_t expires_at_s, cJSON **ret,
+                     struct pgw_lc_error *err)
 {
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "data");
     const cJSON *it;
@@ -310,7 +306,7 @@ static int make_data(const cJSON *body, int64_t now_s, int64_t expires_at_s,
         check_badge(cJSON_GetObjectItemCaseSensitive(data, "ios"),
                     "data.ios.badge", err) < 0)
         goto out;
-    rc = check_payloads(data, now_s, expires_at_s, err);
+    rc = check_payloads(data, profile, now_s, expires_at_s, err);
     if (rc < 0)
         goto out;
     *ret = data;
@@ -508,7 +504,8 @@ int pgw_lc_pushreq_parse(const cJSON *body, const char *prod_header,
                     err);
     if (rc < 0)
         return rc;
-    rc = make_data(body, (r.push_at_ms ? r.push_at_ms : now_ms) / 1000,
+    rc = make_data(body, r.profile,
+                   (r.push_at_ms ? r.push_at_ms : now_ms) / 1000,
                    r.expires_at_ms / 1000, &data, err);
     if (rc < 0)
         goto fail;

@@ -8,9 +8,12 @@
  *   data                 required object: the content (DESIGN §7.3–§8):
  *                        `ios`/`android` objects, `_profile` ("dev" or
  *                        "prod"), `_apns_team_id`, badge a number or
- *                        "Increment"; both platforms' payloads must be
- *                        buildable (payload_apns, payload_fcm: size,
- *                        collapse-id). No event variables.
+ *                        "Increment"; made into each platform's payload
+ *                        as the sender makes it (pgw_resolve_api_push,
+ *                        push.c): one a provider would refuse (size,
+ *                        collapse-id) is refused, and so is a content
+ *                        with nothing for either platform. No event
+ *                        variables.
  *   channels             array of strings: devices on any of them
  *   where                object: a query over installations (lc_where.h)
  *   prod                 "dev" | "prod"; absent: a header X-LC-Prod

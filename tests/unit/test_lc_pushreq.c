@@ -149,6 +149,19 @@ static void test_time_refusals(void **state)
     pgw_lc_pushreq_release(&r);
 }
 
+/* Content for one platform only is enough: the other's devices get
+ * nothing (the sender's no_content). */
+static void test_one_platform(void **state)
+{
+    struct pgw_lc_pushreq r;
+    (void)state;
+
+    ok("{\"data\":{\"android\":{\"alert\":\"x\"}}}", NULL, &r);
+    pgw_lc_pushreq_release(&r);
+    ok("{\"data\":{\"ios\":{\"badge\":\"Increment\"}}}", NULL, &r);
+    pgw_lc_pushreq_release(&r);
+}
+
 /* The request's apns_team_id and _notificationChannel join the content;
  * req_id, notification_id and flow_control are kept. */
 static void test_options(void **state)
@@ -198,6 +211,10 @@ static void test_refusals(void **state)
         {"{\"data\":{\"a\":1,\"_notificationChannel\":\"a\"},"
          "\"_notificationChannel\":\"b\"}",
          107, "_notificationChannel"},
+        /* nothing left for a device once pushgw's own keys are gone */
+        {"{\"data\":{\"_profile\":\"dev\",\"_apns_team_id\":\"T\"}}", 107,
+         "data"},
+        {"{\"data\":{\"ios\":{},\"android\":{}}}", 107, "data"},
     };
     struct pgw_lc_pushreq r;
     struct pgw_lc_error err;
@@ -221,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_times),
         cmocka_unit_test(test_time_refusals),
+        cmocka_unit_test(test_one_platform),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_refusals),
     };
