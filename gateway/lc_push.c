@@ -230,6 +230,7 @@ static cJSON *status_json(const struct pgw_store_pushreq_status *st)
         !cJSON_AddNumberToObject(o, "invalidTokens",
                                  (double)st->invalid_tokens) ||
         !cJSON_AddNumberToObject(o, "errors", (double)st->errors) ||
+        !cJSON_AddNumberToObject(o, "expired", (double)st->expired) ||
         !add_json(o, "data", st->data) || !add_json(o, "where", st->query) ||
         !add_date(o, "push_time", st->push_at_ms) ||
         !add_date(o, "expiration_time", st->expires_at_ms) ||

@@ -9,7 +9,9 @@
  *   GET  /1.1/push/{objectId} its status: {"objectId","createdAt",
  *                             "status": scheduled | in-queue | sending |
  *                             done, "devices","successes","invalidTokens",
- *                             "errors", and the request as stored}
+ *                             "errors","expired" (pushes dropped at
+ *                             the end of the validity), "result" once
+ *                             done, and the request as stored}
  *
  * Keys: the master key; POST also takes the app key when the app has
  * allow_client_push = true. Otherwise 401 with code 119 (LeanCloud's "the

@@ -5,29 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MS(col) "floor(extract(epoch FROM " col ") * 1000)::int8"
-
-static const char sql_insert[] = "SELECT o_id, o_object_id, " MS(
-    "o_created_at") ", o_duplicate, o_full "
-                    "FROM pushgw_api_push_insert($1, $2::jsonb, $3::jsonb, $4, "
-                    "to_timestamp($5::int8 / 1000.0), to_timestamp($6::int8 / "
-                    "1000.0), "
-                    "$7::int4, $8, $9, $10::int8)";
+static const char sql_insert[] =
+    "SELECT o_id, o_object_id, "
+    "floor(extract(epoch FROM o_created_at) * 1000)::int8, o_duplicate, "
+    "o_full FROM pushgw_api_push_insert($1, $2::jsonb, $3::jsonb, $4, "
+    "to_timestamp($5::int8 / 1000.0), to_timestamp($6::int8 / 1000.0), "
+    "$7::int4, $8, $9, $10::int8)";
 
 /* in-queue: waiting for a sender although due (LeanCloud's word) */
 static const char sql_status[] =
-    "SELECT object_id, CASE WHEN state = 'scheduled' AND push_at > now() "
-    "THEN 'scheduled' WHEN state = 'scheduled' THEN 'in-queue' ELSE state "
-    "END, " MS("created_at") ", " MS("push_at") ", " MS(
-        "expires_at") ", "
-                      "coalesce(" MS("started_at") ", 0), coalesce(" MS(
-                          "finished_at") ", 0), "
-                                         "devices, successes, invalid_tokens, "
-                                         "errors, data::text, query::text, "
-                                         "profile, req_id, notification_id, "
-                                         "result, coalesce(flow_control, 0) "
-                                         "FROM api_pushes WHERE app_id = $1 "
-                                         "AND object_id = $2";
+    "SELECT object_id, "
+    "CASE WHEN state = 'scheduled' AND push_at > now() THEN 'scheduled' "
+    "WHEN state = 'scheduled' THEN 'in-queue' ELSE state END, "
+    "floor(extract(epoch FROM created_at) * 1000)::int8, "
+    "floor(extract(epoch FROM push_at) * 1000)::int8, "
+    "floor(extract(epoch FROM expires_at) * 1000)::int8, "
+    "coalesce(floor(extract(epoch FROM started_at) * 1000)::int8, 0), "
+    "coalesce(floor(extract(epoch FROM finished_at) * 1000)::int8, 0), "
+    "devices, successes, invalid_tokens, errors, data::text, query::text, "
+    "profile, req_id, notification_id, result, coalesce(flow_control, 0), "
+    "expired "
+    "FROM api_pushes WHERE app_id = $1 AND object_id = $2";
 
 struct call {
     union {
@@ -41,7 +39,7 @@ static void on_inserted(void *arg, int err, const PGresult *r)
 {
     struct call *c = arg;
 
-    if (err == 0 && PQntuples(r) != 1)
+    if (err == 0 && (PQntuples(r) != 1 || PQnfields(r) != 5))
         err = PGW_ERR_DB;
     if (err == 0 && PQgetvalue(r, 0, 4)[0] == 't')
         err = PGW_ERR_BUSY;
@@ -103,7 +101,7 @@ static void on_status(void *arg, int err, const PGresult *r)
     struct call *c = arg;
     struct pgw_store_pushreq_status st;
 
-    if (err || PQntuples(r) != 1) {
+    if (err || PQntuples(r) != 1 || PQnfields(r) != 19) {
         c->cb.status(c->arg, err, NULL);
         free(c);
         return;
@@ -127,6 +125,7 @@ static void on_status(void *arg, int err, const PGresult *r)
     st.notification_id = value(r, 15);
     st.result = value(r, 16);
     st.flow_control = i64(r, 17);
+    st.expired = i64(r, 18);
     c->cb.status(c->arg, 0, &st);
     free(c);
 }

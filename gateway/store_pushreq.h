@@ -1,7 +1,7 @@
 /*
- * The push API's requests in Postgres (api_pushes, migrations 0009 and
- * 0011): the insert of a checked request, with its req_id dedup and the
- * backlog bound, and the read of one request's status. Asynchronous, with
+ * The push API's requests in Postgres (api_pushes, migrations 0009,
+ * 0010 and 0011): the insert of a checked request, with its req_id dedup and
+ * the backlog bound, and the read of one request's status. Asynchronous, with
  * the contract of store.h (callbacks run once, later, from the loop;
  * PGW_ERR_BUSY, PGW_ERR_CLOSED, PGW_ERR_NOMEM from the call itself).
  *
@@ -45,6 +45,7 @@ struct pgw_store_pushreq_status {
     int64_t created_at_ms, push_at_ms, expires_at_ms;
     int64_t started_at_ms, finished_at_ms; /* 0: not yet */
     long long devices, successes, invalid_tokens, errors;
+    long long expired; /* pushes dropped at expires_at (migration 0010) */
     const char *data, *query; /* JSON text */
     const char *profile, *req_id, *notification_id, *result;
     long long flow_control; /* 0: none */

@@ -19,6 +19,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tu_records.h"
 #include "tu_svc.h"
 
 #define LC_ID "pushApiAppId-0123"
@@ -709,7 +710,7 @@ static void test_status(void **state)
 
     snprintf(sql, sizeof(sql),
              "UPDATE api_pushes SET state = 'sending', devices = 10, "
-             "successes = 4, invalid_tokens = 1, errors = 2 "
+             "successes = 4, invalid_tokens = 1, errors = 2, expired = 3 "
              "WHERE object_id = '%s' RETURNING 1",
              jstr(&a, "objectId"));
     free(q(sql));
@@ -719,17 +720,19 @@ static void test_status(void **state)
     assert_int_equal(jint(&g, "successes"), 4);
     assert_int_equal(jint(&g, "invalidTokens"), 1);
     assert_int_equal(jint(&g, "errors"), 2);
+    assert_int_equal(jint(&g, "expired"), 3);
     answer_free(&g);
 
     snprintf(sql, sizeof(sql),
              "UPDATE api_pushes SET state = 'done', lease_owner = NULL, "
-             "lease_until = '-infinity', finished_at = now() "
+             "lease_until = '-infinity', finished_at = now(), result = 'sent' "
              "WHERE object_id = '%s' RETURNING 1",
              jstr(&a, "objectId"));
     v = q(sql);
     free(v);
     lc("GET", path, LC_ID, MASTER, NULL, NULL, &g);
     assert_string_equal(jstr(&g, "status"), "done");
+    assert_string_equal(jstr(&g, "result"), "sent");
     answer_free(&g);
 
     /* the app key may not read it; another app cannot see it */
@@ -746,6 +749,58 @@ static void test_status(void **state)
     assert_int_equal(g.status, 404);
     assert_int_equal(jint(&g, "code"), 101);
     answer_free(&g);
+    answer_free(&a);
+}
+
+/* OPERATIONS.md's cancel of a push no sender has taken: done, result
+ * cancelled, and no sender takes it afterwards. */
+#define CANCEL_TOKEN                                                           \
+    "cace11edcace11edcace11edcace11edcace11edcace11edcace11edcace11ed"
+
+static void test_cancel_scheduled(void **state)
+{
+    struct answer a, g;
+    cJSON *rec;
+    char path[128], sql[512], *v;
+    long long at = tu_wall_ms() / 1000 + 2;
+    struct tm tm;
+    time_t t = (time_t)at;
+    char iso[40], body[256];
+    (void)state;
+
+    tu_svc_add_device_on(&fx->svc, "lcpush", "ios", CANCEL_TOKEN, "cancel-me");
+    gmtime_r(&t, &tm);
+    strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    snprintf(body, sizeof(body),
+             "{\"data\":{\"alert\":\"never\"},\"channels\":[\"cancel-me\"],"
+             "\"push_time\":\"%s\"}",
+             iso);
+    post(MASTER, NULL, body, &a);
+    assert_int_equal(a.status, 200);
+    snprintf(sql, sizeof(sql),
+             "UPDATE api_pushes SET state = 'done', result = 'cancelled', "
+             "finished_at = now(), lease_owner = NULL, lease_until = "
+             "'-infinity' WHERE app_id = 'lcpush' AND object_id = '%s' AND "
+             "state = 'scheduled' RETURNING object_id",
+             jstr(&a, "objectId"));
+    v = q(sql);
+    assert_string_equal(v, jstr(&a, "objectId"));
+    free(v);
+    snprintf(path, sizeof(path), "/1.1/push/%s", jstr(&a, "objectId"));
+    /* past its push_time, still cancelled and never sent */
+    while (tu_wall_ms() / 1000 < at + 2)
+        tu_sleep_ms(100);
+    lc("GET", path, LC_ID, MASTER, NULL, NULL, &g);
+    assert_string_equal(jstr(&g, "status"), "done");
+    assert_string_equal(jstr(&g, "result"), "cancelled");
+    assert_int_equal(jint(&g, "devices"), 0);
+    answer_free(&g);
+    v = q("SELECT count(*) FROM api_pushes WHERE result = 'cancelled' AND "
+          "started_at IS NOT NULL");
+    assert_string_equal(v, "0");
+    free(v);
+    rec = tu_records_last_for(fx->svc.apns.record, CANCEL_TOKEN);
+    assert_null(rec);
     answer_free(&a);
 }
 
@@ -864,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_req_id_dedup),
         cmocka_unit_test(test_req_id_dedup_across_instances),
         cmocka_unit_test(test_status),
+        cmocka_unit_test(test_cancel_scheduled),
         cmocka_unit_test(test_backlog_full),
         cmocka_unit_test(test_database_down),
         cmocka_unit_test(test_metrics),
