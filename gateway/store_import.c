@@ -12,6 +12,14 @@
  *      0007's trigger sets it to now() when the registration changed;
  *   5. only when rows are left unaccounted for: which of them the stored
  *      row is newer than (the rest are unchanged).
+ * A batch of rows that all carry their objectId and dates (an export's
+ * rows do) is first COPYed straight into installations under a savepoint:
+ * COPY writes rows in bulk, the staged statements one at a time, and a
+ * first import's rows are all new. A row already stored (or written
+ * meanwhile) fails that COPY on a unique index: the batch is rolled back
+ * to the savepoint and applied as above, and so is every later batch of
+ * the import (a second import would otherwise pay for a failed COPY per
+ * batch).
  * The statements join the batch to installations through its unique
  * indexes, a lookup per row. The planner is told to (no hash or merge
  * joins, no sequential or bitmap scans, no materialised inner side, for
@@ -40,6 +48,7 @@ struct pgw_store_import {
     bool *replaced;      /* per row: its installation's old row was deleted */
     bool *done;          /* per row: outcome known */
     size_t cap_rows;
+    bool staged_only; /* a direct COPY failed: no more of them */
 };
 
 static const char *const setup_sql[] = {
@@ -63,6 +72,12 @@ static const char *const setup_sql[] = {
 
 static const char copy_sql[] =
     "COPY pgw_import_stage (n, object_id, device_type, device_token, "
+    "installation_id, channels, badge, time_zone, apns_topic, apns_team_id, "
+    "device_profile, vendor, valid, extra, created_at, updated_at) "
+    "FROM STDIN";
+
+static const char direct_sql[] =
+    "COPY installations (app_id, object_id, device_type, device_token, "
     "installation_id, channels, badge, time_zone, apns_topic, apns_team_id, "
     "device_profile, vendor, valid, extra, created_at, updated_at) "
     "FROM STDIN";
@@ -224,7 +239,9 @@ static void copy_date(struct pgw_buf *b, int64_t ms)
     copy_str(b, date);
 }
 
-static int copy_row(struct pgw_store_import *self, size_t n,
+/* One line of COPY text: |first| (the row's number for the staged table,
+ * the app for installations), then the row's columns. */
+static int copy_row(struct pgw_store_import *self, const char *first,
                     const struct pgw_lc_installation *r)
 {
     struct pgw_buf *b = &self->copy;
@@ -233,8 +250,8 @@ static int copy_row(struct pgw_store_import *self, size_t n,
 
     if (!extra)
         return PGW_ERR_NOMEM;
-    snprintf(num, sizeof(num), "%zu\t", n);
-    pgw_buf_add(b, num, strlen(num));
+    copy_str(b, first);
+    put_char(b, '\t');
     copy_str(b, r->object_id);
     put_char(b, '\t');
     copy_str(b, r->device_type);
@@ -427,21 +444,26 @@ static int grow_rows(struct pgw_store_import *self, size_t n)
     return 0;
 }
 
+/* The rows as COPY text, into the staged table (|direct| false) or
+ * straight into installations. */
 static int copy_batch(struct pgw_store_import *self,
                       const struct pgw_lc_installation *const *rows, size_t n,
-                      char *err, size_t err_size)
+                      bool direct, char *err, size_t err_size)
 {
     PGresult *res = NULL;
+    char num[24];
     int rc;
 
     self->copy.len = 0;
     for (size_t i = 0; i < n; i++) {
-        rc = copy_row(self, i, rows[i]);
+        if (!direct)
+            snprintf(num, sizeof(num), "%zu", i);
+        rc = copy_row(self, direct ? self->app_id : num, rows[i]);
         if (rc < 0)
             return rc;
     }
-    rc = exec_ok(self, copy_sql, 0, NULL, PGRES_COPY_IN, NULL, err, err_size,
-                 "could not copy the rows");
+    rc = exec_ok(self, direct ? direct_sql : copy_sql, 0, NULL, PGRES_COPY_IN,
+                 NULL, err, err_size, "could not copy the rows");
     if (rc < 0)
         return rc;
     if (PQputCopyData(self->conn, self->copy.p, (int)self->copy.len) != 1 ||
@@ -457,6 +479,43 @@ static int copy_batch(struct pgw_store_import *self,
     while ((res = PQgetResult(self->conn)) != NULL)
         PQclear(res);
     return rc;
+}
+
+/*
+ * The batch COPYed straight into installations, when every row has its
+ * objectId and both dates (the staged INSERT fills those in otherwise).
+ * Returns 0 when it was (every row created), 1 when the batch must go the
+ * staged way (rolled back to the savepoint, |self->staged_only| set), or
+ * an error.
+ */
+static int try_direct(struct pgw_store_import *self,
+                      const struct pgw_lc_installation *const *rows, size_t n,
+                      char *err, size_t err_size)
+{
+    char ignored[256];
+    int rc;
+
+    if (self->staged_only)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!rows[i]->object_id || rows[i]->created_at_ms == 0 ||
+            rows[i]->updated_at_ms == 0)
+            return 1;
+    rc = exec_ok(self, "SAVEPOINT pgw_direct", 0, NULL, PGRES_COMMAND_OK, NULL,
+                 err, err_size, "could not start a savepoint");
+    if (rc < 0)
+        return rc;
+    /* Its error is the staged statements' to report, if it is one. */
+    rc = copy_batch(self, rows, n, true, ignored, sizeof(ignored));
+    if (rc == 0)
+        return 0;
+    if (rc == PGW_ERR_NOMEM)
+        return rc;
+    self->staged_only = true;
+    rc = exec_ok(self, "ROLLBACK TO SAVEPOINT pgw_direct", 0, NULL,
+                 PGRES_COMMAND_OK, NULL, err, err_size,
+                 "could not roll back to a savepoint");
+    return rc < 0 ? rc : 1;
 }
 
 /* Statement 1: installations moved to another deviceToken. */
@@ -643,7 +702,14 @@ int pgw_store_import_write(struct pgw_store_import *self,
                  "could not start a transaction");
     if (rc < 0)
         return rc;
-    rc = copy_batch(self, rows, n, err, err_size);
+    rc = try_direct(self, rows, n, err, err_size);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            ret_outcomes[i] = PGW_STORE_IMPORT_CREATED;
+        goto commit;
+    }
+    if (rc == 1)
+        rc = copy_batch(self, rows, n, false, err, err_size);
     if (rc == 0)
         rc = apply_moved(self, n, ret_outcomes, err, err_size);
     if (rc == 0)
@@ -652,6 +718,7 @@ int pgw_store_import_write(struct pgw_store_import *self,
         rc = apply_inserts(self, rows, n, ret_outcomes, err, err_size);
     if (rc == 0)
         rc = classify_rest(self, n, ret_outcomes, err, err_size);
+commit:
     if (rc == 0)
         rc = exec_ok(self, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err,
                      err_size, "could not commit the batch");
