@@ -43,6 +43,9 @@
  *   requeued the same way (it cannot have been processed).
  * - After a failed connection attempt a slot waits 1 s, doubling to 60 s,
  *   with +-20 % jitter, before it connects again; success resets it.
+ * - Receive windows: 16 MiB per connection and 1 MiB per stream, far above
+ *   bandwidth x delay for answers (100,000 a second of about 100 bytes,
+ *   200 ms away: 2 MB); what we send follows the peer's windows.
  * - Output is produced by nghttp2_session_mem_send into the bufferevent
  *   once per loop iteration, in 16 KiB pieces (full TLS records, h2out.h),
  *   and stops while more than 1 MiB is unwritten.
