@@ -2008,14 +2008,18 @@ static void test_finish_after_takeover(void **state)
     pgw_store_free(b);
 }
 
-static void test_retries(void **state)
-{
-    struct fx *f = *state;
-    int64_t t = now_ms(), e;
-    struct done_res d = {0};
+/* An event whose first pass left four retries (installations 1 to 4;
+ * 4 not due for an hour), its due ones claimed by the fixture's store. */
+struct retry_fx {
+    int64_t t, e;
     struct rclaim_res r;
+};
+
+static void start_retries(struct fx *f, struct retry_fx *x)
+{
+    struct done_res d = {0};
     int done = 0;
-    char sql[512];
+    int64_t t = now_ms();
     struct pgw_store_retry_new rt[] = {
         {1, "apns", "{\"r\":1}", 1, t - 1000, t + 86400000LL, "503"},
         {2, "fcm", "{\"r\":2}", 1, t - 1000, t + 86400000LL, "503"},
@@ -2024,65 +2028,89 @@ static void test_retries(void **state)
     };
     struct pgw_store_event_result res = {
         .result = "sent", .pushes_total = 4, .retries = rt, .n_retries = 4};
-    struct pgw_store_failure gone = {
-        3, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "Unregistered", 0};
-    struct pgw_store_failure expired = {4, "apns",    PGW_STORE_FAIL_EXPIRED,
-                                        0, "expired", 0};
-    struct pgw_store_retry_result rr;
 
+    x->t = t;
     seed_installations(f->db);
-    e = insert_one(f, "retry", true);
-    res.event_id = e;
+    x->e = insert_one(f, "retry", true);
+    res.event_id = x->e;
     d.done = &done;
     assert_int_equal(pgw_store_finish_event(f->store, &res, on_done, &d), 0);
     run_until(f->base, &done, 1, 10000);
     assert_int_equal(d.err, 0);
+    claim_retries(f, &x->r);
+    assert_int_equal(x->r.n, 3);
+}
 
-    /* only the due ones; claimed ones are not claimed again */
-    claim_retries(f, &r);
-    assert_int_equal(r.n, 3);
-    for (size_t i = 0; i < r.n; i++) {
-        assert_int_equal(r.event[i], e);
-        assert_true(r.inst[i] != 4);
-        assert_int_equal(r.attempts[i], 1);
-    }
-    {
-        struct rclaim_res again;
-        claim_retries(f, &again);
-        assert_int_equal(again.n, 0);
-    }
-    expect_sql(f->db,
-               "SELECT count(*) FROM push_retries WHERE lease_owner = "
-               "'test-owner-a' AND lease_until > now()",
-               "3");
+/* The event's "state|delivered|invalidated|dropped|unfinished". */
+static void expect_retry_event(struct fx *f, int64_t e, const char *want)
+{
+    char sql[512];
 
-    /* delivered: row gone, counter up */
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&r, 1), .event_id = e, .delivered = true};
-    finish_retry(f, &rr);
-    /* final: failure recorded, installation invalidated */
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&r, 3), .event_id = e, .failure = &gone};
-    finish_retry(f, &rr);
-    /* again: later, lease released */
-    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&r, 2),
-                                         .event_id = e,
-                                         .attempts = 2,
-                                         .not_before_ms = t + 1800000,
-                                         .last_reason = "500"};
-    finish_retry(f, &rr);
-    expect_sql(f->db,
-               "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
-               "attempts, last_reason, lease_owner IS NULL AND lease_until = "
-               "'-infinity'), ',' ORDER BY installation_id) FROM "
-               "push_retries",
-               "2:2:500:t,4:1:429:t");
     snprintf(sql, sizeof(sql),
              "SELECT format('%%s|%%s|%%s|%%s|%%s', state, pushes_delivered, "
              "pushes_invalidated, pushes_dropped, finished_at IS NULL) FROM "
              "events WHERE id = %lld",
              (long long)e);
-    expect_sql(f->db, sql, "retrying|1|1|0|t");
+    expect_sql(f->db, sql, want);
+}
+
+static void retry_delivered(struct fx *f, struct retry_fx *x, int64_t inst)
+{
+    struct pgw_store_retry_result rr = {
+        .retry_id = retry_of(&x->r, inst), .event_id = x->e, .delivered = true};
+
+    finish_retry(f, &rr);
+}
+
+static const struct pgw_store_failure retry_gone = {
+    3, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "Unregistered", 0};
+
+static void test_retries_claimed_when_due_and_once(void **state)
+{
+    struct fx *f = *state;
+    struct retry_fx x;
+    struct rclaim_res again;
+
+    start_retries(f, &x);
+    /* only the due ones; claimed ones are not claimed again */
+    for (size_t i = 0; i < x.r.n; i++) {
+        assert_int_equal(x.r.event[i], x.e);
+        assert_true(x.r.inst[i] != 4);
+        assert_int_equal(x.r.attempts[i], 1);
+    }
+    claim_retries(f, &again);
+    assert_int_equal(again.n, 0);
+    expect_sql(f->db,
+               "SELECT count(*) FROM push_retries WHERE lease_owner = "
+               "'test-owner-a' AND lease_until > now()",
+               "3");
+}
+
+static void test_retry_delivered_goes_and_counts(void **state)
+{
+    struct fx *f = *state;
+    struct retry_fx x;
+
+    start_retries(f, &x);
+    retry_delivered(f, &x, 1);
+    expect_sql(f->db,
+               "SELECT string_agg(installation_id::text, ',' ORDER BY "
+               "installation_id) FROM push_retries",
+               "2,3,4");
+    expect_retry_event(f, x.e, "retrying|1|0|0|t");
+}
+
+static void test_retry_final_failure_invalidates(void **state)
+{
+    struct fx *f = *state;
+    struct retry_fx x;
+    struct pgw_store_retry_result rr;
+
+    start_retries(f, &x);
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&x.r, 3), .event_id = x.e, .failure = &retry_gone};
+    finish_retry(f, &rr);
+    expect_retry_event(f, x.e, "retrying|0|1|0|t");
     expect_sql(f->db,
                "SELECT format('%s|%s', valid, invalid_reason) FROM "
                "installations WHERE id = 3",
@@ -2091,22 +2119,67 @@ static void test_retries(void **state)
                "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
                "provider, outcome, reason), ',') FROM push_failures",
                "3:apns:invalidated:Unregistered");
-    claim_retries(f, &r);
-    assert_int_equal(r.n, 0); /* 2 is not due yet, 4 neither */
+    expect_sql(f->db,
+               "SELECT count(*) FROM push_retries WHERE "
+               "installation_id = 3",
+               "0");
+}
 
+static void test_retry_again_waits_unleased(void **state)
+{
+    struct fx *f = *state;
+    struct retry_fx x;
+    struct pgw_store_retry_result rr;
+
+    start_retries(f, &x);
+    /* again: later, lease released */
+    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&x.r, 2),
+                                         .event_id = x.e,
+                                         .attempts = 2,
+                                         .not_before_ms = x.t + 1800000,
+                                         .last_reason = "500"};
+    finish_retry(f, &rr);
+    expect_sql(f->db,
+               "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
+               "attempts, last_reason, lease_owner IS NULL AND lease_until = "
+               "'-infinity'), ',' ORDER BY installation_id) FROM "
+               "push_retries WHERE installation_id IN (2, 4)",
+               "2:2:500:t,4:1:429:t");
+    expect_retry_event(f, x.e, "retrying|0|0|0|t");
+    claim_retries(f, &x.r);
+    assert_int_equal(x.r.n, 0); /* 2 is not due yet, 4 neither */
+}
+
+static void test_event_done_when_its_last_retry_ends(void **state)
+{
+    struct fx *f = *state;
+    struct retry_fx x;
+    struct pgw_store_retry_result rr;
+    struct pgw_store_failure expired = {4, "apns",    PGW_STORE_FAIL_EXPIRED,
+                                        0, "expired", 0};
+
+    start_retries(f, &x);
+    retry_delivered(f, &x, 1);
+    rr = (struct pgw_store_retry_result){
+        .retry_id = retry_of(&x.r, 3), .event_id = x.e, .failure = &retry_gone};
+    finish_retry(f, &rr);
+    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&x.r, 2),
+                                         .event_id = x.e,
+                                         .attempts = 2,
+                                         .not_before_ms = x.t + 1800000,
+                                         .last_reason = "500"};
+    finish_retry(f, &rr);
     /* the last two end: the event is done */
     exec_sql(f->db, "UPDATE push_retries SET not_before = now() - interval "
                     "'1 second'");
-    claim_retries(f, &r);
-    assert_int_equal(r.n, 2);
+    claim_retries(f, &x.r);
+    assert_int_equal(x.r.n, 2);
+    retry_delivered(f, &x, 2);
+    expect_retry_event(f, x.e, "retrying|2|1|0|t");
     rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&r, 2), .event_id = e, .delivered = true};
+        .retry_id = retry_of(&x.r, 4), .event_id = x.e, .failure = &expired};
     finish_retry(f, &rr);
-    expect_sql(f->db, sql, "retrying|2|1|0|t");
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&r, 4), .event_id = e, .failure = &expired};
-    finish_retry(f, &rr);
-    expect_sql(f->db, sql, "done|2|1|1|f");
+    expect_retry_event(f, x.e, "done|2|1|1|f");
     expect_sql(f->db, "SELECT count(*) FROM push_retries", "0");
     expect_sql(f->db, "SELECT count(*) FROM push_failures", "2");
 }
@@ -2468,7 +2541,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retries_claimed_when_due_and_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_delivered_goes_and_counts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_final_failure_invalidates,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_again_waits_unleased, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_event_done_when_its_last_retry_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_beyond_64, setup, teardown),
         cmocka_unit_test(test_unavailable),
