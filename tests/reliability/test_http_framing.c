@@ -52,24 +52,12 @@ struct answer {
     bool closed;
 };
 
-static int raw_connect(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
 /* Sends |len| bytes of |req| (as much as the server takes) on a new
  * connection and reads until it closes or |timeout_ms| passed. */
 static void exchange(const char *req, size_t len, int timeout_ms,
                      struct answer *a)
 {
-    int fd = raw_connect(S.gw.port);
+    int fd = tu_tcp_connect(S.gw.port);
     size_t off = 0, got = 0;
     long long end = tu_mono_ms() + timeout_ms;
 

@@ -43,18 +43,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int raw_connect(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
 /* Whether the server closed |fd| within |timeout_ms|. */
 static bool closed_within(int fd, int timeout_ms)
 {
@@ -85,7 +73,7 @@ static void test_connection_cap_closes_the_oldest_idle(void **state)
 
     /* CAP idle connections, the first one the oldest. */
     for (int i = 0; i < CAP; i++)
-        fds[i] = raw_connect(S.gw.port);
+        fds[i] = tu_tcp_connect(S.gw.port);
     /* One more, with a request: served, and the oldest idle closed. */
     int st =
         tu_http_once(S.gw.port, PATH, "demo-hook-key-0001", NULL, EVENT, &body);
@@ -108,7 +96,7 @@ static void test_saturated_webhook_is_not_ready(void **state)
 
     /* CAP connections in the middle of a request: none idle. */
     for (int i = 0; i < CAP; i++) {
-        fds[i] = raw_connect(S.gw.port);
+        fds[i] = tu_tcp_connect(S.gw.port);
         assert_true(send(fds[i], partial, sizeof(partial) - 1, 0) > 0);
     }
     TU_POLL_UNTIL(saturated, 5000)
@@ -174,7 +162,7 @@ static void test_descriptor_exhaustion(void **state)
 
     /* More idle connections than it has descriptors. */
     for (int i = 0; i < IDLE; i++)
-        fds[i] = raw_connect(S.gw.port);
+        fds[i] = tu_tcp_connect(S.gw.port);
     TU_POLL_UNTIL(log_lines("could not accept on") >= 1, 10000);
     /* New requests are still served: each accept that fails closes the
      * connection idle the longest. */
@@ -198,7 +186,7 @@ static void test_descriptor_exhaustion(void **state)
 static void test_admin_trickling_client_is_cut(void **state)
 {
     static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: ";
-    int fd = raw_connect(S.admin_port);
+    int fd = tu_tcp_connect(S.admin_port);
     long long t0 = tu_mono_ms();
     bool closed = false;
     (void)state;

@@ -69,18 +69,7 @@ static int count_msg(const char *file, const char *token, int i)
 
 static void wait_done(struct tu_svc *s, int n)
 {
-    char want[32];
-
-    snprintf(want, sizeof(want), "%d", n);
-    if (!tu_svc_wait_query(s,
-                           "SELECT count(*) FROM events WHERE state = 'done'",
-                           want, WAIT_MS)) {
-        char *got =
-            tu_svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
-                            "|| coalesce(lease_owner, '-'), ' ') FROM "
-                            "events");
-        fail_msg("want %d events done, have: %s", n, got ? got : "?");
-    }
+    tu_svc_wait_events_done(s, n, WAIT_MS);
 }
 
 /* Killed with SIGKILL after acknowledging, while the pushes were waiting

@@ -124,17 +124,7 @@ static void expect_last_badge(struct tu_svc *s, const char *token,
 
 static void wait_events_done(struct tu_svc *s, int n)
 {
-    char want[32];
-
-    snprintf(want, sizeof(want), "%d", n);
-    if (!tu_svc_wait_query(s,
-                           "SELECT count(*) FROM events WHERE state = 'done'",
-                           want, WAIT_MS)) {
-        char *got =
-            tu_svc_query(s, "SELECT string_agg(id || ':' || state || ':' "
-                            "|| coalesce(result, '-'), ' ') FROM events");
-        fail_msg("want %d events done, have: %s", n, got ? got : "?");
-    }
+    tu_svc_wait_events_done(s, n, WAIT_MS);
 }
 
 static void seed_demo(struct tu_svc *s)

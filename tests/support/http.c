@@ -1,11 +1,15 @@
 /* Plain HTTP/1.1 to the daemon (see tu_http.h). */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Answers of the daemon are small: anything bigger is a bug. */
 #define TU_HTTP_MAX_BODY (1u << 20)
@@ -135,4 +139,19 @@ int tu_http_once(int port, const char *path, const char *key, const char *ctype,
 
     tu_http_free(h);
     return st;
+}
+
+int tu_tcp_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fail_msg("cannot connect to 127.0.0.1:%d", port);
+    }
+    return fd;
 }

@@ -230,6 +230,22 @@ bool tu_svc_wait_query(struct tu_svc *s, const char *sql, const char *want,
     return tu_db_wait(s->db, sql, want, timeout_ms);
 }
 
+void tu_svc_wait_events_done(struct tu_svc *s, int n, int timeout_ms)
+{
+    char want[32];
+    char *got;
+
+    snprintf(want, sizeof(want), "%d", n);
+    if (tu_svc_wait_query(s, "SELECT count(*) FROM events WHERE state = 'done'",
+                          want, timeout_ms))
+        return;
+    got = tu_svc_query(s, "SELECT string_agg(id || ':' || state || ':' || "
+                          "coalesce(result, '-') || ':' || "
+                          "coalesce(lease_owner, '-'), ' ' ORDER BY id) FROM "
+                          "events");
+    fail_msg("want %d events done, have: %s", n, got ? got : "?");
+}
+
 int tu_svc_post(struct tu_svc *s, const char *path, const char *key,
                 const char *ctype, const char *body, char **ret_body)
 {

@@ -30,5 +30,8 @@ double tu_http_last_us(const struct tu_http *h);
  * (its length is strlen(body)), else GET; 10 s timeout. */
 int tu_http_once(int port, const char *path, const char *key, const char *ctype,
                  const char *body, char **ret_body);
+/* A blocking TCP connection to |port| on loopback, for a client that
+ * writes its own bytes; fails the test when it cannot connect. */
+int tu_tcp_connect(int port);
 
 #endif

@@ -81,5 +81,8 @@ char *tu_svc_query(struct tu_svc *s, const char *sql);
 /* Polls |sql| until it returns |want| (up to |timeout_ms|); true if so. */
 bool tu_svc_wait_query(struct tu_svc *s, const char *sql, const char *want,
                        int timeout_ms);
+/* Waits up to |timeout_ms| until |n| events are done; else fails the
+ * test, listing every event's id, state, result and lease owner. */
+void tu_svc_wait_events_done(struct tu_svc *s, int n, int timeout_ms);
 
 #endif

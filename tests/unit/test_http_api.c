@@ -698,18 +698,6 @@ static void test_admin(void **state)
                                    "pushgw_backlog_events 0\n"));
 }
 
-/* Raw socket: connects to |port| on loopback. */
-static int raw_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((unsigned short)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    return fd;
-}
-
 /* Reads until EOF or |ms|; returns what came (static buffer). */
 static const char *raw_read_all(int fd, int ms, bool *ret_eof)
 {
@@ -740,7 +728,7 @@ static void test_hostile_clients(void **state)
     bool eof = false;
 
     /* A Content-Length far over the limit: refused before the body. */
-    int fd = raw_connect(fx->port);
+    int fd = tu_tcp_connect(fx->port);
     const char *req = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\n"
                       "Content-Type: application/json\r\n"
                       "X-LC-Hook-Key: " KEY "\r\n"
@@ -752,7 +740,7 @@ static void test_hostile_clients(void **state)
     close(fd);
 
     /* Headers over 16 KiB. */
-    fd = raw_connect(fx->port);
+    fd = tu_tcp_connect(fx->port);
     char *huge = malloc(40000);
     assert_non_null(huge);
     int l = snprintf(huge, 40000, "POST " SINGLE " HTTP/1.1\r\nX-Pad: ");
@@ -766,7 +754,7 @@ static void test_hostile_clients(void **state)
 
     /* The service still answers, with keep-alive: two requests on one
      * connection. */
-    fd = raw_connect(fx->port);
+    fd = tu_tcp_connect(fx->port);
     const char *two = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
                       "GET /y HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_true(write(fd, two, strlen(two)) == (ssize_t)strlen(two));
@@ -847,7 +835,7 @@ static void test_slow_client(void **state)
      * the read timeout, without an answer. */
     static const struct fx_opts o = {.dead_store = true, .timeout_ms = 500};
     struct fx *fx = fx_start(&o);
-    int fd = raw_connect(fx->port);
+    int fd = tu_tcp_connect(fx->port);
     const char *part = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\n";
     assert_true(write(fd, part, strlen(part)) == (ssize_t)strlen(part));
     struct timespec t0, t1;
@@ -870,7 +858,7 @@ static void test_trickling_client(void **state)
      * timeout) is closed once its request is older than the deadline. */
     static const struct fx_opts o = {.dead_store = true, .timeout_ms = 500};
     struct fx *fx = fx_start(&o);
-    int fd = raw_connect(fx->port);
+    int fd = tu_tcp_connect(fx->port);
     const char *part = "POST " SINGLE " HTTP/1.1\r\nHost: x\r\nX-Slow: ";
     struct timespec t0, t1;
     bool closed = false;
@@ -1130,7 +1118,7 @@ static void test_tls(void **state)
     tls_ca = NULL;
 
     /* Plain HTTP on the TLS port gets no HTTP answer. */
-    int fd = raw_connect(fx->port);
+    int fd = tu_tcp_connect(fx->port);
     const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
     bool eof = false;
@@ -1162,7 +1150,7 @@ static void test_client_gone(void **state)
              "Content-Length: %zu\r\n\r\n%s",
              strlen(ev), ev);
     for (int i = 0; i < 5; i++) {
-        int fd = raw_connect(fx->port);
+        int fd = tu_tcp_connect(fx->port);
         assert_true(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
         close(fd);
     }
