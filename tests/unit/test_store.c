@@ -2363,76 +2363,30 @@ static void test_unavailable(void **state)
 
 /* -- a database restarted under a running store -- */
 
-struct pg_private {
-    char *dir;
-    char bin[512];
-    char as[64]; /* "runuser -u postgres -- " when root */
-    int port;
-};
-
-static int pg_run(const struct pg_private *pg, const char *fmt, ...)
-    PGW_PRINTF(2, 3);
-
-static int pg_run(const struct pg_private *pg, const char *fmt, ...)
-{
-    char args[1024], cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "%s%s/%s >>'%s/cmd.log' 2>&1", pg->as, pg->bin,
-             args, pg->dir);
-    return system(cmd);
-}
-
-static int pg_start(const struct pg_private *pg)
-{
-    return pg_run(pg,
-                  "pg_ctl -D '%s/data' -l '%s/postgres.log' -w -o \"-k %s -c "
-                  "listen_addresses=127.0.0.1 -p %d -c fsync=off\" start",
-                  pg->dir, pg->dir, pg->dir, pg->port);
-}
-
 static void test_restart_recovers(void **state)
 {
     const char *bin = getenv("PUSHGW_TEST_PGBIN");
-    struct pg_private pg = {0};
     struct event_base *base = NULL;
     struct pgw_store *s = NULL;
     struct ins_res r[3];
     bool in_call = false;
     int done = 0;
-    char conninfo[256], path[600];
+    char *pg_dir, *conninfo, path[600];
     struct pgw_store_new_event ev = {
         .app_id = "demo", .conv_id = "c", .body = "{}", .body_len = 2};
 
     (void)state;
     if (!getenv("PUSHGW_TEST_DATABASE_URL"))
         skip();
-    snprintf(pg.bin, sizeof(pg.bin), "%s",
+    snprintf(path, sizeof(path), "%s/initdb",
              bin ? bin : "/usr/lib/postgresql/15/bin");
-    snprintf(path, sizeof(path), "%s/initdb", pg.bin);
     if (access(path, X_OK) != 0) {
-        print_message("no PostgreSQL server binaries in '%s': skipped\n",
-                      pg.bin);
+        print_message("no PostgreSQL server binaries for '%s': skipped\n",
+                      path);
         skip();
     }
-    pg.dir = tu_mkdtemp();
-    if (getuid() == 0) {
-        snprintf(pg.as, sizeof(pg.as), "runuser -u postgres -- ");
-        snprintf(path, sizeof(path), "chown postgres: '%s'", pg.dir);
-        assert_int_equal(system(path), 0);
-    }
-    pg.port = closed_port();
-    assert_int_equal(pg_run(&pg,
-                            "initdb -D '%s/data' -U postgres --auth=trust "
-                            "--no-instructions -E UTF8 --locale=C",
-                            pg.dir),
-                     0);
-    assert_int_equal(pg_start(&pg), 0);
-    snprintf(conninfo, sizeof(conninfo),
-             "host=127.0.0.1 port=%d user=postgres dbname=postgres", pg.port);
+    pg_dir = tu_mkdtemp();
+    conninfo = tu_pg_create(pg_dir);
     tu_db_migrate(conninfo);
 
     base = event_base_new();
@@ -2445,8 +2399,7 @@ static void test_restart_recovers(void **state)
     assert_int_equal(r[0].err, 0);
 
     /* the server goes away: the store notices, operations fail fast */
-    assert_int_equal(pg_run(&pg, "pg_ctl -D '%s/data' -m fast -w stop", pg.dir),
-                     0);
+    tu_pg_ctl(pg_dir, "stop");
     {
         struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
         struct timeval tv = {0, 20000};
@@ -2463,7 +2416,7 @@ static void test_restart_recovers(void **state)
     assert_int_equal(r[1].err, PGW_ERR_DB);
 
     /* back again: recovered without a restart of the store */
-    assert_int_equal(pg_start(&pg), 0);
+    tu_pg_ctl(pg_dir, "start");
     wait_up(base, s, 15000);
     assert_int_equal(strlen(pgw_store_last_error(s)), 0);
     assert_int_equal(pgw_store_insert_event(s, &ev, on_insert, &r[2]), 0);
@@ -2474,9 +2427,10 @@ static void test_restart_recovers(void **state)
 
     pgw_store_free(s);
     event_base_free(base);
-    pg_run(&pg, "pg_ctl -D '%s/data' -m immediate -w stop", pg.dir);
-    tu_rm_rf(pg.dir);
-    free(pg.dir);
+    tu_pg_ctl(pg_dir, "stop");
+    tu_rm_rf(pg_dir);
+    free(pg_dir);
+    free(conninfo);
 }
 
 int main(void)
