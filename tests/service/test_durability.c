@@ -18,13 +18,6 @@
 #define TOK_2 "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc02"
 #define WAIT_MS 20000
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int post(struct tu_svc *s, int i)
 {
     char body[512];
@@ -35,7 +28,7 @@ static int post(struct tu_svc *s, int i)
              "{\"fromPeer\":\"Spike\",\"convId\":\"c%d\",\"offlinePeers\":"
              "[\"Jerry\"],\"timestamp\":%lld,\"msgId\":\"m%d\","
              "\"pushData\":{\"alert\":\"message %d\"}}",
-             i, now_ms(), i, i);
+             i, tu_wall_ms(), i, i);
     st = tu_svc_post(s, "/v1/apps/demo/receivers-offline", "demo-hook-key-0001",
                      NULL, body, &resp);
     free(resp);
@@ -170,7 +163,7 @@ static void test_backlog_taken_as_room_frees(void **state)
             "%s{\"fromPeer\":\"Spike\",\"convId\":\"c%d\","
             "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
             "\"msgId\":\"m%d\",\"pushData\":{\"alert\":\"message %d\"}}",
-            i ? "," : "", i, now_ms(), i, i);
+            i ? "," : "", i, tu_wall_ms(), i, i);
     snprintf(body + len, sizeof(body) - len, "]}");
     assert_int_equal(tu_svc_post(&s, "/v1/apps/demo/receivers-offline/batch",
                                  "demo-hook-key-0001", NULL, body, &resp),
@@ -256,7 +249,7 @@ static void post_template_event(struct tu_svc *s, int i, size_t want_lines)
     snprintf(body, sizeof(body),
              "{\"fromPeer\":\"Spike\",\"convId\":\"t%d\",\"offlinePeers\":"
              "[\"Jerry\"],\"timestamp\":%lld}",
-             i, now_ms());
+             i, tu_wall_ms());
     assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline",
                                  "demo-hook-key-0001", NULL, body, &resp),
                      202);

@@ -27,13 +27,6 @@
 
 #define WAIT_MS 15000
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A receiversOffline event; |extra| is appended inside the object. */
 static char *event_json(const char *conv, const char *peers, const char *extra)
 {
@@ -44,7 +37,7 @@ static char *event_json(const char *conv, const char *peers, const char *extra)
                               "\"offlinePeers\":%s,\"timestamp\":%lld,"
                               "\"content\":\"{\\\"_lctype\\\":-1,"
                               "\\\"_lctext\\\":\\\"hello\\\"}\"%s%s}",
-                              conv, peers, now_ms(), extra ? "," : "",
+                              conv, peers, tu_wall_ms(), extra ? "," : "",
                               extra ? extra : "") > 0,
                      1);
     return s;
@@ -673,7 +666,7 @@ static void test_expired_event(void **state)
     snprintf(body, sizeof(body),
              "{\"fromPeer\":\"Spike\",\"convId\":\"old\",\"offlinePeers\":"
              "[\"Jerry\",\"Tom\"],\"timestamp\":%lld}",
-             now_ms() - 8LL * 86400 * 1000);
+             tu_wall_ms() - 8LL * 86400 * 1000);
     post_ok(s, "demo", "demo-hook-key-0001", body, 0);
     wait_events_done(s, 1);
     expect_query(s,
@@ -1244,8 +1237,8 @@ static void test_inflight_follows_streams(void **state)
     peers[len++] = ']';
     peers[len] = '\0';
     post_event(s, "c-many", peers, NULL);
-    until = now_ms() + 3000;
-    while (now_ms() < until) {
+    until = tu_wall_ms() + 3000;
+    while (tu_wall_ms() < until) {
         v = metric_value(s, series);
         if (v > most)
             most = v;
@@ -1303,8 +1296,8 @@ static void test_pool_grows(void **state)
     peers[len] = '\0';
     post_event(s, "c-many", peers, NULL);
     /* polled until every push arrived */
-    until = now_ms() + WAIT_MS;
-    while (now_ms() < until) {
+    until = tu_wall_ms() + WAIT_MS;
+    while (tu_wall_ms() < until) {
         v = metric_value(s, ready);
         if (v > most)
             most = v;
@@ -1327,8 +1320,8 @@ static void test_pool_grows(void **state)
                  "SELECT pushes_total || '/' || pushes_delivered FROM "
                  "events WHERE conv_id = 'c-many'",
                  "1000/1000");
-    until = now_ms() + WAIT_MS;
-    while (now_ms() < until &&
+    until = tu_wall_ms() + WAIT_MS;
+    while (tu_wall_ms() < until &&
            (metric_value(s, ready) != 2 || metric_value(s, draining) != 0))
         usleep(50 * 1000);
     assert_int_equal(metric_value(s, ready), 2);

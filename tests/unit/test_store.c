@@ -25,14 +25,6 @@ struct fx {
     struct pgw_store *store;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -47,11 +39,11 @@ static void run_until(struct event_base *base, const int *counter, int target,
 {
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = tu_wall_ms() + ms;
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (*counter < target && now_ms() < deadline)
+    while (*counter < target && tu_wall_ms() < deadline)
         event_base_loop(base, EVLOOP_ONCE);
     event_free(tick);
     assert_int_equal(*counter, target);
@@ -66,11 +58,11 @@ static void wait_up(struct event_base *base, struct pgw_store *store, int ms)
 {
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = tu_wall_ms() + ms;
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (!up_flag(store) && now_ms() < deadline)
+    while (!up_flag(store) && tu_wall_ms() < deadline)
         event_base_loop(base, EVLOOP_ONCE);
     event_free(tick);
     if (!up_flag(store))
@@ -101,11 +93,11 @@ static struct pgw_store *open_cached_store(struct event_base *base,
     struct pgw_store_cache_stats st = {0};
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + 10000;
+    int64_t deadline = tu_wall_ms() + 10000;
 
     assert_int_equal(pgw_store_new(base, &o, &s), 0);
     event_add(tick, &tv);
-    while (!(st.live && pgw_store_is_up(s)) && now_ms() < deadline) {
+    while (!(st.live && pgw_store_is_up(s)) && tu_wall_ms() < deadline) {
         event_base_loop(base, EVLOOP_ONCE);
         pgw_store_get_cache_stats(s, &st);
     }
@@ -757,15 +749,15 @@ static void cache_settle(struct fx *f)
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
     uint64_t seen = cache_stats(f).notifications;
-    int64_t quiet_since = now_ms(), deadline = now_ms() + 10000;
+    int64_t quiet_since = tu_wall_ms(), deadline = tu_wall_ms() + 10000;
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (now_ms() - quiet_since < 300 && now_ms() < deadline) {
+    while (tu_wall_ms() - quiet_since < 300 && tu_wall_ms() < deadline) {
         event_base_loop(f->base, EVLOOP_ONCE);
         if (cache_stats(f).notifications != seen) {
             seen = cache_stats(f).notifications;
-            quiet_since = now_ms();
+            quiet_since = tu_wall_ms();
         }
     }
     event_free(tick);
@@ -777,11 +769,11 @@ static void loop_until(struct fx *f, bool (*done)(struct fx *, uint64_t),
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + 10000;
+    int64_t deadline = tu_wall_ms() + 10000;
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (!done(f, arg) && now_ms() < deadline)
+    while (!done(f, arg) && tu_wall_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     event_free(tick);
     assert_true(done(f, arg));
@@ -1171,7 +1163,7 @@ static void test_cache_lock_timeout(void **state)
     pq_ok(holder, "BEGIN");
     pq_ok(holder, "SELECT 1 FROM installations WHERE id = 7 FOR UPDATE");
 
-    t0 = now_ms();
+    t0 = tu_wall_ms();
     r = (struct find_res){.done = &done};
     assert_int_equal(
         pgw_store_find_installations(f->store, "demo", spike, 1, NULL, 0,
@@ -1188,7 +1180,7 @@ static void test_cache_lock_timeout(void **state)
         0);
     run_until(f->base, &done, 2, 15000);
     assert_int_equal(r.err, PGW_ERR_DB);
-    assert_true(now_ms() - t0 >= 4500);
+    assert_true(tu_wall_ms() - t0 >= 4500);
     assert_int_equal(r2.err, 0);
     expect_id_list(&r2, "1,2,3,4");
     pq_ok(holder, "ROLLBACK");
@@ -1218,8 +1210,8 @@ static void test_cache_needs_triggers(void **state)
     assert_int_equal(pgw_store_new(f->base, &o, &f->store), 0);
     wait_up(f->base, f->store, 10000);
     event_add(tick, &tv);
-    until = now_ms() + 1000;
-    while (now_ms() < until)
+    until = tu_wall_ms() + 1000;
+    while (tu_wall_ms() < until)
         event_base_loop(f->base, EVLOOP_ONCE);
     event_free(tick);
     assert_false(cache_stats(f).live);
@@ -1328,12 +1320,12 @@ static void run_until_sql(struct fx *f, const char *sql, const char *want,
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = tu_wall_ms() + ms;
     bool ok = false;
 
     assert_non_null(tick);
     event_add(tick, &tv);
-    while (!ok && now_ms() < deadline) {
+    while (!ok && tu_wall_ms() < deadline) {
         char *got;
 
         event_base_loop(f->base, EVLOOP_ONCE);
@@ -1787,7 +1779,7 @@ static int64_t insert_one(struct fx *f, const char *msg, bool lease)
 static void test_finish_event(void **state)
 {
     struct fx *f = *state;
-    int64_t e1, e2, t = now_ms();
+    int64_t e1, e2, t = tu_wall_ms();
     struct done_res d1 = {0}, d2 = {0};
     int done = 0;
     char sql[512];
@@ -1904,7 +1896,7 @@ static void on_rclaim(void *arg, int err, const struct pgw_store_retry *rt,
         r->attempts[i] = rt[i].attempts;
         assert_string_equal(rt[i].app_id, "demo");
         assert_non_null(rt[i].request);
-        assert_true(rt[i].expires_at_ms > now_ms());
+        assert_true(rt[i].expires_at_ms > tu_wall_ms());
     }
     (*r->done)++;
 }
@@ -1950,8 +1942,9 @@ static void test_finish_after_takeover(void **state)
     struct done_res da = {0}, db = {0};
     struct pgw_store_failure fl[] = {
         {1, "apns", PGW_STORE_FAIL_FAILED, 400, "BadTopic", 0}};
-    struct pgw_store_retry_new rt[] = {
-        {2, "apns", "{}", 1, now_ms() + 60000, now_ms() + 86400000LL, NULL}};
+    struct pgw_store_retry_new rt[] = {{2, "apns", "{}", 1,
+                                        tu_wall_ms() + 60000,
+                                        tu_wall_ms() + 86400000LL, NULL}};
     struct pgw_store_event_result res = {.result = "sent",
                                          .pushes_total = 2,
                                          .failures = fl,
@@ -2019,7 +2012,7 @@ static void start_retries(struct fx *f, struct retry_fx *x)
 {
     struct done_res d = {0};
     int done = 0;
-    int64_t t = now_ms();
+    int64_t t = tu_wall_ms();
     struct pgw_store_retry_new rt[] = {
         {1, "apns", "{\"r\":1}", 1, t - 1000, t + 86400000LL, "503"},
         {2, "fcm", "{\"r\":2}", 1, t - 1000, t + 86400000LL, "503"},
@@ -2219,7 +2212,7 @@ static void test_pool_beyond_64(void **state)
     const char *one[] = {"Tom"};
     struct find_res big;
     int done = 0;
-    int64_t deadline = now_ms() + 30000;
+    int64_t deadline = tu_wall_ms() + 30000;
 
     assert_non_null(small);
     assert_non_null(names);
@@ -2239,7 +2232,7 @@ static void test_pool_beyond_64(void **state)
         struct timeval tv = {0, 20000};
 
         event_add(tick, &tv);
-        while (pgw_store_conns_up(s) < POOL && now_ms() < deadline)
+        while (pgw_store_conns_up(s) < POOL && tu_wall_ms() < deadline)
             event_base_loop(f->base, EVLOOP_ONCE);
         event_free(tick);
     }
@@ -2335,7 +2328,7 @@ static void test_unavailable(void **state)
     }
     assert_false(pgw_store_is_up(s));
     assert_true(strlen(pgw_store_last_error(s)) > 0);
-    t0 = now_ms();
+    t0 = tu_wall_ms();
     for (int i = 0; i < 3; i++) {
         r[i] = (struct ins_res){.done = &done, .in_call = &in_call};
         in_call = true;
@@ -2345,7 +2338,7 @@ static void test_unavailable(void **state)
     c.done = &done;
     assert_int_equal(pgw_store_count_backlog(s, on_count, &c), 0);
     run_until(base, &done, 4, 2000);
-    assert_true(now_ms() - t0 < 1000); /* fail fast, no waiting */
+    assert_true(tu_wall_ms() - t0 < 1000); /* fail fast, no waiting */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(r[i].err, PGW_ERR_DB);
         assert_int_equal(r[i].calls, 1);
@@ -2403,9 +2396,9 @@ static void test_restart_recovers(void **state)
     {
         struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
         struct timeval tv = {0, 20000};
-        int64_t deadline = now_ms() + 10000;
+        int64_t deadline = tu_wall_ms() + 10000;
         event_add(tick, &tv);
-        while (pgw_store_is_up(s) && now_ms() < deadline)
+        while (pgw_store_is_up(s) && tu_wall_ms() < deadline)
             event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
     }

@@ -36,14 +36,6 @@ struct res {
     bool created, found;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -55,10 +47,10 @@ static void wait_done(struct fx *f, const int *done)
 {
     struct event *tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval tv = {0, 20000};
-    int64_t deadline = now_ms() + 10000;
+    int64_t deadline = tu_wall_ms() + 10000;
 
     event_add(tick, &tv);
-    while (!*done && now_ms() < deadline)
+    while (!*done && tu_wall_ms() < deadline)
         event_base_loop(f->base, EVLOOP_ONCE);
     event_free(tick);
     assert_int_equal(*done, 1);
@@ -82,8 +74,8 @@ static int setup(void **state)
     assert_int_equal(pgw_store_new(f->base, &o, &f->store), 0);
     tick = event_new(f->base, -1, EV_PERSIST, on_tick, NULL);
     event_add(tick, &tv);
-    deadline = now_ms() + 10000;
-    while (!(st.live && pgw_store_is_up(f->store)) && now_ms() < deadline) {
+    deadline = tu_wall_ms() + 10000;
+    while (!(st.live && pgw_store_is_up(f->store)) && tu_wall_ms() < deadline) {
         event_base_loop(f->base, EVLOOP_ONCE);
         pgw_store_get_cache_stats(f->store, &st);
     }
@@ -199,7 +191,7 @@ static void test_insert_update_find(void **state)
     assert_int_equal(save(f, &row, NULL, false, &r), 0);
     assert_true(r.created);
     assert_int_equal(strlen(r.object_id), 24);
-    assert_true(r.created_at > now_ms() - 60000);
+    assert_true(r.created_at > tu_wall_ms() - 60000);
     pgw_copy_str(oid, sizeof(oid), r.object_id);
     pgw_lc_installation_release(&row);
 
