@@ -2055,6 +2055,29 @@ static void retry_delivered(struct fx *f, struct retry_fx *x, int64_t inst)
     finish_retry(f, &rr);
 }
 
+/* Installation |inst|'s retry ends with |failure|. */
+static void retry_failed(struct fx *f, struct retry_fx *x, int64_t inst,
+                         const struct pgw_store_failure *failure)
+{
+    struct pgw_store_retry_result rr = {.retry_id = retry_of(&x->r, inst),
+                                        .event_id = x->e,
+                                        .failure = failure};
+
+    finish_retry(f, &rr);
+}
+
+/* Installation 2's retry is to be tried again in 30 minutes. */
+static void retry_2_again(struct fx *f, struct retry_fx *x)
+{
+    struct pgw_store_retry_result rr = {.retry_id = retry_of(&x->r, 2),
+                                        .event_id = x->e,
+                                        .attempts = 2,
+                                        .not_before_ms = x->t + 1800000,
+                                        .last_reason = "500"};
+
+    finish_retry(f, &rr);
+}
+
 static const struct pgw_store_failure retry_gone = {
     3, "apns", PGW_STORE_FAIL_INVALIDATED, 410, "Unregistered", 0};
 
@@ -2097,12 +2120,9 @@ static void test_retry_final_failure_invalidates(void **state)
 {
     struct fx *f = *state;
     struct retry_fx x;
-    struct pgw_store_retry_result rr;
 
     start_retries(f, &x);
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&x.r, 3), .event_id = x.e, .failure = &retry_gone};
-    finish_retry(f, &rr);
+    retry_failed(f, &x, 3, &retry_gone);
     expect_retry_event(f, x.e, "retrying|0|1|0|t");
     expect_sql(f->db,
                "SELECT format('%s|%s', valid, invalid_reason) FROM "
@@ -2122,16 +2142,10 @@ static void test_retry_again_waits_unleased(void **state)
 {
     struct fx *f = *state;
     struct retry_fx x;
-    struct pgw_store_retry_result rr;
 
     start_retries(f, &x);
     /* again: later, lease released */
-    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&x.r, 2),
-                                         .event_id = x.e,
-                                         .attempts = 2,
-                                         .not_before_ms = x.t + 1800000,
-                                         .last_reason = "500"};
-    finish_retry(f, &rr);
+    retry_2_again(f, &x);
     expect_sql(f->db,
                "SELECT string_agg(format('%s:%s:%s:%s', installation_id, "
                "attempts, last_reason, lease_owner IS NULL AND lease_until = "
@@ -2147,21 +2161,13 @@ static void test_event_done_when_its_last_retry_ends(void **state)
 {
     struct fx *f = *state;
     struct retry_fx x;
-    struct pgw_store_retry_result rr;
     struct pgw_store_failure expired = {4, "apns",    PGW_STORE_FAIL_EXPIRED,
                                         0, "expired", 0};
 
     start_retries(f, &x);
     retry_delivered(f, &x, 1);
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&x.r, 3), .event_id = x.e, .failure = &retry_gone};
-    finish_retry(f, &rr);
-    rr = (struct pgw_store_retry_result){.retry_id = retry_of(&x.r, 2),
-                                         .event_id = x.e,
-                                         .attempts = 2,
-                                         .not_before_ms = x.t + 1800000,
-                                         .last_reason = "500"};
-    finish_retry(f, &rr);
+    retry_failed(f, &x, 3, &retry_gone);
+    retry_2_again(f, &x);
     /* the last two end: the event is done */
     exec_sql(f->db, "UPDATE push_retries SET not_before = now() - interval "
                     "'1 second'");
@@ -2169,9 +2175,7 @@ static void test_event_done_when_its_last_retry_ends(void **state)
     assert_int_equal(x.r.n, 2);
     retry_delivered(f, &x, 2);
     expect_retry_event(f, x.e, "retrying|2|1|0|t");
-    rr = (struct pgw_store_retry_result){
-        .retry_id = retry_of(&x.r, 4), .event_id = x.e, .failure = &expired};
-    finish_retry(f, &rr);
+    retry_failed(f, &x, 4, &expired);
     expect_retry_event(f, x.e, "done|2|1|1|f");
     expect_sql(f->db, "SELECT count(*) FROM push_retries", "0");
     expect_sql(f->db, "SELECT count(*) FROM push_failures", "2");
