@@ -4,12 +4,13 @@
  *
  * A claimed request is a `struct bcast`: its content resolved once
  * (resolve.c, as an event's), its audience compiled once (lc_where.c)
- * into the statement of its pages (store_broadcast.c), and at most two
- * pages in memory: the one being sent and the next one, fetched (with its
- * badge increments) while the answers to the first come in. A page's
- * pushes are sent only after the previous page is committed, so a crash
- * sends at most one page twice; its devices' badges are not incremented
- * twice (migration 0010). A page goes
+ * into the statement of its pages (store_broadcast.c), and a few small
+ * pages in memory: a window of pages being sent and answered, and pages
+ * read ahead of it (with their badge increments). Pages are committed in
+ * order, each once every push of it has an outcome, and the window holds
+ * at most BC_WINDOW pages not committed, so a crash sends at most that
+ * many devices twice; their badges are not incremented twice (migration
+ * 0010). A page goes
  *   fetch → build (push.c) → send, paced → answers (outcome.c) → commit
  * and the last one commits the request's end. Requests are claimed by the
  * dispatcher's claim timer, by pgw_broadcast_kick() after an insert, and
@@ -42,11 +43,17 @@
  * back a small request claimed after it, and each one in memory is at
  * most two pages. */
 #define BC_MAX_ACTIVE 4
-/* Devices per page: a page is built in one loop iteration (a few ms) and
- * its pushes are at most BC_PAGE × ~1 KiB, two pages in memory; the next
- * page is fetched while one is sent, so only the commit and the last
- * answers of each page stand between two pages' sends. */
-#define BC_PAGE 2000
+/* Devices per page, the unit of reading and of committing: a page is
+ * built in one loop iteration (about a millisecond). The window: pages
+ * sent and not committed yet, at most BC_WINDOW, so a crash sends at most
+ * BC_WINDOW × BC_PAGE = 2,000 devices a second time; as each page is
+ * committed the window slides, so the answers to a page's last pushes and
+ * its commit hold back no sends. BC_AHEAD pages are read (with their
+ * badge increments) ahead of the window, so reading takes none of the
+ * senders' time either. */
+#define BC_PAGE 500
+#define BC_WINDOW 4
+#define BC_AHEAD 2
 /* A statement that failed (database down) is tried again after this. */
 #define BC_RETRY_MS 1000
 /* flow_control: sends are let through in steps of this many ms. */
@@ -57,6 +64,7 @@ struct bcast;
 /* One push of a page: its address is the sender's callback argument. */
 struct bpush {
     struct bcast *b;
+    struct page *pg;
     struct pgw_push p;
 };
 
@@ -74,8 +82,9 @@ struct bretry {
 struct page {
     struct bpush *v; /* the pushes built, |n| */
     size_t n, next_send, answered;
+    bool fetching;   /* its rows are being read */
+    bool final;      /* no page follows: its commit ends the request */
     int64_t last_id; /* of the rows read (0: none) */
-    bool full;       /* as many rows as asked: more may follow */
     int devices, successes, invalid_tokens, errors, expired;
     struct bfail *fails;
     size_t n_fails, cap_fails;
@@ -83,12 +92,9 @@ struct page {
     size_t n_retries, cap_retries;
 };
 
-enum bstate {
-    B_FETCH,  /* the current page's rows are being read */
-    B_SEND,   /* the current page is sent and answered */
-    B_COMMIT, /* its outcomes are being committed */
-    B_WAIT,   /* a statement failed: BC_RETRY_MS, then again */
-};
+/* Pages in memory: the window being sent and answered, and those read
+ * ahead of it. */
+#define BC_RING (BC_WINDOW + BC_AHEAD)
 
 struct bcast {
     struct pgw_broadcast *bc;
@@ -110,17 +116,23 @@ struct bcast {
     uint64_t flow_sent;
     struct event *timer; /* flow control and BC_RETRY_MS */
     int64_t cursor;      /* committed */
+    int64_t fetched_to;  /* the last id read so far */
     /* committed counters, for the result */
     int64_t devices, successes;
-    enum bstate state;
-    /* what B_WAIT does again: commit (with |end|) or fetch */
-    bool wait_commit;
-    struct page cur, next;
-    bool fetching_next, next_ready;
-    const char *end;   /* the result committed with the current page */
-    unsigned out;      /* store calls out (a fetch and a commit at most) */
-    bool lost;         /* the lease is gone: stop, write nothing */
-    bool flow_waiting; /* the timer is set for flow control */
+    /* The pages, oldest (the next to commit) first: ring[(head + i) %
+     * BC_RING] for i < count. */
+    struct page ring[BC_RING];
+    unsigned head, count;
+    bool fetching;    /* a page's rows are being read */
+    bool fetched_all; /* the last page is in the ring */
+    bool committing;
+    bool wait_fetch, wait_commit; /* a statement failed: again later */
+    const char *forced_end;       /* ends before any push (end_early) */
+    bool expired;                 /* its validity ended while sending */
+    size_t inflight;              /* its pushes handed to a sender */
+    unsigned out;                 /* store calls out (a fetch, a commit) */
+    bool lost;                    /* the lease is gone: stop, write nothing */
+    bool flow_waiting;            /* the timer is set for flow control */
 };
 
 struct pgw_broadcast {
@@ -142,16 +154,16 @@ static void on_next_due(void *arg, int err, int64_t ms);
 static void on_due_timer(evutil_socket_t fd, short what, void *arg);
 static void bcast_start(struct pgw_broadcast *bc,
                         const struct pgw_store_api_push *row);
-static void fetch(struct bcast *b, struct page *pg);
+static void fetch_more(struct bcast *b);
 static void on_page(void *arg, int err, const struct pgw_installation *rows,
                     size_t n);
+static void add_final_page(struct bcast *b);
 static void build_page(struct bcast *b, struct page *pg,
                        const struct pgw_installation *rows, size_t n);
 static void send_some(struct bcast *b);
-static struct bfail *add_fail(struct page *pg);
 static void on_answer(void *arg, const struct pgw_outcome *o);
-static void page_answered(struct bcast *b);
-static void commit(struct bcast *b, const char *end);
+static void try_commit(struct bcast *b);
+static void commit(struct bcast *b);
 static void on_committed(void *arg, int err, bool held);
 static void after_commit(struct bcast *b);
 static void wait_retry(struct bcast *b, bool commit_again);
@@ -169,7 +181,7 @@ static bool free_if_dead(struct bcast *b)
 {
     if (!b->bc->d->closing && !b->lost)
         return false;
-    if (b->out == 0 && b->cur.answered == b->cur.next_send)
+    if (b->out == 0 && b->inflight == 0)
         bcast_free(b);
     return true;
 }
@@ -253,8 +265,10 @@ static void on_due_timer(evutil_socket_t fd, short what, void *arg)
  * committed. */
 static void end_early(struct bcast *b, const char *result)
 {
-    b->state = B_COMMIT;
-    commit(b, result);
+    b->forced_end = result;
+    b->fetched_all = true;
+    add_final_page(b);
+    try_commit(b);
 }
 
 static void bcast_start(struct pgw_broadcast *bc,
@@ -353,8 +367,8 @@ static void bcast_start(struct pgw_broadcast *bc,
                              PGW_LF_STR("object_id", row->object_id),
                              PGW_LF_INT("cursor", b->cursor)),
                   "push request sending");
-    b->state = B_FETCH;
-    fetch(b, &b->cur);
+    b->fetched_to = b->cursor;
+    fetch_more(b);
 out:
     cJSON_Delete(data);
     cJSON_Delete(query);
@@ -363,23 +377,56 @@ out:
 /* ---- pages ----------------------------------------------------------------
  */
 
-/* Reads the page after the cursor into |pg| (the current page, or the
- * next one while the current one is answered). */
-static void fetch(struct bcast *b, struct page *pg)
+static struct page *page_at(struct bcast *b, unsigned i)
+{
+    return &b->ring[(b->head + i) % BC_RING];
+}
+
+/* Pages read but not sent in full yet, beyond the window's first. */
+static unsigned pages_ahead(struct bcast *b)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < b->count; i++) {
+        struct page *pg = page_at(b, i);
+
+        if (pg->fetching || pg->next_send < pg->n)
+            n++;
+    }
+    return n;
+}
+
+/* Reads the next page after what was read so far, when the ring has room
+ * and no more than BC_AHEAD pages wait to be sent. Stops reading at the
+ * request's expiry (its last page then ends it 'expired'), and while
+ * draining. */
+static void fetch_more(struct bcast *b)
 {
     struct pgw_dispatch *d = b->bc->d;
     struct pgw_store_page_query q;
+    struct page *pg;
     int rc;
 
+    if (b->fetching || b->fetched_all || b->lost || b->wait_fetch ||
+        d->closing || d->draining || b->count >= BC_RING ||
+        pages_ahead(b) >= BC_AHEAD)
+        return;
+    if (pgw_clock_wall_ms() >= b->expires_at_ms) {
+        /* The rest is not sent: its validity is over. */
+        b->expired = true;
+        b->fetched_all = true;
+        if (b->count)
+            page_at(b, b->count - 1)->final = true;
+        else
+            add_final_page(b);
+        try_commit(b);
+        return;
+    }
     memset(&q, 0, sizeof(q));
     q.api_push_id = b->id;
     q.app_id = b->app_id;
-    q.after_id = pg == &b->next ? b->cur.last_id : b->cursor;
+    q.after_id = b->fetched_to;
     q.limit = BC_PAGE;
-    /* A page of about a second's sends under flow control: the cursor
-     * then tells where a takeover resumes to within that second. */
-    if (b->flow_control > 0 && (unsigned)b->flow_control < q.limit)
-        q.limit = (unsigned)b->flow_control;
     q.match = &b->match;
     q.increment = b->increment;
     q.where_sql = b->where.sql;
@@ -390,77 +437,96 @@ static void fetch(struct bcast *b, struct page *pg)
         pgw_log_warn("could not read the devices of push request '%" PRId64
                      "': %s: trying again",
                      b->id, pgw_strerror(rc));
-        if (pg == &b->cur)
-            wait_retry(b, false);
+        wait_retry(b, false);
         return;
     }
+    pg = page_at(b, b->count++);
+    memset(pg, 0, sizeof(*pg));
+    pg->fetching = true;
+    b->fetching = true;
     b->out++;
-    if (pg == &b->next)
-        b->fetching_next = true;
 }
 
 static void on_page(void *arg, int err, const struct pgw_installation *rows,
                     size_t n)
 {
     struct bcast *b = arg;
-    struct pgw_dispatch *d = b->bc->d;
-    bool next = b->fetching_next;
+    struct page *pg = page_at(b, b->count - 1);
 
     b->out--;
-    b->fetching_next = false;
+    b->fetching = false;
     if (free_if_dead(b))
         return;
     if (err < 0) {
         pgw_log_warn("could not read the devices of push request '%" PRId64
                      "': %s: trying again",
                      b->id, pgw_strerror(err));
-        /* The next page is asked again once the current one commits. */
-        if (!next)
-            wait_retry(b, false);
-        else if (b->state == B_FETCH)
-            wait_retry(b, false);
+        b->count--; /* the page is read again */
+        wait_retry(b, false);
         return;
     }
-    if (next && b->state != B_FETCH) {
-        /* Sent once the current page is committed. */
-        build_page(b, &b->next, rows, n);
-        b->next_ready = true;
+    build_page(b, pg, rows, n);
+    if (b->lost) {
+        free_if_dead(b);
         return;
     }
-    /* The current page (its commit came before this next page did). */
-    build_page(b, &b->cur, rows, n);
-    if (b->cur.n == 0 && b->cur.answered == 0) {
-        page_answered(b);
-        return;
-    }
-    b->state = B_SEND;
-    event_active(d->pump_ev, EV_TIMEOUT, 0);
+    if (!pg->final && pg->last_id)
+        b->fetched_to = pg->last_id;
+    if (pg->final)
+        b->fetched_all = true;
+    try_commit(b);
+    fetch_more(b);
+    event_active(b->bc->d->pump_ev, EV_TIMEOUT, 0);
 }
 
-/* Builds the pushes of |rows| into |pg| (push.c, as an event's devices). */
+/* An empty last page: the commit that ends the request. */
+static void add_final_page(struct bcast *b)
+{
+    struct page *pg = page_at(b, b->count++);
+
+    memset(pg, 0, sizeof(*pg));
+    pg->final = true;
+}
+
+static struct bfail *add_fail(struct page *pg)
+{
+    if (pg->n_fails == pg->cap_fails) {
+        size_t cap = pg->cap_fails ? pg->cap_fails * 2 : 8;
+        struct bfail *nf = realloc(pg->fails, cap * sizeof(*nf));
+
+        if (!nf)
+            return NULL;
+        pg->fails = nf;
+        pg->cap_fails = cap;
+    }
+    memset(&pg->fails[pg->n_fails], 0, sizeof(*pg->fails));
+    return &pg->fails[pg->n_fails++];
+}
+
+/* Builds the pushes of |rows| into |pg| (push.c, as an event's devices).
+ * Fewer rows than asked: the last page. */
 static void build_page(struct bcast *b, struct page *pg,
                        const struct pgw_installation *rows, size_t n)
 {
     struct pgw_dispatch *d = b->bc->d;
 
     memset(pg, 0, sizeof(*pg));
-    pg->full =
-        n >= BC_PAGE || (b->flow_control > 0 && n >= (size_t)b->flow_control);
+    pg->final = n < BC_PAGE;
     if (n == 0)
         return;
-    pg->last_id = rows[n - 1].id;
-    pg->devices = (int)n;
     pg->v = calloc(n, sizeof(*pg->v));
     if (!pg->v) {
-        /* Nothing sent, nothing committed: the page is read again. */
+        /* Nothing sent: the cursor stays, and the rest goes after a
+         * takeover (this process stops reading). */
         pgw_log_error("out of memory building a page of push request "
                       "'%" PRId64 "'",
                       b->id);
-        pg->devices = 0;
-        pg->last_id = 0;
-        pg->full = true;
+        b->lost = true;
+        pg->final = false;
         return;
     }
+    pg->last_id = rows[n - 1].id;
+    pg->devices = (int)n;
     /* A page's pushes are built with the clock of now: the payloads'
      * ttl and the check of the validity. */
     pgw_push_event_release(&b->pe);
@@ -469,16 +535,16 @@ static void build_page(struct bcast *b, struct page *pg,
     for (size_t i = 0; i < n; i++) {
         struct bpush *bp = &pg->v[pg->n];
         struct pgw_push_failure f;
+        struct bfail *fl;
 
         switch (pgw_push_make(&b->pe, &b->papp, &rows[i], rows[i].badge, &bp->p,
                               &f)) {
         case PGW_PUSH_SEND:
             bp->b = b;
+            bp->pg = pg;
             pg->n++;
             break;
-        case PGW_PUSH_FAIL: {
-            struct bfail *fl;
-
+        case PGW_PUSH_FAIL:
             dispatch_count_push(d, f.provider, f.expired ? "expired" : "failed",
                                 f.reason);
             if (f.expired)
@@ -494,7 +560,6 @@ static void build_page(struct bcast *b, struct page *pg,
                 pgw_copy_str(fl->reason, sizeof(fl->reason), f.reason);
             }
             break;
-        }
         case PGW_PUSH_NONE:
             break;
         }
@@ -557,55 +622,49 @@ static bool flow_allows(struct bcast *b)
     return false;
 }
 
+/*
+ * Sends the pages of the window in order: pages not yet committed, at
+ * most BC_WINDOW of them, so that at most BC_WINDOW × BC_PAGE devices
+ * have been sent a push that a crash would leave uncommitted. The window
+ * slides as each page is committed: its last answers and its commit do
+ * not hold back the next pages' sends.
+ */
 static void send_some(struct bcast *b)
 {
     struct pgw_broadcast *bc = b->bc;
     struct pgw_dispatch *d = bc->d;
-    struct page *pg = &b->cur;
 
-    while (b->state == B_SEND && !b->lost && !d->closing &&
-           pg->next_send < pg->n && room(bc) && flow_allows(b)) {
-        struct bpush *bp = &pg->v[pg->next_send++];
-        struct pgw_outcome err_o;
+    for (unsigned i = 0; i < b->count && i < BC_WINDOW; i++) {
+        struct page *pg = page_at(b, i);
 
-        b->flow_sent++;
-        bc->inflight++;
-        dispatch_count_send(d, bp->p.provider);
-        if (pgw_runtime_send(b->rt, b->app, &bp->p, on_answer, bp, &err_o) <
-            0) {
-            bool last = pg->next_send == pg->n;
+        if (pg->fetching)
+            return;
+        while (pg->next_send < pg->n) {
+            struct bpush *bp;
+            struct pgw_outcome err_o;
 
-            on_answer(bp, &err_o);
-            if (last)
-                return; /* may have committed, or freed |b| */
+            if (b->lost || d->closing || !room(bc) || !flow_allows(b))
+                return;
+            bp = &pg->v[pg->next_send++];
+            b->flow_sent++;
+            b->inflight++;
+            bc->inflight++;
+            dispatch_count_send(d, bp->p.provider);
+            if (pgw_runtime_send(b->rt, b->app, &bp->p, on_answer, bp, &err_o) <
+                0) {
+                /* answered at once: its page may commit, never freeing
+                 * |b| synchronously (the commit goes through the store) */
+                on_answer(bp, &err_o);
+                if (b->lost || d->closing)
+                    return;
+            }
         }
     }
-    /* The next page is read (and its badges incremented) while this one
-     * is sent: its statement then takes none of the senders' time. */
-    if (b->state == B_SEND && !b->lost && pg->full && !b->fetching_next &&
-        !b->next_ready && !d->draining)
-        fetch(b, &b->next);
 }
 
-static struct bfail *add_fail(struct page *pg)
+static bool add_retry(struct bcast *b, struct page *pg,
+                      const struct pgw_push *p, int64_t at, const char *reason)
 {
-    if (pg->n_fails == pg->cap_fails) {
-        size_t cap = pg->cap_fails ? pg->cap_fails * 2 : 8;
-        struct bfail *nf = realloc(pg->fails, cap * sizeof(*nf));
-
-        if (!nf)
-            return NULL;
-        pg->fails = nf;
-        pg->cap_fails = cap;
-    }
-    memset(&pg->fails[pg->n_fails], 0, sizeof(*pg->fails));
-    return &pg->fails[pg->n_fails++];
-}
-
-static bool add_retry(struct bcast *b, const struct pgw_push *p, int64_t at,
-                      const char *reason)
-{
-    struct page *pg = &b->cur;
     struct bretry *r;
 
     if (pg->n_retries == pg->cap_retries) {
@@ -640,7 +699,7 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
     struct bcast *b = bp->b;
     struct pgw_broadcast *bc = b->bc;
     struct pgw_dispatch *d = bc->d;
-    struct page *pg = &b->cur;
+    struct page *pg = bp->pg;
     struct pgw_push *p = &bp->p;
     enum pgw_store_failure_kind kind = PGW_STORE_FAIL_FAILED;
     enum dispatch_fate fate;
@@ -649,6 +708,7 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
 
     d->inflight[p->provider]--;
     bc->inflight--;
+    b->inflight--;
     pg->answered++;
     if (d->closing) {
         /* Cancelled (pgw_dispatch_stop): nothing is recorded. */
@@ -658,7 +718,7 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
     }
     fate = dispatch_answer(d, b->rt, b->app_id, 0, p, o, &kind, &at);
     /* a retry row that cannot be kept is recorded as failed */
-    if (fate == DISPATCH_RETRY && !add_retry(b, p, at, o->reason)) {
+    if (fate == DISPATCH_RETRY && !add_retry(b, pg, p, at, o->reason)) {
         fate = DISPATCH_FAILED;
         kind = PGW_STORE_FAIL_FAILED;
     }
@@ -690,45 +750,53 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
     if (free_if_dead(b))
         return;
     if (pg->answered == pg->n)
-        page_answered(b);
-    else
-        event_active(d->pump_ev, EV_TIMEOUT, 0);
-}
-
-/* Every push of the current page has its outcome: committed, with the
- * request's end when no page follows. */
-static void page_answered(struct bcast *b)
-{
-    const char *end = NULL;
-
-    if (!b->cur.full) {
-        int64_t devices = b->devices + b->cur.devices;
-        int64_t delivered = b->successes + b->cur.successes;
-
-        end = devices == 0
-                  ? "no_devices"
-                  : dispatch_sent_result((size_t)devices, (size_t)delivered);
-    } else if (pgw_clock_wall_ms() >= b->expires_at_ms) {
-        /* The rest is not sent: its validity is over. */
-        end = "expired";
-    }
-    b->state = B_COMMIT;
-    commit(b, end);
+        try_commit(b);
+    event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- commits and the end --------------------------------------------------
  */
 
-static void commit(struct bcast *b, const char *end)
+/* The oldest page, once every push of it has an outcome, is committed
+ * (one commit at a time, in page order: the cursor only moves forward
+ * over devices whose pushes all have an outcome). */
+static void try_commit(struct bcast *b)
+{
+    struct page *pg;
+
+    if (b->committing || b->wait_commit || b->count == 0 || b->lost ||
+        b->bc->d->closing)
+        return;
+    pg = page_at(b, 0);
+    if (pg->fetching || pg->answered < pg->n)
+        return;
+    commit(b);
+}
+
+/* The result the request ends with, its last page |pg| included. */
+static const char *end_result(struct bcast *b, const struct page *pg)
+{
+    int64_t devices = b->devices + pg->devices;
+    int64_t delivered = b->successes + pg->successes;
+
+    if (b->forced_end)
+        return b->forced_end;
+    if (b->expired)
+        return "expired";
+    if (devices == 0)
+        return "no_devices";
+    return dispatch_sent_result((size_t)devices, (size_t)delivered);
+}
+
+static void commit(struct bcast *b)
 {
     struct pgw_dispatch *d = b->bc->d;
-    struct page *pg = &b->cur;
+    struct page *pg = page_at(b, 0);
     struct pgw_store_api_page sp;
     struct pgw_store_failure *fs = NULL;
     struct pgw_store_retry_new *rs = NULL;
     int rc = PGW_ERR_NOMEM;
 
-    b->end = end;
     fs = calloc(pg->n_fails + 1, sizeof(*fs));
     rs = calloc(pg->n_retries + 1, sizeof(*rs));
     if (!fs || !rs)
@@ -755,10 +823,12 @@ static void commit(struct bcast *b, const char *end)
     sp.n_failures = pg->n_fails;
     sp.retries = rs;
     sp.n_retries = pg->n_retries;
-    sp.result = end;
+    sp.result = pg->final ? end_result(b, pg) : NULL;
     rc = pgw_store_commit_api_page(d->o.store, &sp, on_committed, b);
-    if (rc == 0)
+    if (rc == 0) {
         b->out++;
+        b->committing = true;
+    }
 out:
     free(fs);
     free(rs);
@@ -775,6 +845,7 @@ static void on_committed(void *arg, int err, bool held)
     struct bcast *b = arg;
 
     b->out--;
+    b->committing = false;
     if (free_if_dead(b))
         return;
     if (err < 0) {
@@ -786,7 +857,7 @@ static void on_committed(void *arg, int err, bool held)
     }
     if (!held) {
         /* Another process holds it now (this one's lease expired): its
-         * pushes of this page go again from there. */
+         * pushes not committed go again from there. */
         pgw_log_warn("push request '%" PRId64 "' was taken over by another "
                      "process: this one stops sending it",
                      b->id);
@@ -801,18 +872,22 @@ static void after_commit(struct bcast *b)
 {
     struct pgw_broadcast *bc = b->bc;
     struct pgw_dispatch *d = bc->d;
+    struct page *pg = page_at(b, 0);
+    const char *end = pg->final ? end_result(b, pg) : NULL;
 
-    b->cursor = b->cur.last_id ? b->cur.last_id : b->cursor;
-    b->devices += b->cur.devices;
-    b->successes += b->cur.successes;
-    page_release(&b->cur);
-    if (b->end) {
+    if (pg->last_id)
+        b->cursor = pg->last_id;
+    b->devices += pg->devices;
+    b->successes += pg->successes;
+    page_release(pg);
+    b->head = (b->head + 1) % BC_RING;
+    b->count--;
+    if (end) {
         if (bc->m_requests)
-            pgw_metric_inc(
-                pgw_metrics_series2(bc->m_requests, b->app_id, b->end));
+            pgw_metric_inc(pgw_metrics_series2(bc->m_requests, b->app_id, end));
         pgw_log_infof(PGW_FIELDS(PGW_LF_INT("api_push", b->id),
                                  PGW_LF_STR("app", b->app_id),
-                                 PGW_LF_STR("result", b->end),
+                                 PGW_LF_STR("result", end),
                                  PGW_LF_INT("devices", b->devices),
                                  PGW_LF_INT("successes", b->successes)),
                       "push request finished");
@@ -820,7 +895,7 @@ static void after_commit(struct bcast *b)
         claim(bc);
         return;
     }
-    if (d->draining) {
+    if (d->draining && b->count == 0 && !b->fetching) {
         /* Given back: another process (or the next start) goes on from
          * the cursor at once. */
         if (pgw_store_release_api_push(d->o.store, b->id, on_released, NULL) <
@@ -830,21 +905,9 @@ static void after_commit(struct bcast *b)
         bcast_free(b);
         return;
     }
-    if (b->next_ready) {
-        b->cur = b->next;
-        memset(&b->next, 0, sizeof(b->next));
-        b->next_ready = false;
-        if (b->cur.n == 0) {
-            page_answered(b);
-            return;
-        }
-        b->state = B_SEND;
-        event_active(d->pump_ev, EV_TIMEOUT, 0);
-        return;
-    }
-    b->state = B_FETCH;
-    if (!b->fetching_next)
-        fetch(b, &b->cur);
+    try_commit(b);
+    fetch_more(b);
+    event_active(d->pump_ev, EV_TIMEOUT, 0);
 }
 
 /* A statement failed: the same step again after BC_RETRY_MS (the lease is
@@ -853,13 +916,14 @@ static void wait_retry(struct bcast *b, bool commit_again)
 {
     struct timeval tv = {BC_RETRY_MS / 1000, (BC_RETRY_MS % 1000) * 1000};
 
-    b->state = B_WAIT;
-    b->wait_commit = commit_again;
-    b->flow_waiting = false;
+    if (commit_again)
+        b->wait_commit = true;
+    else
+        b->wait_fetch = true;
     evtimer_add(b->timer, &tv);
 }
 
-/* Fires for flow control (B_SEND) or after a failure (B_WAIT). */
+/* Fires for flow control, or after a failed statement. */
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct bcast *b = arg;
@@ -868,17 +932,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
     if (b->bc->d->closing)
         return;
-    if (b->state == B_WAIT) {
-        if (b->wait_commit) {
-            b->state = B_COMMIT;
-            commit(b, b->end);
-        } else {
-            b->state = B_FETCH;
-            fetch(b, &b->cur);
-        }
-        return;
-    }
     b->flow_waiting = false;
+    if (b->wait_commit) {
+        b->wait_commit = false;
+        try_commit(b);
+    }
+    if (b->wait_fetch) {
+        b->wait_fetch = false;
+        fetch_more(b);
+    }
     send_some(b);
 }
 
@@ -900,8 +962,8 @@ static void bcast_free(struct bcast *b)
 
     pgw_list_remove(&b->node);
     bc->n_active--;
-    page_release(&b->cur);
-    page_release(&b->next);
+    for (unsigned i = 0; i < BC_RING; i++)
+        page_release(&b->ring[i]);
     pgw_push_event_release(&b->pe);
     pgw_resolve_free(b->res);
     pgw_where_release(&b->where);
@@ -958,8 +1020,8 @@ static void on_renewed(void *arg, int err, const int64_t *held, size_t n)
 
         for (size_t i = 0; i < n && !kept; i++)
             kept = held[i] == b->id;
-        /* a request that ended with this renewal in flight */
-        if (kept || b->end)
+        /* a request whose end was being committed with this renewal */
+        if (kept || (b->committing && b->count && page_at(b, 0)->final))
             continue;
         pgw_log_warn("push request '%" PRId64 "': lease lost: this "
                      "process stops sending it",
@@ -1036,7 +1098,7 @@ void broadcast_pump(struct pgw_dispatch *d)
 
         if (!room(bc))
             break;
-        if (b->state == B_SEND && !b->flow_waiting)
+        if (!b->flow_waiting)
             send_some(b);
     }
 }

@@ -3,7 +3,7 @@
  * (a third iOS with badge "Increment", the rest Android) is sent by
  * `pushgw serve`, which is killed with SIGKILL in the middle, restarted,
  * killed again and restarted. Afterwards every device got the push, at
- * most one page (2,000 devices) twice per kill, the request's counters
+ * most the sender's window (2,000 devices) twice per kill, the request's counters
  * count every device once, and no badge was incremented twice.
  *
  * Short form (ctest): 6,000 devices, 2 kills. Long form
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* broadcast.c's page */
+/* broadcast.c: BC_WINDOW x BC_PAGE devices sent and not committed */
 #define PAGE 2000
 
 /* The device number of a token of this test, or -1. */
