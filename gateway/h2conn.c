@@ -793,6 +793,13 @@ static void tunnel_read_cb(struct bufferevent *bev, void *arg)
     n = pgw_proxy_parse_answer(head, take, &status, reason, sizeof(reason));
     if (n == 0)
         return; /* more to come; the connect timeout bounds the wait */
+    if (n == PGW_ERR_TOO_LARGE) {
+        snprintf(buf, sizeof(buf),
+                 "the proxy's answer to CONNECT is over %d bytes",
+                 PGW_PROXY_MAX_ANSWER);
+        h2conn_fail(c, buf);
+        return;
+    }
     if (n < 0) {
         h2conn_fail(c, "the proxy's answer to CONNECT is not HTTP/1.x");
         return;

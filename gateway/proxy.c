@@ -300,10 +300,10 @@ int pgw_proxy_parse_answer(const char *buf, size_t len, int *ret_status,
         }
     }
     if (!end)
-        return len >= PGW_PROXY_MAX_ANSWER ? PGW_ERR_PROTO : 0;
+        return len >= PGW_PROXY_MAX_ANSWER ? PGW_ERR_TOO_LARGE : 0;
     head = (size_t)(end - buf);
     if (head > PGW_PROXY_MAX_ANSWER)
-        return PGW_ERR_PROTO;
+        return PGW_ERR_TOO_LARGE;
     eol = memchr(buf, '\r', head);
     /* "HTTP/1.x SSS[ reason]" */
     if (!eol || eol - buf < 12 || strncmp(buf, "HTTP/1.", 7) != 0 ||

@@ -60,8 +60,8 @@ int pgw_proxy_connect_request(const struct pgw_proxy *proxy,
  * 0 while the head is incomplete; the length of the head (up to and with
  * the blank line) once complete, with its status in |*ret_status| and the
  * reason phrase, printable ASCII only and cut to |reason_size|, in
- * |reason|; PGW_ERR_PROTO when it is not an HTTP/1.x answer or is longer
- * than PGW_PROXY_MAX_ANSWER.
+ * |reason|; PGW_ERR_PROTO when it is not an HTTP/1.x answer,
+ * PGW_ERR_TOO_LARGE when it is longer than PGW_PROXY_MAX_ANSWER.
  */
 int pgw_proxy_parse_answer(const char *buf, size_t len, int *ret_status,
                            char *reason, size_t reason_size);

@@ -1174,6 +1174,8 @@ static void one_request_via(struct tu_mock *m, const char *host,
     po.ca_file = CERTS "/ca.pem";
     po.connections = 1;
     po.proxy = proxy;
+    /* through a proxy, attempts are bounded shorter than the loop here */
+    po.connect_timeout_ms = proxy ? 2000 : 0;
     assert_int_equal(pgw_h2_pool_new(base, dns, &po, &pool), 0);
     memset(&req, 0, sizeof(req));
     req.method = "POST";
@@ -1370,6 +1372,25 @@ static void test_proxy_down(void **state)
     (void)state;
     expect_proxy_failure(NULL, "alice:s3cret@", true,
                          "proxy: Connection refused");
+}
+
+/* A proxy that never answers CONNECT: the connect timeout ends it. */
+static void test_proxy_hangs(void **state)
+{
+    const char *args[] = {"--hang", NULL};
+
+    (void)state;
+    expect_proxy_failure(args, "", false, "timed out after 2000 ms");
+}
+
+/* Something else than an HTTP proxy on the port. */
+static void test_proxy_not_http(void **state)
+{
+    const char *args[] = {"--raw", "SSH-2.0-OpenSSH_9.2\r\n\r\n", NULL};
+
+    (void)state;
+    expect_proxy_failure(args, "alice:s3cret@", false,
+                         "the proxy's answer to CONNECT is not HTTP/1.x");
 }
 
 /* Many pushes over several connections, each its own tunnel. */
@@ -1571,6 +1592,8 @@ int main(void)
         cmocka_unit_test(test_proxy_wrong_password_407),
         cmocka_unit_test(test_proxy_refuses_502),
         cmocka_unit_test(test_proxy_down),
+        cmocka_unit_test(test_proxy_hangs),
+        cmocka_unit_test(test_proxy_not_http),
         cmocka_unit_test(test_many_through_proxy),
     };
 

@@ -13,6 +13,8 @@
  * usage: connect_proxy --port-file FILE [--listen HOST:PORT] [--record F]
  *                      [--auth USER:PASSWORD]  (else 407)
  *                      [--status N]            (answer N to every CONNECT)
+ *                      [--hang]                (never answer; status 0)
+ *                      [--raw TEXT]            (answer TEXT, not HTTP)
  */
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
@@ -44,6 +46,8 @@ static struct event_base *base;
 static FILE *record;
 static const char *want_auth;
 static int fixed_status;
+static int hang;
+static const char *raw_answer;
 static long next_id;
 static struct pconn *conns;
 
@@ -286,9 +290,25 @@ static void client_head(struct bufferevent *bev, void *arg)
         status = fixed_status;
     else if (loopback_addr(target, &ss, &sslen) != 0)
         status = 403;
-    record_line(p, method, target, host, auth, status ? status : 200);
+    if (!status && (hang || raw_answer))
+        status = -1;
+    record_line(p, method, target, host, auth,
+                status > 0   ? status
+                : status < 0 ? 0
+                             : 200);
     free(auth);
     free(head);
+    if (status < 0 && hang) {
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    if (status < 0) {
+        evbuffer_add(bufferevent_get_output(bev), raw_answer,
+                     strlen(raw_answer));
+        bufferevent_disable(bev, EV_READ);
+        bufferevent_setcb(bev, NULL, close_when_written, NULL, p);
+        return;
+    }
     if (status) {
         answer_error(p, status);
         return;
@@ -408,6 +428,8 @@ int main(int argc, char **argv)
         {"record", required_argument, NULL, 'r'},
         {"auth", required_argument, NULL, 'a'},
         {"status", required_argument, NULL, 's'},
+        {"hang", no_argument, NULL, 'h'},
+        {"raw", required_argument, NULL, 'w'},
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
@@ -438,6 +460,12 @@ int main(int argc, char **argv)
             break;
         case 's':
             fixed_status = atoi(optarg);
+            break;
+        case 'h':
+            hang = 1;
+            break;
+        case 'w':
+            raw_answer = optarg;
             break;
         case 'q':
             break;

@@ -223,7 +223,7 @@ static void test_answer_cap(void **state)
                      0);
     assert_int_equal(pgw_proxy_parse_answer(buf, PGW_PROXY_MAX_ANSWER, &status,
                                             reason, sizeof(reason)),
-                     PGW_ERR_PROTO);
+                     PGW_ERR_TOO_LARGE);
     /* a reason longer than the room is cut */
     assert_int_equal(pgw_proxy_parse_answer(LONG_REASON, strlen(LONG_REASON),
                                             &status, reason, sizeof(reason)),
