@@ -5,14 +5,17 @@
 # `tc qdisc … netem` (iproute2): TCP itself sees the distance (handshakes,
 # windows, slow start), as it does with Apple and Google. A kernel without
 # netem (sch_netem) gets a pair of TUN devices instead, one in the
-# namespace, with tests/bench/netdelay.py holding each packet for half the
-# round trip between them: TCP sees that too. Without the rights for
+# namespace, with netdelay (tests/bench/netdelay.c, built with the bench
+# tools) holding each packet for half the round trip between them: TCP sees
+# that too. Without the rights for
 # namespaces (a container without CAP_NET_ADMIN), the mocks run on
 # loopback with their --delay-ms instead, which delays each answer but not
 # the packets, and the output says so.
 #
-#   dist_setup WORK CERTS   creates the namespace, the pair and a server
+#   dist_setup WORK CERTS NETDELAY
+#                           creates the namespace, the pair and a server
 #                           certificate for its address (else the fallback);
+#                           NETDELAY is the built netdelay binary;
 #                           sets DIST_MODE (netem | tun | mock-delay),
 #                           DIST_HOST
 #   dist_rtt MS             sets the round trip (0: none)
@@ -39,10 +42,12 @@ DIST_APNS_PID=
 DIST_FCM_PID=
 DIST_MADE=0
 DIST_TUN_PID=
+DIST_NETDELAY=
 
-dist_setup() { # work certs
+dist_setup() { # work certs netdelay
     DIST_WORK=$1
     DIST_CERTS=$2
+    DIST_NETDELAY=$3
     if [ "${BENCH_DISTANCE_NETEM:-1}" != 0 ] && command -v ip >/dev/null && command -v tc >/dev/null &&
         ip netns add "$DIST_NS" 2>/dev/null; then
         DIST_MADE=1
@@ -62,7 +67,7 @@ dist_setup() { # work certs
                 return 0
             fi
             echo "    tc could not add a netem qdisc ($(head -n 1 "$DIST_WORK/tc.err")):" \
-                "the packets are delayed by tests/bench/netdelay.py between two TUN devices" >&2
+                "the packets are delayed by netdelay between two TUN devices" >&2
             ip link del "$DIST_VETH_H" 2>/dev/null || true
             if dist_setup_tun && dist_make_cert; then
                 DIST_MODE=tun
@@ -86,13 +91,13 @@ dist_setup() { # work certs
     DIST_KEY=$DIST_CERTS/server.key
 }
 
-# TUN_A here, TUN_B in the namespace, netdelay.py between them; MTU 65000
+# TUN_A here, TUN_B in the namespace, netdelay between them; MTU 65000
 # so that the delayer handles few, large packets.
 dist_setup_tun() {
-    command -v python3 >/dev/null && [ -c /dev/net/tun ] || return 1
+    [ -x "$DIST_NETDELAY" ] && [ -c /dev/net/tun ] || return 1
     echo 0 >"$DIST_WORK/delay_ms"
-    python3 "$(dirname "${BASH_SOURCE[0]}")/netdelay.py" "$DIST_VETH_H" "$DIST_VETH_N" \
-        "$DIST_WORK/delay_ms" >"$DIST_WORK/netdelay.out" 2>&1 &
+    "$DIST_NETDELAY" "$DIST_VETH_H" "$DIST_VETH_N" "$DIST_WORK/delay_ms" \
+        >"$DIST_WORK/netdelay.out" 2>&1 &
     DIST_TUN_PID=$!
     for _ in $(seq 1 200); do
         grep -q ready "$DIST_WORK/netdelay.out" 2>/dev/null && break
@@ -178,6 +183,8 @@ dist_teardown() {
         kill "$DIST_TUN_PID" 2>/dev/null || true
         wait "$DIST_TUN_PID" 2>/dev/null || true
         DIST_TUN_PID=
+        # what it forwarded and dropped
+        sed -n 's/^netdelay: /    netdelay: /p' "$DIST_WORK/netdelay.out" >&2
     fi
     [ "$DIST_MADE" = 1 ] || return 0
     ip link del "$DIST_VETH_H" 2>/dev/null || true

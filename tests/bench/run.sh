@@ -113,7 +113,7 @@ command -v psql >/dev/null || die "psql not found (apt-get install postgresql)"
 log "building a Release binary in $build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >"/tmp/pushgw-bench-cmake.log" 2>&1 \
     || { cat /tmp/pushgw-bench-cmake.log; die "cmake failed"; }
-cmake --build "$build" -j2 --target pushgw mock_apns mock_fcm mkjwt loadgen test_certs \
+cmake --build "$build" -j2 --target pushgw mock_apns mock_fcm mkjwt loadgen netdelay test_certs \
     >"/tmp/pushgw-bench-build.log" 2>&1 \
     || { tail -40 /tmp/pushgw-bench-build.log; die "build failed"; }
 certs="$build/tests/certs/out"
@@ -325,7 +325,7 @@ distance_lines=()
 run_distance() {
     local near rtt d_pps conns
     [ "$distance_events" -gt 0 ] || { distance_lines=("bench distance skipped"); return 0; }
-    dist_setup "$work" "$certs"
+    dist_setup "$work" "$certs" "$build/tests/bench/netdelay"
     far_apns_port=$(free_port)
     far_fcm_port=$(free_port)
     sed -e "s|https://127.0.0.1:$apns_port|https://$DIST_HOST:$far_apns_port|g" \
