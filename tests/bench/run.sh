@@ -153,8 +153,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# A TCP port nothing uses now, from the ephemeral range's neighbourhood
+# (ss is in iproute2, which deploy/packages.sh installs; no python).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 30000))
+        ss -Htan "( sport = :$p )" | grep -q . || { echo "$p"; return; }
+    done
 }
 
 # --- Postgres -------------------------------------------------------------
