@@ -1381,6 +1381,19 @@ static void claim_events(struct pgw_dispatch *d, size_t min_room)
     }
 }
 
+/* True when a job of this process works |event_id|. */
+static bool job_held(struct pgw_dispatch *d, int64_t event_id)
+{
+    struct pgw_list *pos;
+
+    pgw_list_for_each(pos, &d->jobs)
+    {
+        if (job_of(pos)->event_id == event_id)
+            return true;
+    }
+    return false;
+}
+
 static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
                        size_t n)
 {
@@ -1398,6 +1411,12 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
         struct pgw_json_error perr;
         struct job *job;
 
+        /* Our own lease ran out (the process stalled longer than it, or
+         * its renewals were late) and the claim took the event back while
+         * its job still runs here: that job goes on under the renewed
+         * lease; a second one would send every push again. */
+        if (job_held(d, evs[i].id))
+            continue;
         if (pgw_event_parse(evs[i].body, evs[i].body_len, &d->rt->limits, &ev,
                             &perr) < 0) {
             /* Stored events were valid when accepted; limits may have
