@@ -123,9 +123,9 @@ struct bcast {
      * BC_RING] for i < count. */
     struct page ring[BC_RING];
     unsigned head, count;
-    bool fetching;    /* a page's rows are being read */
-    bool fetched_all; /* the last page is in the ring */
-    bool committing;
+    bool fetching;                /* a page's rows are being read */
+    bool fetched_all;             /* the last page is in the ring */
+    unsigned committing;          /* pages in the commit out (0: none) */
     bool wait_fetch, wait_commit; /* a statement failed: again later */
     const char *forced_end;       /* ends before any push (end_early) */
     bool expired;                 /* its validity ended while sending */
@@ -581,22 +581,31 @@ static bool events_waiting(const struct pgw_dispatch *d)
  * Fairness between events and broadcasts (DESIGN §15.5: a broadcast must
  * not starve 1:1 chat pushes). The in-flight cap follows the providers'
  * streams (pgw_dispatch_pacing_cap), so what is in flight is what the
- * providers are working on. While events are in memory, broadcasts keep
- * to half of it: the other half is free for events the moment they come,
- * so a chat push waits for neither a broadcast's queue nor its answers,
- * and the broadcast still has half the streams (it goes on at about half
- * its rate while chat traffic lasts, and takes everything again when
- * events stop). The pump gives freed room to events first (dispatch_pump
- * works the jobs before calling broadcast_pump), so an event that comes
- * while a broadcast fills the whole cap waits for one answer at most.
+ * providers are working on. While events are in memory, broadcasts leave
+ * a reserve of the cap free (an eighth): a chat push that comes finds a
+ * slot at once, waiting for no broadcast answer. Beyond the reserve the
+ * room freed by answers goes to events first (dispatch_pump works the
+ * jobs before broadcast_pump), so events take as much as they need, down
+ * to a floor kept for broadcasts (a quarter), so that a steady fan-out
+ * does not starve them either. Work-conserving: a trickle of chat costs a
+ * broadcast only the reserve, where a fixed half would halve it for as
+ * long as any event is in memory.
  */
+#define BC_EVENT_RESERVE_DIV 8
+#define BC_FLOOR_DIV 4
+
 static bool room(const struct pgw_broadcast *bc)
 {
     const struct pgw_dispatch *d = bc->d;
     size_t cap = dispatch_bulk_cap(d);
-    size_t limit = events_waiting(d) ? cap / 2 : cap;
+    size_t total = d->inflight[0] + d->inflight[1];
 
-    return dispatch_inflight_room(d) && bc->inflight < limit;
+    if (!dispatch_inflight_room(d) || bc->inflight >= cap)
+        return false;
+    if (!events_waiting(d))
+        return true;
+    return bc->inflight < cap / BC_FLOOR_DIV ||
+           total + cap / BC_EVENT_RESERVE_DIV < cap;
 }
 
 /* flow_control: may one more push go now? Else the timer is set. */
@@ -773,12 +782,34 @@ static void try_commit(struct bcast *b)
     commit(b);
 }
 
-/* The result the request ends with, its last page |pg| included. */
-static const char *end_result(struct bcast *b, const struct page *pg)
+/* The oldest pages whose pushes all have an outcome, in order, at most
+ * to the first one that ends the request: what the next commit covers. */
+static unsigned answered_pages(struct bcast *b)
 {
-    int64_t devices = b->devices + pg->devices;
-    int64_t delivered = b->successes + pg->successes;
+    unsigned n = 0;
 
+    while (n < b->count) {
+        struct page *pg = page_at(b, n);
+
+        if (pg->fetching || pg->answered < pg->n)
+            break;
+        n++;
+        if (pg->final)
+            break;
+    }
+    return n;
+}
+
+/* The result the request ends with, every page committed so far and the
+ * |n| pages of this commit counted. */
+static const char *end_result(struct bcast *b, unsigned n)
+{
+    int64_t devices = b->devices, delivered = b->successes;
+
+    for (unsigned i = 0; i < n; i++) {
+        devices += page_at(b, i)->devices;
+        delivered += page_at(b, i)->successes;
+    }
     if (b->forced_end)
         return b->forced_end;
     if (b->expired)
@@ -788,46 +819,61 @@ static const char *end_result(struct bcast *b, const struct page *pg)
     return dispatch_sent_result((size_t)devices, (size_t)delivered);
 }
 
+/*
+ * Commits the oldest pages whose pushes all have an outcome, together:
+ * one durable commit (a WAL flush) for as many pages as were answered
+ * while the last one was on its way, so the flushes do not bound the
+ * rate, and the window keeps sending meanwhile.
+ */
 static void commit(struct bcast *b)
 {
     struct pgw_dispatch *d = b->bc->d;
-    struct page *pg = page_at(b, 0);
+    unsigned n = answered_pages(b);
     struct pgw_store_api_page sp;
     struct pgw_store_failure *fs = NULL;
     struct pgw_store_retry_new *rs = NULL;
+    size_t n_fails = 0, n_retries = 0;
     int rc = PGW_ERR_NOMEM;
 
-    fs = calloc(pg->n_fails + 1, sizeof(*fs));
-    rs = calloc(pg->n_retries + 1, sizeof(*rs));
+    memset(&sp, 0, sizeof(sp));
+    sp.cursor_id = b->cursor;
+    for (unsigned i = 0; i < n; i++) {
+        n_fails += page_at(b, i)->n_fails;
+        n_retries += page_at(b, i)->n_retries;
+    }
+    fs = calloc(n_fails + 1, sizeof(*fs));
+    rs = calloc(n_retries + 1, sizeof(*rs));
     if (!fs || !rs)
         goto out;
-    for (size_t i = 0; i < pg->n_fails; i++) {
-        fs[i] = pg->fails[i].f;
-        fs[i].reason = pg->fails[i].reason;
+    for (unsigned i = 0; i < n; i++) {
+        struct page *pg = page_at(b, i);
+
+        for (size_t k = 0; k < pg->n_fails; k++) {
+            fs[sp.n_failures] = pg->fails[k].f;
+            fs[sp.n_failures++].reason = pg->fails[k].reason;
+        }
+        for (size_t k = 0; k < pg->n_retries; k++) {
+            rs[sp.n_retries] = pg->retries[k].r;
+            rs[sp.n_retries].request = pg->retries[k].request;
+            rs[sp.n_retries++].last_reason = pg->retries[k].reason;
+        }
+        if (pg->last_id)
+            sp.cursor_id = pg->last_id;
+        sp.devices += pg->devices;
+        sp.successes += pg->successes;
+        sp.invalid_tokens += pg->invalid_tokens;
+        sp.errors += pg->errors;
+        sp.expired += pg->expired;
     }
-    for (size_t i = 0; i < pg->n_retries; i++) {
-        rs[i] = pg->retries[i].r;
-        rs[i].request = pg->retries[i].request;
-        rs[i].last_reason = pg->retries[i].reason;
-    }
-    memset(&sp, 0, sizeof(sp));
     sp.api_push_id = b->id;
     sp.lease_ms = d->o.lease_ms;
-    sp.cursor_id = pg->last_id ? pg->last_id : b->cursor;
-    sp.devices = pg->devices;
-    sp.successes = pg->successes;
-    sp.invalid_tokens = pg->invalid_tokens;
-    sp.errors = pg->errors;
-    sp.expired = pg->expired;
     sp.failures = fs;
-    sp.n_failures = pg->n_fails;
     sp.retries = rs;
-    sp.n_retries = pg->n_retries;
-    sp.result = pg->final ? end_result(b, pg) : NULL;
+    sp.result = page_at(b, n - 1)->final ? end_result(b, n) : NULL;
     rc = pgw_store_commit_api_page(d->o.store, &sp, on_committed, b);
     if (rc == 0) {
         b->out++;
-        b->committing = true;
+        b->committing = n;
     }
 out:
     free(fs);
@@ -845,13 +891,13 @@ static void on_committed(void *arg, int err, bool held)
     struct bcast *b = arg;
 
     b->out--;
-    b->committing = false;
     if (free_if_dead(b))
         return;
     if (err < 0) {
         pgw_log_warn("could not record a page of push request '%" PRId64
                      "': %s: trying again",
                      b->id, pgw_strerror(err));
+        b->committing = 0;
         wait_retry(b, true);
         return;
     }
@@ -872,16 +918,21 @@ static void after_commit(struct bcast *b)
 {
     struct pgw_broadcast *bc = b->bc;
     struct pgw_dispatch *d = bc->d;
-    struct page *pg = page_at(b, 0);
-    const char *end = pg->final ? end_result(b, pg) : NULL;
+    unsigned n = b->committing;
+    const char *end = page_at(b, n - 1)->final ? end_result(b, n) : NULL;
 
-    if (pg->last_id)
-        b->cursor = pg->last_id;
-    b->devices += pg->devices;
-    b->successes += pg->successes;
-    page_release(pg);
-    b->head = (b->head + 1) % BC_RING;
-    b->count--;
+    b->committing = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct page *pg = page_at(b, 0);
+
+        if (pg->last_id)
+            b->cursor = pg->last_id;
+        b->devices += pg->devices;
+        b->successes += pg->successes;
+        page_release(pg);
+        b->head = (b->head + 1) % BC_RING;
+        b->count--;
+    }
     if (end) {
         if (bc->m_requests)
             pgw_metric_inc(pgw_metrics_series2(bc->m_requests, b->app_id, end));
@@ -1021,7 +1072,7 @@ static void on_renewed(void *arg, int err, const int64_t *held, size_t n)
         for (size_t i = 0; i < n && !kept; i++)
             kept = held[i] == b->id;
         /* a request whose end was being committed with this renewal */
-        if (kept || (b->committing && b->count && page_at(b, 0)->final))
+        if (kept || (b->committing && page_at(b, b->committing - 1)->final))
             continue;
         pgw_log_warn("push request '%" PRId64 "': lease lost: this "
                      "process stops sending it",
