@@ -239,6 +239,7 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     if (!d)
         return PGW_ERR_NOMEM;
     pgw_list_init(&d->jobs);
+    pgw_list_init(&d->retries);
     pgw_list_init(&d->runtimes);
     pgw_list_init(&d->lookup_wait);
     d->o = *opts;

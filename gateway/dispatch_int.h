@@ -42,6 +42,7 @@ struct pgw_dispatch {
     bool cap_known; /* the cap follows known streams (else max_inflight) */
     unsigned sends_since_cap;
     size_t retries_inflight;  /* claimed retries not finished (retry.c) */
+    struct pgw_list retries;  /* their struct retry_ctx (retry.c) */
     struct pgw_broadcast *bc; /* the sender of API pushes (broadcast.c) */
     /* Pushes built and not answered, plus the recipients of lookups out;
      * bounded by max_pending (see PENDING_PUSHES_FACTOR). */

@@ -26,6 +26,7 @@
 /* A retry claimed from the store, with its single push. */
 struct retry_ctx {
     struct pgw_dispatch *d;
+    struct pgw_list node; /* on d->retries */
     struct pgw_runtime *rt;
     int64_t retry_id;
     int64_t event_id;    /* 0: the retry of an API push */
@@ -56,6 +57,19 @@ void dispatch_claim_retries(struct pgw_dispatch *d)
         d->claiming_retries = true;
 }
 
+/* True when a retry of this process works the row |retry_id|. */
+static bool retry_held(struct pgw_dispatch *d, int64_t retry_id)
+{
+    struct pgw_list *pos;
+
+    pgw_list_for_each(pos, &d->retries)
+    {
+        if (pgw_list_entry(pos, struct retry_ctx, node)->retry_id == retry_id)
+            return true;
+    }
+    return false;
+}
+
 static void on_retries_claimed(void *arg, int err,
                                const struct pgw_store_retry *rs, size_t n)
 {
@@ -65,12 +79,19 @@ static void on_retries_claimed(void *arg, int err,
     if (err < 0 || !d->rt)
         return;
     for (size_t i = 0; i < n; i++) {
-        struct retry_ctx *rc = calloc(1, sizeof(*rc));
+        struct retry_ctx *rc;
         struct pgw_outcome o;
 
+        /* Our own lease on the row ran out while its push is still out
+         * (see on_claimed in dispatch.c): sending it again would be a
+         * duplicate without a crash. */
+        if (retry_held(d, rs[i].id))
+            continue;
+        rc = calloc(1, sizeof(*rc));
         if (!rc)
             return;
         rc->d = d;
+        pgw_list_push_back(&d->retries, &rc->node);
         rc->rt = pgw_runtime_ref(d->rt);
         d->retries_inflight++;
         rc->retry_id = rs[i].id;
@@ -205,6 +226,7 @@ static void on_retry_finished(void *arg, int err)
 static void retry_ctx_free(struct retry_ctx *rc)
 {
     rc->d->retries_inflight--;
+    pgw_list_remove(&rc->node);
     pgw_push_release(&rc->push);
     free(rc->app_id);
     pgw_runtime_unref(rc->rt);
