@@ -102,7 +102,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                       .channels = &chans[i],
                                       .n_channels = 1,
                                       .apns_team_id = "TEAM"};
-        pgw_resolve_for_installation(res, &in, NULL, NULL);
+        /* with and without a default team: the team rule both ways */
+        pgw_resolve_for_installation(res, &in, (i & 2) ? "TEAM" : NULL, NULL,
+                                     NULL);
     }
 out:
     pgw_resolve_free(res);

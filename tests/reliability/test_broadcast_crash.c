@@ -3,8 +3,8 @@
  * (a third iOS with badge "Increment", the rest Android) is sent by
  * `pushgw serve`, which is killed with SIGKILL in the middle, restarted,
  * killed again and restarted. Afterwards every device got the push, at
- * most the sender's window (2,000 devices) twice per kill, the request's counters
- * count every device once, and no badge was incremented twice.
+ * most the sender's window (2,000 devices) twice per kill, the request's
+ * counters count every device once, and no badge was incremented twice.
  *
  * Short form (ctest): 6,000 devices, 2 kills. Long form
  * (PUSHGW_RELIABILITY_LONG=1): 60,000 devices, 5 kills.
