@@ -312,6 +312,35 @@ static int expand_with(cJSON *json, const struct pgw_event *ev, char *text)
     return expand_tree(json, &v);
 }
 
+/*
+ * The internal keys of |content| that the push acts on (DESIGN §8):
+ * _profile (|profile|, when not NULL, overrides it: the push API's
+ * `prod`) and _apns_team_id, into |res|. -1: out of memory.
+ */
+static int read_internal_keys(const cJSON *content, const char *profile,
+                              struct pgw_resolved *res)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(content, "_profile");
+
+    if (profile)
+        res->profile =
+            strcmp(profile, "dev") == 0 ? PGW_PROFILE_DEV : PGW_PROFILE_PROD;
+    else if (!it ||
+             (cJSON_IsString(it) && strcmp(it->valuestring, "prod") == 0))
+        res->profile = PGW_PROFILE_PROD;
+    else if (cJSON_IsString(it) && strcmp(it->valuestring, "dev") == 0)
+        res->profile = PGW_PROFILE_DEV;
+    else
+        res->profile = PGW_PROFILE_BAD;
+    it = cJSON_GetObjectItemCaseSensitive(content, "_apns_team_id");
+    if (cJSON_IsString(it) && it->valuestring[0]) {
+        res->apns_team_id = strdup(it->valuestring);
+        if (!res->apns_team_id)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- the event ---- */
 
 void pgw_resolve_free(struct pgw_resolved *res)
@@ -484,22 +513,8 @@ int pgw_resolve_event(const struct pgw_event *ev,
         goto out;
     rc = PGW_ERR_NOMEM;
 
-    it = cJSON_GetObjectItemCaseSensitive(content, "_profile");
-    if (!it)
-        res->profile = PGW_PROFILE_PROD;
-    else if (cJSON_IsString(it) && strcmp(it->valuestring, "prod") == 0)
-        res->profile = PGW_PROFILE_PROD;
-    else if (cJSON_IsString(it) && strcmp(it->valuestring, "dev") == 0)
-        res->profile = PGW_PROFILE_DEV;
-    else
-        res->profile = PGW_PROFILE_BAD;
-
-    it = cJSON_GetObjectItemCaseSensitive(content, "_apns_team_id");
-    if (cJSON_IsString(it) && it->valuestring[0]) {
-        res->apns_team_id = strdup(it->valuestring);
-        if (!res->apns_team_id)
-            goto out;
-    }
+    if (read_internal_keys(content, NULL, res) < 0)
+        goto out;
 
     it = cJSON_GetObjectItemCaseSensitive(content, "_mentioned");
     if (cJSON_IsObject(it)) {
@@ -543,7 +558,6 @@ int pgw_resolve_api_push(const cJSON *data, const char *profile,
 {
     struct pgw_resolved *res = NULL;
     cJSON *content = NULL;
-    const cJSON *it;
     int rc = PGW_ERR_NOMEM;
 
     if (!cJSON_IsObject(data)) {
@@ -562,23 +576,8 @@ int pgw_resolve_api_push(const cJSON *data, const char *profile,
     content = cJSON_Duplicate(data, true);
     if (!content)
         goto out;
-    it = cJSON_GetObjectItemCaseSensitive(content, "_profile");
-    if (profile)
-        res->profile =
-            strcmp(profile, "dev") == 0 ? PGW_PROFILE_DEV : PGW_PROFILE_PROD;
-    else if (!it ||
-             (cJSON_IsString(it) && strcmp(it->valuestring, "prod") == 0))
-        res->profile = PGW_PROFILE_PROD;
-    else if (cJSON_IsString(it) && strcmp(it->valuestring, "dev") == 0)
-        res->profile = PGW_PROFILE_DEV;
-    else
-        res->profile = PGW_PROFILE_BAD;
-    it = cJSON_GetObjectItemCaseSensitive(content, "_apns_team_id");
-    if (cJSON_IsString(it) && it->valuestring[0]) {
-        res->apns_team_id = strdup(it->valuestring);
-        if (!res->apns_team_id)
-            goto out;
-    }
+    if (read_internal_keys(content, profile, res) < 0)
+        goto out;
     strip_internal(content);
     for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
         rc = platform_content(content, (enum pgw_platform)p,

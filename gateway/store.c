@@ -150,13 +150,30 @@ static struct op *op_from_enc(struct pgw_store *self, enum op_kind kind,
     return op;
 }
 
+/* Copies the |n| strings of |params| (NULL ones stay NULL in |out|) one
+ * after the other from |cur|, pointing |out| at them; returns the end. */
+static char *copy_params(char *cur, const char *const *params, unsigned n,
+                         const char **out)
+{
+    for (unsigned i = 0; i < n; i++) {
+        size_t len;
+
+        if (!params[i])
+            continue;
+        len = strlen(params[i]) + 1;
+        memcpy(cur, params[i], len);
+        out[i] = cur;
+        cur += len;
+    }
+    return cur;
+}
+
 /* A plain operation with |n| text parameters (NULL allowed), copied. */
 static struct op *op_with_params(enum op_kind kind, const char *const *params,
                                  unsigned n)
 {
     size_t size = 0;
     struct op *op;
-    char *cur;
 
     for (unsigned i = 0; i < n; i++)
         if (params[i])
@@ -166,17 +183,7 @@ static struct op *op_with_params(enum op_kind kind, const char *const *params,
         return NULL;
     op->kind = kind;
     op->n_params = n;
-    cur = op->data;
-    for (unsigned i = 0; i < n; i++) {
-        size_t len;
-
-        if (!params[i])
-            continue;
-        len = strlen(params[i]) + 1;
-        memcpy(cur, params[i], len);
-        op->param[i] = cur;
-        cur += len;
-    }
+    copy_params(op->data, params, n, op->param);
     return op;
 }
 
@@ -1325,17 +1332,8 @@ int pgw_store_exec_text(struct pgw_store *self, const char *sql,
     op->n_params = n;
     /* The pointers first: |data| is aligned for them (store_int.h). */
     op->xparam = (const char **)(void *)op->data;
-    cur = op->data + (n + 1) * sizeof(char *);
-    for (unsigned i = 0; i < n; i++) {
-        size_t len;
-
-        if (!params[i])
-            continue;
-        len = strlen(params[i]) + 1;
-        memcpy(cur, params[i], len);
-        op->xparam[i] = cur;
-        cur += len;
-    }
+    cur =
+        copy_params(op->data + (n + 1) * sizeof(char *), params, n, op->xparam);
     op->sql = memcpy(cur, sql, sql_len);
     op->cb.exec = cb;
     op->arg = arg;
