@@ -7,10 +7,11 @@
  * and the timers that claim events left by others and renew leases.
  * Sends are paced by a global in-flight cap that follows the providers'
  * streams, and lookups wait while too many pushes are pending, so memory
- * follows those bounds and not the backlog. Claimed retries are retry.c.
+ * follows those bounds and not the backlog. Claimed retries are retry.c,
+ * draining drain.c.
  *
  * Read top-down: the public entry points, then the steps in the order an
- * event goes through them, then claims, runtimes and draining.
+ * event goes through them, then claims and leases.
  */
 #include "dispatch.h"
 
@@ -220,10 +221,6 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
                        size_t n);
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg);
 static void on_renewed(void *arg, int err);
-static void on_drain_check(evutil_socket_t fd, short what, void *arg);
-static void on_drain_deadline(evutil_socket_t fd, short what, void *arg);
-static void drain_finish(struct pgw_dispatch *d);
-static void on_released(void *arg, int err);
 
 /* ---- public entry points ------------------------------------------------ */
 
@@ -364,27 +361,6 @@ int pgw_dispatch_accept(struct pgw_dispatch *self, int64_t event_id,
         return PGW_ERR_NOMEM;
     job_start(job);
     return 0;
-}
-
-void pgw_dispatch_drain(struct pgw_dispatch *self, unsigned timeout_ms,
-                        void (*done)(void *arg), void *arg)
-{
-    struct timeval check = {0, 20000};
-    struct timeval deadline = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-
-    self->draining = true;
-    self->drain_done = done;
-    self->drain_arg = arg;
-    event_del(self->claim_timer);
-    self->drain_timer =
-        event_new(self->o.base, -1, EV_PERSIST, on_drain_check, self);
-    self->drain_deadline = evtimer_new(self->o.base, on_drain_deadline, self);
-    if (!self->drain_timer || !self->drain_deadline) {
-        drain_finish(self);
-        return;
-    }
-    event_add(self->drain_timer, &check);
-    evtimer_add(self->drain_deadline, &deadline);
 }
 
 void pgw_dispatch_stop(struct pgw_dispatch *self)
@@ -1474,55 +1450,6 @@ static void on_renewed(void *arg, int err)
     (void)arg;
     if (err < 0)
         pgw_log_warn("could not renew leases: %s", pgw_strerror(err));
-}
-
-/* ---- draining ---------------------------------------------- */
-
-static void on_drain_check(evutil_socket_t fd, short what, void *arg)
-{
-    struct pgw_dispatch *d = arg;
-    (void)fd;
-    (void)what;
-
-    if (d->n_jobs == 0 && d->retries_inflight == 0 && broadcast_idle(d))
-        drain_finish(d);
-}
-
-static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    struct pgw_dispatch *d = arg;
-    (void)fd;
-    (void)what;
-
-    pgw_log_warn("shutdown timeout: %zu event(s) not finished are handed "
-                 "back",
-                 d->n_jobs);
-    drain_finish(d);
-}
-
-static void drain_finish(struct pgw_dispatch *d)
-{
-    if (d->drain_timer)
-        event_del(d->drain_timer);
-    if (d->drain_deadline)
-        event_del(d->drain_deadline);
-    if (pgw_store_release_leases(d->o.store, on_released, d) < 0)
-        on_released(d, PGW_ERR_DB);
-}
-
-static void on_released(void *arg, int err)
-{
-    struct pgw_dispatch *d = arg;
-
-    if (err < 0)
-        pgw_log_warn("could not release leases: %s: other instances take "
-                     "the events after the lease expires",
-                     pgw_strerror(err));
-    if (d->drain_done) {
-        void (*done)(void *) = d->drain_done;
-        d->drain_done = NULL;
-        done(d->drain_arg);
-    }
 }
 
 /* ---- clocks ------------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /*
  * Inside the dispatcher: what dispatch.c (events: jobs, pacing, claims),
- * retry.c (claimed retries) and broadcast.c (API pushes) share. Not for
- * other modules.
+ * retry.c (claimed retries), broadcast.c (API pushes) and drain.c
+ * (shutdown) share. Not for other modules.
  */
 #ifndef PUSHGW_DISPATCH_INT_H
 #define PUSHGW_DISPATCH_INT_H
