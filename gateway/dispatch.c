@@ -1392,7 +1392,7 @@ static void on_claimed(void *arg, int err, const struct pgw_store_event *evs,
          * its renewals were late) and the claim took the event back while
          * its job still runs here: that job goes on under the renewed
          * lease; a second one would send every push again. */
-        if (job_held(d, evs[i].id))
+        if (evs[i].was_ours && job_held(d, evs[i].id))
             continue;
         if (pgw_event_parse(evs[i].body, evs[i].body_len, &d->rt->limits, &ev,
                             &perr) < 0) {

@@ -573,6 +573,7 @@ static void complete_claim_events(struct pgw_store *self, struct op *op)
         ev[i].body = get_str(r, (int)i, 2);
         ev[i].body_len = (size_t)PQgetlength(r, (int)i, 2);
         ev[i].attempts = (int)store_get_i64(r, (int)i, 3);
+        ev[i].was_ours = PQgetvalue(r, (int)i, 4)[0] == 't';
     }
     if (n > 1) /* qsort(NULL, 0, …) is undefined behaviour */
         qsort(ev, n, sizeof(*ev), cmp_event);

@@ -139,6 +139,9 @@ struct pgw_store_event {
     const char *body; /* as inserted */
     size_t body_len;
     int attempts; /* first-pass claims so far, this one included */
+    /* The lease that expired was this process's own (its renewals came
+     * late): the event may still be worked here. */
+    bool was_ours;
 };
 
 typedef void (*pgw_store_events_cb)(void *arg, int err,

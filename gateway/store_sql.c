@@ -126,11 +126,13 @@ static const struct {
                      "UPDATE events e SET lease_owner = $1::text, "
                      "lease_until = " LEASE_FOR(
                          "$3") ", attempts = e.attempts + 1 "
-                               "FROM (SELECT id FROM events WHERE state = "
-                               "'pending' AND lease_until < now() ORDER BY "
-                               "lease_until, id LIMIT $2::int4 FOR UPDATE "
-                               "SKIP LOCKED) c WHERE e.id = c.id "
-                               "RETURNING e.id, e.app_id, e.body, e.attempts"},
+                               "FROM (SELECT id, lease_owner FROM events "
+                               "WHERE state = 'pending' AND lease_until < "
+                               "now() ORDER BY lease_until, id LIMIT "
+                               "$2::int4 FOR UPDATE SKIP LOCKED) c WHERE "
+                               "e.id = c.id RETURNING e.id, e.app_id, "
+                               "e.body, e.attempts, c.lease_owner IS NOT "
+                               "DISTINCT FROM $1::text"},
     /* An event leased by this process is found by id and lease owner
      * alone: a lease implies state 'pending' (migration 0004's check).
      * Naming the state too let the planner walk the partial index

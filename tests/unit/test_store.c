@@ -306,6 +306,7 @@ struct claim_res {
     int err;
     int64_t ids[64];
     int attempts[64];
+    bool ours[64];
     size_t n;
 };
 
@@ -319,6 +320,7 @@ static void on_claim(void *arg, int err, const struct pgw_store_event *ev,
     for (size_t i = 0; i < n && i < 64; i++) {
         r->ids[i] = ev[i].id;
         r->attempts[i] = ev[i].attempts;
+        r->ours[i] = ev[i].was_ours;
         assert_string_equal(ev[i].app_id, "demo");
         assert_int_equal(ev[i].body_len, strlen(ev[i].body));
         if (i > 0)
@@ -460,6 +462,14 @@ static void test_expired_lease_is_taken_over(void **state)
     assert_int_equal(cc.n, 1);
     assert_int_equal(cc.ids[0], ins.id);
     assert_int_equal(cc.attempts[0], 2);
+    assert_false(cc.ours[0]); /* the lease was the other store's */
+    /* b's own lease lapses and b claims the event again: the claim says
+     * so, for the dispatcher to look for the job still working it */
+    exec_sql(f->db, sql);
+    claim(f, b, 10, &cc);
+    assert_int_equal(cc.n, 1);
+    assert_int_equal(cc.ids[0], ins.id);
+    assert_true(cc.ours[0]);
     pgw_store_free(b);
 }
 
