@@ -17,6 +17,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +30,20 @@ struct where_field {
     const char *name;   /* LeanCloud's */
     const char *column; /* installations, alias i */
     bool array;         /* text[]: values are elements */
+    bool folded;        /* stored in lower case: values are lowered too */
 };
 
 static const struct where_field where_fields[] = {
-    {"channels", "i.channels", true},
-    {"deviceType", "i.device_type", false},
-    {"installationId", "i.installation_id", false},
-    {"objectId", "i.object_id", false},
-    {"deviceToken", "i.device_token", false},
-    {"deviceProfile", "i.device_profile", false},
-    {"apnsTeamId", "i.apns_team_id", false},
-    {"timeZone", "i.time_zone", false},
+    {"channels", "i.channels", true, false},
+    {"deviceType", "i.device_type", false, false},
+    /* the installation API lowers it on every write (as Parse does), so
+     * a query naming it as an SDK printed it must match too */
+    {"installationId", "i.installation_id", false, true},
+    {"objectId", "i.object_id", false, false},
+    {"deviceToken", "i.device_token", false, false},
+    {"deviceProfile", "i.device_profile", false, false},
+    {"apnsTeamId", "i.apns_team_id", false, false},
+    {"timeZone", "i.time_zone", false, false},
 };
 
 /* Names as they appear in messages: cut on a character boundary. */
@@ -188,13 +192,23 @@ static char *array_literal(struct cc *c, const cJSON *list, const char *one)
     return strdup(c->arr.p);
 }
 
+/* |s| (NULL: out of memory) as |f| stores it: ASCII lowered in place,
+ * which leaves an array literal's quotes and escapes as they are. */
+static char *value(const struct where_field *f, char *s)
+{
+    if (f->folded && s)
+        for (char *p = s; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    return s;
+}
+
 /*
  * The atoms, from templates: '#' is the column, '?' the parameter (a
  * list `$n::text[]`, a single value `$n::text`), '!' a single value as a
  * one-element list: on channels, so that every channel atom is an array
  * operator the GIN index serves.
  */
-static int emit(struct cc *c, const char *tmpl, const char *col,
+static int emit(struct cc *c, const char *tmpl, const struct where_field *f,
                 const cJSON *list, const char *one)
 {
     char piece[2] = {0, 0};
@@ -202,13 +216,15 @@ static int emit(struct cc *c, const char *tmpl, const char *col,
 
     for (const char *t = tmpl; *t && rc == 0; t++) {
         if (*t == '#') {
-            rc = put(c, col);
+            rc = put(c, f->column);
         } else if (*t == '?' && list) {
-            rc = put_param(c, array_literal(c, list, NULL), "::text[]");
+            rc = put_param(c, value(f, array_literal(c, list, NULL)),
+                           "::text[]");
         } else if (*t == '?') {
-            rc = put_param(c, strdup(one), "::text");
+            rc = put_param(c, value(f, strdup(one)), "::text");
         } else if (*t == '!') {
-            rc = put_param(c, array_literal(c, NULL, one), "::text[]");
+            rc =
+                put_param(c, value(f, array_literal(c, NULL, one)), "::text[]");
         } else {
             piece[0] = *t;
             rc = put(c, piece);
@@ -221,15 +237,13 @@ static int compile_eq(struct cc *c, const struct where_field *f,
                       const char *value)
 {
     if (f->array) /* contains */
-        return emit(c, "(# @> !)", f->column, NULL, value);
-    return emit(c, "(# = ?)", f->column, NULL, value);
+        return emit(c, "(# @> !)", f, NULL, value);
+    return emit(c, "(# = ?)", f, NULL, value);
 }
 
 static int compile_op(struct cc *c, const struct where_field *f, const char *op,
                       const cJSON *v)
 {
-    const char *col = f->column;
-
     if (strcmp(op, "$exists") == 0) {
         if (!cJSON_IsBool(v))
             return wrong_type(c, f->name, op, "true or false");
@@ -239,17 +253,17 @@ static int compile_op(struct cc *c, const struct where_field *f, const char *op,
             return emit(c,
                         cJSON_IsTrue(v) ? "(cardinality(#) > 0)"
                                         : "(cardinality(#) = 0)",
-                        col, NULL, NULL);
-        return emit(c, cJSON_IsTrue(v) ? "(# IS NOT NULL)" : "(# IS NULL)", col,
+                        f, NULL, NULL);
+        return emit(c, cJSON_IsTrue(v) ? "(# IS NOT NULL)" : "(# IS NULL)", f,
                     NULL, NULL);
     }
     if (strcmp(op, "$ne") == 0) {
         if (!is_text(v))
             return wrong_type(c, f->name, op, "a string");
         if (f->array) /* does not contain */
-            return emit(c, "(NOT (# @> !))", col, NULL, v->valuestring);
+            return emit(c, "(NOT (# @> !))", f, NULL, v->valuestring);
         /* absent is not equal to anything (Mongo, Parse) */
-        return emit(c, "(# IS DISTINCT FROM ?)", col, NULL, v->valuestring);
+        return emit(c, "(# IS DISTINCT FROM ?)", f, NULL, v->valuestring);
     }
     if (strcmp(op, "$in") != 0 && strcmp(op, "$nin") != 0 &&
         strcmp(op, "$all") != 0)
@@ -260,23 +274,23 @@ static int compile_op(struct cc *c, const struct where_field *f, const char *op,
         /* an empty list matches nothing: '{}' overlaps no array and
          * = ANY('{}') is false */
         if (f->array)
-            return emit(c, "(# && ?)", col, v, NULL);
-        return emit(c, "(# = ANY(?))", col, v, NULL);
+            return emit(c, "(# && ?)", f, v, NULL);
+        return emit(c, "(# = ANY(?))", f, v, NULL);
     }
     if (strcmp(op, "$nin") == 0) {
         /* an empty list matches everything; absent is in no list */
         if (f->array)
-            return emit(c, "(NOT (# && ?))", col, v, NULL);
-        return emit(c, "(# IS NULL OR # <> ALL(?))", col, v, NULL);
+            return emit(c, "(NOT (# && ?))", f, v, NULL);
+        return emit(c, "(# IS NULL OR # <> ALL(?))", f, v, NULL);
     }
     /* $all of nothing matches nothing (Mongo), though every array
      * contains the empty one */
     if (cJSON_GetArraySize(v) == 0)
         return put(c, "false");
     if (f->array)
-        return emit(c, "(# @> ?)", col, v, NULL);
+        return emit(c, "(# @> ?)", f, v, NULL);
     /* a scalar holds all of a list when it equals each of its items */
-    return emit(c, "(# = ALL(?))", col, v, NULL);
+    return emit(c, "(# = ALL(?))", f, v, NULL);
 }
 
 static const struct where_field *find_field(const char *name)
@@ -377,7 +391,7 @@ static int compile_channels(struct cc *c, const cJSON *channels)
 {
     if (!is_text_list(channels))
         return wrong_type(c, "channels", NULL, "an array of strings");
-    return emit(c, "(# && ?)", "i.channels", channels, NULL);
+    return emit(c, "(# && ?)", find_field("channels"), channels, NULL);
 }
 
 void pgw_where_release(struct pgw_where *w)

@@ -3,6 +3,7 @@
  * against a real Postgres (tu_db_create): thousands of random queries over
  * a fixture of installations, each answered by the database exactly as an
  * evaluator written here over the same rows says. */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -166,6 +167,20 @@ static void test_scalar_operators(void **state)
          NULL,
          "((i.device_token = $1::text))",
          {"abc"}},
+        /* stored lowered: queried lowered, whatever the case sent */
+        {"{\"installationId\":\"AB-Cd\"}",
+         NULL,
+         "((i.installation_id = $1::text))",
+         {"ab-cd"}},
+        {"{\"installationId\":{\"$in\":[\"X\\\"Y\",\"z\"]}}",
+         NULL,
+         "(((i.installation_id = ANY($1::text[]))))",
+         {"{\"x\\\"y\",\"z\"}"}},
+        /* a token is not folded: Android's are case-sensitive */
+        {"{\"deviceToken\":\"AbC\"}",
+         NULL,
+         "((i.device_token = $1::text))",
+         {"AbC"}},
     };
 
     (void)state;
@@ -531,7 +546,10 @@ static const char *const fx_names[FX_N_FIELDS] = {
 static const char *const pool_channels[] = {
     "c0", "c1", "c2", "c3", "a,b", "NULL", "q\"\\", "{x}", "\xc3\xa9", " s "};
 static const char *const pool_type[] = {"ios", "android"};
-static const char *const pool_iid[] = {"i0", "i1", "i2", "I0"};
+/* stored as the installation API stores them (lowered); queried as an
+ * SDK may print them */
+static const char *const pool_iid[] = {"i0", "i1", "i2"};
+static const char *const pool_iid_query[] = {"i0", "i1", "i2", "I0", "I1"};
 static const char *const pool_profile[] = {"p0", "p1", "p'2"};
 static const char *const pool_team[] = {"TEAM1", "TEAM2"};
 static const char *const pool_tz[] = {"UTC", "Asia/Shanghai", "Europe/Paris"};
@@ -684,13 +702,27 @@ static bool has_channel(const struct fx_row *row, const char *c)
     return false;
 }
 
-static bool in_list(const cJSON *list, const char *s)
+/* Whether a row's |stored| value equals the query's |q|: installationId
+ * is compared with the query's value in lower case. */
+static bool same(enum fx_field f, const char *stored, const char *q)
+{
+    if (!stored)
+        return false;
+    if (f != FX_INSTALLATION_ID)
+        return strcmp(stored, q) == 0;
+    for (; *q; q++, stored++)
+        if (*stored != (char)tolower((unsigned char)*q))
+            return false;
+    return *stored == '\0';
+}
+
+static bool in_list(enum fx_field f, const cJSON *list, const char *s)
 {
     const cJSON *it;
 
     cJSON_ArrayForEach(it, list)
     {
-        if (s && strcmp(it->valuestring, s) == 0)
+        if (same(f, s, it->valuestring))
             return true;
     }
     return false;
@@ -727,17 +759,17 @@ static bool eval_op(const struct fx_row *row, enum fx_field f, const char *op,
     if (strcmp(op, "$exists") == 0)
         return (val != NULL) == cJSON_IsTrue(v);
     if (strcmp(op, "$ne") == 0)
-        return !val || strcmp(val, v->valuestring) != 0;
+        return !same(f, val, v->valuestring);
     if (strcmp(op, "$in") == 0)
-        return in_list(v, val);
+        return in_list(f, v, val);
     if (strcmp(op, "$nin") == 0)
-        return !in_list(v, val);
+        return !in_list(f, v, val);
     if (strcmp(op, "$all") == 0) {
         if (!v->child || !val)
             return false;
         cJSON_ArrayForEach(it, v)
         {
-            if (strcmp(it->valuestring, val) != 0)
+            if (!same(f, val, it->valuestring))
                 return false;
         }
         return true;
@@ -774,7 +806,7 @@ static bool eval_member(const struct fx_row *row, const cJSON *m)
         if (cJSON_IsString(m)) {
             if (f == FX_CHANNELS)
                 return has_channel(row, m->valuestring);
-            return row->f[f] && strcmp(row->f[f], m->valuestring) == 0;
+            return same((enum fx_field)f, row->f[f], m->valuestring);
         }
         cJSON_ArrayForEach(it, m)
         {
@@ -813,7 +845,7 @@ static const char *gen_value(struct prop *p, enum fx_field f, char *buf,
     case FX_DEVICE_TYPE:
         return PICK(p, pool_type);
     case FX_INSTALLATION_ID:
-        return PICK(p, pool_iid);
+        return PICK(p, pool_iid_query);
     case FX_OBJECT_ID:
         snprintf(buf, size, "o%d", rn(p, FX_ROWS));
         return buf;
