@@ -84,19 +84,19 @@ int pgw_apns_new(struct event_base *base, struct evdns_base *dns,
         strdup(opts->development_url ? opts->development_url
                                      : PGW_APNS_DEVELOPMENT_URL);
     self->ca_file = pgw_strdup0(opts->ca_file);
-    self->proxy = pgw_strdup0(opts->proxy);
-    self->proxy_password = pgw_strdup0(opts->proxy_password);
+    self->proxy = pgw_strdup0(opts->pool.proxy);
+    self->proxy_password = pgw_strdup0(opts->pool.proxy_password);
     if (!self->url[0] || !self->url[1] || (opts->ca_file && !self->ca_file) ||
-        (opts->proxy && !self->proxy) ||
-        (opts->proxy_password && !self->proxy_password)) {
+        (opts->pool.proxy && !self->proxy) ||
+        (opts->pool.proxy_password && !self->proxy_password)) {
         pgw_apns_free(self);
         return PGW_ERR_NOMEM;
     }
     self->o.production_url = self->url[0];
     self->o.development_url = self->url[1];
     self->o.ca_file = self->ca_file;
-    self->o.proxy = self->proxy;
-    self->o.proxy_password = self->proxy_password;
+    self->o.pool.proxy = self->proxy;
+    self->o.pool.proxy_password = self->proxy_password;
     *ret_apns = self;
     return 0;
 }
@@ -192,27 +192,14 @@ static int team_pool(struct pgw_apns *self, struct team *t,
         *ret_pool = t->pool[env];
         return 0;
     }
-    memset(&po, 0, sizeof(po));
     snprintf(name, sizeof(name), "apns/%s/%s",
              env == PGW_APNS_PRODUCTION ? "production" : "development", t->id);
+    po = self->o.pool;
     po.origin = self->url[env];
     po.ca_file = self->ca_file;
     po.name = name;
-    po.connections = self->o.connections;
-    po.max_connections = self->o.max_connections;
-    po.idle_close_ms = self->o.idle_close_ms;
-    po.connect_timeout_ms = self->o.connect_timeout_ms;
-    po.request_timeout_ms = self->o.request_timeout_ms;
-    po.ping_idle_ms = self->o.ping_idle_ms;
-    po.ping_timeout_ms = self->o.ping_timeout_ms;
-    po.max_pending = self->o.max_pending;
-    po.max_streams_per_conn = self->o.max_streams_per_conn;
-    po.backoff_initial_ms = self->o.backoff_initial_ms;
-    po.backoff_max_ms = self->o.backoff_max_ms;
     po.identity =
         t->identity[env] ? t->identity[env] : t->identity[PGW_APNS_PRODUCTION];
-    po.proxy = self->proxy;
-    po.proxy_password = self->proxy_password;
     ret = pgw_h2_pool_new(self->base, self->dns, &po, &t->pool[env]);
     if (ret != 0)
         return ret;

@@ -46,21 +46,11 @@ struct pgw_apns_options {
     const char *production_url;  /* NULL: PGW_APNS_PRODUCTION_URL */
     const char *development_url; /* NULL: PGW_APNS_DEVELOPMENT_URL */
     const char *ca_file;         /* extra trust anchor; NULL/"": none */
-    /* Passed to every pool (0: the h2client defaults). */
-    unsigned connections;     /* per (environment, team): the minimum */
-    unsigned max_connections; /* the bound when saturated; 0: connections */
-    unsigned idle_close_ms;   /* an unneeded extra one closes after it */
-    unsigned request_timeout_ms;
-    unsigned connect_timeout_ms;
-    unsigned ping_idle_ms;
-    unsigned ping_timeout_ms;
-    size_t max_pending; /* per pool */
-    unsigned max_streams_per_conn;
-    unsigned backoff_initial_ms;
-    unsigned backoff_max_ms;
-    /* [apns] proxy and its password (h2client.h); NULL: direct */
-    const char *proxy;
-    const char *proxy_password;
+    /* Every pool's settings, one pool per (environment, team): sizes,
+     * timeouts, backoff, [apns] proxy (0 and NULL: h2client's defaults).
+     * Its origin, name, ca_file and identity are ignored: each pool gets
+     * its own. */
+    struct pgw_h2_pool_options pool;
 };
 
 /*

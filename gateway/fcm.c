@@ -580,25 +580,19 @@ int pgw_fcm_new(struct event_base *base, struct evdns_base *dns,
         if (!f->ca_file)
             goto out;
     }
-    f->proxy = pgw_strdup0(opts->proxy);
-    f->proxy_password = pgw_strdup0(opts->proxy_password);
-    if ((opts->proxy && !f->proxy) ||
-        (opts->proxy_password && !f->proxy_password))
+    f->proxy = pgw_strdup0(opts->pool.proxy);
+    f->proxy_password = pgw_strdup0(opts->pool.proxy_password);
+    if ((opts->pool.proxy && !f->proxy) ||
+        (opts->pool.proxy_password && !f->proxy_password))
         goto out;
     ret = split_url(opts->url, &origin, &f->prefix);
     if (ret)
         goto out;
-    memset(&po, 0, sizeof(po));
+    po = opts->pool;
     po.origin = origin;
     po.ca_file = f->ca_file;
     po.name = "fcm";
-    po.connections = opts->connections;
-    po.max_connections = opts->max_connections;
-    po.idle_close_ms = opts->idle_close_ms;
-    po.request_timeout_ms = opts->request_timeout_ms;
     po.max_pending = f->max_sends;
-    po.backoff_initial_ms = opts->backoff_initial_ms;
-    po.backoff_max_ms = opts->backoff_max_ms;
     po.proxy = f->proxy;
     po.proxy_password = f->proxy_password;
     ret = pgw_h2_pool_new(base, dns, &po, &f->pool);

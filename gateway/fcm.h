@@ -38,25 +38,19 @@ struct evdns_base;
 #define PGW_FCM_QUOTA_MIN_RETRY_MS 60000
 
 struct pgw_fcm_options {
-    const char *url;             /* [fcm] url: "https://host[:port][/prefix]" */
-    const char *token_url;       /* [fcm] token_url */
-    const char *ca_file;         /* [fcm] ca_file; NULL or "": none */
-    unsigned connections;        /* [fcm] connections; 0: default */
-    unsigned max_connections;    /* [fcm] max_connections; 0: connections */
-    unsigned idle_close_ms;      /* [fcm] idle_close_ms; 0: default */
-    unsigned request_timeout_ms; /* [fcm] request_timeout_ms; 0: default */
+    const char *url;       /* [fcm] url: "https://host[:port][/prefix]" */
+    const char *token_url; /* [fcm] token_url */
+    const char *ca_file;   /* [fcm] ca_file; NULL or "": none */
+    /* The pool's settings: sizes, timeouts, backoff, and the [fcm] proxy,
+     * which the token requests use too (0 and NULL: h2client's defaults).
+     * Its origin, name, ca_file and max_pending are ignored: they come
+     * from the fields here. */
+    struct pgw_h2_pool_options pool;
     /* Budget of one access token request; 0: 10000. */
     unsigned token_timeout_ms;
-    size_t max_inflight; /* sends at once; 0: PGW_H2_DEFAULT_MAX_PENDING */
-    /* h2 reconnect backoff (0: the h2client defaults; tests shorten it). */
-    unsigned backoff_initial_ms;
-    unsigned backoff_max_ms;
+    size_t max_inflight;      /* sends at once; 0: PGW_H2_DEFAULT_MAX_PENDING */
     pgw_oauth_clock_fn clock; /* NULL: real clock (token cache, dates) */
     void *clock_arg;
-    /* [fcm] proxy and its password, for the sends and the token requests
-     * (h2client.h, curlmulti.h); NULL: direct */
-    const char *proxy;
-    const char *proxy_password;
 };
 
 struct pgw_fcm;

@@ -24,6 +24,24 @@
 
 static void on_reap(evutil_socket_t fd, short what, void *arg);
 
+/* The keys [apns] and [fcm] share, as their pools take them. */
+static void pool_options(struct pgw_h2_pool_options *po,
+                         const struct pgw_runtime_options *o, int connections,
+                         int max_connections, int idle_close_ms,
+                         int request_timeout_ms, const char *proxy,
+                         const char *proxy_password)
+{
+    memset(po, 0, sizeof(*po));
+    po->connections = (unsigned)connections;
+    po->max_connections = (unsigned)max_connections;
+    po->idle_close_ms = (unsigned)idle_close_ms;
+    po->request_timeout_ms = (unsigned)request_timeout_ms;
+    po->backoff_initial_ms = o->backoff_initial_ms;
+    po->backoff_max_ms = o->backoff_max_ms;
+    po->proxy = proxy;
+    po->proxy_password = proxy_password;
+}
+
 static int make_senders(struct pgw_runtime *rt,
                         const struct pgw_runtime_options *o,
                         struct pgw_diag *diag)
@@ -37,14 +55,9 @@ static int make_senders(struct pgw_runtime *rt,
     ao.production_url = cfg->apns.production_url;
     ao.development_url = cfg->apns.development_url;
     ao.ca_file = cfg->apns.ca_file;
-    ao.connections = (unsigned)cfg->apns.connections;
-    ao.max_connections = (unsigned)cfg->apns.max_connections;
-    ao.idle_close_ms = (unsigned)cfg->apns.idle_close_ms;
-    ao.request_timeout_ms = (unsigned)cfg->apns.request_timeout_ms;
-    ao.backoff_initial_ms = o->backoff_initial_ms;
-    ao.backoff_max_ms = o->backoff_max_ms;
-    ao.proxy = cfg->apns.proxy;
-    ao.proxy_password = cfg->apns.proxy_password;
+    pool_options(&ao.pool, o, cfg->apns.connections, cfg->apns.max_connections,
+                 cfg->apns.idle_close_ms, cfg->apns.request_timeout_ms,
+                 cfg->apns.proxy, cfg->apns.proxy_password);
     rc = pgw_apns_new(o->base, o->dns, &ao, &rt->apns);
     if (rc < 0) {
         pgw_diag_add(diag, "cannot set up APNs: %s", pgw_strerror(rc));
@@ -54,14 +67,9 @@ static int make_senders(struct pgw_runtime *rt,
     fo.url = cfg->fcm.url;
     fo.token_url = cfg->fcm.token_url;
     fo.ca_file = cfg->fcm.ca_file;
-    fo.connections = (unsigned)cfg->fcm.connections;
-    fo.max_connections = (unsigned)cfg->fcm.max_connections;
-    fo.idle_close_ms = (unsigned)cfg->fcm.idle_close_ms;
-    fo.request_timeout_ms = (unsigned)cfg->fcm.request_timeout_ms;
-    fo.backoff_initial_ms = o->backoff_initial_ms;
-    fo.backoff_max_ms = o->backoff_max_ms;
-    fo.proxy = cfg->fcm.proxy;
-    fo.proxy_password = cfg->fcm.proxy_password;
+    pool_options(&fo.pool, o, cfg->fcm.connections, cfg->fcm.max_connections,
+                 cfg->fcm.idle_close_ms, cfg->fcm.request_timeout_ms,
+                 cfg->fcm.proxy, cfg->fcm.proxy_password);
     rc = pgw_fcm_new(o->base, o->dns, o->cm, &fo, &rt->fcm);
     if (rc < 0) {
         pgw_diag_add(diag, "cannot set up FCM: %s", pgw_strerror(rc));

@@ -390,7 +390,8 @@ static void test_many_across_connections(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 4, .max_streams_per_conn = 100};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 4, .max_streams_per_conn = 100}};
     struct pgw_h2_pool_stats st;
     size_t conns = 0;
 
@@ -418,7 +419,8 @@ static void test_hpack_index_once(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2, .max_streams_per_conn = 50};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 2, .max_streams_per_conn = 50}};
     struct rec *recs;
     size_t n, firsts = 0;
 
@@ -452,7 +454,7 @@ static void test_goaway(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
     struct pgw_h2_pool_stats st;
     const char *extra[] = {"--goaway-after", "50", NULL};
     size_t conns = 0;
@@ -480,7 +482,7 @@ static void fail_every(const char *spec, int status, const char *reason)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
     const char *extra[] = {"--fail-every", spec, "--retry-after", "7", NULL};
     struct rec *recs;
     size_t n, i, failed = 0;
@@ -523,7 +525,7 @@ static void test_shutdown_resent_at_once(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
     const char *extra[] = {"--fail-every", "2:503:Shutdown", NULL};
 
     (void)state;
@@ -553,7 +555,7 @@ static void test_retry_after_reported(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     const char *extra[] = {"--fail-every", "1:503:Shutdown", "--retry-after",
                            "7", NULL};
 
@@ -575,7 +577,7 @@ static void expect_all_delivered(const char *const *extra, size_t n)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
 
     mock_start(&m, extra);
     run_init(&r, &m, &o);
@@ -605,7 +607,8 @@ static void test_delay_beyond_timeout(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2, .request_timeout_ms = 400};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 2, .request_timeout_ms = 400}};
     const char *extra[] = {"--delay-ms", "1500", NULL};
     struct pgw_h2_pool_stats st;
     struct timespec t0, t1;
@@ -642,7 +645,8 @@ static void test_timeout_before_sent(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1, .request_timeout_ms = 600};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 1, .request_timeout_ms = 600}};
     const char *extra[] = {"--stall-read-ms", "1500", "--max-streams", "5000",
                            NULL};
     struct pgw_h2_pool_stats st;
@@ -695,7 +699,7 @@ static void test_close_after(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
     const char *extra[] = {"--close-after", "30", NULL};
     struct pgw_h2_pool_stats st;
     struct rec *recs;
@@ -730,8 +734,9 @@ static void test_no_ping_ack(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {
-        .connections = 1, .ping_idle_ms = 200, .ping_timeout_ms = 300};
+    struct pgw_apns_options o = {.pool = {.connections = 1,
+                                          .ping_idle_ms = 200,
+                                          .ping_timeout_ms = 300}};
     const char *extra[] = {"--no-ping-ack", NULL};
     struct pgw_h2_pool_stats st;
     struct rec *recs;
@@ -765,9 +770,11 @@ static void test_tls_delay(void **state)
 {
     struct tu_mock m;
     struct run r, r2;
-    struct pgw_apns_options o = {.connections = 2, .connect_timeout_ms = 3000};
-    struct pgw_apns_options o2 = {
-        .connections = 1, .connect_timeout_ms = 150, .backoff_initial_ms = 100};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 2, .connect_timeout_ms = 3000}};
+    struct pgw_apns_options o2 = {.pool = {.connections = 1,
+                                           .connect_timeout_ms = 150,
+                                           .backoff_initial_ms = 100}};
     const char *extra[] = {"--tls-delay-ms", "400", NULL};
 
     (void)state;
@@ -792,9 +799,9 @@ static void test_garbage_server_backs_off(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1,
-                                 .request_timeout_ms = 1500,
-                                 .backoff_initial_ms = 200};
+    struct pgw_apns_options o = {.pool = {.connections = 1,
+                                          .request_timeout_ms = 1500,
+                                          .backoff_initial_ms = 200}};
     const char *extra[] = {"--garbage", NULL};
     struct pgw_h2_pool_stats st;
 
@@ -881,7 +888,7 @@ static void test_certificate_auth(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     const char *extra[] = {"--client-ca", CERTS "/ca.pem", NULL};
     struct rec *recs;
     size_t n, i;
@@ -931,7 +938,7 @@ static void test_voip_topic_suffix(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     struct rec *recs;
     size_t n;
 
@@ -966,7 +973,7 @@ static void test_jwt_refreshed_at_50_min(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2};
+    struct pgw_apns_options o = {.pool = {.connections = 2}};
     struct pgw_jwt *jwt;
     int64_t real = (int64_t)time(NULL);
 
@@ -994,7 +1001,7 @@ static void test_expired_provider_token(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     const char *extra[] = {"--token-max-age-s", "120", NULL};
     struct pgw_jwt *jwt;
     struct rec *recs;
@@ -1036,7 +1043,7 @@ static void test_within_20_min_no_new_token(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     const char *extra[] = {"--token-max-age-s", "120", NULL};
     struct pgw_jwt *jwt;
     int64_t real = (int64_t)time(NULL);
@@ -1061,7 +1068,7 @@ static void test_invalidations(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 1};
+    struct pgw_apns_options o = {.pool = {.connections = 1}};
     char unreg[128], bad[128];
     const char *t_unreg =
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -1399,7 +1406,8 @@ static void test_many_through_proxy(void **state)
     struct tu_mock m, p;
     struct run r;
     char url[64];
-    struct pgw_apns_options o = {.connections = 2, .max_streams_per_conn = 50};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 2, .max_streams_per_conn = 50}};
     struct pgw_h2_pool_stats st;
     cJSON *recs;
 
@@ -1407,7 +1415,7 @@ static void test_many_through_proxy(void **state)
     mock_start(&m, NULL);
     proxy_start(&p, NULL);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
-    o.proxy = url;
+    o.pool.proxy = url;
     run_init(&r, &m, &o);
     send_range(&r, 0, 500, 30000);
     pgw_apns_stats(r.apns, &st);
@@ -1427,8 +1435,9 @@ static void test_busy_and_free_cancels(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {
-        .connections = 1, .max_pending = 10, .max_streams_per_conn = 5};
+    struct pgw_apns_options o = {.pool = {.connections = 1,
+                                          .max_pending = 10,
+                                          .max_streams_per_conn = 5}};
     const char *extra[] = {"--delay-ms", "300", NULL};
     size_t i, busy = 0, delivered = 0;
 
@@ -1485,7 +1494,7 @@ static void test_pool_grows_and_shrinks(void **state)
     struct tu_mock m;
     struct run r;
     struct pgw_apns_options o = {
-        .connections = 2, .max_connections = 5, .idle_close_ms = 400};
+        .pool = {.connections = 2, .max_connections = 5, .idle_close_ms = 400}};
     const char *extra[] = {"--max-streams", "10", "--delay-ms", "100", NULL};
     struct pgw_h2_pool_stats st;
     size_t conns = 0, i;
@@ -1541,7 +1550,8 @@ static void test_pool_waits_for_answers_to_grow(void **state)
 {
     struct tu_mock m;
     struct run r;
-    struct pgw_apns_options o = {.connections = 2, .max_connections = 5};
+    struct pgw_apns_options o = {
+        .pool = {.connections = 2, .max_connections = 5}};
     const char *extra[] = {"--max-streams", "10", "--delay-ms", "1500", NULL};
     struct pgw_h2_pool_stats st;
 

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     memset(&b, 0, sizeof(b));
     b.total = 200000;
     b.topic = "com.example.app";
-    o.connections = 2;
+    o.pool.connections = 2;
     while ((opt = getopt(argc, argv, "o:a:k:t:i:p:n:c:w:")) != -1) {
         switch (opt) {
         case 'o':
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
             b.total = strtoull(optarg, NULL, 10);
             break;
         case 'c':
-            o.connections = (unsigned)strtoul(optarg, NULL, 10);
+            o.pool.connections = (unsigned)strtoul(optarg, NULL, 10);
             break;
         case 'w':
             window = strtoul(optarg, NULL, 10);
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     o.production_url = origin;
     o.development_url = origin;
     o.ca_file = ca;
-    o.max_pending = window + 1;
+    o.pool.max_pending = window + 1;
     b.base = event_base_new();
     dns = b.base ? evdns_base_new(b.base, 0) : NULL;
     if (!dns) {

@@ -90,12 +90,12 @@ static void client_start(struct client *c, const struct mock *m,
     o.url = m->t.url;
     o.token_url = token_url ? token_url : m->token_url;
     o.ca_file = CERTS "/ca.pem";
-    o.connections = 2;
-    o.max_connections = g_max_connections;
-    o.idle_close_ms = g_idle_close_ms;
-    o.request_timeout_ms = timeout_ms ? timeout_ms : 10000;
-    o.backoff_initial_ms = 50;
-    o.backoff_max_ms = 200;
+    o.pool.connections = 2;
+    o.pool.max_connections = g_max_connections;
+    o.pool.idle_close_ms = g_idle_close_ms;
+    o.pool.request_timeout_ms = timeout_ms ? timeout_ms : 10000;
+    o.pool.backoff_initial_ms = 50;
+    o.pool.backoff_max_ms = 200;
     assert_int_equal(pgw_fcm_new(c->base, c->dns, c->cm, &o, &c->fcm), 0);
     pgw_diag_init(&d);
     assert_int_equal(pgw_fcm_account(c->fcm, CERTS "/fcm-sa.json", &d, &c->acc),
