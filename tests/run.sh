@@ -106,15 +106,27 @@ if command -v clang-format >/dev/null 2>&1; then
 fi
 
 # --- 4. the pipelines -------------------------------------------------------
+# CPU seconds (user + system) of the processes this shell has waited for:
+# what a step computed, beside the wall time it took.
+child_cpu() { # pid of the shell
+    local stat f
+    read -r stat <"/proc/$1/stat"
+    read -ra f <<<"${stat##*) }"
+    echo $(((f[13] + f[14]) / $(getconf CLK_TCK)))
+}
+
 # step PIPELINE STEP CMD...: runs CMD with its output in the pipeline's
-# log, and records "STEP <seconds>s" (or "STEP FAILED") in its result.
+# log, and records "STEP <seconds>s/<cpu seconds>" (or "STEP FAILED") in
+# its result.
 step() {
-    local p=$1 s=$2 t0=$SECONDS rc=0
+    local p=$1 s=$2 t0=$SECONDS me=$BASHPID c0 rc=0
     shift 2
+    c0=$(child_cpu $me)
     printf '\n==> %s: %s\n' "$p" "$*" >>"$out/$p.log"
     "$@" >>"$out/$p.log" 2>&1 || rc=$?
     if [ $rc = 0 ]; then
-        printf '%s %ds  ' "$s" $((SECONDS - t0)) >>"$out/$p.result"
+        printf '%s %ds/%d  ' "$s" $((SECONDS - t0)) $(($(child_cpu $me) - c0)) \
+            >>"$out/$p.result"
     else
         printf '%s FAILED after %ds' "$s" $((SECONDS - t0)) >>"$out/$p.result"
     fi
