@@ -234,15 +234,15 @@ void tu_db_drop(const char *conninfo)
     exec_sql(base, sql);
 }
 
-char *tu_db_query(const char *conninfo, const char *sql)
+/* The first value of |sql|'s first row on |c| (malloc'd, "" when none),
+ * or NULL on error. */
+static char *query_on(PGconn *c, const char *sql)
 {
-    PGconn *c = PQconnectdb(conninfo);
     PGresult *r;
     char *out = NULL;
 
     if (PQstatus(c) != CONNECTION_OK) {
         print_error("cannot connect: %s", PQerrorMessage(c));
-        PQfinish(c);
         return NULL;
     }
     r = PQexec(c, sql);
@@ -255,6 +255,14 @@ char *tu_db_query(const char *conninfo, const char *sql)
         print_error("sql '%s' failed: %s", sql, PQerrorMessage(c));
     }
     PQclear(r);
+    return out;
+}
+
+char *tu_db_query(const char *conninfo, const char *sql)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    char *out = query_on(c, sql);
+
     PQfinish(c);
     return out;
 }
@@ -262,14 +270,24 @@ char *tu_db_query(const char *conninfo, const char *sql)
 bool tu_db_wait(const char *conninfo, const char *sql, const char *want,
                 int timeout_ms)
 {
+    PGconn *c = NULL;
     bool ok = false;
 
+    /* One connection for the whole wait (a new one after it broke): a
+     * connection per look costs the server a process start each time. */
     TU_POLL_UNTIL(ok, timeout_ms)
     {
-        char *r = tu_db_query(conninfo, sql);
+        char *r;
+
+        if (!c || PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = PQconnectdb(conninfo);
+        }
+        r = query_on(c, sql);
         ok = r && strcmp(r, want) == 0;
         free(r);
     }
+    PQfinish(c);
     return ok;
 }
 

@@ -118,15 +118,18 @@ long long tu_mono_ms(void);
 long long tu_wall_ms(void);
 void tu_sleep_ms(int ms);
 
-/* How often the waits below look again. */
+/* How often the waits below look again: after TU_POLL_MS, then twice as
+ * long each time up to TU_POLL_MAX_MS, so that a quick condition is seen
+ * at once and a long wait costs little CPU (tests run side by side). */
 #define TU_POLL_MS 5
+#define TU_POLL_MAX_MS 20
 /* How long a program started for a test (a mock, pushgw serve) may take
  * to listen or become ready: generous, since a deadline costs nothing
  * when things work, and sanitizer builds on a loaded machine are slow. */
 #define TU_START_MS 30000
 
 /*
- * Calls |cond|(|arg|) every TU_POLL_MS until it returns true or
+ * Calls |cond|(|arg|) (at the pace above) until it returns true or
  * |timeout_ms| passed; returns its last answer. A test waits for a
  * condition, never for a guessed time.
  */
@@ -134,15 +137,45 @@ bool tu_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
 /*
  * The same as a loop header: runs the statement that follows (may be
  * empty: `;`) while |cond| is false and the deadline has not passed, then
- * TU_POLL_MS later evaluates |cond| again. Check |cond| after it.
+ * after a pause evaluates |cond| again. Check |cond| after it.
  *
  *     TU_POLL_UNTIL(done == 3, 5000)
  *         event_base_loop(base, EVLOOP_NONBLOCK);
  *     assert_int_equal(done, 3);
  */
 #define TU_POLL_UNTIL(cond, timeout_ms)                                        \
-    for (long long tu_end_ = tu_mono_ms() + (timeout_ms);                      \
-         !(cond) && tu_mono_ms() < tu_end_; tu_sleep_ms(TU_POLL_MS))
+    for (long long tu_end_ = tu_mono_ms() + (timeout_ms), tu_ms_ = TU_POLL_MS; \
+         !(cond) && tu_mono_ms() < tu_end_; tu_ms_ = tu_poll_pause(tu_ms_))
+/* Sleeps |ms|; returns the next pause (TU_POLL_UNTIL's pace). */
+long long tu_poll_pause(long long ms);
+
+/* ---- a test program in parts ------------------------------------- */
+
+/*
+ * A long test program splits its tests into named parts, each a ctest
+ * test of its own (pgw_add_test PARTS, tests/CMakeLists.txt) so that
+ * ctest runs them side by side. A part is a cmocka group: its tests and
+ * the group's setup and teardown (may be NULL).
+ */
+struct tu_part {
+    const char *name;
+    const struct CMUnitTest *tests;
+    size_t count;
+    CMFixtureFunction setup;
+    CMFixtureFunction teardown;
+};
+#define TU_PART(name, tests, setup, teardown)                                  \
+    {                                                                          \
+        (name), (tests), sizeof(tests) / sizeof((tests)[0]), (setup),          \
+            (teardown)                                                         \
+    }
+/*
+ * The main() of a program in parts: runs the part named by argv[1], or
+ * every part in order when there is no argument. Returns what cmocka
+ * returns (the number of failed tests), or 2 for an unknown part.
+ */
+int tu_run_parts(int argc, char **argv, const struct tu_part *parts,
+                 size_t count);
 
 /* true when PUSHGW_RELIABILITY_LONG=1: the long forms, run by hand. */
 bool tu_long(void);

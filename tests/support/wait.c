@@ -32,6 +32,12 @@ void tu_sleep_ms(int ms)
         ;
 }
 
+long long tu_poll_pause(long long ms)
+{
+    tu_sleep_ms((int)ms);
+    return ms * 2 < TU_POLL_MAX_MS ? ms * 2 : TU_POLL_MAX_MS;
+}
+
 bool tu_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
     bool ok = false;
