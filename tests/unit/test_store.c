@@ -2440,9 +2440,9 @@ static void test_restart_recovers(void **state)
     free(conninfo);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest queue[] = {
         cmocka_unit_test_setup_teardown(test_insert_duplicates, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_insert_invalid, setup, teardown),
@@ -2457,6 +2457,26 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_released_events_are_claimable_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_beyond_64, setup, teardown),
+    };
+    const struct CMUnitTest retry[] = {
+        cmocka_unit_test_setup_teardown(test_retries_claimed_when_due_and_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_delivered_goes_and_counts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_final_failure_invalidates,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_again_waits_unleased, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_event_done_when_its_last_retry_ends, setup, teardown),
+        cmocka_unit_test(test_unavailable),
+    };
+    const struct CMUnitTest cache[] = {
         cmocka_unit_test_setup_teardown(test_find_installations, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_fills_then_answers,
@@ -2490,6 +2510,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cache_needs_triggers, setup,
                                         teardown),
+    };
+    const struct CMUnitTest badge[] = {
         cmocka_unit_test_setup_teardown(test_updated_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_lock_order, setup, teardown),
@@ -2499,23 +2521,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parts_one_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_set, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finish_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_retries_claimed_when_due_and_once,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_delivered_goes_and_counts,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_final_failure_invalidates,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retry_again_waits_unleased, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_event_done_when_its_last_retry_ends, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pool_beyond_64, setup, teardown),
-        cmocka_unit_test(test_unavailable),
+    };
+    const struct CMUnitTest restart[] = {
         cmocka_unit_test(test_restart_recovers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct tu_part parts[] = {
+        TU_PART("queue", queue, NULL, NULL),
+        TU_PART("retry", retry, NULL, NULL),
+        TU_PART("cache", cache, NULL, NULL),
+        TU_PART("badge", badge, NULL, NULL),
+        TU_PART("restart", restart, NULL, NULL),
+    };
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }
