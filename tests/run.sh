@@ -9,33 +9,48 @@
 #   fuzz   the libFuzzer targets (tests/fuzz/fuzz_*.c), all at once for
 #          PUSHGW_FUZZ_SECONDS each, at the lowest CPU priority
 # Most of a test's time is spent waiting (for Postgres, for mocks, for
-# timeouts), so one pipeline's builds and fuzzers fill the others' idle
-# CPU. The ASan pipeline is the long pole (its build is the slowest, its
-# tests as long as plain's): its build runs at normal priority, the builds
-# with slack (TSan, fuzz) and the fuzzers niced so they yield to it and
-# to the tests. Prints each stage's time and the total, and cleans up even
-# when a test fails.
+# timeouts), so each pipeline runs more tests at once than there are
+# cores (PUSHGW_TEST_JOBS), the longest first (their COST, tests/
+# CMakeLists.txt; the longest programs run as several parts), and one
+# pipeline's builds and fuzzers fill the others' idle CPU. The ASan
+# pipeline is the long pole (its build is the slowest, its tests the
+# slowest): its build runs at normal priority, the builds with slack
+# (TSan, fuzz) and the fuzzers niced so they yield to it and to the
+# tests. Prints each stage's wall and CPU seconds, the total and the
+# private Postgres's CPU, and cleans up even when a test fails.
 # Exit status: 0 only when everything passed.
 #
 # Environment:
 #   PUSHGW_FUZZ_SECONDS  seconds per fuzz target (default 15; 0 skips fuzzing)
 #   PUSHGW_SKIP_ASAN=1   skip the ASan+UBSan pipeline (faster local runs)
 #   PUSHGW_SKIP_TSAN=1   skip the TSan pipeline
-#   PUSHGW_JOBS          parallel build jobs and tests per pipeline
-#                        (default: nproc)
+#   PUSHGW_JOBS          parallel build jobs per pipeline (default: nproc)
+#   PUSHGW_TEST_JOBS     tests at once per pipeline (default: 2 x nproc)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=${PUSHGW_JOBS:-$(nproc)}
+test_jobs=${PUSHGW_TEST_JOBS:-$((2 * $(nproc)))}
 fuzz_seconds=${PUSHGW_FUZZ_SECONDS:-15}
-# The tests of the TSan pipeline; their targets bring the pushgw binary
-# and the programs they start (pgw_add_test, tests/support).
+# The test programs of the TSan pipeline (all their parts); their targets
+# bring the pushgw binary and the programs they start (pgw_add_test,
+# tests/support).
 tsan_tests=(test_http_api test_hostile test_service)
-# Tests the ASan pipeline leaves to plain's: test_deb configures and
-# builds a Release tree of its own (no sanitizer) and checks the package
-# made from it, the same run in both pipelines.
-asan_skip=(test_deb)
+# Tests (or parts, <program>.<part>) the ASan pipeline leaves to plain's:
+#   test_deb     configures and builds a Release tree of its own (no
+#                sanitizer) and checks the package made from it: the same
+#                run in both pipelines.
+#   test_deploy  but its part 'config' (check-config and render of the
+#                example under ASan): quickstart.sh runs, serving until a
+#                signal, failing, checked from outside: shell, initdb,
+#                certificates, node and curl, with pushgw doing what the
+#                service tests (test_service, test_durability's SIGTERM
+#                drain, test_leancloud) run under ASan already.
+asan_skip=(test_deb test_deploy.quickstart test_deploy.serving
+    test_deploy.failure)
+# A ctest -R/-E expression for these programs or tests, with their parts.
+tests_re() { local IFS='|'; echo "^($*)(\\.[a-z0-9_]+)?\$"; }
 t_start=$SECONDS
 
 log() { printf '==> %s\n' "$*"; }
@@ -116,7 +131,7 @@ child_cpu() { # pid of the shell
 }
 
 # step PIPELINE STEP CMD...: runs CMD with its output in the pipeline's
-# log, and records "STEP <seconds>s/<cpu seconds>" (or "STEP FAILED") in
+# log, and records "STEP <seconds>s/<CPU seconds>" (or "STEP FAILED") in
 # its result.
 step() {
     local p=$1 s=$2 t0=$SECONDS me=$BASHPID c0 rc=0
@@ -142,7 +157,7 @@ configure() { # dir, cmake args...
 ctest_in() { # dir, ctest args...
     local dir=$1
     shift
-    (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 600 "$@")
+    (cd "$dir" && ctest --output-on-failure -j "$test_jobs" --timeout 600 "$@")
 }
 
 pipeline_plain() {
@@ -159,19 +174,18 @@ pipeline_asan() {
     step asan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DPUSHGW_SANITIZE=address,undefined &&
         step asan build cmake --build "$d" -j "$jobs" &&
-        step asan tests ctest_in "$d" -E "^($(IFS='|'; echo "${asan_skip[*]}"))\$"
+        step asan tests ctest_in "$d" -E "$(tests_re "${asan_skip[@]}")"
 }
 
 # A race stops the process at once.
 pipeline_tsan() {
-    local d="$out/tsan" re
+    local d="$out/tsan"
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
-    re="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
     step tsan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DPUSHGW_SANITIZE=thread &&
         step tsan build nice -n 10 cmake --build "$d" -j "$jobs" \
             --target "${tsan_tests[@]}" &&
-        step tsan tests ctest_in "$d" -R "$re"
+        step tsan tests ctest_in "$d" -R "$(tests_re "${tsan_tests[@]}")"
 }
 
 # Every fuzz target at once, each on a copy of its seed corpus.
@@ -252,7 +266,14 @@ for i in "${!names[@]}"; do
 done
 pids=()
 
-log "total: $((SECONDS - t_start))s"
+# The private Postgres's CPU: its backends are the postmaster's children.
+pg_cpu=?
+if read -r pgpid <"$pgdir/data/postmaster.pid" 2>/dev/null &&
+    read -r stat <"/proc/$pgpid/stat" 2>/dev/null; then
+    read -ra f <<<"${stat##*) }"
+    pg_cpu=$(((f[11] + f[12] + f[13] + f[14]) / $(getconf CLK_TCK)))
+fi
+log "total: $((SECONDS - t_start))s (postgres: ${pg_cpu}s CPU)"
 if [ ${#failed[@]} -gt 0 ]; then
     printf 'tests/run.sh: FAILED: %s\n' "${failed[@]}" >&2
     exit 1

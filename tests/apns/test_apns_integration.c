@@ -1567,9 +1567,9 @@ static void test_pool_waits_for_answers_to_grow(void **state)
     mock_cleanup(&m);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest delivery[] = {
         cmocka_unit_test(test_many_across_connections),
         cmocka_unit_test(test_hpack_index_once),
         cmocka_unit_test(test_goaway),
@@ -1579,25 +1579,33 @@ int main(void)
         cmocka_unit_test(test_retry_after_reported),
         cmocka_unit_test(test_lower_streams_to_1),
         cmocka_unit_test(test_max_streams_1),
+        cmocka_unit_test(test_voip_topic_suffix),
+        cmocka_unit_test(test_invalidations),
+    };
+    const struct CMUnitTest faults[] = {
         cmocka_unit_test(test_delay_beyond_timeout),
         cmocka_unit_test(test_timeout_before_sent),
         cmocka_unit_test(test_close_after),
         cmocka_unit_test(test_no_ping_ack),
         cmocka_unit_test(test_tls_delay),
         cmocka_unit_test(test_garbage_server_backs_off),
+    };
+    const struct CMUnitTest auth[] = {
         cmocka_unit_test(test_certificate_files),
         cmocka_unit_test(test_certificate_auth),
-        cmocka_unit_test(test_voip_topic_suffix),
         cmocka_unit_test(test_jwt_refreshed_at_50_min),
         cmocka_unit_test(test_expired_provider_token),
         cmocka_unit_test(test_within_20_min_no_new_token),
-        cmocka_unit_test(test_invalidations),
         cmocka_unit_test(test_host_name),
         cmocka_unit_test(test_untrusted_certificate),
         cmocka_unit_test(test_wrong_hostname),
+    };
+    const struct CMUnitTest pool[] = {
         cmocka_unit_test(test_busy_and_free_cancels),
         cmocka_unit_test(test_pool_grows_and_shrinks),
         cmocka_unit_test(test_pool_waits_for_answers_to_grow),
+    };
+    const struct CMUnitTest proxy[] = {
         cmocka_unit_test(test_proxy_tunnel),
         cmocka_unit_test(test_proxy_wrong_password_407),
         cmocka_unit_test(test_proxy_refuses_502),
@@ -1606,8 +1614,15 @@ int main(void)
         cmocka_unit_test(test_proxy_not_http),
         cmocka_unit_test(test_many_through_proxy),
     };
+    const struct tu_part parts[] = {
+        TU_PART("delivery", delivery, NULL, NULL),
+        TU_PART("faults", faults, NULL, NULL),
+        TU_PART("auth", auth, NULL, NULL),
+        TU_PART("pool", pool, NULL, NULL),
+        TU_PART("proxy", proxy, NULL, NULL),
+    };
 
     signal(SIGPIPE, SIG_IGN);
     pgw_log_set_level(PGW_LOG_ERROR);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }

@@ -685,9 +685,9 @@ static int stop_mocks(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest delivery[] = {
         cmocka_unit_test_teardown(test_deliver_once_single_token_request,
                                   stop_mocks),
         cmocka_unit_test_teardown(test_expired_token_mid_run, stop_mocks),
@@ -695,15 +695,22 @@ int main(void)
         cmocka_unit_test_teardown(test_quota_exceeded, stop_mocks),
         cmocka_unit_test_teardown(test_unavailable_bursts, stop_mocks),
         cmocka_unit_test_teardown(test_internal_errors, stop_mocks),
+        cmocka_unit_test_teardown(test_bad_request_invalid_argument,
+                                  stop_mocks),
+    };
+    const struct CMUnitTest faults[] = {
         cmocka_unit_test_teardown(test_slow_answers, stop_mocks),
         cmocka_unit_test_teardown(test_timeout, stop_mocks),
         cmocka_unit_test_teardown(test_pool_grows_and_shrinks, stop_mocks),
         cmocka_unit_test_teardown(test_goaway, stop_mocks),
-        cmocka_unit_test_teardown(test_bad_request_invalid_argument,
-                                  stop_mocks),
         cmocka_unit_test_teardown(test_token_endpoint_down, stop_mocks),
         cmocka_unit_test_teardown(test_free_with_sends_in_flight, stop_mocks),
     };
+    const struct tu_part parts[] = {
+        TU_PART("delivery", delivery, NULL, NULL),
+        TU_PART("faults", faults, NULL, NULL),
+    };
+
     signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }

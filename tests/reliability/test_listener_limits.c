@@ -206,17 +206,23 @@ static void test_admin_trickling_client_is_cut(void **state)
     close(fd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest limits[] = {
         cmocka_unit_test_setup_teardown(
             test_connection_cap_closes_the_oldest_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_saturated_webhook_is_not_ready,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_exhaustion, setup,
                                         teardown),
+    };
+    const struct CMUnitTest trickle[] = {
         cmocka_unit_test_setup_teardown(test_admin_trickling_client_is_cut,
                                         setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct tu_part parts[] = {
+        TU_PART("limits", limits, NULL, NULL),
+        TU_PART("trickle", trickle, NULL, NULL),
+    };
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }

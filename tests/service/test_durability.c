@@ -403,13 +403,15 @@ static void test_sigterm_drains_acknowledged(void **state)
     free(v);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest restarts[] = {
         cmocka_unit_test(test_sigkill_after_ack),
         cmocka_unit_test(test_two_gateways),
-        cmocka_unit_test(test_backlog_taken_as_room_frees),
         cmocka_unit_test(test_database_outage),
+    };
+    const struct CMUnitTest reload[] = {
+        cmocka_unit_test(test_backlog_taken_as_room_frees),
         cmocka_unit_test_setup_teardown(test_reload_applies_template,
                                         setup_reload, teardown_reload),
         cmocka_unit_test_setup_teardown(
@@ -420,5 +422,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_drains_acknowledged,
                                         setup_slow_apns, teardown_reload),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct tu_part parts[] = {
+        TU_PART("restarts", restarts, NULL, NULL),
+        TU_PART("reload", reload, NULL, NULL),
+    };
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }

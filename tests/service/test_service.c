@@ -1329,9 +1329,9 @@ static void test_pool_grows(void **state)
     free(peers);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest content[] = {
         cmocka_unit_test_setup_teardown(test_template_and_badge, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_push_data_and_profile, setup,
@@ -1344,29 +1344,41 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_badge_increment_case, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_event_trace_and_clean_stop,
-                                        setup_trace, teardown),
         cmocka_unit_test_setup_teardown(test_push_data_plain_text, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_muted_and_mentioned, setup,
+                                        teardown),
+    };
+    const struct CMUnitTest events[] = {
+        cmocka_unit_test_setup_teardown(test_event_trace_and_clean_stop,
+                                        setup_trace, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_and_batch, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalidation, setup_invalid,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expired_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_muted_and_mentioned, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_hook, setup_hook, teardown),
         cmocka_unit_test_setup_teardown(test_certificate_app, setup_cert,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_render_from_database, setup,
                                         teardown),
+    };
+    const struct CMUnitTest retries[] = {
         cmocka_unit_test_setup_teardown(test_retries, setup_flaky, teardown),
         cmocka_unit_test_setup_teardown(test_fanout_in_parts, setup_large,
                                         teardown),
+    };
+    const struct CMUnitTest streams[] = {
         cmocka_unit_test_setup_teardown(test_inflight_follows_streams,
                                         setup_streams, teardown),
         cmocka_unit_test_setup_teardown(test_pool_grows, setup_grow, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct tu_part parts[] = {
+        TU_PART("content", content, NULL, NULL),
+        TU_PART("events", events, NULL, NULL),
+        TU_PART("retries", retries, NULL, NULL),
+        TU_PART("streams", streams, NULL, NULL),
+    };
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }
