@@ -52,8 +52,30 @@ hist_p99_ms() { # before after
         }' "$1" "$2"
 }
 
+# CPU ticks (user + system) so far of pushgw, Postgres (the postmaster and
+# its children: backends come and go, so those that ended in between are
+# not counted), the two mocks, loadgen |lg| and the whole machine (all
+# processes, every core), as "pushgw postgres mocks loadgen machine".
+bc_cpu_ticks() { # loadgen pid
+    local pm g=0 s=0 m=0 l=0 p
+    pm=$(head -n 1 "$work/pg/data/postmaster.pid")
+    ticks() {
+        local f
+        f=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+        f=${f##*) }
+        # shellcheck disable=SC2086
+        set -- $f
+        echo $((${12} + ${13}))
+    }
+    g=$(ticks "$gw_pid")
+    for p in "$pm" $(pgrep -P "$pm"); do s=$((s + $(ticks "$p"))); done
+    m=$(($(ticks "$apns_pid") + $(ticks "$fcm_pid")))
+    l=$(ticks "$1")
+    echo "$g $s $m $l $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)"
+}
+
 run_broadcast() { # devices fanout_pps
-    local n=$1 fpps=$2 id t0 out st secs pps ratio rss p99 chat_n chat_rate lg_pid
+    local n=$1 fpps=$2 id t0 t0_ms cpu0 cpu1 out st secs pps ratio rss p99 chat_n chat_rate lg_pid pgss
     log "broadcast: seeding a channel of $n devices"
     psql_q <<EOF
 DELETE FROM installations WHERE channels = '{bcast}';
@@ -70,6 +92,15 @@ EOF
     psql_q -c "TRUNCATE events, push_retries, push_failures"
     start_gw
     warm_gw
+    # with BENCH_PG_OPTS="-c shared_preload_libraries=pg_stat_statements":
+    # Postgres's statements during the broadcast
+    pgss=0
+    case "$(psql_q -At -c "SHOW shared_preload_libraries")" in
+    *pg_stat_statements*)
+        pgss=1
+        psql_q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+            -c "SELECT pg_stat_statements_reset()" >/dev/null ;;
+    esac
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.0"
     id=$(psql_q -At -c "INSERT INTO api_pushes (app_id, query, data, expires_at)
         VALUES ('demo', '{\"channels\":{\"\$in\":[\"bcast\"]}}',
@@ -85,13 +116,20 @@ EOF
         --rate "$chat_rate" --run-id "bcast-chat-$RANDOM$RANDOM" >"$work/bcast.chat" 2>&1 &
     lg_pid=$!
     t0=$(date +%s)
+    cpu0=$(bc_cpu_ticks "$lg_pid")
+    t0_ms=$(date +%s%3N)
     while :; do
         st=$(psql_q -At -c "SELECT state FROM api_pushes WHERE id = $id")
         [ "$st" = done ] && break
         [ $(($(date +%s) - t0)) -gt 1800 ] && die "the broadcast did not end in 30 min"
         sleep 0.5
     done
+    cpu1=$(bc_cpu_ticks "$lg_pid")
+    echo "    CPU seconds while it ran ($(awk -v a="$t0_ms" -v b="$(date +%s%3N)" "BEGIN { printf \"%.1f\", (b - a) / 1000 }") s, $(nproc) cores): $(echo "$cpu0 $cpu1" | awk -v hz="$(getconf CLK_TCK)" "{ printf \"pushgw %.1f postgres %.1f mocks %.1f loadgen %.1f machine %.1f\", (\$6 - \$1) / hz, (\$7 - \$2) / hz, (\$8 - \$3) / hz, (\$9 - \$4) / hz, (\$10 - \$5) / hz }")" >&2
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.1"
+    [ $pgss = 0 ] || psql_q -c "SELECT calls, round(total_exec_time) AS exec_ms,
+        round(total_plan_time) AS plan_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+        AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" >&2
     wait "$lg_pid" || die "loadgen (chat during the broadcast) failed: $(cat "$work/bcast.chat")"
     echo "    $(cat "$work/bcast.chat")" >&2
     rss=$(gw_mem VmHWM)

@@ -2,7 +2,7 @@
 # The benchmark of DESIGN §13 (docs/BENCHMARKS.md says how to read it).
 #
 #   tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve]
-#                      [--distance]
+#                      [--distance] [--broadcast]
 #
 # Builds a Release pushgw, starts a private Postgres (fsync on: it is a
 # durability benchmark), the C mock APNs and FCM (no per-request logging,
@@ -21,6 +21,9 @@
 #   6. distance: the same fan-out, default config, with the mocks 50 and
 #      150 ms away (a network namespace behind netem, tests/bench/distance.sh)
 #      against 0 ms on the same path; --distance measures only this
+#   7. broadcast: a push-API request to a channel of many devices with 1:1
+#      chat beside it (tests/bench/broadcast.sh), against the fan-out
+#      figure of 2 in the same run; --broadcast measures only 2 and this
 #   and, when node and npm are there, @parse/node-apn against the same mock
 #   as a peer figure (BENCH_NODE_APN=0 skips it)
 # then prints the two lines of §13. --runs N measures 1 to 4 N times in the
@@ -50,6 +53,7 @@ quick=0
 keep=0
 serve=0
 distance_only=0
+broadcast_only=0
 runs=1
 build="$root/build-bench"
 while [ $# -gt 0 ]; do
@@ -58,9 +62,10 @@ while [ $# -gt 0 ]; do
     --keep) keep=1 ;;
     --serve) serve=1 ;;
     --distance) distance_only=1 ;;
+    --broadcast) broadcast_only=1 ;;
     --build) build=$2; shift ;;
     --runs) runs=${2:-}; shift ;;
-    *) echo "usage: tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve] [--distance]" >&2; exit 2 ;;
+    *) echo "usage: tests/bench/run.sh [--quick] [--runs N] [--build DIR] [--keep] [--serve] [--distance] [--broadcast]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -376,7 +381,7 @@ fi
 # a popular Node.js APNs client as a yardstick. Skipped without node/npm or
 # the registry, or with BENCH_NODE_APN=0.
 peer_pps=skipped
-if [ "${BENCH_NODE_APN:-1}" != 0 ] && command -v node >/dev/null && command -v npm >/dev/null; then
+if [ $broadcast_only = 0 ] && [ "${BENCH_NODE_APN:-1}" != 0 ] && command -v node >/dev/null && command -v npm >/dev/null; then
     log "peer figure: @parse/node-apn against the mock APNs"
     mkdir -p "$work/node-apn"
     cp "$root/tests/bench/node-apn/package.json" "$root/tests/bench/node-apn/package-lock.json" \
@@ -480,6 +485,18 @@ run_latency() { # scenario events rate tag
     L_P50=$(echo "$lat" | sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p')
     L_P99=$(echo "$lat" | sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p')
 }
+
+if [ $broadcast_only = 1 ]; then
+    log "fan-out: $fanout_events events x 1000 peers ($((fanout_events * 1000)) pushes)"
+    run_throughput fanout "$fanout_events"
+    . "$root/tests/bench/broadcast.sh"
+    run_broadcast "$broadcast_devices" "$T_PPS"
+    echo
+    echo "pushgw broadcast benchmark ($(nproc) cores, load average $(cut -d" " -f1-3 /proc/loadavg))"
+    echo "bench fanout pushes_per_s=$T_PPS rss_mib=$T_RSS"
+    echo "$B_LINE"
+    exit 0
+fi
 
 # --- 1 to 4, |runs| times ----------------------------------------------------
 printf '%s' '{"aps":{"alert":"hello from the benchmark","badge":1},"seq":"1"}' >"$work/body.json"
