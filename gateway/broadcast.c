@@ -65,6 +65,7 @@ struct bcast;
 struct bpush {
     struct bcast *b;
     struct page *pg;
+    int64_t sent_us; /* handed to its sender (0: answered at once) */
     struct pgw_push p;
 };
 
@@ -135,11 +136,23 @@ struct bcast {
     bool flow_waiting;            /* the timer is set for flow control */
 };
 
+/* The broadcasts' own bound on their pushes in flight (see room()). */
+#define BC_PACE_BASES 16
+struct bc_pace {
+    size_t limit;
+    bool limited;   /* room() refused a send for the limit this round */
+    size_t round_n; /* answers timed this round */
+    int64_t round_sum_us, round_min_us;
+    int64_t base_us[BC_PACE_BASES]; /* the last rounds' fastest answers */
+    unsigned n_bases, next_base;
+};
+
 struct pgw_broadcast {
     struct pgw_dispatch *d;
     struct pgw_list active; /* struct bcast */
     size_t n_active;
     size_t inflight; /* its pushes handed to a sender, not answered */
+    struct bc_pace pace;
     bool claiming, claim_again, renewing, asking_next;
     struct event *due_timer;   /* the next scheduled request */
     struct event *lease_timer; /* renewals */
@@ -594,7 +607,58 @@ static bool events_waiting(const struct pgw_dispatch *d)
 #define BC_EVENT_RESERVE_DIV 8
 #define BC_FLOOR_DIV 4
 
-static bool room(const struct pgw_broadcast *bc)
+/*
+ * A free slot is not all a chat push needs: on the providers' connections
+ * it goes behind every push sent before it, and its answer comes after
+ * theirs. A broadcast that keeps the whole cap in flight keeps that queue
+ * as long as the providers' streams allow (hundreds of ms at a mock's
+ * pace), and every chat push that arrives waits it out. So broadcasts
+ * keep their pushes in flight only as deep as the providers need to stay
+ * busy, as a background flow does (LEDBAT, RFC 6817): each round (about
+ * the limit's worth of answers) compares the broadcasts' mean answer time
+ * with the fastest of the last rounds (the answer time without a queue);
+ * the queueing delay over BC_QUEUE_TARGET_US shrinks the limit by a
+ * quarter, below it a round that the limit held back grows it by an
+ * eighth. Far providers (a longer base) get a deeper limit by the same
+ * rule, at the same queueing delay.
+ */
+#define BC_QUEUE_TARGET_US 5000
+#define BC_PACE_MIN 128
+#define BC_PACE_START 512
+
+/* One broadcast push answered |rtt_us| after it was handed over. */
+static void pace_answer(struct bc_pace *pc, int64_t rtt_us, size_t max)
+{
+    int64_t base, mean;
+
+    if (pc->round_n == 0 || rtt_us < pc->round_min_us)
+        pc->round_min_us = rtt_us;
+    pc->round_sum_us += rtt_us;
+    if (++pc->round_n < pc->limit / 2 + 64)
+        return;
+    pc->base_us[pc->next_base] = pc->round_min_us;
+    pc->next_base = (pc->next_base + 1) % BC_PACE_BASES;
+    if (pc->n_bases < BC_PACE_BASES)
+        pc->n_bases++;
+    base = pc->base_us[0];
+    for (unsigned i = 1; i < pc->n_bases; i++)
+        if (pc->base_us[i] < base)
+            base = pc->base_us[i];
+    mean = pc->round_sum_us / (int64_t)pc->round_n;
+    if (mean - base > BC_QUEUE_TARGET_US)
+        pc->limit -= pc->limit / 4;
+    else if (pc->limited)
+        pc->limit += pc->limit / 8;
+    if (pc->limit < BC_PACE_MIN)
+        pc->limit = BC_PACE_MIN;
+    if (max >= BC_PACE_MIN && pc->limit > max)
+        pc->limit = max;
+    pc->limited = false;
+    pc->round_n = 0;
+    pc->round_sum_us = 0;
+}
+
+static bool room(struct pgw_broadcast *bc)
 {
     const struct pgw_dispatch *d = bc->d;
     size_t cap = dispatch_bulk_cap(d);
@@ -602,6 +666,10 @@ static bool room(const struct pgw_broadcast *bc)
 
     if (!dispatch_inflight_room(d) || bc->inflight >= cap)
         return false;
+    if (bc->inflight >= bc->pace.limit) {
+        bc->pace.limited = true;
+        return false;
+    }
     if (!events_waiting(d))
         return true;
     return bc->inflight < cap / BC_FLOOR_DIV ||
@@ -655,6 +723,7 @@ static void send_some(struct bcast *b)
             if (b->lost || d->closing || !room(bc) || !flow_allows(b))
                 return;
             bp = &pg->v[pg->next_send++];
+            bp->sent_us = pgw_clock_mono_us();
             b->flow_sent++;
             b->inflight++;
             bc->inflight++;
@@ -663,6 +732,7 @@ static void send_some(struct bcast *b)
                 0) {
                 /* answered at once: its page may commit, never freeing
                  * |b| synchronously (the commit goes through the store) */
+                bp->sent_us = 0;
                 on_answer(bp, &err_o);
                 if (b->lost || d->closing)
                     return;
@@ -725,6 +795,9 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
         free_if_dead(b);
         return;
     }
+    if (bp->sent_us)
+        pace_answer(&bc->pace, pgw_clock_mono_us() - bp->sent_us,
+                    dispatch_bulk_cap(d));
     fate = dispatch_answer(d, b->rt, b->app_id, 0, p, o, &kind, &at);
     /* a retry row that cannot be kept is recorded as failed */
     if (fate == DISPATCH_RETRY && !add_retry(b, pg, p, at, o->reason)) {
@@ -1103,6 +1176,7 @@ int broadcast_new(struct pgw_dispatch *d)
     if (!bc)
         return PGW_ERR_NOMEM;
     bc->d = d;
+    bc->pace.limit = BC_PACE_START;
     pgw_list_init(&bc->active);
     bc->due_timer = evtimer_new(d->o.base, on_due_timer, bc);
     bc->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, bc);

@@ -23,3 +23,13 @@ int64_t pgw_clock_wall_ms(void)
 {
     return read_ms(CLOCK_REALTIME);
 }
+
+int64_t pgw_clock_mono_us(void)
+{
+    struct timespec ts;
+
+    ts.tv_sec = 0;
+    ts.tv_nsec = 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

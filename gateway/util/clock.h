@@ -1,5 +1,6 @@
 /*
- * The gateway's two clocks, in milliseconds. Pure modules never read a
+ * The gateway's two clocks, in milliseconds (the monotonic one in
+ * microseconds too). Pure modules never read a
  * clock: their callers pass the time in, so their policies are testable.
  */
 #ifndef PUSHGW_UTIL_CLOCK_H
@@ -13,6 +14,9 @@
  * durations and ages.
  */
 int64_t pgw_clock_mono_ms(void);
+
+/* The same clock in microseconds: for durations shorter than a few ms. */
+int64_t pgw_clock_mono_us(void);
 
 /*
  * Milliseconds since the Unix epoch, as the system time says; may jump.
