@@ -101,6 +101,17 @@ EOF
         psql_q -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
             -c "SELECT pg_stat_statements_reset()" >/dev/null ;;
     esac
+    # The same chat alone first (5 s): the p99 the machine's load gives
+    # without a broadcast, on stderr beside the line.
+    curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.alone.0"
+    "$loadgen" send --port "$gw_port" --scenario chat --events 1000 \
+        --conns 16 --groups "$groups" --chat-peers "$chat_peers" \
+        --rate 200 --run-id "bcast-alone-$RANDOM$RANDOM" >/dev/null 2>&1 \
+        || die "loadgen (chat before the broadcast) failed"
+    "$loadgen" wait --db "$db" --events 1000 --timeout-s 60 >/dev/null \
+        || die "chat before the broadcast: events not done"
+    curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.alone.1"
+    echo "    chat alone before it, 200 events/s: p99 $(hist_p99_ms "$work/bcast.alone.0" "$work/bcast.alone.1") ms" >&2
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.0"
     id=$(psql_q -At -c "INSERT INTO api_pushes (app_id, query, data, expires_at)
         VALUES ('demo', '{\"channels\":{\"\$in\":[\"bcast\"]}}',
