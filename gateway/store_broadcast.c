@@ -40,9 +40,12 @@ static const char sql_claim[] =
                                                        "a.invalid_tokens, "
                                                        "a.errors, a.expired";
 
+/* No row when nothing is scheduled: greatest() skips the NULL of min()
+ * over no rows and gave 0, "due now", so each claim asked again at once,
+ * two statements per round trip for as long as the process ran idle. */
 static const char sql_next[] = "SELECT greatest(" MS("min(push_at)") " - " MS(
     "now()") ", 0) FROM api_pushes WHERE state <> 'done' AND push_at > "
-             "now()";
+             "now() HAVING min(push_at) IS NOT NULL";
 
 static const char sql_renew[] =
     "UPDATE api_pushes SET lease_until = " LEASE_FOR(

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "store.h"
+#include "store_broadcast.h"
 
 struct fx {
     char *db;
@@ -2295,6 +2296,53 @@ static void test_count_backlog(void **state)
     assert_int_equal(c.n, 2);
 }
 
+struct next_res {
+    int *done;
+    int err;
+    int64_t ms;
+};
+
+static void on_next_due(void *arg, int err, int64_t ms)
+{
+    struct next_res *r = arg;
+
+    r->err = err;
+    r->ms = ms;
+    (*r->done)++;
+}
+
+static int64_t next_due(struct fx *f)
+{
+    int done = 0;
+    struct next_res r = {.done = &done, .ms = -2};
+
+    assert_int_equal(pgw_store_next_api_push(f->store, on_next_due, &r), 0);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r.err, 0);
+    return r.ms;
+}
+
+/* Nothing scheduled is -1, not "due now": the sender asks again after
+ * each claim when it is told 0 (broadcast.c, on_next_due). */
+static void test_next_api_push_due(void **state)
+{
+    struct fx *f = *state;
+    int64_t ms;
+
+#define API_PUSH(at, st)                                                       \
+    "INSERT INTO api_pushes (app_id, data, push_at, expires_at, state) "       \
+    "VALUES ('demo', '{}', now() + interval '" at "', now() + interval "       \
+    "'2 days', '" st "') RETURNING id"
+    assert_int_equal(next_due(f), -1);
+    exec_sql(f->db, API_PUSH("-1 minute", "scheduled"));
+    exec_sql(f->db, API_PUSH("1 hour", "done"));
+    assert_int_equal(next_due(f), -1);
+    exec_sql(f->db, API_PUSH("1 hour", "scheduled"));
+#undef API_PUSH
+    ms = next_due(f);
+    assert_true(ms > 3590000 && ms <= 3600000);
+}
+
 /* -- an unavailable database -- */
 
 static int closed_port(void)
@@ -2461,6 +2509,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_finish_after_takeover, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_count_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_api_push_due, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pool_beyond_64, setup, teardown),
     };
     const struct CMUnitTest retry[] = {
