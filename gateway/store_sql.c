@@ -35,6 +35,7 @@ enum stmt_id {
     ST_RETRY_DONE,
     ST_BADGE_TXN,
     ST_UNDO_BADGES,
+    ST_FIN_TXN,
     ST__COUNT,
 };
 
@@ -382,6 +383,19 @@ static const struct {
                         "- u.n, 0), badge_event_id = NULL FROM (SELECT id, "
                         "count(*)::int4 AS n FROM unnest($1::int8[]) AS t(id) "
                         "GROUP BY id ORDER BY id) u WHERE i.id = u.id"},
+    /* Sent first in a finish batch's transaction: its commit does not
+     * wait for the WAL flush. The events were stored durably before
+     * their 202; the finish records what became of them. Lost in a crash
+     * of Postgres (at most wal_writer_delay's worth, usually less: the
+     * next durable commit, an intake batch, flushes it too), the events
+     * go back to pending under this process's lease and are worked again
+     * after it: duplicates of pushes whose outcome was not yet recorded,
+     * what DESIGN §11 allows for pushes in flight at a crash; no event is
+     * lost. Without it, each finish batch held its pool connection for a
+     * flush, and the intake batches queued behind it on that connection
+     * waited for it too. */
+    [ST_FIN_TXN] = {"pgw_fin_txn",
+                    "SELECT set_config('synchronous_commit', 'off', true)"},
 };
 
 /* A pool connection's session: its settings, then every statement
@@ -705,7 +719,8 @@ int store_sql_send(struct pgw_store *self, struct pgw_pgconn *c, struct op *op)
         rc = send_batch(self, c, op, 0, 3, ST_DUPS);
         break;
     case OP_BATCH_FINISH:
-        if (op->n_fail)
+        rc = send_stmt(self, c, ST_FIN_TXN, 0, NULL);
+        if (rc == 0 && op->n_fail)
             rc = send_batch(self, c, op, 0, 6, ST_FAIL_INS);
         if (rc == 0 && op->n_inv)
             rc = send_batch(self, c, op, 6, 3, ST_INVALIDATE);
