@@ -211,6 +211,10 @@ static void op_take_result(struct op *op, PGresult *r)
     ExecStatusType st = PQresultStatus(r);
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+        if (state && strcmp(state, "23505") == 0)
+            op->unique = true;
         if (op->err == 0) {
             char line[300];
             op->err = PGW_ERR_DB;
@@ -240,7 +244,7 @@ static void on_done(void *arg, struct pgw_pgconn_unit *u)
 
     op_complete(self, unit_op(u));
     if (self->queue.n + self->inserts.n + self->finishes.n + self->finds.n +
-            self->incs.n >
+            self->incs.n + self->redo.n >
         0)
         store_schedule_kick(self);
 }
@@ -408,6 +412,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
         if (self->failing) {
             self->n_queued = self->ready.n;
             fail_list(&self->parked, PGW_ERR_DB);
+            fail_list(&self->redo, PGW_ERR_DB);
             fail_list(&self->inserts, PGW_ERR_DB);
             fail_list(&self->finishes, PGW_ERR_DB);
             fail_list(&self->finds, PGW_ERR_DB);
@@ -426,13 +431,20 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
         /* Inserts and finishes held back here go once the batch in
          * flight completes (on_done kicks again). */
-        if (!ins && !fin && !self->finds.head && !inc && !self->queue.head)
+        if (!ins && !fin && !self->finds.head && !inc && !self->queue.head &&
+            !self->redo.head)
             break;
         c = pick_conn(self);
         if (!c)
             break; /* every pipeline is full: resumed as results arrive */
-        if (ins) {
+        if (self->redo.head) {
+            op = store_list_pop(&self->redo);
+        } else if (ins) {
             op = make_batch(self, &self->inserts, OP_BATCH_INSERT);
+            if (op && self->conflict_batches > 0) {
+                op->conflict = true;
+                self->conflict_batches--;
+            }
         } else if (fin) {
             op = make_batch(self, &self->finishes, OP_BATCH_FINISH);
         } else if (self->finds.head) {
@@ -696,11 +708,37 @@ static void complete_claim_retries(struct op *op)
     free(rt);
 }
 
+/*
+ * An insert batch sent without ON CONFLICT (ST_INSERT_NEW) failed on a
+ * unique index: a msgId seen before, in the table or twice in the batch.
+ * Nothing of it was stored (one transaction); it goes again at once with
+ * ON CONFLICT, and the next batches too for a while.
+ */
+static void redo_insert(struct pgw_store *self, struct op *op)
+{
+    for (unsigned i = 0; i < STORE_MAX_RESULTS; i++) {
+        PQclear(op->res[i]);
+        op->res[i] = NULL;
+    }
+    op->n_results = 0;
+    op->err = 0;
+    op->unique = false;
+    op->conflict = true;
+    self->conflict_batches = STORE_CONFLICT_BATCHES;
+    store_list_push(&self->redo, op);
+    store_schedule_kick(self);
+}
+
 /* |op| reached its sync: its callback (or its members') runs now. */
 static void op_complete(struct pgw_store *self, struct op *op)
 {
     struct op *m;
 
+    if (op->err && op->kind == OP_BATCH_INSERT && op->unique && !op->conflict &&
+        !self->closing) {
+        redo_insert(self, op);
+        return;
+    }
     if (op->err) {
         store_op_fail(op, op->err);
         return;
@@ -810,6 +848,7 @@ void pgw_store_free(struct pgw_store *self)
     fail_list(&self->incs, PGW_ERR_CLOSED);
     fail_list(&self->ready, PGW_ERR_CLOSED);
     fail_list(&self->parked, PGW_ERR_CLOSED);
+    fail_list(&self->redo, PGW_ERR_CLOSED);
     fail_list(&self->queue, PGW_ERR_CLOSED);
     /* their operations in flight fail with PGW_ERR_CLOSED */
     for (unsigned i = 0; i < self->n_conns; i++)

@@ -57,6 +57,8 @@ struct pgw_icache;
  * (rows of one fan-out group: each event's parts waiting on the last
  * one's row locks). */
 #define STORE_MAX_INC_BATCHES 1
+/* Insert batches sent with ON CONFLICT after one failed on a duplicate. */
+#define STORE_CONFLICT_BATCHES 16
 /* Array parameters of the largest statement group (finish_event). */
 #define STORE_MAX_FRAGS 25
 #define STORE_MAX_RESULTS 2
@@ -129,6 +131,10 @@ struct op {
     const char *param[STORE_MAX_PARAMS];
     /* exec_text: its |n_params| parameters, in |data| (else NULL) */
     const char **xparam;
+    /* insert batch: sent with ON CONFLICT (again after |unique|, or while
+     * the store's |conflict_batches| last) */
+    bool conflict;
+    bool unique;    /* a statement failed on a unique index (23505) */
     bool flag;      /* find: increment (a batch: or set badges) */
     bool set_badge; /* find: set the iOS rows' badge to |badge| */
     int32_t badge;
@@ -201,6 +207,12 @@ struct pgw_store {
     /* lookups whose names another lookup, queued or in flight, is about
      * to cache (|filling|): looked at again when one of those ends */
     struct op_list parked;
+    /* insert batches that failed on a unique index, to send again with ON
+     * CONFLICT before anything else */
+    struct op_list redo;
+    /* insert batches still to be sent with ON CONFLICT at once: a
+     * duplicate seen is likely followed by more (a broker retrying) */
+    unsigned conflict_batches;
     struct op *filling;
     bool recheck_parked;
     size_t n_queued;

@@ -14,6 +14,7 @@
 
 enum stmt_id {
     ST_INSERT,
+    ST_INSERT_NEW,
     ST_DUPS,
     ST_COUNT,
     ST_CLAIM_EV,
@@ -78,6 +79,25 @@ enum stmt_id {
     "i.apns_team_id) SELECT 1::int8, x.* FROM (SELECT * FROM u UNION ALL "     \
     "SELECT " INST_COLS " FROM m WHERE device_type <> 'ios') x ORDER BY 2"
 
+/* The intake's insert of a batch, |conflict| its ON CONFLICT clause (or
+ * ""): rows (ord, id) for the rows stored. */
+#define INSERT_EVENTS(conflict)                                                \
+    "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "               \
+    "FROM unnest($1::text[], $2::text[], $3::text[], "                         \
+    "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "                     \
+    "AS t(app_id, conv_id, msg_id, body, ts, lease_ms, ord)), "                \
+    "ins AS (INSERT INTO events (id, app_id, conv_id, msg_id, "                \
+    "body, event_ts_ms, lease_owner, lease_until, attempts) "                  \
+    "SELECT id, app_id, conv_id, msg_id, body, ts, "                           \
+    "CASE WHEN lease_ms >= 0 THEN $7::text END, "                              \
+    "CASE WHEN lease_ms >= 0 THEN " LEASE_FOR(                                 \
+        "lease_ms") " ELSE '-infinity' END, "                                  \
+                    "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "               \
+                    "FROM input ORDER BY app_id, conv_id, msg_id, "            \
+                    "ord " conflict "RETURNING id) "                           \
+                    "SELECT input.ord, input.id FROM input "                   \
+                    "JOIN ins ON ins.id = input.id"
+
 static const struct {
     const char *name;
     const char *sql;
@@ -88,25 +108,17 @@ static const struct {
      * otherwise each wait on the other's insert (a deadlock, one batch
      * failed); the same key twice in a batch: the first to arrive is the
      * new one. */
-    [ST_INSERT] =
-        {"pgw_insert",
-         "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "
-         "FROM unnest($1::text[], $2::text[], $3::text[], "
-         "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "
-         "AS t(app_id, conv_id, msg_id, body, ts, lease_ms, ord)), "
-         "ins AS (INSERT INTO events (id, app_id, conv_id, msg_id, "
-         "body, event_ts_ms, lease_owner, lease_until, attempts) "
-         "SELECT id, app_id, conv_id, msg_id, body, ts, "
-         "CASE WHEN lease_ms >= 0 THEN $7::text END, "
-         "CASE WHEN lease_ms >= 0 THEN " LEASE_FOR(
-             "lease_ms") " ELSE '-infinity' END, "
-                         "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "
-                         "FROM input ORDER BY app_id, conv_id, msg_id, ord "
-                         "ON CONFLICT (app_id, conv_id, msg_id) "
-                         "WHERE msg_id IS NOT NULL DO NOTHING "
-                         "RETURNING id) "
-                         "SELECT input.ord, input.id FROM input "
-                         "JOIN ins ON ins.id = input.id"},
+    [ST_INSERT] = {"pgw_insert",
+                   INSERT_EVENTS("ON CONFLICT (app_id, conv_id, msg_id) "
+                                 "WHERE msg_id IS NOT NULL DO NOTHING ")},
+    /* The same without ON CONFLICT, sent first (store.c, redo_insert):
+     * a repeated msgId fails the batch on events_idempotency, and it goes
+     * again as ST_INSERT. ON CONFLICT's speculative insertion (an arbiter
+     * probe, then the insertion and its confirmation, per row) made the
+     * insert about half again as costly for the duplicates a broker
+     * rarely sends (docs/BENCHMARKS.md). Each such batch leaves one
+     * "duplicate key" error in Postgres's log. */
+    [ST_INSERT_NEW] = {"pgw_insert_new", INSERT_EVENTS("")},
     /* Runs only for the rows an insert batch skipped (an event with a
      * msgId seen before), after that batch's commit: the conflicting rows
      * were committed then (ON CONFLICT waits for their transactions), so
@@ -444,9 +456,9 @@ const char *store_sql_setup(void *arg, PGconn *pg)
  * planning is cheap next to a batch's execution.
  */
 static const bool stmt_replan[ST__COUNT] = {
-    [ST_INSERT] = true,    [ST_DUPS] = true,     [ST_CLAIM_EV] = true,
-    [ST_RENEW_EV] = true,  [ST_FAIL_INS] = true, [ST_RETRY_INS] = true,
-    [ST_EVENT_FIN] = true, [ST_CLAIM_RT] = true,
+    [ST_INSERT] = true,    [ST_INSERT_NEW] = true, [ST_DUPS] = true,
+    [ST_CLAIM_EV] = true,  [ST_RENEW_EV] = true,   [ST_FAIL_INS] = true,
+    [ST_RETRY_INS] = true, [ST_EVENT_FIN] = true,  [ST_CLAIM_RT] = true,
 };
 
 static int send_stmt(struct pgw_store *self, struct pgw_pgconn *c,
@@ -502,8 +514,8 @@ static int send_batch(struct pgw_store *self, struct pgw_pgconn *c,
      * holds it: after a takeover (lease expired, another process claimed
      * it) the new holder's outcome is the one kept, and no failure or
      * retry row is written twice. */
-    if (id == ST_INSERT || id == ST_FAIL_INS || id == ST_RETRY_INS ||
-        id == ST_EVENT_FIN)
+    if (id == ST_INSERT || id == ST_INSERT_NEW || id == ST_FAIL_INS ||
+        id == ST_RETRY_INS || id == ST_EVENT_FIN)
         params[n++] = self->owner;
     return send_stmt(self, c, id, n, params) < 0 ? PGW_ERR_DB : 0;
 }
@@ -713,7 +725,8 @@ int store_sql_send(struct pgw_store *self, struct pgw_pgconn *c, struct op *op)
     self->sent_in_op = 0;
     switch (op->kind) {
     case OP_BATCH_INSERT:
-        rc = send_batch(self, c, op, 0, 6, ST_INSERT);
+        rc = send_batch(self, c, op, 0, 6,
+                        op->conflict ? ST_INSERT : ST_INSERT_NEW);
         break;
     case OP_BATCH_DUPS:
         rc = send_batch(self, c, op, 0, 3, ST_DUPS);

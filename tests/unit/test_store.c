@@ -255,6 +255,40 @@ static void test_insert_duplicates(void **state)
     expect_sql(f->db, sql, "t|t|0");
 }
 
+/* A batch holding the key of an event stored before it: the batch is
+ * sent again with ON CONFLICT (store.c, redo_insert); its new events are
+ * stored once, the repeat is answered as a duplicate. */
+static void test_insert_duplicate_of_stored(void **state)
+{
+    struct fx *f = *state;
+    int done = 0;
+    bool in_call = false;
+    struct ins_res r[4];
+
+    for (size_t i = 0; i < PGW_ARRAY_SIZE(r); i++)
+        r[i] = (struct ins_res){.done = &done, .in_call = &in_call};
+    insert(f, &r[0], "c1", "k1", true);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r[0].err, 0);
+    insert(f, &r[1], "c1", "k0", true);
+    insert(f, &r[2], "c1", "k1", true);
+    insert(f, &r[3], "c1", "k2", false);
+    run_until(f->base, &done, 4, 10000);
+    for (int i = 1; i < 4; i++) {
+        assert_int_equal(r[i].err, 0);
+        assert_int_equal(r[i].calls, 1);
+    }
+    assert_false(r[1].duplicate);
+    assert_true(r[2].duplicate);
+    assert_int_equal(r[2].id, r[0].id);
+    assert_false(r[3].duplicate);
+    assert_true(r[1].id != r[0].id && r[3].id != r[0].id && r[1].id != r[3].id);
+    expect_sql(f->db,
+               "SELECT string_agg(msg_id || ':' || attempts, ',' ORDER BY "
+               "msg_id) FROM events",
+               "k0:1,k1:1,k2:0");
+}
+
 static void test_insert_invalid(void **state)
 {
     struct fx *f = *state;
@@ -2492,6 +2526,8 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest queue[] = {
         cmocka_unit_test_setup_teardown(test_insert_duplicates, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_insert_duplicate_of_stored, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_insert_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
