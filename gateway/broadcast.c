@@ -41,19 +41,24 @@
 
 /* Requests sent at once by one process: a long broadcast does not hold
  * back a small request claimed after it, and each one in memory is at
- * most two pages. */
+ * most BC_RING pages. */
 #define BC_MAX_ACTIVE 4
-/* Devices per page, the unit of reading and of committing: a page is
- * built in one loop iteration (about a millisecond). The window: pages
- * sent and not committed yet, at most BC_WINDOW, so a crash sends at most
- * BC_WINDOW × BC_PAGE = 2,000 devices a second time; as each page is
- * committed the window slides, so the answers to a page's last pushes and
- * its commit hold back no sends. BC_AHEAD pages are read (with their
- * badge increments) ahead of the window, so reading takes none of the
- * senders' time either. */
+/* Devices per page, the unit of committing: a page is built in one loop
+ * iteration (about a millisecond). The window: pages sent and not
+ * committed yet, at most BC_WINDOW, so a crash sends at most BC_WINDOW ×
+ * BC_PAGE = 2,000 devices a second time; as each page is committed the
+ * window slides, so the answers to a page's last pushes and its commit
+ * hold back no sends. Up to BC_AHEAD pages are read (with their badge
+ * increments) ahead of the window, so reading takes none of the senders'
+ * time either; a read is BC_READ_PAGES pages, one statement: the reads
+ * follow one another (keyset), and each one's round trip, queueing on the
+ * pool and planning took as long as a page's rows. A crash after a read
+ * sends nothing twice for the pages read and not sent (their increments
+ * are not made twice: migration 0010). */
 #define BC_PAGE 500
 #define BC_WINDOW 4
-#define BC_AHEAD 2
+#define BC_READ_PAGES 4
+#define BC_AHEAD 6
 /* A statement that failed (database down) is tried again after this. */
 #define BC_RETRY_MS 1000
 /* flow_control: sends are let through in steps of this many ms. */
@@ -83,7 +88,7 @@ struct bretry {
 struct page {
     struct bpush *v; /* the pushes built, |n| */
     size_t n, next_send, answered;
-    bool fetching;   /* its rows are being read */
+    bool fetching;   /* its rows are being read (the read's first page) */
     bool final;      /* no page follows: its commit ends the request */
     int64_t last_id; /* of the rows read (0: none) */
     int devices, successes, invalid_tokens, errors, expired;
@@ -409,10 +414,10 @@ static unsigned pages_ahead(struct bcast *b)
     return n;
 }
 
-/* Reads the next page after what was read so far, when the ring has room
- * and no more than BC_AHEAD pages wait to be sent. Stops reading at the
- * request's expiry (its last page then ends it 'expired'), and while
- * draining. */
+/* Reads the next BC_READ_PAGES pages after what was read so far, when
+ * the ring has room for them and they keep at most BC_AHEAD pages waiting
+ * to be sent. Stops reading at the request's expiry (its last page then
+ * ends it 'expired'), and while draining. */
 static void fetch_more(struct bcast *b)
 {
     struct pgw_dispatch *d = b->bc->d;
@@ -421,8 +426,8 @@ static void fetch_more(struct bcast *b)
     int rc;
 
     if (b->fetching || b->fetched_all || b->lost || b->wait_fetch ||
-        d->closing || d->draining || b->count >= BC_RING ||
-        pages_ahead(b) >= BC_AHEAD)
+        d->closing || d->draining || b->count + BC_READ_PAGES > BC_RING ||
+        pages_ahead(b) + BC_READ_PAGES > BC_AHEAD)
         return;
     if (pgw_clock_wall_ms() >= b->expires_at_ms) {
         /* The rest is not sent: its validity is over. */
@@ -439,7 +444,7 @@ static void fetch_more(struct bcast *b)
     q.api_push_id = b->id;
     q.app_id = b->app_id;
     q.after_id = b->fetched_to;
-    q.limit = BC_PAGE;
+    q.limit = BC_PAGE * BC_READ_PAGES;
     q.match = &b->match;
     q.increment = b->increment;
     q.where_sql = b->where.sql;
@@ -478,15 +483,26 @@ static void on_page(void *arg, int err, const struct pgw_installation *rows,
         wait_retry(b, false);
         return;
     }
-    build_page(b, pg, rows, n);
-    if (b->lost) {
-        free_if_dead(b);
-        return;
+    /* The read's pages, in the slots after its first (room was checked by
+     * fetch_more); fewer rows than asked: its last page is the last. */
+    for (size_t at = 0;;) {
+        size_t k = n - at < BC_PAGE ? n - at : BC_PAGE;
+
+        build_page(b, pg, rows + at, k);
+        at += k;
+        pg->final = at == n && n < BC_PAGE * BC_READ_PAGES;
+        if (b->lost) {
+            free_if_dead(b);
+            return;
+        }
+        if (pg->last_id)
+            b->fetched_to = pg->last_id;
+        if (pg->final)
+            b->fetched_all = true;
+        if (at == n)
+            break;
+        pg = page_at(b, b->count++);
     }
-    if (!pg->final && pg->last_id)
-        b->fetched_to = pg->last_id;
-    if (pg->final)
-        b->fetched_all = true;
     try_commit(b);
     fetch_more(b);
     event_active(b->bc->d->pump_ev, EV_TIMEOUT, 0);
@@ -516,15 +532,13 @@ static struct bfail *add_fail(struct page *pg)
     return &pg->fails[pg->n_fails++];
 }
 
-/* Builds the pushes of |rows| into |pg| (push.c, as an event's devices).
- * Fewer rows than asked: the last page. */
+/* Builds the pushes of |rows| into |pg| (push.c, as an event's devices). */
 static void build_page(struct bcast *b, struct page *pg,
                        const struct pgw_installation *rows, size_t n)
 {
     struct pgw_dispatch *d = b->bc->d;
 
     memset(pg, 0, sizeof(*pg));
-    pg->final = n < BC_PAGE;
     if (n == 0)
         return;
     pg->v = calloc(n, sizeof(*pg->v));

@@ -139,7 +139,9 @@ EOF
     echo "    CPU seconds while it ran ($(awk -v a="$t0_ms" -v b="$(date +%s%3N)" "BEGIN { printf \"%.1f\", (b - a) / 1000 }") s, $(nproc) cores): $(echo "$cpu0 $cpu1" | awk -v hz="$(getconf CLK_TCK)" "{ printf \"pushgw %.1f postgres %.1f mocks %.1f loadgen %.1f machine %.1f\", (\$6 - \$1) / hz, (\$7 - \$2) / hz, (\$8 - \$3) / hz, (\$9 - \$4) / hz, (\$10 - \$5) / hz }")" >&2
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.1"
     [ $pgss = 0 ] || psql_q -c "SELECT calls, round(total_exec_time) AS exec_ms,
-        round(total_plan_time) AS plan_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+        round(total_plan_time) AS plan_ms, rows, shared_blks_read AS blks_read,
+        shared_blks_dirtied AS dirtied, shared_blks_written AS written, wal_fpi,
+        pg_size_pretty(wal_bytes) AS wal, left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
         AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" >&2
     wait "$lg_pid" || die "loadgen (chat during the broadcast) failed: $(cat "$work/bcast.chat")"
     echo "    $(cat "$work/bcast.chat")" >&2
