@@ -17,10 +17,12 @@
  */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,13 +84,20 @@ static bool have(const char *cmd)
     return p != NULL;
 }
 
-/* npm ci into the build tree, unless its lockfile is the source's. */
+/* npm ci into the build tree, unless its lockfile is the source's. The
+ * parts of this program run side by side: one installs, the others wait
+ * for it (a lock on the folder's .lock file). */
 static void install_modules(const char *dir)
 {
     char *cmd = NULL, *want, *got, *lock;
-    int rc;
+    char *lock_path = tu_path(dir, ".lock");
+    int rc, fd;
 
     mkdir(dir, 0755);
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    free(lock_path);
     want = tu_read_file(PUSHGW_LEANCLOUD_DIR "/package-lock.json");
     assert_non_null(want);
     lock = tu_path(dir, "node_modules/.pushgw-lock");
@@ -110,6 +119,7 @@ static void install_modules(const char *dir)
     }
     free(tu_write_file(dir, "node_modules/.pushgw-lock", want, 0644));
 out:
+    close(fd);
     free(cmd);
     free(want);
     free(got);
@@ -746,7 +756,7 @@ static void test_sdk_push_refused(void **state)
     cJSON_Delete(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     if (!have("node") || !have("npm")) {
         if (getenv("CI")) {
@@ -757,16 +767,21 @@ int main(void)
         printf("test_leancloud: skipped: node and npm are not installed\n");
         return 77; /* ctest: skipped */
     }
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sdk[] = {
         cmocka_unit_test(test_sdk_registration_and_leanengine_hook),
         cmocka_unit_test(test_hook_unauthorized_fails_open),
         cmocka_unit_test(test_sdk_push_refused),
         cmocka_unit_test(test_sdk_push_channels),
+    };
+    const struct CMUnitTest push[] = {
         cmocka_unit_test(test_sdk_push_where),
         cmocka_unit_test(test_sdk_push_prod_dev),
         cmocka_unit_test(test_sdk_push_time),
         cmocka_unit_test(test_sdk_push_expiration),
     };
-
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct tu_part parts[] = {
+        TU_PART("sdk", sdk, setup, teardown),
+        TU_PART("push", push, setup, teardown),
+    };
+    return tu_run_parts(argc, argv, parts, sizeof(parts) / sizeof(parts[0]));
 }
