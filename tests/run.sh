@@ -3,16 +3,18 @@
 # private Postgres, checks the formatting, then runs four pipelines side
 # by side, each building only what it runs:
 #   plain  the RelWithDebInfo build, every test
-#   asan   the ASan+UBSan build, every test
+#   asan   the ASan+UBSan build, every test but those of asan_skip below
 #   tsan   the TSan build of the tests that run the webhook listener's
 #          intake thread (in process, and in the pushgw they start)
 #   fuzz   the libFuzzer targets (tests/fuzz/fuzz_*.c), all at once for
 #          PUSHGW_FUZZ_SECONDS each, at the lowest CPU priority
-# Most of a test's time is spent waiting (for Postgres, for mocks, for
-# timeouts), so each pipeline runs more tests at once than there are
-# cores (PUSHGW_TEST_JOBS), the longest first (their COST, tests/
-# CMakeLists.txt; the longest programs run as several parts), and one
-# pipeline's builds and fuzzers fill the others' idle CPU. The ASan
+# A test process spends most of its time waiting (for Postgres, for
+# mocks, for timeouts), so each pipeline runs more tests at once than
+# there are cores (PUSHGW_TEST_JOBS), the longest first (their COST,
+# tests/CMakeLists.txt; the longest programs run as several parts), and
+# one pipeline's builds and fuzzers fill the others' idle CPU. Most of
+# the tests' CPU is the private Postgres's (a database and a gateway's
+# connections per test case): the total line says how much. The ASan
 # pipeline is the long pole (its build is the slowest, its tests the
 # slowest): its build runs at normal priority, the builds with slack
 # (TSan, fuzz) and the fuzzers niced so they yield to it and to the
