@@ -42,12 +42,14 @@ struct pgw_icache;
 #define STORE_MAX_FIND_NAMES 1000
 #define STORE_MAX_INC_IDS 4096
 /*
- * Durable batches of one kind in flight at once. Each one is a commit that
- * waits for a WAL flush; while it waits, the next operations gather into
- * the next batch, so the batch size follows the flush time instead of the
+ * Batches of one kind in flight at once. An insert batch is a commit that
+ * waits for a WAL flush; while it waits, the next inserts gather into the
+ * next batch, so the batch size follows the flush time instead of the
  * loop's pace (small commits each waiting for its own flush would bound
  * the intake). Two insert batches: the intake's 202s wait on them, and
- * with one, a batch's round trip would set the intake's pace.
+ * with one, a batch's round trip would set the intake's pace. A finish
+ * batch does not wait for the flush (ST_FIN_TXN); one at a time, the
+ * finishes queued during its round trip go together in the next.
  */
 #define STORE_MAX_INSERT_BATCHES 2
 #define STORE_MAX_FINISH_BATCHES 1
