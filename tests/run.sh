@@ -14,11 +14,13 @@
 # tests/CMakeLists.txt; the longest programs run as several parts), and
 # one pipeline's builds and fuzzers fill the others' idle CPU. Most of
 # the tests' CPU is the private Postgres's (a database and a gateway's
-# connections per test case): the total line says how much. The ASan
-# pipeline is the long pole (its build is the slowest, its tests the
-# slowest): its build runs at normal priority, the builds with slack
-# (TSan, fuzz) and the fuzzers niced so they yield to it and to the
-# tests. The sanitizer and fuzz builds carry line tables only (-g1): what
+# connections per test case): the total line says how much. Once the
+# plain and ASan tests run the CPU is busy, so the builds all start at
+# once (they take little CPU, the TSan tests are slow): a niced build
+# waited for the others' tests and made its pipeline the last. Only the
+# fuzz build (a few seconds of CPU) is niced a little, and the fuzzers,
+# whose run lasts PUSHGW_FUZZ_SECONDS whatever CPU they get, the most.
+# The sanitizer and fuzz builds carry line tables only (-g1): what
 # a report's stack needs, and a fifth less to compile. Prints each stage's
 # wall and CPU seconds, the total and the private Postgres's CPU, and
 # cleans up even when a test fails.
@@ -187,7 +189,7 @@ pipeline_tsan() {
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
     step tsan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_C_FLAGS_DEBUG=-g1 -DPUSHGW_SANITIZE=thread &&
-        step tsan build nice -n 10 cmake --build "$d" -j "$jobs" \
+        step tsan build cmake --build "$d" -j "$jobs" \
             --target "${tsan_tests[@]}" &&
         step tsan tests ctest_in "$d" -R "$(tests_re "${tsan_tests[@]}")"
 }
@@ -228,7 +230,7 @@ pipeline_fuzz() {
     local d="$out/fuzz"
     CC=clang step fuzz configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_C_FLAGS_DEBUG=-gline-tables-only -DPUSHGW_FUZZ=ON &&
-        step fuzz build nice -n 19 cmake --build "$d" -j "$jobs" \
+        step fuzz build nice -n 5 cmake --build "$d" -j "$jobs" \
             --target fuzz &&
         step fuzz run fuzz_all "$d"
 }
