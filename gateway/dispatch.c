@@ -899,9 +899,12 @@ static void dispatch_pump(struct pgw_dispatch *d)
     struct pgw_list *pos, *next;
 
     /* After sends (fewer than CAP_EVERY since the last update: the first
-     * pushes after start-up), and while the cap holds sends back (no
-     * sends, no update from count_send). */
-    if (d->sends_since_cap || !dispatch_inflight_room(d))
+     * pushes after start-up), while the cap holds sends back (no sends,
+     * no update from count_send), and while no provider's streams are
+     * known: a pump between the first send and its connection's SETTINGS
+     * (the claim timer's, during a slow handshake) left max_inflight as
+     * the cap, and the next event went out whole. */
+    if (d->sends_since_cap || !d->cap_known || !dispatch_inflight_room(d))
         update_cap(d);
     /* Lookups waiting for room, oldest first. */
     while (!pgw_list_empty(&d->lookup_wait) && !d->closing) {
