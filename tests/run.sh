@@ -15,11 +15,12 @@
 # one pipeline's builds and fuzzers fill the others' idle CPU. Most of
 # the tests' CPU is the private Postgres's (a database and a gateway's
 # connections per test case): the total line says how much. Once the
-# plain and ASan tests run the CPU is busy, so the builds all start at
-# once (they take little CPU, the TSan tests are slow): a niced build
-# waited for the others' tests and made its pipeline the last. Only the
-# fuzz build (a few seconds of CPU) is niced a little, and the fuzzers,
-# whose run lasts PUSHGW_FUZZ_SECONDS whatever CPU they get, the most.
+# plain and ASan tests run the CPU is busy, so every build starts at
+# once: a build at nice 10 or more waited for the others' tests and made
+# its pipeline the last. The ASan build (the long pole) and the plain
+# build run at normal priority, the TSan and fuzz builds (twenty seconds
+# of CPU each, their pipelines short) a little below, and the fuzzers,
+# whose run lasts PUSHGW_FUZZ_SECONDS whatever CPU they get, the lowest.
 # The sanitizer and fuzz builds carry line tables only (-g1): what
 # a report's stack needs, and a fifth less to compile. Prints each stage's
 # wall and CPU seconds, the total and the private Postgres's CPU, and
@@ -189,7 +190,7 @@ pipeline_tsan() {
     export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}
     step tsan configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_C_FLAGS_DEBUG=-g1 -DPUSHGW_SANITIZE=thread &&
-        step tsan build cmake --build "$d" -j "$jobs" \
+        step tsan build nice -n 5 cmake --build "$d" -j "$jobs" \
             --target "${tsan_tests[@]}" &&
         step tsan tests ctest_in "$d" -R "$(tests_re "${tsan_tests[@]}")"
 }
@@ -230,7 +231,7 @@ pipeline_fuzz() {
     local d="$out/fuzz"
     CC=clang step fuzz configure configure "$d" -DCMAKE_BUILD_TYPE=Debug \
             -DCMAKE_C_FLAGS_DEBUG=-gline-tables-only -DPUSHGW_FUZZ=ON &&
-        step fuzz build nice -n 5 cmake --build "$d" -j "$jobs" \
+        step fuzz build nice -n 8 cmake --build "$d" -j "$jobs" \
             --target fuzz &&
         step fuzz run fuzz_all "$d"
 }
