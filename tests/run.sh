@@ -207,8 +207,9 @@ fuzz_all() {
         mkdir -p "$work"
         [ -d "$root/tests/fuzz/corpus/$name" ] &&
             cp -r "$root/tests/fuzz/corpus/$name"/. "$work"/
+        # A crashing input is written beside the log, not into the tree.
         nice -n 19 "$f" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-            "$work" >"$d/fuzz_$name.log" 2>&1 &
+            -artifact_prefix="$d/fuzz_$name-" "$work" >"$d/fuzz_$name.log" 2>&1 &
         fpids+=($!)
         names+=("$name")
     done
