@@ -141,23 +141,12 @@ struct bcast {
     bool flow_waiting;            /* the timer is set for flow control */
 };
 
-/* The broadcasts' own bound on their pushes in flight (see room()). */
-#define BC_PACE_BASES 16
-struct bc_pace {
-    size_t limit;
-    bool limited;   /* room() refused a send for the limit this round */
-    size_t round_n; /* answers timed this round */
-    int64_t round_sum_us, round_min_us;
-    int64_t base_us[BC_PACE_BASES]; /* the last rounds' fastest answers */
-    unsigned n_bases, next_base;
-};
-
 struct pgw_broadcast {
     struct pgw_dispatch *d;
     struct pgw_list active; /* struct bcast */
     size_t n_active;
     size_t inflight; /* its pushes handed to a sender, not answered */
-    struct bc_pace pace;
+    struct pgw_broadcast_pace pace;
     bool claiming, claim_again, renewing, asking_next;
     struct event *due_timer;   /* the next scheduled request */
     struct event *lease_timer; /* renewals */
@@ -628,20 +617,20 @@ static bool events_waiting(const struct pgw_dispatch *d)
  * as long as the providers' streams allow (hundreds of ms at a mock's
  * pace), and every chat push that arrives waits it out. So broadcasts
  * keep their pushes in flight only as deep as the providers need to stay
- * busy, as a background flow does (LEDBAT, RFC 6817): each round (about
- * the limit's worth of answers) compares the broadcasts' mean answer time
- * with the fastest of the last rounds (the answer time without a queue);
- * the queueing delay over BC_QUEUE_TARGET_US shrinks the limit by a
- * quarter, below it a round that the limit held back grows it by an
- * eighth. Far providers (a longer base) get a deeper limit by the same
- * rule, at the same queueing delay.
+ * busy, as a background flow does (LEDBAT, RFC 6817): the limit of
+ * pgw_broadcast_pace_answer() (broadcast.h) keeps their answers within
+ * PGW_BROADCAST_PACE_TARGET_US of the fastest lately. Far providers (a
+ * longer base) get a deeper limit by the same rule, at the same queueing
+ * delay.
  */
-#define BC_QUEUE_TARGET_US 5000
-#define BC_PACE_MIN 128
-#define BC_PACE_START 512
+void pgw_broadcast_pace_init(struct pgw_broadcast_pace *pc)
+{
+    memset(pc, 0, sizeof(*pc));
+    pc->limit = PGW_BROADCAST_PACE_START;
+}
 
-/* One broadcast push answered |rtt_us| after it was handed over. */
-static void pace_answer(struct bc_pace *pc, int64_t rtt_us, size_t max)
+void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,
+                               size_t max)
 {
     int64_t base, mean;
 
@@ -651,21 +640,21 @@ static void pace_answer(struct bc_pace *pc, int64_t rtt_us, size_t max)
     if (++pc->round_n < pc->limit / 2 + 64)
         return;
     pc->base_us[pc->next_base] = pc->round_min_us;
-    pc->next_base = (pc->next_base + 1) % BC_PACE_BASES;
-    if (pc->n_bases < BC_PACE_BASES)
+    pc->next_base = (pc->next_base + 1) % PGW_BROADCAST_PACE_BASES;
+    if (pc->n_bases < PGW_BROADCAST_PACE_BASES)
         pc->n_bases++;
     base = pc->base_us[0];
     for (unsigned i = 1; i < pc->n_bases; i++)
         if (pc->base_us[i] < base)
             base = pc->base_us[i];
     mean = pc->round_sum_us / (int64_t)pc->round_n;
-    if (mean - base > BC_QUEUE_TARGET_US)
+    if (mean - base > PGW_BROADCAST_PACE_TARGET_US)
         pc->limit -= pc->limit / 4;
     else if (pc->limited)
         pc->limit += pc->limit / 8;
-    if (pc->limit < BC_PACE_MIN)
-        pc->limit = BC_PACE_MIN;
-    if (max >= BC_PACE_MIN && pc->limit > max)
+    if (pc->limit < PGW_BROADCAST_PACE_MIN)
+        pc->limit = PGW_BROADCAST_PACE_MIN;
+    if (max >= PGW_BROADCAST_PACE_MIN && pc->limit > max)
         pc->limit = max;
     pc->limited = false;
     pc->round_n = 0;
@@ -810,8 +799,8 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
         return;
     }
     if (bp->sent_us)
-        pace_answer(&bc->pace, pgw_clock_mono_us() - bp->sent_us,
-                    dispatch_bulk_cap(d));
+        pgw_broadcast_pace_answer(&bc->pace, pgw_clock_mono_us() - bp->sent_us,
+                                  dispatch_bulk_cap(d));
     fate = dispatch_answer(d, b->rt, b->app_id, 0, p, o, &kind, &at);
     /* a retry row that cannot be kept is recorded as failed */
     if (fate == DISPATCH_RETRY && !add_retry(b, pg, p, at, o->reason)) {
@@ -1190,7 +1179,7 @@ int broadcast_new(struct pgw_dispatch *d)
     if (!bc)
         return PGW_ERR_NOMEM;
     bc->d = d;
-    bc->pace.limit = BC_PACE_START;
+    pgw_broadcast_pace_init(&bc->pace);
     pgw_list_init(&bc->active);
     bc->due_timer = evtimer_new(d->o.base, on_due_timer, bc);
     bc->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, bc);
