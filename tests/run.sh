@@ -2,7 +2,7 @@
 # Installs what the tests need (apt-get, only what is missing), starts a
 # private Postgres, checks the formatting, then runs four pipelines side
 # by side, each building only what it runs:
-#   plain  the RelWithDebInfo build, every test but those the TSan
+#   plain  the Release build, every test but those the TSan
 #          pipeline runs: their assertions are checked there, so a
 #          third run (they run under ASan too) would only cost CPU
 #   asan   the ASan+UBSan build, every test but those of asan_skip below
@@ -169,13 +169,16 @@ ctest_in() { # dir, ctest args...
     (cd "$dir" && ctest --output-on-failure -j "$test_jobs" --timeout 600 "$@")
 }
 
+# Configured as the Debian package is (Release, prefix /usr), so test_deb
+# packages the binary these tests ran instead of building it again.
 pipeline_plain() {
     local d="$out/plain" plain_skip=()
     [ "${PUSHGW_SKIP_TSAN:-}" = 1 ] ||
         plain_skip=(-E "$(tests_re "${tsan_tests[@]}")")
-    step plain configure configure "$d" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    step plain configure configure "$d" -DCMAKE_BUILD_TYPE=Release \
+            -DCMAKE_INSTALL_PREFIX=/usr &&
         step plain build cmake --build "$d" -j "$jobs" &&
-        step plain tests ctest_in "$d" "${plain_skip[@]}"
+        PUSHGW_DEB_PREBUILT=$d step plain tests ctest_in "$d" "${plain_skip[@]}"
 }
 
 pipeline_asan() {

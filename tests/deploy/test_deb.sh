@@ -19,17 +19,32 @@ ok() { printf 'test_deb: ok: %s\n' "$*"; }
 skip() { printf 'test_deb: SKIPPED: %s\n' "$*"; }
 
 rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$work/build"
 log=$work/build.log
-{
-    cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_INSTALL_PREFIX=/usr -DPUSHGW_TESTS=OFF &&
-        cmake --build "$work/build" -j2 --target pushgw &&
-        (cd "$work/build" && cpack -G DEB)
-} >"$log" 2>&1 || fail "building the package: $(tail -n 30 "$log")"
+# PUSHGW_DEB_PREBUILT: a tree already built as the package's is
+# configured (Release, prefix /usr; tests/run.sh's plain pipeline): the
+# package is made from its binary, the one the other tests ran, without a
+# second build. Anything else is refused, not packaged.
+prebuilt=${PUSHGW_DEB_PREBUILT:-}
+cache_value() { sed -n "s/^$1:[A-Z]*=//p" "$prebuilt/CMakeCache.txt"; }
+if [ -n "$prebuilt" ]; then
+    [ -f "$prebuilt/CMakeCache.txt" ] || fail "PUSHGW_DEB_PREBUILT=$prebuilt is not a build tree"
+    [ "$(cache_value CMAKE_BUILD_TYPE)" = Release ] &&
+        [ "$(cache_value CMAKE_INSTALL_PREFIX)" = /usr ] ||
+        fail "PUSHGW_DEB_PREBUILT=$prebuilt: not configured Release with prefix /usr"
+    (cd "$prebuilt" && cpack -G DEB -B "$work/build") >"$log" 2>&1 ||
+        fail "packaging $prebuilt: $(tail -n 30 "$log")"
+else
+    {
+        cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+            -DCMAKE_INSTALL_PREFIX=/usr -DPUSHGW_TESTS=OFF &&
+            cmake --build "$work/build" -j2 --target pushgw &&
+            (cd "$work/build" && cpack -G DEB)
+    } >"$log" 2>&1 || fail "building the package: $(tail -n 30 "$log")"
+fi
 deb=$(ls "$work"/build/pushgw_*.deb 2>/dev/null | head -n 1)
 [ -f "$deb" ] || fail "no .deb in $work/build: $(tail -n 10 "$log")"
-ok "built $(basename "$deb")"
+ok "built $(basename "$deb")${prebuilt:+ from $prebuilt}"
 
 # 1. Fields: Depends from the shared libraries, plus the scripts' tools.
 depends=$(dpkg-deb -f "$deb" Depends)
@@ -63,7 +78,7 @@ grep -qx 'dir = /usr/share/pushgw/templates' "$root/etc/pushgw/pushgw.ini" ||
     fail "pushgw.ini: the templates dir is not /usr/share/pushgw/templates"
 grep -qx 'ExecStart=/usr/bin/pushgw serve -c /etc/pushgw/pushgw.ini' \
     "$root/lib/systemd/system/pushgw.service" || fail "pushgw.service: ExecStart"
-if grep -rlF -e "$src" -e "$work" "$root/etc" "$root/lib" "$root/usr/share/pushgw"; then
+if grep -rlF -e "$src" -e "$work" ${prebuilt:+-e "$prebuilt"} "$root/etc" "$root/lib" "$root/usr/share/pushgw"; then
     fail "the files above name the source or build tree"
 fi
 if command -v systemd-analyze >/dev/null 2>&1; then
