@@ -1,4 +1,4 @@
--- pushgw schema, version 13: room on every page of installations for a
+-- pushgw schema, version 12: room on every page of installations for a
 -- new version of each of its rows.
 --
 -- Migration 0003 left a fifth of each page free so that the badge
