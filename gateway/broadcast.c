@@ -37,6 +37,7 @@
 #include "push.h"
 #include "resolve.h"
 #include "store_broadcast.h"
+#include "util/buf.h"
 #include "util/clock.h"
 
 /* Requests sent at once by one process: a long broadcast does not hold
@@ -508,15 +509,12 @@ static void add_final_page(struct bcast *b)
 
 static struct bfail *add_fail(struct page *pg)
 {
-    if (pg->n_fails == pg->cap_fails) {
-        size_t cap = pg->cap_fails ? pg->cap_fails * 2 : 8;
-        struct bfail *nf = realloc(pg->fails, cap * sizeof(*nf));
+    struct bfail *nf =
+        pgw_array_grow(pg->fails, &pg->cap_fails, pg->n_fails, sizeof(*nf), 8);
 
-        if (!nf)
-            return NULL;
-        pg->fails = nf;
-        pg->cap_fails = cap;
-    }
+    if (!nf)
+        return NULL;
+    pg->fails = nf;
     memset(&pg->fails[pg->n_fails], 0, sizeof(*pg->fails));
     return &pg->fails[pg->n_fails++];
 }
@@ -749,15 +747,11 @@ static bool add_retry(struct bcast *b, struct page *pg,
 {
     struct bretry *r;
 
-    if (pg->n_retries == pg->cap_retries) {
-        size_t cap = pg->cap_retries ? pg->cap_retries * 2 : 8;
-        struct bretry *nr = realloc(pg->retries, cap * sizeof(*nr));
-
-        if (!nr)
-            return false;
-        pg->retries = nr;
-        pg->cap_retries = cap;
-    }
+    r = pgw_array_grow(pg->retries, &pg->cap_retries, pg->n_retries, sizeof(*r),
+                       8);
+    if (!r)
+        return false;
+    pg->retries = r;
     r = &pg->retries[pg->n_retries];
     memset(r, 0, sizeof(*r));
     r->request = pgw_push_encode(p, b->app_id);

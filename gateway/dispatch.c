@@ -35,6 +35,7 @@
 #include "runtime.h"
 #include "store.h"
 #include "template.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/json.h"
 
@@ -827,14 +828,11 @@ static int add_failure(struct job *job, int64_t inst, enum pgw_provider p,
 {
     struct failure *f;
 
-    if (job->n_failures == job->cap_failures) {
-        size_t cap = job->cap_failures ? job->cap_failures * 2 : 8;
-        f = realloc(job->failures, cap * sizeof(*f));
-        if (!f)
-            return PGW_ERR_NOMEM;
-        job->failures = f;
-        job->cap_failures = cap;
-    }
+    f = pgw_array_grow(job->failures, &job->cap_failures, job->n_failures,
+                       sizeof(*f), 8);
+    if (!f)
+        return PGW_ERR_NOMEM;
+    job->failures = f;
     f = &job->failures[job->n_failures++];
     f->installation_id = inst;
     f->provider = p;
@@ -1075,15 +1073,11 @@ static int add_retry_row(struct job *job, const struct pgw_push *p, int64_t at,
 {
     struct retry_row *r;
 
-    if (job->n_retries == job->cap_retries) {
-        size_t cap = job->cap_retries ? job->cap_retries * 2 : 8;
-
-        r = realloc(job->retries, cap * sizeof(*r));
-        if (!r)
-            goto fail;
-        job->retries = r;
-        job->cap_retries = cap;
-    }
+    r = pgw_array_grow(job->retries, &job->cap_retries, job->n_retries,
+                       sizeof(*r), 8);
+    if (!r)
+        goto fail;
+    job->retries = r;
     r = &job->retries[job->n_retries];
     r->request = pgw_push_encode(p, job->app_id);
     if (!r->request)

@@ -121,7 +121,7 @@ static int put(struct cc *c, const char *s)
  * and writes its placeholder, then |cast|. */
 static int put_param(struct cc *c, char *value, const char *cast)
 {
-    char ph[24];
+    char ph[24], **p;
     int rc;
 
     if (!value)
@@ -130,16 +130,12 @@ static int put_param(struct cc *c, char *value, const char *cast)
         free(value);
         return too_large(c, "too many values");
     }
-    if (c->n_params == c->cap_params) {
-        size_t cap = c->cap_params ? 2 * c->cap_params : 8;
-        char **p = realloc(c->params, cap * sizeof(*p));
-        if (!p) {
-            free(value);
-            return no_memory(c);
-        }
-        c->params = p;
-        c->cap_params = cap;
+    p = pgw_array_grow(c->params, &c->cap_params, c->n_params, sizeof(*p), 8);
+    if (!p) {
+        free(value);
+        return no_memory(c);
     }
+    c->params = p;
     c->params[c->n_params] = value;
     snprintf(ph, sizeof(ph), "$%d", c->first + (int)c->n_params);
     c->n_params++;

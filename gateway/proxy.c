@@ -10,22 +10,12 @@
 #include <openssl/evp.h>
 
 #include "pushgw.h"
+#include "util/buf.h"
 
 static void why_set(char *why, size_t size, const char *msg)
 {
     if (why && size)
         snprintf(why, size, "%s", msg);
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* |s|[0..n) percent-decoded into a new string; NULL on a bad escape, a
@@ -48,9 +38,10 @@ static char *decode(const char *s, size_t n, int *ret_bad)
         char c = s[i];
 
         if (c == '%') {
-            if (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+            if (n - i < 3 || pgw_hex_value(s[i + 1]) < 0 ||
+                pgw_hex_value(s[i + 2]) < 0)
                 goto bad;
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            c = (char)(pgw_hex_value(s[i + 1]) * 16 + pgw_hex_value(s[i + 2]));
             i += 2;
             if (c == '\0')
                 goto bad;

@@ -1,6 +1,7 @@
 /* The growable buffer (see buf.h). */
 #include "util/buf.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,4 +60,21 @@ void pgw_buf_add(struct pgw_buf *b, const char *s, size_t n)
 void pgw_buf_str(struct pgw_buf *b, const char *s)
 {
     pgw_buf_add(b, s, strlen(s));
+}
+
+void *pgw_array_grow(void *items, size_t *cap, size_t n, size_t size,
+                     size_t first)
+{
+    size_t ncap;
+    void *p;
+
+    if (n < *cap)
+        return items;
+    ncap = *cap ? *cap * 2 : first;
+    if (ncap < *cap || (size && ncap > SIZE_MAX / size))
+        return NULL;
+    p = realloc(items, ncap * size);
+    if (p)
+        *cap = ncap;
+    return p;
 }

@@ -37,4 +37,26 @@ void pgw_buf_add(struct pgw_buf *b, const char *s, size_t n);
 /* Appends the string |s|. */
 void pgw_buf_str(struct pgw_buf *b, const char *s);
 
+/*
+ * Room for one more item in the array |items| of |n| items of |size|
+ * bytes, |*cap| allocated: |items| itself while there is room, else the
+ * array reallocated to twice |*cap| (|first| when empty) and |*cap|
+ * updated. NULL when the memory cannot be had: |items| and |*cap| are
+ * left as they were.
+ */
+void *pgw_array_grow(void *items, size_t *cap, size_t n, size_t size,
+                     size_t first);
+
+/* The value of the hexadecimal digit |c|, or -1. */
+static inline int pgw_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

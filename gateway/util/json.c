@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/utf8.h"
 
 #define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
@@ -83,17 +84,6 @@ size_t pgw_json_escape(char *dst, const char *s, size_t len)
     return o;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at |p|; -1 when they are not. */
 static long hex4(const unsigned char *p, size_t left)
 {
@@ -102,7 +92,7 @@ static long hex4(const unsigned char *p, size_t left)
     if (left < 4)
         return -1;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = pgw_hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

@@ -1,9 +1,11 @@
-/* Tests of util/buf: the growable buffer with a sticky failure. */
+/* Tests of util/buf: the growable buffer with a sticky failure, the
+ * array growth and the hex digit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -71,12 +73,62 @@ static void test_reset_keeps_the_memory(void **state)
     pgw_buf_release(&b);
 }
 
+static void test_array_grows_by_doubling(void **state)
+{
+    int *a = NULL, *p;
+    size_t cap = 0, n;
+
+    (void)state;
+    for (n = 0; n < 20; n++) {
+        p = pgw_array_grow(a, &cap, n, sizeof(*a), 4);
+        assert_non_null(p);
+        a = p;
+        a[n] = (int)n;
+        assert_true(cap > n);
+    }
+    assert_int_equal(cap, 32); /* 4, 8, 16, 32 */
+    for (n = 0; n < 20; n++)
+        assert_int_equal(a[n], (int)n);
+    /* room left: the same array, the same capacity */
+    assert_ptr_equal(pgw_array_grow(a, &cap, 20, sizeof(*a), 4), a);
+    assert_int_equal(cap, 32);
+    free(a);
+}
+
+static void test_array_too_large_is_refused(void **state)
+{
+    char *a = malloc(8);
+    size_t cap = SIZE_MAX / 4 + 1;
+
+    (void)state;
+    assert_non_null(a);
+    /* twice the capacity times the size would overflow */
+    assert_null(pgw_array_grow(a, &cap, cap, 4, 8));
+    assert_int_equal(cap, SIZE_MAX / 4 + 1);
+    free(a);
+}
+
+static void test_hex_value(void **state)
+{
+    (void)state;
+    assert_int_equal(pgw_hex_value('0'), 0);
+    assert_int_equal(pgw_hex_value('9'), 9);
+    assert_int_equal(pgw_hex_value('a'), 10);
+    assert_int_equal(pgw_hex_value('F'), 15);
+    assert_int_equal(pgw_hex_value('g'), -1);
+    assert_int_equal(pgw_hex_value('/'), -1);
+    assert_int_equal(pgw_hex_value(0xc3), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_appends_and_grows),
         cmocka_unit_test(test_failure_is_sticky),
         cmocka_unit_test(test_reset_keeps_the_memory),
+        cmocka_unit_test(test_array_grows_by_doubling),
+        cmocka_unit_test(test_array_too_large_is_refused),
+        cmocka_unit_test(test_hex_value),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
