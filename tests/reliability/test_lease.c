@@ -27,6 +27,24 @@ static const char *const tokens[] = {
     "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee01",
     "fcm-token-lease-0001"};
 
+/* Posts N_EVENTS events for Jerry, each accepted. */
+static void post_events(struct tu_svc *s)
+{
+    char body[512];
+
+    for (int i = 0; i < N_EVENTS; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"fromPeer\":\"Spike\",\"convId\":\"c%d\","
+                 "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
+                 "\"msgId\":\"m%d\",\"pushData\":{\"alert\":"
+                 "\"message %d\"}}",
+                 i, tu_wall_ms(), i, i);
+        assert_int_equal(tu_svc_post(s, "/v1/apps/demo/receivers-offline",
+                                     "demo-hook-key-0001", NULL, body, NULL),
+                         202);
+    }
+}
+
 static void test_lapsed_lease_not_worked_twice(void **state)
 {
     static const char *const slow[] = {"--delay-ms", "1500", NULL};
@@ -35,29 +53,15 @@ static void test_lapsed_lease_not_worked_twice(void **state)
                                .delivery_ini = "lease_ms = 60000\n"
                                                "claim_interval_ms = 50\n"};
     struct tu_svc s;
-    struct tu_http *h = tu_http_new();
     const char *files[3];
     struct tu_tally t;
-    char body[512];
     char *v;
     (void)state;
 
     tu_svc_start(&s, &o);
     tu_svc_add_device(&s, "demo", "ios", tokens[0], "{Jerry}", NULL);
     tu_svc_add_device(&s, "demo", "android", tokens[1], "{Jerry}", NULL);
-    for (int i = 0; i < N_EVENTS; i++) {
-        int len = snprintf(body, sizeof(body),
-                           "{\"fromPeer\":\"Spike\",\"convId\":\"c%d\","
-                           "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
-                           "\"msgId\":\"m%d\",\"pushData\":{\"alert\":"
-                           "\"message %d\"}}",
-                           i, tu_wall_ms(), i, i);
-        assert_int_equal(tu_http_post(h, s.gw.port,
-                                      "/v1/apps/demo/receivers-offline",
-                                      "demo-hook-key-0001", NULL, body,
-                                      (size_t)len, 20000, NULL, NULL),
-                         202);
-    }
+    post_events(&s);
     /* The pushes are at the mocks (1.5 s to answer); the gateway's
      * leases lapse as a stalled process's would. */
     usleep(300 * 1000);
@@ -88,7 +92,6 @@ static void test_lapsed_lease_not_worked_twice(void **state)
                          t.counts[(size_t)i * 2 + d]);
     assert_int_equal(t.non_200, 0);
     tu_tally_free(&t);
-    tu_http_free(h);
     tu_svc_stop(&s);
 }
 
@@ -105,28 +108,14 @@ static void test_lapsed_retry_lease_not_sent_twice(void **state)
                                                "retry_base_ms = 2000\n"
                                                "retry_max_ms = 4000\n"};
     struct tu_svc s;
-    struct tu_http *h = tu_http_new();
     const char *files[2];
     struct tu_tally t;
-    char body[512];
     char *v;
     (void)state;
 
     tu_svc_start(&s, &o);
     tu_svc_add_device(&s, "demo", "ios", tokens[0], "{Jerry}", NULL);
-    for (int i = 0; i < N_EVENTS; i++) {
-        int len = snprintf(body, sizeof(body),
-                           "{\"fromPeer\":\"Spike\",\"convId\":\"c%d\","
-                           "\"offlinePeers\":[\"Jerry\"],\"timestamp\":%lld,"
-                           "\"msgId\":\"m%d\",\"pushData\":{\"alert\":"
-                           "\"message %d\"}}",
-                           i, tu_wall_ms(), i, i);
-        assert_int_equal(tu_http_post(h, s.gw.port,
-                                      "/v1/apps/demo/receivers-offline",
-                                      "demo-hook-key-0001", NULL, body,
-                                      (size_t)len, 20000, NULL, NULL),
-                         202);
-    }
+    post_events(&s);
     /* Every first attempt is answered 503: one retry row per event. */
     assert_true(tu_svc_wait_query(&s, "SELECT count(*) FROM push_retries",
                                   N_EVENTS_TEXT, 20000));
@@ -162,7 +151,6 @@ static void test_lapsed_retry_lease_not_sent_twice(void **state)
             fail_msg("event %d: delivered %d times", i, t.counts[i]);
     assert_int_equal(t.non_200, N_EVENTS);
     tu_tally_free(&t);
-    tu_http_free(h);
     tu_svc_stop(&s);
 }
 
