@@ -91,8 +91,15 @@ dist_setup() { # work certs netdelay
     DIST_KEY=$DIST_CERTS/server.key
 }
 
-# TUN_A here, TUN_B in the namespace, netdelay between them; MTU 65000
-# so that the delayer handles few, large packets.
+# TUN_A here, TUN_B in the namespace, netdelay between them. The MTU is
+# the Internet's 1500 (BENCH_TUN_MTU for another), so TCP's segments,
+# initial windows and receive-window growth are a real path's; netdelay
+# takes the kernel's segmentation offload, so it still moves few, large
+# packets. With an MTU of 65000 the receiver's window started at one
+# 64 KiB segment and grew slowly: pushgw's connections were limited by it
+# (ss: rwnd_limited) most of their time at 50 ms, which no real path does.
+# A queue of 10,000 packets per device: a real path does not drop at this
+# rate, and the default 500 dropped bursts before netdelay read them.
 dist_setup_tun() {
     [ -x "$DIST_NETDELAY" ] && [ -c /dev/net/tun ] || return 1
     echo 0 >"$DIST_WORK/delay_ms"
@@ -106,9 +113,9 @@ dist_setup_tun() {
     done
     ip link set "$DIST_VETH_N" netns "$DIST_NS" &&
         ip addr add "$DIST_NEAR_IP" peer "$DIST_FAR_IP" dev "$DIST_VETH_H" &&
-        ip link set "$DIST_VETH_H" mtu 65000 up &&
+        ip link set "$DIST_VETH_H" mtu "${BENCH_TUN_MTU:-1500}" txqueuelen 10000 up &&
         ip netns exec "$DIST_NS" ip addr add "$DIST_FAR_IP" peer "$DIST_NEAR_IP" dev "$DIST_VETH_N" &&
-        ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" mtu 65000 up
+        ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" mtu "${BENCH_TUN_MTU:-1500}" txqueuelen 10000 up
 }
 
 # A server certificate for the namespace's address, from the test CA.
@@ -180,6 +187,11 @@ dist_stop_mocks() {
 dist_teardown() {
     dist_stop_mocks
     if [ -n "$DIST_TUN_PID" ]; then
+        # what the devices' queues dropped before netdelay read it (the
+        # devices go with netdelay)
+        echo "    TUN devices: dropped on a full queue $(cat "/sys/class/net/$DIST_VETH_H/statistics/tx_dropped" 2>/dev/null || echo '?')" \
+            "(this side), $(ip netns exec "$DIST_NS" cat "/sys/class/net/$DIST_VETH_N/statistics/tx_dropped" 2>/dev/null || echo '?')" \
+            "(the namespace)" >&2
         kill "$DIST_TUN_PID" 2>/dev/null || true
         wait "$DIST_TUN_PID" 2>/dev/null || true
         DIST_TUN_PID=
