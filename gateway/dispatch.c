@@ -67,6 +67,9 @@
 #define LOOKUP_PARTS_MAX 4
 /* Events claimed at most per statement. */
 #define EVENT_CLAIM_MAX 200
+/* While the in-flight cap is reached, events are claimed ahead once this
+ * fraction of the pending-pushes bound is free (claim_events). */
+#define CLAIM_AHEAD_DIV 4
 #define FINISH_RETRY_MS 1000
 
 struct job;
@@ -1329,30 +1332,50 @@ static void on_claim_timer(evutil_socket_t fd, short what, void *arg)
  * jobs fit and the other bounds leave room. */
 static void claim_events(struct pgw_dispatch *d, size_t min_room)
 {
-    size_t room, used = d->pushes_pending + d->wait_recipients, by_bound;
+    size_t room, jobs = d->n_jobs + d->reserved;
 
-    if (d->claiming || !d->rt || d->draining ||
-        d->n_jobs + d->reserved >= d->o.max_events ||
-        !dispatch_inflight_room(d) || used >= d->max_pending)
+    if (d->claiming || !d->rt || d->draining || jobs >= d->o.max_events)
         return;
-    room = d->o.max_events - d->n_jobs - d->reserved;
-    if (room < min_room)
+    room = pgw_dispatch_claim_room(d->o.max_events - jobs, min_room,
+                                   d->pushes_pending + d->wait_recipients,
+                                   d->max_pending, d->avg_recipients,
+                                   dispatch_inflight_room(d));
+    if (room == 0)
         return;
-    if (room > EVENT_CLAIM_MAX)
-        room = EVENT_CLAIM_MAX;
-    /* No more events than the bound on pending pushes has room for at
-     * the recipients events have had: claimed events wait in memory for
-     * their lookups. At least one. */
-    by_bound = (size_t)((double)(d->max_pending - used) /
-                        (d->avg_recipients > 1 ? d->avg_recipients : 1));
-    if (by_bound < room)
-        room = by_bound ? by_bound : 1;
     if (pgw_store_claim_events(d->o.store, (unsigned)room, d->o.lease_ms,
                                on_claimed, d) == 0) {
         d->claiming = true;
         d->claim_asked = room;
         d->claim_stored_gen = d->stored_gen;
     }
+}
+
+size_t pgw_dispatch_claim_room(size_t job_room, size_t min_room, size_t used,
+                               size_t max_pending, double avg_recipients,
+                               bool inflight_room)
+{
+    size_t room = job_room, by_bound;
+
+    if (used >= max_pending || room < min_room || room == 0)
+        return 0;
+    /* With every push slot taken (a far provider keeps them taken for its
+     * round trip) the next events are claimed and looked up ahead, so
+     * that their pushes are built when slots free: waiting for a free
+     * slot to claim left the senders idle for a claim and a lookup each
+     * time the built pushes ran out. In batches of a quarter of the
+     * bound, not an event at a time. */
+    if (!inflight_room && used > max_pending - max_pending / CLAIM_AHEAD_DIV)
+        return 0;
+    if (room > EVENT_CLAIM_MAX)
+        room = EVENT_CLAIM_MAX;
+    /* No more events than the bound on pending pushes has room for at
+     * the recipients events have had: claimed events wait in memory for
+     * their lookups. At least one. */
+    by_bound = (size_t)((double)(max_pending - used) /
+                        (avg_recipients > 1 ? avg_recipients : 1));
+    if (by_bound < room)
+        room = by_bound ? by_bound : 1;
+    return room;
 }
 
 /* True when a job of this process works |event_id|. */

@@ -132,4 +132,20 @@ void pgw_dispatch_free(struct pgw_dispatch *self);
 size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
                                const size_t capacity[2], size_t max_inflight);
 
+/*
+ * The claim policy: how many events to claim from the database now (0:
+ * none). |job_room| more jobs fit in memory, and a claim waits until at
+ * least |min_room| do; |used| of |max_pending| pushes are pending
+ * (built and not answered, or recipients of lookups out) and events have
+ * had |avg_recipients| each. At most 200 (one statement), no more than
+ * the pending bound has room for (at least one while it has any). While
+ * the in-flight cap is reached (|inflight_room| false), events are still
+ * claimed ahead, once a quarter of the pending bound is free: a far
+ * provider keeps the cap reached for its whole round trip, and the next
+ * events' lookups must be done before the pushes built run out. Pure.
+ */
+size_t pgw_dispatch_claim_room(size_t job_room, size_t min_room, size_t used,
+                               size_t max_pending, double avg_recipients,
+                               bool inflight_room);
+
 #endif

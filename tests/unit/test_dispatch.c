@@ -1,9 +1,10 @@
 /*
  * The dispatcher: its pacing policy (pgw_dispatch_pacing_cap(), the
  * in-flight cap that keeps the busiest provider's streams full and no
- * more), and, end to end against the mock APNs with per-environment
- * token rules, invalidation only on evidence. The retry policies are in
- * test_push.c (push.c plans retries).
+ * more), its claim policy (pgw_dispatch_claim_room(), claims ahead while
+ * that cap is reached), and, end to end against the mock APNs with
+ * per-environment token rules, invalidation only on evidence. The retry
+ * policies are in test_push.c (push.c plans retries).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -65,6 +66,41 @@ static void test_floor(void **state)
     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc01"
 #define TOK_DEV                                                                \
     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc02"
+
+static void test_claim_room(void **state)
+{
+    (void)state;
+
+    /* Room in memory and in flight: up to the pending bound's room at
+     * the recipients events have had, at most 200, at least one. */
+    assert_int_equal(pgw_dispatch_claim_room(2000, 1, 0, 40000, 1000, true),
+                     40);
+    assert_int_equal(pgw_dispatch_claim_room(2000, 1, 0, 40000, 1, true), 200);
+    assert_int_equal(pgw_dispatch_claim_room(2000, 1, 39900, 40000, 1000, true),
+                     1);
+    assert_int_equal(pgw_dispatch_claim_room(30, 1, 0, 40000, 1, true), 30);
+    /* No room: in memory, in the pending bound, or under min_room. */
+    assert_int_equal(pgw_dispatch_claim_room(0, 1, 0, 40000, 1, true), 0);
+    assert_int_equal(pgw_dispatch_claim_room(2000, 1, 40000, 40000, 1, true),
+                     0);
+    assert_int_equal(pgw_dispatch_claim_room(150, 200, 0, 40000, 1, true), 0);
+}
+
+static void test_claim_ahead(void **state)
+{
+    (void)state;
+
+    /* The in-flight cap reached (a far provider): events are claimed
+     * ahead once a quarter of the pending bound is free, not before. */
+    assert_int_equal(
+        pgw_dispatch_claim_room(2000, 1, 30000, 40000, 1000, false), 10);
+    assert_int_equal(
+        pgw_dispatch_claim_room(2000, 1, 12000, 40000, 1000, false), 28);
+    assert_int_equal(
+        pgw_dispatch_claim_room(2000, 1, 30001, 40000, 1000, false), 0);
+    assert_int_equal(pgw_dispatch_claim_room(2000, 1, 39000, 40000, 1, false),
+                     0);
+}
 
 static void post(struct tu_svc *s, const char *msg_id, const char *push_data)
 {
@@ -153,6 +189,8 @@ int main(void)
         cmocka_unit_test(test_one_provider),
         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_floor),
+        cmocka_unit_test(test_claim_room),
+        cmocka_unit_test(test_claim_ahead),
         cmocka_unit_test(test_invalidation_on_evidence),
     };
 
