@@ -976,12 +976,24 @@ static size_t inflight_total(const struct pgw_dispatch *d)
 static void update_cap(struct pgw_dispatch *d)
 {
     size_t capacity[2] = {0, 0};
+    uint32_t share[2];
+    bool measured = inflight_total(d) >= CAP_MIN;
 
     d->sends_since_cap = 0;
+    /* What a provider's streams hold is its share of the pushes in
+     * flight, not of the sends: one that answers sooner than the other
+     * holds less than its share of the sends, and a cap from the sends
+     * stopped below what fills the slower one's streams, so neither pool
+     * was saturated, neither grew, and the cap stayed there. The sends
+     * stand in while few pushes are in flight. */
+    for (int p = 0; p < 2; p++)
+        share[p] = !measured                     ? d->recent[p]
+                   : d->inflight[p] > UINT32_MAX ? UINT32_MAX
+                                                 : (uint32_t)d->inflight[p];
     for (int p = 0; p < 2 && d->rt; p++)
-        if (d->recent[p])
+        if (share[p])
             capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
-    d->cap = pgw_dispatch_pacing_cap(d->recent, capacity, d->o.max_inflight);
+    d->cap = pgw_dispatch_pacing_cap(share, capacity, d->o.max_inflight);
     d->cap_known = capacity[0] || capacity[1];
 }
 
