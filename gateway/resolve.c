@@ -347,10 +347,15 @@ void pgw_resolve_free(struct pgw_resolved *res)
 {
     if (!res)
         return;
-    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
-        cJSON_Delete(res->content[p][0]);
-        if (res->content[p][1] != res->content[p][0])
-            cJSON_Delete(res->content[p][1]);
+    /* Variants may share one tree (split_platforms): each freed once. */
+    for (int i = 0; i < 2 * PGW_PLATFORM_COUNT; i++) {
+        cJSON *c = res->content[i / 2][i % 2];
+        bool seen = false;
+
+        for (int j = 0; j < i && !seen; j++)
+            seen = res->content[j / 2][j % 2] == c;
+        if (!seen)
+            cJSON_Delete(c);
     }
     for (size_t i = 0; i < res->n_recipients; i++)
         free(res->recipients[i]);
@@ -371,29 +376,42 @@ static void strip_internal(cJSON *obj)
 }
 
 /*
- * The content of |base| for |platform|: its "ios"/"android" object, else
- * |base| without those keys; internal keys removed. New tree in |*ret|.
+ * Variant |v| of every platform from |*base| (owned by the caller): a
+ * platform's own "ios"/"android" object is copied out of it; the
+ * platforms without one get |*base| itself without those keys, one tree
+ * they share, which then belongs to |res| (|*base| set to NULL). Internal
+ * keys removed from every tree. One tree, not one copy per platform:
+ * without platform objects they are equal, and copying and freeing them
+ * was most of an event's resolution.
  */
-static int platform_content(const cJSON *base, enum pgw_platform platform,
-                            cJSON **ret)
+static int split_platforms(cJSON **base, struct pgw_resolved *res, int v)
 {
-    const cJSON *po =
-        cJSON_GetObjectItemCaseSensitive(base, pgw_platform_name(platform));
-    cJSON *c;
+    bool shared = false;
 
-    if (cJSON_IsObject(po)) {
-        c = cJSON_Duplicate(po, true);
-    } else {
-        c = cJSON_Duplicate(base, true);
-        if (c) {
-            pgw_json_delete_key(c, "ios");
-            pgw_json_delete_key(c, "android");
+    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
+        const cJSON *po = cJSON_GetObjectItemCaseSensitive(
+            *base, pgw_platform_name((enum pgw_platform)p));
+        cJSON *c;
+
+        if (!cJSON_IsObject(po)) {
+            shared = true;
+            continue;
         }
+        c = cJSON_Duplicate(po, true);
+        if (!c)
+            return PGW_ERR_NOMEM;
+        strip_internal(c);
+        res->content[p][v] = c;
     }
-    if (!c)
-        return PGW_ERR_NOMEM;
-    strip_internal(c);
-    *ret = c;
+    if (!shared)
+        return 0;
+    pgw_json_delete_key(*base, "ios");
+    pgw_json_delete_key(*base, "android");
+    strip_internal(*base);
+    for (int p = 0; p < PGW_PLATFORM_COUNT; p++)
+        if (!res->content[p][v])
+            res->content[p][v] = *base;
+    *base = NULL;
     return 0;
 }
 
@@ -525,20 +543,14 @@ int pgw_resolve_event(const struct pgw_event *ev,
     }
     strip_internal(content);
 
-    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
-        rc = platform_content(content, (enum pgw_platform)p,
-                              &res->content[p][0]);
-        if (rc < 0)
-            goto out;
-        if (mentioned) {
-            rc = platform_content(mentioned, (enum pgw_platform)p,
-                                  &res->content[p][1]);
-            if (rc < 0)
-                goto out;
-        } else {
+    rc = split_platforms(&content, res, 0);
+    if (rc == 0 && mentioned)
+        rc = split_platforms(&mentioned, res, 1);
+    if (rc < 0)
+        goto out;
+    if (!res->has_mentioned)
+        for (int p = 0; p < PGW_PLATFORM_COUNT; p++)
             res->content[p][1] = res->content[p][0];
-        }
-    }
 done:
     *ret_res = res;
     res = NULL;
@@ -579,13 +591,11 @@ int pgw_resolve_api_push(const cJSON *data, const char *profile,
     if (read_internal_keys(content, profile, res) < 0)
         goto out;
     strip_internal(content);
-    for (int p = 0; p < PGW_PLATFORM_COUNT; p++) {
-        rc = platform_content(content, (enum pgw_platform)p,
-                              &res->content[p][0]);
-        if (rc < 0)
-            goto out;
+    rc = split_platforms(&content, res, 0);
+    if (rc < 0)
+        goto out;
+    for (int p = 0; p < PGW_PLATFORM_COUNT; p++)
         res->content[p][1] = res->content[p][0];
-    }
     *ret_res = res;
     res = NULL;
     rc = 0;

@@ -86,7 +86,8 @@ struct pgw_resolved {
     /* An API push (pgw_resolve_api_push): every device given is a
      * recipient (the store chose them), none is mentioned. */
     bool everyone;
-    /* [platform][mentioned]; [p][1] == [p][0] when !has_mentioned. */
+    /* [platform][mentioned]; [p][1] == [p][0] when !has_mentioned, and
+     * the platforms without an object of their own share one tree. */
     cJSON *content[PGW_PLATFORM_COUNT][2];
 };
 

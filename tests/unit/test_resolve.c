@@ -219,6 +219,13 @@ static const struct rcase rcases[] = {
      "{\"badge\":\"Increment\",\"alert\":{\"title\":\"t\",\"body\":\"b\"},"
      "\"thread-id\":\"x\"}",
      "{\"title\":\"t\",\"alert\":\"b\"}", PGW_PROFILE_DEV},
+    /* One platform's own object; the other gets the rest, internal keys
+     * stripped from both (the trees the platforms share are freed once). */
+    {"one platform object",
+     EV(",\"pushData\":{\"alert\":\"a\",\"_apns_team_id\":\"\","
+        "\"android\":{\"title\":\"t\",\"_profile\":\"x\"}}"),
+     NULL, NULL, NULL, PGW_RESOLVE_SOURCE_PUSHDATA, "{\"alert\":\"a\"}",
+     "{\"title\":\"t\"}", PGW_PROFILE_PROD},
 };
 
 static void test_resolve_table(void **state)
