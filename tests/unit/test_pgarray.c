@@ -115,6 +115,29 @@ static void test_write(void **state)
     pgw_pgarray_put_sep(&b, 0);
     pgw_pgarray_put_int(&b, 8);
     assert_string_equal(b.p, "7,8");
+    /* every digit count and sign agrees with printf's */
+    {
+        const long long vs[] = {0,
+                                -1,
+                                9,
+                                10,
+                                -10,
+                                99,
+                                100,
+                                1234567890,
+                                -1001,
+                                9223372036854775807LL,
+                                1000000000000000000LL};
+        char want[32];
+
+        for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+            pgw_buf_reset(&b);
+            pgw_pgarray_put_int(&b, vs[i]);
+            snprintf(want, sizeof(want), "%lld", vs[i]);
+            assert_string_equal(b.p, want);
+            assert_int_equal(b.len, strlen(want));
+        }
+    }
     pgw_buf_release(&b);
     assert_null(b.p);
     pgw_buf_release(&b); /* twice: nothing to free */
