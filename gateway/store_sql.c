@@ -405,9 +405,17 @@ static const struct {
      * what DESIGN §11 allows for pushes in flight at a crash; no event is
      * lost. Without it, each finish batch held its pool connection for a
      * flush, and the intake batches queued behind it on that connection
-     * waited for it too. */
+     * waited for it too. Sequential scans, hash and merge joins are
+     * ruled out as in ST_BADGE_TXN: the finish's statements join their
+     * arrays to events by primary key, so each plan, the cached generic
+     * one included, is a nested loop of index probes whatever the
+     * table's statistics say, and they keep their prepared plans
+     * (stmt_replan). */
     [ST_FIN_TXN] = {"pgw_fin_txn",
-                    "SELECT set_config('synchronous_commit', 'off', true)"},
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "set_config('enable_seqscan', 'off', true), "
+                    "set_config('enable_hashjoin', 'off', true), "
+                    "set_config('enable_mergejoin', 'off', true)"},
 };
 
 /* A pool connection's session: its settings, then every statement
@@ -456,11 +464,14 @@ const char *store_sql_setup(void *arg, PGconn *pg)
  * current size. The intake's inserts read no table (their rows come from
  * the arrays, the conflicts from the unique index), so they keep one
  * plan: parsed and planned again, they spent about a tenth of their time
- * there, once per batch of a few dozen events.
+ * there, once per batch of a few dozen events. The finish's statements
+ * keep theirs too: their transaction rules out every plan but index
+ * probes (ST_FIN_TXN).
  */
 static const bool stmt_replan[ST__COUNT] = {
-    [ST_DUPS] = true,     [ST_CLAIM_EV] = true,  [ST_RENEW_EV] = true,
-    [ST_FAIL_INS] = true, [ST_RETRY_INS] = true, [ST_EVENT_FIN] = true,
+    [ST_DUPS] = true,
+    [ST_CLAIM_EV] = true,
+    [ST_RENEW_EV] = true,
     [ST_CLAIM_RT] = true,
 };
 
