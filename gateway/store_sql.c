@@ -80,8 +80,9 @@ enum stmt_id {
     "SELECT " INST_COLS " FROM m WHERE device_type <> 'ios') x ORDER BY 2"
 
 /* The intake's insert of a batch, |conflict| its ON CONFLICT clause (or
- * ""): rows (ord, id) for the rows stored. */
-#define INSERT_EVENTS(conflict)                                                \
+ * ""), |result| what follows the insert (see INSERT_RETURNING): rows
+ * (ord, id) for the rows stored. */
+#define INSERT_EVENTS(conflict, result)                                        \
     "WITH input AS (SELECT nextval('events_id_seq') AS id, t.* "               \
     "FROM unnest($1::text[], $2::text[], $3::text[], "                         \
     "$4::text[], $5::int8[], $6::int4[]) WITH ORDINALITY "                     \
@@ -94,9 +95,16 @@ enum stmt_id {
         "lease_ms") " ELSE '-infinity' END, "                                  \
                     "CASE WHEN lease_ms >= 0 THEN 1 ELSE 0 END "               \
                     "FROM input ORDER BY app_id, conv_id, msg_id, "            \
-                    "ord " conflict "RETURNING id) "                           \
-                    "SELECT input.ord, input.id FROM input "                   \
-                    "JOIN ins ON ins.id = input.id"
+                    "ord " conflict result
+/* With ON CONFLICT some rows may not be stored: the ids the insert
+ * returns say which. */
+#define INSERT_RETURNING                                                       \
+    "RETURNING id) SELECT input.ord, input.id FROM input "                     \
+    "JOIN ins ON ins.id = input.id"
+/* Without it the statement stores every row or fails: each input row is
+ * a stored one, and the insert, run to completion whether or not its
+ * rows are read, returns none to be matched. */
+#define INSERT_ALL ") SELECT ord, id FROM input"
 
 static const struct {
     const char *name;
@@ -110,7 +118,8 @@ static const struct {
      * new one. */
     [ST_INSERT] = {"pgw_insert",
                    INSERT_EVENTS("ON CONFLICT (app_id, conv_id, msg_id) "
-                                 "WHERE msg_id IS NOT NULL DO NOTHING ")},
+                                 "WHERE msg_id IS NOT NULL DO NOTHING ",
+                                 INSERT_RETURNING)},
     /* The same without ON CONFLICT, sent first (store.c, redo_insert):
      * a repeated msgId fails the batch on events_idempotency, and it goes
      * again as ST_INSERT. ON CONFLICT's speculative insertion (an arbiter
@@ -118,7 +127,7 @@ static const struct {
      * insert about half again as costly for the duplicates a broker
      * rarely sends (docs/BENCHMARKS.md). Each such batch leaves one
      * "duplicate key" error in Postgres's log. */
-    [ST_INSERT_NEW] = {"pgw_insert_new", INSERT_EVENTS("")},
+    [ST_INSERT_NEW] = {"pgw_insert_new", INSERT_EVENTS("", INSERT_ALL)},
     /* Runs only for the rows an insert batch skipped (an event with a
      * msgId seen before), after that batch's commit: the conflicting rows
      * were committed then (ON CONFLICT waits for their transactions), so
