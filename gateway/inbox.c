@@ -230,6 +230,36 @@ static void hand_to_dispatcher(struct pgw_inbox *ib, struct pgw_inbox_req *in,
     *ret_failed = n_failed;
 }
 
+/* One event's part of the answer, {"eventId":"…","duplicate":…} after a
+ * comma when |comma|, into |out| (80 bytes); returns its length. Written
+ * by hand: it runs for every event accepted, where printf's format
+ * parsing costs more than the text. */
+static size_t format_result(char *out, bool comma, int64_t id, bool duplicate)
+{
+    static const char head[] = "{\"eventId\":\"";
+    static const char mid[] = "\",\"duplicate\":";
+    char digits[24];
+    size_t n = 0, d = sizeof(digits);
+    uint64_t u = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+
+    do {
+        digits[--d] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (id < 0)
+        digits[--d] = '-';
+    if (comma)
+        out[n++] = ',';
+    memcpy(out + n, head, sizeof(head) - 1);
+    n += sizeof(head) - 1;
+    memcpy(out + n, digits + d, sizeof(digits) - d);
+    n += sizeof(digits) - d;
+    memcpy(out + n, mid, sizeof(mid) - 1);
+    n += sizeof(mid) - 1;
+    memcpy(out + n, duplicate ? "true}" : "false}", duplicate ? 5 : 6);
+    return n + (duplicate ? 5 : 6);
+}
+
 /* Every callback ran: hand new events over, answer, free. */
 static void intake_finish(struct pgw_inbox_req *in)
 {
@@ -255,10 +285,10 @@ static void intake_finish(struct pgw_inbox_req *in)
         goto oom;
     for (size_t i = 0; i < in->n; i++) {
         const struct item *it = &in->items[i];
-        if (evbuffer_add_printf(body,
-                                "%s{\"eventId\":\"%lld\",\"duplicate\":%s}",
-                                i > 0 ? "," : "", (long long)it->id,
-                                it->duplicate ? "true" : "false") < 0)
+        char one[80];
+        size_t len = format_result(one, i > 0, it->id, it->duplicate);
+
+        if (evbuffer_add(body, one, len) < 0)
             goto oom;
     }
     if (in->batch && evbuffer_add_printf(body, "]}") < 0)
