@@ -7,10 +7,10 @@
  * into the statement of its pages (store_broadcast.c), and a few small
  * pages in memory: a window of pages being sent and answered, and pages
  * read ahead of it (with their badge increments). Pages are committed in
- * order, each once every push of it has an outcome, and the window holds
- * at most BC_WINDOW pages not committed, so a crash sends at most that
- * many devices twice; their badges are not incremented twice (migration
- * 0010). A page goes
+ * order, a few together once every push of them has an outcome, and the
+ * window holds at most BC_WINDOW pages not committed, so a crash sends at
+ * most that many pages' devices twice; their badges are not incremented
+ * twice (migration 0010). A page goes
  *   fetch → build (push.c) → send, paced → answers (outcome.c) → commit
  * and the last one commits the request's end. Requests are claimed by the
  * dispatcher's claim timer, by pgw_broadcast_kick() after an insert, and
@@ -47,19 +47,26 @@
 /* Devices per page, the unit of committing: a page is built in one loop
  * iteration (about a millisecond). The window: pages sent and not
  * committed yet, at most BC_WINDOW, so a crash sends at most BC_WINDOW ×
- * BC_PAGE = 2,000 devices a second time; as each page is committed the
+ * BC_PAGE = 6,000 devices a second time; as pages are committed the
  * window slides, so the answers to a page's last pushes and its commit
- * hold back no sends. Up to BC_AHEAD pages are read (with their badge
- * increments) ahead of the window, so reading takes none of the senders'
- * time either; a read is BC_READ_PAGES pages, one statement: the reads
- * follow one another (keyset), and each one's round trip, queueing on the
- * pool and planning took as long as a page's rows. A crash after a read
- * sends nothing twice for the pages read and not sent (their increments
- * are not made twice: migration 0010). */
+ * hold back no sends. A commit (a durable transaction, its statement
+ * planned each time) covers BC_COMMIT_PAGES answered pages, fewer only
+ * when nothing else in the window can be sent or the request ends: one
+ * commit per page cost Postgres about as much as a page's reads. Up to
+ * BC_AHEAD pages are read (with their badge increments) ahead of the
+ * window, so reading takes none of the senders' time either; a read is
+ * BC_READ_PAGES pages, one statement: the reads follow one another
+ * (keyset), and each one's round trip, queueing on the pool and planning
+ * took as long as a page's rows. The next read goes once BC_AHEAD -
+ * BC_READ_PAGES pages are left to send, more than a read takes to come
+ * back at full rate. A crash after a read sends nothing twice for the
+ * pages read and not sent (their increments are not made twice:
+ * migration 0010). */
 #define BC_PAGE 500
-#define BC_WINDOW 4
+#define BC_WINDOW 12
+#define BC_COMMIT_PAGES 4
 #define BC_READ_PAGES 4
-#define BC_AHEAD 6
+#define BC_AHEAD 12
 /* A statement that failed (database down) is tried again after this. */
 #define BC_RETRY_MS 1000
 /* flow_control: sends are let through in steps of this many ms. */
@@ -149,6 +156,7 @@ struct pgw_broadcast {
     size_t inflight; /* its pushes handed to a sender, not answered */
     struct pgw_broadcast_pace pace;
     bool claiming, claim_again, renewing, asking_next;
+    bool batching; /* the pace limit was reached: BC_SEND_BATCH free first */
     struct event *due_timer;   /* the next scheduled request */
     struct event *lease_timer; /* renewals */
     struct pgw_metric_family *m_requests;
@@ -659,6 +667,16 @@ void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,
     pc->round_sum_us = 0;
 }
 
+/*
+ * Once the pace limit is reached, broadcasts send again only when
+ * BC_SEND_BATCH of it are free: their pushes then leave, and their
+ * answers come back, many to a TLS write and a read, where one or two
+ * answers freeing a slot each sent one or two pushes a system call at
+ * every end (pushgw's, the providers') and took about a third of the CPU
+ * a broadcast's device cost. Events do not wait for it.
+ */
+#define BC_SEND_BATCH 32
+
 static bool room(struct pgw_broadcast *bc)
 {
     const struct pgw_dispatch *d = bc->d;
@@ -669,8 +687,12 @@ static bool room(struct pgw_broadcast *bc)
         return false;
     if (bc->inflight >= bc->pace.limit) {
         bc->pace.limited = true;
+        bc->batching = true;
         return false;
     }
+    if (bc->batching && bc->inflight + BC_SEND_BATCH > bc->pace.limit)
+        return false;
+    bc->batching = false;
     if (!events_waiting(d))
         return true;
     return bc->inflight < cap / BC_FLOOR_DIV ||
@@ -836,22 +858,6 @@ static void on_answer(void *arg, const struct pgw_outcome *o)
 /* ---- commits and the end --------------------------------------------------
  */
 
-/* The oldest page, once every push of it has an outcome, is committed
- * (one commit at a time, in page order: the cursor only moves forward
- * over devices whose pushes all have an outcome). */
-static void try_commit(struct bcast *b)
-{
-    struct page *pg;
-
-    if (b->committing || b->wait_commit || b->count == 0 || b->lost ||
-        b->bc->d->closing)
-        return;
-    pg = page_at(b, 0);
-    if (pg->fetching || pg->answered < pg->n)
-        return;
-    commit(b);
-}
-
 /* The oldest pages whose pushes all have an outcome, in order, at most
  * to the first one that ends the request: what the next commit covers. */
 static unsigned answered_pages(struct bcast *b)
@@ -868,6 +874,40 @@ static unsigned answered_pages(struct bcast *b)
             break;
     }
     return n;
+}
+
+/* Whether a page of the window still has pushes to send (or rows to
+ * come): its answers, or its read, call try_commit() again. */
+static bool window_sending(struct bcast *b)
+{
+    for (unsigned i = 0; i < b->count && i < BC_WINDOW; i++) {
+        struct page *pg = page_at(b, i);
+
+        if (pg->fetching || pg->next_send < pg->n)
+            return true;
+    }
+    return false;
+}
+
+/* The oldest pages, once every push of them has an outcome, are committed
+ * (one commit at a time, in page order: the cursor only moves forward
+ * over devices whose pushes all have an outcome): BC_COMMIT_PAGES of
+ * them, or fewer when they end the request, when nothing more of the
+ * window can be sent before they are, or while draining. */
+static void try_commit(struct bcast *b)
+{
+    unsigned n;
+
+    if (b->committing || b->wait_commit || b->count == 0 || b->lost ||
+        b->bc->d->closing)
+        return;
+    n = answered_pages(b);
+    if (n == 0)
+        return;
+    if (n < BC_COMMIT_PAGES && !page_at(b, n - 1)->final &&
+        !b->bc->d->draining && window_sending(b))
+        return;
+    commit(b);
 }
 
 /* The result the request ends with, every page committed so far and the

@@ -74,8 +74,18 @@ bc_cpu_ticks() { # loadgen pid
     echo "$g $s $m $l $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat)"
 }
 
+# Read and write system calls so far (/proc/PID/io syscr, syscw) of
+# pushgw, the mock APNs and the mock FCM: "gr gw ar aw fr fw".
+bc_syscalls() {
+    local p
+    for p in "$gw_pid" "$apns_pid" "$fcm_pid"; do
+        awk '/^syscr/ { r = $2 } /^syscw/ { w = $2 } END { printf "%d %d ", r, w }' "/proc/$p/io"
+    done
+    echo
+}
+
 run_broadcast() { # devices fanout_pps
-    local n=$1 fpps=$2 id t0 t0_ms cpu0 cpu1 out st secs pps ratio rss p99 chat_n chat_rate lg_pid pgss
+    local n=$1 fpps=$2 id t0 t0_ms cpu0 cpu1 out st secs pps ratio rss p99 chat_n chat_rate lg_pid pgss perf_pids pp io0 io1
     log "broadcast: seeding a channel of $n devices"
     psql_q <<EOF
 DELETE FROM installations WHERE channels = '{bcast}';
@@ -127,7 +137,22 @@ EOF
         --rate "$chat_rate" --run-id "bcast-chat-$RANDOM$RANDOM" >"$work/bcast.chat" 2>&1 &
     lg_pid=$!
     t0=$(date +%s)
+    # BENCH_PERF_DIR: a profile of each process while the broadcast runs
+    # (perf record: pushgw, the mocks, Postgres's processes), one file each.
+    perf_pids=()
+    if [ -n "${BENCH_PERF_DIR:-}" ]; then
+        mkdir -p "$BENCH_PERF_DIR"
+        local pm pgp
+        pm=$(head -n 1 "$work/pg/data/postmaster.pid")
+        pgp=$(pgrep -d, -P "$pm")
+        for pp in "gw:$gw_pid" "apns:$apns_pid" "fcm:$fcm_pid" "pg:$pgp"; do
+            perf record -F 999 -g -p "${pp#*:}" -o "$BENCH_PERF_DIR/${pp%%:*}.data" \
+                >/dev/null 2>&1 &
+            perf_pids+=($!)
+        done
+    fi
     cpu0=$(bc_cpu_ticks "$lg_pid")
+    io0=$(bc_syscalls)
     t0_ms=$(date +%s%3N)
     while :; do
         st=$(psql_q -At -c "SELECT state FROM api_pushes WHERE id = $id")
@@ -136,6 +161,9 @@ EOF
         sleep 0.5
     done
     cpu1=$(bc_cpu_ticks "$lg_pid")
+    io1=$(bc_syscalls)
+    echo "    read/write syscalls while it ran: $(echo "$io0 $io1" | awk -v n="$n" '{ printf "pushgw %d/%d, mock APNs %d/%d, mock FCM %d/%d (per device: pushgw %.2f/%.2f)", $7 - $1, $8 - $2, $9 - $3, $10 - $4, $11 - $5, $12 - $6, ($7 - $1) / n, ($8 - $2) / n }')" >&2
+    for pp in "${perf_pids[@]}"; do kill -INT "$pp"; wait "$pp" 2>/dev/null || true; done
     echo "    CPU seconds while it ran ($(awk -v a="$t0_ms" -v b="$(date +%s%3N)" "BEGIN { printf \"%.1f\", (b - a) / 1000 }") s, $(nproc) cores): $(echo "$cpu0 $cpu1" | awk -v hz="$(getconf CLK_TCK)" "{ printf \"pushgw %.1f postgres %.1f mocks %.1f loadgen %.1f machine %.1f\", (\$6 - \$1) / hz, (\$7 - \$2) / hz, (\$8 - \$3) / hz, (\$9 - \$4) / hz, (\$10 - \$5) / hz }")" >&2
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.1"
     [ $pgss = 0 ] || psql_q -c "SELECT calls, round(total_exec_time) AS exec_ms,
