@@ -47,6 +47,12 @@
 #define MAX_REQ_HEADER_BYTES 65536
 #define FREELIST_MAX 65536
 #define KEEP_BUF_MAX 16384
+/* A saturated pool grows to at most this many times its ready
+ * connections per wave (open_connections). Each wave costs about four
+ * round trips to the provider (its streams turning over, then TCP, TLS
+ * and SETTINGS): from the minimum of 2 to 16, doubling takes three
+ * waves, quadrupling two. */
+#define GROW_FACTOR 4
 
 /* ------------------------------------------------------------------ */
 /* request lists */
@@ -276,16 +282,16 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
 /*
  * Requests wait: opens the minimum's empty slots, and, while every stream
  * of the ready connections is busy (assign_pending() left requests) and no
- * connection is being set up, as many more as are ready (the pool at most
- * doubles per round trip of a handshake), up to max_connections. Only
- * while the streams turn over: since the last growth, as many answers as
- * the ready connections take at once. A provider that answers late (tens
- * of seconds) or not at all is slow, not far: more connections would only
- * hold more requests in memory waiting on it.
+ * connection is being set up, GROW_FACTOR - 1 times as many more as are
+ * ready (the pool at most quadruples per wave of handshakes), up to
+ * max_connections. Only while the streams turn over: since the last
+ * growth, as many answers as the ready connections take at once. A provider
+ * that answers late (tens of seconds) or not at all is slow, not far: more
+ * connections would only hold more requests in memory waiting on it.
  */
 static void open_connections(struct pgw_h2_pool *pool, int64_t now)
 {
-    unsigned i, ready = 0, setting_up = 0;
+    unsigned i, ready = 0, setting_up = 0, grow;
     size_t streams = 0;
 
     for (i = 0; i < pool->o.connections; i++)
@@ -306,13 +312,14 @@ static void open_connections(struct pgw_h2_pool *pool, int64_t now)
     pool->window_saturated = true;
     if (setting_up > 0 || pool->st.responses - pool->grown_at < streams)
         return;
-    for (i = pool->o.connections; i < pool->n_slots && ready > 0; i++) {
+    grow = ready * (GROW_FACTOR - 1);
+    for (i = pool->o.connections; i < pool->n_slots && grow > 0; i++) {
         if (pool->slots[i].conn || pool->slots[i].next_attempt_ms > now)
             continue;
         h2conn_open(pool, i);
         pool->st.conns_added++;
         pool->grown_at = pool->st.responses;
-        ready--;
+        grow--;
     }
 }
 
