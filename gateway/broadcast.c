@@ -156,7 +156,6 @@ struct pgw_broadcast {
     size_t inflight; /* its pushes handed to a sender, not answered */
     struct pgw_broadcast_pace pace;
     bool claiming, claim_again, renewing, asking_next;
-    bool batching; /* the pace limit was reached: BC_SEND_BATCH free first */
     struct event *due_timer;   /* the next scheduled request */
     struct event *lease_timer; /* renewals */
     struct pgw_metric_family *m_requests;
@@ -669,13 +668,23 @@ void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,
 
 /*
  * Once the pace limit is reached, broadcasts send again only when
- * BC_SEND_BATCH of it are free: their pushes then leave, and their
- * answers come back, many to a TLS write and a read, where one or two
- * answers freeing a slot each sent one or two pushes a system call at
- * every end (pushgw's, the providers') and took about a third of the CPU
- * a broadcast's device cost. Events do not wait for it.
+ * PGW_BROADCAST_PACE_BATCH of it are free: their pushes then leave, and
+ * their answers come back, many to a TLS write and a read, where one or
+ * two answers freeing a slot each sent one or two pushes, a system call
+ * at every end (pushgw's, the providers'). Events do not wait for it.
  */
-#define BC_SEND_BATCH 32
+bool pgw_broadcast_pace_may_send(struct pgw_broadcast_pace *pc, size_t inflight)
+{
+    if (inflight >= pc->limit) {
+        pc->limited = true;
+        pc->batching = true;
+        return false;
+    }
+    if (pc->batching && inflight + PGW_BROADCAST_PACE_BATCH > pc->limit)
+        return false;
+    pc->batching = false;
+    return true;
+}
 
 static bool room(struct pgw_broadcast *bc)
 {
@@ -685,14 +694,8 @@ static bool room(struct pgw_broadcast *bc)
 
     if (!dispatch_inflight_room(d) || bc->inflight >= cap)
         return false;
-    if (bc->inflight >= bc->pace.limit) {
-        bc->pace.limited = true;
-        bc->batching = true;
+    if (!pgw_broadcast_pace_may_send(&bc->pace, bc->inflight))
         return false;
-    }
-    if (bc->batching && bc->inflight + BC_SEND_BATCH > bc->pace.limit)
-        return false;
-    bc->batching = false;
     if (!events_waiting(d))
         return true;
     return bc->inflight < cap / BC_FLOOR_DIV ||

@@ -8,8 +8,8 @@
  * request: api_push_id). After every push of a page has an outcome, the
  * cursor and the counters are committed in one transaction, so a sender
  * that dies is taken over after its lease and at most the window of pages
- * sent and not committed (4 pages of 500) is sent twice. Memory is at
- * most 10 pages per request being sent, whatever the audience.
+ * sent and not committed (12 pages of 500) is sent twice. Memory is at
+ * most 24 pages per request being sent, whatever the audience.
  */
 #ifndef PUSHGW_BROADCAST_H
 #define PUSHGW_BROADCAST_H
@@ -39,16 +39,20 @@ void pgw_broadcast_kick(struct pgw_dispatch *d);
  * quarter, a round under it in which the limit held a send back
  * (|limited|, set by the caller) grows it by an eighth. The limit stays
  * within PGW_BROADCAST_PACE_MIN and |max| (the dispatcher's cap; ignored
- * when below the minimum).
+ * when below the minimum). Once the limit is reached, sends resume only
+ * when PGW_BROADCAST_PACE_BATCH of it are free
+ * (pgw_broadcast_pace_may_send(); why: broadcast.c).
  */
 #define PGW_BROADCAST_PACE_TARGET_US 5000
 #define PGW_BROADCAST_PACE_MIN 128
 #define PGW_BROADCAST_PACE_START 512
 #define PGW_BROADCAST_PACE_BASES 16
+#define PGW_BROADCAST_PACE_BATCH 32
 
 struct pgw_broadcast_pace {
     size_t limit;
     bool limited;   /* the limit held back a send this round */
+    bool batching;  /* the limit was reached: a batch's room first */
     size_t round_n; /* answers timed this round */
     int64_t round_sum_us, round_min_us;
     int64_t base_us[PGW_BROADCAST_PACE_BASES]; /* rounds' fastest answers */
@@ -57,6 +61,11 @@ struct pgw_broadcast_pace {
 
 /* A bound at PGW_BROADCAST_PACE_START, no round begun. */
 void pgw_broadcast_pace_init(struct pgw_broadcast_pace *pc);
+
+/* Whether one more broadcast push may go with |inflight| of them in
+ * flight (else |limited| is set). */
+bool pgw_broadcast_pace_may_send(struct pgw_broadcast_pace *pc,
+                                 size_t inflight);
 
 /* One broadcast push answered |rtt_us| after it was handed over. */
 void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,

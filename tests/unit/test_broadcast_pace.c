@@ -2,7 +2,8 @@
  * The broadcasts' bound on their pushes in flight
  * (pgw_broadcast_pace_answer(), broadcast.h): it shrinks while answers
  * queue, grows while it holds sends back and they do not, and stays
- * within its minimum and the dispatcher's cap. The sender itself is
+ * within its minimum and the dispatcher's cap; once reached, sends resume
+ * a batch at a time. The sender itself is
  * tested end to end in tests/service/test_broadcast.c.
  */
 #include <stdint.h>
@@ -110,6 +111,32 @@ static void test_base_follows(void **state)
     }
 }
 
+/* Once the limit is reached, sends resume with a batch's room free,
+ * then go on up to the limit. */
+static void test_sends_in_batches(void **state)
+{
+    struct pgw_broadcast_pace pc;
+    size_t lim;
+    (void)state;
+
+    pgw_broadcast_pace_init(&pc);
+    lim = pc.limit;
+    assert_true(pgw_broadcast_pace_may_send(&pc, 0));
+    assert_true(pgw_broadcast_pace_may_send(&pc, lim - 1));
+    assert_false(pc.limited);
+    assert_false(pgw_broadcast_pace_may_send(&pc, lim));
+    assert_true(pc.limited);
+    /* a few answers: not yet */
+    assert_false(pgw_broadcast_pace_may_send(&pc, lim - 1));
+    assert_false(
+        pgw_broadcast_pace_may_send(&pc, lim - PGW_BROADCAST_PACE_BATCH + 1));
+    /* a batch's room: it goes, and on to the limit */
+    assert_true(
+        pgw_broadcast_pace_may_send(&pc, lim - PGW_BROADCAST_PACE_BATCH));
+    assert_true(pgw_broadcast_pace_may_send(&pc, lim - 1));
+    assert_false(pgw_broadcast_pace_may_send(&pc, lim));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_no_queue_grows),
         cmocka_unit_test(test_far_provider),
         cmocka_unit_test(test_base_follows),
+        cmocka_unit_test(test_sends_in_batches),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
