@@ -163,7 +163,7 @@ EOF
     cpu1=$(bc_cpu_ticks "$lg_pid")
     io1=$(bc_syscalls)
     echo "    read/write syscalls while it ran: $(echo "$io0 $io1" | awk -v n="$n" '{ printf "pushgw %d/%d, mock APNs %d/%d, mock FCM %d/%d (per device: pushgw %.2f/%.2f)", $7 - $1, $8 - $2, $9 - $3, $10 - $4, $11 - $5, $12 - $6, ($7 - $1) / n, ($8 - $2) / n }')" >&2
-    for pp in "${perf_pids[@]}"; do kill -INT "$pp"; wait "$pp" 2>/dev/null || true; done
+    for pp in "${perf_pids[@]}"; do kill -INT "$pp" 2>/dev/null || true; wait "$pp" 2>/dev/null || true; done
     echo "    CPU seconds while it ran ($(awk -v a="$t0_ms" -v b="$(date +%s%3N)" "BEGIN { printf \"%.1f\", (b - a) / 1000 }") s, $(nproc) cores): $(echo "$cpu0 $cpu1" | awk -v hz="$(getconf CLK_TCK)" "{ printf \"pushgw %.1f postgres %.1f mocks %.1f loadgen %.1f machine %.1f\", (\$6 - \$1) / hz, (\$7 - \$2) / hz, (\$8 - \$3) / hz, (\$9 - \$4) / hz, (\$10 - \$5) / hz }")" >&2
     curl -s "http://127.0.0.1:$admin_port/metrics" >"$work/bcast.metrics.1"
     [ $pgss = 0 ] || psql_q -c "SELECT calls, round(total_exec_time) AS exec_ms,
