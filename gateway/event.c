@@ -361,7 +361,7 @@ int pgw_event_parse(const char *buf, size_t len,
 {
     struct pgw_event_limits dlim;
     struct pgw_json_limits jlim;
-    cJSON *json = NULL;
+    cJSON *json = NULL, *push;
     size_t off = 0;
     const char *why = NULL;
     int rc;
@@ -381,7 +381,20 @@ int pgw_event_parse(const char *buf, size_t len,
     if (rc < 0)
         return pgw_json_fail(ret_err, PGW_ERR_INVAL, "", "%s at byte %zu",
                              why ? why : "invalid JSON", off);
+    /* The tree is ours: an object pushData is taken out of it and given
+     * to the event, not copied and then freed with the rest. The fields
+     * are read without it; a second pushData key they may find instead
+     * loses to it, as it did when the first one was read. */
+    push = cJSON_GetObjectItemCaseSensitive(json, "pushData");
+    push = cJSON_IsObject(push) ? cJSON_DetachItemViaPointer(json, push) : NULL;
     rc = pgw_event_from_json(json, lim, ret_ev, ret_err);
+    if (rc == 0 && push) {
+        cJSON_Delete((*ret_ev)->push_data);
+        (*ret_ev)->push_data = push;
+        (*ret_ev)->push_data_ignored = NULL;
+        push = NULL;
+    }
+    cJSON_Delete(push);
     cJSON_Delete(json);
     return rc;
 }

@@ -183,6 +183,28 @@ static void test_minimal_and_nulls(void **state)
     assert_null(ev->msg_id);
     assert_false(ev->mention_all);
     pgw_event_free(ev);
+    /* An object first wins over what follows it, object or not. */
+    {
+        const char *twice[] = {
+            "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":{\"alert\":"
+            "\"first\"},\"pushData\":{\"alert\":\"second\"}}",
+            "{" BASE ",\"offlinePeers\":[\"a\"],\"pushData\":{\"alert\":"
+            "\"first\"},\"pushData\":7}",
+        };
+
+        for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+            const cJSON *a;
+
+            assert_int_equal(
+                pgw_event_parse(twice[i], strlen(twice[i]), NULL, &ev, &err),
+                0);
+            a = cJSON_GetObjectItemCaseSensitive(ev->push_data, "alert");
+            assert_true(cJSON_IsString(a));
+            assert_string_equal(a->valuestring, "first");
+            assert_null(ev->push_data_ignored);
+            pgw_event_free(ev);
+        }
+    }
 }
 
 static void test_pushdata_object_and_unicode(void **state)
