@@ -115,7 +115,17 @@ dist_setup_tun() {
         ip addr add "$DIST_NEAR_IP" peer "$DIST_FAR_IP" dev "$DIST_VETH_H" &&
         ip link set "$DIST_VETH_H" mtu "${BENCH_TUN_MTU:-1500}" txqueuelen 10000 up &&
         ip netns exec "$DIST_NS" ip addr add "$DIST_FAR_IP" peer "$DIST_NEAR_IP" dev "$DIST_VETH_N" &&
-        ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" mtu "${BENCH_TUN_MTU:-1500}" txqueuelen 10000 up
+        ip netns exec "$DIST_NS" ip link set "$DIST_VETH_N" mtu "${BENCH_TUN_MTU:-1500}" txqueuelen 10000 up ||
+        return 1
+    # BENCH_DISTANCE_CC: another congestion control on this path's routes
+    # only (both ends), to compare with the kernel's default; unset, none.
+    if [ -n "${BENCH_DISTANCE_CC:-}" ]; then
+        ip route replace "$DIST_FAR_IP" dev "$DIST_VETH_H" src "$DIST_NEAR_IP" \
+            congctl "$BENCH_DISTANCE_CC" &&
+            ip netns exec "$DIST_NS" ip route replace "$DIST_NEAR_IP" dev "$DIST_VETH_N" \
+                src "$DIST_FAR_IP" congctl "$BENCH_DISTANCE_CC" || return 1
+        echo "    congestion control on the path: $BENCH_DISTANCE_CC (BENCH_DISTANCE_CC)" >&2
+    fi
 }
 
 # A server certificate for the namespace's address, from the test CA.

@@ -320,11 +320,18 @@ run_distance_one() { # rtt
     reset_db
     start_gw "$work/pushgw-far.ini"
     warm_gw
+    local st0 io0
+    st0=$(gw_cpu_ticks)
+    io0=$(gw_syscalls)
     out=$("$loadgen" send --port "$gw_port" --scenario fanout --events "$distance_events" \
         --conns "$lg_conns" --groups "$groups" --run-id "far$1-$RANDOM$RANDOM") \
         || die "loadgen failed: $out"
     wout=$("$loadgen" wait --db "$db" --events "$distance_events" --timeout-s 600) \
         || die "events not done: $wout"
+    # pushgw's own cost per push in this step, to compare near and far
+    # (docs/BENCHMARKS.md, Distance): CPU-seconds, read and write calls
+    echo "    rtt ${1} ms: pushgw cpu_s=$(awk -v a="$st0" -v b="$(gw_cpu_ticks)" -v t="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.2f", (b - a) / t }') syscalls(read write) $io0 -> $(gw_syscalls)" >&2
     m=$(curl -s "http://127.0.0.1:$admin_port/metrics")
     D_CONNS=$(echo "$m" | sed -n 's/^pushgw_provider_connections{provider="\([a-z]*\)",state="ready"} \([0-9]*\).*/\1=\2/p' | tr '\n' ' ')
     stop_gw
@@ -332,6 +339,8 @@ run_distance_one() { # rtt
     D_PPS=$(echo "$wout" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
     echo "    rtt ${1} ms: $wout; connections ready at the end: $D_CONNS" >&2
 }
+gw_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$gw_pid/stat"; }
+gw_syscalls() { awk '$1 == "syscr:" || $1 == "syscw:" { printf "%s ", $2 }' "/proc/$gw_pid/io"; }
 distance_lines=()
 run_distance() {
     local near rtt d_pps conns
