@@ -20,7 +20,8 @@
 #   5. RSS with 1,000,000 pushes pending (mocks answering after 60 s)
 #   6. distance: the same fan-out, default config, with the mocks 50 and
 #      150 ms away (a network namespace behind netem, tests/bench/distance.sh)
-#      against 0 ms on the same path; --distance measures only this
+#      against 0 ms on the same path (measured before and after them, the
+#      mean); --distance measures only this
 #   7. broadcast: a push-API request to a channel of many devices with 1:1
 #      chat beside it (tests/bench/broadcast.sh), against the fan-out
 #      figure of 2 in the same run; --broadcast measures only 2 and this
@@ -343,7 +344,7 @@ gw_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$gw_pid/stat"; }
 gw_syscalls() { awk '$1 == "syscr:" || $1 == "syscw:" { printf "%s ", $2 }' "/proc/$gw_pid/io"; }
 distance_lines=()
 run_distance() {
-    local near rtt d_pps conns
+    local near near1 near2 rtt d_pps conns f far
     [ "$distance_events" -gt 0 ] || { distance_lines=("bench distance skipped"); return 0; }
     dist_setup "$work" "$certs" "$build/tests/bench/netdelay"
     far_apns_port=$(free_port)
@@ -355,13 +356,23 @@ run_distance() {
     log "distance ($DIST_MODE): fan-out of $distance_events events x 1000 peers at 0 ms" \
         "(load average $(cut -d' ' -f1-3 /proc/loadavg))"
     run_distance_one 0
-    near=$D_PPS
+    near1=$D_PPS
+    far=()
     for rtt in ${BENCH_DISTANCE_RTTS:-50 150}; do
         log "distance ($DIST_MODE): the same at $rtt ms"
         run_distance_one "$rtt"
-        d_pps=$D_PPS
-        conns=$(echo "$D_CONNS" | sed 's/ *$//; s/ /,/g')
-        distance_lines+=("bench distance rtt_ms=$rtt pushes_per_s=$d_pps near_pushes_per_s=$near ratio=$(awk -v a="$d_pps" -v b="$near" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') via=$DIST_MODE conns=$conns")
+        far+=("$rtt $D_PPS $(echo "$D_CONNS" | sed 's/ *$//; s/ /,/g')")
+    done
+    # The 0 ms step again after the far ones: the ratios divide by the
+    # mean of both, so a moment of more or less load from elsewhere
+    # during one near step moves them less.
+    log "distance ($DIST_MODE): 0 ms again"
+    run_distance_one 0
+    near2=$D_PPS
+    near=$(((near1 + near2) / 2))
+    for f in "${far[@]}"; do
+        read -r rtt d_pps conns <<<"$f"
+        distance_lines+=("bench distance rtt_ms=$rtt pushes_per_s=$d_pps near_pushes_per_s=$near ratio=$(awk -v a="$d_pps" -v b="$near" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') via=$DIST_MODE conns=$conns near_each=$near1/$near2")
     done
     dist_teardown
 }
