@@ -120,6 +120,27 @@ static void wait_events_done(struct tu_svc *s, int n)
     tu_svc_wait_events_done(s, n, WAIT_MS);
 }
 
+/* The installation cache in use: /metrics says so once its LISTEN
+ * connection is up. /readyz does not wait for that, and until then the
+ * gateway sends every lookup to Postgres without asking the cache (it
+ * could not be told of changes), so lookups are not counted. */
+static bool cache_live(void *arg)
+{
+    struct tu_svc *s = arg;
+    char *m = NULL;
+    bool live = tu_svc_admin_get(s, "/metrics", &m) == 200 && m &&
+                strstr(m, "\npushgw_installation_cache_live 1\n") != NULL;
+
+    free(m);
+    return live;
+}
+
+static void wait_cache_live(struct tu_svc *s)
+{
+    if (!tu_wait_until(cache_live, s, WAIT_MS))
+        fail_msg("the installation cache did not become live");
+}
+
 static void seed_demo(struct tu_svc *s)
 {
     tu_svc_add_device(s, "demo", "ios", TOK_J1, "{Jerry}", NULL);
@@ -150,6 +171,8 @@ static void test_template_and_badge(void **state)
     struct tu_svc *s = *state;
     cJSON *r;
 
+    /* both lookups below are counted by the cache */
+    wait_cache_live(s);
     seed_demo(s);
     post_event(s, "c1", "[\"Jerry\",\"Tom\"]", NULL);
     assert_int_equal(tu_records_wait(s->apns.record, 2, WAIT_MS), 2);
