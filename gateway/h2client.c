@@ -616,10 +616,6 @@ static SSL_CTX *make_ssl_ctx(const char *ca_file,
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
         goto fail;
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    /* One read() for all the records that arrived, not two per record
-     * (header, then body): answers that trickle in come as many small
-     * records. h2conn's read callback drains what libevent leaves. */
-    SSL_CTX_set_read_ahead(ctx, 1);
     /* The system store may be missing in minimal containers; ca_file then
      * is the only anchor, and verification still applies. */
     (void)SSL_CTX_set_default_verify_paths(ctx);

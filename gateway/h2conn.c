@@ -490,29 +490,12 @@ void h2conn_flush(struct h2conn *c)
         h2conn_lost(c, "session ended");
 }
 
-/* Hands |len| bytes to nghttp2; false once |c| is lost (freed later). */
-static bool conn_recv(struct h2conn *c, const uint8_t *data, size_t len)
-{
-    ssize_t n = nghttp2_session_mem_recv(c->session, data, len);
-
-    if (n < 0) {
-        char buf[ERR_MAX];
-
-        snprintf(buf, sizeof(buf), "protocol error: %s",
-                 nghttp2_strerror((int)n));
-        h2conn_lost(c, buf);
-        return false;
-    }
-    return c->state != C_CLOSED;
-}
-
 /* Fires when data arrived; may close |c| (freed later, not here). */
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct h2conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer_iovec v[16];
-    SSL *ssl;
     int nv, i;
     size_t total;
 
@@ -523,32 +506,22 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             nv = 16;
         total = 0;
         for (i = 0; i < nv; i++) {
-            if (!conn_recv(c, (const uint8_t *)v[i].iov_base, v[i].iov_len)) {
+            ssize_t n = nghttp2_session_mem_recv(
+                c->session, (const uint8_t *)v[i].iov_base, v[i].iov_len);
+
+            if (n < 0) {
+                char buf[ERR_MAX];
+
+                snprintf(buf, sizeof(buf), "protocol error: %s",
+                         nghttp2_strerror((int)n));
                 evbuffer_drain(in, evbuffer_get_length(in));
+                h2conn_lost(c, buf);
                 return;
             }
             total += v[i].iov_len;
         }
         evbuffer_drain(in, total);
-    }
-    /*
-     * With read-ahead (make_ssl_ctx) one read() brings many records, but
-     * libevent's OpenSSL bufferevent stops at the first record's end
-     * (it asks SSL_pending(), which counts only that record), and the
-     * socket, emptied, will not wake it for the rest: those are taken
-     * here. SSL_read() reads the socket only for a record's missing
-     * tail; an error is left for the bufferevent's next read to see.
-     */
-    ssl = bufferevent_openssl_get_ssl(bev);
-    while (ssl && SSL_has_pending(ssl)) {
-        uint8_t buf[16384];
-        int n = SSL_read(ssl, buf, (int)sizeof(buf));
-
-        if (n <= 0) {
-            ERR_clear_error();
-            break;
-        }
-        if (!conn_recv(c, buf, (size_t)n))
+        if (c->state == C_CLOSED)
             return;
     }
     h2conn_flush(c);
