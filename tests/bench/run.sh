@@ -37,7 +37,8 @@
 #
 # Environment (defaults in brackets): BENCH_FANOUT_EVENTS [100, quick 20],
 # BENCH_CHAT_EVENTS [50000, quick 20000], BENCH_APNS_CONNS [2],
-# BENCH_FCM_CONNS [2], BENCH_DB_POOL [4], BENCH_IMPORT_ROWS [1000000,
+# BENCH_FCM_CONNS [2], BENCH_APNS_MAX_CONNS and BENCH_FCM_MAX_CONNS
+# (the pools' max_connections) [pushgw's defaults], BENCH_DB_POOL [4], BENCH_IMPORT_ROWS [1000000,
 # quick 100000; 0 = skipped], BENCH_BROADCAST_DEVICES [1000000, quick
 # 200000; 0 = skipped: tests/bench/broadcast.sh], BENCH_CONNS (loadgen
 # connections) [256], BENCH_PENDING_EVENTS [1000, quick 0 = skipped],
@@ -240,12 +241,14 @@ production_url = https://127.0.0.1:$apns_port
 development_url = https://127.0.0.1:$apns_port
 ca_file = $certs/ca.pem
 connections = $apns_conns
+${BENCH_APNS_MAX_CONNS:+max_connections = $BENCH_APNS_MAX_CONNS}
 request_timeout_ms = 120000
 [fcm]
 url = https://127.0.0.1:$fcm_port
 token_url = https://127.0.0.1:$fcm_port/token
 ca_file = $certs/ca.pem
 connections = $fcm_conns
+${BENCH_FCM_MAX_CONNS:+max_connections = $BENCH_FCM_MAX_CONNS}
 request_timeout_ms = 120000
 [app:demo]
 hook_key = demo-hook-key-0001
