@@ -45,24 +45,14 @@ void pgw_pgarray_put_str(struct pgw_buf *b, const char *s)
     pgw_pgarray_put_text(b, s, s ? strlen(s) : 0);
 }
 
-/* Digits written by hand: this runs for every id, count and timestamp of
- * every batch the store sends, where snprintf's format parsing costs more
- * than the digits. */
+/* pgw_fmt_i64(), not snprintf: this runs for every id, count and
+ * timestamp of every batch the store sends, where snprintf's format
+ * parsing costs more than the digits. */
 void pgw_pgarray_put_int(struct pgw_buf *b, long long v)
 {
     char tmp[24];
-    char *p = tmp + sizeof(tmp);
-    /* the magnitude as unsigned: -LLONG_MIN does not fit a long long */
-    unsigned long long u =
-        v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
 
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *--p = '-';
-    pgw_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
+    pgw_buf_add(b, tmp, pgw_fmt_i64(tmp, (int64_t)v));
 }
 
 void pgw_pgarray_put_sep(struct pgw_buf *b, size_t start)
