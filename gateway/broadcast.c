@@ -178,7 +178,7 @@ static void build_page(struct bcast *b, struct page *pg,
 static void send_some(struct bcast *b);
 static void on_answer(void *arg, const struct pgw_outcome *o);
 static void try_commit(struct bcast *b);
-static void commit(struct bcast *b);
+static void commit(struct bcast *b, unsigned n);
 static void on_committed(void *arg, int err, bool held);
 static void after_commit(struct bcast *b);
 static void wait_retry(struct bcast *b, bool commit_again);
@@ -910,7 +910,7 @@ static void try_commit(struct bcast *b)
     if (n < BC_COMMIT_PAGES && !page_at(b, n - 1)->final &&
         !b->bc->d->draining && window_sending(b))
         return;
-    commit(b);
+    commit(b, n);
 }
 
 /* The result the request ends with, every page committed so far and the
@@ -933,15 +933,15 @@ static const char *end_result(struct bcast *b, unsigned n)
 }
 
 /*
- * Commits the oldest pages whose pushes all have an outcome, together:
+ * Commits the |n| oldest pages, whose pushes all have an outcome
+ * (answered_pages(), counted by try_commit()), together:
  * one durable commit (a WAL flush) for as many pages as were answered
  * while the last one was on its way, so the flushes do not bound the
  * rate, and the window keeps sending meanwhile.
  */
-static void commit(struct bcast *b)
+static void commit(struct bcast *b, unsigned n)
 {
     struct pgw_dispatch *d = b->bc->d;
-    unsigned n = answered_pages(b);
     struct pgw_store_api_page sp;
     struct pgw_store_failure *fs = NULL;
     struct pgw_store_retry_new *rs = NULL;
