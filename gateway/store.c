@@ -1133,8 +1133,10 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
         store_enqueue(self, &self->parked, op);
         return 0;
     }
-    if (fill)
+    if (fill) {
         store_cache_filling_add(self, op);
+        self->cache_misses += n;
+    }
     store_enqueue(self, &self->finds, op);
     return 0;
 }

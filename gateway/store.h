@@ -234,8 +234,9 @@ int pgw_store_find_installations(struct pgw_store *self, const char *app_id,
  * Postgres and the cache starts empty when it is back.
  */
 struct pgw_store_cache_stats {
-    bool live;             /* listening: the cache is used */
-    uint64_t hits, misses; /* names looked up */
+    bool live;       /* listening: the cache is used */
+    uint64_t hits;   /* names of lookups answered from the cache */
+    uint64_t misses; /* names of lookups sent to Postgres while live */
     uint64_t notifications;
     size_t entries, bytes;
 };

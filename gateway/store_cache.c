@@ -323,8 +323,8 @@ void pgw_store_get_cache_stats(const struct pgw_store *self,
         return;
     pgw_icache_get_stats(self->cache, &st);
     ret_stats->live = self->cache_live;
-    ret_stats->hits = st.hits;
-    ret_stats->misses = st.misses;
+    ret_stats->hits = self->cache_hits;
+    ret_stats->misses = self->cache_misses;
     ret_stats->notifications = self->notifications;
     ret_stats->entries = st.entries;
     ret_stats->bytes = st.bytes;
@@ -415,6 +415,7 @@ int store_cache_find(struct pgw_store *self, const char *app_id,
     op->cb.inst = cb;
     op->arg = arg;
     store_enqueue(self, op->flag ? &self->incs : &self->ready, op);
+    self->cache_hits += n;
     return 0;
 }
 
@@ -491,8 +492,10 @@ void store_cache_recheck_parked(struct pgw_store *self)
         }
         op->fill = self->cache_live;
         op->fill_gen = self->cache_gen;
-        if (op->fill)
+        if (op->fill) {
             store_cache_filling_add(self, op);
+            self->cache_misses += op->n_names;
+        }
         store_list_push(&self->finds, op);
     }
 }

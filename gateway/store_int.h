@@ -235,6 +235,10 @@ struct pgw_store {
     bool cache_warned;
     uint64_t cache_gen;
     uint64_t notifications;
+    /* names of lookups answered from the cache, and of lookups that went
+     * to Postgres while it was live (a parked lookup counts once, when
+     * it is decided) */
+    uint64_t cache_hits, cache_misses;
 };
 
 /* -- store.c -- */
