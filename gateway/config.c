@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "proxy.h"
+#include "util/buf.h"
 #include "util/url.h"
 
 extern char **environ;
@@ -264,14 +265,11 @@ static struct entry *add_entry(struct loader *l, const char *section,
 {
     struct entry *e;
 
-    if (l->n_entries == l->cap_entries) {
-        size_t cap = l->cap_entries ? l->cap_entries * 2 : 64;
-        struct entry *n = realloc(l->entries, cap * sizeof(*n));
-        if (!n)
-            goto oom;
-        l->entries = n;
-        l->cap_entries = cap;
-    }
+    e = pgw_array_grow(l->entries, &l->cap_entries, l->n_entries, sizeof(*e),
+                       64);
+    if (!e)
+        goto oom;
+    l->entries = e;
     e = &l->entries[l->n_entries];
     memset(e, 0, sizeof(*e));
     e->section = strdup(section);

@@ -159,14 +159,12 @@ static struct pgw_metric_series *create(struct pgw_metric_family *f,
     struct pgw_metric_series *s = NULL;
     size_t nb = f->type == PGW_METRIC_HISTOGRAM ? f->n_buckets + 1 : 0;
 
-    if (f->n_series == f->cap_series) {
-        size_t cap = f->cap_series ? f->cap_series * 2 : 8;
-        struct pgw_metric_series **v =
-            realloc(f->series, cap * sizeof(*f->series));
+    {
+        struct pgw_metric_series **v = pgw_array_grow(
+            f->series, &f->cap_series, f->n_series, sizeof(*f->series), 8);
         if (v == NULL)
             return NULL;
         f->series = v;
-        f->cap_series = cap;
     }
     /* Keep the table at most half full. */
     if ((f->n_series + 1) * 2 > f->n_slots &&

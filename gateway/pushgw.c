@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
 #include "util/utf8.h"
 
 const char *pgw_strerror(int err)
@@ -69,15 +70,14 @@ void pgw_diag_add(struct pgw_diag *self, const char *fmt, ...)
     char *msg = NULL;
     int len;
 
-    if (self->n == self->cap) {
-        size_t cap = self->cap ? self->cap * 2 : 8;
-        char **m = realloc(self->msgs, cap * sizeof(*m));
+    {
+        char **m =
+            pgw_array_grow(self->msgs, &self->cap, self->n, sizeof(*m), 8);
         if (!m) {
             self->oom = 1;
             return;
         }
         self->msgs = m;
-        self->cap = cap;
     }
     va_start(ap, fmt);
     len = vasprintf(&msg, fmt, ap);
