@@ -773,8 +773,9 @@ static void op_complete(struct pgw_store *self, struct op *op)
     case OP_CLAIM_RETRIES:
         complete_claim_retries(op);
         break;
-    case OP_EXEC:
-        op->cb.exec(op->arg, 0, op->res[0]);
+    case OP_EXEC: /* the last statement's (a pinned one's come first) */
+        op->cb.exec(op->arg, 0,
+                    op->n_results ? op->res[op->n_results - 1] : NULL);
         break;
     default:
         op->cb.done(op->arg, 0);
@@ -1345,9 +1346,9 @@ int pgw_store_exec(struct pgw_store *self, const char *sql,
     return 0;
 }
 
-int pgw_store_exec_text(struct pgw_store *self, const char *sql,
-                        const char *const *params, unsigned n,
-                        pgw_store_result_cb cb, void *arg)
+static int exec_text(struct pgw_store *self, const char *sql,
+                     const char *const *params, unsigned n, bool pinned,
+                     pgw_store_result_cb cb, void *arg)
 {
     size_t size, sql_len;
     struct op *op;
@@ -1377,10 +1378,25 @@ int pgw_store_exec_text(struct pgw_store *self, const char *sql,
     cur =
         copy_params(op->data + (n + 1) * sizeof(char *), params, n, op->xparam);
     op->sql = memcpy(cur, sql, sql_len);
+    op->flag = pinned;
     op->cb.exec = cb;
     op->arg = arg;
     store_enqueue(self, &self->queue, op);
     return 0;
+}
+
+int pgw_store_exec_text(struct pgw_store *self, const char *sql,
+                        const char *const *params, unsigned n,
+                        pgw_store_result_cb cb, void *arg)
+{
+    return exec_text(self, sql, params, n, false, cb, arg);
+}
+
+int pgw_store_exec_text_pinned(struct pgw_store *self, const char *sql,
+                               const char *const *params, unsigned n,
+                               pgw_store_result_cb cb, void *arg)
+{
+    return exec_text(self, sql, params, n, true, cb, arg);
 }
 
 const char *pgw_store_owner(const struct pgw_store *self)

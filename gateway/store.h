@@ -385,6 +385,20 @@ int pgw_store_exec_text(struct pgw_store *self, const char *sql,
                         const char *const *params, unsigned n,
                         pgw_store_result_cb cb, void *arg);
 
+/*
+ * As pgw_store_exec_text(), after a statement in the same transaction
+ * that rules out sequential scans, hash and merge joins (ST_FIN_TXN's
+ * settings) and lets the commit go without waiting for its WAL flush.
+ * Settings made inside |sql| would come after its planning. An update
+ * whose row source is sorted by id and joined to installations by id is
+ * then a nested loop in that order: it locks its rows in id order, as
+ * the lookups do, whatever the table's statistics. |cb| gets |sql|'s
+ * result.
+ */
+int pgw_store_exec_text_pinned(struct pgw_store *self, const char *sql,
+                               const char *const *params, unsigned n,
+                               pgw_store_result_cb cb, void *arg);
+
 /* Who holds this store's leases (pgw_store_options.owner). */
 const char *pgw_store_owner(const struct pgw_store *self);
 

@@ -2,8 +2,9 @@
  * The statements of the sender of API pushes (see store_broadcast.h).
  * Each is one statement in a transaction of its own (pgw_store_exec);
  * a page's statement is put together once per request around the
- * condition lc_where.c compiled (pgw_store_exec_text), and holds only
- * placeholders for values.
+ * condition lc_where.c compiled (pgw_store_exec_text; one that changes
+ * badges pgw_store_exec_text_pinned), and holds only placeholders for
+ * values.
  */
 #include "store_broadcast.h"
 
@@ -316,27 +317,59 @@ int pgw_store_release_api_push(struct pgw_store *self, int64_t id,
 
 /* ---- pages --------------------------------------------------------------- */
 
+/* The row of installation |id| among the page's |n| rows (in id order),
+ * or NULL. */
+static struct pgw_installation *page_row(struct pgw_installation *inst,
+                                         size_t n, int64_t id)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (inst[mid].id == id)
+            return &inst[mid];
+        if (inst[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 static void on_page(void *arg, int err, const PGresult *r)
 {
     struct call *c = arg;
-    size_t n = err ? 0 : (size_t)PQntuples(r);
-    struct pgw_installation *inst = n ? calloc(n, sizeof(*inst)) : NULL;
+    size_t rows = err ? 0 : (size_t)PQntuples(r), n = 0;
+    struct pgw_installation *inst = rows ? calloc(rows, sizeof(*inst)) : NULL;
 
-    if (n && !inst) {
+    if (rows && !inst) {
         err = PGW_ERR_NOMEM;
-        n = 0;
+        rows = 0;
     }
-    for (size_t i = 0; i < n && !err; i++) {
-        int row = (int)i;
+    /* the page's rows first (column 0: 0), in id order */
+    for (; n < rows && !err && get_i64(r, (int)n, 0) == 0; n++) {
+        int row = (int)n;
 
-        inst[i].id = get_i64(r, row, 0);
-        inst[i].installation_id = str_or_null(r, row, 1);
-        if (pgw_platform_parse(PQgetvalue(r, row, 2), &inst[i].platform) < 0)
+        inst[n].id = get_i64(r, row, 1);
+        if (n && inst[n].id <= inst[n - 1].id)
             err = PGW_ERR_DB;
-        inst[i].device_token = PQgetvalue(r, row, 3);
-        inst[i].badge = (int32_t)get_i64(r, row, 4);
-        inst[i].apns_topic = str_or_null(r, row, 5);
-        inst[i].apns_team_id = str_or_null(r, row, 6);
+        inst[n].installation_id = str_or_null(r, row, 2);
+        if (pgw_platform_parse(PQgetvalue(r, row, 3), &inst[n].platform) < 0)
+            err = PGW_ERR_DB;
+        inst[n].device_token = PQgetvalue(r, row, 4);
+        inst[n].badge = (int32_t)get_i64(r, row, 5);
+        inst[n].apns_topic = str_or_null(r, row, 6);
+        inst[n].apns_team_id = str_or_null(r, row, 7);
+    }
+    /* then the new badges of its iOS rows (1) */
+    for (size_t i = n; i < rows && !err; i++) {
+        struct pgw_installation *in = page_row(inst, n, get_i64(r, (int)i, 1));
+
+        if (get_i64(r, (int)i, 0) != 1 || !in)
+            err = PGW_ERR_DB;
+        else
+            in->badge = (int32_t)get_i64(r, (int)i, 5);
     }
     c->cb.inst(c->arg, err, err ? NULL : inst, err ? 0 : n);
     free(inst);
@@ -347,31 +380,33 @@ int pgw_store_api_push_page(struct pgw_store *self,
                             const struct pgw_store_page_query *q,
                             pgw_store_installations_cb cb, void *arg)
 {
-    /* The commit does not wait for a WAL flush (s), as the lookups' do
-     * not (ST_BADGE_TXN): the page's durable commit comes after it and
-     * its flush covers this WAL; a crash before reads the page again,
-     * its increments lost with it. A flush per page would bound the
-     * rate of a broadcast. */
+    /*
+     * The rows (column 0: 0), then the new badges of the iOS rows among
+     * them (1, id, badge). Rows locked by the update alone, each as it
+     * is incremented: in id order (the sorted row source under the
+     * pinned plan, pgw_store_exec_text_pinned), as the lookups lock
+     * them; the other rows are read as the plain read reads them. No
+     * join of the update's rows back to the page's: with hash and merge
+     * joins ruled out it would be a nested loop over both. The commit
+     * does not wait for a WAL flush, as the lookups' do not
+     * (ST_BADGE_TXN): the page's durable commit comes after it and its
+     * flush covers this WAL; a crash before reads the page again, its
+     * increments lost with it. A flush per page would bound the rate of
+     * a broadcast.
+     */
     static const char inc_head[] =
-        "WITH s AS MATERIALIZED (SELECT set_config('synchronous_commit', "
-        "'off', true) AS v), m AS MATERIALIZED (SELECT " PAGE_COLS
-        " " PAGE_MATCH;
-    /* Rows locked in id order (the Limit's order, under LockRows), as the
-     * lookups lock them; the mode an UPDATE takes, so none is upgraded. */
+        "WITH m AS MATERIALIZED (SELECT " PAGE_COLS " " PAGE_MATCH;
     static const char inc_tail[] =
-        PAGE_ORDER " FOR NO KEY UPDATE OF i), "
-                   "u AS (UPDATE installations i SET badge = CASE WHEN "
+        PAGE_ORDER "), u AS (UPDATE installations i SET badge = CASE WHEN "
                    "$7::int4 IS NOT NULL THEN $7::int4 WHEN "
                    "i.badge_event_id = $5::int8 THEN i.badge ELSE i.badge + 1 "
-                   "END, badge_event_id = $5::int8 FROM m WHERE i.id = m.id "
-                   "AND "
-                   "m.device_type = 'ios' RETURNING i.id, i.badge) "
-                   "SELECT m.id, m.installation_id, m.device_type, "
-                   "m.device_token, coalesce(u.badge, m.badge), m.apns_topic, "
-                   "m.apns_team_id FROM m LEFT JOIN u ON u.id = m.id WHERE "
-                   "(SELECT v FROM s) IS NOT NULL ORDER BY m.id";
+                   "END, badge_event_id = $5::int8 FROM (SELECT id FROM m "
+                   "WHERE device_type = 'ios' ORDER BY id) l WHERE i.id = "
+                   "l.id RETURNING i.id, i.badge) "
+                   "SELECT 0, m.* FROM m UNION ALL SELECT 1, u.id, NULL, "
+                   "NULL, NULL, u.badge, NULL, NULL FROM u";
     /* $5 and $7 named once, so that their types are known. */
-    static const char plain_head[] = "SELECT " PAGE_COLS " " PAGE_MATCH
+    static const char plain_head[] = "SELECT 0, " PAGE_COLS " " PAGE_MATCH
                                      "$5::int8 < 0 AND $7::int4 IS NULL AND (";
     static const char plain_tail[] = ")" PAGE_ORDER;
     bool write = q->increment || (q->match && q->match->set_badge);
@@ -412,7 +447,7 @@ int pgw_store_api_push_page(struct pgw_store *self,
     for (size_t i = 0; i < q->n_where_params; i++)
         params[PGW_STORE_PAGE_FIRST_PARAM - 1 + i] = q->where_params[i];
     c->cb.inst = cb;
-    rc = pgw_store_exec_text(
+    rc = (write ? pgw_store_exec_text_pinned : pgw_store_exec_text)(
         self, sql, params,
         (unsigned)(q->n_where_params + PGW_STORE_PAGE_FIRST_PARAM - 1), on_page,
         c);

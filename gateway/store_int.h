@@ -137,7 +137,7 @@ struct op {
      * the store's |conflict_batches| last) */
     bool conflict;
     bool unique;    /* a statement failed on a unique index (23505) */
-    bool flag;      /* find: increment (a batch: or set badges) */
+    bool flag;      /* find: increment (a batch: or set badges); exec: pinned */
     bool set_badge; /* find: set the iOS rows' badge to |badge| */
     int32_t badge;
     bool solo;        /* find: never merged with other lookups */

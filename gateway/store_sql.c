@@ -419,7 +419,8 @@ static const struct {
      * arrays to events by primary key, so each plan, the cached generic
      * one included, is a nested loop of index probes whatever the
      * table's statistics say, and they keep their prepared plans
-     * (stmt_replan). */
+     * (stmt_replan). Also the first statement of
+     * pgw_store_exec_text_pinned()'s transactions. */
     [ST_FIN_TXN] = {"pgw_fin_txn",
                     "SELECT set_config('synchronous_commit', 'off', true), "
                     "set_config('enable_seqscan', 'off', true), "
@@ -809,6 +810,10 @@ int store_sql_send(struct pgw_store *self, struct pgw_pgconn *c, struct op *op)
             rc = send_stmt(self, c, ST_UNDO_BADGES, 1, op->param);
         break;
     case OP_EXEC:
+        if (op->flag && send_stmt(self, c, ST_FIN_TXN, 0, NULL) < 0) {
+            rc = -1;
+            break;
+        }
         self->sent_in_op++;
         rc = PQsendQueryParams(pgw_pgconn_pg(c), op->sql, (int)op->n_params,
                                NULL, op->xparam ? op->xparam : op->param, NULL,
