@@ -1495,6 +1495,87 @@ static void test_badge_lock_order_plan(void **state)
     check_lock_order(f, 2, 0, true);
 }
 
+/* A page of an API push (pgw_store_api_push_page) of installations 1 to
+ * 3 with increments, for request |req|, into |r|. */
+static void read_page(struct fx *f, int64_t req, struct find_res *r, int *done)
+{
+    struct pgw_store_page_query q = {.api_push_id = req,
+                                     .app_id = "demo",
+                                     .limit = 10,
+                                     .increment = true,
+                                     .where_sql = "i.id <= 3"};
+
+    *r = (struct find_res){.done = done};
+    assert_int_equal(pgw_store_api_push_page(f->store, &q, on_find, r), 0);
+}
+
+/* The locks of a page's increments, seen as test_badge_lock_order_plan
+ * sees the lookups': on the same table, with row 1's live version after
+ * row 2's and row 1 held elsewhere, the page waits for row 1 holding
+ * nothing, in id order; the Android row 3 is not locked at all; each
+ * page gets the rows with their new badges, and a page read again for
+ * the same request keeps them. */
+static void test_page_lock_order(void **state)
+{
+    struct fx *f = *state;
+    struct find_res r;
+    int done = 0;
+    PGconn *holder;
+
+    exec_sql(f->db, "TRUNCATE installations");
+    seed_small(f, "l", 30, 5);
+    exec_sql(f->db, "UPDATE installations SET time_zone = 'UTC' WHERE id = 1");
+    exec_sql(f->db, "UPDATE installations SET device_type = 'android', "
+                    "device_token = 'fcm-3' WHERE id = 3");
+    exec_sql(f->db, "ANALYZE installations");
+    expect_sql(f->db,
+               "SELECT string_agg(id::text, ',' ORDER BY ctid) FROM "
+               "installations WHERE id <= 2",
+               "2,1");
+    holder = PQconnectdb(f->db);
+    assert_int_equal(PQstatus(holder), CONNECTION_OK);
+    pq_ok(holder, "BEGIN");
+    pq_ok(holder, "SELECT 1 FROM installations WHERE id = 1 FOR UPDATE");
+    read_page(f, 7, &r, &done);
+    run_until_sql(f,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                  "current_database() AND wait_event_type = 'Lock'",
+                  "1", 10000);
+    expect_sql(f->db,
+               "SELECT id FROM installations WHERE id = 2 FOR UPDATE NOWAIT",
+               "2");
+    pq_ok(holder, "COMMIT");
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.rows[0].badge, 6);
+    assert_int_equal(r.rows[1].badge, 6);
+    assert_int_equal(r.rows[2].badge, 5);
+    assert_string_equal(r.rows[2].type, "android");
+    /* the Android row held: the page does not wait for it; the same
+     * request again: no second increment */
+    pq_ok(holder, "BEGIN");
+    pq_ok(holder, "SELECT 1 FROM installations WHERE id = 3 FOR UPDATE");
+    done = 0;
+    read_page(f, 7, &r, &done);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.rows[0].badge, 6);
+    assert_int_equal(r.rows[1].badge, 6);
+    pq_ok(holder, "COMMIT");
+    PQfinish(holder);
+    done = 0;
+    read_page(f, 8, &r, &done);
+    run_until(f->base, &done, 1, 10000);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.rows[0].badge, 7);
+    expect_sql(f->db,
+               "SELECT string_agg(id || ':' || badge, ',' ORDER BY id) FROM "
+               "installations WHERE id <= 4",
+               "1:7,2:7,3:5,4:5");
+}
+
 /* Asserts that |r| has the installations |ids| (|n|, in order). */
 static void expect_ids(const struct find_res *r, const int64_t *ids, size_t n)
 {
@@ -2607,6 +2688,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_badge_lock_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_badge_lock_order_plan, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_page_lock_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parts_and_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parts_one_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_batch, setup, teardown),
