@@ -103,7 +103,6 @@ static struct h2req *req_alloc(struct pgw_h2_pool *pool)
     r->hbuf_len = 0;
     r->rbody_len = 0;
     r->truncated = false;
-    r->error[0] = '\0';
     r->body_sent = 0;
     return r;
 }
@@ -158,10 +157,10 @@ static void req_finish(struct pgw_h2_pool *pool, struct h2req *r,
     res.error = "";
     if (kind == PGW_H2_RESPONSE) {
         for (i = 0; i < r->n_hdr; i++) {
-            hdrs[i].name = r->hbuf + r->hdr_off[i][0];
-            hdrs[i].name_len = r->hdr_len[i][0];
-            hdrs[i].value = r->hbuf + r->hdr_off[i][1];
-            hdrs[i].value_len = r->hdr_len[i][1];
+            hdrs[i].name = r->hbuf + r->hdr[i].off[0];
+            hdrs[i].name_len = r->hdr[i].len[0];
+            hdrs[i].value = r->hbuf + r->hdr[i].off[1];
+            hdrs[i].value_len = r->hdr[i].len[1];
             hdrs[i].no_index = 0;
         }
         res.status = r->status;

@@ -47,6 +47,10 @@ enum req_where {
 
 struct h2conn;
 
+/* Fields in the order a push touches them, so that one takes four cache
+ * lines of its request (the first, the response's scalars, its first
+ * headers) and not one per array: a request is cold by the time its
+ * answer comes. The error text, for failures only, comes last. */
 struct h2req {
     struct pgw_list all;  /* on the pool's |all|, in submit order */
     struct pgw_list node; /* on the pending, a stream, done or free list */
@@ -54,6 +58,7 @@ struct h2req {
     enum req_where where;
     int32_t stream_id;
     bool headers_sent;
+    bool truncated; /* of the response body */
     unsigned retries;
     int64_t deadline_ms;
     pgw_h2_cb cb;
@@ -72,19 +77,20 @@ struct h2req {
 
     /* Response. Headers are kept as offsets into |hbuf| (it may grow). */
     int status;
-    /* below PGW_H2_MAX_HEADER_BYTES */
-    uint32_t hdr_off[PGW_H2_MAX_RESPONSE_HEADERS][2];
-    uint32_t hdr_len[PGW_H2_MAX_RESPONSE_HEADERS][2];
+    /* Result decided before the callback runs (done list). */
+    enum pgw_h2_result_kind done_kind;
     size_t n_hdr;
     char *hbuf;
     size_t hbuf_len, hbuf_cap;
     char *rbody;
     size_t rbody_len, rbody_cap;
-    bool truncated;
+    /* below PGW_H2_MAX_HEADER_BYTES; [0] the name, [1] the value */
+    struct {
+        uint32_t off[2];
+        uint32_t len[2];
+    } hdr[PGW_H2_MAX_RESPONSE_HEADERS];
 
-    /* Result decided before the callback runs (done list). */
-    enum pgw_h2_result_kind done_kind;
-    char error[ERR_MAX];
+    char error[ERR_MAX]; /* set with |done_kind| unless a response */
 };
 
 struct h2slot {
@@ -211,7 +217,8 @@ static inline void done_push(struct pgw_h2_pool *pool, struct h2req *r,
 {
     r->where = R_DONE;
     r->done_kind = kind;
-    snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
+    if (kind != PGW_H2_RESPONSE) /* a response's result carries no error */
+        snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
     pgw_list_push_back(&pool->done, &r->node);
 }
 

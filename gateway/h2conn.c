@@ -276,13 +276,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         r->hbuf = p;
         r->hbuf_cap = cap;
     }
-    r->hdr_off[r->n_hdr][0] = (uint32_t)r->hbuf_len;
-    r->hdr_len[r->n_hdr][0] = (uint32_t)namelen;
+    r->hdr[r->n_hdr].off[0] = (uint32_t)r->hbuf_len;
+    r->hdr[r->n_hdr].len[0] = (uint32_t)namelen;
     memcpy(r->hbuf + r->hbuf_len, name, namelen);
     r->hbuf_len += namelen;
     r->hbuf[r->hbuf_len++] = '\0';
-    r->hdr_off[r->n_hdr][1] = (uint32_t)r->hbuf_len;
-    r->hdr_len[r->n_hdr][1] = (uint32_t)valuelen;
+    r->hdr[r->n_hdr].off[1] = (uint32_t)r->hbuf_len;
+    r->hdr[r->n_hdr].len[1] = (uint32_t)valuelen;
     memcpy(r->hbuf + r->hbuf_len, value, valuelen);
     r->hbuf_len += valuelen;
     r->hbuf[r->hbuf_len++] = '\0';
