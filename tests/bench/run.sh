@@ -324,9 +324,11 @@ run_distance_one() { # rtt
     reset_db
     start_gw "$work/pushgw-far.ini"
     warm_gw
-    local st0 io0
+    local st0 io0 other0 sys0
     st0=$(gw_cpu_ticks)
     io0=$(gw_syscalls)
+    other0=$(dist_other_ticks)
+    sys0=$(sys_busy_ticks)
     out=$("$loadgen" send --port "$gw_port" --scenario fanout --events "$distance_events" \
         --conns "$lg_conns" --groups "$groups" --run-id "far$1-$RANDOM$RANDOM") \
         || die "loadgen failed: $out"
@@ -336,14 +338,26 @@ run_distance_one() { # rtt
     # (docs/BENCHMARKS.md, Distance): CPU-seconds, read and write calls
     echo "    rtt ${1} ms: pushgw cpu_s=$(awk -v a="$st0" -v b="$(gw_cpu_ticks)" -v t="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.2f", (b - a) / t }') syscalls(read write) $io0 -> $(gw_syscalls)" >&2
+    # and the others' on the same two cores: the mocks, netdelay (its
+    # system calls, and the TCP receive work the kernel does in its
+    # writes), the machine as a whole (busy CPU-seconds of all cores)
+    echo "    rtt ${1} ms: cpu_s mocks,netdelay $(dist_other_ticks | awk -v o="$other0" -v t="$(getconf CLK_TCK)" \
+        '{ split(o, a, " "); printf "%.2f,%.2f", ($1 - a[1]) / t, ($2 - a[2]) / t }')" \
+        "machine busy $(sys_busy_ticks | awk -v a="$sys0" -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($1 - a) / t }')" >&2
     m=$(curl -s "http://127.0.0.1:$admin_port/metrics")
+    D_HWM=$(gw_mem VmHWM)
     D_CONNS=$(echo "$m" | sed -n 's/^pushgw_provider_connections{provider="\([a-z]*\)",state="ready"} \([0-9]*\).*/\1=\2/p' | tr '\n' ' ')
     stop_gw
     dist_stop_mocks
     D_PPS=$(echo "$wout" | sed -n 's/.*pushes_per_s=\([0-9]*\).*/\1/p')
-    echo "    rtt ${1} ms: $wout; connections ready at the end: $D_CONNS" >&2
+    echo "    rtt ${1} ms: $wout; connections ready at the end: $D_CONNS; pushgw VmHWM ${D_HWM} MiB" >&2
 }
 gw_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$gw_pid/stat"; }
+pid_ticks() { [ -n "$1" ] && awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+dist_other_ticks() {
+    echo "$(($(pid_ticks "$DIST_APNS_PID") + $(pid_ticks "$DIST_FCM_PID"))) $(pid_ticks "$DIST_TUN_PID")"
+}
+sys_busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 gw_syscalls() { awk '$1 == "syscr:" || $1 == "syscw:" { printf "%s ", $2 }' "/proc/$gw_pid/io"; }
 distance_lines=()
 run_distance() {
