@@ -588,6 +588,9 @@ void pgw_apns_stats(const struct pgw_apns *self,
             sum.capacity += s.capacity;
             sum.conns_added += s.conns_added;
             sum.conns_retired += s.conns_retired;
+            if (s.min_rtt_us &&
+                (!sum.min_rtt_us || s.min_rtt_us < sum.min_rtt_us))
+                sum.min_rtt_us = s.min_rtt_us;
         }
     }
     *ret_stats = sum;

@@ -42,9 +42,15 @@
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_CLAIM_INTERVAL_MS 1000
 #define DEFAULT_MAX_EVENTS 2000
-/* Pushes handed to the senders and not answered yet, at most; within it
- * the cap follows the providers' streams (update_cap). */
+/* Pushes handed to the senders and not answered yet: at most this while
+ * answers come back near, slowly or not at all; from far providers up to
+ * INFLIGHT_CEIL_FACTOR times it, as bandwidth × delay needs (update_bound,
+ * once a window of RATE_WINDOW_MS). Within that bound the cap follows the
+ * providers' streams (update_cap). */
 #define DEFAULT_MAX_INFLIGHT 10000
+#define INFLIGHT_CEIL_FACTOR 2
+#define INFLIGHT_GAIN 2
+#define RATE_WINDOW_MS 100
 /* Pushes built (or about to be) and not answered yet, as a multiple of
  * max_inflight: beyond it, events wait before their installations are
  * looked up, so memory follows this bound and not the backlog. Pushes
@@ -206,7 +212,8 @@ static void on_pump(evutil_socket_t fd, short what, void *arg);
 static size_t inflight_total(const struct pgw_dispatch *d);
 static void update_cap(struct pgw_dispatch *d);
 static size_t provider_capacity(const struct pgw_runtime *rt,
-                                enum pgw_provider p);
+                                enum pgw_provider p, uint32_t *ret_rtt_us);
+static void update_bound(struct pgw_dispatch *d);
 static void on_answer(void *arg, const struct pgw_outcome *o);
 static void job_outcome(struct job_push *jp, const struct pgw_outcome *o);
 static int add_retry_row(struct job *job, const struct pgw_push *p, int64_t at,
@@ -252,6 +259,7 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
         d->o.max_events = DEFAULT_MAX_EVENTS;
     if (!d->o.max_inflight)
         d->o.max_inflight = DEFAULT_MAX_INFLIGHT;
+    d->bound = d->o.max_inflight;
     d->max_pending = d->o.max_inflight * PENDING_PUSHES_FACTOR;
     d->cap = d->o.max_inflight;
     /* A quarter of the in-memory bound, at most a full claim. */
@@ -947,6 +955,7 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p)
 {
     d->inflight[p]++;
+    d->sent_total[p]++;
     if (++d->recent[p] >= 4096) {
         d->recent[0] /= 2;
         d->recent[1] /= 2;
@@ -980,6 +989,7 @@ static void update_cap(struct pgw_dispatch *d)
     bool measured = inflight_total(d) >= CAP_MIN;
 
     d->sends_since_cap = 0;
+    update_bound(d);
     /* What a provider's streams hold is its share of the pushes in
      * flight, not of the sends: one that answers sooner than the other
      * holds less than its share of the sends, and a cap from the sends
@@ -992,9 +1002,65 @@ static void update_cap(struct pgw_dispatch *d)
                                                  : (uint32_t)d->inflight[p];
     for (int p = 0; p < 2 && d->rt; p++)
         if (share[p])
-            capacity[p] = provider_capacity(d->rt, (enum pgw_provider)p);
-    d->cap = pgw_dispatch_pacing_cap(share, capacity, d->o.max_inflight);
+            capacity[p] =
+                provider_capacity(d->rt, (enum pgw_provider)p, &d->rtt_us[p]);
+    d->cap = pgw_dispatch_pacing_cap(share, capacity, d->bound);
     d->cap_known = capacity[0] || capacity[1];
+}
+
+/* Once a window: the answers' rate per provider (sends less what is
+ * still in flight), and from it and the round trips the in-flight bound
+ * (pgw_dispatch_inflight_bound()), with the pending-pushes bound over it
+ * by as much as over max_inflight, so claims ahead keep their room. */
+static void update_bound(struct pgw_dispatch *d)
+{
+    int64_t now = pgw_clock_mono_ms();
+    int64_t elapsed = now - d->window_start_ms;
+
+    if (elapsed < RATE_WINDOW_MS)
+        return;
+    for (int p = 0; p < 2; p++) {
+        uint64_t answers = d->sent_total[p] - d->inflight[p];
+
+        if (d->window_start_ms)
+            d->answer_rate[p] = pgw_dispatch_rate_filter(
+                d->answer_rate[p],
+                (double)(answers - d->window_answers[p]) * 1000.0 /
+                    (double)elapsed,
+                elapsed / RATE_WINDOW_MS > 1000
+                    ? 1000
+                    : (unsigned)(elapsed / RATE_WINDOW_MS));
+        d->window_answers[p] = answers;
+    }
+    d->window_start_ms = now;
+    d->bound = pgw_dispatch_inflight_bound(
+        d->answer_rate, d->rtt_us, d->o.max_inflight,
+        d->o.max_inflight * INFLIGHT_CEIL_FACTOR);
+    d->max_pending = d->bound + d->o.max_inflight * (PENDING_PUSHES_FACTOR - 1);
+}
+
+size_t pgw_dispatch_inflight_bound(const double rate[2],
+                                   const uint32_t rtt_us[2], size_t floor,
+                                   size_t ceiling)
+{
+    double bdp = 0;
+
+    for (int p = 0; p < 2; p++)
+        if (rate[p] > 0 && rtt_us[p])
+            bdp += rate[p] * (double)rtt_us[p] / 1e6;
+    bdp *= INFLIGHT_GAIN;
+    if (bdp <= (double)floor)
+        return floor;
+    if (bdp >= (double)ceiling)
+        return ceiling > floor ? ceiling : floor;
+    return (size_t)bdp;
+}
+
+double pgw_dispatch_rate_filter(double est, double sample, unsigned windows)
+{
+    for (unsigned i = 0; i < windows && est > sample; i++)
+        est -= est / 8;
+    return sample > est ? sample : est;
 }
 
 size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
@@ -1014,7 +1080,7 @@ size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
 }
 
 static size_t provider_capacity(const struct pgw_runtime *rt,
-                                enum pgw_provider p)
+                                enum pgw_provider p, uint32_t *ret_rtt_us)
 {
     struct pgw_h2_pool_stats st;
 
@@ -1027,6 +1093,7 @@ static size_t provider_capacity(const struct pgw_runtime *rt,
             return 0;
         pgw_fcm_stats(rt->fcm, &st);
     }
+    *ret_rtt_us = st.min_rtt_us;
     return st.capacity;
 }
 

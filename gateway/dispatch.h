@@ -37,7 +37,9 @@ struct pgw_dispatch_options {
     unsigned lease_ms;           /* 0: 30000 */
     unsigned claim_interval_ms;  /* 0: 1000 */
     size_t max_events;           /* events in memory; 0: 2000 */
-    size_t max_inflight;         /* pushes awaiting an answer; 0: 10000 */
+    /* Pushes awaiting an answer, 0: 10000; twice that while far
+     * providers' answers need it (pgw_dispatch_inflight_bound()). */
+    size_t max_inflight;
     /* Tests shorten the provider reconnect backoff (0: defaults). */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;
@@ -131,6 +133,29 @@ void pgw_dispatch_free(struct pgw_dispatch *self);
  */
 size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
                                const size_t capacity[2], size_t max_inflight);
+
+/*
+ * The in-flight bound: what keeps the answers coming at the rate they
+ * come over the path's round trip (bandwidth × delay), twice over, so
+ * that a rate held back by the bound can double per round trip:
+ * INFLIGHT_GAIN × the sum over providers of |rate|[p] (answers per
+ * second) × |rtt_us|[p] (its round trip; 0 unknown), never under
+ * |floor| (a provider near, slow or not answering holds no more than
+ * that) nor over |ceiling|. Pure.
+ */
+size_t pgw_dispatch_inflight_bound(const double rate[2],
+                                   const uint32_t rtt_us[2], size_t floor,
+                                   size_t ceiling);
+
+/*
+ * The answer rate's filter: the new estimate from the last one, |est|,
+ * and the rate over the |windows| windows since, |sample| (answers per
+ * second): the sample when it is higher, else the estimate less an
+ * eighth per window, so a lull of a window or two does not shrink the
+ * bound and a provider that stops answering gives it back within about
+ * two seconds. Pure.
+ */
+double pgw_dispatch_rate_filter(double est, double sample, unsigned windows);
 
 /*
  * The claim policy: how many events to claim from the database now (0:

@@ -41,6 +41,18 @@ struct pgw_dispatch {
     size_t cap;
     bool cap_known; /* the cap follows known streams (else max_inflight) */
     unsigned sends_since_cap;
+    /* The in-flight bound the cap stays under: from max_inflight up to
+     * INFLIGHT_CEIL_FACTOR times it while answers come back at a rate
+     * that needs more over the path's round trip (update_bound). Sends
+     * in all per provider, and at the start of the current window of
+     * answers; answers per second, a decaying maximum; each provider's
+     * round trip as its pools last measured it. */
+    size_t bound;
+    uint64_t sent_total[PGW_PROVIDER_COUNT];
+    uint64_t window_answers[PGW_PROVIDER_COUNT];
+    int64_t window_start_ms;
+    double answer_rate[PGW_PROVIDER_COUNT];
+    uint32_t rtt_us[PGW_PROVIDER_COUNT];
     size_t retries_inflight;  /* claimed retries not finished (retry.c) */
     struct pgw_list retries;  /* their struct retry_ctx (retry.c) */
     struct pgw_broadcast *bc; /* the sender of API pushes (broadcast.c) */

@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/tcp.h>
 #include <sys/socket.h>
 
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -460,12 +462,27 @@ static void retire_unneeded(struct pgw_h2_pool *pool, int64_t now)
 }
 
 /* Fires every tick: deadlines, connect timeouts, PINGs. */
+/* The kernel's minimum RTT of |c|'s TCP connection in µs; 0 unknown. */
+static uint32_t conn_min_rtt_us(const struct h2conn *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+
+    memset(&ti, 0, sizeof(ti));
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt))
+        return 0;
+    return ti.tcpi_min_rtt == UINT32_MAX ? 0 : ti.tcpi_min_rtt;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_h2_pool *pool = arg;
     struct pgw_list *pos, *next;
     int64_t now = pgw_clock_mono_ms();
     bool any = false;
+    uint32_t min_rtt = 0;
 
     (void)fd;
     (void)what;
@@ -500,6 +517,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             break;
         case C_READY:
         case C_DRAINING:
+            if (c->state == C_READY) {
+                uint32_t rtt = conn_min_rtt_us(c);
+
+                if (rtt && (!min_rtt || rtt < min_rtt))
+                    min_rtt = rtt;
+            }
             if (c->ping_outstanding) {
                 if (now - c->ping_sent_ms >= pool->o.ping_timeout_ms) {
                     pgw_log_warnf(
@@ -527,6 +550,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
     }
+    pool->st.min_rtt_us = min_rtt;
     retire_unneeded(pool, now);
     if (any || !pgw_list_empty(&pool->pend) || !pgw_list_empty(&pool->done))
         kick(pool);

@@ -250,6 +250,9 @@ struct pgw_h2_pool_stats {
      * saturated, and those closed again as unneeded (totals). */
     uint64_t conns_added;
     uint64_t conns_retired;
+    /* The path's round trip: the smallest of the ready connections' TCP
+     * minimum RTTs, in µs, as of the last tick; 0 while unknown. */
+    uint32_t min_rtt_us;
 };
 
 /* Fills |ret_stats| (never fails). */

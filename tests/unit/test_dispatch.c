@@ -1,8 +1,10 @@
 /*
  * The dispatcher: its pacing policy (pgw_dispatch_pacing_cap(), the
  * in-flight cap that keeps the busiest provider's streams full and no
- * more), its claim policy (pgw_dispatch_claim_room(), claims ahead while
- * that cap is reached), and, end to end against the mock APNs with
+ * more), the in-flight bound under it (pgw_dispatch_inflight_bound(),
+ * bandwidth × delay between max_inflight and its ceiling, and the answer
+ * rate's filter), its claim policy (pgw_dispatch_claim_room(), claims ahead
+ * while that cap is reached), and, end to end against the mock APNs with
  * per-environment token rules, invalidation only on evidence. The retry
  * policies are in test_push.c (push.c plans retries).
  */
@@ -66,6 +68,54 @@ static void test_floor(void **state)
     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc01"
 #define TOK_DEV                                                                \
     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc02"
+
+static void test_inflight_bound(void **state)
+{
+    const double none[2] = {0, 0}, far[2] = {70000, 30000};
+    const uint32_t no_rtt[2] = {0, 0}, rtt50[2] = {50000, 50000},
+                   rtt150[2] = {150000, 150000}, mixed[2] = {150000, 20000};
+    (void)state;
+
+    /* No answers, or no round trip known: the floor. */
+    assert_int_equal(pgw_dispatch_inflight_bound(none, rtt150, 10000, 30000),
+                     10000);
+    assert_int_equal(pgw_dispatch_inflight_bound(far, no_rtt, 10000, 30000),
+                     10000);
+    /* Twice what fills the path: 2 × 100,000/s × 50 ms is 10,000. */
+    assert_int_equal(pgw_dispatch_inflight_bound(far, rtt50, 10000, 30000),
+                     10000);
+    {
+        const double slower[2] = {40000, 20000};
+
+        /* 2 × 60,000/s × 150 ms = 18,000 */
+        assert_int_equal(
+            pgw_dispatch_inflight_bound(slower, rtt150, 10000, 30000), 18000);
+        /* each provider over its own round trip:
+         * 2 × (40,000 × 0.15 + 20,000 × 0.02) = 12,800 */
+        assert_int_equal(
+            pgw_dispatch_inflight_bound(slower, mixed, 10000, 30000), 12800);
+    }
+    /* Never over the ceiling, and a ceiling under the floor is the floor. */
+    assert_int_equal(pgw_dispatch_inflight_bound(far, rtt150, 10000, 30000),
+                     30000);
+    assert_int_equal(pgw_dispatch_inflight_bound(far, rtt150, 10000, 5000),
+                     10000);
+}
+
+static void test_rate_filter(void **state)
+{
+    (void)state;
+
+    /* A higher window is taken at once. */
+    assert_true(pgw_dispatch_rate_filter(1000, 8000, 1) == 8000);
+    /* A lower one: an eighth less per window, down to the sample. */
+    assert_true(pgw_dispatch_rate_filter(8000, 0, 1) == 7000);
+    assert_true(pgw_dispatch_rate_filter(8000, 6500, 2) == 6500);
+    assert_true(pgw_dispatch_rate_filter(8000, 0, 0) == 8000);
+    /* Ten idle windows (a second): about a quarter is left. */
+    assert_true(pgw_dispatch_rate_filter(8000, 0, 10) < 2200);
+    assert_true(pgw_dispatch_rate_filter(8000, 0, 1000) < 1);
+}
 
 static void test_claim_room(void **state)
 {
@@ -189,6 +239,8 @@ int main(void)
         cmocka_unit_test(test_one_provider),
         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_floor),
+        cmocka_unit_test(test_inflight_bound),
+        cmocka_unit_test(test_rate_filter),
         cmocka_unit_test(test_claim_room),
         cmocka_unit_test(test_claim_ahead),
         cmocka_unit_test(test_invalidation_on_evidence),
