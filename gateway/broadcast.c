@@ -667,12 +667,21 @@ void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,
 }
 
 /*
- * Once the pace limit is reached, broadcasts send again only when
- * PGW_BROADCAST_PACE_BATCH of it are free: their pushes then leave, and
- * their answers come back, many to a TLS write and a read, where one or
- * two answers freeing a slot each sent one or two pushes, a system call
- * at every end (pushgw's, the providers'). Events do not wait for it.
+ * Once the pace limit is reached, broadcasts send again only when a batch
+ * of it is free: their pushes then leave, and their answers come back,
+ * many to a TLS write and a read, where one or two answers freeing a slot
+ * each sent one or two pushes, a system call at every end (pushgw's, the
+ * providers'). The batch grows with the limit, so that a deep limit costs
+ * no more calls per push than a shallow one; the queue a chat push finds
+ * is still at most the limit. Events do not wait for it.
  */
+size_t pgw_broadcast_pace_batch(const struct pgw_broadcast_pace *pc)
+{
+    size_t b = pc->limit / PGW_BROADCAST_PACE_BATCH_DIV;
+
+    return b > PGW_BROADCAST_PACE_BATCH ? b : PGW_BROADCAST_PACE_BATCH;
+}
+
 bool pgw_broadcast_pace_may_send(struct pgw_broadcast_pace *pc, size_t inflight)
 {
     if (inflight >= pc->limit) {
@@ -680,7 +689,7 @@ bool pgw_broadcast_pace_may_send(struct pgw_broadcast_pace *pc, size_t inflight)
         pc->batching = true;
         return false;
     }
-    if (pc->batching && inflight + PGW_BROADCAST_PACE_BATCH > pc->limit)
+    if (pc->batching && inflight + pgw_broadcast_pace_batch(pc) > pc->limit)
         return false;
     pc->batching = false;
     return true;

@@ -40,14 +40,16 @@ void pgw_broadcast_kick(struct pgw_dispatch *d);
  * (|limited|, set by the caller) grows it by an eighth. The limit stays
  * within PGW_BROADCAST_PACE_MIN and |max| (the dispatcher's cap; ignored
  * when below the minimum). Once the limit is reached, sends resume only
- * when PGW_BROADCAST_PACE_BATCH of it are free
- * (pgw_broadcast_pace_may_send(); why: broadcast.c).
+ * when a batch of it is free: a 1/PGW_BROADCAST_PACE_BATCH_DIV of the
+ * limit, at least PGW_BROADCAST_PACE_BATCH (pgw_broadcast_pace_may_send();
+ * why: broadcast.c).
  */
 #define PGW_BROADCAST_PACE_TARGET_US 5000
 #define PGW_BROADCAST_PACE_MIN 128
 #define PGW_BROADCAST_PACE_START 512
 #define PGW_BROADCAST_PACE_BASES 16
 #define PGW_BROADCAST_PACE_BATCH 32
+#define PGW_BROADCAST_PACE_BATCH_DIV 4
 
 struct pgw_broadcast_pace {
     size_t limit;
@@ -66,6 +68,9 @@ void pgw_broadcast_pace_init(struct pgw_broadcast_pace *pc);
  * flight (else |limited| is set). */
 bool pgw_broadcast_pace_may_send(struct pgw_broadcast_pace *pc,
                                  size_t inflight);
+
+/* The room sends wait for once the limit was reached. */
+size_t pgw_broadcast_pace_batch(const struct pgw_broadcast_pace *pc);
 
 /* One broadcast push answered |rtt_us| after it was handed over. */
 void pgw_broadcast_pace_answer(struct pgw_broadcast_pace *pc, int64_t rtt_us,

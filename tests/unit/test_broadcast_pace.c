@@ -116,11 +116,13 @@ static void test_base_follows(void **state)
 static void test_sends_in_batches(void **state)
 {
     struct pgw_broadcast_pace pc;
-    size_t lim;
+    size_t lim, batch;
     (void)state;
 
     pgw_broadcast_pace_init(&pc);
     lim = pc.limit;
+    batch = pgw_broadcast_pace_batch(&pc);
+    assert_true(batch >= PGW_BROADCAST_PACE_BATCH && batch < lim);
     assert_true(pgw_broadcast_pace_may_send(&pc, 0));
     assert_true(pgw_broadcast_pace_may_send(&pc, lim - 1));
     assert_false(pc.limited);
@@ -128,13 +130,31 @@ static void test_sends_in_batches(void **state)
     assert_true(pc.limited);
     /* a few answers: not yet */
     assert_false(pgw_broadcast_pace_may_send(&pc, lim - 1));
-    assert_false(
-        pgw_broadcast_pace_may_send(&pc, lim - PGW_BROADCAST_PACE_BATCH + 1));
+    assert_false(pgw_broadcast_pace_may_send(&pc, lim - batch + 1));
     /* a batch's room: it goes, and on to the limit */
-    assert_true(
-        pgw_broadcast_pace_may_send(&pc, lim - PGW_BROADCAST_PACE_BATCH));
+    assert_true(pgw_broadcast_pace_may_send(&pc, lim - batch));
     assert_true(pgw_broadcast_pace_may_send(&pc, lim - 1));
     assert_false(pgw_broadcast_pace_may_send(&pc, lim));
+}
+
+/* The batch is a share of the limit, never under the least batch. */
+static void test_batch_follows_limit(void **state)
+{
+    struct pgw_broadcast_pace pc;
+    (void)state;
+
+    pgw_broadcast_pace_init(&pc);
+    pc.limit = PGW_BROADCAST_PACE_BATCH * PGW_BROADCAST_PACE_BATCH_DIV - 1;
+    assert_int_equal(pgw_broadcast_pace_batch(&pc), PGW_BROADCAST_PACE_BATCH);
+    pc.limit = 40 * PGW_BROADCAST_PACE_BATCH_DIV;
+    assert_int_equal(pgw_broadcast_pace_batch(&pc), 40);
+    pc.limit = 3200;
+    assert_int_equal(pgw_broadcast_pace_batch(&pc),
+                     3200 / PGW_BROADCAST_PACE_BATCH_DIV);
+    /* the room it waits for, at a deep limit */
+    assert_false(pgw_broadcast_pace_may_send(&pc, 3200));
+    assert_false(pgw_broadcast_pace_may_send(&pc, 3200 - 799));
+    assert_true(pgw_broadcast_pace_may_send(&pc, 3200 - 800));
 }
 
 int main(void)
@@ -146,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_far_provider),
         cmocka_unit_test(test_base_follows),
         cmocka_unit_test(test_sends_in_batches),
+        cmocka_unit_test(test_batch_follows_limit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
