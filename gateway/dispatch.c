@@ -49,7 +49,12 @@
  * providers' streams (update_cap). */
 #define DEFAULT_MAX_INFLIGHT 10000
 #define INFLIGHT_CEIL_FACTOR 2
-#define INFLIGHT_GAIN 2
+/* Bandwidth × delay, four times over: twice lets a rate held back by
+ * the bound double per round trip; twice again keeps enough in flight
+ * that answers come back in larger pieces per wake-up, which cost the
+ * gateway (and the provider) less CPU per push than a trickle does
+ * (docs/BENCHMARKS.md, Distance). */
+#define INFLIGHT_GAIN 4
 #define RATE_WINDOW_MS 100
 /* Pushes built (or about to be) and not answered yet, as a multiple of
  * max_inflight: beyond it, events wait before their installations are

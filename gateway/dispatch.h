@@ -136,8 +136,9 @@ size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
 
 /*
  * The in-flight bound: what keeps the answers coming at the rate they
- * come over the path's round trip (bandwidth × delay), twice over, so
- * that a rate held back by the bound can double per round trip:
+ * come over the path's round trip (bandwidth × delay), four times over,
+ * so that a rate held back by the bound can grow per round trip and the
+ * answers come back in large pieces:
  * INFLIGHT_GAIN × the sum over providers of |rate|[p] (answers per
  * second) × |rtt_us|[p] (its round trip; 0 unknown), never under
  * |floor| (a provider near, slow or not answering holds no more than

@@ -81,17 +81,20 @@ static void test_inflight_bound(void **state)
                      10000);
     assert_int_equal(pgw_dispatch_inflight_bound(far, no_rtt, 10000, 30000),
                      10000);
-    /* Twice what fills the path: 2 × 100,000/s × 50 ms is 10,000. */
+    /* Four times what fills the path: 4 × 100,000/s × 50 ms is 20,000;
+     * 4 × 40,000/s × 50 ms is 8,000, under the floor. */
     assert_int_equal(pgw_dispatch_inflight_bound(far, rtt50, 10000, 30000),
-                     10000);
+                     20000);
     {
-        const double slower[2] = {40000, 20000};
+        const double slower[2] = {20000, 10000}, near[2] = {30000, 10000};
 
-        /* 2 × 60,000/s × 150 ms = 18,000 */
+        assert_int_equal(pgw_dispatch_inflight_bound(near, rtt50, 10000, 30000),
+                         10000);
+        /* 4 × 30,000/s × 150 ms = 18,000 */
         assert_int_equal(
             pgw_dispatch_inflight_bound(slower, rtt150, 10000, 30000), 18000);
         /* each provider over its own round trip:
-         * 2 × (40,000 × 0.15 + 20,000 × 0.02) = 12,800 */
+         * 4 × (20,000 × 0.15 + 10,000 × 0.02) = 12,800 */
         assert_int_equal(
             pgw_dispatch_inflight_bound(slower, mixed, 10000, 30000), 12800);
     }
