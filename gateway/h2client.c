@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <linux/tcp.h>
 #include <sys/socket.h>
 
@@ -99,6 +100,7 @@ static struct h2req *req_alloc(struct pgw_h2_pool *pool)
     r->where = R_FREE;
     r->stream_id = 0;
     r->headers_sent = false;
+    r->probe = false;
     r->retries = 0;
     r->status = 0;
     r->n_hdr = 0;
@@ -140,6 +142,43 @@ static void req_release(struct pgw_h2_pool *pool, struct h2req *r)
     pool->n_free++;
 }
 
+/* The loop thread's CPU time in µs (0 when unknown). */
+static int64_t thread_cpu_us(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool pgw_h2_pool_should_grow(uint64_t answer_us, uint64_t busy_us)
+{
+    return answer_us > 0 && answer_us / 2 >= busy_us;
+}
+
+/* |r|, just sent, is timed until its answer when no other request is. */
+static void probe_start(struct pgw_h2_pool *pool, struct h2req *r)
+{
+    r->probe = true;
+    pool->probe_out = true;
+    pool->probe_us = pgw_clock_mono_us();
+    pool->probe_cpu_us = thread_cpu_us();
+}
+
+/* The timed request ended: an answer is the pool's new sample. */
+static void probe_end(struct pgw_h2_pool *pool, bool answered)
+{
+    int64_t now = pgw_clock_mono_us(), cpu = thread_cpu_us();
+
+    pool->probe_out = false;
+    if (!answered || now <= pool->probe_us)
+        return;
+    pool->answer_us = (uint64_t)(now - pool->probe_us);
+    pool->answer_busy_us =
+        cpu > pool->probe_cpu_us ? (uint64_t)(cpu - pool->probe_cpu_us) : 0;
+}
+
 /*
  * Runs the callback of |r| (already unlinked from pending/stream/done
  * lists) with |kind| and returns |r| to the free list.
@@ -154,6 +193,8 @@ static void req_finish(struct pgw_h2_pool *pool, struct h2req *r,
     size_t i;
 
     pgw_list_remove(&r->all);
+    if (r->probe)
+        probe_end(pool, kind == PGW_H2_RESPONSE);
     memset(&res, 0, sizeof(res));
     res.kind = kind;
     res.error = "";
@@ -265,6 +306,8 @@ static void assign_pending(struct pgw_h2_pool *pool)
         }
         r->stream_id = id;
         stream_link(c, r);
+        if (!pool->probe_out)
+            probe_start(pool, r);
         c->want_flush = true;
     }
 }
@@ -288,7 +331,9 @@ static void fail_all_pending(struct pgw_h2_pool *pool,
  * max_connections. Only while the streams turn over: since the last
  * growth, as many answers as the ready connections take at once. A provider
  * that answers late (tens of seconds) or not at all is slow, not far: more
- * connections would only hold more requests in memory waiting on it.
+ * connections would only hold more requests in memory waiting on it. And
+ * only while answers are slow against sends (pgw_h2_pool_should_grow): a
+ * near provider answering as fast as the thread sends gains nothing.
  */
 static void open_connections(struct pgw_h2_pool *pool, int64_t now)
 {
@@ -312,6 +357,8 @@ static void open_connections(struct pgw_h2_pool *pool, int64_t now)
         return;
     pool->window_saturated = true;
     if (setting_up > 0 || pool->st.responses - pool->grown_at < streams)
+        return;
+    if (!pgw_h2_pool_should_grow(pool->answer_us, pool->answer_busy_us))
         return;
     grow = ready * (GROW_FACTOR - 1);
     for (i = pool->o.connections; i < pool->n_slots && grow > 0; i++) {

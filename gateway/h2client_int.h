@@ -59,6 +59,7 @@ struct h2req {
     int32_t stream_id;
     bool headers_sent;
     bool truncated; /* of the response body */
+    bool probe;     /* its answer's latency is the pool's next sample */
     unsigned retries;
     int64_t deadline_ms;
     pgw_h2_cb cb;
@@ -153,7 +154,13 @@ struct pgw_h2_pool {
     int64_t window_start_ms;
     size_t window_peak;
     bool window_saturated;
-    uint64_t grown_at;     /* st.responses when it last opened more */
+    uint64_t grown_at; /* st.responses when it last opened more */
+    /* One request at a time is timed from being sent to its answer, with
+     * the loop thread's CPU time over the same span: the last such sample
+     * decides growth (pgw_h2_pool_should_grow). */
+    bool probe_out;
+    int64_t probe_us, probe_cpu_us;
+    uint64_t answer_us, answer_busy_us;
     struct pgw_list conns; /* live (slot or draining) */
     struct pgw_list dead;  /* closed, to free */
     unsigned next_conn_id;
