@@ -15,12 +15,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include <linux/tcp.h>
 #include <sys/socket.h>
 
@@ -142,11 +144,27 @@ static void req_release(struct pgw_h2_pool *pool, struct h2req *r)
     pool->n_free++;
 }
 
-/* The loop thread's CPU time in µs (0 when unknown). */
-static int64_t thread_cpu_us(void)
+/* The time in µs the loop thread has wanted a CPU: run, or waited for one
+ * while other processes held the cores (the scheduler's statistics), so a
+ * busy machine does not pass for a thread waiting on answers. Its CPU time
+ * alone when those statistics are not there. */
+static int64_t thread_busy_us(void)
 {
+    char buf[96];
+    unsigned long long run_ns, wait_ns;
     struct timespec ts;
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+        close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            if (sscanf(buf, "%llu %llu", &run_ns, &wait_ns) == 2)
+                return (int64_t)((run_ns + wait_ns) / 1000);
+        }
+    }
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
         return 0;
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -163,20 +181,20 @@ static void probe_start(struct pgw_h2_pool *pool, struct h2req *r)
     r->probe = true;
     pool->probe_out = true;
     pool->probe_us = pgw_clock_mono_us();
-    pool->probe_cpu_us = thread_cpu_us();
+    pool->probe_busy_us = thread_busy_us();
 }
 
 /* The timed request ended: an answer is the pool's new sample. */
 static void probe_end(struct pgw_h2_pool *pool, bool answered)
 {
-    int64_t now = pgw_clock_mono_us(), cpu = thread_cpu_us();
+    int64_t now = pgw_clock_mono_us(), busy = thread_busy_us();
 
     pool->probe_out = false;
     if (!answered || now <= pool->probe_us)
         return;
     pool->answer_us = (uint64_t)(now - pool->probe_us);
     pool->answer_busy_us =
-        cpu > pool->probe_cpu_us ? (uint64_t)(cpu - pool->probe_cpu_us) : 0;
+        busy > pool->probe_busy_us ? (uint64_t)(busy - pool->probe_busy_us) : 0;
 }
 
 /*
@@ -367,6 +385,7 @@ static void open_connections(struct pgw_h2_pool *pool, int64_t now)
         h2conn_open(pool, i);
         pool->st.conns_added++;
         pool->grown_at = pool->st.responses;
+        pool->answer_us = 0; /* the next wave waits for a new sample */
         grow--;
     }
 }

@@ -259,13 +259,13 @@ struct pgw_h2_pool_stats {
 /*
  * Whether a saturated pool (every stream busy, requests waiting) should open
  * more connections, from one request's answer: |answer_us|, its time from
- * being sent to its answer, and |busy_us|, the loop thread's CPU time over
- * that same span. A saturated pool sends about each of its streams once per
- * answer's latency, so |busy_us| is the time it takes to fill them. Grows
- * when the answer took at least twice that: the thread sat idle for half
- * the round trip (a far provider, or one slow to answer), so more streams
- * raise the rate. Answers that come back about as fast as the thread can
- * send (a near provider, the thread busy) mean more connections only cost
+ * being sent to its answer, and |busy_us|, the time the loop thread ran or
+ * waited for a CPU over that same span. A saturated pool sends about each of
+ * its streams once per answer's latency, so |busy_us| is the time it takes to
+ * fill them. Grows when the answer took at least twice that: the thread sat
+ * idle for half the round trip (a far provider, or one slow to answer), so more
+ * streams raise the rate. Answers that come back about as fast as the thread
+ * can send (a near provider, the thread busy) mean more connections only cost
  * CPU and memory. No sample (|answer_us| 0): false. Pure.
  */
 bool pgw_h2_pool_should_grow(uint64_t answer_us, uint64_t busy_us);

@@ -156,10 +156,10 @@ struct pgw_h2_pool {
     bool window_saturated;
     uint64_t grown_at; /* st.responses when it last opened more */
     /* One request at a time is timed from being sent to its answer, with
-     * the loop thread's CPU time over the same span: the last such sample
-     * decides growth (pgw_h2_pool_should_grow). */
+     * the time the loop thread ran or waited for a CPU over the same span: the
+     * last such sample decides growth (pgw_h2_pool_should_grow). */
     bool probe_out;
-    int64_t probe_us, probe_cpu_us;
+    int64_t probe_us, probe_busy_us;
     uint64_t answer_us, answer_busy_us;
     struct pgw_list conns; /* live (slot or draining) */
     struct pgw_list dead;  /* closed, to free */
