@@ -150,15 +150,18 @@ static void req_release(struct pgw_h2_pool *pool, struct h2req *r)
  * alone when those statistics are not there. */
 static int64_t thread_busy_us(void)
 {
+    /* Opened once per thread (a pool lives on one loop thread), read
+     * again from its start: one system call per sample, not three. */
+    static __thread int fd = -2;
     char buf[96];
     unsigned long long run_ns, wait_ns;
     struct timespec ts;
-    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
+    if (fd == -2)
+        fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 
-        close(fd);
         if (n > 0) {
             buf[n] = '\0';
             if (sscanf(buf, "%llu %llu", &run_ns, &wait_ns) == 2)
