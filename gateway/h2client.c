@@ -530,7 +530,6 @@ static void retire_unneeded(struct pgw_h2_pool *pool, int64_t now)
     }
 }
 
-/* Fires every tick: deadlines, connect timeouts, PINGs. */
 /* The kernel's minimum RTT of |c|'s TCP connection in µs; 0 unknown. */
 static uint32_t conn_min_rtt_us(const struct h2conn *c)
 {
@@ -545,6 +544,7 @@ static uint32_t conn_min_rtt_us(const struct h2conn *c)
     return ti.tcpi_min_rtt == UINT32_MAX ? 0 : ti.tcpi_min_rtt;
 }
 
+/* Fires every tick: deadlines, connect timeouts, PINGs, the round trip. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct pgw_h2_pool *pool = arg;
