@@ -1400,6 +1400,19 @@ static void pq_ok(PGconn *c, const char *sql)
     PQclear(r);
 }
 
+/* A statement of the store waits for row 1 (held by another session)
+ * and holds nothing after it: row 2 can still be taken. */
+static void expect_waiting_on_row_1(struct fx *f)
+{
+    run_until_sql(f,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                  "current_database() AND wait_event_type = 'Lock'",
+                  "1", 10000);
+    expect_sql(f->db,
+               "SELECT id FROM installations WHERE id = 2 FOR UPDATE NOWAIT",
+               "2");
+}
+
 /* The order in which the statements that change badges lock their rows,
  * seen directly: on a table of 30 rows the planner's own choice for an
  * update is a hash join over a sequential scan, in physical order, and row
@@ -1456,13 +1469,7 @@ static void check_lock_order(struct fx *f, int callers, unsigned flags,
         assert_int_equal(pgw_store_undo_badges(f->store, both, 2, on_done, &dr),
                          0);
     }
-    run_until_sql(f,
-                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                  "current_database() AND wait_event_type = 'Lock'",
-                  "1", 10000);
-    expect_sql(f->db,
-               "SELECT id FROM installations WHERE id = 2 FOR UPDATE NOWAIT",
-               "2");
+    expect_waiting_on_row_1(f);
     pq_ok(holder, "COMMIT");
     PQfinish(holder);
     run_until(f->base, &done, callers ? callers : 1, 10000);
@@ -1537,13 +1544,7 @@ static void test_page_lock_order(void **state)
     pq_ok(holder, "BEGIN");
     pq_ok(holder, "SELECT 1 FROM installations WHERE id = 1 FOR UPDATE");
     read_page(f, 7, &r, &done);
-    run_until_sql(f,
-                  "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                  "current_database() AND wait_event_type = 'Lock'",
-                  "1", 10000);
-    expect_sql(f->db,
-               "SELECT id FROM installations WHERE id = 2 FOR UPDATE NOWAIT",
-               "2");
+    expect_waiting_on_row_1(f);
     pq_ok(holder, "COMMIT");
     run_until(f->base, &done, 1, 10000);
     assert_int_equal(r.err, 0);
