@@ -808,19 +808,15 @@ static bool seen_add(struct job *job, int64_t id, int badge, int *ret_badge)
 
 static void id_list_add(struct job *job, struct id_list *l, int64_t id)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        int64_t *n = realloc(l->v, cap * sizeof(*n));
+    int64_t *v = pgw_array_grow(l->v, &l->cap, l->n, sizeof(*v), 16);
 
-        if (!n) {
-            pgw_log_error("out of memory: a badge of event '%s' stays one "
-                          "too high",
-                          job->event_id_str);
-            return;
-        }
-        l->v = n;
-        l->cap = cap;
+    if (!v) {
+        pgw_log_error("out of memory: a badge of event '%s' stays one too "
+                      "high",
+                      job->event_id_str);
+        return;
     }
+    l->v = v;
     l->v[l->n++] = id;
 }
 
