@@ -49,12 +49,6 @@
  * providers' streams (update_cap). */
 #define DEFAULT_MAX_INFLIGHT 10000
 #define INFLIGHT_CEIL_FACTOR 2
-/* Bandwidth × delay, four times over: twice lets a rate held back by
- * the bound double per round trip; twice again keeps enough in flight
- * that answers come back in larger pieces per wake-up, which cost the
- * gateway (and the provider) less CPU per push than a trickle does
- * (docs/BENCHMARKS.md, Distance). */
-#define INFLIGHT_GAIN 4
 #define RATE_WINDOW_MS 100
 /* Pushes built (or about to be) and not answered yet, as a multiple of
  * max_inflight: beyond it, events wait before their installations are
@@ -64,11 +58,9 @@
  * the pools (docs/BENCHMARKS.md). */
 #define PENDING_PUSHES_FACTOR 4
 /* The in-flight cap follows the providers' streams (update_cap): worked
- * out again after this many sends and by the pump, with this much room
- * over what fills them, and never under this. */
+ * out again after this many sends and by the pump
+ * (pgw_dispatch_pacing_cap()). */
 #define CAP_EVERY 1024
-#define CAP_SLACK_DIV 8
-#define CAP_MIN 256
 /* An event with more recipients than this is looked up in parts of about
  * equal size, at most LOOKUP_PARTS_MAX, that go on as many database
  * connections at once, and its pushes leave as each part's rows arrive:
@@ -76,11 +68,6 @@
  * push for as long as it takes. */
 #define LOOKUP_PART_NAMES 250
 #define LOOKUP_PARTS_MAX 4
-/* Events claimed at most per statement. */
-#define EVENT_CLAIM_MAX 200
-/* While the in-flight cap is reached, events are claimed ahead once this
- * fraction of the pending-pushes bound is free (claim_events). */
-#define CLAIM_AHEAD_DIV 4
 #define FINISH_RETRY_MS 1000
 
 struct job;
@@ -269,8 +256,8 @@ int pgw_dispatch_new(const struct pgw_dispatch_options *opts,
     d->cap = d->o.max_inflight;
     /* A quarter of the in-memory bound, at most a full claim. */
     d->claim_batch = d->o.max_events / 4 + 1;
-    if (d->claim_batch > EVENT_CLAIM_MAX)
-        d->claim_batch = EVENT_CLAIM_MAX;
+    if (d->claim_batch > PGW_DISPATCH_CLAIM_MAX)
+        d->claim_batch = PGW_DISPATCH_CLAIM_MAX;
     d->claim_timer = event_new(d->o.base, -1, EV_PERSIST, on_claim_timer, d);
     d->lease_timer = event_new(d->o.base, -1, EV_PERSIST, on_lease_timer, d);
     d->pump_ev = event_new(d->o.base, -1, 0, on_pump, d);
@@ -967,7 +954,8 @@ void dispatch_count_send(struct pgw_dispatch *d, enum pgw_provider p)
 
 size_t dispatch_bulk_cap(const struct pgw_dispatch *d)
 {
-    return d->cap_known || d->cap < CAP_MIN ? d->cap : CAP_MIN;
+    return d->cap_known || d->cap < PGW_DISPATCH_CAP_MIN ? d->cap
+                                                         : PGW_DISPATCH_CAP_MIN;
 }
 
 bool dispatch_inflight_room(const struct pgw_dispatch *d)
@@ -987,7 +975,7 @@ static void update_cap(struct pgw_dispatch *d)
 {
     size_t capacity[2] = {0, 0};
     uint32_t share[2];
-    bool measured = inflight_total(d) >= CAP_MIN;
+    bool measured = inflight_total(d) >= PGW_DISPATCH_CAP_MIN;
 
     d->sends_since_cap = 0;
     update_bound(d);
@@ -1038,46 +1026,6 @@ static void update_bound(struct pgw_dispatch *d)
         d->answer_rate, d->rtt_us, d->o.max_inflight,
         d->o.max_inflight * INFLIGHT_CEIL_FACTOR);
     d->max_pending = d->bound + d->o.max_inflight * (PENDING_PUSHES_FACTOR - 1);
-}
-
-size_t pgw_dispatch_inflight_bound(const double rate[2],
-                                   const uint32_t rtt_us[2], size_t floor,
-                                   size_t ceiling)
-{
-    double bdp = 0;
-
-    for (int p = 0; p < 2; p++)
-        if (rate[p] > 0 && rtt_us[p])
-            bdp += rate[p] * (double)rtt_us[p] / 1e6;
-    bdp *= INFLIGHT_GAIN;
-    if (bdp <= (double)floor)
-        return floor;
-    if (bdp >= (double)ceiling)
-        return ceiling > floor ? ceiling : floor;
-    return (size_t)bdp;
-}
-
-double pgw_dispatch_rate_filter(double est, double sample, unsigned windows)
-{
-    for (unsigned i = 0; i < windows && est > sample; i++)
-        est -= est / 8;
-    return sample > est ? sample : est;
-}
-
-size_t pgw_dispatch_pacing_cap(const uint32_t recent[2],
-                               const size_t capacity[2], size_t max_inflight)
-{
-    uint64_t sent = (uint64_t)recent[0] + recent[1];
-    size_t best = SIZE_MAX;
-
-    for (int p = 0; p < 2; p++) {
-        if (recent[p] && capacity[p] && capacity[p] * sent / recent[p] < best)
-            best = (size_t)(capacity[p] * sent / recent[p]);
-    }
-    if (best == SIZE_MAX || best >= max_inflight)
-        return max_inflight;
-    best += best / CAP_SLACK_DIV;
-    return best < CAP_MIN ? CAP_MIN : best > max_inflight ? max_inflight : best;
 }
 
 static size_t provider_capacity(const struct pgw_runtime *rt,
@@ -1428,34 +1376,6 @@ static void claim_events(struct pgw_dispatch *d, size_t min_room)
         d->claim_asked = room;
         d->claim_stored_gen = d->stored_gen;
     }
-}
-
-size_t pgw_dispatch_claim_room(size_t job_room, size_t min_room, size_t used,
-                               size_t max_pending, double avg_recipients,
-                               bool inflight_room)
-{
-    size_t room = job_room, by_bound;
-
-    if (used >= max_pending || room < min_room || room == 0)
-        return 0;
-    /* With every push slot taken (a far provider keeps them taken for its
-     * round trip) the next events are claimed and looked up ahead, so
-     * that their pushes are built when slots free: waiting for a free
-     * slot to claim left the senders idle for a claim and a lookup each
-     * time the built pushes ran out. In batches of a quarter of the
-     * bound, not an event at a time. */
-    if (!inflight_room && used > max_pending - max_pending / CLAIM_AHEAD_DIV)
-        return 0;
-    if (room > EVENT_CLAIM_MAX)
-        room = EVENT_CLAIM_MAX;
-    /* No more events than the bound on pending pushes has room for at
-     * the recipients events have had: claimed events wait in memory for
-     * their lookups. At least one. */
-    by_bound = (size_t)((double)(max_pending - used) /
-                        (avg_recipients > 1 ? avg_recipients : 1));
-    if (by_bound < room)
-        room = by_bound ? by_bound : 1;
-    return room;
 }
 
 /* True when a job of this process works |event_id|. */
